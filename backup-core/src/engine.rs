@@ -1,0 +1,349 @@
+//! [`Engine`]: backup, restore, verify and prune over one store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, Filter};
+use crate::compression::{Compression, Compressor};
+use crate::manifest::{
+    BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, Layout, MANIFEST_VERSION, Manifest,
+    new_backup_id,
+};
+use crate::pipeline::{Expected, PipelineOptions, RestoreSink, run_backup, run_restore};
+use crate::retention::{PlanOptions, RetentionPlan, RetentionPolicy, plan};
+use crate::source::{DumpOptions, DumpSource, RestoreOptions, RestoreReport, RestoreTarget};
+use crate::store::{PutOptions, Store};
+use crate::{Error, Result, validate_id};
+
+/// Who, for whom and why a backup is taken.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BackupRequest {
+    /// Id of the configured source (database entry); part of every key.
+    pub source_id: String,
+    /// Tenant the backup belongs to ([`DEFAULT_TENANT`] by default).
+    pub tenant: String,
+    /// Manual or scheduled.
+    pub kind: BackupKind,
+    /// What the source should dump.
+    pub dump: DumpOptions,
+    /// Recorded in the manifest (`cli`, `scheduler`, `api:admin`).
+    pub created_by: Option<String>,
+    /// Free-form labels recorded in the manifest.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl BackupRequest {
+    /// A manual backup of `source_id` for the default tenant.
+    pub fn new(source_id: impl Into<String>) -> Self {
+        BackupRequest {
+            source_id: source_id.into(),
+            tenant: DEFAULT_TENANT.to_string(),
+            kind: BackupKind::Manual,
+            dump: DumpOptions::default(),
+            created_by: None,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the tenant.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = tenant.into();
+        self
+    }
+
+    /// Sets manual or scheduled.
+    pub fn kind(mut self, kind: BackupKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Sets who asked.
+    pub fn created_by(mut self, who: impl Into<String>) -> Self {
+        self.created_by = Some(who.into());
+        self
+    }
+
+    /// Adds a label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// What a prune run did (or, for a dry run, would do), per source.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PruneReport {
+    /// Whether anything was actually deleted.
+    pub dry_run: bool,
+    /// The plan per `tenant/source_id`.
+    pub sources: BTreeMap<String, RetentionPlan>,
+}
+
+/// The library's front door: takes, lists, verifies, restores and prunes
+/// backups in one [`Store`].
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use backup_core::{Engine, InMemoryStore, Compression};
+/// let engine = Engine::new(Arc::new(InMemoryStore::new()))
+///     .with_compressor(Arc::new(Compression::gzip(6)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    catalog: Arc<Catalog>,
+    compressor: Arc<dyn Compressor>,
+    options: PipelineOptions,
+}
+
+impl Engine {
+    /// An engine over `store` with the default compression and buffering.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Engine {
+            catalog: Arc::new(Catalog::new(Arc::clone(&store))),
+            store,
+            compressor: Arc::new(Compression::default()),
+            options: PipelineOptions::default(),
+        }
+    }
+
+    /// Uses `compressor` for new backups (restores use what each manifest
+    /// recorded).
+    pub fn with_compressor(mut self, compressor: Arc<dyn Compressor>) -> Self {
+        self.compressor = compressor;
+        self
+    }
+
+    /// Sets buffering, stall watchdog and cancellation.
+    pub fn with_options(mut self, options: PipelineOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The catalog of committed backups.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The pipeline options.
+    pub fn options(&self) -> &PipelineOptions {
+        &self.options
+    }
+
+    /// Takes a backup of `source` and commits it by writing its manifest
+    /// last. On any failure nothing is listed and no artifact remains
+    /// (the upload is aborted; a crash mid-way leaves at most an orphan for
+    /// [`Catalog::sweep`]).
+    pub async fn backup(&self, source: &dyn DumpSource, req: &BackupRequest) -> Result<Manifest> {
+        validate_id(&req.tenant)?;
+        validate_id(&req.source_id)?;
+        let info = source.info();
+        let started_at = Utc::now();
+        let id = new_backup_id(started_at);
+        let layout = Layout::new(
+            &req.tenant,
+            &req.source_id,
+            req.kind,
+            &info.format,
+            &info.database,
+            &id,
+            started_at,
+        )?;
+        let artifact = layout.artifact_key(&format!(
+            "{}{}",
+            info.extension,
+            self.compressor.extension()
+        ))?;
+        // Open the upload before starting the dump so store problems
+        // (credentials, missing bucket) surface before the database is read.
+        let upload = self.store.put_stream(&artifact).await?;
+        let dump = match source.dump(&req.dump).await {
+            Ok(dump) => dump,
+            Err(e) => {
+                let _ = upload.abort().await;
+                return Err(e);
+            }
+        };
+        tracing::info!(%id, source = %req.source_id, tenant = %req.tenant, "backup started");
+        let outcome = run_backup(
+            self.store.as_ref(),
+            &artifact,
+            upload,
+            dump.stream,
+            Arc::clone(&self.compressor),
+            &self.options,
+        )
+        .await?;
+        let manifest = Manifest {
+            manifest_version: MANIFEST_VERSION,
+            id,
+            tenant: req.tenant.clone(),
+            source_id: req.source_id.clone(),
+            engine: info.engine,
+            database: info.database,
+            kind: req.kind,
+            backup_type: BackupType::Full,
+            format: info.format,
+            compression: CompressionInfo {
+                algorithm: self.compressor.algorithm().to_string(),
+                level: self.compressor.level(),
+            },
+            encryption: None,
+            started_at,
+            finished_at: Utc::now(),
+            artifact: artifact.to_string(),
+            stored: outcome.stored,
+            raw: outcome.raw,
+            versions: dump.versions,
+            parent: None,
+            created_by: req.created_by.clone(),
+            labels: req.labels.clone(),
+        };
+        let manifest_key = layout.manifest_key()?;
+        if let Err(e) = self
+            .store
+            .put(
+                &manifest_key,
+                Bytes::from(manifest.to_json()),
+                PutOptions::create(),
+            )
+            .await
+        {
+            // Without a manifest the artifact is an orphan: remove it now
+            // rather than waiting for a sweep.
+            let _ = self.store.delete(&artifact).await;
+            return Err(e);
+        }
+        tracing::info!(
+            id = %manifest.id,
+            bytes = manifest.stored.size,
+            raw_bytes = manifest.raw.size,
+            "backup committed"
+        );
+        Ok(manifest)
+    }
+
+    /// Restores backup `id` into `target`. The artifact is verified while it
+    /// streams (stored and decompressed digests against the manifest); on a
+    /// mismatch the session is aborted before its end of input, so nothing
+    /// is committed. `tenant` scopes the lookup.
+    pub async fn restore(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+        target: &dyn RestoreTarget,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let manifest = self.catalog.get(id, tenant).await?;
+        if manifest.engine != target.engine() || !target.accepts_format(&manifest.format) {
+            return Err(Error::Config(format!(
+                "backup {id} is a {} {} dump; the target restores {}",
+                manifest.engine,
+                manifest.format,
+                target.engine()
+            )));
+        }
+        let decompressor: Arc<dyn Compressor> =
+            Arc::new(Compression::for_algorithm(&manifest.compression.algorithm)?);
+        let artifact_key = manifest.artifact_key()?;
+        let artifact = self.store.get(&artifact_key).await?;
+        if artifact.meta.size != manifest.stored.size {
+            return Err(Error::Integrity {
+                what: artifact_key.to_string(),
+                detail: format!(
+                    "artifact is {} bytes, manifest records {} (truncated or replaced)",
+                    artifact.meta.size, manifest.stored.size
+                ),
+            });
+        }
+        let session = target.begin(opts).await?;
+        tracing::info!(%id, "restore started");
+        let report = run_restore(
+            artifact.stream,
+            decompressor,
+            Expected {
+                what: artifact_key.as_str(),
+                stored: &manifest.stored,
+                raw: &manifest.raw,
+            },
+            RestoreSink::Session(session),
+            &self.options,
+        )
+        .await?
+        .expect("a session sink reports");
+        tracing::info!(%id, database = %report.database, "restore committed");
+        Ok(report)
+    }
+
+    /// Re-reads backup `id`, checking size, SHA-256 and MD5 of the stored
+    /// bytes and, after decompression, of the dump itself.
+    pub async fn verify(&self, id: &str, tenant: Option<&str>) -> Result<Arc<Manifest>> {
+        let manifest = self.catalog.get(id, tenant).await?;
+        let decompressor: Arc<dyn Compressor> =
+            Arc::new(Compression::for_algorithm(&manifest.compression.algorithm)?);
+        let artifact_key = manifest.artifact_key()?;
+        let artifact = self.store.get(&artifact_key).await?;
+        run_restore(
+            artifact.stream,
+            decompressor,
+            Expected {
+                what: artifact_key.as_str(),
+                stored: &manifest.stored,
+                raw: &manifest.raw,
+            },
+            RestoreSink::Discard,
+            &self.options,
+        )
+        .await?;
+        Ok(manifest)
+    }
+
+    /// Applies retention to every source matching `filter`: plans with
+    /// [`plan`], then (unless `dry_run`) deletes each doomed backup manifest
+    /// first, artifact second.
+    pub async fn prune(
+        &self,
+        filter: &Filter,
+        policies: &[&dyn RetentionPolicy],
+        opts: PlanOptions,
+        dry_run: bool,
+    ) -> Result<PruneReport> {
+        let mut groups: BTreeMap<String, Vec<Arc<Manifest>>> = BTreeMap::new();
+        for m in self.catalog.list(filter).await? {
+            groups
+                .entry(format!("{}/{}", m.tenant, m.source_id))
+                .or_default()
+                .push(m);
+        }
+        let now = Utc::now();
+        let mut report = PruneReport {
+            dry_run,
+            ..PruneReport::default()
+        };
+        for (source, backups) in groups {
+            let p = plan(&backups, policies, now, opts);
+            if !dry_run {
+                for doomed in &p.delete {
+                    let m = backups
+                        .iter()
+                        .find(|m| m.id == doomed.id)
+                        .expect("plan only names listed backups");
+                    self.catalog.delete_manifest(m).await?;
+                    tracing::info!(id = %m.id, %source, "pruned backup");
+                }
+            }
+            report.sources.insert(source, p);
+        }
+        Ok(report)
+    }
+}

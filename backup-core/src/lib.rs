@@ -1,0 +1,137 @@
+//! # backup-core
+//!
+//! The core of an embeddable database-backup library: the traits engines and
+//! stores implement, and the streaming pipeline that joins them.
+//!
+//! ```text
+//! DumpSource ──▶ Compressor ──▶ Hasher (SHA-256 + MD5) ──▶ Store
+//!  (pg_dump,      (zstd, gzip)                            (directory, S3)
+//!   mongo)
+//! ```
+//!
+//! - [`DumpSource`] / [`RestoreTarget`]: an engine adapter (`backup-postgres`,
+//!   `backup-mongo`) dumps a database as a byte stream and restores one.
+//! - [`Store`]: a storage adapter (`backup-store-fs`, `backup-store-s3`) with
+//!   atomic streaming uploads.
+//! - [`Compressor`]: a compression stage ([`Compression`] is built in).
+//! - [`RetentionPolicy`]: which backups to keep ([`KeepLast`] is built in).
+//! - [`Engine`]: backup, restore, verify and prune over one store, with the
+//!   [`Catalog`] of committed backups read from their [`Manifest`]s.
+//!
+//! Every stage streams through bounded buffers, so memory stays flat
+//! whatever the size of the database. A backup is committed by writing its
+//! manifest last; a restore verifies the artifact while streaming and
+//! aborts the target before it can commit if anything does not match.
+//!
+//! ## Example
+//!
+//! A toy source and target show the shape; real hosts use the adapter
+//! crates.
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use async_trait::async_trait;
+//! use backup_core::*;
+//! use bytes::Bytes;
+//!
+//! #[derive(Debug)]
+//! struct Greeting;
+//!
+//! #[async_trait]
+//! impl DumpSource for Greeting {
+//!     fn info(&self) -> SourceInfo {
+//!         SourceInfo {
+//!             engine: "toy".into(),
+//!             database: "greetings".into(),
+//!             format: "text".into(),
+//!             extension: "txt".into(),
+//!         }
+//!     }
+//!     async fn dump(&self, _: &DumpOptions) -> Result<DumpStream> {
+//!         let chunks = vec![Ok(Bytes::from_static(b"hello, ")), Ok(Bytes::from_static(b"world"))];
+//!         Ok(DumpStream { stream: Box::pin(futures::stream::iter(chunks)), versions: Versions::default() })
+//!     }
+//! }
+//!
+//! #[derive(Debug, Default)]
+//! struct Collect(Arc<Mutex<Vec<u8>>>);
+//!
+//! #[derive(Debug)]
+//! struct Session(Arc<Mutex<Vec<u8>>>, Vec<u8>);
+//!
+//! #[async_trait]
+//! impl RestoreTarget for Collect {
+//!     fn engine(&self) -> &str { "toy" }
+//!     fn accepts_format(&self, format: &str) -> bool { format == "text" }
+//!     async fn begin(&self, _: &RestoreOptions) -> Result<Box<dyn RestoreSession>> {
+//!         Ok(Box::new(Session(self.0.clone(), Vec::new())))
+//!     }
+//! }
+//!
+//! #[async_trait]
+//! impl RestoreSession for Session {
+//!     async fn write(&mut self, data: Bytes) -> Result<()> { self.1.extend_from_slice(&data); Ok(()) }
+//!     async fn commit(self: Box<Self>) -> Result<RestoreReport> {
+//!         *self.0.lock().unwrap() = self.1; // applied only now
+//!         Ok(RestoreReport { database: "greetings".into(), warnings: vec![] })
+//!     }
+//!     async fn abort(self: Box<Self>) -> Result<()> { Ok(()) }
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let engine = Engine::new(Arc::new(InMemoryStore::new()));
+//! let manifest = engine.backup(&Greeting, &BackupRequest::new("greeter")).await?;
+//! assert_eq!(manifest.raw.size, 12);
+//!
+//! let listed = engine.catalog().list(&Filter::all()).await?;
+//! assert_eq!(listed[0].id, manifest.id);
+//!
+//! engine.verify(&manifest.id, None).await?;
+//! let target = Collect::default();
+//! engine.restore(&manifest.id, None, &target, &RestoreOptions::default()).await?;
+//! assert_eq!(&*target.0.lock().unwrap(), b"hello, world");
+//! # Ok::<(), Error>(()) }).unwrap();
+//! ```
+#![warn(missing_docs, unreachable_pub)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+mod catalog;
+mod compression;
+mod engine;
+mod error;
+mod key;
+mod manifest;
+mod memory;
+mod pipeline;
+mod retention;
+mod secret;
+mod source;
+mod store;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use catalog::{Catalog, Filter, SweepReport};
+pub use compression::{
+    Algorithm, BoxWrite, Compression, Compressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
+    DEFAULT_ZSTD_WORKERS,
+};
+pub use engine::{BackupRequest, Engine, PruneReport};
+pub use error::{BoxError, Error, Result};
+pub use key::{Key, MAX_KEY_LEN, validate_id};
+pub use manifest::{
+    BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, Digests, EncryptionInfo, Layout,
+    MANIFEST_SUFFIX, MANIFEST_VERSION, Manifest, is_backup_id, new_backup_id, sanitize_name,
+};
+pub use memory::InMemoryStore;
+pub use pipeline::PipelineOptions;
+pub use retention::{Decision, KeepLast, PlanOptions, RetentionPlan, RetentionPolicy, plan};
+pub use secret::Secret;
+pub use source::{
+    DumpOptions, DumpSource, DumpStream, RestoreOptions, RestoreReport, RestoreSession,
+    RestoreTarget, SourceInfo, Versions,
+};
+pub use store::{
+    ByteStream, GetResult, MAX_SMALL_OBJECT, ObjectMeta, PutMode, PutOptions, Store, StoreExt,
+    Upload, delete_each,
+};

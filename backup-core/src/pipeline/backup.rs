@@ -1,0 +1,129 @@
+//! Backup direction: dump stream → compressor → hasher → store upload.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::{AbortOnDrop, ChannelSink, Hasher, PipelineOptions};
+use crate::compression::Compressor;
+use crate::manifest::Digests;
+use crate::store::{ByteStream, Store, Upload};
+use crate::{Error, Key, Result};
+
+/// What a successful upload produced.
+#[derive(Debug)]
+pub(crate) struct BackupOutcome {
+    pub(crate) stored: Digests,
+    pub(crate) raw: Digests,
+}
+
+/// Streams `source` through `compressor` into `upload`, a new object at `key`.
+///
+/// The object is committed only if the source ended cleanly, every stage
+/// succeeded and the sizes agree; on any failure (including cancellation and
+/// a stalled source) the upload is aborted and nothing is left under `key`.
+pub(crate) async fn run_backup(
+    store: &dyn Store,
+    key: &Key,
+    upload: Box<dyn Upload>,
+    source: ByteStream,
+    compressor: Arc<dyn Compressor>,
+    opts: &PipelineOptions,
+) -> Result<BackupOutcome> {
+    let (tx, rx) = mpsc::channel::<Bytes>(opts.queue_depth);
+    let pump = AbortOnDrop(Some(tokio::spawn(pump_source(
+        source,
+        compressor,
+        ChannelSink::new(tx, opts.chunk_size),
+        opts.clone(),
+    ))));
+    let mut upload = Some(upload);
+    let result = tokio::select! {
+        biased;
+        _ = opts.cancel.cancelled() => Err(Error::Cancelled),
+        r = drive(&mut upload, rx, pump) => r,
+    };
+    match result {
+        Ok((stored, raw)) => {
+            let upload = upload.take().expect("upload present until completed");
+            let object = upload.complete().await?;
+            if object.size != stored.size {
+                // The store lost or added bytes: never leave such an object.
+                let _ = store.delete(key).await;
+                return Err(Error::Integrity {
+                    what: key.to_string(),
+                    detail: format!(
+                        "store reports {} bytes after writing {}",
+                        object.size, stored.size
+                    ),
+                });
+            }
+            Ok(BackupOutcome { stored, raw })
+        }
+        Err(e) => {
+            if let Some(upload) = upload.take()
+                && let Err(abort) = upload.abort().await
+            {
+                tracing::warn!(%key, error = %abort, "aborting the failed upload also failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Feeds compressed chunks to the upload, then collects the pump's result.
+async fn drive(
+    upload: &mut Option<Box<dyn Upload>>,
+    mut rx: mpsc::Receiver<Bytes>,
+    pump: AbortOnDrop<Result<Digests>>,
+) -> Result<(Digests, Digests)> {
+    let writer = upload.as_mut().expect("upload present while driving");
+    let mut stored = Hasher::default();
+    while let Some(chunk) = rx.recv().await {
+        stored.update(&chunk);
+        writer.write(chunk).await?;
+    }
+    let raw = pump.join().await.map_err(|e| Error::Dump {
+        engine: "pipeline",
+        detail: format!("compression task failed: {e}"),
+    })??;
+    Ok((stored.finish(), raw))
+}
+
+/// Reads the source with a stall watchdog and pushes it through the
+/// compressor into the channel sink. Returns digests of the raw dump.
+async fn pump_source(
+    mut source: ByteStream,
+    compressor: Arc<dyn Compressor>,
+    sink: ChannelSink,
+    opts: PipelineOptions,
+) -> Result<Digests> {
+    let mut encoder = compressor.encoder(Box::pin(sink));
+    let mut raw = Hasher::default();
+    loop {
+        let next = tokio::time::timeout(opts.stall_timeout, source.next())
+            .await
+            .map_err(|_| Error::Stalled {
+                seconds: opts.stall_timeout.as_secs(),
+            })?;
+        match next {
+            None => break,
+            Some(Err(e)) => return Err(e),
+            Some(Ok(chunk)) => {
+                raw.update(&chunk);
+                encoder
+                    .write_all(&chunk)
+                    .await
+                    .map_err(|e| Error::from_io("compressing the dump", e))?;
+            }
+        }
+    }
+    encoder
+        .shutdown()
+        .await
+        .map_err(|e| Error::from_io("finishing the compressed stream", e))?;
+    Ok(raw.finish())
+}

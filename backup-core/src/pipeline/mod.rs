@@ -1,0 +1,245 @@
+//! The streaming pipeline: source → compressor → hasher → store, and back.
+//!
+//! Stages run concurrently and are joined by a bounded channel of chunks
+//! (`queue_depth` × `chunk_size` bytes at most), so memory stays flat
+//! whatever the size of the database and a slow store slows the dump down
+//! (backpressure) instead of filling memory.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use md5::Md5;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWrite;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, PollSender};
+
+use crate::manifest::Digests;
+
+mod backup;
+mod restore;
+
+pub(crate) use backup::run_backup;
+pub(crate) use restore::{Expected, RestoreSink, run_restore};
+
+/// Tuning of the pipeline; `Default` suits most databases.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PipelineOptions {
+    /// Size of the chunks handed from stage to stage and to the store
+    /// (default 1 MiB).
+    pub chunk_size: usize,
+    /// Chunks buffered between stages before the producer waits
+    /// (default 4).
+    pub queue_depth: usize,
+    /// A backup whose source produces no bytes for this long is failed and
+    /// cleaned up (default 5 minutes).
+    pub stall_timeout: Duration,
+    /// Bytes of decompressed output held back from a restore target until
+    /// the whole artifact has been verified (default 1 MiB). The target
+    /// cannot finish, and so cannot commit, without them.
+    pub holdback: usize,
+    /// Cancels running backups and restores cleanly when triggered.
+    pub cancel: CancellationToken,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            chunk_size: 1024 * 1024,
+            queue_depth: 4,
+            stall_timeout: Duration::from_secs(300),
+            holdback: 1024 * 1024,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+impl PipelineOptions {
+    /// Sets [`PipelineOptions::stall_timeout`].
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// Sets [`PipelineOptions::cancel`].
+    pub fn cancel_token(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// Sets [`PipelineOptions::chunk_size`] and
+    /// [`PipelineOptions::queue_depth`].
+    pub fn buffering(mut self, chunk_size: usize, queue_depth: usize) -> Self {
+        self.chunk_size = chunk_size.max(4096);
+        self.queue_depth = queue_depth.max(1);
+        self
+    }
+}
+
+/// SHA-256 and MD5 of a stream, computed in one pass.
+#[derive(Clone, Default)]
+pub(crate) struct Hasher {
+    sha256: Sha256,
+    md5: Md5,
+    size: u64,
+}
+
+impl Hasher {
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        self.sha256.update(data);
+        self.md5.update(data);
+        self.size += data.len() as u64;
+    }
+
+    pub(crate) fn finish(self) -> Digests {
+        Digests {
+            size: self.size,
+            sha256: hex::encode(self.sha256.finalize()),
+            md5: Some(hex::encode(self.md5.finalize())),
+        }
+    }
+}
+
+/// Compares digests of what was read with what a manifest recorded;
+/// returns a description of the first difference.
+pub(crate) fn compare_digests(expected: &Digests, actual: &Digests) -> Option<String> {
+    if expected.size != actual.size {
+        return Some(format!(
+            "size {} != recorded {} (truncated or extended)",
+            actual.size, expected.size
+        ));
+    }
+    if expected.sha256 != actual.sha256 {
+        return Some(format!(
+            "sha256 {} != recorded {}",
+            actual.sha256, expected.sha256
+        ));
+    }
+    if let (Some(e), Some(a)) = (&expected.md5, &actual.md5)
+        && e != a
+    {
+        return Some(format!("md5 {a} != recorded {e}"));
+    }
+    None
+}
+
+/// The last stage of a write chain: cuts what it is given into chunks of
+/// `chunk_size` bytes and sends them over a bounded channel, waiting when
+/// the channel is full. Shutdown sends the remainder and closes the channel.
+pub(crate) struct ChannelSink {
+    tx: PollSender<Bytes>,
+    buf: BytesMut,
+    chunk_size: usize,
+}
+
+impl ChannelSink {
+    pub(crate) fn new(tx: mpsc::Sender<Bytes>, chunk_size: usize) -> Self {
+        ChannelSink {
+            tx: PollSender::new(tx),
+            buf: BytesMut::with_capacity(chunk_size),
+            chunk_size,
+        }
+    }
+
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.tx.poll_reserve(cx)).map_err(|_| closed())?;
+        let chunk = self.buf.split().freeze();
+        self.buf.reserve(self.chunk_size);
+        self.tx.send_item(chunk).map_err(|_| closed())?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipeline consumer stopped")
+}
+
+impl AsyncWrite for ChannelSink {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.buf.len() >= this.chunk_size {
+            ready!(this.poll_send(cx))?;
+        }
+        let room = this.chunk_size.saturating_sub(this.buf.len()).max(1);
+        let n = data.len().min(room);
+        this.buf.extend_from_slice(&data[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        // Chunks are sent when full or at shutdown; flushing must not cut
+        // small chunks.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.buf.is_empty() {
+            ready!(this.poll_send(cx))?;
+        }
+        this.tx.close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Aborts a spawned stage when dropped, so a cancelled or failed pipeline
+/// never leaves a detached task (and its child process) running.
+pub(crate) struct AbortOnDrop<T>(pub(crate) Option<JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    pub(crate) async fn join(mut self) -> std::result::Result<T, tokio::task::JoinError> {
+        let handle = self.0.take().expect("joined once");
+        handle.await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn digests_of_known_input() {
+        let mut h = Hasher::default();
+        h.update(b"abc");
+        let d = h.finish();
+        assert_eq!(
+            d.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(d.md5.as_deref(), Some("900150983cd24fb0d6963f7d28e17f72"));
+        assert_eq!(d.size, 3);
+    }
+
+    #[tokio::test]
+    async fn sink_cuts_chunks_and_applies_backpressure() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut sink = ChannelSink::new(tx, 10);
+        let writer = tokio::spawn(async move {
+            sink.write_all(&[7u8; 35]).await.unwrap();
+            sink.shutdown().await.unwrap();
+        });
+        let mut sizes = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            sizes.push(chunk.len());
+        }
+        writer.await.unwrap();
+        assert_eq!(sizes, vec![10, 10, 10, 5]);
+    }
+}

@@ -1,0 +1,169 @@
+//! Restore direction: store → hasher → decompressor → hasher → holdback →
+//! restore target.
+//!
+//! The target receives the dump as it is verified, except for the last
+//! `holdback` bytes, which are released only after the stored and raw
+//! digests both match the manifest. A dump tool cannot finish (and so
+//! cannot commit) without the end of its input, so a corrupt or truncated
+//! artifact is refused before anything is applied: the session is aborted
+//! instead.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::{AbortOnDrop, ChannelSink, Hasher, PipelineOptions, compare_digests};
+use crate::compression::Compressor;
+use crate::manifest::Digests;
+use crate::source::{RestoreReport, RestoreSession};
+use crate::store::ByteStream;
+use crate::{Error, Result};
+
+/// Where verified bytes go.
+pub(crate) enum RestoreSink {
+    /// A restore session, committed only after verification.
+    Session(Box<dyn RestoreSession>),
+    /// Nowhere: a verification run.
+    Discard,
+}
+
+/// What the artifact should hash to.
+pub(crate) struct Expected<'a> {
+    pub(crate) what: &'a str,
+    pub(crate) stored: &'a Digests,
+    pub(crate) raw: &'a Digests,
+}
+
+/// Streams an artifact into `sink`, verifying it on the way, and commits the
+/// sink only if every digest matches. Returns the report of the committed
+/// session (`None` for [`RestoreSink::Discard`]).
+pub(crate) async fn run_restore(
+    artifact: ByteStream,
+    decompressor: Arc<dyn Compressor>,
+    expected: Expected<'_>,
+    sink: RestoreSink,
+    opts: &PipelineOptions,
+) -> Result<Option<RestoreReport>> {
+    let (tx, rx) = mpsc::channel::<Bytes>(opts.queue_depth);
+    let pump = AbortOnDrop(Some(tokio::spawn(pump_artifact(
+        artifact,
+        decompressor,
+        ChannelSink::new(tx, opts.chunk_size),
+        expected.what.to_string(),
+    ))));
+    let mut session = match sink {
+        RestoreSink::Session(s) => Some(s),
+        RestoreSink::Discard => None,
+    };
+    let verified = tokio::select! {
+        biased;
+        _ = opts.cancel.cancelled() => Err(Error::Cancelled),
+        r = feed(&mut session, rx, pump, &expected, opts.holdback) => r,
+    };
+    match (verified, session) {
+        (Ok(tail), Some(mut session)) => {
+            for chunk in tail {
+                if let Err(e) = session.write(chunk).await {
+                    let _ = session.abort().await;
+                    return Err(e);
+                }
+            }
+            session.commit().await.map(Some)
+        }
+        (Ok(_), None) => Ok(None),
+        (Err(e), Some(session)) => {
+            if let Err(abort) = session.abort().await {
+                tracing::warn!(error = %abort, "aborting the restore session failed");
+            }
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// Writes verified-so-far output to the session, keeping the last
+/// `holdback` bytes back; returns them once every digest matched.
+async fn feed(
+    session: &mut Option<Box<dyn RestoreSession>>,
+    mut rx: mpsc::Receiver<Bytes>,
+    pump: AbortOnDrop<Result<Digests>>,
+    expected: &Expected<'_>,
+    holdback: usize,
+) -> Result<VecDeque<Bytes>> {
+    let mut raw = Hasher::default();
+    let mut tail: VecDeque<Bytes> = VecDeque::new();
+    let mut tail_len = 0usize;
+    while let Some(chunk) = rx.recv().await {
+        raw.update(&chunk);
+        tail_len += chunk.len();
+        tail.push_back(chunk);
+        while let Some(front) = tail.front() {
+            if tail_len - front.len() < holdback {
+                break;
+            }
+            let front = tail.pop_front().expect("front exists");
+            tail_len -= front.len();
+            if let Some(session) = session.as_mut() {
+                session.write(front).await?;
+            }
+        }
+    }
+    let stored = pump.join().await.map_err(|e| Error::Restore {
+        engine: "pipeline",
+        detail: format!("decompression task failed: {e}"),
+    })??;
+    if let Some(diff) = compare_digests(expected.stored, &stored) {
+        return Err(Error::Integrity {
+            what: expected.what.to_string(),
+            detail: format!("stored bytes: {diff}"),
+        });
+    }
+    if let Some(diff) = compare_digests(expected.raw, &raw.finish()) {
+        return Err(Error::Integrity {
+            what: expected.what.to_string(),
+            detail: format!("decompressed dump: {diff}"),
+        });
+    }
+    Ok(tail)
+}
+
+/// Hashes the stored bytes and decompresses them into the channel. Returns
+/// digests of the stored bytes.
+async fn pump_artifact(
+    mut artifact: ByteStream,
+    decompressor: Arc<dyn Compressor>,
+    sink: ChannelSink,
+    what: String,
+) -> Result<Digests> {
+    let mut decoder = decompressor.decoder(Box::pin(sink));
+    let mut stored = Hasher::default();
+    let corrupt = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // The consumer stopped; its own error is the one to report.
+            Error::Cancelled
+        } else {
+            Error::Integrity {
+                what: what.clone(),
+                detail: format!(
+                    "cannot {} the artifact: {e}",
+                    if decompressor.algorithm() == "none" {
+                        "read"
+                    } else {
+                        "decompress"
+                    }
+                ),
+            }
+        }
+    };
+    while let Some(chunk) = artifact.next().await {
+        let chunk = chunk?;
+        stored.update(&chunk);
+        decoder.write_all(&chunk).await.map_err(corrupt)?;
+    }
+    decoder.shutdown().await.map_err(corrupt)?;
+    Ok(stored.finish())
+}

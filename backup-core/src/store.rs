@@ -1,0 +1,247 @@
+//! The [`Store`] trait: where artifacts and manifests live.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use crate::{Error, Key, Result};
+
+/// A stream of byte chunks; an `Err` item ends it.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// What a store knows about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's key.
+    pub key: Key,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was last written (store clock).
+    pub last_modified: DateTime<Utc>,
+}
+
+/// How a small-object [`Store::put`] treats an existing object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PutMode {
+    /// Replace whatever is there (the default).
+    #[default]
+    Overwrite,
+    /// Fail with [`Error::AlreadyExists`] if the key exists; the check and the
+    /// write are one atomic step (used for leases and manifests).
+    Create,
+}
+
+/// Per-call options of [`Store::put`]; `Default` is an overwrite.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PutOptions {
+    /// Overwrite or create-only.
+    pub mode: PutMode,
+}
+
+impl PutOptions {
+    /// Create-only: fails if the key exists.
+    pub fn create() -> Self {
+        PutOptions {
+            mode: PutMode::Create,
+        }
+    }
+}
+
+/// The result of [`Store::get`]: metadata plus the body as a stream.
+pub struct GetResult {
+    /// Metadata of the object being read.
+    pub meta: ObjectMeta,
+    /// The body, in store-sized chunks.
+    pub stream: ByteStream,
+}
+
+impl fmt::Debug for GetResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetResult")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A storage backend for artifacts and manifests: a local directory, an S3
+/// bucket, memory.
+///
+/// # Contract
+///
+/// - **Atomicity**: an object is either absent or complete. [`Store::put`] and
+///   a completed [`Upload`] become visible in one step; readers never see a
+///   partial object, and an aborted, dropped or failed upload leaves nothing
+///   visible under its key.
+/// - **Keys** arrive pre-validated as [`Key`]s; stores map them to their own
+///   namespace below their configured root or prefix and never outside it.
+/// - **Delete is idempotent**: deleting a missing key succeeds.
+/// - **Listing** returns every committed object whose key lies under the
+///   prefix (by whole segments), in no particular order, and never includes
+///   in-progress uploads or the store's temporary files.
+/// - [`PutMode::Create`] is atomic with respect to concurrent writers, or the
+///   store returns [`Error::Unsupported`].
+///
+/// The trait is object safe: hosts hold an `Arc<dyn Store>` picked from
+/// configuration. Convenience methods live in [`StoreExt`].
+#[async_trait]
+pub trait Store: fmt::Display + fmt::Debug + Send + Sync + 'static {
+    /// Writes a small object (manifest, lease) in one request.
+    async fn put(&self, key: &Key, data: Bytes, opts: PutOptions) -> Result<ObjectMeta>;
+
+    /// Starts a streaming upload of an object of unknown size. Nothing is
+    /// visible under `key` until [`Upload::complete`] returns.
+    async fn put_stream(&self, key: &Key) -> Result<Box<dyn Upload>>;
+
+    /// Reads an object as a stream.
+    async fn get(&self, key: &Key) -> Result<GetResult>;
+
+    /// Metadata of one object, or [`Error::NotFound`].
+    async fn head(&self, key: &Key) -> Result<ObjectMeta>;
+
+    /// Every object under `prefix` (the whole store when `None`).
+    fn list(&self, prefix: Option<&Key>) -> BoxStream<'static, Result<ObjectMeta>>;
+
+    /// Deletes one object; missing objects are not an error.
+    async fn delete(&self, key: &Key) -> Result<()>;
+
+    /// Deletes several objects, in as few requests as the backend allows;
+    /// missing objects are not an error. Deletion happens in slice order
+    /// where the backend has to issue one request per key.
+    async fn delete_many(&self, keys: &[Key]) -> Result<()>;
+}
+
+/// A streaming upload started by [`Store::put_stream`].
+///
+/// Call [`Upload::complete`] to commit or [`Upload::abort`] to discard.
+/// Dropping an upload without completing it discards it too (best effort;
+/// prefer an explicit abort, which reports failures).
+#[async_trait]
+pub trait Upload: fmt::Debug + Send {
+    /// Appends bytes. May wait (backpressure) while earlier parts upload.
+    async fn write(&mut self, data: Bytes) -> Result<()>;
+
+    /// Makes the object visible under its key, atomically.
+    async fn complete(self: Box<Self>) -> Result<ObjectMeta>;
+
+    /// Discards everything written so far.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+macro_rules! forward_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: Store + ?Sized> Store for $ty {
+            async fn put(&self, key: &Key, data: Bytes, opts: PutOptions) -> Result<ObjectMeta> {
+                (**self).put(key, data, opts).await
+            }
+            async fn put_stream(&self, key: &Key) -> Result<Box<dyn Upload>> {
+                (**self).put_stream(key).await
+            }
+            async fn get(&self, key: &Key) -> Result<GetResult> {
+                (**self).get(key).await
+            }
+            async fn head(&self, key: &Key) -> Result<ObjectMeta> {
+                (**self).head(key).await
+            }
+            fn list(&self, prefix: Option<&Key>) -> BoxStream<'static, Result<ObjectMeta>> {
+                (**self).list(prefix)
+            }
+            async fn delete(&self, key: &Key) -> Result<()> {
+                (**self).delete(key).await
+            }
+            async fn delete_many(&self, keys: &[Key]) -> Result<()> {
+                (**self).delete_many(keys).await
+            }
+        }
+    };
+}
+
+forward_store!(Arc<T>);
+forward_store!(Box<T>);
+
+/// Largest object [`StoreExt::get_bytes`] reads into memory.
+pub const MAX_SMALL_OBJECT: u64 = 16 * 1024 * 1024;
+
+/// Convenience methods for every [`Store`], kept out of the trait so
+/// wrappers cannot shadow the inner store's behaviour.
+#[async_trait]
+pub trait StoreExt: Store {
+    /// Reads a small object (manifest, lease) fully into memory; refuses
+    /// objects over [`MAX_SMALL_OBJECT`].
+    async fn get_bytes(&self, key: &Key) -> Result<Bytes> {
+        let GetResult { meta, mut stream } = self.get(key).await?;
+        if meta.size > MAX_SMALL_OBJECT {
+            return Err(Error::Config(format!(
+                "{key} is {} bytes, too large to read into memory",
+                meta.size
+            )));
+        }
+        let mut buf = BytesMut::with_capacity(meta.size as usize);
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk?);
+            if buf.len() as u64 > MAX_SMALL_OBJECT {
+                return Err(Error::Config(format!(
+                    "{key} grew past {MAX_SMALL_OBJECT} bytes"
+                )));
+            }
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Whether the key exists.
+    async fn exists(&self, key: &Key) -> Result<bool> {
+        match self.head(key).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a whole stream through [`Store::put_stream`], aborting the
+    /// upload if the stream or the store fails.
+    async fn put_from_stream(&self, key: &Key, mut body: ByteStream) -> Result<ObjectMeta> {
+        let mut upload = self.put_stream(key).await?;
+        while let Some(chunk) = body.next().await {
+            let written = match chunk {
+                Ok(chunk) => upload.write(chunk).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                if let Err(abort) = upload.abort().await {
+                    tracing::warn!(%key, error = %abort, "abort after failed upload also failed");
+                }
+                return Err(e);
+            }
+        }
+        upload.complete().await
+    }
+
+    /// Collects a listing into a vector, sorted by key.
+    async fn list_all(&self, prefix: Option<&Key>) -> Result<Vec<ObjectMeta>> {
+        let mut items = Vec::new();
+        let mut stream = self.list(prefix);
+        while let Some(item) = stream.next().await {
+            items.push(item?);
+        }
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(items)
+    }
+}
+
+impl<T: Store + ?Sized> StoreExt for T {}
+
+/// Deletes keys one by one: the building block for stores whose backend has
+/// no bulk delete.
+pub async fn delete_each<S: Store + ?Sized>(store: &S, keys: &[Key]) -> Result<()> {
+    for key in keys {
+        store.delete(key).await?;
+    }
+    Ok(())
+}

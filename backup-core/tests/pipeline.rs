@@ -1,0 +1,293 @@
+//! The pipeline's guarantees, end to end over the in-memory store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::testing::{Capabilities, RecordingTarget, ScriptedSource, store_conformance};
+use backup_core::*;
+use bytes::Bytes;
+
+fn engine(store: &Arc<InMemoryStore>) -> Engine {
+    Engine::new(store.clone() as Arc<dyn Store>)
+}
+
+async fn keys(store: &InMemoryStore) -> Vec<String> {
+    store
+        .list_all(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn in_memory_store_passes_conformance() {
+    store_conformance(&InMemoryStore::new(), Capabilities::default()).await;
+}
+
+#[tokio::test]
+async fn round_trip_with_every_compression() {
+    let source = ScriptedSource::ok(3 * 1024 * 1024 + 11);
+    for compression in ["none", "gzip:1", "zstd:3", "zstd:19"] {
+        let store = Arc::new(InMemoryStore::new());
+        let engine =
+            engine(&store).with_compressor(Arc::new(compression.parse::<Compression>().unwrap()));
+        let req = BackupRequest::new("src").tenant("acme").label("k", "v");
+        let m = engine.backup(&source, &req).await.unwrap();
+        assert_eq!(m.raw.size, source.len as u64);
+        assert_eq!(
+            m.compression.algorithm,
+            compression.split(':').next().unwrap()
+        );
+        assert!(m.artifact.starts_with("acme/src/"), "{}", m.artifact);
+        assert_eq!(m.labels["k"], "v");
+        assert_eq!(keys(&store).await.len(), 2, "artifact + manifest");
+
+        engine.verify(&m.id, None).await.unwrap();
+        let target = RecordingTarget::default();
+        let report = engine
+            .restore(&m.id, Some("acme"), &target, &RestoreOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(report.database, "synthetic");
+        let rec = target.recording();
+        assert!(!rec.aborted);
+        assert!(rec.committed.unwrap() == source.content(), "{compression}");
+    }
+}
+
+#[tokio::test]
+async fn failing_source_leaves_nothing() {
+    let store = Arc::new(InMemoryStore::new());
+    let err = engine(&store)
+        .backup(
+            &ScriptedSource::fail_after(2 * 1024 * 1024, "server went away"),
+            &BackupRequest::new("src"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("server went away"), "{err}");
+    assert!(keys(&store).await.is_empty(), "{:?}", keys(&store).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stalled_source_is_failed_by_the_watchdog() {
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store)
+        .with_options(PipelineOptions::default().stall_timeout(Duration::from_secs(30)));
+    let err = engine
+        .backup(
+            &ScriptedSource::stall_after(100_000),
+            &BackupRequest::new("src"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Stalled { seconds: 30 }), "{err}");
+    assert!(keys(&store).await.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_backup_leaves_nothing() {
+    let store = Arc::new(InMemoryStore::new());
+    let token = tokio_util::sync::CancellationToken::new();
+    let engine =
+        engine(&store).with_options(PipelineOptions::default().cancel_token(token.clone()));
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        token.cancel();
+    });
+    let err = engine
+        .backup(
+            &ScriptedSource::stall_after(100_000),
+            &BackupRequest::new("src"),
+        )
+        .await
+        .unwrap_err();
+    canceller.await.unwrap();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert!(keys(&store).await.is_empty());
+}
+
+async fn tamper(store: &InMemoryStore, m: &Manifest, f: impl FnOnce(&mut Vec<u8>)) {
+    let key = m.artifact_key().unwrap();
+    let mut bytes = store.get_bytes(&key).await.unwrap().to_vec();
+    f(&mut bytes);
+    store
+        .put(&key, Bytes::from(bytes), PutOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn corrupt_artifacts_are_refused_before_commit() {
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 3] = [
+        ("flipped byte in the middle", |b| {
+            let i = b.len() / 2;
+            b[i] ^= 0x40
+        }),
+        ("flipped last byte", |b| {
+            let i = b.len() - 1;
+            b[i] ^= 0x01
+        }),
+        ("truncated", |b| b.truncate(b.len() - 100)),
+    ];
+    for compression in ["none", "zstd:3", "gzip:6"] {
+        for (what, damage) in damages {
+            let store = Arc::new(InMemoryStore::new());
+            let engine = engine(&store)
+                .with_compressor(Arc::new(compression.parse::<Compression>().unwrap()));
+            // Larger than the holdback so the target has received data.
+            let m = engine
+                .backup(
+                    &ScriptedSource::ok(4 * 1024 * 1024),
+                    &BackupRequest::new("src"),
+                )
+                .await
+                .unwrap();
+            tamper(&store, &m, damage).await;
+            let err = engine.verify(&m.id, None).await.unwrap_err();
+            assert!(
+                matches!(err, Error::Integrity { .. }),
+                "{compression} {what}: {err}"
+            );
+            let target = RecordingTarget::default();
+            let err = engine
+                .restore(&m.id, None, &target, &RestoreOptions::default())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Integrity { .. }),
+                "{compression} {what}: {err}"
+            );
+            let rec = target.recording();
+            assert_eq!(rec.committed, None, "{compression} {what}: committed");
+            if what != "truncated" {
+                assert!(rec.aborted, "{compression} {what}: not aborted");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn catalog_lists_only_committed_backups_and_sweeps_orphans() {
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let m = engine
+        .backup(&ScriptedSource::ok(1000), &BackupRequest::new("src"))
+        .await
+        .unwrap();
+    // An orphan: an artifact-shaped key without a manifest.
+    let orphan =
+        Key::new("default/src/2025/01/manual-bin-synthetic-20250101T000000Z-00000000.bin.zst")
+            .unwrap();
+    store
+        .put(&orphan, Bytes::from_static(b"half"), PutOptions::default())
+        .await
+        .unwrap();
+    let listed = engine.catalog().list(&Filter::all()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, m.id);
+
+    let now = chrono::Utc::now();
+    let early = engine
+        .catalog()
+        .sweep(Duration::from_secs(3600), now)
+        .await
+        .unwrap();
+    assert!(early.removed.is_empty());
+    assert_eq!(early.too_recent, [orphan.to_string()]);
+    let later = now + chrono::Duration::hours(2);
+    let swept = engine
+        .catalog()
+        .sweep(Duration::from_secs(3600), later)
+        .await
+        .unwrap();
+    assert_eq!(swept.removed, [orphan.to_string()]);
+    // The committed backup is untouched.
+    engine.verify(&m.id, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn ids_are_validated_and_scoped_by_tenant() {
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let m = engine
+        .backup(
+            &ScriptedSource::ok(10),
+            &BackupRequest::new("src").tenant("a"),
+        )
+        .await
+        .unwrap();
+    for bad in ["../../etc/passwd", "/etc/passwd", "a/b", ""] {
+        let err = engine.catalog().get(bad, None).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidKey { .. }), "{bad}: {err}");
+    }
+    assert!(engine.catalog().get(&m.id, Some("a")).await.is_ok());
+    let err = engine.catalog().get(&m.id, Some("b")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let err = engine
+        .backup(
+            &ScriptedSource::ok(10),
+            &BackupRequest::new("src").tenant("../x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidKey { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn delete_and_prune_remove_manifest_then_artifact() {
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let m = engine
+            .backup(
+                &ScriptedSource::ok(10),
+                &BackupRequest::new("src").kind(BackupKind::Scheduled),
+            )
+            .await
+            .unwrap();
+        ids.push(m.id);
+        tokio::time::sleep(Duration::from_millis(1100)).await; // distinct timestamps
+    }
+    let manual = engine
+        .backup(&ScriptedSource::ok(10), &BackupRequest::new("src"))
+        .await
+        .unwrap();
+    let dry = engine
+        .prune(
+            &Filter::all(),
+            &[&KeepLast(2)],
+            PlanOptions::default(),
+            true,
+        )
+        .await
+        .unwrap();
+    let plan = &dry.sources["default/src"];
+    assert_eq!(plan.delete.len(), 2);
+    assert_eq!(keys(&store).await.len(), 10, "dry run deletes nothing");
+    engine
+        .prune(
+            &Filter::all(),
+            &[&KeepLast(2)],
+            PlanOptions::default(),
+            false,
+        )
+        .await
+        .unwrap();
+    let left: Vec<String> = engine
+        .catalog()
+        .list(&Filter::all())
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    assert_eq!(left, [manual.id.clone(), ids[3].clone(), ids[2].clone()]);
+    assert_eq!(keys(&store).await.len(), 6, "no orphans after prune");
+    engine.catalog().delete(&manual.id, None).await.unwrap();
+    assert_eq!(keys(&store).await.len(), 4);
+}
