@@ -64,6 +64,19 @@ pub enum Error {
         hint: String,
     },
 
+    /// An external tool is too old for the server it must talk to.
+    #[error("{tool} {found} is older than the server ({server}): {hint}")]
+    ToolTooOld {
+        /// The program.
+        tool: String,
+        /// Its version.
+        found: String,
+        /// The server version.
+        server: String,
+        /// How to fix it.
+        hint: String,
+    },
+
     /// The database server could not be reached.
     #[error("cannot connect to {engine} server: {detail}")]
     Connection {

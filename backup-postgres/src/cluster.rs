@@ -1,0 +1,451 @@
+//! Disposable PostgreSQL servers for tests, demos and benchmarks (feature
+//! `throwaway`).
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use backup_core::{Error, Result, Secret};
+
+use crate::PgConnection;
+use crate::tools::{PassFile, PgTools, pg_command, psql, quote_ident};
+
+/// Environment variable naming an existing server for the test suites
+/// (`postgres://user:password@host:port/postgres`, a role allowed to create
+/// databases). When unset, tests start a [`ThrowawayCluster`].
+pub const TEST_URL_VAR: &str = "BACKUP_TEST_PG_URL";
+
+/// A PostgreSQL cluster in a temporary directory, on a random loopback
+/// port, stopped and deleted when dropped — and, through a watcher process,
+/// also when the process that started it dies without dropping it (a panic
+/// in a `static`, an abort, a kill).
+///
+/// `initdb` and `postgres` refuse to run as root; when the current user is
+/// root they run as the `postgres` user. Local (socket) connections are
+/// trusted; TCP connections need the superuser password, so wrong-password
+/// tests are meaningful. Durability is off (`fsync=off`): never use it for
+/// data you want to keep.
+#[derive(Debug)]
+pub struct ThrowawayCluster {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    password: Secret,
+    as_postgres: bool,
+    running: bool,
+}
+
+impl ThrowawayCluster {
+    /// Creates and starts a cluster (blocking; a few seconds). The tools
+    /// come from the newest `/usr/lib/postgresql/<major>/bin`, or from the
+    /// directory of `pg_ctl` on `$PATH`.
+    pub fn start() -> Result<ThrowawayCluster> {
+        let bin = find_server_bin()?;
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("backup-pg-")
+            .tempdir()
+            .map_err(|e| Error::io("creating the cluster directory", e))?
+            .keep();
+        let mut cluster = ThrowawayCluster {
+            dir,
+            bin,
+            port: 0,
+            password: Secret::new(format!("pw-{:016x}", rand::random::<u64>())),
+            as_postgres,
+            running: false,
+        };
+        cluster.init()?;
+        let mut last = None;
+        for _ in 0..5 {
+            cluster.port = free_port()?;
+            match cluster.pg_ctl_start() {
+                Ok(()) => {
+                    cluster.running = true;
+                    cluster.spawn_watcher();
+                    return Ok(cluster);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    fn init(&self) -> Result<()> {
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io("chmod cluster dir", e))?;
+        let pwfile = self.dir.join("pwfile");
+        std::fs::write(&pwfile, format!("{}\n", self.password.expose()))
+            .map_err(|e| Error::io("writing the initdb password file", e))?;
+        for sub in ["data", "sock"] {
+            std::fs::create_dir(self.dir.join(sub))
+                .map_err(|e| Error::io("creating cluster subdirectory", e))?;
+        }
+        if self.as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&self.dir)
+                .status()
+                .map_err(|e| Error::io("chown cluster dir", e))?;
+            if !status.success() {
+                return Err(Error::Config(
+                    "chown of the cluster directory failed".into(),
+                ));
+            }
+        }
+        let out = self
+            .server_command("initdb")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io("running initdb", e))?;
+        let _ = std::fs::remove_file(&pwfile);
+        if !out.status.success() {
+            return Err(Error::Config(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    fn pg_ctl_start(&self) -> Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            self.port,
+            self.dir.join("sock").display()
+        );
+        let log = self.dir.join("sock").join("postgres.log");
+        let out = self
+            .server_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o", &options, "start"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io("running pg_ctl start", e))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let log_tail = std::fs::read_to_string(&log).unwrap_or_default();
+        let log_tail: Vec<&str> = log_tail.lines().rev().take(10).collect();
+        Err(Error::Config(format!(
+            "pg_ctl start failed: {} {}",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            log_tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        )))
+    }
+
+    /// Stops the server when this process exits, however it exits.
+    fn spawn_watcher(&self) {
+        let stop = self.shell_stop_command();
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            dir = self.dir.display(),
+        );
+        let spawned = Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the cluster watcher; the cluster stops only on drop");
+        }
+    }
+
+    fn shell_stop_command(&self) -> String {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let data = self.dir.join("data");
+        let cmd = format!(
+            "'{}' -D '{}' -m immediate -w stop",
+            pg_ctl.display(),
+            data.display()
+        );
+        if self.as_postgres {
+            format!("setpriv --reuid=postgres --regid=postgres --init-groups -- {cmd}")
+        } else {
+            cmd
+        }
+    }
+
+    fn server_command(&self, tool: &str) -> Command {
+        let path = self.bin.join(tool);
+        if self.as_postgres {
+            let mut cmd = Command::new("setpriv");
+            cmd.args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ])
+            .arg(path)
+            .current_dir(&self.dir);
+            cmd
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server binaries' directory.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The superuser password.
+    pub fn password(&self) -> &Secret {
+        &self.password
+    }
+
+    /// Connection to `database` as the superuser over TCP, with password.
+    pub fn connection(&self, database: &str) -> PgConnection {
+        PgConnection::new("127.0.0.1", self.port, "postgres", database)
+            .with_password(self.password.clone())
+    }
+
+    /// A `postgres://` URL for `database`, password included: for handing
+    /// to a CLI in tests and demos. Do not log it.
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{}",
+            self.password.expose(),
+            self.port,
+            database
+        )
+    }
+
+    /// Stops the server and deletes its files. Called by `Drop`.
+    pub fn stop(&mut self) {
+        if self.running {
+            let _ = self
+                .server_command("pg_ctl")
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-m", "immediate", "-w", "stop"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            self.running = false;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for ThrowawayCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn free_port() -> Result<u16> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::io("finding a free port", e))
+}
+
+fn find_server_bin() -> Result<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((major, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+        })
+        .ok_or_else(|| Error::ToolNotFound {
+            tool: "initdb".into(),
+            hint: "install the PostgreSQL server (Debian: apt-get install postgresql)".into(),
+        })
+}
+
+/// The server the test suites use: [`TEST_URL_VAR`] when set, otherwise
+/// one [`ThrowawayCluster`] per test binary, started on first use.
+#[derive(Debug)]
+pub struct TestServer {
+    admin: PgConnection,
+    _cluster: Option<ThrowawayCluster>,
+}
+
+impl TestServer {
+    /// The shared server of this process (blocking on first call).
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot be started or the URL is invalid: tests cannot
+    /// run without it.
+    pub fn shared() -> &'static TestServer {
+        static SERVER: OnceLock<TestServer> = OnceLock::new();
+        SERVER.get_or_init(|| match std::env::var(TEST_URL_VAR) {
+            Ok(url) => TestServer {
+                admin: PgConnection::from_url(&url)
+                    .unwrap_or_else(|e| panic!("{TEST_URL_VAR}: {e}")),
+                _cluster: None,
+            },
+            Err(_) => {
+                let cluster = ThrowawayCluster::start()
+                    .unwrap_or_else(|e| panic!("starting a throwaway PostgreSQL: {e}"));
+                TestServer {
+                    admin: cluster.connection("postgres"),
+                    _cluster: Some(cluster),
+                }
+            }
+        })
+    }
+
+    /// Connection to `database` with the admin credentials.
+    pub fn connection(&self, database: &str) -> PgConnection {
+        self.admin.with_database(database)
+    }
+
+    /// A `postgres://` URL for `database`, password included (tests only).
+    pub fn url(&self, database: &str) -> String {
+        let password = self
+            .admin
+            .password()
+            .map(|p| format!(":{}", url_encode(p.expose())))
+            .unwrap_or_default();
+        format!(
+            "postgres://{}{password}@{}:{}/{database}",
+            url_encode(self.admin.user()),
+            self.admin.host(),
+            self.admin.port()
+        )
+    }
+
+    /// Runs SQL in `database` and returns psql's unaligned output.
+    pub async fn psql(&self, database: &str, sql: &str) -> Result<String> {
+        psql(&PgTools::auto(), &self.connection(database), sql).await
+    }
+
+    /// Creates a database with a unique name starting with `prefix`.
+    pub async fn create_database(&self, prefix: &str) -> Result<String> {
+        let name = format!("{prefix}_{:08x}", rand::random::<u32>());
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE {}", quote_ident(&name)),
+        )
+        .await?;
+        Ok(name)
+    }
+
+    /// Fills `database` with `pgbench -i -s <scale>` (scale 1 ≈ 100k
+    /// accounts, 13 MB dumped).
+    pub async fn pgbench_init(&self, database: &str, scale: u32) -> Result<()> {
+        let tools = PgTools::auto();
+        let conn = self.connection(database);
+        let server = crate::tools::preflight(&tools, &conn).await?;
+        let pgbench = tools.resolve("pgbench", Some(server.major)).await?;
+        let passfile = PassFile::create(&conn)?;
+        let out = pg_command(&pgbench.path, &conn, passfile.as_ref())
+            .args(["-i", "-q", "-s", &scale.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| Error::io("running pgbench", e))?;
+        if !out.status.success() {
+            return Err(Error::Config(format!(
+                "pgbench -i failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Row count and an ordered content digest of every table in the
+    /// `public` schema: `(table, rows, md5)`, sorted by table name. Two
+    /// databases with equal fingerprints hold the same data.
+    pub async fn fingerprint(&self, database: &str) -> Result<Vec<(String, u64, String)>> {
+        let tables = self
+            .psql(
+                database,
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            )
+            .await?;
+        let mut out = Vec::new();
+        for table in tables.lines().filter(|l| !l.is_empty()) {
+            let row = self
+                .psql(
+                    database,
+                    &format!(
+                        "SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM public.{} t",
+                        quote_ident(table)
+                    ),
+                )
+                .await?;
+            let (count, md5) = row.split_once(' ').unwrap_or((&row, ""));
+            out.push((
+                table.to_string(),
+                count.parse().unwrap_or(0),
+                md5.to_string(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Drops a database if it exists (terminating its connections).
+    pub async fn drop_database(&self, name: &str) -> Result<()> {
+        self.psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,153 @@
+//! [`PostgresSource`]: `pg_dump --format=custom` streamed from stdout.
+
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use backup_core::{DumpOptions, DumpSource, DumpStream, Error, Result, SourceInfo, Versions};
+use futures::StreamExt;
+use tokio::process::Child;
+use tokio::task::JoinHandle;
+use tokio_util::io::ReaderStream;
+
+use crate::PgConnection;
+use crate::tools::{PassFile, PgTools, Step, classify, drain_stderr, pg_command, preflight};
+
+/// Size of reads from pg_dump's stdout.
+const READ_CHUNK: usize = 1024 * 1024;
+
+/// Dumps one PostgreSQL database with `pg_dump --format=custom
+/// --compress=0` (compression is the pipeline's job), streamed from the
+/// tool's stdout.
+///
+/// Before dumping, a `psql` preflight checks that the server is reachable,
+/// the credentials work and the database exists, and learns the server
+/// version so a matching `pg_dump` is used ([`PgTools`]). The password
+/// reaches the tools only through a 0600 `PGPASSFILE` that is deleted
+/// afterwards; it is never on a command line or in a child's environment.
+/// The tool's stderr is drained concurrently and its exit status is checked
+/// before the stream ends, so a dump that fails midway ends with an error
+/// and is never committed.
+#[derive(Debug, Clone)]
+pub struct PostgresSource {
+    conn: PgConnection,
+    tools: PgTools,
+}
+
+impl PostgresSource {
+    /// A source dumping `conn.database()`.
+    pub fn new(conn: PgConnection) -> Self {
+        PostgresSource {
+            conn,
+            tools: PgTools::auto(),
+        }
+    }
+
+    /// Chooses where the tools come from.
+    pub fn with_tools(mut self, tools: PgTools) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// The connection parameters (password hidden in `Debug`).
+    pub fn connection(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+#[async_trait]
+impl DumpSource for PostgresSource {
+    fn info(&self) -> SourceInfo {
+        SourceInfo {
+            engine: "postgres".into(),
+            database: self.conn.database().to_string(),
+            format: crate::FORMAT.into(),
+            extension: "dump".into(),
+        }
+    }
+
+    async fn dump(&self, opts: &DumpOptions) -> Result<DumpStream> {
+        let server = preflight(&self.tools, &self.conn).await?;
+        let pg_dump = self.tools.resolve("pg_dump", Some(server.major)).await?;
+        let passfile = PassFile::create(&self.conn)?;
+        let mut cmd = pg_command(&pg_dump.path, &self.conn, passfile.as_ref());
+        cmd.args(["--format=custom", "--compress=0", "--no-password"]);
+        for table in &opts.only {
+            cmd.arg(format!("--table={table}"));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Error::io(format!("starting {}", pg_dump.path.display()), e))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = drain_stderr(child.stderr.take().expect("stderr is piped"));
+        tracing::debug!(tool = %pg_dump.path.display(), database = %self.conn.database(), "pg_dump started");
+        let state = Running {
+            reader: ReaderStream::with_capacity(stdout, READ_CHUNK),
+            child,
+            stderr: Some(stderr),
+            _passfile: passfile,
+            conn: self.conn.clone(),
+        };
+        let stream = futures::stream::unfold(Some(state), |state| async move {
+            let mut state = state?;
+            match state.reader.next().await {
+                Some(Ok(bytes)) => Some((Ok(bytes), Some(state))),
+                Some(Err(e)) => {
+                    let _ = state.child.start_kill();
+                    let err = Error::Dump {
+                        engine: "postgres",
+                        detail: format!("reading pg_dump output: {e}"),
+                    };
+                    Some((Err(err), None))
+                }
+                None => state.finish().await.err().map(|e| (Err(e), None)),
+            }
+        });
+        Ok(DumpStream {
+            stream: stream.boxed(),
+            versions: Versions {
+                tool: Some(pg_dump.version),
+                server: Some(server.version),
+            },
+        })
+    }
+}
+
+/// A running pg_dump. Dropping it kills the child (`kill_on_drop`) and
+/// deletes the password file.
+struct Running {
+    reader: ReaderStream<tokio::process::ChildStdout>,
+    child: Child,
+    stderr: Option<JoinHandle<String>>,
+    _passfile: Option<PassFile>,
+    conn: PgConnection,
+}
+
+impl Running {
+    /// After stdout ended: the exit status decides whether the dump is good.
+    async fn finish(&mut self) -> Result<()> {
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| Error::io("waiting for pg_dump", e))?;
+        let stderr = match self.stderr.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        if status.success() {
+            if !stderr.is_empty() {
+                tracing::warn!(stderr = %crate::tools::redact(&stderr, &self.conn), "pg_dump succeeded with messages");
+            }
+            return Ok(());
+        }
+        Err(classify(
+            Step::Dump,
+            &stderr,
+            &format!("pg_dump {status}"),
+            &self.conn,
+        ))
+    }
+}

@@ -1,0 +1,452 @@
+//! Finding and running the PostgreSQL client tools: version checks, the
+//! password file, stderr capture and error classification.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use backup_core::{Error, Result};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tokio::task::JoinHandle;
+
+use crate::PgConnection;
+
+const ENGINE: &str = "postgres";
+/// Bytes of a tool's stderr kept for error messages (the tail).
+const STDERR_KEEP: usize = 16 * 1024;
+
+/// Where to find `pg_dump`, `pg_restore` and `psql`.
+///
+/// By default the tools are picked to match the server: first
+/// `/usr/lib/postgresql/<server major>/bin` (Debian and Ubuntu install each
+/// major there), then the newest version found there that is at least the
+/// server's, then `$PATH`. A `pg_dump` older than the server is refused
+/// with [`Error::ToolTooOld`] instead of failing halfway through a dump.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PgTools {
+    bin_dir: Option<PathBuf>,
+    search_root: Option<PathBuf>,
+}
+
+impl PgTools {
+    /// Automatic discovery (see the type docs).
+    pub fn auto() -> Self {
+        PgTools::default()
+    }
+
+    /// Use the tools in `dir` only.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        PgTools {
+            bin_dir: Some(dir.into()),
+            search_root: None,
+        }
+    }
+
+    fn versioned_root(&self) -> PathBuf {
+        self.search_root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql"))
+    }
+
+    /// Versioned install directories, newest first: `(major, bin dir)`.
+    fn installed(&self) -> Vec<(u32, PathBuf)> {
+        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(self.versioned_root())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let major = e.file_name().to_str()?.parse::<u32>().ok()?;
+                Some((major, e.path().join("bin")))
+            })
+            .collect();
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
+        found
+    }
+
+    /// Path of `tool` suitable for a server of major version
+    /// `server_major` (`None`: any version, e.g. psql for a version query).
+    pub(crate) async fn resolve(&self, tool: &str, server_major: Option<u32>) -> Result<ToolPath> {
+        if let Some(dir) = &self.bin_dir {
+            let path = dir.join(tool);
+            if !path.is_file() {
+                return Err(Error::ToolNotFound {
+                    tool: tool.into(),
+                    hint: format!("{} does not exist", path.display()),
+                });
+            }
+            return ToolPath::checked(path, tool, server_major).await;
+        }
+        if let Some(major) = server_major {
+            let exact = self
+                .versioned_root()
+                .join(major.to_string())
+                .join("bin")
+                .join(tool);
+            if exact.is_file() {
+                return ToolPath::checked(exact, tool, server_major).await;
+            }
+        }
+        for (major, dir) in self.installed() {
+            let path = dir.join(tool);
+            if path.is_file() && server_major.is_none_or(|m| major >= m) {
+                return ToolPath::checked(path, tool, server_major).await;
+            }
+        }
+        match which(tool) {
+            Some(path) => ToolPath::checked(path, tool, server_major).await,
+            None => Err(Error::ToolNotFound {
+                tool: tool.into(),
+                hint: "install the PostgreSQL client tools (Debian: apt-get install postgresql-client) or configure their directory".into(),
+            }),
+        }
+    }
+}
+
+/// A tool and its version.
+#[derive(Debug, Clone)]
+pub(crate) struct ToolPath {
+    pub(crate) path: PathBuf,
+    pub(crate) version: String,
+}
+
+impl ToolPath {
+    async fn checked(path: PathBuf, tool: &str, server_major: Option<u32>) -> Result<ToolPath> {
+        let out = Command::new(&path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| Error::ToolNotFound {
+                tool: tool.into(),
+                hint: format!("cannot run {}: {e}", path.display()),
+            })?;
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let major = parse_major(&version);
+        if let (Some(server), Some(found)) = (server_major, major)
+            && found < server
+        {
+            return Err(Error::ToolTooOld {
+                tool: tool.into(),
+                found: version,
+                server: server.to_string(),
+                hint: format!(
+                    "install the PostgreSQL {server} client tools (e.g. /usr/lib/postgresql/{server}/bin) or point the adapter at them"
+                ),
+            });
+        }
+        Ok(ToolPath { path, version })
+    }
+}
+
+/// `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` → 15;
+/// `9.6.24` → 9.
+pub(crate) fn parse_major(version: &str) -> Option<u32> {
+    let number = version
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+    number.split('.').next()?.parse().ok()
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A 0600 password file for libpq (`PGPASSFILE`), deleted when dropped.
+/// Holds `*:*:*:*:<password>` so it matches whatever the tool connects to.
+#[derive(Debug)]
+pub(crate) struct PassFile(tempfile::NamedTempFile);
+
+impl PassFile {
+    pub(crate) fn create(conn: &PgConnection) -> Result<Option<PassFile>> {
+        let Some(password) = conn.password() else {
+            return Ok(None);
+        };
+        // NamedTempFile creates the file with mode 0600.
+        let mut file = tempfile::Builder::new()
+            .prefix(".pgpass-")
+            .tempfile()
+            .map_err(|e| Error::io("creating the password file", e))?;
+        let escaped = password.expose().replace('\\', "\\\\").replace(':', "\\:");
+        writeln!(file, "*:*:*:*:{escaped}")
+            .and_then(|_| file.flush())
+            .map_err(|e| Error::io("writing the password file", e))?;
+        Ok(Some(PassFile(file)))
+    }
+
+    pub(crate) fn path(&self) -> PathBuf {
+        self.0.path().to_path_buf()
+    }
+}
+
+/// A command for a libpq tool with the connection in its environment and
+/// nothing secret in its arguments. Inherited libpq variables that could
+/// redirect it (or leak a password) are removed; messages are in English so
+/// they can be classified.
+pub(crate) fn pg_command(tool: &Path, conn: &PgConnection, passfile: Option<&PassFile>) -> Command {
+    let mut cmd = Command::new(tool);
+    for var in [
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGOPTIONS",
+        "PGHOSTADDR",
+        "PGSSLMODE",
+        "PGREQUIRESSL",
+        "LANGUAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let path = passfile.map(PassFile::path);
+    for (k, v) in conn.child_env(path.as_ref()) {
+        cmd.env(k, v);
+    }
+    cmd.env("LC_MESSAGES", "C");
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// Drains a child's stderr concurrently (so it never blocks on a full
+/// pipe), keeping the last [`STDERR_KEEP`] bytes.
+pub(crate) fn drain_stderr(stderr: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut stderr = stderr;
+        let mut kept: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match stderr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    kept.extend_from_slice(&buf[..n]);
+                    if kept.len() > 2 * STDERR_KEEP {
+                        kept.drain(..kept.len() - STDERR_KEEP);
+                    }
+                }
+            }
+        }
+        if kept.len() > STDERR_KEEP {
+            kept.drain(..kept.len() - STDERR_KEEP);
+        }
+        String::from_utf8_lossy(&kept).trim().to_string()
+    })
+}
+
+/// Removes the password from a tool's message, in case a server or tool
+/// ever echoes it.
+pub(crate) fn redact(message: &str, conn: &PgConnection) -> String {
+    match conn.password() {
+        Some(p) if !p.is_empty() => message.replace(p.expose(), "***"),
+        _ => message.to_string(),
+    }
+}
+
+/// Which step failed, for [`classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Connect,
+    Dump,
+    Restore,
+}
+
+/// Turns a failed tool's stderr into the most specific error.
+pub(crate) fn classify(step: Step, stderr: &str, status: &str, conn: &PgConnection) -> Error {
+    let text = redact(stderr, conn);
+    let lower = text.to_ascii_lowercase();
+    let detail = || {
+        let last: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = last[last.len().saturating_sub(6)..].join(" | ");
+        if tail.is_empty() {
+            status.to_string()
+        } else {
+            format!("{status}: {tail}")
+        }
+    };
+    if lower.contains("password authentication failed")
+        || lower.contains("no password supplied")
+        || lower.contains("authentication failed")
+        || lower.contains("role \"") && lower.contains("\" does not exist")
+    {
+        return Error::Authentication {
+            engine: ENGINE,
+            detail: detail(),
+        };
+    }
+    if let Some(db) = missing_database(&text) {
+        return Error::DatabaseMissing {
+            engine: ENGINE,
+            database: db,
+        };
+    }
+    if lower.contains("connection refused")
+        || lower.contains("could not connect")
+        || lower.contains("could not translate host name")
+        || lower.contains("timeout expired")
+        || lower.contains("no route to host")
+        || lower.contains("connection to server") && lower.contains("failed")
+        || lower.contains("server closed the connection unexpectedly")
+        || lower.contains("terminating connection due to administrator command")
+    {
+        return Error::Connection {
+            engine: ENGINE,
+            detail: detail(),
+        };
+    }
+    match step {
+        Step::Connect | Step::Dump => Error::Dump {
+            engine: ENGINE,
+            detail: detail(),
+        },
+        Step::Restore => Error::Restore {
+            engine: ENGINE,
+            detail: detail(),
+        },
+    }
+}
+
+fn missing_database(text: &str) -> Option<String> {
+    // FATAL:  database "nope" does not exist
+    let start = text.find("database \"")? + "database \"".len();
+    let rest = &text[start..];
+    let end = rest.find("\" does not exist")?;
+    Some(rest[..end].to_string())
+}
+
+/// What the preflight learned about the server.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerInfo {
+    pub(crate) major: u32,
+    pub(crate) version: String,
+}
+
+/// Connects with `psql` and asks the server's version: a cheap check that
+/// the server is reachable, the credentials work and the database exists,
+/// with a specific error when they do not.
+pub(crate) async fn preflight(tools: &PgTools, conn: &PgConnection) -> Result<ServerInfo> {
+    let out = psql(
+        tools,
+        conn,
+        "SELECT current_setting('server_version_num') || ' ' || current_setting('server_version')",
+    )
+    .await?;
+    let (num, version) = out.split_once(' ').ok_or_else(|| Error::Dump {
+        engine: ENGINE,
+        detail: format!("unexpected server version answer {out:?}"),
+    })?;
+    let num: u32 = num.trim().parse().map_err(|_| Error::Dump {
+        engine: ENGINE,
+        detail: format!("unexpected server_version_num {num:?}"),
+    })?;
+    Ok(ServerInfo {
+        major: if num >= 100_000 {
+            num / 10_000
+        } else {
+            num / 100
+        },
+        version: version.trim().to_string(),
+    })
+}
+
+/// Runs one SQL command with `psql` and returns its unaligned output.
+pub(crate) async fn psql(tools: &PgTools, conn: &PgConnection, sql: &str) -> Result<String> {
+    let psql = tools.resolve("psql", None).await?;
+    let passfile = PassFile::create(conn)?;
+    let mut cmd = pg_command(&psql.path, conn, passfile.as_ref());
+    cmd.args([
+        "-X",
+        "-A",
+        "-t",
+        "-q",
+        "-w",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        sql,
+    ])
+    .stdin(Stdio::null());
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| Error::io(format!("running {}", psql.path.display()), e))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(classify(
+            Step::Connect,
+            &stderr,
+            &out.status.to_string(),
+            conn,
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Quotes an identifier for SQL (`"my ""db"""`).
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A libpq connection string naming only a database, quoted so that names
+/// with spaces, `=` or a URL shape are taken literally by `-d`.
+pub(crate) fn dbname_conninfo(name: &str) -> String {
+    format!(
+        "dbname='{}'",
+        name.replace('\\', "\\\\").replace('\'', "\\'")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> PgConnection {
+        PgConnection::from_url("postgres://u:sekret@h/db").unwrap()
+    }
+
+    #[test]
+    fn majors() {
+        assert_eq!(
+            parse_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(parse_major("psql (PostgreSQL) 9.6.24"), Some(9));
+        assert_eq!(parse_major("garbage"), None);
+    }
+
+    #[test]
+    fn classifies_common_failures() {
+        let c = conn();
+        type Check = fn(&Error) -> bool;
+        let cases: [(&str, Check); 4] = [
+            (
+                "pg_dump: error: connection to server at \"127.0.0.1\", port 1 failed: Connection refused",
+                |e| matches!(e, Error::Connection { .. }),
+            ),
+            (
+                "FATAL:  password authentication failed for user \"u\"",
+                |e| matches!(e, Error::Authentication { .. }),
+            ),
+            (
+                "FATAL:  database \"nope\" does not exist",
+                |e| matches!(e, Error::DatabaseMissing { database, .. } if database == "nope"),
+            ),
+            (
+                "ERROR: relation foo is weird sekret",
+                |e| matches!(e, Error::Dump { detail, .. } if !detail.contains("sekret")),
+            ),
+        ];
+        for (stderr, check) in cases {
+            let e = classify(Step::Dump, stderr, "exit status: 1", &c);
+            assert!(check(&e), "{stderr} -> {e:?}");
+        }
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(dbname_conninfo("it's"), "dbname='it\\'s'");
+    }
+}

@@ -1,0 +1,471 @@
+//! The PostgreSQL adapter against a real server: a throwaway cluster
+//! started by the tests, or the one named by `BACKUP_TEST_PG_URL`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backup_core::*;
+use backup_postgres::{PgConnection, PgTools, PostgresSource, PostgresTarget, TestServer};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+fn server() -> &'static TestServer {
+    TestServer::shared()
+}
+
+async fn pgbench_db(prefix: &str, scale: u32) -> String {
+    let db = server().create_database(prefix).await.unwrap();
+    server().pgbench_init(&db, scale).await.unwrap();
+    db
+}
+
+fn engine(store: &Arc<InMemoryStore>) -> Engine {
+    Engine::new(store.clone() as Arc<dyn Store>)
+}
+
+async fn object_count(store: &InMemoryStore) -> usize {
+    store.list_all(None).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn pgbench_backup_restores_equal_into_a_new_database() {
+    let source_db = pgbench_db("e2e_src", 5).await;
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let source = PostgresSource::new(server().connection(&source_db));
+    let manifest = engine
+        .backup(&source, &BackupRequest::new("pgbench").created_by("test"))
+        .await
+        .unwrap();
+    assert_eq!(manifest.engine, "postgres");
+    assert_eq!(manifest.format, "pgdump");
+    assert!(
+        manifest
+            .versions
+            .tool
+            .as_deref()
+            .unwrap()
+            .contains("pg_dump")
+    );
+    assert!(manifest.versions.server.is_some());
+    assert!(manifest.raw.size > 50_000_000, "raw {}", manifest.raw.size);
+    assert!(manifest.stored.size < manifest.raw.size / 3);
+
+    engine.verify(&manifest.id, None).await.unwrap();
+
+    let target_db = format!("{source_db}_restored");
+    let target = PostgresTarget::new(server().connection("postgres"));
+    let report = engine
+        .restore(
+            &manifest.id,
+            None,
+            &target,
+            &RestoreOptions::into_database(&target_db).create(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.database, target_db);
+
+    let before = server().fingerprint(&source_db).await.unwrap();
+    let after = server().fingerprint(&target_db).await.unwrap();
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert_eq!(
+        before.iter().find(|t| t.0 == "pgbench_accounts").unwrap().1,
+        500_000
+    );
+    assert_eq!(before, after);
+
+    // Restoring again over the same database needs --clean.
+    engine
+        .restore(
+            &manifest.id,
+            None,
+            &target,
+            &RestoreOptions::into_database(&target_db).clean(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(server().fingerprint(&target_db).await.unwrap(), before);
+
+    server().drop_database(&source_db).await.unwrap();
+    server().drop_database(&target_db).await.unwrap();
+}
+
+async fn tamper(store: &InMemoryStore, m: &Manifest, f: impl FnOnce(&mut Vec<u8>)) {
+    let key = m.artifact_key().unwrap();
+    let mut bytes = store.get_bytes(&key).await.unwrap().to_vec();
+    f(&mut bytes);
+    store
+        .put(&key, Bytes::from(bytes), PutOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn corrupt_or_truncated_artifacts_change_nothing_in_the_target() {
+    let source_db = pgbench_db("corrupt_src", 1).await;
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 3] = [
+        // Near the end: pg_restore has already received most of the dump
+        // and applied it inside its transaction when the mismatch shows.
+        ("flipped byte near the end", |b| {
+            let i = b.len() - 2000;
+            b[i] ^= 0x10
+        }),
+        ("flipped byte early", |b| b[5000] ^= 0x01),
+        ("truncated", |b| b.truncate(b.len() * 3 / 4)),
+    ];
+    for compression in ["none", "zstd:3"] {
+        for (what, damage) in damages {
+            let store = Arc::new(InMemoryStore::new());
+            let engine = engine(&store)
+                .with_compressor(Arc::new(compression.parse::<Compression>().unwrap()));
+            let m = engine
+                .backup(
+                    &PostgresSource::new(server().connection(&source_db)),
+                    &BackupRequest::new("src"),
+                )
+                .await
+                .unwrap();
+            tamper(&store, &m, damage).await;
+            // The target exists and holds a marker table.
+            let target_db = server().create_database("corrupt_dst").await.unwrap();
+            server()
+                .psql(
+                    &target_db,
+                    "CREATE TABLE marker(x int); INSERT INTO marker VALUES (42)",
+                )
+                .await
+                .unwrap();
+            let before = server().fingerprint(&target_db).await.unwrap();
+            let err = engine
+                .restore(
+                    &m.id,
+                    None,
+                    &PostgresTarget::new(server().connection(&target_db)),
+                    &RestoreOptions::default(),
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Integrity { .. }),
+                "{compression}, {what}: {err}"
+            );
+            assert_eq!(
+                server().fingerprint(&target_db).await.unwrap(),
+                before,
+                "{compression}, {what}: the target changed"
+            );
+            let err = engine.verify(&m.id, None).await.unwrap_err();
+            assert!(matches!(err, Error::Integrity { .. }), "{err}");
+            server().drop_database(&target_db).await.unwrap();
+        }
+    }
+    // A database created for a failed restore is dropped again.
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let m = engine
+        .backup(
+            &PostgresSource::new(server().connection(&source_db)),
+            &BackupRequest::new("src"),
+        )
+        .await
+        .unwrap();
+    tamper(&store, &m, |b| {
+        let i = b.len() - 100;
+        b[i] ^= 0xff
+    })
+    .await;
+    let fresh = format!("{source_db}_never");
+    engine
+        .restore(
+            &m.id,
+            None,
+            &PostgresTarget::new(server().connection("postgres")),
+            &RestoreOptions::into_database(&fresh).create(true),
+        )
+        .await
+        .unwrap_err();
+    let exists = server()
+        .psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{fresh}'"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        exists, "0",
+        "the database created for the failed restore remains"
+    );
+    server().drop_database(&source_db).await.unwrap();
+}
+
+/// A store wrapper that slows uploads down, so a dump is still running
+/// when the test interferes with it.
+#[derive(Debug)]
+struct SlowStore(Arc<InMemoryStore>);
+
+impl std::fmt::Display for SlowStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("slow")
+    }
+}
+
+#[derive(Debug)]
+struct SlowUpload(Box<dyn Upload>);
+
+#[async_trait]
+impl Upload for SlowUpload {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.0.write(data).await
+    }
+    async fn complete(self: Box<Self>) -> Result<ObjectMeta> {
+        self.0.complete().await
+    }
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.0.abort().await
+    }
+}
+
+#[async_trait]
+impl Store for SlowStore {
+    async fn put(&self, key: &Key, data: Bytes, opts: PutOptions) -> Result<ObjectMeta> {
+        self.0.put(key, data, opts).await
+    }
+    async fn put_stream(&self, key: &Key) -> Result<Box<dyn Upload>> {
+        Ok(Box::new(SlowUpload(self.0.put_stream(key).await?)))
+    }
+    async fn get(&self, key: &Key) -> Result<GetResult> {
+        self.0.get(key).await
+    }
+    async fn head(&self, key: &Key) -> Result<ObjectMeta> {
+        self.0.head(key).await
+    }
+    fn list(&self, prefix: Option<&Key>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.0.list(prefix)
+    }
+    async fn delete(&self, key: &Key) -> Result<()> {
+        self.0.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[Key]) -> Result<()> {
+        self.0.delete_many(keys).await
+    }
+}
+
+#[tokio::test]
+async fn dump_killed_mid_stream_leaves_no_backup_and_no_artifact() {
+    let db = pgbench_db("killed_src", 2).await;
+    let store = Arc::new(InMemoryStore::new());
+    let engine = Engine::new(Arc::new(SlowStore(store.clone())))
+        .with_compressor(Arc::new(Compression::none()))
+        .with_options(PipelineOptions::default().buffering(64 * 1024, 1));
+    let source = PostgresSource::new(server().connection(&db));
+    let backup =
+        tokio::spawn(async move { engine.backup(&source, &BackupRequest::new("k")).await });
+    // Wait until pg_dump is connected and streaming, then kill its backend.
+    let mut killed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let n = server()
+            .psql(
+                "postgres",
+                &format!(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = '{db}' AND application_name = 'backup-postgres' AND query ILIKE 'COPY%'"
+                ),
+            )
+            .await
+            .unwrap();
+        if n != "0" {
+            killed = true;
+            break;
+        }
+    }
+    assert!(killed, "pg_dump never showed up in pg_stat_activity");
+    let err = backup.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, Error::Connection { .. } | Error::Dump { .. }),
+        "{err}"
+    );
+    assert_eq!(object_count(&store).await, 0, "a failed dump left objects");
+    let catalog = Catalog::new(store.clone());
+    assert!(catalog.list(&Filter::all()).await.unwrap().is_empty());
+    let swept = catalog
+        .sweep(Duration::ZERO, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(swept.removed.is_empty());
+    server().drop_database(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn password_is_never_on_a_command_line_nor_in_errors() {
+    let db = pgbench_db("argv_src", 1).await;
+    let conn = server().connection(&db);
+    let password = conn.password().expect("test server has a password").clone();
+    let source = PostgresSource::new(conn.clone());
+    assert!(!format!("{source:?}").contains(password.expose()));
+
+    // Start a dump and leave it blocked on its stdout pipe.
+    let mut dump = source.dump(&DumpOptions::default()).await.unwrap();
+    let first = dump.stream.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"PGDMP"), "custom-format magic");
+    let mut seen = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !cmdline.contains("pg_dump") {
+            continue;
+        }
+        seen += 1;
+        assert!(
+            !cmdline.contains(password.expose()),
+            "password in argv: {cmdline}"
+        );
+        if let Ok(environ) = std::fs::read(entry.path().join("environ")) {
+            let environ = String::from_utf8_lossy(&environ);
+            assert!(
+                !environ.contains(password.expose()),
+                "password in the environment"
+            );
+            assert!(!environ.contains("PGPASSWORD"), "PGPASSWORD forwarded");
+            let passfile = environ
+                .split('\0')
+                .find_map(|v| v.strip_prefix("PGPASSFILE="))
+                .expect("pg_dump gets a PGPASSFILE");
+            let mode = std::fs::metadata(passfile).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "password file mode");
+        }
+    }
+    assert!(seen >= 1, "no running pg_dump found in /proc");
+    drop(dump);
+
+    // A wrong password: the error says so, without any password.
+    let wrong = Secret::new("definitely-wrong-pw-123");
+    let bad = PostgresSource::new(conn.clone().with_password(wrong.clone()));
+    let err = bad.dump(&DumpOptions::default()).await.unwrap_err();
+    assert!(matches!(err, Error::Authentication { .. }), "{err}");
+    let shown = format!("{err} {err:?} {bad:?}");
+    assert!(
+        !shown.contains(wrong.expose()) && !shown.contains(password.expose()),
+        "{shown}"
+    );
+    server().drop_database(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn clear_errors_for_common_mistakes() {
+    let conn = server().connection("postgres");
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+
+    let missing_db = PostgresSource::new(conn.with_database("no_such_db_here"));
+    let err = engine
+        .backup(&missing_db, &BackupRequest::new("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::DatabaseMissing { database, .. } if database == "no_such_db_here"),
+        "{err}"
+    );
+
+    let refused = PostgresSource::new(PgConnection::new("127.0.0.1", 1, "postgres", "postgres"));
+    let err = engine
+        .backup(&refused, &BackupRequest::new("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connection { .. }), "{err}");
+
+    let no_tools =
+        PostgresSource::new(conn.clone()).with_tools(PgTools::in_dir("/nonexistent/bin"));
+    let err = engine
+        .backup(&no_tools, &BackupRequest::new("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ToolNotFound { .. }), "{err}");
+
+    // A pg_dump older than the server is refused before dumping.
+    let dir = tempfile::tempdir().unwrap();
+    let real_psql = ["/usr/lib/postgresql/15/bin/psql", "/usr/bin/psql"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap();
+    std::os::unix::fs::symlink(real_psql, dir.path().join("psql")).unwrap();
+    let fake = dir.path().join("pg_dump");
+    std::fs::write(&fake, "#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let old = PostgresSource::new(conn.clone()).with_tools(PgTools::in_dir(dir.path()));
+    let err = engine
+        .backup(&old, &BackupRequest::new("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ToolTooOld { .. }), "{err}");
+
+    // Restoring into a missing database without `create` is refused.
+    let src = server().create_database("err_src").await.unwrap();
+    let m = engine
+        .backup(
+            &PostgresSource::new(server().connection(&src)),
+            &BackupRequest::new("x"),
+        )
+        .await
+        .unwrap();
+    let err = engine
+        .restore(
+            &m.id,
+            None,
+            &PostgresTarget::new(conn.clone()),
+            &RestoreOptions::into_database("no_such_target_db"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DatabaseMissing { .. }), "{err}");
+    assert_eq!(
+        engine.catalog().list(&Filter::all()).await.unwrap().len(),
+        1,
+        "only the one good backup is listed"
+    );
+    server().drop_database(&src).await.unwrap();
+}
+
+#[tokio::test]
+async fn selected_tables_dump_and_restore() {
+    let db = pgbench_db("tables_src", 1).await;
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let m = engine
+        .backup(
+            &PostgresSource::new(server().connection(&db)),
+            &BackupRequest::new("t"),
+        )
+        .await
+        .unwrap();
+    let target_db = format!("{db}_only");
+    engine
+        .restore(
+            &m.id,
+            None,
+            &PostgresTarget::new(server().connection("postgres")),
+            &RestoreOptions::into_database(&target_db)
+                .create(true)
+                .only(vec!["pgbench_branches".into(), "pgbench_tellers".into()]),
+        )
+        .await
+        .unwrap();
+    let tables: Vec<String> = server()
+        .fingerprint(&target_db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    assert_eq!(tables, ["pgbench_branches", "pgbench_tellers"]);
+    server().drop_database(&db).await.unwrap();
+    server().drop_database(&target_db).await.unwrap();
+}
