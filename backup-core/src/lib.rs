@@ -121,7 +121,8 @@ pub use error::{BoxError, Error, Result};
 pub use key::{Key, MAX_KEY_LEN, validate_id};
 pub use manifest::{
     BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, Digests, EncryptionInfo, Layout,
-    MANIFEST_SUFFIX, MANIFEST_VERSION, Manifest, is_backup_id, new_backup_id, sanitize_name,
+    MANIFEST_SUFFIX, MANIFEST_VERSION, Manifest, human_bytes, is_backup_id, new_backup_id,
+    sanitize_name,
 };
 pub use memory::InMemoryStore;
 pub use pipeline::PipelineOptions;

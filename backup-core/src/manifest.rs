@@ -42,7 +42,7 @@ impl BackupKind {
 
 impl fmt::Display for BackupKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -82,7 +82,7 @@ impl BackupType {
 
 impl fmt::Display for BackupType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -235,6 +235,27 @@ pub fn new_backup_id(at: DateTime<Utc>) -> String {
         at.format("%Y%m%dT%H%M%SZ"),
         rand::random::<u32>()
     )
+}
+
+/// A size in bytes in human form, with binary units: `1.5 MiB`.
+///
+/// ```
+/// assert_eq!(backup_core::human_bytes(1536 * 1024), "1.5 MiB");
+/// assert_eq!(backup_core::human_bytes(512), "512 B");
+/// ```
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// Replaces anything outside `[A-Za-z0-9_.-]` with `_`, so database names

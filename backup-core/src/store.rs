@@ -87,6 +87,14 @@ impl fmt::Debug for GetResult {
 ///   in-progress uploads or the store's temporary files.
 /// - [`PutMode::Create`] is atomic with respect to concurrent writers, or the
 ///   store returns [`Error::Unsupported`].
+/// - A listing that fails ends with one `Err` item.
+/// - Stores may refuse keys a backend cannot represent: a key that is both
+///   an object and the prefix of other objects (`a` and `a/b`) on a
+///   filesystem, or segments starting with `.`, which stores may reserve
+///   for their temporary files. The library's own key layout uses neither.
+/// - If [`Upload::complete`] is cancelled mid-call, the object may or may
+///   not be committed; callers that need certainty check with
+///   [`Store::head`].
 ///
 /// The trait is object safe: hosts hold an `Arc<dyn Store>` picked from
 /// configuration. Convenience methods live in [`StoreExt`].

@@ -303,8 +303,12 @@ fn find_server_bin() -> Result<PathBuf> {
         })
 }
 
-/// The server the test suites use: [`TEST_URL_VAR`] when set, otherwise
-/// one [`ThrowawayCluster`] per test binary, started on first use.
+/// A server to run tests and demos against, with helpers to create, fill,
+/// compare and drop databases.
+///
+/// [`TestServer::shared`] is the one the test suites use: the server named
+/// by [`TEST_URL_VAR`] when set, otherwise one [`ThrowawayCluster`] per
+/// test binary, started on first use.
 #[derive(Debug)]
 pub struct TestServer {
     admin: PgConnection,
@@ -320,20 +324,31 @@ impl TestServer {
     /// run without it.
     pub fn shared() -> &'static TestServer {
         static SERVER: OnceLock<TestServer> = OnceLock::new();
-        SERVER.get_or_init(|| match std::env::var(TEST_URL_VAR) {
-            Ok(url) => TestServer {
+        SERVER.get_or_init(|| {
+            TestServer::from_env_or_throwaway()
+                .unwrap_or_else(|e| panic!("no PostgreSQL server for the tests: {e}"))
+        })
+    }
+
+    /// The server named by [`TEST_URL_VAR`], or a new [`ThrowawayCluster`]
+    /// owned by the returned value (stopped when it is dropped). Blocking.
+    pub fn from_env_or_throwaway() -> Result<TestServer> {
+        match std::env::var(TEST_URL_VAR) {
+            Ok(url) => Ok(TestServer {
                 admin: PgConnection::from_url(&url)
-                    .unwrap_or_else(|e| panic!("{TEST_URL_VAR}: {e}")),
+                    .map_err(|e| Error::Config(format!("{TEST_URL_VAR}: {e}")))?,
                 _cluster: None,
-            },
-            Err(_) => {
-                let cluster = ThrowawayCluster::start()
-                    .unwrap_or_else(|e| panic!("starting a throwaway PostgreSQL: {e}"));
-                TestServer {
-                    admin: cluster.connection("postgres"),
-                    _cluster: Some(cluster),
-                }
-            }
+            }),
+            Err(_) => TestServer::throwaway(),
+        }
+    }
+
+    /// A new [`ThrowawayCluster`] owned by the returned value. Blocking.
+    pub fn throwaway() -> Result<TestServer> {
+        let cluster = ThrowawayCluster::start()?;
+        Ok(TestServer {
+            admin: cluster.connection("postgres"),
+            _cluster: Some(cluster),
         })
     }
 

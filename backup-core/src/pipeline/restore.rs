@@ -87,6 +87,10 @@ pub(crate) async fn run_restore(
 
 /// Writes verified-so-far output to the session, keeping the last
 /// `holdback` bytes back; returns them once every digest matched.
+///
+/// If the session fails first (a tool choking on corrupt input, say), the
+/// rest of the artifact is still read and verified, so a corrupt artifact is
+/// reported as such rather than as whatever the tool made of it.
 async fn feed(
     session: &mut Option<Box<dyn RestoreSession>>,
     mut rx: mpsc::Receiver<Bytes>,
@@ -97,8 +101,12 @@ async fn feed(
     let mut raw = Hasher::default();
     let mut tail: VecDeque<Bytes> = VecDeque::new();
     let mut tail_len = 0usize;
+    let mut session_error: Option<Error> = None;
     while let Some(chunk) = rx.recv().await {
         raw.update(&chunk);
+        if session_error.is_some() {
+            continue;
+        }
         tail_len += chunk.len();
         tail.push_back(chunk);
         while let Some(front) = tail.front() {
@@ -107,28 +115,51 @@ async fn feed(
             }
             let front = tail.pop_front().expect("front exists");
             tail_len -= front.len();
-            if let Some(session) = session.as_mut() {
-                session.write(front).await?;
+            if let Some(session) = session.as_mut()
+                && let Err(e) = session.write(front).await
+            {
+                session_error = Some(e);
+                tail.clear();
+                break;
             }
         }
     }
-    let stored = pump.join().await.map_err(|e| Error::Restore {
-        engine: "pipeline",
-        detail: format!("decompression task failed: {e}"),
-    })??;
+    let also = |session_error: &Option<Error>| match session_error {
+        Some(e) => format!(" (the restore target also failed: {e})"),
+        None => String::new(),
+    };
+    let stored = match pump.join().await {
+        Ok(Ok(stored)) => stored,
+        Ok(Err(Error::Integrity { what, detail })) => {
+            return Err(Error::Integrity {
+                what,
+                detail: format!("{detail}{}", also(&session_error)),
+            });
+        }
+        Ok(Err(e)) => return Err(e),
+        Err(e) => {
+            return Err(Error::Restore {
+                engine: "pipeline",
+                detail: format!("decompression task failed: {e}"),
+            });
+        }
+    };
     if let Some(diff) = compare_digests(expected.stored, &stored) {
         return Err(Error::Integrity {
             what: expected.what.to_string(),
-            detail: format!("stored bytes: {diff}"),
+            detail: format!("stored bytes: {diff}{}", also(&session_error)),
         });
     }
     if let Some(diff) = compare_digests(expected.raw, &raw.finish()) {
         return Err(Error::Integrity {
             what: expected.what.to_string(),
-            detail: format!("decompressed dump: {diff}"),
+            detail: format!("decompressed dump: {diff}{}", also(&session_error)),
         });
     }
-    Ok(tail)
+    match session_error {
+        Some(e) => Err(e),
+        None => Ok(tail),
+    }
 }
 
 /// Hashes the stored bytes and decompresses them into the channel. Returns

@@ -1,0 +1,216 @@
+//! `backupctl` end to end: the real binary, a real PostgreSQL (throwaway
+//! cluster or `BACKUP_TEST_PG_URL`) and the filesystem store.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use backup_postgres::TestServer;
+use serde_json::Value;
+
+fn backupctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_backupctl"))
+        .args(args)
+        .env_remove("PGPASSWORD")
+        .output()
+        .expect("run backupctl")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = backupctl(args);
+    assert!(
+        out.status.success(),
+        "backupctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = backupctl(args);
+    assert!(!out.status.success(), "backupctl {args:?} succeeded");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one-line error expected: {stderr}"
+    );
+    stderr
+}
+
+fn artifact_path(store: &Path, manifest: &Value) -> std::path::PathBuf {
+    store.join(manifest["artifact"].as_str().unwrap())
+}
+
+#[tokio::test]
+async fn backup_list_verify_restore_delete() {
+    let server = TestServer::shared();
+    let db = server.create_database("cli_src").await.unwrap();
+    server.pgbench_init(&db, 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("backups");
+    let store_s = store.to_str().unwrap();
+    let url = server.url(&db);
+
+    let m: Value = serde_json::from_str(&ok(&[
+        "backup",
+        "--pg",
+        &url,
+        "--store",
+        store_s,
+        "--tenant",
+        "acme",
+        "--compression",
+        "gzip",
+        "--json",
+    ]))
+    .unwrap();
+    let id = m["id"].as_str().unwrap().to_string();
+    assert_eq!(m["tenant"], "acme");
+    assert_eq!(m["compression"]["algorithm"], "gzip");
+    assert_eq!(m["kind"], "manual");
+    let manifest_text = serde_json::to_string(&m).unwrap();
+    let password = server
+        .connection(&db)
+        .password()
+        .unwrap()
+        .expose()
+        .to_string();
+    assert!(
+        !manifest_text.contains(&password),
+        "password in the manifest"
+    );
+    assert!(artifact_path(&store, &m).is_file());
+
+    let listed: Value = serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["id"], id.as_str());
+    let table = ok(&["list", "--store", store_s]);
+    assert!(table.contains(&id) && table.contains("acme"), "{table}");
+
+    let verified = ok(&["verify", &id, "--store", store_s]);
+    assert!(
+        verified.contains(m["stored"]["sha256"].as_str().unwrap()),
+        "{verified}"
+    );
+
+    let target = format!("{db}_restored");
+    ok(&[
+        "restore",
+        &id,
+        "--store",
+        store_s,
+        "--pg",
+        &server.url(&target),
+        "--create",
+    ]);
+    assert_eq!(
+        server.fingerprint(&db).await.unwrap(),
+        server.fingerprint(&target).await.unwrap()
+    );
+
+    // Flip one byte of the artifact: verify and restore refuse it, and the
+    // target database is left as it was.
+    let path = artifact_path(&store, &m);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = fails(&["verify", &id, "--store", store_s]);
+    assert!(err.contains("integrity check failed"), "{err}");
+    let before = server.fingerprint(&target).await.unwrap();
+    let err = fails(&[
+        "restore",
+        &id,
+        "--store",
+        store_s,
+        "--pg",
+        &server.url(&target),
+        "--clean",
+    ]);
+    assert!(err.contains("integrity check failed"), "{err}");
+    assert_eq!(server.fingerprint(&target).await.unwrap(), before);
+
+    // Truncated artifact.
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    let err = fails(&["verify", &id, "--store", store_s]);
+    assert!(err.contains("integrity check failed"), "{err}");
+
+    ok(&["delete", &id, "--store", store_s]);
+    let listed: Value = serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
+    assert!(listed.as_array().unwrap().is_empty());
+    assert!(!path.exists(), "artifact left after delete");
+
+    server.drop_database(&db).await.unwrap();
+    server.drop_database(&target).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_gets_one_clear_line() {
+    let server = TestServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store_s = dir.path().to_str().unwrap();
+
+    let err = fails(&["verify", "../../etc/passwd", "--store", store_s]);
+    assert!(err.contains("invalid key"), "{err}");
+    let err = fails(&["delete", "20250101T000000Z-deadbeef", "--store", store_s]);
+    assert!(err.contains("not found"), "{err}");
+
+    let missing = server.url("no_such_database_xyz");
+    let err = fails(&["backup", "--pg", &missing, "--store", store_s]);
+    assert!(err.contains("does not exist"), "{err}");
+
+    let conn = server.connection("postgres");
+    let wrong = format!(
+        "postgres://{}:not-the-password@{}:{}/postgres",
+        conn.user(),
+        conn.host(),
+        conn.port()
+    );
+    let err = fails(&["backup", "--pg", &wrong, "--store", store_s]);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+
+    let err = fails(&["backup", "--pg", "mysql://x@y/z", "--store", store_s]);
+    assert!(err.contains("postgres://"), "{err}");
+    let listed: Value = serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
+    assert!(
+        listed.as_array().unwrap().is_empty(),
+        "failed backups must not be listed"
+    );
+}
+
+#[tokio::test]
+async fn password_from_pgpassword_env() {
+    let server = TestServer::shared();
+    let db = server.create_database("cli_env").await.unwrap();
+    server
+        .psql(&db, "CREATE TABLE t AS SELECT 1 AS x")
+        .await
+        .unwrap();
+    let conn = server.connection(&db);
+    let url = format!(
+        "postgres://{}@{}:{}/{db}",
+        conn.user(),
+        conn.host(),
+        conn.port()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_backupctl"))
+        .args([
+            "backup",
+            "--pg",
+            &url,
+            "--store",
+            dir.path().to_str().unwrap(),
+            "--json",
+        ])
+        .env("PGPASSWORD", conn.password().unwrap().expose())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.drop_database(&db).await.unwrap();
+}
