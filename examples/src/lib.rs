@@ -42,3 +42,8 @@ pub fn backup_table(backups: &[Arc<Manifest>]) -> String {
     }
     out
 }
+
+/// The README's Rust examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
