@@ -104,6 +104,7 @@ mod manifest;
 mod memory;
 mod pipeline;
 mod retention;
+mod schedule;
 mod secret;
 mod source;
 mod store;
@@ -126,7 +127,11 @@ pub use manifest::{
 };
 pub use memory::InMemoryStore;
 pub use pipeline::PipelineOptions;
-pub use retention::{Decision, KeepLast, PlanOptions, RetentionPlan, RetentionPolicy, plan};
+pub use retention::{
+    Decision, KeepGfs, KeepLast, KeepWithin, PlanOptions, RetentionPlan, RetentionPolicy,
+    parse_duration, plan,
+};
+pub use schedule::{CronExpr, Schedule, parse_tz};
 pub use secret::Secret;
 pub use source::{
     DumpOptions, DumpSource, DumpStream, RestoreOptions, RestoreReport, RestoreSession,

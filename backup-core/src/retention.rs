@@ -50,6 +50,125 @@ impl RetentionPolicy for KeepLast {
     }
 }
 
+/// Keeps every backup started within `self.0` of `now` (`retention_days`,
+/// restic's `--keep-within`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepWithin(pub std::time::Duration);
+
+impl KeepWithin {
+    /// Backups younger than `days` days.
+    pub fn days(days: u32) -> Self {
+        KeepWithin(std::time::Duration::from_secs(u64::from(days) * 86_400))
+    }
+}
+
+impl RetentionPolicy for KeepWithin {
+    fn keep(&self, backups: &[Arc<Manifest>], now: DateTime<Utc>) -> Vec<(usize, String)> {
+        let window = chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX);
+        let label = format_duration(self.0);
+        backups
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| now - m.started_at <= window)
+            .map(|(i, _)| (i, format!("within {label}")))
+            .collect()
+    }
+}
+
+/// Grandfather-father-son retention: the newest backup of each of the last
+/// `daily` days, `weekly` ISO weeks, `monthly` months and `yearly` years
+/// that have backups (calendar periods in UTC, as restic and rustic count
+/// them: periods without backups do not use up a slot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeepGfs {
+    /// Days to keep one backup of.
+    pub daily: usize,
+    /// ISO weeks to keep one backup of.
+    pub weekly: usize,
+    /// Months to keep one backup of.
+    pub monthly: usize,
+    /// Years to keep one backup of.
+    pub yearly: usize,
+}
+
+impl RetentionPolicy for KeepGfs {
+    fn keep(&self, backups: &[Arc<Manifest>], _now: DateTime<Utc>) -> Vec<(usize, String)> {
+        use chrono::Datelike;
+        type Period = fn(&DateTime<Utc>) -> (i32, u32);
+        let buckets: [(usize, &str, Period); 4] = [
+            (self.daily, "daily", |t| (t.year(), t.ordinal())),
+            (self.weekly, "weekly", |t| {
+                let w = t.iso_week();
+                (w.year(), w.week())
+            }),
+            (self.monthly, "monthly", |t| (t.year(), t.month())),
+            (self.yearly, "yearly", |t| (t.year(), 0)),
+        ];
+        let mut out = Vec::new();
+        for (count, name, period) in buckets {
+            if count == 0 {
+                continue;
+            }
+            let mut last: Option<(i32, u32)> = None;
+            let mut kept = 0;
+            // Newest first: the first backup seen in a period is its newest.
+            for (i, m) in backups.iter().enumerate() {
+                let p = period(&m.started_at);
+                if last == Some(p) {
+                    continue;
+                }
+                last = Some(p);
+                out.push((i, format!("{name} {}", kept + 1)));
+                kept += 1;
+                if kept == count {
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+fn format_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs % 86_400 == 0 {
+        format!("{}d", secs / 86_400)
+    } else if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// Parses durations such as `30d`, `12h`, `90m`, `2w`, `1y` (365 days).
+///
+/// ```
+/// use backup_core::parse_duration;
+/// assert_eq!(parse_duration("30d").unwrap().as_secs(), 30 * 86_400);
+/// assert!(parse_duration("30 days").is_err());
+/// ```
+pub fn parse_duration(s: &str) -> crate::Result<std::time::Duration> {
+    let s = s.trim();
+    let bad = || {
+        crate::Error::Config(format!(
+            "invalid duration {s:?} (expected e.g. 90m, 12h, 30d, 2w, 1y)"
+        ))
+    };
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "y" => 365 * 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_secs(n * secs))
+}
+
 /// Options of [`plan`] that are not policies.
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
@@ -246,6 +365,108 @@ pub(crate) mod tests {
             PlanOptions::default().include_manual(true),
         );
         assert_eq!(days(&p.delete), [2, 1]);
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn manifest_at(when: &str) -> Arc<Manifest> {
+        let mut m = (*manifest(1, BackupKind::Scheduled)).clone();
+        m.started_at = at(when);
+        m.id = crate::manifest::new_backup_id(m.started_at);
+        Arc::new(m)
+    }
+
+    #[test]
+    fn keep_within_cases() {
+        let now = at("2025-02-01T00:00:00Z");
+        let backups: Vec<_> = (1..=31u32)
+            .rev()
+            .map(|d| manifest(d, BackupKind::Scheduled))
+            .collect();
+        // (days, kept count); Jan d 03:00 is within N days of Feb 1 00:00
+        // when 31 - d + 0.875 <= N.
+        for (days, kept) in [(0u32, 1usize), (1, 1), (7, 7), (15, 15), (40, 31)] {
+            let p = plan(
+                &backups,
+                &[&KeepWithin::days(days)],
+                now,
+                PlanOptions::default(),
+            );
+            assert_eq!(p.keep.len(), kept, "within {days}d");
+        }
+    }
+
+    #[test]
+    fn gfs_keeps_newest_per_period() {
+        let now = at("2025-03-01T00:00:00Z");
+        // Two backups a day for 60 days.
+        let mut backups = Vec::new();
+        let start = at("2025-01-01T01:00:00Z");
+        for day in 0..59i64 {
+            for hour in [1i64, 13] {
+                let t = start + chrono::Duration::days(day) + chrono::Duration::hours(hour - 1);
+                backups.push(manifest_at(&t.to_rfc3339()));
+            }
+        }
+        let policy = KeepGfs {
+            daily: 3,
+            weekly: 2,
+            monthly: 2,
+            yearly: 1,
+        };
+        let p = plan(&backups, &[&policy], now, PlanOptions::default());
+        let kept: Vec<String> = p
+            .keep
+            .iter()
+            .map(|d| d.started_at.format("%m-%d %H").to_string())
+            .collect();
+        // Daily: Feb 28, 27, 26 (13:00 each); weekly: Sun Feb 23 is the end
+        // of ISO week 8 -> newest of week 9 is Feb 28, of week 8 Feb 23;
+        // monthly: Feb 28, Jan 31; yearly: Feb 28.
+        assert_eq!(
+            kept,
+            ["02-28 13", "02-27 13", "02-26 13", "02-23 13", "01-31 13"]
+        );
+        let reasons = &p.keep[0].reasons;
+        assert!(
+            reasons.contains(&"daily 1".to_string()) && reasons.contains(&"yearly 1".to_string())
+        );
+    }
+
+    #[test]
+    fn policies_combine_by_union() {
+        let now = at("2025-02-01T00:00:00Z");
+        let backups: Vec<_> = (1..=31u32)
+            .rev()
+            .map(|d| manifest(d, BackupKind::Scheduled))
+            .collect();
+        let p = plan(
+            &backups,
+            &[&KeepLast(10), &KeepWithin::days(3)],
+            now,
+            PlanOptions::default(),
+        );
+        assert_eq!(p.keep.len(), 10);
+        let p = plan(
+            &backups,
+            &[&KeepLast(2), &KeepWithin::days(5)],
+            now,
+            PlanOptions::default(),
+        );
+        assert_eq!(p.keep.len(), 5);
+        assert!(p.keep[0].reasons.contains(&"last 2".to_string()));
+        assert!(p.keep[0].reasons.contains(&"within 5d".to_string()));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("2w").unwrap().as_secs(), 14 * 86_400);
+        for bad in ["", "d", "10", "10x", "-1d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
