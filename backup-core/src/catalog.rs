@@ -249,3 +249,282 @@ impl Catalog {
         Ok(manifest)
     }
 }
+
+/// File name of a source's last-run record, beside its backups.
+pub const RUN_RECORD_NAME: &str = "last-run.json";
+
+/// The outcome of the latest backup attempt of a source, stored at
+/// `{tenant}/{source_id}/last-run.json` so health survives restarts and is
+/// shared by every process using the store. Never holds secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Tenant.
+    pub tenant: String,
+    /// Source id.
+    pub source_id: String,
+    /// Manual or scheduled.
+    pub kind: BackupKind,
+    /// When the attempt started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// Whether a backup was committed.
+    pub succeeded: bool,
+    /// The committed backup, on success.
+    pub backup_id: Option<String>,
+    /// The error, on failure (one line, no secrets).
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    fn key(tenant: &str, source_id: &str) -> Result<Key> {
+        Key::new(format!("{tenant}/{source_id}/{RUN_RECORD_NAME}"))
+    }
+
+    /// Writes the record (overwriting the previous one).
+    pub async fn save(&self, store: &dyn Store) -> Result<()> {
+        let key = Self::key(&self.tenant, &self.source_id)?;
+        let body = serde_json::to_vec_pretty(self).expect("run records serialise");
+        store
+            .put(&key, bytes::Bytes::from(body), crate::PutOptions::default())
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Which slice of a listing to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    /// Items to skip.
+    pub offset: usize,
+    /// Most items to return.
+    pub limit: usize,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page {
+            offset: 0,
+            limit: 100,
+        }
+    }
+}
+
+/// One page of backups, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupPage {
+    /// The backups on this page.
+    pub items: Vec<Arc<Manifest>>,
+    /// Matching backups in all pages.
+    pub total: usize,
+    /// Offset of the next page, if there is one.
+    pub next_offset: Option<usize>,
+}
+
+/// Counts and sizes of a set of backups.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Number of backups.
+    pub count: usize,
+    /// Stored bytes of all of them.
+    pub total_bytes: u64,
+    /// Start time of the newest.
+    pub last: Option<DateTime<Utc>>,
+    /// Start time of the oldest.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+impl Stats {
+    fn add(&mut self, m: &Manifest) {
+        self.count += 1;
+        self.total_bytes += m.stored.size;
+        self.last = Some(self.last.map_or(m.started_at, |t| t.max(m.started_at)));
+        self.oldest = Some(self.oldest.map_or(m.started_at, |t| t.min(m.started_at)));
+    }
+}
+
+/// [`Stats`] overall, per tenant and per source (`tenant/source_id`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// Everything matched.
+    pub total: Stats,
+    /// Per tenant.
+    pub tenants: std::collections::BTreeMap<String, Stats>,
+    /// Per `tenant/source_id`.
+    pub sources: std::collections::BTreeMap<String, Stats>,
+}
+
+/// Health of one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// A backup succeeded within the threshold and the last run did not fail.
+    Healthy,
+    /// No successful backup within the threshold (or none at all).
+    Stale,
+    /// The latest attempt failed.
+    Failing,
+}
+
+/// The health of one source, as [`Catalog::health`] reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceHealth {
+    /// Tenant.
+    pub tenant: String,
+    /// Source id.
+    pub source_id: String,
+    /// Verdict.
+    pub status: HealthStatus,
+    /// Start time of the newest committed backup.
+    pub last_success: Option<DateTime<Utc>>,
+    /// Hours since then.
+    pub hours_since_success: Option<f64>,
+    /// The error of the latest attempt, when it failed.
+    pub last_error: Option<String>,
+    /// The threshold applied, in hours.
+    pub stale_after_hours: f64,
+}
+
+/// Thresholds for [`Catalog::health`].
+#[derive(Debug, Clone)]
+pub struct HealthOptions {
+    /// Default threshold (24 h).
+    pub stale_after: Duration,
+    /// Per-source thresholds, keyed `tenant/source_id`.
+    pub per_source: HashMap<String, Duration>,
+    /// Sources to report even if the store has nothing for them yet
+    /// (`(tenant, source_id)`); they are stale until their first backup.
+    pub expected: Vec<(String, String)>,
+}
+
+impl Default for HealthOptions {
+    fn default() -> Self {
+        HealthOptions {
+            stale_after: Duration::from_secs(24 * 3600),
+            per_source: HashMap::new(),
+            expected: Vec::new(),
+        }
+    }
+}
+
+impl Catalog {
+    /// One page of [`Catalog::list`].
+    pub async fn page(&self, filter: &Filter, page: Page) -> Result<BackupPage> {
+        let all = self.list(filter).await?;
+        let total = all.len();
+        let items: Vec<Arc<Manifest>> =
+            all.into_iter().skip(page.offset).take(page.limit).collect();
+        let end = page.offset + items.len();
+        Ok(BackupPage {
+            items,
+            total,
+            next_offset: (end < total).then_some(end),
+        })
+    }
+
+    /// Count, total size, newest and oldest backup: overall, per tenant and
+    /// per source.
+    pub async fn stats(&self, filter: &Filter) -> Result<StatsReport> {
+        let mut report = StatsReport::default();
+        for m in self.list(filter).await? {
+            report.total.add(&m);
+            report.tenants.entry(m.tenant.clone()).or_default().add(&m);
+            report
+                .sources
+                .entry(format!("{}/{}", m.tenant, m.source_id))
+                .or_default()
+                .add(&m);
+        }
+        Ok(report)
+    }
+
+    /// The latest run record of every source under `filter`'s tenant (or
+    /// all), keyed `tenant/source_id`.
+    pub async fn run_records(&self, filter: &Filter) -> Result<HashMap<String, RunRecord>> {
+        let prefix = filter.prefix()?;
+        let mut out = HashMap::new();
+        for meta in self.store.list_all(prefix.as_ref()).await? {
+            let parts: Vec<&str> = meta.key.segments().collect();
+            if parts.len() != 3 || parts[2] != RUN_RECORD_NAME {
+                continue;
+            }
+            match self.store.get_bytes(&meta.key).await {
+                Ok(bytes) => match serde_json::from_slice::<RunRecord>(&bytes) {
+                    Ok(r) if filter.source_id.as_ref().is_none_or(|s| *s == r.source_id) => {
+                        out.insert(format!("{}/{}", r.tenant, r.source_id), r);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(key = %meta.key, error = %e, "unreadable run record"),
+                },
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Health of every source with backups or run records under `filter`
+    /// (plus `opts.expected`): `failing` if the latest attempt failed,
+    /// `stale` if no backup succeeded within the threshold, else `healthy`.
+    pub async fn health(
+        &self,
+        filter: &Filter,
+        opts: &HealthOptions,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SourceHealth>> {
+        let mut newest: std::collections::BTreeMap<
+            String,
+            (String, String, Option<DateTime<Utc>>),
+        > = std::collections::BTreeMap::new();
+        for (tenant, source) in &opts.expected {
+            let probe = format!("{tenant}/{source}");
+            if filter.tenant.as_ref().is_none_or(|t| t == tenant)
+                && filter.source_id.as_ref().is_none_or(|s| s == source)
+            {
+                newest.insert(probe, (tenant.clone(), source.clone(), None));
+            }
+        }
+        for m in self.list(filter).await? {
+            let entry = newest
+                .entry(format!("{}/{}", m.tenant, m.source_id))
+                .or_insert_with(|| (m.tenant.clone(), m.source_id.clone(), None));
+            entry.2 = Some(entry.2.map_or(m.started_at, |t| t.max(m.started_at)));
+        }
+        let records = self.run_records(filter).await?;
+        for (key, r) in &records {
+            newest
+                .entry(key.clone())
+                .or_insert_with(|| (r.tenant.clone(), r.source_id.clone(), None));
+        }
+        let mut out = Vec::new();
+        for (key, (tenant, source_id, last)) in newest {
+            let threshold = opts
+                .per_source
+                .get(&key)
+                .copied()
+                .unwrap_or(opts.stale_after);
+            let hours = last.map(|t| (now - t).num_seconds().max(0) as f64 / 3600.0);
+            let record = records.get(&key);
+            let failing = record.is_some_and(|r| !r.succeeded);
+            let stale = hours.is_none_or(|h| h * 3600.0 > threshold.as_secs_f64());
+            out.push(SourceHealth {
+                tenant,
+                source_id,
+                status: if failing {
+                    HealthStatus::Failing
+                } else if stale {
+                    HealthStatus::Stale
+                } else {
+                    HealthStatus::Healthy
+                },
+                last_success: last,
+                hours_since_success: hours.map(|h| (h * 100.0).round() / 100.0),
+                last_error: record
+                    .filter(|r| !r.succeeded)
+                    .and_then(|r| r.error.clone()),
+                stale_after_hours: threshold.as_secs_f64() / 3600.0,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, Filter};
+use crate::catalog::{Catalog, Filter, RunRecord};
 use crate::compression::{Compression, Compressor};
+use crate::events::{Event, EventBus};
 use crate::manifest::{
     BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, Layout, MANIFEST_VERSION, Manifest,
     new_backup_id,
 };
-use crate::pipeline::{Expected, PipelineOptions, RestoreSink, run_backup, run_restore};
+use crate::pipeline::{Expected, PipelineOptions, Progress, RestoreSink, run_backup, run_restore};
 use crate::retention::{PlanOptions, RetentionPlan, RetentionPolicy, plan};
 use crate::source::{DumpOptions, DumpSource, RestoreOptions, RestoreReport, RestoreTarget};
 use crate::store::{PutOptions, Store};
@@ -35,6 +37,8 @@ pub struct BackupRequest {
     pub created_by: Option<String>,
     /// Free-form labels recorded in the manifest.
     pub labels: BTreeMap<String, String>,
+    /// Cancels this backup (cleanly: nothing is committed) when triggered.
+    pub cancel: Option<CancellationToken>,
 }
 
 impl BackupRequest {
@@ -47,7 +51,14 @@ impl BackupRequest {
             dump: DumpOptions::default(),
             created_by: None,
             labels: BTreeMap::new(),
+            cancel: None,
         }
+    }
+
+    /// Sets a cancellation token for this backup.
+    pub fn cancel_token(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
     }
 
     /// Sets the tenant.
@@ -99,6 +110,7 @@ pub struct Engine {
     catalog: Arc<Catalog>,
     compressor: Arc<dyn Compressor>,
     options: PipelineOptions,
+    events: EventBus,
 }
 
 impl Engine {
@@ -109,7 +121,20 @@ impl Engine {
             store,
             compressor: Arc::new(Compression::default()),
             options: PipelineOptions::default(),
+            events: EventBus::default(),
         }
+    }
+
+    /// Publishes events on `bus` (started, progress, succeeded, failed,
+    /// pruned). By default the engine has a bus of its own.
+    pub fn with_events(mut self, bus: EventBus) -> Self {
+        self.events = bus;
+        self
+    }
+
+    /// The event bus backups report to.
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
     /// Uses `compressor` for new backups (restores use what each manifest
@@ -147,8 +172,67 @@ impl Engine {
     pub async fn backup(&self, source: &dyn DumpSource, req: &BackupRequest) -> Result<Manifest> {
         validate_id(&req.tenant)?;
         validate_id(&req.source_id)?;
-        let info = source.info();
+        if req.tenant.starts_with('_') {
+            return Err(Error::InvalidKey {
+                key: req.tenant.clone(),
+                reason: "tenant names starting with '_' are reserved",
+            });
+        }
         let started_at = Utc::now();
+        self.events.emit(Event::Started {
+            tenant: req.tenant.clone(),
+            source_id: req.source_id.clone(),
+            kind: req.kind,
+            at: started_at,
+        });
+        let result = self.backup_inner(source, req, started_at).await;
+        let finished_at = Utc::now();
+        let seconds = (finished_at - started_at).num_milliseconds() as f64 / 1000.0;
+        let record = RunRecord {
+            tenant: req.tenant.clone(),
+            source_id: req.source_id.clone(),
+            kind: req.kind,
+            started_at,
+            finished_at,
+            succeeded: result.is_ok(),
+            backup_id: result.as_ref().ok().map(|m| m.id.clone()),
+            error: result.as_ref().err().map(|e| e.to_string()),
+        };
+        match &result {
+            Ok(m) => self.events.emit(Event::Succeeded {
+                tenant: m.tenant.clone(),
+                source_id: m.source_id.clone(),
+                backup_id: m.id.clone(),
+                kind: m.kind,
+                bytes: m.stored.size,
+                duration_seconds: seconds,
+                at: finished_at,
+            }),
+            Err(e) => {
+                tracing::warn!(source = %req.source_id, tenant = %req.tenant, error = %e, "backup failed");
+                self.events.emit(Event::Failed {
+                    tenant: req.tenant.clone(),
+                    source_id: req.source_id.clone(),
+                    kind: req.kind,
+                    error: e.to_string(),
+                    duration_seconds: seconds,
+                    at: finished_at,
+                })
+            }
+        }
+        if let Err(e) = record.save(self.store.as_ref()).await {
+            tracing::warn!(source = %req.source_id, error = %e, "could not record the run status");
+        }
+        result
+    }
+
+    async fn backup_inner(
+        &self,
+        source: &dyn DumpSource,
+        req: &BackupRequest,
+        started_at: chrono::DateTime<Utc>,
+    ) -> Result<Manifest> {
+        let info = source.info();
         let id = new_backup_id(started_at);
         let layout = Layout::new(
             &req.tenant,
@@ -175,6 +259,18 @@ impl Engine {
             }
         };
         tracing::info!(%id, source = %req.source_id, tenant = %req.tenant, "backup started");
+        let progress: Progress = {
+            let events = self.events.clone();
+            let (tenant, source_id) = (req.tenant.clone(), req.source_id.clone());
+            Arc::new(move |bytes| {
+                events.emit(Event::Progress {
+                    tenant: tenant.clone(),
+                    source_id: source_id.clone(),
+                    bytes,
+                    at: Utc::now(),
+                })
+            })
+        };
         let outcome = run_backup(
             self.store.as_ref(),
             &artifact,
@@ -182,6 +278,8 @@ impl Engine {
             dump.stream,
             Arc::clone(&self.compressor),
             &self.options,
+            req.cancel.as_ref(),
+            Some(progress),
         )
         .await?;
         let manifest = Manifest {
@@ -340,6 +438,12 @@ impl Engine {
                         .expect("plan only names listed backups");
                     self.catalog.delete_manifest(m).await?;
                     tracing::info!(id = %m.id, %source, "pruned backup");
+                    self.events.emit(Event::Pruned {
+                        tenant: m.tenant.clone(),
+                        source_id: m.source_id.clone(),
+                        backup_id: m.id.clone(),
+                        at: Utc::now(),
+                    });
                 }
             }
             report.sources.insert(source, p);

@@ -95,30 +95,42 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod backup_job;
 mod catalog;
+mod clock;
 mod compression;
 mod engine;
 mod error;
+mod events;
 mod key;
 mod manifest;
 mod memory;
 mod pipeline;
 mod retention;
 mod schedule;
+mod scheduler;
 mod secret;
 mod source;
 mod store;
+#[cfg(feature = "webhook")]
+mod webhook;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use catalog::{Catalog, Filter, SweepReport};
+pub use backup_job::BackupJob;
+pub use catalog::{
+    BackupPage, Catalog, Filter, HealthOptions, HealthStatus, Page, RUN_RECORD_NAME, RunRecord,
+    SourceHealth, Stats, StatsReport, SweepReport,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use compression::{
     Algorithm, BoxWrite, Compression, Compressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
     DEFAULT_ZSTD_WORKERS,
 };
 pub use engine::{BackupRequest, Engine, PruneReport};
 pub use error::{BoxError, Error, Result};
+pub use events::{Event, EventBus, LogNotifier, Notifier, RetryPolicy, spawn_notifier};
 pub use key::{Key, MAX_KEY_LEN, validate_id};
 pub use manifest::{
     BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, Digests, EncryptionInfo, Layout,
@@ -132,6 +144,9 @@ pub use retention::{
     parse_duration, plan,
 };
 pub use schedule::{CronExpr, Schedule, parse_tz};
+pub use scheduler::{
+    Job, JobInfo, JobOutcome, JobSpec, MisfirePolicy, Scheduler, SchedulerConfig, Shutdown, Trigger,
+};
 pub use secret::Secret;
 pub use source::{
     DumpOptions, DumpSource, DumpStream, RestoreOptions, RestoreReport, RestoreSession,
@@ -141,3 +156,5 @@ pub use store::{
     ByteStream, GetResult, MAX_SMALL_OBJECT, ObjectMeta, PutMode, PutOptions, Store, StoreExt,
     Upload, delete_each,
 };
+#[cfg(feature = "webhook")]
+pub use webhook::{WebhookFormat, WebhookNotifier};

@@ -131,9 +131,9 @@ impl RetentionPolicy for KeepGfs {
 
 fn format_duration(d: std::time::Duration) -> String {
     let secs = d.as_secs();
-    if secs % 86_400 == 0 {
+    if secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)
-    } else if secs % 3600 == 0 {
+    } else if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
     } else {
         format!("{secs}s")

@@ -39,7 +39,7 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct CronExpr {
     source: String,
-    cron: Cron,
+    cron: std::sync::Arc<Cron>,
 }
 
 impl fmt::Debug for CronExpr {
@@ -115,7 +115,10 @@ impl CronExpr {
             .build()
             .parse(&normalised.join(" "))
             .map_err(|e| invalid(e.to_string()))?;
-        Ok(CronExpr { source, cron })
+        Ok(CronExpr {
+            source,
+            cron: std::sync::Arc::new(cron),
+        })
     }
 
     /// The expression as written.

@@ -17,6 +17,7 @@ async fn keys(store: &InMemoryStore) -> Vec<String> {
         .await
         .unwrap()
         .into_iter()
+        .filter(|m| m.key.file_name() != RUN_RECORD_NAME)
         .map(|m| m.key.to_string())
         .collect()
 }

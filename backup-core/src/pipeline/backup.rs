@@ -6,12 +6,19 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::{AbortOnDrop, ChannelSink, Hasher, PipelineOptions};
 use crate::compression::Compressor;
 use crate::manifest::Digests;
 use crate::store::{ByteStream, Store, Upload};
 use crate::{Error, Key, Result};
+
+/// Called with the raw bytes read so far, every [`PROGRESS_EVERY`] bytes.
+pub(crate) type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// How often progress is reported.
+pub(crate) const PROGRESS_EVERY: u64 = 64 * 1024 * 1024;
 
 /// What a successful upload produced.
 #[derive(Debug)]
@@ -25,6 +32,7 @@ pub(crate) struct BackupOutcome {
 /// The object is committed only if the source ended cleanly, every stage
 /// succeeded and the sizes agree; on any failure (including cancellation and
 /// a stalled source) the upload is aborted and nothing is left under `key`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_backup(
     store: &dyn Store,
     key: &Key,
@@ -32,6 +40,8 @@ pub(crate) async fn run_backup(
     source: ByteStream,
     compressor: Arc<dyn Compressor>,
     opts: &PipelineOptions,
+    cancel: Option<&CancellationToken>,
+    progress: Option<Progress>,
 ) -> Result<BackupOutcome> {
     let (tx, rx) = mpsc::channel::<Bytes>(opts.queue_depth);
     let pump = AbortOnDrop(Some(tokio::spawn(pump_source(
@@ -39,11 +49,19 @@ pub(crate) async fn run_backup(
         compressor,
         ChannelSink::new(tx, opts.chunk_size),
         opts.clone(),
+        progress,
     ))));
     let mut upload = Some(upload);
+    let caller_cancel = async {
+        match cancel {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
     let result = tokio::select! {
         biased;
         _ = opts.cancel.cancelled() => Err(Error::Cancelled),
+        _ = caller_cancel => Err(Error::Cancelled),
         r = drive(&mut upload, rx, pump) => r,
     };
     match result {
@@ -100,9 +118,11 @@ async fn pump_source(
     compressor: Arc<dyn Compressor>,
     sink: ChannelSink,
     opts: PipelineOptions,
+    progress: Option<Progress>,
 ) -> Result<Digests> {
     let mut encoder = compressor.encoder(Box::pin(sink));
     let mut raw = Hasher::default();
+    let mut next_report = PROGRESS_EVERY;
     loop {
         let next = tokio::time::timeout(opts.stall_timeout, source.next())
             .await
@@ -114,6 +134,12 @@ async fn pump_source(
             Some(Err(e)) => return Err(e),
             Some(Ok(chunk)) => {
                 raw.update(&chunk);
+                if let Some(report) = &progress
+                    && raw.size() >= next_report
+                {
+                    report(raw.size());
+                    next_report = raw.size() + PROGRESS_EVERY;
+                }
                 encoder
                     .write_all(&chunk)
                     .await

@@ -22,7 +22,7 @@ use crate::manifest::Digests;
 mod backup;
 mod restore;
 
-pub(crate) use backup::run_backup;
+pub(crate) use backup::{Progress, run_backup};
 pub(crate) use restore::{Expected, RestoreSink, run_restore};
 
 /// Tuning of the pipeline; `Default` suits most databases.
@@ -93,6 +93,10 @@ impl Hasher {
         self.sha256.update(data);
         self.md5.update(data);
         self.size += data.len() as u64;
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
     }
 
     pub(crate) fn finish(self) -> Digests {

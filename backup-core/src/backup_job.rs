@@ -1,0 +1,63 @@
+//! [`BackupJob`]: the scheduler [`Job`] that backs a source up and applies
+//! its retention.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::Result;
+use crate::catalog::Filter;
+use crate::engine::{BackupRequest, Engine};
+use crate::manifest::BackupKind;
+use crate::retention::{PlanOptions, RetentionPolicy};
+use crate::scheduler::{Job, JobOutcome, Trigger};
+use crate::source::DumpSource;
+
+/// Backs up one source with an [`Engine`]; after each successful
+/// *scheduled* run, prunes that source with its retention policies (manual
+/// backups are kept; see [`plan`](crate::plan)). A failed prune is logged
+/// and does not fail the backup.
+#[derive(Debug, Clone)]
+pub struct BackupJob {
+    /// The engine (store, compression, events).
+    pub engine: Engine,
+    /// What to dump.
+    pub source: Arc<dyn DumpSource>,
+    /// Tenant, source id, labels; `kind` is set per trigger.
+    pub request: BackupRequest,
+    /// Retention applied after scheduled runs (none: keep everything).
+    pub retention: Vec<Arc<dyn RetentionPolicy>>,
+}
+
+#[async_trait]
+impl Job for BackupJob {
+    async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome> {
+        let mut request = self.request.clone().kind(trigger.kind).cancel_token(cancel);
+        if request.created_by.is_none() {
+            request.created_by = Some(match trigger.kind {
+                BackupKind::Scheduled => "scheduler".into(),
+                BackupKind::Manual => "manual".into(),
+            });
+        }
+        let manifest = self.engine.backup(self.source.as_ref(), &request).await?;
+        if trigger.kind == BackupKind::Scheduled && !self.retention.is_empty() {
+            let policies: Vec<&dyn RetentionPolicy> = self
+                .retention
+                .iter()
+                .map(|p| p.as_ref() as &dyn RetentionPolicy)
+                .collect();
+            let filter = Filter::tenant(&request.tenant).source(&request.source_id);
+            if let Err(e) = self
+                .engine
+                .prune(&filter, &policies, PlanOptions::default(), false)
+                .await
+            {
+                tracing::warn!(source = %request.source_id, error = %e, "retention after backup failed");
+            }
+        }
+        Ok(JobOutcome {
+            backup_id: Some(manifest.id),
+        })
+    }
+}

@@ -1,0 +1,578 @@
+//! The in-process scheduler: jobs on schedules, a global concurrency limit,
+//! no overlapping runs of one job, misfire handling, leases for several
+//! replicas, and graceful shutdown.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::events::{Event, EventBus};
+use crate::manifest::BackupKind;
+use crate::schedule::Schedule;
+use crate::store::{PutOptions, Store, StoreExt};
+use crate::{Error, Key, Result, validate_id};
+
+/// Why a job runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// The job's id.
+    pub job_id: String,
+    /// Manual (`run_now`) or scheduled.
+    pub kind: BackupKind,
+    /// The schedule time this run stands for (scheduled runs only).
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOutcome {
+    /// Id of the backup the run committed, if any.
+    pub backup_id: Option<String>,
+}
+
+/// The work a scheduled job does (usually a [`BackupJob`](crate::BackupJob)).
+#[async_trait]
+pub trait Job: fmt::Debug + Send + Sync + 'static {
+    /// Runs once. `cancel` fires on a cancelling shutdown; the job must then
+    /// stop cleanly (nothing half-committed) and return an error.
+    async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome>;
+}
+
+/// What to do about triggers that passed while the process was down or too
+/// busy to fire them on time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MisfirePolicy {
+    /// Run once as soon as possible, however many triggers were missed.
+    #[default]
+    RunOnce,
+    /// Do not catch up; record the skip and wait for the next trigger.
+    Skip,
+}
+
+/// A job as registered with the scheduler.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// Unique id (letters, digits, `-`, `_`, `.`).
+    pub id: String,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// What it does.
+    pub job: Arc<dyn Job>,
+    /// Missed-trigger handling.
+    pub misfire: MisfirePolicy,
+    /// When it last ran on a schedule, as the host knows it (for example
+    /// the newest scheduled backup in the catalog). With
+    /// [`MisfirePolicy::RunOnce`], a job whose last run is older than its
+    /// latest trigger (or that never ran) runs once right after being
+    /// added.
+    pub last_run: Option<DateTime<Utc>>,
+}
+
+impl JobSpec {
+    /// A job with the default misfire policy and no run history.
+    pub fn new(id: impl Into<String>, schedule: Schedule, job: Arc<dyn Job>) -> Self {
+        JobSpec {
+            id: id.into(),
+            schedule,
+            job,
+            misfire: MisfirePolicy::default(),
+            last_run: None,
+        }
+    }
+
+    /// Sets the misfire policy.
+    pub fn misfire(mut self, policy: MisfirePolicy) -> Self {
+        self.misfire = policy;
+        self
+    }
+
+    /// Sets the last known scheduled run.
+    pub fn last_run(mut self, at: Option<DateTime<Utc>>) -> Self {
+        self.last_run = at;
+        self
+    }
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SchedulerConfig {
+    /// Zone schedules are evaluated in (default UTC).
+    pub tz: Tz,
+    /// Most runs at once, across all jobs (manual runs included).
+    pub max_parallel_jobs: usize,
+    /// A trigger found this late is a misfire (default 60 s).
+    pub misfire_grace: Duration,
+    /// Store used for leases so that several processes sharing it run each
+    /// scheduled trigger once (`None`: no leases).
+    pub lease_store: Option<Arc<dyn Store>>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            tz: Tz::UTC,
+            max_parallel_jobs: 4,
+            misfire_grace: Duration::from_secs(60),
+            lease_store: None,
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// Sets the time zone.
+    pub fn tz(mut self, tz: Tz) -> Self {
+        self.tz = tz;
+        self
+    }
+
+    /// Sets the global concurrency limit (at least 1).
+    pub fn max_parallel_jobs(mut self, n: usize) -> Self {
+        self.max_parallel_jobs = n.max(1);
+        self
+    }
+
+    /// Enables leases in `store`.
+    pub fn leases(mut self, store: Arc<dyn Store>) -> Self {
+        self.lease_store = Some(store);
+        self
+    }
+}
+
+/// How [`Scheduler::shutdown`] treats runs in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Let running jobs finish, up to the timeout; then cancel them.
+    Drain(Duration),
+    /// Cancel running jobs now (they abort cleanly; nothing is committed).
+    Cancel,
+}
+
+/// The state of a job, for status pages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Job id.
+    pub id: String,
+    /// Its schedule.
+    pub schedule: String,
+    /// Next scheduled run, if any.
+    pub next_run: Option<DateTime<Utc>>,
+    /// Whether a run is in progress.
+    pub running: bool,
+    /// When the last run (of any kind) finished.
+    pub last_finished: Option<DateTime<Utc>>,
+    /// Its error, if it failed.
+    pub last_error: Option<String>,
+}
+
+struct Entry {
+    spec: JobSpec,
+    next_fire: Option<DateTime<Utc>>,
+    run_lock: Arc<tokio::sync::Mutex<()>>,
+    last_finished: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+}
+
+struct Inner {
+    config: SchedulerConfig,
+    clock: Arc<dyn Clock>,
+    events: EventBus,
+    permits: Arc<Semaphore>,
+    jobs: Mutex<HashMap<String, Entry>>,
+    wake: Notify,
+    stop: CancellationToken,
+    cancel_runs: CancellationToken,
+    tracker: TaskTracker,
+    running: AtomicUsize,
+    peak_running: AtomicUsize,
+}
+
+/// Runs [`Job`]s on their [`Schedule`]s.
+///
+/// - Jobs can be added, changed and removed while it runs.
+/// - At most `max_parallel_jobs` runs at once; manual runs
+///   ([`Scheduler::run_now`]) count too.
+/// - Never two runs of one job at once: a scheduled trigger that finds the
+///   previous run still going is skipped (an [`Event::Skipped`] is emitted);
+///   manual runs of a busy job wait their turn.
+/// - Missed triggers follow the job's [`MisfirePolicy`].
+/// - With leases, several processes sharing a store run each trigger once.
+///
+/// Time comes from a [`Clock`]: [`SystemClock`](crate::SystemClock) in
+/// production, [`ManualClock`](crate::ManualClock) in tests.
+pub struct Scheduler {
+    inner: Arc<Inner>,
+    main: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("tz", &self.inner.config.tz)
+            .field("max_parallel_jobs", &self.inner.config.max_parallel_jobs)
+            .field("running", &self.running())
+            .finish()
+    }
+}
+
+impl Scheduler {
+    /// Starts the scheduler loop on the current tokio runtime.
+    pub fn start(config: SchedulerConfig, clock: Arc<dyn Clock>, events: EventBus) -> Scheduler {
+        let inner = Arc::new(Inner {
+            permits: Arc::new(Semaphore::new(config.max_parallel_jobs.max(1))),
+            config,
+            clock,
+            events,
+            jobs: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            stop: CancellationToken::new(),
+            cancel_runs: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            running: AtomicUsize::new(0),
+            peak_running: AtomicUsize::new(0),
+        });
+        let main = tokio::spawn(Arc::clone(&inner).run_loop());
+        Scheduler {
+            inner,
+            main: Mutex::new(Some(main)),
+        }
+    }
+
+    /// Adds a job or replaces the one with the same id. A replaced job keeps
+    /// its run lock (a run in progress is not duplicated) and recomputes
+    /// its next trigger from now; a new job may catch up once according to
+    /// its misfire policy.
+    pub fn upsert(&self, spec: JobSpec) -> Result<()> {
+        validate_id(&spec.id)?;
+        let now = self.inner.clock.now();
+        let tz = self.inner.config.tz;
+        let mut jobs = self.inner.jobs.lock().expect("scheduler lock");
+        match jobs.get_mut(&spec.id) {
+            Some(entry) => {
+                entry.next_fire = spec.schedule.next_after(now, tz);
+                entry.spec = spec;
+            }
+            None => {
+                let catch_up = spec.misfire == MisfirePolicy::RunOnce
+                    && spec
+                        .schedule
+                        .prev_at_or_before(now, tz)
+                        .is_some_and(|prev| spec.last_run.is_none_or(|last| last < prev));
+                let next_fire = if catch_up {
+                    spec.schedule.prev_at_or_before(now, tz)
+                } else {
+                    spec.schedule.next_after(now, tz)
+                };
+                jobs.insert(
+                    spec.id.clone(),
+                    Entry {
+                        spec,
+                        next_fire,
+                        run_lock: Arc::new(tokio::sync::Mutex::new(())),
+                        last_finished: None,
+                        last_error: None,
+                    },
+                );
+            }
+        }
+        drop(jobs);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Removes a job; a run in progress finishes. Returns whether it existed.
+    pub fn remove(&self, id: &str) -> bool {
+        let removed = self
+            .inner
+            .jobs
+            .lock()
+            .expect("scheduler lock")
+            .remove(id)
+            .is_some();
+        self.inner.wake.notify_one();
+        removed
+    }
+
+    /// Every job's state, sorted by id.
+    pub fn jobs(&self) -> Vec<JobInfo> {
+        let jobs = self.inner.jobs.lock().expect("scheduler lock");
+        let mut out: Vec<JobInfo> = jobs
+            .iter()
+            .map(|(id, e)| JobInfo {
+                id: id.clone(),
+                schedule: e.spec.schedule.to_string(),
+                next_run: e.next_fire,
+                running: e.run_lock.try_lock().is_err(),
+                last_finished: e.last_finished,
+                last_error: e.last_error.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Runs a job now, as a manual run, through the same concurrency limit;
+    /// waits for it (and for a run already in progress) to finish.
+    pub async fn run_now(&self, id: &str) -> Result<JobOutcome> {
+        let (job, lock) = {
+            let jobs = self.inner.jobs.lock().expect("scheduler lock");
+            let entry = jobs
+                .get(id)
+                .ok_or_else(|| Error::not_found(format!("job {id}")))?;
+            (Arc::clone(&entry.spec.job), Arc::clone(&entry.run_lock))
+        };
+        if self.inner.stop.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let trigger = Trigger {
+            job_id: id.to_string(),
+            kind: BackupKind::Manual,
+            scheduled_for: None,
+        };
+        let inner = Arc::clone(&self.inner);
+        // Tracked, so a draining shutdown waits for manual runs too.
+        self.inner
+            .tracker
+            .spawn(async move {
+                let guard = lock.lock_owned().await;
+                inner.execute(job, trigger, guard).await
+            })
+            .await
+            .map_err(|e| Error::Config(format!("job task failed: {e}")))?
+    }
+
+    /// Runs in progress now.
+    pub fn running(&self) -> usize {
+        self.inner.running.load(Ordering::SeqCst)
+    }
+
+    /// The most runs that were ever in progress at once.
+    pub fn peak_running(&self) -> usize {
+        self.inner.peak_running.load(Ordering::SeqCst)
+    }
+
+    /// Stops scheduling new runs and waits for running ones according to
+    /// `mode`. Idempotent.
+    pub async fn shutdown(&self, mode: Shutdown) {
+        self.inner.stop.cancel();
+        self.inner.tracker.close();
+        if let Some(main) = self.main.lock().expect("scheduler lock").take() {
+            main.abort();
+        }
+        match mode {
+            Shutdown::Cancel => self.inner.cancel_runs.cancel(),
+            Shutdown::Drain(timeout) => {
+                if tokio::time::timeout(timeout, self.inner.tracker.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("shutdown timeout: cancelling running backups");
+                    self.inner.cancel_runs.cancel();
+                }
+            }
+        }
+        self.inner.tracker.wait().await;
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.inner.stop.cancel();
+        if let Ok(mut main) = self.main.lock()
+            && let Some(main) = main.take()
+        {
+            main.abort();
+        }
+    }
+}
+
+impl Inner {
+    async fn run_loop(self: Arc<Self>) {
+        loop {
+            let now = self.clock.now();
+            let next = self.fire_due(now);
+            let sleep = async {
+                match next {
+                    Some(at) => self.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = sleep => {}
+            }
+        }
+    }
+
+    /// Fires every due trigger; returns the earliest future trigger.
+    fn fire_due(self: &Arc<Self>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let tz = self.config.tz;
+        let grace =
+            chrono::Duration::from_std(self.config.misfire_grace).unwrap_or(chrono::Duration::MAX);
+        let mut to_fire = Vec::new();
+        let mut earliest: Option<DateTime<Utc>> = None;
+        {
+            let mut jobs = self.jobs.lock().expect("scheduler lock");
+            for (id, entry) in jobs.iter_mut() {
+                if let Some(due) = entry.next_fire
+                    && due <= now
+                {
+                    // Coalesce everything missed into the latest trigger.
+                    let latest = entry
+                        .spec
+                        .schedule
+                        .prev_at_or_before(now, tz)
+                        .unwrap_or(due)
+                        .max(due);
+                    let late = now - due > grace;
+                    entry.next_fire = entry.spec.schedule.next_after(now, tz);
+                    if late && entry.spec.misfire == MisfirePolicy::Skip {
+                        self.events.emit(Event::Skipped {
+                            job_id: id.clone(),
+                            scheduled_for: latest,
+                            reason: format!(
+                                "missed by {} s (misfire policy: skip)",
+                                (now - due).num_seconds()
+                            ),
+                            at: now,
+                        });
+                    } else {
+                        to_fire.push((
+                            Arc::clone(&entry.spec.job),
+                            Arc::clone(&entry.run_lock),
+                            Trigger {
+                                job_id: id.clone(),
+                                kind: BackupKind::Scheduled,
+                                scheduled_for: Some(latest),
+                            },
+                        ));
+                    }
+                }
+                if let Some(next) = entry.next_fire {
+                    earliest = Some(earliest.map_or(next, |e| e.min(next)));
+                }
+            }
+        }
+        for (job, lock, trigger) in to_fire {
+            let inner = Arc::clone(self);
+            self.tracker.spawn(async move {
+                let Ok(guard) = lock.try_lock_owned() else {
+                    inner.skip(&trigger, "the previous run is still in progress");
+                    return;
+                };
+                if let Some(store) = &inner.config.lease_store {
+                    match acquire_lease(store.as_ref(), &trigger, inner.clock.now()).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            inner.skip(&trigger, "another process holds the lease for this trigger");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(job = %trigger.job_id, error = %e, "lease check failed; running anyway");
+                        }
+                    }
+                }
+                let _ = inner.execute(job, trigger, guard).await;
+            });
+        }
+        earliest
+    }
+
+    fn skip(&self, trigger: &Trigger, reason: &str) {
+        tracing::info!(job = %trigger.job_id, reason, "trigger skipped");
+        self.events.emit(Event::Skipped {
+            job_id: trigger.job_id.clone(),
+            scheduled_for: trigger.scheduled_for.unwrap_or_else(|| self.clock.now()),
+            reason: reason.to_string(),
+            at: self.clock.now(),
+        });
+    }
+
+    /// Waits for a permit, runs the job, records the result.
+    async fn execute(
+        &self,
+        job: Arc<dyn Job>,
+        trigger: Trigger,
+        _guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<JobOutcome> {
+        let permit = tokio::select! {
+            p = Arc::clone(&self.permits).acquire_owned() => p.map_err(|_| Error::Cancelled)?,
+            _ = self.cancel_runs.cancelled() => return Err(Error::Cancelled),
+        };
+        let now_running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_running.fetch_max(now_running, Ordering::SeqCst);
+        let result = job.run(&trigger, self.cancel_runs.child_token()).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        drop(permit);
+        if let Some(entry) = self
+            .jobs
+            .lock()
+            .expect("scheduler lock")
+            .get_mut(&trigger.job_id)
+        {
+            entry.last_finished = Some(self.clock.now());
+            entry.last_error = result.as_ref().err().map(|e| e.to_string());
+        }
+        if let Err(e) = &result {
+            tracing::warn!(job = %trigger.job_id, kind = %trigger.kind, error = %e, "job failed");
+        }
+        result
+    }
+}
+
+/// Claims `trigger` in the store: the first process to create the lease
+/// object runs it. Leases of the same job older than a week are removed.
+async fn acquire_lease(store: &dyn Store, trigger: &Trigger, now: DateTime<Utc>) -> Result<bool> {
+    let at = trigger.scheduled_for.unwrap_or(now);
+    let prefix = Key::new(format!("_locks/{}", trigger.job_id))?;
+    let key = prefix.join(&format!("{}.json", at.format("%Y%m%dT%H%M%SZ")))?;
+    let body = serde_json::json!({
+        "job_id": trigger.job_id,
+        "scheduled_for": at,
+        "holder": format!("{}:{}", hostname(), std::process::id()),
+        "acquired_at": now,
+    });
+    match store
+        .put(&key, Bytes::from(body.to_string()), PutOptions::create())
+        .await
+    {
+        Ok(_) => {
+            let week = chrono::Duration::days(7);
+            if let Ok(old) = store.list_all(Some(&prefix)).await {
+                let stale: Vec<Key> = old
+                    .into_iter()
+                    .filter(|m| now - m.last_modified > week)
+                    .map(|m| m.key)
+                    .collect();
+                if !stale.is_empty() {
+                    let _ = store.delete_many(&stale).await;
+                }
+            }
+            Ok(true)
+        }
+        Err(Error::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
