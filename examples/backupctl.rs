@@ -8,6 +8,9 @@
 //! backupctl restore <backup-id> --store ./backups --pg postgres://user@host/target [--create] [--clean] [--no-owner] [--table T]...
 //! backupctl delete  <backup-id> --store ./backups
 //! backupctl sweep   --store ./backups [--grace-minutes 60]
+//! backupctl prune   --store ./backups [--keep-last N] [--max-age 30d] [--keep-daily N --keep-weekly N --keep-monthly N --keep-yearly N] [--include-manual] [--dry-run] [--json]
+//! backupctl stats   --store ./backups [--json]
+//! backupctl health  --store ./backups [--stale-after 24h] [--json]   # exit 0 only if every source is healthy
 //! ```
 //!
 //! The password comes from the URL or from `PGPASSWORD`; it is handed to
@@ -20,7 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::{
-    BackupKind, BackupRequest, Compression, Engine, Error, Filter, RestoreOptions, Result,
+    BackupKind, BackupRequest, Compression, Engine, Error, Filter, HealthOptions, HealthStatus,
+    KeepGfs, KeepLast, KeepWithin, PlanOptions, RestoreOptions, Result, RetentionPolicy, Stats,
     human_bytes, sanitize_name,
 };
 use backup_examples::{backup_table, open_store};
@@ -114,6 +118,66 @@ enum Command {
         #[arg(long)]
         store: String,
     },
+    /// Apply retention: delete backups no policy keeps (manual ones are kept
+    /// unless --include-manual; the newest of each source always is).
+    Prune {
+        #[arg(long)]
+        store: String,
+        /// Keep the newest N backups of each source.
+        #[arg(long)]
+        keep_last: Option<usize>,
+        /// Keep backups younger than this (e.g. 30d, 12h).
+        #[arg(long, value_parser = parse_duration_arg)]
+        max_age: Option<Duration>,
+        /// Keep the newest backup of each of the last N days.
+        #[arg(long, default_value_t = 0)]
+        keep_daily: usize,
+        /// Keep the newest backup of each of the last N ISO weeks.
+        #[arg(long, default_value_t = 0)]
+        keep_weekly: usize,
+        /// Keep the newest backup of each of the last N months.
+        #[arg(long, default_value_t = 0)]
+        keep_monthly: usize,
+        /// Keep the newest backup of each of the last N years.
+        #[arg(long, default_value_t = 0)]
+        keep_yearly: usize,
+        /// Let policies delete manual backups too.
+        #[arg(long)]
+        include_manual: bool,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this source.
+        #[arg(long)]
+        source_id: Option<String>,
+        /// Show the plan without deleting anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count, total size, newest and oldest backup, per tenant and source.
+    Stats {
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Health per source: healthy, stale (no success within the threshold)
+    /// or failing (last attempt failed). Exit status 1 unless all healthy.
+    Health {
+        #[arg(long)]
+        store: String,
+        /// Threshold for "stale" (e.g. 24h, 2d).
+        #[arg(long, value_parser = parse_duration_arg, default_value = "24h")]
+        stale_after: Duration,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove artifacts left without a manifest by failed backups.
     Sweep {
         #[arg(long)]
@@ -124,6 +188,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_duration_arg(s: &str) -> std::result::Result<Duration, String> {
+    backup_core::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn pg_connection(url: &str) -> Result<PgConnection> {
@@ -137,7 +205,13 @@ fn print_json(value: &impl serde::Serialize) {
     );
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// What `run` wants the process to exit with.
+enum Outcome {
+    Ok,
+    Unhealthy,
+}
+
+async fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Backup {
             pg,
@@ -235,6 +309,145 @@ async fn run(cli: Cli) -> Result<()> {
             let m = engine.catalog().delete(&id, None).await?;
             println!("backup {} deleted ({})", m.id, m.artifact);
         }
+        Command::Prune {
+            store,
+            keep_last,
+            max_age,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+            include_manual,
+            tenant,
+            source_id,
+            dry_run,
+            json,
+        } => {
+            let mut policies: Vec<Box<dyn RetentionPolicy>> = Vec::new();
+            if let Some(n) = keep_last {
+                policies.push(Box::new(KeepLast(n)));
+            }
+            if let Some(age) = max_age {
+                policies.push(Box::new(KeepWithin(age)));
+            }
+            let gfs = KeepGfs {
+                daily: keep_daily,
+                weekly: keep_weekly,
+                monthly: keep_monthly,
+                yearly: keep_yearly,
+            };
+            if gfs != KeepGfs::default() {
+                policies.push(Box::new(gfs));
+            }
+            if policies.is_empty() {
+                return Err(Error::Config(
+                    "prune needs a policy: --keep-last, --max-age or --keep-daily/weekly/monthly/yearly".into(),
+                ));
+            }
+            let refs: Vec<&dyn RetentionPolicy> = policies.iter().map(|p| p.as_ref()).collect();
+            let engine = Engine::new(open_store(&store)?);
+            let mut filter = Filter::all();
+            filter.tenant = tenant;
+            filter.source_id = source_id;
+            let report = engine
+                .prune(
+                    &filter,
+                    &refs,
+                    PlanOptions::default().include_manual(include_manual),
+                    dry_run,
+                )
+                .await?;
+            if json {
+                print_json(&report);
+            } else {
+                for (source, plan) in &report.sources {
+                    println!(
+                        "{source}: keep {}, {} {}",
+                        plan.keep.len(),
+                        if dry_run { "would delete" } else { "deleted" },
+                        plan.delete.len()
+                    );
+                    for d in &plan.keep {
+                        println!("  keep   {}  ({})", d.id, d.reasons.join(", "));
+                    }
+                    for d in &plan.delete {
+                        println!("  delete {}", d.id);
+                    }
+                }
+            }
+        }
+        Command::Stats {
+            store,
+            tenant,
+            json,
+        } => {
+            let engine = Engine::new(open_store(&store)?);
+            let mut filter = Filter::all();
+            filter.tenant = tenant;
+            let stats = engine.catalog().stats(&filter).await?;
+            if json {
+                print_json(&stats);
+            } else {
+                let line = |name: &str, s: &Stats| {
+                    println!(
+                        "{name:<32} {:>6} backups {:>10}  last {}  oldest {}",
+                        s.count,
+                        human_bytes(s.total_bytes),
+                        s.last
+                            .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                        s.oldest
+                            .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                    )
+                };
+                line("TOTAL", &stats.total);
+                for (tenant, s) in &stats.tenants {
+                    line(&format!("tenant {tenant}"), s);
+                }
+                for (source, s) in &stats.sources {
+                    line(&format!("source {source}"), s);
+                }
+            }
+        }
+        Command::Health {
+            store,
+            stale_after,
+            tenant,
+            json,
+        } => {
+            let engine = Engine::new(open_store(&store)?);
+            let mut filter = Filter::all();
+            filter.tenant = tenant;
+            let options = HealthOptions {
+                stale_after,
+                ..HealthOptions::default()
+            };
+            let health = engine
+                .catalog()
+                .health(&filter, &options, chrono::Utc::now())
+                .await?;
+            if json {
+                print_json(&health);
+            } else {
+                for h in &health {
+                    println!(
+                        "{:<32} {:<8} last success {} ({}){}",
+                        format!("{}/{}", h.tenant, h.source_id),
+                        format!("{:?}", h.status).to_lowercase(),
+                        h.last_success.map_or("never".into(), |t| t
+                            .format("%Y-%m-%d %H:%M:%S")
+                            .to_string()),
+                        h.hours_since_success
+                            .map_or("-".into(), |x| format!("{x:.1} h ago")),
+                        h.last_error
+                            .as_ref()
+                            .map_or(String::new(), |e| format!("; last error: {e}")),
+                    );
+                }
+            }
+            if health.iter().any(|h| h.status != HealthStatus::Healthy) {
+                return Ok(Outcome::Unhealthy);
+            }
+        }
         Command::Sweep {
             store,
             grace_minutes,
@@ -256,14 +469,14 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(Outcome::Ok)
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BACKUP_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -276,7 +489,8 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Unhealthy) => ExitCode::FAILURE,
         Err(e) => {
             let e: Error = e;
             eprintln!("backupctl: error: {e}");

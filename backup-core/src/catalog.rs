@@ -503,10 +503,11 @@ impl Catalog {
                 .get(&key)
                 .copied()
                 .unwrap_or(opts.stale_after);
-            let hours = last.map(|t| (now - t).num_seconds().max(0) as f64 / 3600.0);
+            let age_seconds = last.map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+            let hours = age_seconds.map(|s| s / 3600.0);
             let record = records.get(&key);
             let failing = record.is_some_and(|r| !r.succeeded);
-            let stale = hours.is_none_or(|h| h * 3600.0 > threshold.as_secs_f64());
+            let stale = age_seconds.is_none_or(|s| s > threshold.as_secs_f64());
             out.push(SourceHealth {
                 tenant,
                 source_id,

@@ -292,3 +292,102 @@ async fn delete_and_prune_remove_manifest_then_artifact() {
     engine.catalog().delete(&manual.id, None).await.unwrap();
     assert_eq!(keys(&store).await.len(), 4);
 }
+
+#[tokio::test]
+async fn paging_stats_and_health() {
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    for (tenant, source, n) in [("a", "x", 3), ("a", "y", 2), ("b", "x", 1)] {
+        for _ in 0..n {
+            engine
+                .backup(
+                    &ScriptedSource::ok(1000),
+                    &BackupRequest::new(source).tenant(tenant),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let catalog = engine.catalog();
+    let first = catalog
+        .page(
+            &Filter::all(),
+            Page {
+                offset: 0,
+                limit: 4,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.items.len(), first.total, first.next_offset),
+        (4, 6, Some(4))
+    );
+    let second = catalog
+        .page(
+            &Filter::all(),
+            Page {
+                offset: 4,
+                limit: 4,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((second.items.len(), second.next_offset), (2, None));
+    let mut by_kind = Filter::tenant("a");
+    by_kind.kind = Some(BackupKind::Scheduled);
+    assert!(catalog.list(&by_kind).await.unwrap().is_empty());
+
+    let stats = catalog.stats(&Filter::all()).await.unwrap();
+    assert_eq!(stats.total.count, 6);
+    assert_eq!(stats.tenants["a"].count, 5);
+    assert_eq!(stats.sources["a/y"].count, 2);
+    assert_eq!(stats.sources["b/x"].count, 1);
+    assert!(stats.total.oldest <= stats.total.last);
+    let only_b = catalog.stats(&Filter::tenant("b")).await.unwrap();
+    assert_eq!(only_b.total.count, 1);
+
+    let now = chrono::Utc::now();
+    let opts = HealthOptions {
+        expected: vec![("c".into(), "new".into())],
+        ..HealthOptions::default()
+    };
+    let health = catalog.health(&Filter::all(), &opts, now).await.unwrap();
+    let status: Vec<(String, HealthStatus)> = health
+        .iter()
+        .map(|h| (format!("{}/{}", h.tenant, h.source_id), h.status))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("a/x".into(), HealthStatus::Healthy),
+            ("a/y".into(), HealthStatus::Healthy),
+            ("b/x".into(), HealthStatus::Healthy),
+            ("c/new".into(), HealthStatus::Stale),
+        ]
+    );
+    let later = now + chrono::Duration::hours(25);
+    let health = catalog
+        .health(&Filter::tenant("a"), &HealthOptions::default(), later)
+        .await
+        .unwrap();
+    assert!(
+        health
+            .iter()
+            .all(|h| h.status == HealthStatus::Stale && h.hours_since_success.unwrap() > 24.0)
+    );
+    // A failed attempt: failing, with its error.
+    engine
+        .backup(
+            &ScriptedSource::fail_after(10, "boom"),
+            &BackupRequest::new("x").tenant("b"),
+        )
+        .await
+        .unwrap_err();
+    let health = catalog
+        .health(&Filter::tenant("b"), &HealthOptions::default(), now)
+        .await
+        .unwrap();
+    assert_eq!(health[0].status, HealthStatus::Failing);
+    assert!(health[0].last_error.as_deref().unwrap().contains("boom"));
+}

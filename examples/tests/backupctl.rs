@@ -214,3 +214,111 @@ async fn password_from_pgpassword_env() {
     );
     server.drop_database(&db).await.unwrap();
 }
+
+#[tokio::test]
+async fn prune_stats_and_health() {
+    let server = TestServer::shared();
+    let db = server.create_database("cli_prune").await.unwrap();
+    server
+        .psql(
+            &db,
+            "CREATE TABLE t AS SELECT generate_series(1, 1000) AS x",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store_s = dir.path().to_str().unwrap();
+    let url = server.url(&db);
+    for kind in ["scheduled", "scheduled", "scheduled", "manual"] {
+        ok(&[
+            "backup",
+            "--pg",
+            &url,
+            "--store",
+            store_s,
+            "--source-id",
+            "shop",
+            "--kind",
+            kind,
+        ]);
+    }
+    let err = fails(&["prune", "--store", store_s]);
+    assert!(err.contains("needs a policy"), "{err}");
+
+    let plan: Value = serde_json::from_str(&ok(&[
+        "prune",
+        "--store",
+        store_s,
+        "--keep-last",
+        "1",
+        "--dry-run",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(
+        plan["sources"]["default/shop"]["delete"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let listed: Value = serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        4,
+        "dry run deleted nothing"
+    );
+
+    ok(&["prune", "--store", store_s, "--keep-last", "1"]);
+    let listed: Value = serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
+    let kinds: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(
+        kinds.contains(&"manual"),
+        "manual backups survive: {kinds:?}"
+    );
+
+    let stats: Value = serde_json::from_str(&ok(&["stats", "--store", store_s, "--json"])).unwrap();
+    assert_eq!(stats["total"]["count"], 2);
+    assert_eq!(stats["sources"]["default/shop"]["count"], 2);
+    assert!(stats["total"]["total_bytes"].as_u64().unwrap() > 0);
+
+    let health: Value =
+        serde_json::from_str(&ok(&["health", "--store", store_s, "--json"])).unwrap();
+    assert_eq!(health[0]["status"], "healthy");
+    let out = backupctl(&["health", "--store", store_s, "--stale-after", "0s"]);
+    assert!(
+        !out.status.success(),
+        "a stale source must fail the health check"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stale"));
+
+    // A failed attempt makes the source failing.
+    let missing = server.url("no_such_db_for_health");
+    fails(&[
+        "backup",
+        "--pg",
+        &missing,
+        "--store",
+        store_s,
+        "--source-id",
+        "shop",
+    ]);
+    let out = backupctl(&["health", "--store", store_s, "--json"]);
+    assert!(!out.status.success());
+    let health: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(health[0]["status"], "failing");
+    assert!(
+        health[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist")
+    );
+    server.drop_database(&db).await.unwrap();
+}
