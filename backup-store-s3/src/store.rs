@@ -1,0 +1,353 @@
+//! [`S3Store`]: the [`Store`] implementation over an S3 bucket.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backup_core::{
+    Error, GetResult, Key, ObjectMeta, PutMode, PutOptions, Result, Store, Upload, delete_each,
+};
+use bytes::Bytes;
+use chrono::Utc;
+use futures::stream::{self, BoxStream, StreamExt};
+use object_store::aws::AmazonS3;
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::config::S3StoreBuilder;
+use crate::error::{ErrorContext, Op};
+use crate::parts::PartPlan;
+use crate::upload::S3Upload;
+
+/// What every handle of one store shares.
+pub(crate) struct Inner {
+    pub(crate) client: Arc<AmazonS3>,
+    /// Validated prefix without leading or trailing `/`.
+    pub(crate) prefix: Option<String>,
+    pub(crate) ctx: ErrorContext,
+    pub(crate) region: String,
+    pub(crate) virtual_hosted: bool,
+    pub(crate) plan: PartPlan,
+}
+
+/// A [`Store`] over an S3 bucket (AWS S3 or any S3-compatible server:
+/// MinIO, Cloudflare R2, Supabase Storage, Garage, Ceph), built on
+/// `object_store`'s S3 client.
+///
+/// # How it keeps the contract
+///
+/// - **Atomic objects**: S3 makes an object visible only when its PUT or
+///   its multipart upload completes. Streamed uploads are cut into parts
+///   (see [`S3StoreBuilder::part_size`]); a stream smaller than one part is
+///   sent in a single PUT on completion. A failed, aborted or dropped
+///   upload aborts its multipart upload (on drop, from a task spawned on
+///   the current Tokio runtime), so no part is left behind when the server
+///   can be reached. When it cannot (a crash, a dead network), the parts
+///   stay invisible and billed until a bucket lifecycle rule
+///   (`AbortIncompleteMultipartUpload`) removes them: configure one.
+/// - **Access is checked before data flows**: [`Store::put_stream`] lists
+///   at most one key under the store's prefix before returning, so wrong
+///   credentials ([`Error::AccessDenied`] with a hint) or a missing bucket
+///   fail before a database is read. The credentials therefore need
+///   `s3:ListBucket`, which the catalog needs anyway.
+/// - **Create-only puts** send `If-None-Match: *`; the server refuses an
+///   existing key with 412, reported as [`Error::AlreadyExists`]. Servers
+///   that answer 501 give [`Error::Unsupported`]; for servers that ignore
+///   the header, turn it off with [`S3StoreBuilder::conditional_put`].
+/// - **Listings** use `ListObjectsV2` under `{prefix}/{key}/`, page by page,
+///   so they are by whole segments; incomplete multipart uploads are never
+///   listed. Objects under the prefix whose names are not valid [`Key`]s
+///   (written by other tools) are skipped.
+/// - **Deletes** are idempotent; [`Store::delete_many`] sends
+///   `DeleteObjects` requests of up to 1,000 keys, falling back to one
+///   `DELETE` per key on servers without it.
+/// - **Errors**: not found, already exists, access denied and unsupported
+///   map onto their [`Error`] variants; everything else is an
+///   [`Error::Store`], retryable for 5xx, 408, 429 and network failures
+///   (after the client's own retries with backoff). Messages are one line
+///   and never contain the secret key.
+///
+/// `ObjectMeta::last_modified` returned by `put` and `complete` is the
+/// local clock; listings and `head` report the server's.
+#[derive(Clone)]
+pub struct S3Store {
+    inner: Arc<Inner>,
+}
+
+impl S3Store {
+    /// Starts configuring a store over `bucket`.
+    pub fn builder(bucket: impl Into<String>) -> S3StoreBuilder {
+        S3StoreBuilder::new(bucket.into())
+    }
+
+    /// Starts configuring a store from `s3://bucket` or
+    /// `s3://bucket/prefix`.
+    pub fn builder_from_url(url: &str) -> Result<S3StoreBuilder> {
+        S3StoreBuilder::from_url(url)
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> S3Store {
+        S3Store { inner }
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.inner.ctx.bucket
+    }
+
+    /// The prefix every key lives under, if any.
+    pub fn prefix(&self) -> Option<&str> {
+        self.inner.prefix.as_deref()
+    }
+
+    /// The endpoint requests go to (`https://s3.{region}.amazonaws.com` on
+    /// AWS).
+    pub fn endpoint(&self) -> &str {
+        &self.inner.ctx.endpoint
+    }
+
+    /// The largest object a streamed upload can hold: [`crate::MAX_PARTS`]
+    /// parts of the configured, growing size.
+    pub fn max_object_size(&self) -> u64 {
+        self.inner.plan.capacity()
+    }
+
+    /// The most memory one streamed upload holds in part buffers: the parts
+    /// in flight plus the one being filled, at the largest part size.
+    pub fn upload_memory_limit(&self) -> u64 {
+        self.inner.plan.memory_bound(crate::MAX_PARTS - 1)
+    }
+
+    /// Checks that the bucket exists and the credentials may list it (one
+    /// `ListObjectsV2` request for at most one key). [`Store::put_stream`]
+    /// runs this before every upload; hosts may call it at startup.
+    pub async fn check_access(&self) -> Result<()> {
+        self.preflight("").await
+    }
+
+    async fn preflight(&self, key: &str) -> Result<()> {
+        let prefix = self.inner.prefix.as_ref().map(|p| format!("{p}/"));
+        let opts = PaginatedListOptions {
+            max_keys: Some(1),
+            ..PaginatedListOptions::default()
+        };
+        self.inner
+            .client
+            .list_paginated(prefix.as_deref(), opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let what = if key.is_empty() {
+                    &self.inner.ctx.name
+                } else {
+                    key
+                };
+                self.inner.ctx.map(Op::Preflight, what, e)
+            })
+    }
+
+    fn path(&self, key: &Key) -> Result<Path> {
+        let full = match &self.inner.prefix {
+            Some(prefix) => format!("{prefix}/{key}"),
+            None => key.to_string(),
+        };
+        Path::parse(full).map_err(|_| Error::InvalidKey {
+            key: key.to_string(),
+            reason: "not a valid S3 object name",
+        })
+    }
+
+    fn list_location(&self, prefix: Option<&Key>) -> Result<Option<Path>> {
+        match (prefix, &self.inner.prefix) {
+            (Some(key), _) => self.path(key).map(Some),
+            (None, Some(root)) => Path::parse(root)
+                .map(Some)
+                .map_err(|_| Error::Config(format!("invalid S3 prefix {root:?}"))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+impl Inner {
+    /// The store key of an object location, or `None` for objects outside
+    /// the prefix or with names that are not valid keys.
+    fn key_of(&self, location: &Path) -> Option<Key> {
+        let raw = location.as_ref();
+        let relative = match &self.prefix {
+            Some(prefix) => raw.strip_prefix(prefix.as_str())?.strip_prefix('/')?,
+            None => raw,
+        };
+        match Key::new(relative) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                tracing::debug!(location = raw, error = %e, "skipping object whose name is not a valid key");
+                None
+            }
+        }
+    }
+}
+
+fn object_meta(key: Key, meta: &object_store::ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        key,
+        size: meta.size,
+        last_modified: meta.last_modified,
+    }
+}
+
+#[async_trait]
+impl Store for S3Store {
+    async fn put(&self, key: &Key, data: Bytes, opts: PutOptions) -> Result<ObjectMeta> {
+        let path = self.path(key)?;
+        let (mode, op) = match opts.mode {
+            PutMode::Overwrite => (object_store::PutMode::Overwrite, Op::Put),
+            PutMode::Create => (object_store::PutMode::Create, Op::PutCreate),
+            _ => {
+                return Err(Error::Unsupported {
+                    store: self.inner.ctx.name.clone(),
+                    operation: "this put mode",
+                });
+            }
+        };
+        let size = data.len() as u64;
+        let options = object_store::PutOptions {
+            mode,
+            ..Default::default()
+        };
+        self.inner
+            .client
+            .put_opts(&path, PutPayload::from_bytes(data), options)
+            .await
+            .map_err(|e| self.inner.ctx.map(op, key.as_str(), e))?;
+        Ok(ObjectMeta {
+            key: key.clone(),
+            size,
+            last_modified: Utc::now(),
+        })
+    }
+
+    async fn put_stream(&self, key: &Key) -> Result<Box<dyn Upload>> {
+        let path = self.path(key)?;
+        self.preflight(key.as_str()).await?;
+        Ok(Box::new(S3Upload::new(
+            Arc::clone(&self.inner),
+            key.clone(),
+            path,
+        )))
+    }
+
+    async fn get(&self, key: &Key) -> Result<GetResult> {
+        let path = self.path(key)?;
+        let result = self
+            .inner
+            .client
+            .get(&path)
+            .await
+            .map_err(|e| self.inner.ctx.map(Op::Get, key.as_str(), e))?;
+        let meta = object_meta(key.clone(), &result.meta);
+        let inner = Arc::clone(&self.inner);
+        let shown = key.to_string();
+        let stream = result
+            .into_stream()
+            .map(move |chunk| chunk.map_err(|e| inner.ctx.map(Op::Get, &shown, e)))
+            .boxed();
+        Ok(GetResult { meta, stream })
+    }
+
+    async fn head(&self, key: &Key) -> Result<ObjectMeta> {
+        let path = self.path(key)?;
+        let meta = self
+            .inner
+            .client
+            .head(&path)
+            .await
+            .map_err(|e| self.inner.ctx.map(Op::Head, key.as_str(), e))?;
+        Ok(object_meta(key.clone(), &meta))
+    }
+
+    fn list(&self, prefix: Option<&Key>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let location = match self.list_location(prefix) {
+            Ok(location) => location,
+            Err(e) => return stream::once(async move { Err(e) }).boxed(),
+        };
+        let inner = Arc::clone(&self.inner);
+        let shown = prefix.map_or_else(|| inner.ctx.name.clone(), |p| p.to_string());
+        self.inner
+            .client
+            .list(location.as_ref())
+            .filter_map(move |item| {
+                let mapped = match item {
+                    Ok(meta) => inner
+                        .key_of(&meta.location)
+                        .map(|key| Ok(object_meta(key, &meta))),
+                    Err(e) => Some(Err(inner.ctx.map(Op::List, &shown, e))),
+                };
+                futures::future::ready(mapped)
+            })
+            // A failed listing ends with its one error.
+            .scan(false, |failed, item| {
+                let next = (!*failed).then(|| {
+                    *failed = item.is_err();
+                    item
+                });
+                futures::future::ready(next)
+            })
+            .boxed()
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        let path = self.path(key)?;
+        match self.inner.client.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.inner.ctx.map(Op::Delete, key.as_str(), e)),
+        }
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let paths = keys
+            .iter()
+            .map(|key| self.path(key))
+            .collect::<Result<Vec<_>>>()?;
+        let mut results = self
+            .inner
+            .client
+            .delete_stream(stream::iter(paths.into_iter().map(Ok)).boxed());
+        let what = format!("{} keys", keys.len());
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => match self.inner.ctx.map(Op::Delete, &what, e) {
+                    Error::Unsupported { .. } => {
+                        tracing::debug!(store = %self, "no bulk delete: deleting one key at a time");
+                        return delete_each(self, keys).await;
+                    }
+                    err => return Err(err),
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.ctx.name)
+    }
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("bucket", &self.inner.ctx.bucket)
+            .field("prefix", &self.inner.prefix)
+            .field("endpoint", &self.inner.ctx.endpoint)
+            .field("region", &self.inner.region)
+            .field("virtual_hosted", &self.inner.virtual_hosted)
+            .field("plan", &self.inner.plan)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,616 @@
+//! `S3Store` against a real S3-compatible server: an `s3s-fs` started by
+//! each test on a loopback port, or the server named by
+//! `BACKUP_TEST_S3_ENDPOINT` (see `S3TestServer`). The shared conformance
+//! suite, multipart uploads, and the failures an operator meets: wrong
+//! credentials, a missing bucket, a server that dies mid-upload.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backup_core::testing::{Capabilities, ScriptedSource, pattern, store_conformance};
+use backup_core::{
+    BackupRequest, Compression, DumpOptions, DumpSource, DumpStream, Engine, Error, Filter,
+    GetResult, Key, ObjectMeta, PutMode, PutOptions, RUN_RECORD_NAME, Secret, SourceInfo, Store,
+    StoreExt, Upload, Versions,
+};
+use backup_store_s3::{MIN_PART_SIZE, S3Store, S3TestServer};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+fn server() -> S3TestServer {
+    S3TestServer::from_env_or_start().unwrap_or_else(|e| panic!("no S3 server for the tests: {e}"))
+}
+
+fn key(k: &str) -> Key {
+    Key::new(k).unwrap()
+}
+
+/// Files `s3s-fs` keeps for multipart uploads in progress (upload records
+/// and parts), at the top of its data directory.
+fn multipart_files(server: &S3TestServer) -> Vec<String> {
+    let Some(dir) = server.data_dir() else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".upload"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every object but the engine's `last-run.json` records.
+async fn objects_besides_run_records(store: &S3Store) -> Vec<String> {
+    store
+        .list_all(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.to_string())
+        .filter(|k| !k.ends_with(RUN_RECORD_NAME))
+        .collect()
+}
+
+async fn eventually_no_multipart_files(server: &S3TestServer) {
+    for _ in 0..100 {
+        if multipart_files(server).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "multipart upload left behind: {:?}",
+        multipart_files(server)
+    );
+}
+
+/// `s3s-fs` checks `If-None-Match: *` and then writes, without a lock:
+/// concurrent create-only PUTs of one key can all succeed there (AWS S3,
+/// MinIO and R2 decide atomically). Against the local `s3s-fs` only, the
+/// suite's racing-creators check therefore runs through this wrapper,
+/// which serializes create-only puts in the test process so the check
+/// exercises `S3Store`'s mapping (one 200, then 412 → `AlreadyExists`)
+/// rather than the test server's race window. Against a server named by
+/// `BACKUP_TEST_S3_ENDPOINT`, the suite runs on the bare store.
+#[derive(Debug)]
+struct SerializedCreates {
+    inner: S3Store,
+    creates: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Display for SerializedCreates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+#[async_trait]
+impl Store for SerializedCreates {
+    async fn put(
+        &self,
+        key: &Key,
+        data: Bytes,
+        opts: PutOptions,
+    ) -> backup_core::Result<ObjectMeta> {
+        let _serialized = match opts.mode {
+            PutMode::Create => Some(self.creates.lock().await),
+            _ => None,
+        };
+        self.inner.put(key, data, opts).await
+    }
+    async fn put_stream(&self, key: &Key) -> backup_core::Result<Box<dyn Upload>> {
+        self.inner.put_stream(key).await
+    }
+    async fn get(&self, key: &Key) -> backup_core::Result<GetResult> {
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &Key) -> backup_core::Result<ObjectMeta> {
+        self.inner.head(key).await
+    }
+    fn list(&self, prefix: Option<&Key>) -> BoxStream<'static, backup_core::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn delete(&self, key: &Key) -> backup_core::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[Key]) -> backup_core::Result<()> {
+        self.inner.delete_many(keys).await
+    }
+}
+
+/// The store the conformance suite runs on (see [`SerializedCreates`]).
+fn conformance_store(server: &S3TestServer, store: S3Store) -> Arc<dyn Store> {
+    if server.is_local() {
+        Arc::new(SerializedCreates {
+            inner: store,
+            creates: tokio::sync::Mutex::new(()),
+        })
+    } else {
+        Arc::new(store)
+    }
+}
+
+#[tokio::test]
+async fn passes_the_conformance_suite() {
+    let server = server();
+    let store = server.store_builder().build().unwrap();
+    // The default part size (16 MiB) is larger than the suite's objects:
+    // every streamed object goes in one PUT.
+    store_conformance(
+        &conformance_store(&server, store.clone()),
+        Capabilities::default(),
+    )
+    .await;
+    assert!(store.list_all(None).await.unwrap().is_empty());
+    assert!(multipart_files(&server).is_empty());
+}
+
+#[tokio::test]
+async fn passes_the_conformance_suite_with_multipart_uploads() {
+    let server = server();
+    let store = conformance_store(
+        &server,
+        server
+            .store_builder()
+            .part_size(MIN_PART_SIZE)
+            .max_part_size(MIN_PART_SIZE)
+            .upload_concurrency(2)
+            .build()
+            .unwrap(),
+    );
+    // 12 MiB + 17 bytes: three parts, the last one short.
+    store_conformance(
+        &store,
+        Capabilities::default().large_object(12 * 1024 * 1024 + 17),
+    )
+    .await;
+    eventually_no_multipart_files(&server).await;
+}
+
+#[tokio::test]
+async fn store_shows_where_it_is_but_not_the_secret() {
+    let server = server();
+    let store = server.store_builder().prefix("team/prod").build().unwrap();
+    assert_eq!(
+        store.to_string(),
+        format!("s3://{}/team/prod", server.bucket())
+    );
+    assert_eq!(store.bucket(), server.bucket());
+    assert_eq!(store.prefix(), Some("team/prod"));
+    assert_eq!(store.endpoint(), server.endpoint());
+    let shown = format!("{store:?}");
+    assert!(shown.contains(server.endpoint()), "{shown}");
+    assert!(
+        !shown.contains(server.secret_access_key().expose()),
+        "{shown}"
+    );
+    // The default plan holds a terabyte in at most 5 × 128 MiB of buffers.
+    assert!(store.max_object_size() >= 1_000_000_000_000);
+    assert_eq!(store.upload_memory_limit(), 5 * 128 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn prefixes_keep_stores_apart() {
+    let server = server();
+    let a = server.store_builder().prefix("shared/a").build().unwrap();
+    let b = server.store_builder().prefix("shared/ab").build().unwrap();
+    let parent = server.store_builder().prefix("shared").build().unwrap();
+    a.put(&key("x/1"), Bytes::from_static(b"a"), PutOptions::default())
+        .await
+        .unwrap();
+    b.put(&key("x/1"), Bytes::from_static(b"b"), PutOptions::default())
+        .await
+        .unwrap();
+    let in_a: Vec<String> = a
+        .list_all(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.to_string())
+        .collect();
+    assert_eq!(in_a, ["x/1"], "a prefix lists by whole segments");
+    assert_eq!(&a.get_bytes(&key("x/1")).await.unwrap()[..], b"a");
+    let in_parent: Vec<String> = parent
+        .list_all(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.to_string())
+        .collect();
+    assert_eq!(in_parent, ["a/x/1", "ab/x/1"]);
+    parent
+        .delete_many(&[key("a/x/1"), key("ab/x/1")])
+        .await
+        .unwrap();
+    assert!(a.list_all(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn multipart_uploads_round_trip_and_stream_back() {
+    let server = server();
+    let store = server
+        .store_builder()
+        .part_size(MIN_PART_SIZE)
+        .upload_concurrency(3)
+        .build()
+        .unwrap();
+    let data = pattern(31 * 1024 * 1024 + 5, 9);
+    let k = key("big/blob.bin");
+    let mut upload = store.put_stream(&k).await.unwrap();
+    for chunk in data.chunks(700_001) {
+        upload.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    if server.is_local() {
+        let during = multipart_files(&server);
+        assert!(
+            during.iter().any(|f| f.contains(".part-")),
+            "parts are uploaded while writing: {during:?}"
+        );
+    }
+    assert!(!store.exists(&k).await.unwrap(), "invisible until complete");
+    let meta = upload.complete().await.unwrap();
+    assert_eq!(meta.size, data.len() as u64);
+    assert_eq!(store.head(&k).await.unwrap().size, data.len() as u64);
+
+    let got = store.get(&k).await.unwrap();
+    let mut read = Vec::with_capacity(data.len());
+    let mut chunks = 0;
+    let mut stream = got.stream;
+    while let Some(chunk) = stream.next().await {
+        read.extend_from_slice(&chunk.unwrap());
+        chunks += 1;
+    }
+    assert!(read == data, "read back differs");
+    assert!(chunks > 1, "the body streams in chunks");
+    eventually_no_multipart_files(&server).await;
+    store.delete(&k).await.unwrap();
+}
+
+#[tokio::test]
+async fn aborted_and_dropped_multipart_uploads_leave_no_parts() {
+    let server = server();
+    let store = server
+        .store_builder()
+        .part_size(MIN_PART_SIZE)
+        .build()
+        .unwrap();
+    let chunk = Bytes::from(pattern(MIN_PART_SIZE + 1, 4));
+
+    let mut upload = store.put_stream(&key("a/aborted")).await.unwrap();
+    upload.write(chunk.clone()).await.unwrap();
+    upload.write(chunk.clone()).await.unwrap();
+    if server.is_local() {
+        assert!(
+            !multipart_files(&server).is_empty(),
+            "a multipart upload is open"
+        );
+    }
+    upload.abort().await.unwrap();
+    assert!(
+        multipart_files(&server).is_empty(),
+        "abort removed the parts"
+    );
+
+    let mut upload = store.put_stream(&key("a/dropped")).await.unwrap();
+    upload.write(chunk.clone()).await.unwrap();
+    upload.write(chunk).await.unwrap();
+    drop(upload);
+    eventually_no_multipart_files(&server).await;
+    assert!(store.list_all(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn create_only_puts_are_refused_when_disabled() {
+    let server = server();
+    let store = server
+        .store_builder()
+        .conditional_put(false)
+        .build()
+        .unwrap();
+    store_conformance(&store, Capabilities::default().put_if_absent(false)).await;
+}
+
+/// A source that records whether the engine asked it for data.
+#[derive(Debug, Default)]
+struct WatchedSource {
+    dumped: AtomicBool,
+}
+
+#[async_trait]
+impl DumpSource for WatchedSource {
+    fn info(&self) -> SourceInfo {
+        ScriptedSource::ok(0).info()
+    }
+    async fn dump(&self, opts: &DumpOptions) -> backup_core::Result<DumpStream> {
+        self.dumped.store(true, Ordering::SeqCst);
+        ScriptedSource::ok(1 << 20).dump(opts).await
+    }
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_before_the_database_is_read() {
+    let server = server();
+    let cases = [
+        (
+            "wrong secret",
+            server.access_key_id().to_string(),
+            "not-the-secret-9f8e7d",
+        ),
+        (
+            "unknown key",
+            "nobody-1234".to_string(),
+            "whatever-secret-1a2b3c",
+        ),
+    ];
+    for (case, key_id, secret) in cases {
+        let store = server
+            .store_builder()
+            .credentials(key_id, Secret::new(secret))
+            .build()
+            .unwrap();
+        let source = WatchedSource::default();
+        let engine = Engine::new(Arc::new(store.clone()));
+        let err = engine
+            .backup(&source, &BackupRequest::new("db"))
+            .await
+            .unwrap_err();
+        let shown = format!("{err} | {err:?}");
+        eprintln!("{case}: {err}");
+        assert!(
+            matches!(err, Error::AccessDenied { .. }),
+            "{case}: expected AccessDenied, got {shown}"
+        );
+        assert!(
+            err.to_string().contains("AWS_ACCESS_KEY_ID")
+                || err.to_string().contains("AWS_SECRET_ACCESS_KEY"),
+            "{case}: the message hints at the credentials: {err}"
+        );
+        assert!(!shown.contains(secret), "{case}: secret leaked: {shown}");
+        assert!(
+            !source.dumped.load(Ordering::SeqCst),
+            "{case}: the source was read before the store was checked"
+        );
+        assert!(!err.is_retryable(), "{case}");
+        // Every other operation says the same.
+        let listed = store.list_all(None).await.unwrap_err();
+        assert!(
+            matches!(listed, Error::AccessDenied { .. }),
+            "{case}: {listed:?}"
+        );
+        let put = store
+            .put(&key("x"), Bytes::from_static(b"x"), PutOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(put, Error::AccessDenied { .. }), "{case}: {put:?}");
+        assert!(matches!(
+            store.check_access().await,
+            Err(Error::AccessDenied { .. })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_a_clear_error() {
+    let server = server();
+    let store = S3Store::builder("no-such-bucket-e7a1")
+        .endpoint(server.endpoint())
+        .credentials(server.access_key_id(), server.secret_access_key().clone())
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let expected = "bucket \"no-such-bucket-e7a1\" does not exist";
+    let listed = store.list_all(None).await.unwrap_err();
+    assert!(listed.to_string().contains(expected), "{listed}");
+    let checked = store.check_access().await.unwrap_err();
+    assert!(checked.to_string().contains(expected), "{checked}");
+
+    let source = WatchedSource::default();
+    let err = Engine::new(Arc::new(store.clone()))
+        .backup(&source, &BackupRequest::new("db"))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    eprintln!("missing bucket: {message}");
+    assert!(
+        matches!(
+            err,
+            Error::Store {
+                retryable: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(message.contains(expected), "{message}");
+    assert!(
+        message.contains(server.endpoint()),
+        "names the endpoint: {message}"
+    );
+    assert!(!source.dumped.load(Ordering::SeqCst), "source read");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_retryable_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = S3Store::builder("b")
+        .endpoint(format!("http://127.0.0.1:{port}"))
+        .credentials("id", Secret::new("secret-value-123"))
+        .max_retries(1)
+        .retry_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let err = store.check_access().await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(!err.to_string().contains("secret-value-123"));
+    assert!(err.to_string().contains("checking access"), "{err}");
+}
+
+/// A source of `chunks` MiB that counts what it produced, slow enough
+/// (a short pause per MiB) for a test to act while it streams.
+#[derive(Debug)]
+struct CountingSource {
+    chunks: usize,
+    produced: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl DumpSource for CountingSource {
+    fn info(&self) -> SourceInfo {
+        ScriptedSource::ok(0).info()
+    }
+    async fn dump(&self, _: &DumpOptions) -> backup_core::Result<DumpStream> {
+        let produced = Arc::clone(&self.produced);
+        let stream = futures::stream::iter(0..self.chunks)
+            .then(move |i| {
+                let produced = Arc::clone(&produced);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    produced.fetch_add(1, Ordering::SeqCst);
+                    Ok(Bytes::from(pattern(1 << 20, i as u64)))
+                }
+            })
+            .boxed();
+        Ok(DumpStream {
+            stream,
+            versions: Versions::default(),
+        })
+    }
+}
+
+/// The server dies in the middle of a multipart upload: the backup fails
+/// with a clear error and writes no manifest; once the server is back, the
+/// catalog lists nothing and a sweep finds nothing to remove.
+///
+/// The parts already uploaded cannot be aborted while the server is down.
+/// On s3s-fs they stay as `.upload_id-*` files at the top of its data
+/// directory, outside every bucket, never listed (s3s-fs has no
+/// ListMultipartUploads and no expiry). On AWS S3 they stay, invisible but
+/// billed, until a lifecycle rule with `AbortIncompleteMultipartUpload`
+/// removes them; the README shows one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_mid_upload_leaves_no_backup() {
+    let mut server = server();
+    if !server.is_local() {
+        eprintln!("skipped: needs a local s3s-fs it can kill (BACKUP_TEST_S3_ENDPOINT is set)");
+        return;
+    }
+    let store = server
+        .store_builder()
+        .part_size(MIN_PART_SIZE)
+        .max_retries(1)
+        .retry_timeout(Duration::from_secs(3))
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let engine =
+        Engine::new(Arc::new(store.clone())).with_compressor(Arc::new(Compression::none()));
+    let produced = Arc::new(AtomicUsize::new(0));
+    let source = CountingSource {
+        chunks: 400,
+        produced: Arc::clone(&produced),
+    };
+    let backup = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.backup(&source, &BackupRequest::new("db")).await }
+    });
+    // Wait until parts are on the server, then kill it.
+    let mut waited = 0;
+    while !multipart_files(&server)
+        .iter()
+        .any(|f| f.contains(".part-"))
+    {
+        assert!(waited < 1000, "no part was ever uploaded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    server.kill();
+    let err = tokio::time::timeout(Duration::from_secs(60), backup)
+        .await
+        .expect("the backup fails promptly once the server is gone")
+        .unwrap()
+        .unwrap_err();
+    let message = err.to_string();
+    eprintln!("server killed: {message}");
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
+    assert!(
+        err.is_retryable(),
+        "a dead server is worth retrying: {err:?}"
+    );
+    assert!(message.contains(&store.to_string()), "{message}");
+    assert!(
+        produced.load(Ordering::SeqCst) < 400,
+        "the dump stopped early"
+    );
+
+    server.restart().unwrap();
+    let listed = engine.catalog().list(&Filter::all()).await.unwrap();
+    assert!(listed.is_empty(), "no backup is listed: {listed:?}");
+    let left = objects_besides_run_records(&store).await;
+    assert!(
+        left.is_empty(),
+        "neither manifest nor artifact exists: {left:?}"
+    );
+    let swept = engine
+        .catalog()
+        .sweep(Duration::ZERO, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(swept.removed.is_empty() && swept.too_recent.is_empty());
+    assert!(
+        engine
+            .catalog()
+            .list(&Filter::all())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // What is left is the parts of the interrupted upload, outside the
+    // bucket (see the doc comment).
+    let leftovers = multipart_files(&server);
+    assert!(
+        leftovers.iter().all(|f| f.starts_with(".upload")),
+        "{leftovers:?}"
+    );
+    eprintln!(
+        "{} s3s-fs multipart files left by the interrupted upload (outside the bucket)",
+        leftovers.len()
+    );
+}
+
+#[tokio::test]
+async fn a_failing_source_aborts_the_multipart_upload() {
+    let server = server();
+    let store = server
+        .store_builder()
+        .part_size(MIN_PART_SIZE)
+        .build()
+        .unwrap();
+    let engine =
+        Engine::new(Arc::new(store.clone())).with_compressor(Arc::new(Compression::none()));
+    let err = engine
+        .backup(
+            &ScriptedSource::fail_after(17 * 1024 * 1024, "disk on fire"),
+            &BackupRequest::new("db"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("disk on fire"), "{err}");
+    assert!(
+        engine
+            .catalog()
+            .list(&Filter::all())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(objects_besides_run_records(&store).await.is_empty());
+    eventually_no_multipart_files(&server).await;
+}
