@@ -332,3 +332,51 @@ pub fn spawn_notifier(
         }
     })
 }
+
+/// Checks the health of every source in `engine`'s catalog every `every`
+/// and emits [`Event::Stale`] when a source turns stale (again after it
+/// recovered; not on every check). Ends when `stop` is cancelled.
+pub fn spawn_health_monitor(
+    engine: crate::Engine,
+    options: crate::HealthOptions,
+    clock: Arc<dyn crate::Clock>,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut alerted: std::collections::HashSet<String> = std::collections::HashSet::new();
+        loop {
+            let now = clock.now();
+            match engine
+                .catalog()
+                .health(&crate::Filter::all(), &options, now)
+                .await
+            {
+                Ok(report) => {
+                    for h in report {
+                        let key = format!("{}/{}", h.tenant, h.source_id);
+                        if h.status == crate::HealthStatus::Stale {
+                            if alerted.insert(key) {
+                                engine.events().emit(Event::Stale {
+                                    tenant: h.tenant,
+                                    source_id: h.source_id,
+                                    hours_since_success: h.hours_since_success,
+                                    at: now,
+                                });
+                            }
+                        } else {
+                            alerted.remove(&key);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "health check failed"),
+            }
+            let next =
+                now + chrono::Duration::from_std(every).unwrap_or(chrono::Duration::hours(1));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = clock.sleep_until(next) => {}
+            }
+        }
+    })
+}

@@ -130,7 +130,9 @@ pub use compression::{
 };
 pub use engine::{BackupRequest, Engine, PruneReport};
 pub use error::{BoxError, Error, Result};
-pub use events::{Event, EventBus, LogNotifier, Notifier, RetryPolicy, spawn_notifier};
+pub use events::{
+    Event, EventBus, LogNotifier, Notifier, RetryPolicy, spawn_health_monitor, spawn_notifier,
+};
 pub use key::{Key, MAX_KEY_LEN, validate_id};
 pub use manifest::{
     BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, Digests, EncryptionInfo, Layout,
