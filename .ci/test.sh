@@ -35,6 +35,19 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# --- S3 test server (backup-store-s3) -------------------------------------
+# The S3 tests run against s3s-fs, an S3-compatible server the tests start
+# on a loopback port and stop afterwards. Install it when missing (~2 min).
+# Tests honour BACKUP_TEST_S3_ENDPOINT (+ _ACCESS_KEY, _SECRET_KEY, _BUCKET)
+# instead.
+if [ -z "${BACKUP_TEST_S3_ENDPOINT:-}" ] \
+    && ! command -v s3s-fs >/dev/null 2>&1 \
+    && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
+    log "installing s3s-fs (S3 test server)"
+    cargo install s3s-fs@0.14.1 --locked --features binary
+fi
+# --- end S3 test server ----------------------------------------------------
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
