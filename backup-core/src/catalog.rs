@@ -125,7 +125,7 @@ impl Catalog {
         let mut listing = self.store.list(prefix.as_ref());
         while let Some(meta) = listing.next().await {
             let meta = meta?;
-            if Layout::from_manifest_key(meta.key.as_str()).is_some() {
+            if !is_reserved(&meta.key) && Layout::from_manifest_key(meta.key.as_str()).is_some() {
                 keys.push(meta.key);
             }
         }
@@ -195,6 +195,9 @@ impl Catalog {
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let mut report = SweepReport::default();
         for object in objects {
+            if is_reserved(&object.key) {
+                continue;
+            }
             let Some(layout) = Layout::from_artifact(object.key.as_str()) else {
                 continue;
             };
@@ -229,7 +232,9 @@ impl Catalog {
         let mut listing = self.store.list(prefix.as_ref());
         while let Some(meta) = listing.next().await {
             let meta = meta?;
-            if Layout::from_manifest_key(meta.key.as_str()).is_some_and(|l| l.id() == id) {
+            if !is_reserved(&meta.key)
+                && Layout::from_manifest_key(meta.key.as_str()).is_some_and(|l| l.id() == id)
+            {
                 return Ok(meta.key);
             }
         }
@@ -248,6 +253,12 @@ impl Catalog {
             .insert(key.clone(), Arc::clone(&manifest));
         Ok(manifest)
     }
+}
+
+/// Keys with a segment starting with `_` belong to reserved namespaces
+/// (`_locks`, `_packages`, ...) and are never backups.
+fn is_reserved(key: &Key) -> bool {
+    key.segments().any(|s| s.starts_with('_'))
 }
 
 /// File name of a source's last-run record, beside its backups.

@@ -172,11 +172,13 @@ impl Engine {
     pub async fn backup(&self, source: &dyn DumpSource, req: &BackupRequest) -> Result<Manifest> {
         validate_id(&req.tenant)?;
         validate_id(&req.source_id)?;
-        if req.tenant.starts_with('_') {
-            return Err(Error::InvalidKey {
-                key: req.tenant.clone(),
-                reason: "tenant names starting with '_' are reserved",
-            });
+        for id in [&req.tenant, &req.source_id] {
+            if id.starts_with('_') {
+                return Err(Error::InvalidKey {
+                    key: id.clone(),
+                    reason: "tenant and source ids starting with '_' are reserved",
+                });
+            }
         }
         let started_at = Utc::now();
         self.events.emit(Event::Started {
