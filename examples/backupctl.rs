@@ -13,6 +13,11 @@
 //! backupctl health  --store ./backups [--stale-after 24h] [--json]   # exit 0 only if every source is healthy
 //! ```
 //!
+//! `--store` is a directory or `s3://bucket/prefix`. For S3, credentials come
+//! from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (or the other AWS
+//! sources), the endpoint and region from `--s3-endpoint` / `--s3-region` or
+//! `AWS_ENDPOINT_URL` / `AWS_REGION` (see `--help`).
+//!
 //! The password comes from the URL or from `PGPASSWORD`; it is handed to
 //! pg_dump/pg_restore through a 0600 password file, never on their command
 //! line. Exit status 0 on success; otherwise 1 and a one-line error on
@@ -27,7 +32,7 @@ use backup_core::{
     KeepGfs, KeepLast, KeepWithin, PlanOptions, RestoreOptions, Result, RetentionPolicy, Stats,
     human_bytes, sanitize_name,
 };
-use backup_examples::{backup_table, open_store};
+use backup_examples::{S3Options, backup_table, open_store_with};
 use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
 use clap::{Parser, Subcommand};
 
@@ -40,6 +45,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    s3: S3Options,
 }
 
 #[derive(Subcommand)]
@@ -49,7 +56,7 @@ enum Command {
         /// Connection URL of the database to dump (password from the URL or PGPASSWORD).
         #[arg(long)]
         pg: String,
-        /// Store: a directory.
+        /// Store: a directory or s3://bucket/prefix.
         #[arg(long)]
         store: String,
         /// none, gzip[:1-9] or zstd[:1-22].
@@ -212,6 +219,7 @@ enum Outcome {
 }
 
 async fn run(cli: Cli) -> Result<Outcome> {
+    let open_store = |spec: &str| open_store_with(spec, &cli.s3);
     match cli.command {
         Command::Backup {
             pg,

@@ -1,22 +1,79 @@
-//! Shared code of the runnable examples: opening a store from a command-line
-//! spec and printing backups. The examples themselves are `quickstart`
-//! (`cargo run --example quickstart`) and the `backupctl` CLI.
+//! Shared code of the runnable examples: opening a store (a directory or
+//! `s3://bucket/prefix`) from a command-line spec and printing backups. The
+//! examples themselves are `quickstart` (`cargo run --example quickstart`)
+//! and the `backupctl` CLI.
 #![warn(missing_docs, unreachable_pub)]
 
 use std::sync::Arc;
 
 use backup_core::{Error, Manifest, Result, Store, human_bytes};
 use backup_store_fs::FsStore;
+use backup_store_s3::S3Store;
+
+/// How to reach an S3-compatible server, for `--store s3://bucket/prefix`.
+/// Each setting is a global flag of `backupctl` or comes from the standard
+/// AWS variable; credentials come only from the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or
+/// the other sources the AWS SDKs read), never from the command line.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct S3Options {
+    /// S3 endpoint of an S3-compatible server (MinIO, R2, Supabase...); AWS when unset.
+    #[arg(
+        long = "s3-endpoint",
+        env = "AWS_ENDPOINT_URL",
+        global = true,
+        value_name = "URL"
+    )]
+    pub endpoint: Option<String>,
+    /// S3 region.
+    #[arg(
+        long = "s3-region",
+        env = "AWS_REGION",
+        global = true,
+        value_name = "REGION"
+    )]
+    pub region: Option<String>,
+    /// Path-style (true) or virtual-hosted (false) requests; by default
+    /// path-style with --s3-endpoint, virtual-hosted on AWS.
+    #[arg(long = "s3-path-style", global = true, value_name = "BOOL")]
+    pub path_style: Option<bool>,
+    /// Allow a plain-HTTP endpoint (implied by an http:// endpoint).
+    #[arg(long = "s3-allow-http", global = true)]
+    pub allow_http: bool,
+}
 
 /// Opens the store named on a command line: a directory path (created if
-/// missing).
+/// missing) or `s3://bucket[/prefix]`, configured from the `AWS_*`
+/// environment.
 pub fn open_store(spec: &str) -> Result<Arc<dyn Store>> {
+    open_store_with(spec, &S3Options::default())
+}
+
+/// Like [`open_store`], with S3 settings from flags winning over the
+/// environment.
+pub fn open_store_with(spec: &str, s3: &S3Options) -> Result<Arc<dyn Store>> {
     if spec.is_empty() {
         return Err(Error::Config("--store must not be empty".into()));
     }
+    if spec.starts_with("s3://") {
+        let mut builder = S3Store::builder_from_url(spec)?.from_env();
+        if let Some(endpoint) = &s3.endpoint {
+            builder = builder.endpoint(endpoint);
+        }
+        if let Some(region) = &s3.region {
+            builder = builder.region(region);
+        }
+        if let Some(path_style) = s3.path_style {
+            builder = builder.path_style(path_style);
+        }
+        if s3.allow_http {
+            builder = builder.allow_http(true);
+        }
+        return Ok(Arc::new(builder.build()?));
+    }
     if let Some((scheme, _)) = spec.split_once("://") {
         return Err(Error::Config(format!(
-            "unsupported store scheme {scheme}:// (expected a directory path)"
+            "unsupported store scheme {scheme}:// (expected a directory path or s3://bucket/prefix)"
         )));
     }
     Ok(Arc::new(FsStore::new(spec)?))
