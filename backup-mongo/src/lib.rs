@@ -1,29 +1,61 @@
 //! # backup-mongo
 //!
-//! The MongoDB adapter of the backup library. For now it holds one piece:
-//! the **mongodump `--archive` format**, implemented as pure, streaming,
-//! I/O-free code in [`archive`]:
+//! MongoDB adapter for [`backup_core`]: [`MongoSource`] dumps a database
+//! through the official `mongodb` driver into **mongodump's `--archive`
+//! format**, streaming raw BSON from cursors with bounded memory;
+//! [`MongoTarget`] restores such an archive natively (or an archive
+//! written by `mongodump --archive`), verifying every collection's CRC as
+//! it reads and staging the data so that a corrupt artifact leaves the
+//! target database untouched. No external tool is needed; [`Method::Tools`]
+//! uses `mongodump`/`mongorestore` instead for those who prefer them.
 //!
-//! - [`ArchiveWriter`] produces an archive one collection at a time from raw
-//!   BSON documents, never holding a collection in memory; `mongorestore
-//!   --archive` is meant to read what it writes.
-//! - [`ArchiveReader`] is fed byte chunks as they arrive and yields
-//!   [`Event`]s (prelude, namespace start, raw document, namespace end),
-//!   verifying each namespace's CRC-64 and reporting truncation and
-//!   corruption with the collection concerned.
-//! - [`Lister`] / [`list_reader`] / [`list_stream`] report an archive's
-//!   collections and document counts without restoring anything.
-//! - [`MetadataDocument`] builds and parses the collection options and
-//!   index definitions stored in the prelude.
+//! ```no_run
+//! use std::sync::Arc;
+//! use backup_core::{BackupRequest, DumpOptions, Engine, InMemoryStore, RestoreOptions};
+//! use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
 //!
-//! **Not there yet:** the driver-based [`backup_core::DumpSource`] (dumping
-//! through the official `mongodb` driver into this format) and
-//! [`backup_core::RestoreTarget`] (restoring natively or through
-//! `mongorestore`). The `bson` version used here (2.x) is the one the
-//! `mongodb` 3.x driver uses by default, so its raw documents pass straight
-//! through.
+//! # async fn run() -> backup_core::Result<()> {
+//! // The password stays inside the connection (a `Secret`): never logged,
+//! // never in a manifest or an error.
+//! let conn = MongoConnection::from_uri("mongodb://backup:pw@db1,db2/sales?replicaSet=rs0")?;
+//! let engine = Engine::new(Arc::new(InMemoryStore::new()));
 //!
-//! ## Example
+//! // A point-in-time dump (snapshot reads on a replica set) of two collections.
+//! let mut request = BackupRequest::new("sales");
+//! request.dump = {
+//!     let mut only = DumpOptions::default();
+//!     only.only = vec!["orders".into(), "customers".into()];
+//!     only
+//! };
+//! let manifest = engine.backup(&MongoSource::new(conn.clone()), &request).await?;
+//!
+//! // Restore into another database; staged, so a corrupt artifact changes nothing.
+//! engine
+//!     .restore(&manifest.id, None, &MongoTarget::new(conn), &RestoreOptions::into_database("sales_copy"))
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The pieces:
+//!
+//! - [`MongoConnection`]: URI and optional explicit credentials
+//!   ([`backup_core::Secret`]); `Debug`, `Display` and errors show a
+//!   redacted URI ([`redact_uri`]).
+//! - [`MongoSource`]: the dump; [`Consistency`] says how point-in-time it
+//!   must be. Manifests record engine `mongodb`, format `archive`, the
+//!   driver and server versions.
+//! - [`MongoTarget`]: the restore; [`RestoreStrategy`] chooses staging
+//!   (default) or direct writes. See its docs for exactly what a failure
+//!   leaves behind.
+//! - [`archive`]: the format itself, pure and I/O-free: [`ArchiveWriter`],
+//!   [`ArchiveReader`] (push parser verifying CRC-64s), [`Lister`] /
+//!   [`list_stream`] (what an archive holds, without restoring it),
+//!   [`MetadataDocument`].
+//! - With the `throwaway` feature, [`TestServer`] and
+//!   [`ThrowawaySecantus`]: a MongoDB-compatible stand-in server
+//!   (SecantusDB) or the one named by `MONGODB_URI`, for tests and demos.
+//!
+//! ## The archive format
 //!
 //! Write an archive with one collection and one view, then list it.
 //!
@@ -66,9 +98,30 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod archive;
+mod conn;
+mod dump;
+mod error;
+mod restore;
+mod server;
+mod tools;
+
+#[cfg(feature = "throwaway")]
+mod testing;
+
+/// The format name recorded in manifests: mongodump's `--archive` format.
+pub const FORMAT: &str = "archive";
 
 pub use archive::{
     ArchiveError, ArchiveHeader, ArchiveListing, ArchiveReader, ArchiveWriter, CollectionListing,
     CollectionMetadata, CollectionType, Event, Lister, MetadataDocument, Namespace,
     NamespaceSummary, Prelude, list_reader, list_stream,
 };
+pub use conn::{DEFAULT_SERVER_SELECTION_TIMEOUT, MongoConnection, redact_uri};
+pub use dump::{Consistency, DEFAULT_CHUNK_SIZE, DEFAULT_QUEUE_DEPTH, MongoSource};
+pub use restore::{
+    DEFAULT_BATCH_BYTES, DEFAULT_BATCH_DOCUMENTS, DEFAULT_INSERT_CONCURRENCY, MongoTarget,
+    RestoreStrategy,
+};
+#[cfg(feature = "throwaway")]
+pub use testing::{SECANTUS_VAR, TEST_URI_VAR, TestServer, ThrowawaySecantus};
+pub use tools::{Method, MongoTools, Tool};

@@ -1,0 +1,314 @@
+//! Servers for tests, demos and benchmarks (feature `throwaway`): a
+//! disposable SecantusDB — a MongoDB-compatible stand-in, **not MongoDB**
+//! — or the real server named by `MONGODB_URI`.
+
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use backup_core::{Error, Result, Secret};
+
+use crate::MongoConnection;
+
+/// Environment variable naming a real MongoDB deployment for the test
+/// suites (`mongodb://user:password@host:port/?authSource=admin`, a user
+/// allowed to create and drop databases). When unset, tests start a
+/// [`ThrowawaySecantus`].
+pub const TEST_URI_VAR: &str = "MONGODB_URI";
+
+/// Environment variable with the path of `secantusd-py`, when it is
+/// neither on `$PATH` nor in `~/.cache/backup-tests/secantus-venv/bin`.
+pub const SECANTUS_VAR: &str = "BACKUP_TEST_SECANTUS";
+
+/// How long a starting server may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A SecantusDB server (`secantusd-py`: the MongoDB wire protocol over
+/// WiredTiger, presenting itself as a single-node replica set running
+/// MongoDB 8.2) on a free loopback port with its data in a temporary
+/// directory. It is a stand-in for tests, not MongoDB: where it deviates,
+/// the tests say so.
+///
+/// Killed (with its process group) and its directory deleted when
+/// dropped; a watcher process also does both if the process that started
+/// it dies without dropping it.
+#[derive(Debug)]
+pub struct ThrowawaySecantus {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl ThrowawaySecantus {
+    /// Where `secantusd-py` is: `$BACKUP_TEST_SECANTUS`, `$PATH`, or the
+    /// venv `.ci/test.sh` creates (`~/.cache/backup-tests/secantus-venv`).
+    pub fn find_binary() -> Result<PathBuf> {
+        if let Some(path) = std::env::var_os(SECANTUS_VAR) {
+            let path = PathBuf::from(path);
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::ToolNotFound {
+                    tool: "secantusd-py".into(),
+                    hint: format!("{SECANTUS_VAR}={} is not a file", path.display()),
+                })
+            };
+        }
+        let on_path = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("secantusd-py"))
+                .find(|p| p.is_file())
+        });
+        let in_cache = std::env::var_os("HOME").map(|home| {
+            Path::new(&home).join(".cache/backup-tests/secantus-venv/bin/secantusd-py")
+        });
+        on_path
+            .or(in_cache.filter(|p| p.is_file()))
+            .ok_or_else(|| Error::ToolNotFound {
+                tool: "secantusd-py".into(),
+                hint: format!(
+                    "python3 -m venv ~/.cache/backup-tests/secantus-venv && ~/.cache/backup-tests/secantus-venv/bin/pip install --pre SecantusDB (or run .ci/test.sh), set {SECANTUS_VAR}, or point {TEST_URI_VAR} at a MongoDB server"
+                ),
+            })
+    }
+
+    /// Starts a server and waits until it accepts connections (blocking;
+    /// a few seconds).
+    pub fn start() -> Result<ThrowawaySecantus> {
+        let binary = Self::find_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("backup-secantus-")
+            .tempdir()
+            .map_err(|e| Error::io("creating the server directory", e))?
+            .keep();
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::try_start(&binary, &dir) {
+                Ok(server) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        Err(last.expect("at least one attempt"))
+    }
+
+    fn try_start(binary: &Path, dir: &Path) -> Result<ThrowawaySecantus> {
+        use std::os::unix::process::CommandExt;
+        let port = free_port()?;
+        let log = dir.join("secantusd.log");
+        let log_file = File::create(&log).map_err(|e| Error::io("creating the server log", e))?;
+        let log_err = log_file
+            .try_clone()
+            .map_err(|e| Error::io("creating the server log", e))?;
+        let child = Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--storage-path")
+            .arg(dir.join(format!("data-{port}")))
+            .args(["--log-level", "WARNING"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::io(format!("starting {}", binary.display()), e))?;
+        let mut server = ThrowawaySecantus {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+        };
+        server.spawn_watcher();
+        let started = Instant::now();
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(server);
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(8).collect();
+                server.kill();
+                return Err(Error::Config(format!(
+                    "secantusd-py exited ({status}) before accepting connections: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )));
+            }
+            if started.elapsed() > START_TIMEOUT {
+                server.kill();
+                return Err(Error::Config(format!(
+                    "secantusd-py did not accept connections on port {port} within {} s",
+                    START_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server's process group when this process exits, however
+    /// it exits.
+    fn spawn_watcher(&self) {
+        let script = format!(
+            "while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -9 -- -{pid} >/dev/null 2>&1; sleep 1; rm -rf '{dir}/data-{port}'",
+            me = std::process::id(),
+            pid = self.child.id(),
+            dir = self.dir.display(),
+            port = self.port,
+        );
+        let spawned = Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the server watcher; the server stops only on drop");
+        }
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `mongodb://127.0.0.1:<port>/?directConnection=true`.
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    fn kill(&mut self) {
+        // The whole process group: the launcher and anything it started.
+        let _ = Command::new("kill")
+            .args(["-9", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the server and deletes its files. Called by `Drop`.
+    pub fn stop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for ThrowawaySecantus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::io("finding a free port", e))
+}
+
+/// The server the test suites run against: the deployment named by
+/// [`TEST_URI_VAR`] when set, otherwise one [`ThrowawaySecantus`] per
+/// test binary, started on first use.
+///
+/// Clients are made per call ([`TestServer::client`]): a driver client
+/// belongs to the runtime that created it, and every `#[tokio::test]` has
+/// its own.
+#[derive(Debug)]
+pub struct TestServer {
+    uri: Secret,
+    stand_in: bool,
+    _server: Option<ThrowawaySecantus>,
+}
+
+impl TestServer {
+    /// The shared server of this process (blocking on first call).
+    ///
+    /// # Panics
+    ///
+    /// If no server can be had: tests cannot run without one.
+    pub fn shared() -> &'static TestServer {
+        static SERVER: OnceLock<TestServer> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            TestServer::from_env_or_throwaway()
+                .unwrap_or_else(|e| panic!("no MongoDB-compatible server for the tests: {e}"))
+        })
+    }
+
+    /// The server named by [`TEST_URI_VAR`], or a new
+    /// [`ThrowawaySecantus`] owned by the returned value. Blocking.
+    pub fn from_env_or_throwaway() -> Result<TestServer> {
+        match std::env::var(TEST_URI_VAR) {
+            Ok(uri) if !uri.is_empty() => {
+                MongoConnection::from_uri(&uri)?;
+                Ok(TestServer {
+                    uri: Secret::new(uri),
+                    stand_in: false,
+                    _server: None,
+                })
+            }
+            _ => {
+                let server = ThrowawaySecantus::start()?;
+                Ok(TestServer {
+                    uri: Secret::new(server.uri()),
+                    stand_in: true,
+                    _server: Some(server),
+                })
+            }
+        }
+    }
+
+    /// Whether this is the SecantusDB stand-in rather than a server named
+    /// by [`TEST_URI_VAR`].
+    pub fn is_stand_in(&self) -> bool {
+        self.stand_in
+    }
+
+    /// What the tests run against, for messages.
+    pub fn describe(&self) -> String {
+        match self.stand_in {
+            true => "SecantusDB (a MongoDB-compatible stand-in, not MongoDB)".to_string(),
+            false => format!("the MongoDB server of {TEST_URI_VAR}"),
+        }
+    }
+
+    /// Connection to `database`.
+    pub fn connection(&self, database: &str) -> MongoConnection {
+        MongoConnection::from_uri(self.uri.expose())
+            .expect("validated when the server was chosen")
+            .with_database(database)
+    }
+
+    /// The connection string, credentials included: for handing to a CLI
+    /// in tests and demos. Do not log it.
+    pub fn uri(&self) -> &Secret {
+        &self.uri
+    }
+
+    /// The connection string for `database` (credentials included).
+    pub fn uri_for(&self, database: &str) -> Secret {
+        let uri = self.uri.expose();
+        let (base, query) = match uri.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (uri, String::new()),
+        };
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let hosts_end = base[scheme_end..]
+            .find('/')
+            .map_or(base.len(), |i| scheme_end + i);
+        Secret::new(format!("{}/{database}{query}", &base[..hosts_end]))
+    }
+
+    /// A new driver client on the current runtime.
+    pub async fn client(&self) -> Result<mongodb::Client> {
+        self.connection("admin").client().await
+    }
+
+    /// A database name unique to this call: `<prefix>_<8 hex>`.
+    pub fn unique_name(prefix: &str) -> String {
+        format!("{prefix}_{:08x}", rand::random::<u32>())
+    }
+}
