@@ -230,6 +230,27 @@ async fn prefixes_keep_stores_apart() {
 }
 
 #[tokio::test]
+async fn listings_page_and_bulk_deletes_batch_past_a_thousand_keys() {
+    let server = server();
+    let store = server.store_builder().build().unwrap();
+    let keys: Vec<Key> = (0..1_005).map(|i| key(&format!("many/{i:05}"))).collect();
+    futures::stream::iter(&keys)
+        .map(|k| store.put(k, Bytes::from_static(b"."), PutOptions::default()))
+        .buffer_unordered(16)
+        .for_each(|r| {
+            r.unwrap();
+            futures::future::ready(())
+        })
+        .await;
+    // ListObjectsV2 returns at most 1,000 keys a page.
+    let listed = store.list_all(Some(&key("many"))).await.unwrap();
+    assert_eq!(listed.len(), keys.len());
+    // DeleteObjects takes at most 1,000 keys a request.
+    store.delete_many(&keys).await.unwrap();
+    assert!(store.list_all(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn multipart_uploads_round_trip_and_stream_back() {
     let server = server();
     let store = server
