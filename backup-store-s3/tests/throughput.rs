@@ -4,10 +4,11 @@
 //! cargo test -p backup-store-s3 --release -- --ignored --nocapture s3_throughput
 //! ```
 //!
-//! Uploads the same 1 GiB stream to the loopback S3 server (a local
-//! `s3s-fs`, or `BACKUP_TEST_S3_ENDPOINT`) four ways and prints MB/s, the
-//! CPU time of the test process and the peak RSS of each phase (VmHWM,
-//! reset between phases through `/proc/self/clear_refs`):
+//! Sends the same 1 GiB stream five ways, to the loopback S3 server (a
+//! local `s3s-fs`, or `BACKUP_TEST_S3_ENDPOINT`) unless said otherwise,
+//! and prints MB/s, the CPU time of the test process and the peak RSS of
+//! each phase (VmHWM, reset between phases through
+//! `/proc/self/clear_refs`):
 //!
 //! 1. raw `object_store`: `WriteMultipart` with the same part size and
 //!    concurrency as the store, no pipeline;
@@ -15,8 +16,11 @@
 //! 3. the pipeline: `Engine::backup` with compression none (hashing,
 //!    bounded queues, `S3Store`'s multipart upload) from a source that
 //!    generates its bytes lazily;
-//! 4. the same with `backup_core::testing::ScriptedSource`, which holds its
-//!    whole content in memory (so its RSS includes the 1 GiB source).
+//! 4. the pipeline into an `InMemoryStore`, for what the pipeline alone
+//!    costs;
+//! 5. the pipeline to S3 from `backup_core::testing::ScriptedSource`,
+//!    which holds its whole content in memory (so its RSS includes the
+//!    1 GiB source).
 //!
 //! Env: `S3_BENCH_MIB` (default 1024) changes the size, `S3_BENCH_ROUNDS`
 //! (default 2) how often raw and pipeline runs alternate.
@@ -27,8 +31,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use backup_core::testing::{ScriptedSource, pattern};
 use backup_core::{
-    BackupRequest, Compression, DumpOptions, DumpSource, DumpStream, Engine, Key, SourceInfo,
-    Store, Versions,
+    BackupRequest, Compression, DumpOptions, DumpSource, DumpStream, Engine, InMemoryStore, Key,
+    SourceInfo, Store, Versions,
 };
 use backup_store_s3::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, S3TestServer};
 use bytes::Bytes;
@@ -215,7 +219,23 @@ async fn s3_throughput() {
         );
     }
 
-    // 4. The pipeline from ScriptedSource, whose dump() generates and holds
+    // 4. The pipeline alone, into memory: what the pipeline costs without
+    // any S3 in the way.
+    let memory = Engine::new(Arc::new(InMemoryStore::new()) as Arc<dyn Store>)
+        .with_compressor(Arc::new(Compression::none()));
+    phases.push(
+        measure("Engine::backup to InMemoryStore".into(), async {
+            let m = memory
+                .backup(&lazy, &BackupRequest::new("memory"))
+                .await
+                .unwrap();
+            assert_eq!(m.stored.size, bytes);
+            memory.catalog().delete(&m.id, None).await.unwrap();
+        })
+        .await,
+    );
+
+    // 5. The pipeline from ScriptedSource, whose dump() generates and holds
     // the whole content in memory, inside the measured time.
     let scripted = ScriptedSource {
         chunk: CHUNK,
