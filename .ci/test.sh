@@ -48,6 +48,23 @@ if [ -z "${BACKUP_TEST_S3_ENDPOINT:-}" ] \
 fi
 # --- end S3 test server ----------------------------------------------------
 
+# --- MongoDB-compatible test server (backup-mongo) -------------------------
+# The MongoDB tests run against SecantusDB, a MongoDB-compatible stand-in
+# (not MongoDB itself) that the tests start on a loopback port and stop
+# afterwards. Install it into a venv when missing (~20 s). Tests honour
+# MONGODB_URI (a real server) instead.
+SECANTUS_VENV="${HOME}/.cache/backup-tests/secantus-venv"
+if [ -z "${MONGODB_URI:-}" ] && [ ! -x "$SECANTUS_VENV/bin/secantusd-py" ]; then
+    log "installing SecantusDB (MongoDB-compatible test server)"
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        apt_install python3 python3-venv
+    fi
+    python3 -m venv "$SECANTUS_VENV"
+    "$SECANTUS_VENV/bin/pip" install -q --pre SecantusDB
+fi
+export BACKUP_TEST_SECANTUS="$SECANTUS_VENV/bin/secantusd-py"
+# --- end MongoDB-compatible test server -------------------------------------
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

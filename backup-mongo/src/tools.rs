@@ -641,7 +641,7 @@ mod tests {
         let text = std::fs::read_to_string(config.path()).unwrap();
         assert!(text.contains(r#"password: "pa\"ss""#), "{text}");
         assert_eq!(config.args(), ["--username=backup"]);
-        assert!(!format!("{config:?}").contains("pa"));
+        assert!(!format!("{config:?}").contains("pa\"ss"));
         let path = config.path().to_path_buf();
         drop(config);
         assert!(!path.exists());
