@@ -4,6 +4,8 @@
 //! and the `backupctl` CLI.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod backupd;
+
 use std::sync::Arc;
 
 use backup_core::{Error, Manifest, Result, Store, human_bytes};

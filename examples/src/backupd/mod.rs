@@ -1,0 +1,214 @@
+//! `backupd`, the standalone backupper: `config.yaml`, the scheduler, a
+//! REST API with bearer tokens, roles and tenants, Prometheus metrics,
+//! packages, webhooks and an audit log — all on the library's public API,
+//! so host applications can copy what they need.
+//!
+//! Run it with `cargo run --release --example backupd -- --config config.yaml`.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod mongo;
+pub mod openapi;
+pub mod packages;
+pub mod state;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use backup_core::{
+    Engine, EventBus, JobSpec, LogNotifier, Notifier, Result, RetryPolicy, Scheduler,
+    SchedulerConfig, Shutdown, Store, SystemClock, WebhookFormat, WebhookNotifier,
+    spawn_health_monitor, spawn_notifier,
+};
+use backup_store_fs::FsStore;
+use backup_store_s3::S3Store;
+use tokio_util::sync::CancellationToken;
+
+use config::{Config, StorageConfig};
+use state::{App, PACKAGE_JOB, PackageJob};
+
+/// Opens the configured store.
+pub fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn Store>> {
+    match storage {
+        StorageConfig::Fs(path) => Ok(Arc::new(FsStore::new(path)?)),
+        StorageConfig::S3 {
+            bucket,
+            prefix,
+            endpoint,
+            region,
+            access_key,
+            secret_key,
+            path_style,
+            allow_http,
+        } => {
+            let mut b = S3Store::builder(bucket.clone()).from_env();
+            if let Some(p) = prefix {
+                b = b.prefix(p.clone());
+            }
+            if let Some(e) = endpoint {
+                b = b.endpoint(e.clone());
+            }
+            if let Some(r) = region {
+                b = b.region(r.clone());
+            }
+            if let (Some(a), Some(s)) = (access_key, secret_key) {
+                b = b.credentials(a.clone(), s.clone());
+            }
+            Ok(Arc::new(
+                b.path_style(*path_style).allow_http(*allow_http).build()?,
+            ))
+        }
+    }
+}
+
+/// A webhook notifier limited to the configured event names.
+#[derive(Debug)]
+struct FilteredNotifier {
+    inner: WebhookNotifier,
+    events: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl Notifier for FilteredNotifier {
+    fn wants(&self, event: &backup_core::Event) -> bool {
+        self.events.iter().any(|e| e == event.name())
+    }
+    async fn notify(&self, event: &backup_core::Event) -> Result<()> {
+        self.inner.notify(event).await
+    }
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    /// Shared state.
+    pub app: Arc<App>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    stop_monitor: CancellationToken,
+}
+
+impl Daemon {
+    /// Opens the store, starts the scheduler, registers the configured
+    /// databases and the package job.
+    pub async fn start(config: Config) -> Result<Daemon> {
+        let store = open_storage(&config.storage)?;
+        let events = EventBus::default();
+        let engine = Engine::new(Arc::clone(&store))
+            .with_events(events.clone())
+            .with_compressor(Arc::new(config.defaults.compression));
+        let scheduler = Scheduler::start(
+            SchedulerConfig::default()
+                .tz(config.tz)
+                .max_parallel_jobs(config.max_parallel_jobs)
+                .leases(Arc::clone(&store)),
+            Arc::new(SystemClock),
+            events.clone(),
+        );
+        let fs_root = match &config.storage {
+            StorageConfig::Fs(p) => Some(p.clone()),
+            StorageConfig::S3 { .. } => None,
+        };
+        let metrics = Arc::new(metrics::Metrics::new(fs_root));
+        let audit = auth::Audit::open(config.audit_log.clone()).map_err(|e| {
+            backup_core::Error::io(
+                format!("opening the audit log {}", config.audit_log.display()),
+                e,
+            )
+        })?;
+        let mut background = vec![
+            metrics.subscribe(&events),
+            spawn_notifier(&events, Arc::new(LogNotifier), RetryPolicy::default()),
+        ];
+        for hook in &config.webhooks {
+            let format = if hook.slack {
+                WebhookFormat::Slack
+            } else {
+                WebhookFormat::Json
+            };
+            let inner = WebhookNotifier::new(hook.url.expose(), format)?;
+            background.push(spawn_notifier(
+                &events,
+                Arc::new(FilteredNotifier {
+                    inner,
+                    events: hook.events.clone(),
+                }),
+                RetryPolicy::default(),
+            ));
+        }
+        let app = Arc::new(App {
+            tokens: auth::Tokens::new(&config.tokens),
+            store,
+            engine: engine.clone(),
+            scheduler,
+            databases: RwLock::new(Default::default()),
+            operations: Mutex::new(Default::default()),
+            metrics,
+            audit,
+            events,
+            stopping: CancellationToken::new(),
+            config,
+        });
+        for db in app.config.databases.clone() {
+            let id = db.id.clone();
+            app.register(db)
+                .await
+                .map_err(|e| backup_core::Error::Config(format!("database {id}: {e}")))?;
+        }
+        if let Some(pc) = &app.config.packages {
+            app.scheduler.upsert(
+                JobSpec::new(
+                    PACKAGE_JOB,
+                    pc.schedule.clone(),
+                    Arc::new(PackageJob {
+                        app: Arc::downgrade(&app),
+                    }),
+                )
+                .last_run(Some(chrono::Utc::now())),
+            )?;
+        }
+        let stop_monitor = CancellationToken::new();
+        let options = app.health_options(None);
+        background.push(spawn_health_monitor(
+            engine,
+            options,
+            Arc::new(SystemClock),
+            Duration::from_secs(600),
+            stop_monitor.clone(),
+        ));
+        Ok(Daemon {
+            app,
+            background,
+            stop_monitor,
+        })
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves, then lets
+    /// running backups finish (up to the configured timeout) and cancels
+    /// the rest cleanly.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = Arc::clone(&self.app);
+        let stopping = app.stopping.clone();
+        let router = http::router(Arc::clone(&app));
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            stopping.cancel();
+            tracing::info!("shutting down: no new requests; letting running backups finish");
+        });
+        let result = server.await;
+        app.scheduler
+            .shutdown(Shutdown::Drain(app.config.shutdown_timeout))
+            .await;
+        self.stop_monitor.cancel();
+        for task in self.background {
+            task.abort();
+        }
+        tracing::info!("stopped");
+        result
+    }
+}
