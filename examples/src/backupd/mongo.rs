@@ -1,24 +1,34 @@
-//! MongoDB databases in backupd.
+//! MongoDB databases in backupd: `host`, `port`, `database_name` and the
+//! credential variables become a [`MongoConnection`]; the password is
+//! attached as a secret, never written into the connection string.
 
 use std::sync::Arc;
 
-use backup_core::{DumpSource, Error, RestoreTarget, Result};
+use backup_core::{DumpSource, RestoreTarget, Result};
+use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
 
 use super::config::DatabaseConfig;
 
+fn connection(db: &DatabaseConfig) -> Result<MongoConnection> {
+    let host = if db.host.contains(':') && !db.host.starts_with('[') {
+        format!("[{}]", db.host)
+    } else {
+        db.host.clone()
+    };
+    let uri = format!("mongodb://{host}:{}/{}", db.port, db.database_name);
+    let mut conn = MongoConnection::from_uri(&uri)?.with_database(&db.database_name);
+    if let (Some(user), Some(password)) = (&db.username, &db.password) {
+        conn = conn.with_credentials(user.clone(), password.clone());
+    }
+    Ok(conn)
+}
+
 /// The dump source of a MongoDB entry.
 pub fn source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
-    Err(unsupported(db))
+    Ok(Arc::new(MongoSource::new(connection(db)?)))
 }
 
 /// The restore target of a MongoDB entry.
 pub fn target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
-    Err(unsupported(db))
-}
-
-fn unsupported(db: &DatabaseConfig) -> Error {
-    Error::Unsupported {
-        store: format!("database {}", db.id),
-        operation: "mongodb in this build of backupd",
-    }
+    Ok(Arc::new(MongoTarget::new(connection(db)?)))
 }
