@@ -381,7 +381,8 @@ mod tests {
         let c = MongoConnection::from_uri("mongodb://u:p%2Fss1@h/db?authSource=admin")
             .unwrap()
             .with_password(Secret::new("expl!cit"));
-        let text = "failed: p/ss1 p%2Fss1 expl!cit expl%21cit mongodb://u:p%2Fss1@h/db?authSource=admin";
+        let text =
+            "failed: p/ss1 p%2Fss1 expl!cit expl%21cit mongodb://u:p%2Fss1@h/db?authSource=admin";
         let clean = c.redact(text);
         for secret in ["p/ss1", "p%2Fss1", "expl!cit", "expl%21cit"] {
             assert!(!clean.contains(secret), "{clean}");

@@ -307,8 +307,125 @@ impl TestServer {
         self.connection("admin").client().await
     }
 
+    /// Fills `database` with a sample: `items` (`documents` documents of
+    /// about 300 bytes mixing strings, numbers, dates, decimals, binary,
+    /// arrays and nested documents, with a secondary index on `group`),
+    /// an empty collection `empty` and a view `even_items`.
+    pub async fn create_sample(&self, database: &str, documents: u64) -> Result<()> {
+        let client = self.client().await?;
+        let conn = self.connection(database);
+        let db = client.database(database);
+        let fail = |e: mongodb::error::Error| {
+            crate::error::classify(
+                &e,
+                crate::error::Side::Restore,
+                "creating the sample",
+                &conn,
+            )
+        };
+        db.create_collection("empty").await.map_err(fail)?;
+        let items = db.collection::<bson::Document>("items");
+        let mut i = 0u64;
+        while i < documents {
+            let end = (i + 10_000).min(documents);
+            let batch: Vec<bson::Document> = (i..end).map(sample_document).collect();
+            items
+                .insert_many(batch)
+                .ordered(false)
+                .await
+                .map_err(fail)?;
+            i = end;
+        }
+        db.run_command(bson::doc! {
+            "createIndexes": "items",
+            "indexes": [{ "key": { "group": 1 }, "name": "group_1" }],
+        })
+        .await
+        .map_err(fail)?;
+        db.run_command(bson::doc! {
+            "create": "even_items",
+            "viewOn": "items",
+            "pipeline": [{ "$match": { "even": true } }],
+        })
+        .await
+        .map_err(fail)?;
+        Ok(())
+    }
+
+    /// Document count and CRC-64 of the raw documents in `_id` order, per
+    /// collection of `database` (views and `system.*` excluded): equal
+    /// summaries mean equal data.
+    pub async fn summary(
+        &self,
+        database: &str,
+    ) -> Result<std::collections::BTreeMap<String, (u64, u64)>> {
+        let client = self.client().await?;
+        let conn = self.connection(database);
+        let fail = |e: mongodb::error::Error| {
+            crate::error::classify(&e, crate::error::Side::Dump, "summarising", &conn)
+        };
+        let db = client.database(database);
+        let specs = crate::server::list_collections(&db, &conn, crate::error::Side::Dump).await?;
+        let mut out = std::collections::BTreeMap::new();
+        for spec in specs {
+            let name = spec.get_str("name").unwrap_or_default().to_string();
+            if name.starts_with("system.") || spec.get_str("type") == Ok("view") {
+                continue;
+            }
+            let mut cursor = db
+                .collection::<bson::RawDocumentBuf>(&name)
+                .find(bson::doc! {})
+                .sort(bson::doc! { "_id": 1 })
+                .await
+                .map_err(fail)?;
+            let mut crc = crate::archive::Crc64::new();
+            let mut count = 0;
+            while cursor.advance().await.map_err(fail)? {
+                crc.update(cursor.current().as_bytes());
+                count += 1;
+            }
+            out.insert(name, (count, crc.value()));
+        }
+        Ok(out)
+    }
+
+    /// Drops `database` if it exists.
+    pub async fn drop_database(&self, database: &str) -> Result<()> {
+        let client = self.client().await?;
+        let conn = self.connection(database);
+        client.database(database).drop().await.map_err(|e| {
+            crate::error::classify(
+                &e,
+                crate::error::Side::Restore,
+                "dropping a database",
+                &conn,
+            )
+        })
+    }
+
     /// A database name unique to this call: `<prefix>_<8 hex>`.
     pub fn unique_name(prefix: &str) -> String {
         format!("{prefix}_{:08x}", rand::random::<u32>())
+    }
+}
+
+/// One document of [`TestServer::create_sample`]: about 300 bytes of
+/// mixed BSON types, deterministic in `i`.
+pub(crate) fn sample_document(i: u64) -> bson::Document {
+    use bson::spec::BinarySubtype;
+    let mut oid = [0u8; 12];
+    oid[4..].copy_from_slice(&i.to_be_bytes());
+    bson::doc! {
+        "_id": bson::oid::ObjectId::from_bytes(oid),
+        "n": i as i64,
+        "even": i % 2 == 0,
+        "group": format!("group-{}", i % 100),
+        "name": format!("item number {i} with a reasonably long description"),
+        "at": bson::DateTime::from_millis(1_700_000_000_000 + i as i64 * 37),
+        "price": format!("{}.{:02}", i % 10_000, i % 100).parse::<bson::Decimal128>().expect("valid decimal"),
+        "ratio": i as f64 / 7.0,
+        "blob": bson::Binary { subtype: BinarySubtype::Generic, bytes: (i as u32).to_le_bytes().repeat(8) },
+        "tags": ["a", "b", (i % 13) as i32],
+        "owner": { "id": (i % 977) as i32, "region": "eu-west", "scores": [1.5, 2.5, 3.5] },
     }
 }
