@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! backupctl backup  --pg postgres://user@host/db --store ./backups [--compression zstd|gzip|none] [--tenant T] [--json]
+//! backupctl backup  --mongo mongodb://user@host/db --store ./backups [...]
 //! backupctl list    --store ./backups [--tenant T] [--json]
 //! backupctl verify  <backup-id> --store ./backups
 //! backupctl restore <backup-id> --store ./backups --pg postgres://user@host/target [--create] [--clean] [--no-owner] [--table T]...
+//! backupctl restore <backup-id> --store ./backups --mongo mongodb://user@host/ --target-db name [--clean] [--table C]...
 //! backupctl delete  <backup-id> --store ./backups
 //! backupctl sweep   --store ./backups [--grace-minutes 60]
 //! backupctl prune   --store ./backups [--keep-last N] [--max-age 30d] [--keep-daily N --keep-weekly N --keep-monthly N --keep-yearly N] [--include-manual] [--dry-run] [--json]
@@ -20,7 +22,8 @@
 //!
 //! The password comes from the URL or from `PGPASSWORD`; it is handed to
 //! pg_dump/pg_restore through a 0600 password file, never on their command
-//! line. Exit status 0 on success; otherwise 1 and a one-line error on
+//! line. A MongoDB password comes from the connection string and stays in
+//! the driver. Exit status 0 on success; otherwise 1 and a one-line error on
 //! stderr.
 
 use std::process::ExitCode;
@@ -28,11 +31,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::{
-    BackupKind, BackupRequest, Compression, Engine, Error, Filter, HealthOptions, HealthStatus,
-    KeepGfs, KeepLast, KeepWithin, PlanOptions, RestoreOptions, Result, RetentionPolicy, Stats,
-    human_bytes, sanitize_name,
+    BackupKind, BackupRequest, Compression, DumpSource, Engine, Error, Filter, HealthOptions,
+    HealthStatus, KeepGfs, KeepLast, KeepWithin, PlanOptions, RestoreOptions, RestoreTarget,
+    Result, RetentionPolicy, Stats, human_bytes, sanitize_name,
 };
 use backup_examples::{S3Options, backup_table, open_store_with};
+use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
 use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
 use clap::{Parser, Subcommand};
 
@@ -51,11 +55,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Take a backup of a PostgreSQL database.
+    /// Take a backup of a PostgreSQL or MongoDB database.
     Backup {
         /// Connection URL of the database to dump (password from the URL or PGPASSWORD).
+        #[arg(long, required_unless_present = "mongo", conflicts_with = "mongo")]
+        pg: Option<String>,
+        /// MongoDB connection string of the database to dump (mongodb://user:pass@host/db).
         #[arg(long)]
-        pg: String,
+        mongo: Option<String>,
         /// Store: a directory or s3://bucket/prefix.
         #[arg(long)]
         store: String,
@@ -102,8 +109,14 @@ enum Command {
         #[arg(long)]
         store: String,
         /// Connection URL of the target database.
+        #[arg(long, required_unless_present = "mongo", conflicts_with = "mongo")]
+        pg: Option<String>,
+        /// MongoDB connection string of the target deployment.
         #[arg(long)]
-        pg: String,
+        mongo: Option<String>,
+        /// Restore into this database instead of the one in the URL.
+        #[arg(long)]
+        target_db: Option<String>,
         /// Create the target database if it does not exist.
         #[arg(long)]
         create: bool,
@@ -205,6 +218,44 @@ fn pg_connection(url: &str) -> Result<PgConnection> {
     Ok(PgConnection::from_url(url)?.with_password_from_env())
 }
 
+/// The source named by `--pg` or `--mongo`, and its database name.
+fn dump_source(pg: Option<String>, mongo: Option<String>) -> Result<(Box<dyn DumpSource>, String)> {
+    match (pg, mongo) {
+        (_, Some(uri)) => {
+            let conn = MongoConnection::from_uri(&uri)?;
+            let database = conn.database().unwrap_or_default().to_string();
+            Ok((Box::new(MongoSource::new(conn)), database))
+        }
+        (Some(url), None) => {
+            let conn = pg_connection(&url)?;
+            let database = conn.database().to_string();
+            Ok((Box::new(PostgresSource::new(conn)), database))
+        }
+        (None, None) => Err(Error::Config("give --pg or --mongo".into())),
+    }
+}
+
+/// The target named by `--pg` or `--mongo`, and the database to restore into.
+fn restore_target(
+    pg: Option<String>,
+    mongo: Option<String>,
+    target_db: Option<String>,
+) -> Result<(Box<dyn RestoreTarget>, Option<String>)> {
+    match (pg, mongo) {
+        (_, Some(uri)) => {
+            let conn = MongoConnection::from_uri(&uri)?;
+            let database = target_db.or_else(|| conn.database().map(str::to_string));
+            Ok((Box::new(MongoTarget::new(conn)), database))
+        }
+        (Some(url), None) => {
+            let conn = pg_connection(&url)?;
+            let database = target_db.unwrap_or_else(|| conn.database().to_string());
+            Ok((Box::new(PostgresTarget::new(conn)), Some(database)))
+        }
+        (None, None) => Err(Error::Config("give --pg or --mongo".into())),
+    }
+}
+
 fn print_json(value: &impl serde::Serialize) {
     println!(
         "{}",
@@ -223,6 +274,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Backup {
             pg,
+            mongo,
             store,
             compression,
             tenant,
@@ -230,14 +282,14 @@ async fn run(cli: Cli) -> Result<Outcome> {
             kind,
             json,
         } => {
-            let conn = pg_connection(&pg)?;
-            let source_id = source_id.unwrap_or_else(|| sanitize_name(conn.database()));
+            let (source, database) = dump_source(pg, mongo)?;
+            let source_id = source_id.unwrap_or_else(|| sanitize_name(&database));
             let engine = Engine::new(open_store(&store)?).with_compressor(Arc::new(compression));
             let request = BackupRequest::new(source_id)
                 .tenant(tenant)
                 .kind(kind)
                 .created_by("backupctl");
-            let m = engine.backup(&PostgresSource::new(conn), &request).await?;
+            let m = engine.backup(source.as_ref(), &request).await?;
             if json {
                 print_json(&m);
             } else {
@@ -290,22 +342,24 @@ async fn run(cli: Cli) -> Result<Outcome> {
             id,
             store,
             pg,
+            mongo,
+            target_db,
             create,
             clean,
             no_owner,
             tables,
             json,
         } => {
-            let conn = pg_connection(&pg)?;
+            let (target, database) = restore_target(pg, mongo, target_db)?;
             let engine = Engine::new(open_store(&store)?);
-            let options = RestoreOptions::into_database(conn.database())
+            let mut options = RestoreOptions::default();
+            options.database = database;
+            let options = options
                 .create(create)
                 .clean(clean)
                 .no_owner(no_owner)
                 .only(tables);
-            let report = engine
-                .restore(&id, None, &PostgresTarget::new(conn), &options)
-                .await?;
+            let report = engine.restore(&id, None, target.as_ref(), &options).await?;
             if json {
                 print_json(&report);
             } else {
