@@ -51,8 +51,8 @@
 //!   [`ArchiveReader`] (push parser verifying CRC-64s), [`Lister`] /
 //!   [`list_stream`] (what an archive holds, without restoring it),
 //!   [`MetadataDocument`].
-//! - With the `throwaway` feature, [`TestServer`] and
-//!   [`ThrowawaySecantus`]: a MongoDB-compatible stand-in server
+//! - With the `throwaway` feature, `TestServer` and
+//!   `ThrowawaySecantus`: a MongoDB-compatible stand-in server
 //!   (SecantusDB) or the one named by `MONGODB_URI`, for tests and demos.
 //!
 //! ## The archive format

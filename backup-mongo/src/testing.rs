@@ -418,7 +418,7 @@ pub(crate) fn sample_document(i: u64) -> bson::Document {
     bson::doc! {
         "_id": bson::oid::ObjectId::from_bytes(oid),
         "n": i as i64,
-        "even": i % 2 == 0,
+        "even": i.is_multiple_of(2),
         "group": format!("group-{}", i % 100),
         "name": format!("item number {i} with a reasonably long description"),
         "at": bson::DateTime::from_millis(1_700_000_000_000 + i as i64 * 37),
