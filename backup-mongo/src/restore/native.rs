@@ -98,6 +98,14 @@ impl NativeSession {
         match event {
             Event::Prelude(prelude) => self.on_prelude(prelude).await,
             Event::NamespaceStart { namespace, .. } => {
+                // Buckets of a timeseries collection left out by `only`
+                // (a selected one was refused at the prelude).
+                if let Some(owner) = namespace.collection.strip_prefix("system.buckets.")
+                    && self.entries.get(owner).is_some_and(|e| !e.selected)
+                {
+                    self.current = None;
+                    return Ok(());
+                }
                 if self.source_db.as_deref() != Some(namespace.db.as_str())
                     || !self.entries.contains_key(&namespace.collection)
                 {
