@@ -98,7 +98,12 @@ impl ThrowawaySecantus {
     fn try_start(binary: &Path, dir: &Path) -> Result<ThrowawaySecantus> {
         use std::os::unix::process::CommandExt;
         let port = free_port()?;
-        let log = dir.join("secantusd.log");
+        // One subdirectory per attempt, so the watcher of a failed attempt
+        // never removes the files of the next one.
+        let home = dir.join(format!("server-{port}"));
+        std::fs::create_dir_all(&home)
+            .map_err(|e| Error::io("creating the server directory", e))?;
+        let log = home.join("secantusd.log");
         let log_file = File::create(&log).map_err(|e| Error::io("creating the server log", e))?;
         let log_err = log_file
             .try_clone()
@@ -106,9 +111,9 @@ impl ThrowawaySecantus {
         let child = Command::new(binary)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .arg("--storage-path")
-            .arg(dir.join(format!("data-{port}")))
+            .arg(home.join("data"))
             .args(["--log-level", "WARNING"])
-            .current_dir(dir)
+            .current_dir(&home)
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)
@@ -149,8 +154,10 @@ impl ThrowawaySecantus {
     /// Kills the server's process group when this process exits, however
     /// it exits.
     fn spawn_watcher(&self) {
+        // `kill -9 -PID` signals the server's process group (dash's kill
+        // takes no `--`).
         let script = format!(
-            "while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -9 -- -{pid} >/dev/null 2>&1; sleep 1; rm -rf '{dir}/data-{port}'",
+            "while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -9 -{pid} >/dev/null 2>&1 || kill -9 {pid} >/dev/null 2>&1; sleep 1; rm -rf '{dir}/server-{port}'; rmdir '{dir}' >/dev/null 2>&1",
             me = std::process::id(),
             pid = self.child.id(),
             dir = self.dir.display(),
@@ -179,8 +186,8 @@ impl ThrowawaySecantus {
 
     fn kill(&mut self) {
         // The whole process group: the launcher and anything it started.
-        let _ = Command::new("kill")
-            .args(["-9", "--", &format!("-{}", self.child.id())])
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -9 -{}", self.child.id())])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
