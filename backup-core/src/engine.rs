@@ -10,10 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Catalog, Filter, RunRecord};
 use crate::compression::{Compression, Compressor};
+use crate::crypto::{AGE_SCHEME, AgeIdentities, AgeRecipients};
 use crate::events::{Event, EventBus};
 use crate::manifest::{
-    BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, Layout, MANIFEST_VERSION, Manifest,
-    new_backup_id,
+    BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, EncryptionInfo, Layout,
+    MANIFEST_VERSION, Manifest, new_backup_id,
 };
 use crate::pipeline::{Expected, PipelineOptions, Progress, RestoreSink, run_backup, run_restore};
 use crate::retention::{PlanOptions, RetentionPlan, RetentionPolicy, plan};
@@ -111,6 +112,8 @@ pub struct Engine {
     compressor: Arc<dyn Compressor>,
     options: PipelineOptions,
     events: EventBus,
+    encryption: Option<AgeRecipients>,
+    identities: AgeIdentities,
 }
 
 impl Engine {
@@ -122,6 +125,37 @@ impl Engine {
             compressor: Arc::new(Compression::default()),
             options: PipelineOptions::default(),
             events: EventBus::default(),
+            encryption: None,
+            identities: AgeIdentities::default(),
+        }
+    }
+
+    /// Encrypts new backups to these age recipients (after compression).
+    pub fn with_encryption(mut self, recipients: AgeRecipients) -> Self {
+        self.encryption = Some(recipients);
+        self
+    }
+
+    /// Keys for restoring and verifying encrypted backups.
+    pub fn with_identities(mut self, identities: AgeIdentities) -> Self {
+        self.identities = identities;
+        self
+    }
+
+    /// The identities for an encrypted manifest, or an error saying that
+    /// one is needed.
+    fn identities_for(&self, manifest: &Manifest) -> Result<Option<AgeIdentities>> {
+        match &manifest.encryption {
+            None => Ok(None),
+            Some(_) if self.identities.is_empty() => Err(Error::Decryption {
+                what: manifest.artifact.clone(),
+                detail: "the backup is encrypted and no identity was supplied".into(),
+            }),
+            Some(e) if e.scheme != AGE_SCHEME => Err(Error::Decryption {
+                what: manifest.artifact.clone(),
+                detail: format!("unknown encryption scheme {:?}", e.scheme),
+            }),
+            Some(_) => Ok(Some(self.identities.clone())),
         }
     }
 
@@ -246,9 +280,14 @@ impl Engine {
             started_at,
         )?;
         let artifact = layout.artifact_key(&format!(
-            "{}{}",
+            "{}{}{}",
             info.extension,
-            self.compressor.extension()
+            self.compressor.extension(),
+            if self.encryption.is_some() {
+                ".age"
+            } else {
+                ""
+            }
         ))?;
         // Open the upload before starting the dump so store problems
         // (credentials, missing bucket) surface before the database is read.
@@ -282,6 +321,7 @@ impl Engine {
             &self.options,
             req.cancel.as_ref(),
             Some(progress),
+            self.encryption.clone(),
         )
         .await?;
         let manifest = Manifest {
@@ -298,7 +338,10 @@ impl Engine {
                 algorithm: self.compressor.algorithm().to_string(),
                 level: self.compressor.level(),
             },
-            encryption: None,
+            encryption: self.encryption.as_ref().map(|r| EncryptionInfo {
+                scheme: AGE_SCHEME.to_string(),
+                recipients: r.ids().to_vec(),
+            }),
             started_at,
             finished_at: Utc::now(),
             artifact: artifact.to_string(),
@@ -355,6 +398,7 @@ impl Engine {
         }
         let decompressor: Arc<dyn Compressor> =
             Arc::new(Compression::for_algorithm(&manifest.compression.algorithm)?);
+        let identities = self.identities_for(&manifest)?;
         let artifact_key = manifest.artifact_key()?;
         let artifact = self.store.get(&artifact_key).await?;
         if artifact.meta.size != manifest.stored.size {
@@ -378,6 +422,7 @@ impl Engine {
             },
             RestoreSink::Session(session),
             &self.options,
+            identities,
         )
         .await?
         .expect("a session sink reports");
@@ -389,6 +434,7 @@ impl Engine {
     /// bytes and, after decompression, of the dump itself.
     pub async fn verify(&self, id: &str, tenant: Option<&str>) -> Result<Arc<Manifest>> {
         let manifest = self.catalog.get(id, tenant).await?;
+        let identities = self.identities_for(&manifest)?;
         let decompressor: Arc<dyn Compressor> =
             Arc::new(Compression::for_algorithm(&manifest.compression.algorithm)?);
         let artifact_key = manifest.artifact_key()?;
@@ -403,8 +449,30 @@ impl Engine {
             },
             RestoreSink::Discard,
             &self.options,
+            identities,
         )
         .await?;
+        Ok(manifest)
+    }
+
+    /// Checks only the stored bytes of backup `id` (size, SHA-256, MD5):
+    /// no key needed, so it suits encrypted backups on machines that must
+    /// not hold the identity. [`Engine::verify`] checks the dump too.
+    pub async fn verify_stored(&self, id: &str, tenant: Option<&str>) -> Result<Arc<Manifest>> {
+        use futures::StreamExt;
+        let manifest = self.catalog.get(id, tenant).await?;
+        let artifact_key = manifest.artifact_key()?;
+        let mut artifact = self.store.get(&artifact_key).await?.stream;
+        let mut hasher = crate::pipeline::StoredHasher::new();
+        while let Some(chunk) = artifact.next().await {
+            hasher.update(&chunk?).await;
+        }
+        if let Some(diff) = crate::pipeline::compare(&manifest.stored, &hasher.finish().await) {
+            return Err(Error::Integrity {
+                what: artifact_key.to_string(),
+                detail: format!("stored bytes: {diff}"),
+            });
+        }
         Ok(manifest)
     }
 

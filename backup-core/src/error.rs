@@ -55,6 +55,16 @@ pub enum Error {
         detail: String,
     },
 
+    /// An encrypted artifact could not be decrypted (no identity, wrong
+    /// key). Nothing was applied.
+    #[error("cannot decrypt {what}: {detail}")]
+    Decryption {
+        /// Which artifact.
+        what: String,
+        /// Why.
+        detail: String,
+    },
+
     /// An external tool (pg_dump, pg_restore, ...) could not be found.
     #[error("{tool} not found: {hint}")]
     ToolNotFound {

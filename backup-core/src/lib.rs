@@ -99,6 +99,7 @@ mod backup_job;
 mod catalog;
 mod clock;
 mod compression;
+mod crypto;
 mod engine;
 mod error;
 mod events;
@@ -128,6 +129,7 @@ pub use compression::{
     Algorithm, BoxWrite, Compression, Compressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
     DEFAULT_ZSTD_WORKERS,
 };
+pub use crypto::{AGE_SCHEME, AgeIdentities, AgeRecipients};
 pub use engine::{BackupRequest, Engine, PruneReport};
 pub use error::{BoxError, Error, Result};
 pub use events::{

@@ -8,8 +8,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{AbortOnDrop, ChannelSink, Hasher, PipelineOptions};
+use super::{AbortOnDrop, ChannelSink, Hasher, ParallelHasher, PipelineOptions};
 use crate::compression::Compressor;
+use crate::crypto::AgeRecipients;
 use crate::manifest::Digests;
 use crate::store::{ByteStream, Store, Upload};
 use crate::{Error, Key, Result};
@@ -42,6 +43,7 @@ pub(crate) async fn run_backup(
     opts: &PipelineOptions,
     cancel: Option<&CancellationToken>,
     progress: Option<Progress>,
+    encryption: Option<AgeRecipients>,
 ) -> Result<BackupOutcome> {
     let (tx, rx) = mpsc::channel::<Bytes>(opts.queue_depth);
     let pump = AbortOnDrop(Some(tokio::spawn(pump_source(
@@ -50,6 +52,7 @@ pub(crate) async fn run_backup(
         ChannelSink::new(tx, opts.chunk_size),
         opts.clone(),
         progress,
+        encryption,
     ))));
     let mut upload = Some(upload);
     let caller_cancel = async {
@@ -99,16 +102,17 @@ async fn drive(
     pump: AbortOnDrop<Result<Digests>>,
 ) -> Result<(Digests, Digests)> {
     let writer = upload.as_mut().expect("upload present while driving");
-    let mut stored = Hasher::default();
+    let mut stored = ParallelHasher::new();
     while let Some(chunk) = rx.recv().await {
-        stored.update(&chunk);
-        writer.write(chunk).await?;
+        // Hash and upload the same chunk at once.
+        let (_, written) = tokio::join!(stored.update(&chunk), writer.write(chunk.clone()));
+        written?;
     }
     let raw = pump.join().await.map_err(|e| Error::Dump {
         engine: "pipeline",
         detail: format!("compression task failed: {e}"),
     })??;
-    Ok((stored.finish(), raw))
+    Ok((stored.finish().await, raw))
 }
 
 /// Reads the source with a stall watchdog and pushes it through the
@@ -119,9 +123,17 @@ async fn pump_source(
     sink: ChannelSink,
     opts: PipelineOptions,
     progress: Option<Progress>,
+    encryption: Option<AgeRecipients>,
 ) -> Result<Digests> {
-    let mut encoder = compressor.encoder(Box::pin(sink));
-    let mut raw = Hasher::default();
+    // compress -> (encrypt) -> channel: encryption wraps the sink, the
+    // compressor wraps that.
+    let sink: crate::compression::BoxWrite = Box::pin(sink);
+    let sink = match &encryption {
+        Some(recipients) => recipients.encrypt(sink).await?,
+        None => sink,
+    };
+    let mut encoder = compressor.encoder(sink);
+    let mut raw = Hasher::sha256_only();
     let mut next_report = PROGRESS_EVERY;
     loop {
         let next = tokio::time::timeout(opts.stall_timeout, source.next())

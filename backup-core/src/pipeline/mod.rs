@@ -22,7 +22,9 @@ use crate::manifest::Digests;
 mod backup;
 mod restore;
 
+pub(crate) use ParallelHasher as StoredHasher;
 pub(crate) use backup::{Progress, run_backup};
+pub(crate) use compare_digests as compare;
 pub(crate) use restore::{Expected, RestoreSink, run_restore};
 
 /// Tuning of the pipeline; `Default` suits most databases.
@@ -80,18 +82,40 @@ impl PipelineOptions {
     }
 }
 
-/// SHA-256 and MD5 of a stream, computed in one pass.
-#[derive(Clone, Default)]
+/// SHA-256 (and optionally MD5) of a stream, computed on the calling
+/// thread. Used for the raw dump (SHA-256 only) and in tests.
+#[derive(Clone)]
 pub(crate) struct Hasher {
     sha256: Sha256,
-    md5: Md5,
+    md5: Option<Md5>,
     size: u64,
 }
 
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher {
+            sha256: Sha256::new(),
+            md5: Some(Md5::new()),
+            size: 0,
+        }
+    }
+}
+
 impl Hasher {
+    /// SHA-256 only (the raw dump: MD5 is kept for stored bytes, where
+    /// stores and tools compare it).
+    pub(crate) fn sha256_only() -> Self {
+        Hasher {
+            md5: None,
+            ..Hasher::default()
+        }
+    }
+
     pub(crate) fn update(&mut self, data: &[u8]) {
         self.sha256.update(data);
-        self.md5.update(data);
+        if let Some(md5) = &mut self.md5 {
+            md5.update(data);
+        }
         self.size += data.len() as u64;
     }
 
@@ -103,7 +127,64 @@ impl Hasher {
         Digests {
             size: self.size,
             sha256: hex::encode(self.sha256.finalize()),
-            md5: Some(hex::encode(self.md5.finalize())),
+            md5: self.md5.map(|m| hex::encode(m.finalize())),
+        }
+    }
+}
+
+/// SHA-256 and MD5 of a stream, each chunk hashed by both algorithms at
+/// once on the blocking pool, so hashing costs the slower of the two per
+/// chunk and can overlap other work (the pipeline joins it with the
+/// upload). Chunks are `Bytes`: handing them over is a reference-count
+/// increment. No long-lived thread is kept (that would stall tokio's
+/// paused-time tests and waste a thread per backup).
+pub(crate) struct ParallelHasher {
+    sha256: Option<Sha256>,
+    md5: Option<Md5>,
+    size: u64,
+}
+
+impl ParallelHasher {
+    pub(crate) fn new() -> Self {
+        ParallelHasher {
+            sha256: Some(Sha256::new()),
+            md5: Some(Md5::new()),
+            size: 0,
+        }
+    }
+
+    /// Hashes one chunk with both algorithms in parallel.
+    pub(crate) async fn update(&mut self, chunk: &Bytes) {
+        self.size += chunk.len() as u64;
+        let mut sha = self.sha256.take().expect("hasher state");
+        let mut md5 = self.md5.take().expect("hasher state");
+        if chunk.len() < 64 * 1024 {
+            sha.update(chunk);
+            md5.update(chunk);
+        } else {
+            let (a, b) = (chunk.clone(), chunk.clone());
+            let (sha_done, md5_done) = tokio::join!(
+                tokio::task::spawn_blocking(move || {
+                    sha.update(&a);
+                    sha
+                }),
+                tokio::task::spawn_blocking(move || {
+                    md5.update(&b);
+                    md5
+                }),
+            );
+            sha = sha_done.expect("sha256 task");
+            md5 = md5_done.expect("md5 task");
+        }
+        self.sha256 = Some(sha);
+        self.md5 = Some(md5);
+    }
+
+    pub(crate) async fn finish(self) -> Digests {
+        Digests {
+            size: self.size,
+            sha256: hex::encode(self.sha256.expect("hasher state").finalize()),
+            md5: Some(hex::encode(self.md5.expect("hasher state").finalize())),
         }
     }
 }

@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{AbortOnDrop, ChannelSink, Hasher, PipelineOptions, compare_digests};
+use super::{AbortOnDrop, ChannelSink, Hasher, ParallelHasher, PipelineOptions, compare_digests};
 use crate::compression::Compressor;
+use crate::crypto::AgeIdentities;
 use crate::manifest::Digests;
 use crate::source::{RestoreReport, RestoreSession};
 use crate::store::ByteStream;
@@ -47,6 +48,7 @@ pub(crate) async fn run_restore(
     expected: Expected<'_>,
     sink: RestoreSink,
     opts: &PipelineOptions,
+    identities: Option<AgeIdentities>,
 ) -> Result<Option<RestoreReport>> {
     let (tx, rx) = mpsc::channel::<Bytes>(opts.queue_depth);
     let pump = AbortOnDrop(Some(tokio::spawn(pump_artifact(
@@ -54,6 +56,7 @@ pub(crate) async fn run_restore(
         decompressor,
         ChannelSink::new(tx, opts.chunk_size),
         expected.what.to_string(),
+        identities,
     ))));
     let mut session = match sink {
         RestoreSink::Session(s) => Some(s),
@@ -98,7 +101,7 @@ async fn feed(
     expected: &Expected<'_>,
     holdback: usize,
 ) -> Result<VecDeque<Bytes>> {
-    let mut raw = Hasher::default();
+    let mut raw = Hasher::sha256_only();
     let mut tail: VecDeque<Bytes> = VecDeque::new();
     let mut tail_len = 0usize;
     let mut session_error: Option<Error> = None;
@@ -162,16 +165,22 @@ async fn feed(
     }
 }
 
-/// Hashes the stored bytes and decompresses them into the channel. Returns
-/// digests of the stored bytes.
+/// Hashes the stored bytes, decrypts them when `identities` are given,
+/// and decompresses them into the channel. Returns digests of the stored
+/// bytes.
 async fn pump_artifact(
-    mut artifact: ByteStream,
+    artifact: ByteStream,
     decompressor: Arc<dyn Compressor>,
     sink: ChannelSink,
     what: String,
+    identities: Option<AgeIdentities>,
 ) -> Result<Digests> {
     let mut decoder = decompressor.decoder(Box::pin(sink));
-    let mut stored = Hasher::default();
+    let stage = if decompressor.algorithm() == "none" {
+        "read"
+    } else {
+        "decompress"
+    };
     let corrupt = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             // The consumer stopped; its own error is the one to report.
@@ -179,22 +188,66 @@ async fn pump_artifact(
         } else {
             Error::Integrity {
                 what: what.clone(),
-                detail: format!(
-                    "cannot {} the artifact: {e}",
-                    if decompressor.algorithm() == "none" {
-                        "read"
-                    } else {
-                        "decompress"
-                    }
-                ),
+                detail: format!("cannot {stage} the artifact: {e}"),
             }
         }
     };
-    while let Some(chunk) = artifact.next().await {
-        let chunk = chunk?;
-        stored.update(&chunk);
-        decoder.write_all(&chunk).await.map_err(corrupt)?;
+    // Stored bytes are hashed by a task of their own as they are pulled,
+    // in parallel with decryption and decompression.
+    let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(16);
+    let hashing = AbortOnDrop(Some(tokio::spawn(async move {
+        let mut hasher = ParallelHasher::new();
+        while let Some(chunk) = hash_rx.recv().await {
+            hasher.update(&chunk).await;
+        }
+        hasher.finish().await
+    })));
+    let mut artifact = artifact
+        .then(move |chunk| {
+            let tx = hash_tx.clone();
+            async move {
+                if let Ok(c) = &chunk {
+                    let _ = tx.send(c.clone()).await;
+                }
+                chunk
+            }
+        })
+        .boxed();
+    match identities {
+        None => {
+            while let Some(chunk) = artifact.next().await {
+                decoder.write_all(&chunk?).await.map_err(corrupt)?;
+            }
+            // Dropping the stream closes the hashing channel.
+            drop(artifact);
+        }
+        Some(identities) => {
+            let reader =
+                tokio_util::io::StreamReader::new(artifact.map(|c| c.map_err(Error::into_io)));
+            let mut plain = identities.decrypt(reader, &what).await?;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = plain.read(&mut buf).await.map_err(|e| {
+                    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+                        Error::from_io("reading the artifact", e)
+                    } else {
+                        Error::Integrity {
+                            what: what.clone(),
+                            detail: format!("cannot decrypt the artifact: {e}"),
+                        }
+                    }
+                })?;
+                if n == 0 {
+                    break;
+                }
+                decoder.write_all(&buf[..n]).await.map_err(corrupt)?;
+            }
+            drop(plain);
+        }
     }
     decoder.shutdown().await.map_err(corrupt)?;
-    Ok(stored.finish())
+    hashing.join().await.map_err(|e| Error::Restore {
+        engine: "pipeline",
+        detail: format!("hashing task failed: {e}"),
+    })
 }
