@@ -39,6 +39,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 pub struct ThrowawaySecantus {
     child: Child,
     dir: PathBuf,
+    binary: PathBuf,
     port: u16,
 }
 
@@ -96,59 +97,65 @@ impl ThrowawaySecantus {
     }
 
     fn try_start(binary: &Path, dir: &Path) -> Result<ThrowawaySecantus> {
-        use std::os::unix::process::CommandExt;
         let port = free_port()?;
         // One subdirectory per attempt, so the watcher of a failed attempt
         // never removes the files of the next one.
         let home = dir.join(format!("server-{port}"));
         std::fs::create_dir_all(&home)
             .map_err(|e| Error::io("creating the server directory", e))?;
-        let log = home.join("secantusd.log");
-        let log_file = File::create(&log).map_err(|e| Error::io("creating the server log", e))?;
-        let log_err = log_file
-            .try_clone()
-            .map_err(|e| Error::io("creating the server log", e))?;
-        let child = Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--storage-path")
-            .arg(home.join("data"))
-            .args(["--log-level", "WARNING"])
-            .current_dir(&home)
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| Error::io(format!("starting {}", binary.display()), e))?;
+        let child = spawn_server(binary, &home, port, false)?;
         let mut server = ThrowawaySecantus {
             child,
             dir: dir.to_path_buf(),
+            binary: binary.to_path_buf(),
             port,
         };
         server.spawn_watcher();
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.join(format!("server-{}", self.port))
+    }
+
+    /// Waits until the server accepts TCP connections.
+    fn wait_ready(&mut self) -> Result<()> {
         let started = Instant::now();
         loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let tail =
+                    std::fs::read_to_string(self.home().join("secantusd.log")).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(8).collect();
-                server.kill();
+                self.kill();
                 return Err(Error::Config(format!(
                     "secantusd-py exited ({status}) before accepting connections: {}",
                     tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
                 )));
             }
             if started.elapsed() > START_TIMEOUT {
-                server.kill();
+                self.kill();
                 return Err(Error::Config(format!(
-                    "secantusd-py did not accept connections on port {port} within {} s",
+                    "secantusd-py did not accept connections on port {} within {} s",
+                    self.port,
                     START_TIMEOUT.as_secs()
                 )));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Restarts the server on the same port and data with authentication
+    /// required (`--auth`, SCRAM-SHA-256): create users first, without
+    /// authentication, then call this. Blocking.
+    pub fn restart_with_auth(&mut self) -> Result<()> {
+        self.terminate();
+        self.child = spawn_server(&self.binary, &self.home(), self.port, true)?;
+        self.spawn_watcher();
+        self.wait_ready()
     }
 
     /// Kills the server's process group when this process exits, however
@@ -157,7 +164,7 @@ impl ThrowawaySecantus {
         // `kill -9 -PID` signals the server's process group (dash's kill
         // takes no `--`).
         let script = format!(
-            "while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -9 -{pid} >/dev/null 2>&1 || kill -9 {pid} >/dev/null 2>&1; sleep 1; rm -rf '{dir}/server-{port}'; rmdir '{dir}' >/dev/null 2>&1",
+            "while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -9 -{pid} >/dev/null 2>&1 || kill -9 {pid} >/dev/null 2>&1; kill -0 {me} 2>/dev/null && exit 0; sleep 1; rm -rf '{dir}/server-{port}'; rmdir '{dir}' >/dev/null 2>&1",
             me = std::process::id(),
             pid = self.child.id(),
             dir = self.dir.display(),
@@ -184,6 +191,24 @@ impl ThrowawaySecantus {
         format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
     }
 
+    /// Stops the server gracefully (SIGTERM, so WiredTiger checkpoints
+    /// what was written), killing it if it takes more than 30 s.
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
+    }
+
     fn kill(&mut self) {
         // The whole process group: the launcher and anything it started.
         let _ = Command::new("sh")
@@ -206,6 +231,34 @@ impl Drop for ThrowawaySecantus {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts `secantusd-py` in its own process group, logging into `home`.
+fn spawn_server(binary: &Path, home: &Path, port: u16, auth: bool) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(home.join("secantusd.log"))
+        .map_err(|e| Error::io("creating the server log", e))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| Error::io("creating the server log", e))?;
+    let mut cmd = Command::new(binary);
+    cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--storage-path")
+        .arg(home.join("data"))
+        .args(["--log-level", "WARNING"]);
+    if auth {
+        cmd.arg("--auth");
+    }
+    cmd.current_dir(home)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::io(format!("starting {}", binary.display()), e))
 }
 
 fn free_port() -> Result<u16> {

@@ -563,8 +563,10 @@ async fn standin_dump_of_a_missing_database_or_unreachable_server_fails_up_front
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standin_credentials_never_reach_manifests_errors_or_debug() {
     let (client, source_db) = small_source("cred_src").await;
-    // The stand-in runs without authentication; a password in the URI is
-    // still handed to the driver, which must never echo it.
+    // The shared stand-in runs without --auth and then accepts any
+    // credentials (mongod would refuse the unknown user: see
+    // standin_wrong_password_...); either way the password must never
+    // appear in the manifest, the store, an error or Debug.
     let conn = server()
         .connection(&source_db)
         .with_credentials("backup", Secret::new("Pa55-w0rd-XYZ"));
@@ -742,4 +744,94 @@ async fn standin_restores_interleaved_segments_as_mongodump_writes_them() {
         assert_eq!(&got, docs);
     }
     drop_db(&client, &target_db).await;
+}
+
+/// Dumps with `conn`; the error if it fails.
+async fn dump_error(conn: MongoConnection) -> Option<Error> {
+    MongoSource::new(conn)
+        .dump(&DumpOptions::default())
+        .await
+        .err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standin_wrong_password_is_an_authentication_error_that_never_shows_it() {
+    let check = |err: Option<Error>| {
+        let err = err.expect("a wrong password must fail");
+        assert!(matches!(err, Error::Authentication { .. }), "{err:?}");
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("Wr0ng-Pa55"), "{text}");
+    };
+    if !server().is_stand_in() {
+        // A real server refuses an unknown user whether or not it enforces
+        // authentication.
+        let conn = server()
+            .connection("admin")
+            .with_credentials("no_such_user", Secret::new("Wr0ng-Pa55"));
+        check(dump_error(conn).await);
+        return;
+    }
+    // The shared stand-in runs without --auth and then accepts any
+    // credentials (a deviation: mongod refuses an unknown user even so), so
+    // this test starts its own server with authentication on.
+    let mut own = tokio::task::spawn_blocking(ThrowawaySecantus::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let port = own.port();
+    let admin = mongodb::Client::with_uri_str(own.uri()).await.unwrap();
+    admin
+        .database("admin")
+        .run_command(bson::doc! {
+            "createUser": "backup", "pwd": "R1ght-Pa55", "roles": [{ "role": "root", "db": "admin" }],
+        })
+        .await
+        .unwrap();
+    drop(admin);
+    let own = tokio::task::spawn_blocking(move || own.restart_with_auth().map(|()| own))
+        .await
+        .unwrap()
+        .unwrap();
+    let uri = |password: &str| {
+        format!(
+            "mongodb://backup:{password}@127.0.0.1:{port}/shop?directConnection=true&authSource=admin"
+        )
+    };
+
+    // The right password works (and never shows either).
+    let good = MongoConnection::from_uri(&uri("R1ght-Pa55")).unwrap();
+    let client = mongodb::Client::with_uri_str(uri("R1ght-Pa55"))
+        .await
+        .unwrap();
+    client
+        .database("shop")
+        .collection::<bson::Document>("orders")
+        .insert_one(bson::doc! { "n": 1 })
+        .await
+        .unwrap();
+    let store = Arc::new(InMemoryStore::new());
+    let m = engine(&store)
+        .backup(
+            &MongoSource::new(good.clone()),
+            &request("auth", DumpOptions::default()),
+        )
+        .await
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&m.to_json()).contains("R1ght-Pa55"));
+    assert!(!format!("{good:?} {good}").contains("R1ght-Pa55"));
+
+    // A wrong one, in the URI or given explicitly: Authentication, redacted.
+    check(dump_error(MongoConnection::from_uri(&uri("Wr0ng-Pa55")).unwrap()).await);
+    check(dump_error(good.clone().with_password(Secret::new("Wr0ng-Pa55"))).await);
+    let target = MongoTarget::new(MongoConnection::from_uri(&uri("Wr0ng-Pa55")).unwrap());
+    check(target.begin(&RestoreOptions::default()).await.err());
+    // No credentials at all: the server says so, as an authorisation error.
+    let anonymous = MongoConnection::from_uri(&format!(
+        "mongodb://127.0.0.1:{port}/shop?directConnection=true"
+    ))
+    .unwrap();
+    assert!(dump_error(anonymous).await.is_some());
+    tokio::task::spawn_blocking(move || drop(own))
+        .await
+        .unwrap();
 }
