@@ -7,6 +7,8 @@
 //! backupctl list    --store ./backups [--tenant T] [--json]
 //! backupctl verify  <backup-id> --store ./backups
 //! backupctl restore <backup-id> --store ./backups --pg postgres://user@host/target [--create] [--clean] [--no-owner] [--table T]...
+//! backupctl backup  ... --encrypt-to age1...            # age encryption (repeatable); --passphrase-env VAR for humans
+//! backupctl restore|verify ... --identity key.txt       # or --identity-env VAR
 //! backupctl restore <backup-id> --store ./backups --mongo mongodb://user@host/ --target-db name [--clean] [--table C]...
 //! backupctl delete  <backup-id> --store ./backups
 //! backupctl sweep   --store ./backups [--grace-minutes 60]
@@ -35,7 +37,7 @@ use backup_core::{
     HealthStatus, KeepGfs, KeepLast, KeepWithin, PlanOptions, RestoreOptions, RestoreTarget,
     Result, RetentionPolicy, Stats, human_bytes, sanitize_name,
 };
-use backup_examples::{S3Options, backup_table, open_store_with};
+use backup_examples::{CryptoOptions, S3Options, backup_table, open_store_with};
 use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
 use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
 use clap::{Parser, Subcommand};
@@ -51,6 +53,8 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     s3: S3Options,
+    #[command(flatten)]
+    crypto: CryptoOptions,
 }
 
 #[derive(Subcommand)]
@@ -271,6 +275,7 @@ enum Outcome {
 
 async fn run(cli: Cli) -> Result<Outcome> {
     let open_store = |spec: &str| open_store_with(spec, &cli.s3);
+    let crypto = &cli.crypto;
     match cli.command {
         Command::Backup {
             pg,
@@ -284,7 +289,9 @@ async fn run(cli: Cli) -> Result<Outcome> {
         } => {
             let (source, database) = dump_source(pg, mongo)?;
             let source_id = source_id.unwrap_or_else(|| sanitize_name(&database));
-            let engine = Engine::new(open_store(&store)?).with_compressor(Arc::new(compression));
+            let engine = crypto
+                .apply(Engine::new(open_store(&store)?))?
+                .with_compressor(Arc::new(compression));
             let request = BackupRequest::new(source_id)
                 .tenant(tenant)
                 .kind(kind)
@@ -309,7 +316,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             source_id,
             json,
         } => {
-            let engine = Engine::new(open_store(&store)?);
+            let engine = crypto.apply(Engine::new(open_store(&store)?))?;
             let mut filter = Filter::all();
             filter.tenant = tenant;
             filter.source_id = source_id;
@@ -322,7 +329,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             }
         }
         Command::Verify { id, store, json } => {
-            let engine = Engine::new(open_store(&store)?);
+            let engine = crypto.apply(Engine::new(open_store(&store)?))?;
             let m = engine.verify(&id, None).await?;
             if json {
                 print_json(
@@ -351,7 +358,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             json,
         } => {
             let (target, database) = restore_target(pg, mongo, target_db)?;
-            let engine = Engine::new(open_store(&store)?);
+            let engine = crypto.apply(Engine::new(open_store(&store)?))?;
             let mut options = RestoreOptions::default();
             options.database = database;
             let options = options
@@ -367,7 +374,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             }
         }
         Command::Delete { id, store } => {
-            let engine = Engine::new(open_store(&store)?);
+            let engine = crypto.apply(Engine::new(open_store(&store)?))?;
             let m = engine.catalog().delete(&id, None).await?;
             println!("backup {} deleted ({})", m.id, m.artifact);
         }
@@ -407,7 +414,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 ));
             }
             let refs: Vec<&dyn RetentionPolicy> = policies.iter().map(|p| p.as_ref()).collect();
-            let engine = Engine::new(open_store(&store)?);
+            let engine = crypto.apply(Engine::new(open_store(&store)?))?;
             let mut filter = Filter::all();
             filter.tenant = tenant;
             filter.source_id = source_id;
@@ -443,7 +450,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             tenant,
             json,
         } => {
-            let engine = Engine::new(open_store(&store)?);
+            let engine = crypto.apply(Engine::new(open_store(&store)?))?;
             let mut filter = Filter::all();
             filter.tenant = tenant;
             let stats = engine.catalog().stats(&filter).await?;
@@ -476,7 +483,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             tenant,
             json,
         } => {
-            let engine = Engine::new(open_store(&store)?);
+            let engine = crypto.apply(Engine::new(open_store(&store)?))?;
             let mut filter = Filter::all();
             filter.tenant = tenant;
             let options = HealthOptions {
@@ -515,7 +522,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             grace_minutes,
             json,
         } => {
-            let engine = Engine::new(open_store(&store)?);
+            let engine = crypto.apply(Engine::new(open_store(&store)?))?;
             let report = engine
                 .catalog()
                 .sweep(Duration::from_secs(grace_minutes * 60), chrono::Utc::now())

@@ -44,6 +44,67 @@ pub struct S3Options {
     pub allow_http: bool,
 }
 
+/// Encryption flags shared by the commands: recipients for new backups,
+/// identities for restoring and verifying encrypted ones. Key material is
+/// read from files or environment variables, never from the command line.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CryptoOptions {
+    /// Encrypt new backups to this age recipient (age1..., repeatable).
+    #[arg(long = "encrypt-to", global = true, value_name = "AGE_RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+    /// Age identity file for restore/verify (AGE-SECRET-KEY-1..., repeatable).
+    #[arg(long = "identity", global = true, value_name = "FILE")]
+    pub identity: Vec<std::path::PathBuf>,
+    /// Environment variable holding an age identity (AGE-SECRET-KEY-1...).
+    #[arg(long = "identity-env", global = true, value_name = "VAR")]
+    pub identity_env: Option<String>,
+    /// Environment variable holding a passphrase (for humans; encrypts new
+    /// backups and decrypts passphrase-encrypted ones).
+    #[arg(long = "passphrase-env", global = true, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+}
+
+impl CryptoOptions {
+    /// Applies the flags to an engine.
+    pub fn apply(&self, mut engine: backup_core::Engine) -> Result<backup_core::Engine> {
+        use backup_core::{AgeIdentities, AgeRecipients, Secret};
+        let env = |var: &str| {
+            std::env::var(var)
+                .map(Secret::new)
+                .map_err(|_| Error::Config(format!("environment variable {var} is not set")))
+        };
+        let passphrase = self.passphrase_env.as_deref().map(env).transpose()?;
+        if !self.encrypt_to.is_empty() && passphrase.is_some() {
+            return Err(Error::Config(
+                "use either --encrypt-to or --passphrase-env, not both".into(),
+            ));
+        }
+        if !self.encrypt_to.is_empty() {
+            engine = engine.with_encryption(AgeRecipients::parse(&self.encrypt_to)?);
+        }
+        if let Some(p) = &passphrase {
+            engine = engine
+                .with_encryption(AgeRecipients::passphrase(p))
+                .with_identities(AgeIdentities::passphrase(p));
+        }
+        let mut texts = Vec::new();
+        for path in &self.identity {
+            texts.push(
+                std::fs::read_to_string(path).map_err(|e| {
+                    Error::io(format!("reading identity file {}", path.display()), e)
+                })?,
+            );
+        }
+        if let Some(var) = &self.identity_env {
+            texts.push(env(var)?.expose().to_string());
+        }
+        if !texts.is_empty() {
+            engine = engine.with_identities(AgeIdentities::parse(&Secret::new(texts.join("\n")))?);
+        }
+        Ok(engine)
+    }
+}
+
 /// Opens the store named on a command line: a directory path (created if
 /// missing) or `s3://bucket[/prefix]`, configured from the `AWS_*`
 /// environment.

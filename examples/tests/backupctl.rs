@@ -322,3 +322,133 @@ async fn prune_stats_and_health() {
     );
     server.drop_database(&db).await.unwrap();
 }
+
+#[tokio::test]
+async fn encrypted_backups_with_age_keys() {
+    let server = TestServer::shared();
+    let db = server.create_database("cli_enc").await.unwrap();
+    server.pgbench_init(&db, 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("backups");
+    let store_s = store.to_str().unwrap();
+    let (_, recipient, secret) = backup_core::AgeIdentities::generate();
+    let key_file = dir.path().join("key.txt");
+    std::fs::write(
+        &key_file,
+        format!("# public key: {recipient}\n{}\n", secret.expose()),
+    )
+    .unwrap();
+    let key_s = key_file.to_str().unwrap();
+
+    let m: Value = serde_json::from_str(&ok(&[
+        "backup",
+        "--pg",
+        &server.url(&db),
+        "--store",
+        store_s,
+        "--encrypt-to",
+        &recipient,
+        "--json",
+    ]))
+    .unwrap();
+    let id = m["id"].as_str().unwrap();
+    assert_eq!(m["encryption"]["recipients"][0], recipient.as_str());
+    assert!(m["artifact"].as_str().unwrap().ends_with(".dump.zst.age"));
+    assert!(!serde_json::to_string(&m).unwrap().contains(secret.expose()));
+
+    let err = fails(&["verify", id, "--store", store_s]);
+    assert!(err.contains("no identity"), "{err}");
+    ok(&["verify", id, "--store", store_s, "--identity", key_s]);
+    let (_, _, other) = backup_core::AgeIdentities::generate();
+    let wrong = dir.path().join("wrong.txt");
+    std::fs::write(&wrong, other.expose()).unwrap();
+    let err = fails(&[
+        "verify",
+        id,
+        "--store",
+        store_s,
+        "--identity",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(err.contains("wrong key"), "{err}");
+
+    let target = format!("{db}_dec");
+    ok(&[
+        "restore",
+        id,
+        "--store",
+        store_s,
+        "--pg",
+        &server.url(&target),
+        "--create",
+        "--identity",
+        key_s,
+    ]);
+    assert_eq!(
+        server.fingerprint(&db).await.unwrap(),
+        server.fingerprint(&target).await.unwrap()
+    );
+
+    // Without this library: the age format decrypted by the age crate
+    // alone, then the standard zstd tool, then pg_restore.
+    let artifact = std::fs::read(artifact_path(&store, &m)).unwrap();
+    let identity: age::x25519::Identity = secret.expose().parse().unwrap();
+    let decryptor = age::Decryptor::new(&artifact[..]).unwrap();
+    let mut reader = decryptor
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .unwrap();
+    let compressed = dir.path().join("plain.dump.zst");
+    let mut out = std::fs::File::create(&compressed).unwrap();
+    std::io::copy(&mut reader, &mut out).unwrap();
+    let dump = dir.path().join("plain.dump");
+    let status = Command::new("zstd")
+        .args(["-q", "-d", "-o"])
+        .arg(&dump)
+        .arg(&compressed)
+        .status()
+        .expect("the zstd tool");
+    assert!(status.success());
+    let manual = format!("{db}_manual");
+    server
+        .psql("postgres", &format!("CREATE DATABASE {manual}"))
+        .await
+        .unwrap();
+    let conn = server.connection(&manual);
+    let pwfile = dir.path().join("pgpass");
+    std::fs::write(
+        &pwfile,
+        format!("*:*:*:*:{}\n", conn.password().unwrap().expose()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let pg_restore = [
+        "/usr/lib/postgresql/15/bin/pg_restore",
+        "/usr/bin/pg_restore",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .unwrap();
+    let out = Command::new(pg_restore)
+        .arg("--dbname")
+        .arg(format!("dbname={manual}"))
+        .arg("--no-password")
+        .arg(&dump)
+        .env("PGHOST", conn.host())
+        .env("PGPORT", conn.port().to_string())
+        .env("PGUSER", conn.user())
+        .env("PGPASSFILE", &pwfile)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server.fingerprint(&db).await.unwrap(),
+        server.fingerprint(&manual).await.unwrap()
+    );
+    for d in [&db, &target, &manual] {
+        server.drop_database(d).await.unwrap();
+    }
+}
