@@ -1,1 +1,66 @@
-//! placeholder
+//! # backup-benches
+//!
+//! Helpers shared by the benchmarks of this workspace. The benchmarks
+//! themselves are `harness = false` targets (see `benches/README.md`):
+//!
+//! - `pipeline`: a ≥ 1 GiB synthetic dump through [`backup_core::Engine`]
+//!   into a directory store, against `zstd | sha256sum` shell pipelines;
+//! - `postgres`: a real PostgreSQL with millions of random rows, our
+//!   backup and restore against `pg_dump | zstd` and `zstd -dc |
+//!   pg_restore`.
+//!
+//! What lives here:
+//!
+//! - [`peak_rss`], [`reset_peak_rss`], [`current_rss`]: this process's
+//!   memory high-water mark (`VmHWM`), resettable through
+//!   `/proc/self/clear_refs`, so one phase of a benchmark can be measured
+//!   on its own;
+//! - [`cpu_time`]: CPU seconds of this process and its waited-for children;
+//! - [`ShellCommand`]: runs a shell pipeline under `/usr/bin/time` for its
+//!   wall time, CPU time and the peak RSS of its largest process;
+//! - [`DumpLikeGenerator`] and [`write_dump_like`]: fast, deterministic
+//!   COPY-style text that compresses about as well as a real `pg_dump` of
+//!   random text (2–3×);
+//! - [`run_isolated`] / [`report_isolated`]: run one variant in a fresh
+//!   process, so its peak RSS is not inflated by what the allocator kept
+//!   from earlier variants;
+//! - [`PgEnv`]: a server's connection for `pg_dump`, `pg_restore` and
+//!   isolated children, by environment and a 0600 `PGPASSFILE`;
+//! - [`FileSource`]: a [`backup_core::DumpSource`] streaming a file, so every
+//!   variant of a benchmark reads the same bytes;
+//! - [`ReadAhead`] and [`WriteBehind`]: a task and a bounded queue between
+//!   a dump or restore tool and the pipeline, an experiment measuring how
+//!   long the tool waits on our hashing;
+//! - [`Report`] and [`Measurement`]: the results table, printed and
+//!   optionally written as JSON (`--json FILE`), plus [`BenchArgs`] and the
+//!   `BENCH_*` environment helpers ([`env_bytes`], [`env_u64`],
+//!   [`selected`]);
+//! - [`human_bytes`], [`human_duration`], [`mb_per_s`]: formatting.
+//!
+//! Linux only (`/proc`).
+#![warn(missing_docs, unreachable_pub)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+mod args;
+mod cpu;
+mod decouple;
+mod generate;
+mod human;
+mod isolate;
+mod pgenv;
+mod report;
+mod rss;
+mod shell;
+mod source;
+
+pub use args::{BenchArgs, env_bytes, env_u64, load_average, parse_bytes, selected};
+pub use cpu::cpu_time;
+pub use decouple::{ReadAhead, WriteBehind};
+pub use generate::{DumpLikeGenerator, write_dump_like};
+pub use human::{human_bytes, human_duration, mb_per_s};
+pub use isolate::{report_isolated, run_isolated};
+pub use pgenv::PgEnv;
+pub use report::{Measurement, Report};
+pub use rss::{current_rss, peak_rss, reset_peak_rss};
+pub use shell::{ShellCommand, ShellRun};
+pub use source::FileSource;

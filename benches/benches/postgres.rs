@@ -1,0 +1,557 @@
+//! Backup and restore of a real PostgreSQL database, against the shell
+//! pipelines an operator would write.
+//!
+//! ```text
+//! cargo bench -p backup-benches --bench postgres [-- --json results.json]
+//! ```
+//!
+//! Starts a throwaway cluster (or uses `BACKUP_TEST_PG_URL`), loads
+//! `BENCH_PG_ROWS` (default 5M) rows of random text, then times `pg_dump`
+//! alone, `pg_dump | zstd`, `pg_dump | gzip`, our `Engine::backup` with
+//! several compressions, and both restores. Our variants run in fresh
+//! processes so each peak RSS is its own. See `benches/README.md`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use backup_benches::{
+    BenchArgs, Measurement, PgEnv, ReadAhead, Report, WriteBehind, cpu_time, current_rss, env_u64,
+    human_bytes, human_duration, load_average, peak_rss, report_isolated, reset_peak_rss,
+    run_isolated, selected,
+};
+use backup_core::{
+    BackupRequest, Compression, DumpSource, Engine, Filter, RestoreOptions, RestoreTarget,
+};
+use backup_postgres::{PostgresSource, PostgresTarget, TestServer};
+use backup_store_fs::FsStore;
+use serde::{Deserialize, Serialize};
+
+/// Our side of a comparison, run in an isolated child that finds the
+/// server through [`PgEnv`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Job {
+    /// `Engine::backup` of `PGDATABASE` into a fresh store at `store`.
+    Backup {
+        name: String,
+        compression: String,
+        workers: u32,
+        store: PathBuf,
+        /// Chunks read ahead of the pipeline ([`ReadAhead`]); 0: none.
+        read_ahead: usize,
+    },
+    /// `Engine::restore` of the backup in `store` into a new `database`.
+    Restore {
+        name: String,
+        store: PathBuf,
+        database: String,
+        /// Chunks queued for `pg_restore` ([`WriteBehind`]); 0: none.
+        write_behind: usize,
+    },
+}
+
+impl Job {
+    fn name(&self) -> &str {
+        match self {
+            Job::Backup { name, .. } | Job::Restore { name, .. } => name,
+        }
+    }
+
+    /// In the child.
+    fn run(&self) -> Measurement {
+        let conn = PgEnv::connection_from_env().expect("connection from the environment");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        match self {
+            Job::Backup {
+                name,
+                compression,
+                workers,
+                store,
+                read_ahead,
+            } => {
+                let compression: Compression = compression.parse().expect("a compression");
+                let engine = Engine::new(Arc::new(FsStore::new(store).expect("store")))
+                    .with_compressor(Arc::new(compression.with_workers(*workers)));
+                let source = PostgresSource::new(conn);
+                let ahead = ReadAhead::new(source.clone(), *read_ahead);
+                let source: &dyn DumpSource = if *read_ahead > 0 { &ahead } else { &source };
+                let (baseline, cpu, started) = start_measuring();
+                let manifest = rt
+                    .block_on(engine.backup(source, &BackupRequest::new("bench")))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let (wall, cpu, peak) = stop_measuring(cpu, started);
+                Measurement::new(name, manifest.raw.size, wall)
+                    .output(manifest.stored.size)
+                    .peak_rss(peak)
+                    .cpu(cpu)
+                    .note(format!(
+                        "RSS: bench process (baseline {}); CPU incl. pg_dump",
+                        human_bytes(baseline)
+                    ))
+            }
+            Job::Restore {
+                name,
+                store,
+                database,
+                write_behind,
+            } => {
+                let engine = Engine::new(Arc::new(FsStore::new(store).expect("store")));
+                let listed = rt
+                    .block_on(engine.catalog().list(&Filter::all()))
+                    .expect("listing the store");
+                let manifest = listed.first().expect("a backup to restore");
+                let target = PostgresTarget::new(conn.with_database("postgres"));
+                let behind = WriteBehind::new(target.clone(), *write_behind);
+                let target: &dyn RestoreTarget = if *write_behind > 0 { &behind } else { &target };
+                let opts = RestoreOptions::into_database(database.as_str()).create(true);
+                let (baseline, cpu, started) = start_measuring();
+                rt.block_on(engine.restore(&manifest.id, None, target, &opts))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let (wall, cpu, peak) = stop_measuring(cpu, started);
+                Measurement::new(name, manifest.raw.size, wall)
+                    .peak_rss(peak)
+                    .cpu(cpu)
+                    .note(format!(
+                        "RSS: bench process (baseline {}); CPU incl. pg_restore",
+                        human_bytes(baseline)
+                    ))
+            }
+        }
+    }
+}
+
+fn start_measuring() -> (u64, std::time::Duration, Instant) {
+    let baseline = current_rss().expect("VmRSS");
+    reset_peak_rss().expect("resetting VmHWM");
+    (baseline, cpu_time().expect("cpu time"), Instant::now())
+}
+
+fn stop_measuring(
+    cpu: std::time::Duration,
+    started: Instant,
+) -> (std::time::Duration, std::time::Duration, u64) {
+    let wall = started.elapsed();
+    let cpu = cpu_time().expect("cpu time").saturating_sub(cpu);
+    (wall, cpu, peak_rss().expect("VmHWM"))
+}
+
+/// A backup variant.
+enum Variant {
+    /// A shell pipeline writing `output` (if any).
+    Shell {
+        name: String,
+        script: String,
+        output: Option<PathBuf>,
+    },
+    /// Ours, in a child.
+    Ours(Job),
+}
+
+impl Variant {
+    fn name(&self) -> &str {
+        match self {
+            Variant::Shell { name, .. } => name,
+            Variant::Ours(job) => job.name(),
+        }
+    }
+}
+
+struct Bench {
+    server: TestServer,
+    rt: tokio::runtime::Runtime,
+    env: PgEnv,
+    /// Raw dump size, learnt from our first backup.
+    raw: u64,
+}
+
+impl Bench {
+    fn psql(&self, database: &str, sql: &str) -> String {
+        self.rt
+            .block_on(self.server.psql(database, sql))
+            .unwrap_or_else(|e| panic!("psql {sql:?}: {e}"))
+    }
+
+    fn run(&mut self, variant: &Variant) -> Measurement {
+        match variant {
+            Variant::Shell {
+                name,
+                script,
+                output,
+            } => {
+                let run = self
+                    .env
+                    .shell(script.as_str())
+                    .run()
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let mut m = Measurement::new(name, self.raw, run.wall)
+                    .peak_rss(run.peak_rss)
+                    .cpu(run.cpu)
+                    .note("RSS: largest process; CPU: whole pipeline");
+                if let Some(path) = output {
+                    m = m.output(std::fs::metadata(path).expect("pipeline output").len());
+                }
+                m
+            }
+            Variant::Ours(job) => {
+                if let Job::Backup { store, .. } = job {
+                    let _ = std::fs::remove_dir_all(store);
+                }
+                let spec = serde_json::to_string(job).expect("a job serializes");
+                let m = run_isolated(&spec, self.env.vars())
+                    .unwrap_or_else(|e| panic!("{}: {e}", job.name()));
+                if self.raw == 0 {
+                    self.raw = m.input;
+                }
+                m
+            }
+        }
+    }
+
+    fn rows_in(&self, database: &str) -> u64 {
+        self.psql(database, "SELECT count(*) FROM t")
+            .parse()
+            .unwrap_or(0)
+    }
+
+    fn drop_database(&self, database: &str) {
+        self.rt
+            .block_on(self.server.drop_database(database))
+            .unwrap_or_else(|e| panic!("dropping {database}: {e}"));
+    }
+}
+
+/// `/usr/lib/postgresql/<major>/bin` when it has `pg_dump` (what the
+/// library picks), otherwise `$PATH` (empty prefix).
+fn tool_dir(major: u32) -> String {
+    let dir = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    if dir.join("pg_dump").is_file() {
+        format!("{}/", dir.display())
+    } else {
+        String::new()
+    }
+}
+
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.display())
+}
+
+fn main() {
+    let args = BenchArgs::from_env();
+    if let Some(spec) = &args.isolated {
+        let job: Job = serde_json::from_str(spec).expect("a job spec");
+        report_isolated(&job.run());
+        return;
+    }
+    let rows = env_u64("BENCH_PG_ROWS", 5_000_000);
+    let repeat = env_u64("BENCH_REPEAT", 1).max(1);
+    let work = tempfile::tempdir().expect("work directory");
+
+    let mut report = Report::new("postgres: pg_dump -Fc -Z0 -> compression -> file, and restore");
+    report.meta(
+        "machine",
+        format!(
+            "{} cores, load average at start {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load_average()
+        ),
+    );
+    report.meta(
+        "repetitions",
+        format!(
+            "{repeat} per variant, interleaved: fastest wall time (with its CPU time), largest RSS"
+        ),
+    );
+
+    eprintln!("starting the server ...");
+    let server = TestServer::from_env_or_throwaway().expect("a PostgreSQL server");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let db = rt
+        .block_on(server.create_database("bench"))
+        .expect("creating the database");
+    let conn = server.connection(&db);
+    let env = PgEnv::new(&conn).expect("the tools' environment");
+    let mut bench = Bench {
+        server,
+        rt,
+        env,
+        raw: 0,
+    };
+
+    eprintln!("loading {rows} rows into {db} ...");
+    let started = Instant::now();
+    bench.psql(
+        &db,
+        &format!(
+            "CREATE TABLE t AS SELECT i AS id, md5(random()::text) a, md5(random()::text) b, \
+             md5(random()::text) c, now() - i * interval '1 second' AS ts \
+             FROM generate_series(1, {rows}) i"
+        ),
+    );
+    // Set hint bits and statistics now, so the first dump does not pay.
+    bench.psql(&db, "VACUUM (FREEZE, ANALYZE) t");
+    let loaded = started.elapsed();
+    let table = bench.psql(&db, "SELECT pg_total_relation_size('t')");
+    let version_num = bench.psql(&db, "SELECT current_setting('server_version_num')");
+    let version = bench.psql(&db, "SELECT current_setting('server_version')");
+    let major = version_num.parse::<u32>().unwrap_or(0) / 10_000;
+    let tools = tool_dir(major);
+    report.meta(
+        "data",
+        format!(
+            "table t: {rows} rows (id, 3 x md5 text, timestamptz), {} on disk, loaded in {}",
+            human_bytes(table.parse().unwrap_or(0)),
+            human_duration(loaded)
+        ),
+    );
+    report.meta(
+        "server",
+        format!(
+            "PostgreSQL {version} ({}); tools from {}",
+            if std::env::var_os("BACKUP_TEST_PG_URL").is_some() {
+                "BACKUP_TEST_PG_URL"
+            } else {
+                "throwaway cluster, fsync=off"
+            },
+            if tools.is_empty() {
+                "$PATH"
+            } else {
+                tools.as_str()
+            }
+        ),
+    );
+
+    let dir = work.path();
+    let zst = dir.join("shell.dump.zst");
+    let zst1 = dir.join("shell1.dump.zst");
+    let gz = dir.join("shell.dump.gz");
+    let fc = dir.join("shell.dump");
+    let store = |tag: &str| dir.join(format!("store-{tag}"));
+    let ours_with = |name: &str, compression: &str, workers: u32, tag: &str, read_ahead| {
+        Variant::Ours(Job::Backup {
+            name: name.into(),
+            compression: compression.into(),
+            workers,
+            store: store(tag),
+            read_ahead,
+        })
+    };
+    let ours = |name: &str, compression: &str, workers: u32, tag: &str| {
+        ours_with(name, compression, workers, tag, 0)
+    };
+    let shell = |name: &str, script: String, output: Option<&Path>| Variant::Shell {
+        name: name.into(),
+        script,
+        output: output.map(Path::to_path_buf),
+    };
+    let floor = "pg_dump -Fc -Z0 > /dev/null (floor)";
+    let zstd_shell = "pg_dump -Fc -Z0 | zstd -3 -T0 > file";
+    let gzip_shell = "pg_dump -Fc -Z0 | gzip -6 > file";
+    let default_name = "ours zstd:3 w2 (default)";
+    let backups: Vec<Variant> = [
+        // Ours first: the raw size it reports is the input of every row.
+        ours(default_name, "zstd:3", 2, "default"),
+        shell(floor, format!("{tools}pg_dump -Fc -Z0 > /dev/null"), None),
+        shell(
+            zstd_shell,
+            format!("{tools}pg_dump -Fc -Z0 | zstd -q -3 -T0 > {}", quoted(&zst)),
+            Some(&zst),
+        ),
+        shell(
+            "pg_dump -Fc -Z0 | zstd -1 -T0 > file",
+            format!(
+                "{tools}pg_dump -Fc -Z0 | zstd -q -1 -T0 > {}",
+                quoted(&zst1)
+            ),
+            Some(&zst1),
+        ),
+        shell(
+            gzip_shell,
+            format!("{tools}pg_dump -Fc -Z0 | gzip -6 > {}", quoted(&gz)),
+            Some(&gz),
+        ),
+        shell(
+            "pg_dump -Fc > file (built-in zlib)",
+            format!("{tools}pg_dump -Fc > {}", quoted(&fc)),
+            Some(&fc),
+        ),
+        ours("ours zstd:1 w2", "zstd:1", 2, "zstd1"),
+        ours("ours zstd:3 w0", "zstd:3", 0, "zstd3w0"),
+        ours("ours gzip:6", "gzip:6", 0, "gzip6"),
+        ours("ours none (hash + store only)", "none", 0, "none"),
+        ours_with(
+            "experiment: ours zstd:3 w2, 8 MiB read-ahead",
+            "zstd:3",
+            2,
+            "ra-zstd3",
+            8,
+        ),
+        ours_with(
+            "experiment: ours zstd:1 w2, 8 MiB read-ahead",
+            "zstd:1",
+            2,
+            "ra-zstd1",
+            8,
+        ),
+        ours_with(
+            "experiment: ours none, 8 MiB read-ahead",
+            "none",
+            0,
+            "ra-none",
+            8,
+        ),
+    ]
+    .into_iter()
+    .filter(|v| selected(v.name()) || v.name() == default_name || v.name() == zstd_shell)
+    .collect();
+
+    eprintln!("warming up (one untimed pg_dump) ...");
+    bench
+        .env
+        .shell(format!("{tools}pg_dump -Fc -Z0 > /dev/null"))
+        .run()
+        .expect("pg_dump");
+    eprintln!("running ...");
+    let mut runs: Vec<Vec<Measurement>> = backups.iter().map(|_| Vec::new()).collect();
+    for _ in 0..repeat {
+        for (variant, runs) in backups.iter().zip(&mut runs) {
+            let m = bench.run(variant);
+            eprintln!("  {}", m.summary());
+            runs.push(m);
+        }
+    }
+    for runs in runs {
+        if let Some(m) = Measurement::best_of(runs) {
+            let m = Measurement {
+                input: bench.raw,
+                ..m
+            };
+            report.push(m);
+        }
+    }
+
+    // Restores: ours from the default backup, the shell's from its zstd
+    // file: the same bytes, compressed the same way.
+    let restores = [
+        Variant::Ours(Job::Restore {
+            name: "restore: ours (Engine::restore, create)".into(),
+            store: store("default"),
+            database: String::new(),
+            write_behind: 0,
+        }),
+        Variant::Ours(Job::Restore {
+            name: "experiment: restore: ours, 8 MiB write-behind".into(),
+            store: store("default"),
+            database: String::new(),
+            write_behind: 8,
+        }),
+        shell(
+            "restore: createdb && zstd -dc file | pg_restore -1 -d db",
+            String::new(),
+            None,
+        ),
+    ];
+    let restores: Vec<Variant> = restores
+        .into_iter()
+        .filter(|v| selected(v.name()))
+        .collect();
+    let mut restore_runs: Vec<Vec<Measurement>> = restores.iter().map(|_| Vec::new()).collect();
+    for rep in 0..repeat {
+        for (i, variant) in restores.iter().enumerate() {
+            let target = format!("{db}_restore_{i}_{rep}");
+            let variant = match variant {
+                Variant::Ours(Job::Restore {
+                    name,
+                    store,
+                    write_behind,
+                    ..
+                }) => Variant::Ours(Job::Restore {
+                    name: name.clone(),
+                    store: store.clone(),
+                    database: target.clone(),
+                    write_behind: *write_behind,
+                }),
+                Variant::Shell { name, .. } => shell(
+                    name,
+                    format!(
+                        "{tools}createdb '{target}' && zstd -dc {} | {tools}pg_restore -1 -d '{target}'",
+                        quoted(&zst)
+                    ),
+                    None,
+                ),
+                Variant::Ours(other) => Variant::Ours(other.clone()),
+            };
+            let m = bench.run(&variant);
+            let restored = bench.rows_in(&target);
+            assert_eq!(restored, rows, "{}: restored {restored} rows", m.name);
+            bench.drop_database(&target);
+            eprintln!("  {}", m.summary());
+            restore_runs[i].push(m);
+        }
+    }
+    for runs in restore_runs {
+        if let Some(m) = Measurement::best_of(runs) {
+            report.push(m);
+        }
+    }
+
+    let get = |name: &str| report.row(name).cloned();
+    let mut lines = vec!["targets (measured / target):".to_string()];
+    let check = |ok: bool| if ok { "ok" } else { "MISSED" };
+    if let (Some(ours), Some(floor)) = (get(default_name), get(floor)) {
+        let x = ours.wall.as_secs_f64() / floor.wall.as_secs_f64();
+        lines.push(format!(
+            "  backup time, ours default / pg_dump alone:   {x:.2}x  (<= 1.15x)  {}",
+            check(x <= 1.15)
+        ));
+    }
+    if let (Some(ours), Some(gzip)) = (get(default_name), get(gzip_shell)) {
+        let (o, g) = (ours.output.unwrap_or(0), gzip.output.unwrap_or(0));
+        lines.push(format!(
+            "  output size, ours default / gzip -6:        {:.2}x  (<= 1.00x)  {}  ({} vs {})",
+            o as f64 / g.max(1) as f64,
+            check(o <= g),
+            human_bytes(o),
+            human_bytes(g)
+        ));
+    }
+    if let (Some(ours), Some(shell)) = (
+        get("restore: ours (Engine::restore, create)"),
+        get("restore: createdb && zstd -dc file | pg_restore -1 -d db"),
+    ) {
+        let x = ours.wall.as_secs_f64() / shell.wall.as_secs_f64();
+        lines.push(format!(
+            "  restore time, ours / zstd -dc | pg_restore: {x:.2}x  (<= 1.05x)  {}",
+            check(x <= 1.05)
+        ));
+        let peak = ours.peak_rss.unwrap_or(0);
+        lines.push(format!(
+            "  peak RSS, ours restore:                      {}  (<= 64 MiB)  {}",
+            human_bytes(peak),
+            check(peak <= 64 << 20)
+        ));
+    }
+    if let Some(ours) = get(default_name) {
+        let peak = ours.peak_rss.unwrap_or(0);
+        lines.push(format!(
+            "  peak RSS, ours backup:                       {}  (<= 64 MiB)  {}",
+            human_bytes(peak),
+            check(peak <= 64 << 20)
+        ));
+    }
+    for line in lines {
+        report.line(line);
+    }
+    report.meta("load average at end", load_average());
+    bench.drop_database(&db);
+    println!("{report}");
+    if let Some(path) = &args.json {
+        report.write_json(path).expect("writing the JSON report");
+        eprintln!("wrote {}", path.display());
+    }
+}
