@@ -58,6 +58,14 @@ fn free_port() -> u16 {
 
 impl Daemon {
     fn start(extra_config: &str, max_parallel_jobs: usize) -> Daemon {
+        Daemon::start_with_env(extra_config, max_parallel_jobs, &[])
+    }
+
+    fn start_with_env(
+        extra_config: &str,
+        max_parallel_jobs: usize,
+        envs: &[(&str, &str)],
+    ) -> Daemon {
         let server = TestServer::shared();
         let conn = server.connection("postgres");
         let dir = tempfile::tempdir().unwrap();
@@ -95,6 +103,7 @@ auth:
             .env("DB_USER", conn.user())
             .env("DB_PASSWORD", conn.password().unwrap().expose())
             .env("BACKUP_LOG", "debug")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -840,4 +849,65 @@ async fn sigterm_lets_running_backups_finish() {
     engine.verify(&listed[0].id, None).await.unwrap();
     assert!(d.logs().contains("shutting down"), "{}", d.logs());
     server.drop_database(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn encrypted_backups_through_the_daemon() {
+    let server = TestServer::shared();
+    let db = server.create_database("api_enc").await.unwrap();
+    server
+        .psql(
+            &db,
+            "CREATE TABLE t AS SELECT i, md5(i::text) AS h FROM generate_series(1, 5000) i",
+        )
+        .await
+        .unwrap();
+    let (_, recipient, secret) = backup_core::AgeIdentities::generate();
+    let d = Daemon::start_with_env(
+        &format!("encryption: {{recipients: [{recipient}], identity_var: AGE_KEY}}"),
+        2,
+        &[("AGE_KEY", secret.expose())],
+    );
+    let api = Api::new(&d);
+    let (status, _) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("enc", &db, None, false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = backup_now(&api, "enc", ADMIN).await;
+    let (_, m) = api.get(&format!("/api/v1/backups/{id}"), READER).await;
+    assert_eq!(m["data"]["encryption"]["recipients"][0], recipient.as_str());
+    let body = api
+        .client
+        .get(format!("{}/api/v1/backups/{id}/download", d.base))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(body.starts_with(b"age-encryption.org/v1\n"));
+    let target = format!("{db}_r");
+    let (_, v) = api
+        .post(
+            &format!("/api/v1/backups/{id}/restore"),
+            ADMIN,
+            json!({"target_database": target}),
+        )
+        .await;
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        server.fingerprint(&db).await.unwrap(),
+        server.fingerprint(&target).await.unwrap()
+    );
+    assert!(!d.logs().contains(secret.expose()), "identity in the logs");
+    server.drop_database(&db).await.unwrap();
+    server.drop_database(&target).await.unwrap();
 }

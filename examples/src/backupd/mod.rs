@@ -95,9 +95,15 @@ impl Daemon {
     pub async fn start(config: Config) -> Result<Daemon> {
         let store = open_storage(&config.storage)?;
         let events = EventBus::default();
-        let engine = Engine::new(Arc::clone(&store))
+        let mut engine = Engine::new(Arc::clone(&store))
             .with_events(events.clone())
             .with_compressor(Arc::new(config.defaults.compression));
+        if let Some(r) = &config.recipients {
+            engine = engine.with_encryption(r.clone());
+        }
+        if let Some(i) = &config.identities {
+            engine = engine.with_identities(i.clone());
+        }
         let scheduler = Scheduler::start(
             SchedulerConfig::default()
                 .tz(config.tz)
