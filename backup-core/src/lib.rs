@@ -158,7 +158,7 @@ pub use source::{
 };
 pub use store::{
     ByteStream, GetResult, MAX_SMALL_OBJECT, ObjectMeta, PutMode, PutOptions, Store, StoreExt,
-    Upload, delete_each,
+    Upload, check_range, delete_each,
 };
 #[cfg(feature = "webhook")]
 pub use webhook::{WebhookFormat, WebhookNotifier};

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -9,7 +10,9 @@ use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use futures::stream::{self, BoxStream};
 
-use crate::store::{GetResult, ObjectMeta, PutMode, PutOptions, Store, Upload, delete_each};
+use crate::store::{
+    GetResult, ObjectMeta, PutMode, PutOptions, Store, Upload, check_range, delete_each,
+};
 use crate::{Error, Key, Result};
 
 type Objects = Arc<Mutex<BTreeMap<Key, (Bytes, ObjectMeta)>>>;
@@ -85,6 +88,13 @@ impl Store for InMemoryStore {
             meta: meta.clone(),
             stream: Box::pin(stream::iter(chunks)),
         })
+    }
+
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
+        let map = self.objects.lock().expect("memory store lock poisoned");
+        let (data, _) = map.get(key).ok_or_else(|| Error::not_found(key))?;
+        check_range(self, key, &range, data.len() as u64)?;
+        Ok(data.slice(range.start as usize..range.end as usize))
     }
 
     async fn head(&self, key: &Key) -> Result<ObjectMeta> {

@@ -1,6 +1,7 @@
 //! The [`Store`] trait: where artifacts and manifests live.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -110,6 +111,13 @@ pub trait Store: fmt::Display + fmt::Debug + Send + Sync + 'static {
     /// Reads an object as a stream.
     async fn get(&self, key: &Key) -> Result<GetResult>;
 
+    /// Reads bytes `range` of an object (a chunk of a pack) in one request.
+    /// Meant for small reads: the whole range is returned in memory.
+    /// [`Error::NotFound`] for a missing key; a range that is reversed or
+    /// ends past the end of the object is an error, never a short read. An
+    /// empty range within the object reads nothing.
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes>;
+
     /// Metadata of one object, or [`Error::NotFound`].
     async fn head(&self, key: &Key) -> Result<ObjectMeta>;
 
@@ -154,6 +162,9 @@ macro_rules! forward_store {
             }
             async fn get(&self, key: &Key) -> Result<GetResult> {
                 (**self).get(key).await
+            }
+            async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
+                (**self).get_range(key, range).await
             }
             async fn head(&self, key: &Key) -> Result<ObjectMeta> {
                 (**self).head(key).await
@@ -244,6 +255,27 @@ pub trait StoreExt: Store {
 }
 
 impl<T: Store + ?Sized> StoreExt for T {}
+
+/// Checks a [`Store::get_range`] request against the object's size, for
+/// stores that must check it themselves: a reversed range or one ending past
+/// `size` is an [`Error::Store`] naming the key.
+pub fn check_range(
+    store: &dyn fmt::Display,
+    key: &Key,
+    range: &Range<u64>,
+    size: u64,
+) -> Result<()> {
+    if range.start > range.end || range.end > size {
+        return Err(Error::store(
+            store,
+            format!(
+                "range {}..{} of {key} is outside the object ({size} bytes)",
+                range.start, range.end
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Deletes keys one by one: the building block for stores whose backend has
 /// no bulk delete.

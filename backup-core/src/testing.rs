@@ -78,6 +78,7 @@ pub async fn store_conformance(store: &dyn Store, caps: Capabilities) {
     small_objects(store, &prefix).await;
     missing_objects(store, &prefix).await;
     streamed_objects(store, &prefix, caps.large_object).await;
+    ranges(store, &prefix).await;
     aborted_uploads_leave_nothing(store, &prefix).await;
     listing(store, &prefix).await;
     deletes(store, &prefix).await;
@@ -192,6 +193,40 @@ async fn streamed_objects(store: &dyn Store, prefix: &str, len: usize) {
     assert_eq!(upload.complete().await.unwrap().size, 0);
     assert_eq!(store.head(&e).await.unwrap().size, 0);
     store.delete_many(&[k, e]).await.unwrap();
+}
+
+async fn ranges(store: &dyn Store, prefix: &str) {
+    let data = pattern(300_000, 4);
+    let k = key(prefix, "range/pack.bin");
+    let mut upload = store.put_stream(&k).await.unwrap();
+    upload.write(Bytes::from(data.clone())).await.unwrap();
+    upload.complete().await.unwrap();
+    let len = data.len() as u64;
+    for range in [0..1, 0..len, 1000..70_000, len - 1..len, 4096..4096] {
+        let got = store
+            .get_range(&k, range.clone())
+            .await
+            .unwrap_or_else(|e| panic!("get_range {range:?}: {e}"));
+        assert!(
+            got[..] == data[range.start as usize..range.end as usize],
+            "get_range {range:?} returned other bytes"
+        );
+    }
+    for bad in [len - 10..len + 1, len + 5..len + 10] {
+        assert!(
+            store.get_range(&k, bad.clone()).await.is_err(),
+            "get_range {bad:?} past the end of a {len}-byte object must fail"
+        );
+    }
+    let missing = key(prefix, "range/missing.bin");
+    assert!(
+        matches!(
+            store.get_range(&missing, 0..1).await,
+            Err(Error::NotFound { .. })
+        ),
+        "get_range of a missing key must be NotFound"
+    );
+    store.delete(&k).await.unwrap();
 }
 
 async fn aborted_uploads_leave_nothing(store: &dyn Store, prefix: &str) {

@@ -249,6 +249,9 @@ impl Store for SlowStore {
     async fn get(&self, key: &Key) -> Result<GetResult> {
         self.0.get(key).await
     }
+    async fn get_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Bytes> {
+        self.0.get_range(key, range).await
+    }
     async fn head(&self, key: &Key) -> Result<ObjectMeta> {
         self.0.head(key).await
     }

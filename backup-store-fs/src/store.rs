@@ -2,13 +2,16 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::{Error, GetResult, Key, ObjectMeta, PutMode, PutOptions, Result, Store, Upload};
+use backup_core::{
+    Error, GetResult, Key, ObjectMeta, PutMode, PutOptions, Result, Store, Upload, check_range,
+};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::mpsc;
@@ -198,6 +201,24 @@ impl Store for FsStore {
             .map(move |chunk| chunk.map_err(|e| root.err(k.as_str(), e)))
             .boxed();
         Ok(GetResult { meta, stream })
+    }
+
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
+        let (root, k) = (Arc::clone(&self.root), key.clone());
+        self.blocking(move || {
+            let Some((path, _)) = root.object(&k)? else {
+                return Err(Error::not_found(&k));
+            };
+            let mut file = fs::File::open(&path).map_err(|e| root.err(k.as_str(), e))?;
+            let size = file.metadata().map_err(|e| root.err(k.as_str(), e))?.len();
+            check_range(&root.name(), &k, &range, size)?;
+            let mut buf = vec![0u8; (range.end - range.start) as usize];
+            file.seek(SeekFrom::Start(range.start))
+                .and_then(|_| file.read_exact(&mut buf))
+                .map_err(|e| root.err(k.as_str(), e))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
     }
 
     async fn head(&self, key: &Key) -> Result<ObjectMeta> {

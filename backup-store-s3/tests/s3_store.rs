@@ -108,6 +108,13 @@ impl Store for SerializedCreates {
     async fn get(&self, key: &Key) -> backup_core::Result<GetResult> {
         self.inner.get(key).await
     }
+    async fn get_range(
+        &self,
+        key: &Key,
+        range: std::ops::Range<u64>,
+    ) -> backup_core::Result<Bytes> {
+        self.inner.get_range(key, range).await
+    }
     async fn head(&self, key: &Key) -> backup_core::Result<ObjectMeta> {
         self.inner.head(key).await
     }
