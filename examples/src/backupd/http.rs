@@ -390,6 +390,35 @@ async fn delete_backup(
     ok(json!({"deleted": m.id}))
 }
 
+/// A streamed file download with its length and checksums in the headers.
+fn download(
+    got: backup_core::GetResult,
+    key: &str,
+    content_type: &'static str,
+    sha256: &str,
+    md5: Option<&str>,
+) -> Response {
+    let file = key.rsplit('/').next().unwrap_or("download");
+    let mut response = Response::new(Body::from_stream(got.stream));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(got.meta.size));
+    // Keys are validated and file names sanitised: always a valid header.
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(sha256) {
+        h.insert("x-checksum-sha256", v.clone());
+        if let Ok(etag) = HeaderValue::from_str(&format!("\"{sha256}\"")) {
+            h.insert(header::ETAG, etag);
+        }
+    }
+    if let Some(Ok(v)) = md5.map(HeaderValue::from_str) {
+        h.insert("x-checksum-md5", v);
+    }
+    response
+}
+
 async fn download_backup(
     State(app): State<Shared>,
     caller: Caller,
@@ -401,36 +430,13 @@ async fn download_backup(
         .get(&id, caller.tenant.as_deref())
         .await?;
     let got = app.store.get(&m.artifact_key()?).await?;
-    let file = m
-        .artifact
-        .rsplit('/')
-        .next()
-        .unwrap_or("backup")
-        .to_string();
-    let mut response = Response::new(Body::from_stream(got.stream));
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(got.meta.size));
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&format!("attachment; filename=\"{file}\""))
-            .expect("sanitised names are valid headers"),
-    );
-    h.insert(
-        "x-checksum-sha256",
-        HeaderValue::from_str(&m.stored.sha256).expect("hex"),
-    );
-    if let Some(md5) = &m.stored.md5 {
-        h.insert("x-checksum-md5", HeaderValue::from_str(md5).expect("hex"));
-    }
-    h.insert(
-        header::ETAG,
-        HeaderValue::from_str(&format!("\"{}\"", m.stored.sha256)).expect("hex"),
-    );
-    Ok(response)
+    Ok(download(
+        got,
+        &m.artifact,
+        "application/octet-stream",
+        &m.stored.sha256,
+        m.stored.md5.as_deref(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -812,28 +818,13 @@ async fn download_package(
         .store
         .get(&backup_core::Key::new(p.artifact.as_str())?)
         .await?;
-    let file = p
-        .artifact
-        .rsplit('/')
-        .next()
-        .unwrap_or("package")
-        .to_string();
-    let mut response = Response::new(Body::from_stream(got.stream));
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(p.format.content_type()),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(got.meta.size));
-    h.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")).expect("valid header"),
-    );
-    h.insert(
-        "x-checksum-sha256",
-        HeaderValue::from_str(&p.sha256).expect("hex"),
-    );
-    Ok(response)
+    Ok(download(
+        got,
+        &p.artifact,
+        p.format.content_type(),
+        &p.sha256,
+        None,
+    ))
 }
 
 async fn delete_package(
