@@ -68,9 +68,12 @@ impl Algorithm {
 /// worker threads.
 ///
 /// Parses from `none`, `gzip`, `gzip:9`, `zstd`, `zstd:19`; the default is
-/// zstd level 3 with 2 workers, chosen from the measurements in
-/// `benches/` (see the README): it keeps up with `pg_dump` on two cores and
-/// produces smaller output than `gzip -6`.
+/// zstd level 1 with 2 workers and 1 MiB jobs, chosen from the
+/// measurements in `benches/` (see `benches/README.md`): on a real
+/// PostgreSQL dump it is the fastest setting that still writes less than
+/// `gzip -6` (0.85× its size), and the small jobs keep zstd's
+/// multithreading buffers to a few MiB (the default 4 × window job size
+/// made level 3 peak at ~90 MiB).
 ///
 /// ```
 /// use backup_core::{Compression, Compressor};
@@ -87,7 +90,10 @@ pub struct Compression {
 }
 
 /// Default zstd level.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+/// Bytes given to each zstd worker: small jobs bound the encoder's memory
+/// (zstd's own default is 4 × the window, up to 8 MiB at level 3).
+pub const ZSTD_JOB_SIZE: u32 = 1024 * 1024;
 /// Default gzip level (what `gzip` itself uses).
 pub const DEFAULT_GZIP_LEVEL: i32 = 6;
 /// Default zstd worker threads.
@@ -188,6 +194,7 @@ impl Compressor for Compression {
                 let mut params = vec![CParameter::checksum_flag(true)];
                 if self.workers > 0 {
                     params.push(CParameter::nb_workers(self.workers));
+                    params.push(CParameter::job_size(ZSTD_JOB_SIZE));
                 }
                 Box::pin(ZstdEncoder::with_quality_and_params(
                     inner,

@@ -127,7 +127,7 @@ pub use catalog::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compression::{
     Algorithm, BoxWrite, Compression, Compressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
-    DEFAULT_ZSTD_WORKERS,
+    DEFAULT_ZSTD_WORKERS, ZSTD_JOB_SIZE,
 };
 pub use crypto::{AGE_SCHEME, AgeIdentities, AgeRecipients};
 pub use engine::{BackupRequest, Engine, PruneReport};
