@@ -120,6 +120,16 @@ impl Catalog {
     /// Backups matching `filter`, newest first. Manifests that cannot be
     /// read or parsed are skipped with a warning, not fatal to the listing.
     pub async fn list(&self, filter: &Filter) -> Result<Vec<Arc<Manifest>>> {
+        self.list_inner(filter, false).await
+    }
+
+    /// Like [`Catalog::list`], but an unreadable manifest is an error: for
+    /// garbage collection, which must know every backup's references.
+    pub(crate) async fn list_strict(&self, filter: &Filter) -> Result<Vec<Arc<Manifest>>> {
+        self.list_inner(filter, true).await
+    }
+
+    async fn list_inner(&self, filter: &Filter, strict: bool) -> Result<Vec<Arc<Manifest>>> {
         let prefix = filter.prefix()?;
         let mut keys = Vec::new();
         let mut listing = self.store.list(prefix.as_ref());
@@ -135,6 +145,7 @@ impl Catalog {
                 Ok(m) if filter.matches(&m) => out.push(m),
                 Ok(_) => {}
                 Err(Error::NotFound { .. }) => {} // deleted meanwhile
+                Err(e) if strict => return Err(e),
                 Err(e) => tracing::warn!(%key, error = %e, "skipping unreadable manifest"),
             }
         }
@@ -186,24 +197,9 @@ impl Catalog {
     /// than `grace` ago (failed or interrupted backups). Younger orphans may
     /// belong to a backup in progress and are reported, not touched.
     pub async fn sweep(&self, grace: Duration, now: DateTime<Utc>) -> Result<SweepReport> {
-        let objects: Vec<ObjectMeta> = self.store.list_all(None).await?;
-        let committed: HashSet<String> = objects
-            .iter()
-            .filter_map(|o| Layout::from_manifest_key(o.key.as_str()))
-            .map(|l| l.base().to_string())
-            .collect();
         let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let mut report = SweepReport::default();
-        for object in objects {
-            if is_reserved(&object.key) {
-                continue;
-            }
-            let Some(layout) = Layout::from_artifact(object.key.as_str()) else {
-                continue;
-            };
-            if committed.contains(layout.base()) {
-                continue;
-            }
+        for object in self.orphans(None).await? {
             if now - object.last_modified < grace {
                 report.too_recent.push(object.key.to_string());
                 continue;
@@ -213,6 +209,30 @@ impl Catalog {
             report.removed.push(object.key.to_string());
         }
         Ok(report)
+    }
+
+    /// Artifacts under `prefix` (the whole store when `None`) that follow
+    /// the backup naming scheme but have no manifest.
+    pub(crate) async fn orphans(&self, prefix: Option<&Key>) -> Result<Vec<ObjectMeta>> {
+        let objects: Vec<ObjectMeta> = self.store.list_all(prefix).await?;
+        let committed: HashSet<String> = objects
+            .iter()
+            .filter_map(|o| Layout::from_manifest_key(o.key.as_str()))
+            .map(|l| l.base().to_string())
+            .collect();
+        Ok(objects
+            .into_iter()
+            .filter(|o| {
+                !is_reserved(&o.key)
+                    && Layout::from_artifact(o.key.as_str())
+                        .is_some_and(|l| !committed.contains(l.base()))
+            })
+            .collect())
+    }
+
+    /// The manifest stored at `key` (cached).
+    pub(crate) async fn load_key(&self, key: &Key) -> Result<Arc<Manifest>> {
+        self.load(key).await
     }
 
     async fn find_manifest_key(&self, id: &str, tenant: Option<&str>) -> Result<Key> {
@@ -257,7 +277,7 @@ impl Catalog {
 
 /// Keys with a segment starting with `_` belong to reserved namespaces
 /// (`_locks`, `_packages`, ...) and are never backups.
-fn is_reserved(key: &Key) -> bool {
+pub(crate) fn is_reserved(key: &Key) -> bool {
     key.segments().any(|s| s.starts_with('_'))
 }
 
@@ -337,7 +357,8 @@ pub struct BackupPage {
 pub struct Stats {
     /// Number of backups.
     pub count: usize,
-    /// Stored bytes of all of them.
+    /// Bytes they added to the store (for incremental backups the new
+    /// chunks, not the size of the dump: see [`Manifest::bytes_stored`]).
     pub total_bytes: u64,
     /// Start time of the newest.
     pub last: Option<DateTime<Utc>>,
@@ -348,7 +369,7 @@ pub struct Stats {
 impl Stats {
     fn add(&mut self, m: &Manifest) {
         self.count += 1;
-        self.total_bytes += m.stored.size;
+        self.total_bytes += m.bytes_stored();
         self.last = Some(self.last.map_or(m.started_at, |t| t.max(m.started_at)));
         self.oldest = Some(self.oldest.map_or(m.started_at, |t| t.min(m.started_at)));
     }

@@ -87,6 +87,33 @@ impl AgeRecipients {
         &self.ids
     }
 
+    /// Whether this is a passphrase (scrypt) recipient, which costs about a
+    /// second of CPU per encryption and decryption.
+    pub(crate) fn is_passphrase(&self) -> bool {
+        self.ids.iter().any(|id| !id.starts_with("age1"))
+    }
+
+    /// Encrypts one small object (a deduplicated chunk) into a complete age
+    /// file, in memory.
+    pub(crate) fn encrypt_blob(&self, plain: &[u8]) -> Result<Vec<u8>> {
+        use std::io::Write;
+        let encryptor = age::Encryptor::with_recipients(
+            self.recipients
+                .iter()
+                .map(|r| r.as_ref() as &dyn age::Recipient),
+        )
+        .map_err(|e| Error::Config(format!("cannot encrypt to these recipients: {e}")))?;
+        let mut out = Vec::with_capacity(plain.len() + 256);
+        let mut writer = encryptor
+            .wrap_output(&mut out)
+            .map_err(|e| Error::from_io("encrypting a chunk", e))?;
+        writer
+            .write_all(plain)
+            .and_then(|_| writer.finish().map(|_| ()))
+            .map_err(|e| Error::from_io("encrypting a chunk", e))?;
+        Ok(out)
+    }
+
     /// Wraps `inner` so that what is written is encrypted into it.
     pub(crate) async fn encrypt(&self, inner: BoxWrite) -> Result<BoxWrite> {
         let encryptor = age::Encryptor::with_recipients(
@@ -178,6 +205,25 @@ impl AgeIdentities {
     /// Whether there is any key.
     pub fn is_empty(&self) -> bool {
         self.identities.is_empty()
+    }
+
+    /// Decrypts one small age file (a deduplicated chunk) in memory.
+    pub(crate) fn decrypt_blob(&self, data: &[u8], what: &str) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let decryptor = age::Decryptor::new(data).map_err(|e| decrypt_error(e, what))?;
+        let mut reader = decryptor
+            .decrypt(
+                self.identities
+                    .iter()
+                    .map(|i| i.as_ref() as &dyn age::Identity),
+            )
+            .map_err(|e| decrypt_error(e, what))?;
+        let mut out = Vec::with_capacity(data.len());
+        reader.read_to_end(&mut out).map_err(|e| Error::Integrity {
+            what: what.to_string(),
+            detail: format!("cannot decrypt: {e}"),
+        })?;
+        Ok(out)
     }
 
     /// Decrypts `input` (an age file) into a reader of the plaintext.

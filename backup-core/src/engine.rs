@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -11,12 +12,18 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Catalog, Filter, RunRecord};
 use crate::compression::{Compression, Compressor};
 use crate::crypto::{AGE_SCHEME, AgeIdentities, AgeRecipients};
+use crate::dedup::{
+    CheckReport, ChunkCodec, ChunkMap, DedupBackup, DedupOptions, GcReport, check, collect,
+    group_of, precheck, pump_chunks,
+};
 use crate::events::{Event, EventBus};
 use crate::manifest::{
     BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, EncryptionInfo, Layout,
     MANIFEST_VERSION, Manifest, new_backup_id,
 };
-use crate::pipeline::{Expected, PipelineOptions, Progress, RestoreSink, run_backup, run_restore};
+use crate::pipeline::{
+    AbortOnDrop, Expected, PipelineOptions, Progress, RestoreSink, deliver, run_backup, run_restore,
+};
 use crate::retention::{PlanOptions, RetentionPlan, RetentionPolicy, plan};
 use crate::source::{DumpOptions, DumpSource, RestoreOptions, RestoreReport, RestoreTarget};
 use crate::store::{PutOptions, Store};
@@ -32,6 +39,9 @@ pub struct BackupRequest {
     pub tenant: String,
     /// Manual or scheduled.
     pub kind: BackupKind,
+    /// Full (one self-contained artifact, the default) or incremental
+    /// (deduplicated into the tenant's chunk store; see [`DedupOptions`]).
+    pub backup_type: BackupType,
     /// What the source should dump.
     pub dump: DumpOptions,
     /// Recorded in the manifest (`cli`, `scheduler`, `api:admin`).
@@ -49,6 +59,7 @@ impl BackupRequest {
             source_id: source_id.into(),
             tenant: DEFAULT_TENANT.to_string(),
             kind: BackupKind::Manual,
+            backup_type: BackupType::Full,
             dump: DumpOptions::default(),
             created_by: None,
             labels: BTreeMap::new(),
@@ -74,6 +85,12 @@ impl BackupRequest {
         self
     }
 
+    /// Sets full or incremental (deduplicated).
+    pub fn backup_type(mut self, backup_type: BackupType) -> Self {
+        self.backup_type = backup_type;
+        self
+    }
+
     /// Sets who asked.
     pub fn created_by(mut self, who: impl Into<String>) -> Self {
         self.created_by = Some(who.into());
@@ -94,6 +111,10 @@ pub struct PruneReport {
     pub dry_run: bool,
     /// The plan per `tenant/source_id`.
     pub sources: BTreeMap<String, RetentionPlan>,
+    /// Garbage collection per tenant, when asked for with
+    /// [`PlanOptions::collect_garbage`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gc: BTreeMap<String, GcReport>,
 }
 
 /// The library's front door: takes, lists, verifies, restores and prunes
@@ -114,6 +135,7 @@ pub struct Engine {
     events: EventBus,
     encryption: Option<AgeRecipients>,
     identities: AgeIdentities,
+    dedup: DedupOptions,
 }
 
 impl Engine {
@@ -127,7 +149,20 @@ impl Engine {
             events: EventBus::default(),
             encryption: None,
             identities: AgeIdentities::default(),
+            dedup: DedupOptions::default(),
         }
+    }
+
+    /// Sets chunking, packing and garbage-collection options of
+    /// incremental (deduplicated) backups.
+    pub fn with_dedup(mut self, options: DedupOptions) -> Self {
+        self.dedup = options;
+        self
+    }
+
+    /// The options of incremental backups.
+    pub fn dedup_options(&self) -> &DedupOptions {
+        &self.dedup
     }
 
     /// Encrypts new backups to these age recipients (after compression).
@@ -240,7 +275,7 @@ impl Engine {
                 source_id: m.source_id.clone(),
                 backup_id: m.id.clone(),
                 kind: m.kind,
-                bytes: m.stored.size,
+                bytes: m.bytes_stored(),
                 duration_seconds: seconds,
                 at: finished_at,
             }),
@@ -279,27 +314,6 @@ impl Engine {
             &id,
             started_at,
         )?;
-        let artifact = layout.artifact_key(&format!(
-            "{}{}{}",
-            info.extension,
-            self.compressor.extension(),
-            if self.encryption.is_some() {
-                ".age"
-            } else {
-                ""
-            }
-        ))?;
-        // Open the upload before starting the dump so store problems
-        // (credentials, missing bucket) surface before the database is read.
-        let upload = self.store.put_stream(&artifact).await?;
-        let dump = match source.dump(&req.dump).await {
-            Ok(dump) => dump,
-            Err(e) => {
-                let _ = upload.abort().await;
-                return Err(e);
-            }
-        };
-        tracing::info!(%id, source = %req.source_id, tenant = %req.tenant, "backup started");
         let progress: Progress = {
             let events = self.events.clone();
             let (tenant, source_id) = (req.tenant.clone(), req.source_id.clone());
@@ -312,27 +326,96 @@ impl Engine {
                 })
             })
         };
-        let outcome = run_backup(
-            self.store.as_ref(),
-            &artifact,
-            upload,
-            dump.stream,
-            Arc::clone(&self.compressor),
-            &self.options,
-            req.cancel.as_ref(),
-            Some(progress),
-            self.encryption.clone(),
-        )
-        .await?;
+        let mut marker = None;
+        let (artifact, stored, raw, versions, dedup) = match req.backup_type {
+            BackupType::Full => {
+                let artifact = layout.artifact_key(&format!(
+                    "{}{}{}",
+                    info.extension,
+                    self.compressor.extension(),
+                    if self.encryption.is_some() {
+                        ".age"
+                    } else {
+                        ""
+                    }
+                ))?;
+                // Open the upload before starting the dump so store problems
+                // (credentials, missing bucket) surface before the database is read.
+                let upload = self.store.put_stream(&artifact).await?;
+                let dump = match source.dump(&req.dump).await {
+                    Ok(dump) => dump,
+                    Err(e) => {
+                        let _ = upload.abort().await;
+                        return Err(e);
+                    }
+                };
+                tracing::info!(%id, source = %req.source_id, tenant = %req.tenant, "backup started");
+                let outcome = run_backup(
+                    self.store.as_ref(),
+                    &artifact,
+                    upload,
+                    dump.stream,
+                    Arc::clone(&self.compressor),
+                    &self.options,
+                    req.cancel.as_ref(),
+                    Some(progress),
+                    self.encryption.clone(),
+                )
+                .await?;
+                (artifact, outcome.stored, outcome.raw, dump.versions, None)
+            }
+            BackupType::Incremental => {
+                if self.encryption.as_ref().is_some_and(|r| r.is_passphrase()) {
+                    return Err(Error::Config(
+                        "incremental backups encrypt every chunk: use age X25519 recipients \
+                         (age1...), not a passphrase (scrypt would run for every chunk)"
+                            .into(),
+                    ));
+                }
+                let artifact = layout.artifact_key(&format!("{}.chunks", info.extension))?;
+                let started = DedupBackup {
+                    store: self.store.as_ref(),
+                    tenant: &req.tenant,
+                    backup_id: &id,
+                    options: &self.dedup,
+                    pipeline: &self.options,
+                    codec: Arc::new(ChunkCodec::for_backup(
+                        self.compressor.as_ref(),
+                        self.encryption.clone(),
+                    )?),
+                    cancel: req.cancel.as_ref(),
+                    progress: Some(progress),
+                }
+                .start(&artifact)
+                .await?;
+                let dump = match source.dump(&req.dump).await {
+                    Ok(dump) => dump,
+                    Err(e) => {
+                        started.abandon().await;
+                        return Err(e);
+                    }
+                };
+                tracing::info!(%id, source = %req.source_id, tenant = %req.tenant, "incremental backup started");
+                let outcome = started.run(dump.stream).await?;
+                marker = Some(outcome.marker);
+                (
+                    artifact,
+                    outcome.stored,
+                    outcome.raw,
+                    dump.versions,
+                    Some(outcome.info),
+                )
+            }
+        };
         let manifest = Manifest {
             manifest_version: MANIFEST_VERSION,
-            id,
+            id: id.clone(),
             tenant: req.tenant.clone(),
             source_id: req.source_id.clone(),
             engine: info.engine,
             database: info.database,
             kind: req.kind,
-            backup_type: BackupType::Full,
+            backup_type: req.backup_type,
             format: info.format,
             compression: CompressionInfo {
                 algorithm: self.compressor.algorithm().to_string(),
@@ -345,23 +428,27 @@ impl Engine {
             started_at,
             finished_at: Utc::now(),
             artifact: artifact.to_string(),
-            stored: outcome.stored,
-            raw: outcome.raw,
-            versions: dump.versions,
+            stored,
+            raw,
+            versions,
             parent: None,
             created_by: req.created_by.clone(),
             labels: req.labels.clone(),
+            dedup,
         };
         let manifest_key = layout.manifest_key()?;
-        if let Err(e) = self
+        let committed = self
             .store
             .put(
                 &manifest_key,
                 Bytes::from(manifest.to_json()),
                 PutOptions::create(),
             )
-            .await
-        {
+            .await;
+        if let Some(marker) = marker {
+            marker.end().await;
+        }
+        if let Err(e) = committed {
             // Without a manifest the artifact is an orphan: remove it now
             // rather than waiting for a sweep.
             let _ = self.store.delete(&artifact).await;
@@ -369,7 +456,7 @@ impl Engine {
         }
         tracing::info!(
             id = %manifest.id,
-            bytes = manifest.stored.size,
+            bytes = manifest.bytes_stored(),
             raw_bytes = manifest.raw.size,
             "backup committed"
         );
@@ -396,9 +483,17 @@ impl Engine {
                 target.engine()
             )));
         }
+        let identities = self.identities_for(&manifest)?;
+        if manifest.backup_type == BackupType::Incremental {
+            let report = self
+                .read_deduplicated(manifest, identities, Some((target, opts)))
+                .await?
+                .expect("a session sink reports");
+            tracing::info!(%id, database = %report.database, "restore committed");
+            return Ok(report);
+        }
         let decompressor: Arc<dyn Compressor> =
             Arc::new(Compression::for_algorithm(&manifest.compression.algorithm)?);
-        let identities = self.identities_for(&manifest)?;
         let artifact_key = manifest.artifact_key()?;
         let artifact = self.store.get(&artifact_key).await?;
         if artifact.meta.size != manifest.stored.size {
@@ -431,10 +526,17 @@ impl Engine {
     }
 
     /// Re-reads backup `id`, checking size, SHA-256 and MD5 of the stored
-    /// bytes and, after decompression, of the dump itself.
+    /// bytes and, after decompression, of the dump itself. For an
+    /// incremental backup: the chunk list's digests, that every chunk is in
+    /// the store and hashes to its id, and the whole dump's digest.
     pub async fn verify(&self, id: &str, tenant: Option<&str>) -> Result<Arc<Manifest>> {
         let manifest = self.catalog.get(id, tenant).await?;
         let identities = self.identities_for(&manifest)?;
+        if manifest.backup_type == BackupType::Incremental {
+            self.read_deduplicated(Arc::clone(&manifest), identities, None)
+                .await?;
+            return Ok(manifest);
+        }
         let decompressor: Arc<dyn Compressor> =
             Arc::new(Compression::for_algorithm(&manifest.compression.algorithm)?);
         let artifact_key = manifest.artifact_key()?;
@@ -457,10 +559,17 @@ impl Engine {
 
     /// Checks only the stored bytes of backup `id` (size, SHA-256, MD5):
     /// no key needed, so it suits encrypted backups on machines that must
-    /// not hold the identity. [`Engine::verify`] checks the dump too.
+    /// not hold the identity. [`Engine::verify`] checks the dump too. For
+    /// an incremental backup: the chunk list's digests and that every
+    /// chunk it names is in a pack index of the tenant.
     pub async fn verify_stored(&self, id: &str, tenant: Option<&str>) -> Result<Arc<Manifest>> {
         use futures::StreamExt;
         let manifest = self.catalog.get(id, tenant).await?;
+        if manifest.backup_type == BackupType::Incremental {
+            let map = self.chunk_map(&manifest).await?;
+            precheck(self.store.as_ref(), &manifest, &map).await?;
+            return Ok(manifest);
+        }
         let artifact_key = manifest.artifact_key()?;
         let mut artifact = self.store.get(&artifact_key).await?.stream;
         let mut hasher = crate::pipeline::StoredHasher::new();
@@ -476,9 +585,113 @@ impl Engine {
         Ok(manifest)
     }
 
+    /// The chunks an incremental backup can use: its tenant's packs with
+    /// the same recipients.
+    async fn chunk_map(&self, manifest: &Manifest) -> Result<ChunkMap> {
+        if manifest.dedup.is_none() {
+            return Err(Error::Manifest {
+                key: manifest.artifact.clone(),
+                detail: "an incremental backup without its dedup section".into(),
+            });
+        }
+        let group = group_of(
+            manifest
+                .encryption
+                .as_ref()
+                .map(|e| e.recipients.as_slice()),
+        );
+        ChunkMap::load(
+            self.store.as_ref(),
+            &manifest.tenant,
+            &group,
+            self.dedup.concurrency * 2,
+        )
+        .await
+    }
+
+    /// Streams an incremental backup's chunks, checked one by one, into a
+    /// restore session (committed only once the whole dump's digest
+    /// matches) or nowhere (verification). Missing chunks and a damaged
+    /// chunk list are found before the session begins.
+    async fn read_deduplicated(
+        &self,
+        manifest: Arc<Manifest>,
+        identities: Option<AgeIdentities>,
+        target: Option<(&dyn RestoreTarget, &RestoreOptions)>,
+    ) -> Result<Option<RestoreReport>> {
+        let map = Arc::new(self.chunk_map(&manifest).await?);
+        precheck(self.store.as_ref(), &manifest, &map).await?;
+        let sink = match target {
+            Some((target, opts)) => RestoreSink::Session(target.begin(opts).await?),
+            None => RestoreSink::Discard,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(self.options.queue_depth.max(1));
+        let pump = AbortOnDrop(Some(tokio::spawn(pump_chunks(
+            Arc::clone(&self.store),
+            Arc::clone(&manifest),
+            map,
+            identities,
+            tx,
+            self.dedup.concurrency,
+        ))));
+        deliver(
+            rx,
+            pump,
+            Expected {
+                what: &manifest.artifact,
+                stored: &manifest.stored,
+                raw: &manifest.raw,
+            },
+            sink,
+            &self.options,
+        )
+        .await
+    }
+
+    /// Collects the garbage of `tenant`'s chunk store: deletes packs no
+    /// incremental backup references any more and repacks mostly-garbage
+    /// ones, leaving packs younger than `grace` alone. Backs off (reported
+    /// in [`GcReport::skipped`], nothing deleted) while a deduplicating
+    /// backup of the tenant is in flight; see the protocol in
+    /// [`DedupOptions`]' module docs. `dry_run` only reports the plan.
+    ///
+    /// Needs no key: encrypted chunks are copied as they are.
+    pub async fn gc(&self, tenant: &str, grace: Duration, dry_run: bool) -> Result<GcReport> {
+        let report = collect(
+            self.store.as_ref(),
+            &self.catalog,
+            tenant,
+            grace,
+            dry_run,
+            &self.dedup,
+        )
+        .await?;
+        tracing::info!(
+            %tenant,
+            deleted = report.deleted_packs.len(),
+            repacked = report.repacked_packs.len(),
+            freed = report.freed_bytes,
+            skipped = report.skipped.as_deref().unwrap_or("no"),
+            "garbage collection done"
+        );
+        Ok(report)
+    }
+
+    /// Reads everything of one tenant (or, with `None`, of every tenant in
+    /// the store) and reports missing, corrupt and orphaned objects: every
+    /// chunk of every pack is decoded and hashed (encrypted chunks only
+    /// with the engine's identities, else they are counted as unverified),
+    /// every chunk list and full artifact is checked against its manifest.
+    /// Changes nothing.
+    pub async fn check(&self, tenant: Option<&str>) -> Result<CheckReport> {
+        check(&self.store, &self.catalog, tenant, &self.identities).await
+    }
+
     /// Applies retention to every source matching `filter`: plans with
     /// [`plan`], then (unless `dry_run`) deletes each doomed backup manifest
-    /// first, artifact second.
+    /// first, artifact second. With [`PlanOptions::collect_garbage`] it
+    /// then runs [`Engine::gc`] on each tenant it pruned (never implicitly:
+    /// chunks of deleted incremental backups otherwise stay until a GC).
     pub async fn prune(
         &self,
         filter: &Filter,
@@ -517,6 +730,17 @@ impl Engine {
                 }
             }
             report.sources.insert(source, p);
+        }
+        if let (Some(grace), false) = (opts.collect_garbage, dry_run) {
+            let tenants: std::collections::BTreeSet<String> = report
+                .sources
+                .keys()
+                .filter_map(|s| s.split_once('/').map(|(t, _)| t.to_string()))
+                .collect();
+            for tenant in tenants {
+                let gc = self.gc(&tenant, grace, false).await?;
+                report.gc.insert(tenant, gc);
+            }
         }
         Ok(report)
     }

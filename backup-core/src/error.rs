@@ -139,6 +139,17 @@ pub enum Error {
         seconds: u64,
     },
 
+    /// Another operation holds what this one needs (a garbage collection
+    /// running while a deduplicating backup wants to start, or the other
+    /// way round). Retrying later may succeed.
+    #[error("{what} is busy: {detail}")]
+    Busy {
+        /// What is busy (`tenant acme`).
+        what: String,
+        /// Who holds it and since when.
+        detail: String,
+    },
+
     /// The operation was cancelled by the caller or by shutdown.
     #[error("cancelled")]
     Cancelled,
@@ -217,7 +228,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Store { retryable, .. } => *retryable,
-            Error::Connection { .. } | Error::Stalled { .. } => true,
+            Error::Connection { .. } | Error::Stalled { .. } | Error::Busy { .. } => true,
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted

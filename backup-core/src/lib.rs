@@ -100,6 +100,7 @@ mod catalog;
 mod clock;
 mod compression;
 mod crypto;
+mod dedup;
 mod engine;
 mod error;
 mod events;
@@ -130,6 +131,7 @@ pub use compression::{
     DEFAULT_ZSTD_WORKERS, ZSTD_JOB_SIZE,
 };
 pub use crypto::{AGE_SCHEME, AgeIdentities, AgeRecipients};
+pub use dedup::{CheckReport, CorruptChunk, DedupOptions, GcReport, MissingChunk, Problem};
 pub use engine::{BackupRequest, Engine, PruneReport};
 pub use error::{BoxError, Error, Result};
 pub use events::{
@@ -137,8 +139,8 @@ pub use events::{
 };
 pub use key::{Key, MAX_KEY_LEN, validate_id};
 pub use manifest::{
-    BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, Digests, EncryptionInfo, Layout,
-    MANIFEST_SUFFIX, MANIFEST_VERSION, Manifest, human_bytes, is_backup_id, new_backup_id,
+    BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, DedupInfo, Digests, EncryptionInfo,
+    Layout, MANIFEST_SUFFIX, MANIFEST_VERSION, Manifest, human_bytes, is_backup_id, new_backup_id,
     sanitize_name,
 };
 pub use memory::InMemoryStore;

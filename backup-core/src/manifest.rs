@@ -86,6 +86,41 @@ impl fmt::Display for BackupType {
     }
 }
 
+impl std::str::FromStr for BackupType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "full" => Ok(BackupType::Full),
+            "incremental" => Ok(BackupType::Incremental),
+            other => Err(Error::Config(format!(
+                "unknown backup type {other:?} (expected full or incremental)"
+            ))),
+        }
+    }
+}
+
+/// What a deduplicated ([`BackupType::Incremental`]) backup stored, recorded
+/// in its manifest. The artifact of such a backup is its chunk list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupInfo {
+    /// How the dump was cut: `fastcdc2020/{min}/{avg}/{max}` (bytes).
+    pub chunker: String,
+    /// Chunks in the dump, in order (the chunk list's length).
+    pub chunks: u64,
+    /// Chunks this backup stored because no earlier backup of the tenant
+    /// had them.
+    pub new_chunks: u64,
+    /// Dump bytes in those new chunks (before compression).
+    pub new_raw_bytes: u64,
+    /// Bytes this backup added to the store: its packs and pack indexes
+    /// (the chunk list is [`Manifest::stored`]).
+    pub stored_bytes: u64,
+    /// Packs this backup wrote.
+    pub packs: u64,
+    /// Size of the dump (the same as [`Manifest::raw`]'s size).
+    pub logical_size: u64,
+}
+
 /// Compression recorded in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompressionInfo {
@@ -170,6 +205,9 @@ pub struct Manifest {
     /// Free-form labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Chunk figures of a deduplicated backup; absent for full backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<DedupInfo>,
 }
 
 impl Manifest {
@@ -219,6 +257,12 @@ impl Manifest {
             detail: "artifact key does not follow the backup naming scheme".into(),
         })?;
         layout.manifest_key()
+    }
+
+    /// Bytes this backup added to the store: the artifact, plus the packs
+    /// and pack indexes a deduplicated backup wrote.
+    pub fn bytes_stored(&self) -> u64 {
+        self.stored.size + self.dedup.as_ref().map_or(0, |d| d.stored_bytes)
     }
 
     /// Wall time between start and commit.

@@ -176,9 +176,20 @@ pub struct PlanOptions {
     /// Let policies delete manual backups too (by default a person made
     /// them and a person deletes them).
     pub include_manual: bool,
+    /// For [`Engine::prune`](crate::Engine::prune) (not [`plan`]): after
+    /// deleting, collect the garbage of every tenant pruned, leaving packs
+    /// younger than this grace period alone. Off by default; skipped in a
+    /// dry run.
+    pub collect_garbage: Option<std::time::Duration>,
 }
 
 impl PlanOptions {
+    /// Sets [`PlanOptions::collect_garbage`].
+    pub fn collect_garbage(mut self, grace: std::time::Duration) -> Self {
+        self.collect_garbage = Some(grace);
+        self
+    }
+
     /// Sets [`PlanOptions::include_manual`].
     pub fn include_manual(mut self, yes: bool) -> Self {
         self.include_manual = yes;
@@ -310,6 +321,7 @@ pub(crate) mod tests {
             parent: None,
             created_by: None,
             labels: Default::default(),
+            dedup: None,
         })
     }
 

@@ -23,9 +23,9 @@ mod backup;
 mod restore;
 
 pub(crate) use ParallelHasher as StoredHasher;
-pub(crate) use backup::{Progress, run_backup};
+pub(crate) use backup::{PROGRESS_EVERY, Progress, run_backup};
 pub(crate) use compare_digests as compare;
-pub(crate) use restore::{Expected, RestoreSink, run_restore};
+pub(crate) use restore::{Expected, RestoreSink, deliver, run_restore};
 
 /// Tuning of the pipeline; `Default` suits most databases.
 #[derive(Debug, Clone)]
@@ -187,6 +187,29 @@ impl ParallelHasher {
             md5: Some(hex::encode(self.md5.expect("hasher state").finalize())),
         }
     }
+}
+
+/// Passes `source` through, failing it with [`Error::Stalled`] when no
+/// item arrives for `timeout`.
+pub(crate) fn watchdog(
+    source: crate::store::ByteStream,
+    timeout: Duration,
+) -> crate::store::ByteStream {
+    use futures::StreamExt;
+    futures::stream::unfold(Some(source), move |state| async move {
+        let mut source = state?;
+        match tokio::time::timeout(timeout, source.next()).await {
+            Ok(Some(item)) => Some((item, Some(source))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(crate::Error::Stalled {
+                    seconds: timeout.as_secs(),
+                }),
+                None,
+            )),
+        }
+    })
+    .boxed()
 }
 
 /// Compares digests of what was read with what a manifest recorded;

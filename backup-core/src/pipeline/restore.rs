@@ -58,6 +58,21 @@ pub(crate) async fn run_restore(
         expected.what.to_string(),
         identities,
     ))));
+    deliver(rx, pump, expected, sink, opts).await
+}
+
+/// The common end of every restore: writes what the `pump` task sends
+/// through `rx` into `sink`, holding back the last `holdback` bytes until
+/// the pump's digests (of the stored bytes) and the digests of everything
+/// received (the dump) match `expected`, then commits. On any mismatch or
+/// failure the session is aborted before its end of input.
+pub(crate) async fn deliver(
+    rx: mpsc::Receiver<Bytes>,
+    pump: AbortOnDrop<Result<Digests>>,
+    expected: Expected<'_>,
+    sink: RestoreSink,
+    opts: &PipelineOptions,
+) -> Result<Option<RestoreReport>> {
     let mut session = match sink {
         RestoreSink::Session(s) => Some(s),
         RestoreSink::Discard => None,

@@ -1,0 +1,248 @@
+//! The markers that keep garbage collection and deduplicating backups of a
+//! tenant apart (the protocol is described in the module docs of
+//! `dedup`).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+use super::DedupOptions;
+use crate::store::{ObjectMeta, PutOptions, Store};
+use crate::{Error, Key, Result};
+
+/// How often a running backup or GC rewrites its marker.
+const REFRESH_EVERY: Duration = Duration::from_secs(300);
+
+pub(crate) fn inflight_prefix(tenant: &str) -> Result<Key> {
+    Key::new(format!("{tenant}/_chunks/inflight"))
+}
+
+fn inflight_key(tenant: &str, backup_id: &str) -> Result<Key> {
+    Key::new(format!("{tenant}/_chunks/inflight/{backup_id}"))
+}
+
+pub(crate) fn gc_marker_key(tenant: &str) -> Result<Key> {
+    Key::new(format!("{tenant}/_chunks/gc-running"))
+}
+
+fn body(what: &str) -> Bytes {
+    Bytes::from(
+        serde_json::json!({ "by": what, "at": Utc::now(), "pid": std::process::id() }).to_string(),
+    )
+}
+
+fn is_fresh(written: DateTime<Utc>, expiry: Duration) -> bool {
+    let age = Utc::now() - written;
+    age < chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::MAX)
+}
+
+/// A backup's in-flight marker, held from before its first chunk lookup
+/// until its manifest is written.
+pub(crate) struct Inflight<'a> {
+    store: &'a dyn Store,
+    key: Key,
+    id: String,
+    refreshed: Instant,
+}
+
+impl<'a> Inflight<'a> {
+    /// Writes the marker, then waits (up to `gc_wait`) while a fresh GC
+    /// marker exists, withdrawing the marker while it waits so the GC can
+    /// finish.
+    pub(crate) async fn begin(
+        store: &'a dyn Store,
+        tenant: &str,
+        backup_id: &str,
+        opts: &DedupOptions,
+    ) -> Result<Inflight<'a>> {
+        let key = inflight_key(tenant, backup_id)?;
+        let gc = gc_marker_key(tenant)?;
+        let deadline = Instant::now() + opts.gc_wait;
+        loop {
+            store
+                .put(&key, body(backup_id), PutOptions::default())
+                .await?;
+            let running = match store.head(&gc).await {
+                Ok(meta) if is_fresh(meta.last_modified, opts.gc_marker_expiry) => meta,
+                Ok(meta) => {
+                    tracing::warn!(key = %gc, since = %meta.last_modified, "ignoring a stale GC marker");
+                    break;
+                }
+                Err(Error::NotFound { .. }) => break,
+                Err(e) => {
+                    let _ = store.delete(&key).await;
+                    return Err(e);
+                }
+            };
+            store.delete(&key).await?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Busy {
+                    what: format!("tenant {tenant}"),
+                    detail: format!(
+                        "a garbage collection has been running since {} ({gc}); waited {} s. \
+                         If no GC is running, delete that marker",
+                        running.last_modified.format("%Y-%m-%dT%H:%M:%SZ"),
+                        opts.gc_wait.as_secs()
+                    ),
+                });
+            }
+            tracing::info!(%tenant, "waiting for a garbage collection to finish");
+            tokio::time::sleep(opts.poll_interval.min(deadline - now)).await;
+        }
+        Ok(Inflight {
+            store,
+            key,
+            id: backup_id.to_string(),
+            refreshed: Instant::now(),
+        })
+    }
+
+    /// Rewrites the marker if it is getting old (long backups).
+    pub(crate) async fn refresh_if_due(&mut self) {
+        if self.refreshed.elapsed() < REFRESH_EVERY {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .put(&self.key, body(&self.id), PutOptions::default())
+            .await
+        {
+            tracing::warn!(key = %self.key, error = %e, "could not refresh the in-flight marker");
+        }
+        self.refreshed = Instant::now();
+    }
+
+    /// Removes the marker (best effort: a leftover one expires).
+    pub(crate) async fn end(self) {
+        if let Err(e) = self.store.delete(&self.key).await {
+            tracing::warn!(key = %self.key, error = %e, "could not remove the in-flight marker");
+        }
+    }
+}
+
+/// In-flight markers under a tenant, split into fresh and expired ones.
+pub(crate) async fn inflight_markers(
+    store: &dyn Store,
+    tenant: &str,
+    expiry: Duration,
+) -> Result<(Vec<ObjectMeta>, Vec<ObjectMeta>)> {
+    let mut fresh = Vec::new();
+    let mut stale = Vec::new();
+    let mut listing = store.list(Some(&inflight_prefix(tenant)?));
+    while let Some(meta) = listing.next().await {
+        let meta = meta?;
+        if is_fresh(meta.last_modified, expiry) {
+            fresh.push(meta);
+        } else {
+            stale.push(meta);
+        }
+    }
+    Ok((fresh, stale))
+}
+
+/// The GC marker, held while a GC may delete anything.
+pub(crate) struct GcLock<'a> {
+    store: &'a dyn Store,
+    tenant: String,
+    key: Key,
+    expiry: Duration,
+    refreshed: Instant,
+}
+
+/// Why a GC did not run.
+pub(crate) type Skip = String;
+
+impl<'a> GcLock<'a> {
+    /// Takes the GC marker (create-only) and checks that no backup is in
+    /// flight. `Ok(Err(reason))` means: back off, nothing was changed
+    /// except removing expired in-flight markers (listed in `removed`).
+    pub(crate) async fn acquire(
+        store: &'a dyn Store,
+        tenant: &str,
+        opts: &DedupOptions,
+        removed: &mut Vec<String>,
+    ) -> Result<std::result::Result<GcLock<'a>, Skip>> {
+        let key = gc_marker_key(tenant)?;
+        match store.put(&key, body("gc"), PutOptions::create()).await {
+            Ok(_) => {}
+            Err(Error::AlreadyExists { .. }) => match store.head(&key).await {
+                Ok(meta) if is_fresh(meta.last_modified, opts.gc_marker_expiry) => {
+                    return Ok(Err(format!(
+                        "another garbage collection has been running since {}",
+                        meta.last_modified.format("%Y-%m-%dT%H:%M:%SZ")
+                    )));
+                }
+                _ => {
+                    tracing::warn!(%key, "taking over a stale GC marker");
+                    store.put(&key, body("gc"), PutOptions::default()).await?;
+                }
+            },
+            Err(Error::Unsupported { .. }) => {
+                store.put(&key, body("gc"), PutOptions::default()).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        let lock = GcLock {
+            store,
+            tenant: tenant.to_string(),
+            key,
+            expiry: opts.inflight_expiry,
+            refreshed: Instant::now(),
+        };
+        match lock.backups_in_flight(removed).await {
+            Ok(None) => Ok(Ok(lock)),
+            Ok(Some(reason)) => {
+                lock.release().await;
+                Ok(Err(reason))
+            }
+            Err(e) => {
+                lock.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `Some(reason)` if a fresh in-flight marker exists; removes expired
+    /// ones (recorded in `removed`).
+    async fn backups_in_flight(&self, removed: &mut Vec<String>) -> Result<Option<Skip>> {
+        let (fresh, stale) = inflight_markers(self.store, &self.tenant, self.expiry).await?;
+        for meta in stale {
+            tracing::warn!(key = %meta.key, since = %meta.last_modified, "removing an expired in-flight marker");
+            self.store.delete(&meta.key).await?;
+            removed.push(meta.key.to_string());
+        }
+        if fresh.is_empty() {
+            return Ok(None);
+        }
+        let names: Vec<&str> = fresh.iter().map(|m| m.key.file_name()).collect();
+        Ok(Some(format!("backup(s) in progress: {}", names.join(", "))))
+    }
+
+    /// Called before every deletion: fails with [`Error::Busy`] if a backup
+    /// started meanwhile (one that ignored an expired GC marker), and keeps
+    /// the marker fresh.
+    pub(crate) async fn before_delete(&mut self, removed: &mut Vec<String>) -> Result<()> {
+        if let Some(reason) = self.backups_in_flight(removed).await? {
+            return Err(Error::Busy {
+                what: format!("tenant {}", self.tenant),
+                detail: format!("garbage collection stopped: {reason}"),
+            });
+        }
+        if self.refreshed.elapsed() >= REFRESH_EVERY {
+            self.store
+                .put(&self.key, body("gc"), PutOptions::default())
+                .await?;
+            self.refreshed = Instant::now();
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn release(self) {
+        if let Err(e) = self.store.delete(&self.key).await {
+            tracing::warn!(key = %self.key, error = %e, "could not remove the GC marker");
+        }
+    }
+}

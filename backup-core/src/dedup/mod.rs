@@ -1,0 +1,200 @@
+//! Incremental backups by content-defined deduplication, garbage
+//! collection and store checks.
+//!
+//! An incremental ([`BackupType::Incremental`](crate::BackupType)) backup
+//! cuts the *uncompressed* dump into chunks with FastCDC (2020), names each
+//! chunk by the SHA-256 of its plaintext, and stores only the chunks its
+//! tenant does not have yet. Each backup is still restorable on its own:
+//! "incremental" describes what it stores, not a chain to replay.
+//!
+//! # Store layout
+//!
+//! ```text
+//! {tenant}/{source}/{YYYY}/{MM}/{kind}-{format}-{db}-{id}.{ext}.chunks   chunk list (the artifact)
+//! {tenant}/{source}/{YYYY}/{MM}/{kind}-{format}-{db}-{id}.manifest.json  manifest
+//! {tenant}/_chunks/packs/{xx}/{pack id}.pack                            chunks, back to back
+//! {tenant}/_chunks/packs/{xx}/{pack id}.idx                             where each chunk is in the pack
+//! {tenant}/_chunks/inflight/{backup id}                                 a backup is running
+//! {tenant}/_chunks/gc-running                                           a garbage collection is running
+//! ```
+//!
+//! Chunks are never shared across tenants. `_` segments are reserved, so
+//! the catalog never mistakes these objects for backups.
+//!
+//! # Formats (version 1, little-endian)
+//!
+//! - **Chunk list**: `"DBCL" u32:1`, then per chunk in dump order
+//!   `sha256[32] u32:raw_len`. Streamed; the manifest's `stored` digests
+//!   cover it and its `raw` digests cover the whole dump, so a restore
+//!   checks both.
+//! - **Pack**: `"DBPK" u32:1`, then encoded chunks back to back. A chunk is
+//!   compressed on its own (one zstd/gzip frame) and then, if the backup is
+//!   encrypted, encrypted on its own as a complete age file: any chunk can
+//!   be read with one range read, and `age -d | zstd -d` decodes it.
+//!   Packs are closed at about [`DedupOptions::pack_size`] (16 MiB).
+//! - **Pack index**: `"DBPI" u32:1 u32:header_len`, a JSON header (pack id
+//!   and size, compression, sorted age recipients, time, writer), `u32:count`,
+//!   `count × (sha256[32] u64:offset u32:stored_len u32:raw_len)`, and a
+//!   SHA-256 of everything before it. An index is written only after its
+//!   pack is complete.
+//!
+//! Chunks are shared only between backups with the same age recipients
+//! (plaintext with plaintext): a plaintext backup never points at chunks it
+//! cannot read, and an encrypted one never at plaintext chunks. Chunk ids
+//! and lengths are not encrypted (a backup must look chunks up without a
+//! key): someone who can read the store can test whether it holds a chunk
+//! they can guess in full, as with any convergent deduplication.
+//!
+//! # Garbage collection and concurrent backups
+//!
+//! Manifests reference chunk ids, not packs, so packs can be rewritten
+//! without touching backups. [`Engine::gc`](crate::Engine::gc) deletes packs
+//! none of whose chunks is referenced by a manifest of the tenant, and
+//! repacks packs whose unreferenced bytes exceed
+//! [`DedupOptions::repack_threshold`] (live chunks copied verbatim into a
+//! new pack and index, then the old index and pack deleted). The protocol:
+//!
+//! 1. A backup writes `_chunks/inflight/{id}` before it reads any index,
+//!    then looks for `_chunks/gc-running`. If a fresh one exists it
+//!    withdraws its marker, waits ([`DedupOptions::poll_interval`]) and
+//!    tries again, up to [`DedupOptions::gc_wait`], then fails with
+//!    [`Error::Busy`](crate::Error::Busy). It rewrites its marker every few
+//!    minutes and deletes it after its manifest is written (or on failure).
+//! 2. A GC writes `_chunks/gc-running` (create-only: one GC per tenant),
+//!    then lists `_chunks/inflight/`: any fresh marker makes it remove its
+//!    own and back off (reported, nothing deleted). Markers older than
+//!    [`DedupOptions::inflight_expiry`] (24 h) are from crashed backups and
+//!    are removed.
+//!
+//!    Each side writes its marker before reading the other's, so with a
+//!    store that reads its own writes (every supported store) at least one
+//!    of them sees the other: a backup never runs while a GC deletes.
+//! 3. Belt and braces: the GC checks for in-flight markers again before
+//!    every deletion and stops if one appeared; it never deletes a pack
+//!    younger than the grace period it is given; and a backup, before
+//!    writing its manifest, checks that every pack it reused still exists
+//!    and fails (instead of committing a broken backup) if not.
+//! 4. A crashed GC leaves its marker: backups ignore one older than
+//!    [`DedupOptions::gc_marker_expiry`] (1 h; a running GC rewrites it
+//!    every few minutes).
+//!
+//! A failed backup leaves the packs it completed (another backup may
+//! already use them); they are garbage for the next GC.
+
+mod backup;
+mod check;
+mod chunker;
+mod codec;
+mod format;
+mod gc;
+mod lock;
+mod packs;
+mod restore;
+
+use std::time::Duration;
+
+pub(crate) use backup::DedupBackup;
+pub(crate) use check::check;
+pub use check::{CheckReport, CorruptChunk, MissingChunk, Problem};
+pub(crate) use chunker::ChunkSizes;
+pub(crate) use codec::{ChunkCodec, group_of};
+pub use gc::GcReport;
+pub(crate) use gc::collect;
+pub(crate) use packs::ChunkMap;
+pub(crate) use restore::{precheck, pump_chunks};
+
+/// Tuning of deduplicated backups and garbage collection; `Default` suits
+/// database dumps (see the figures in `backup-postgres/tests/dedup_bench.rs`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DedupOptions {
+    /// Smallest chunk (default 16 KiB).
+    pub min_chunk: usize,
+    /// Average chunk the cut points aim at (default 64 KiB).
+    pub avg_chunk: usize,
+    /// Largest chunk (default 256 KiB).
+    pub max_chunk: usize,
+    /// Packs are closed once they reach this many bytes (default 16 MiB).
+    pub pack_size: u64,
+    /// Chunks hashed, compressed and encrypted at once, and range reads in
+    /// flight during a restore (default 4).
+    pub concurrency: usize,
+    /// How long a backup waits for a running GC before failing with
+    /// [`Error::Busy`](crate::Error::Busy) (default 10 minutes).
+    pub gc_wait: Duration,
+    /// How often a waiting backup looks again (default 5 s).
+    pub poll_interval: Duration,
+    /// In-flight markers older than this belong to crashed backups and are
+    /// ignored and removed by GC (default 24 h).
+    pub inflight_expiry: Duration,
+    /// A GC marker older than this belongs to a crashed GC and is ignored
+    /// (default 1 h).
+    pub gc_marker_expiry: Duration,
+    /// A pack is repacked when more than this share of its bytes is
+    /// unreferenced (default 0.5).
+    pub repack_threshold: f64,
+}
+
+impl Default for DedupOptions {
+    fn default() -> Self {
+        DedupOptions {
+            min_chunk: 16 * 1024,
+            avg_chunk: 64 * 1024,
+            max_chunk: 256 * 1024,
+            pack_size: 16 * 1024 * 1024,
+            concurrency: 4,
+            gc_wait: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(5),
+            inflight_expiry: Duration::from_secs(24 * 3600),
+            gc_marker_expiry: Duration::from_secs(3600),
+            repack_threshold: 0.5,
+        }
+    }
+}
+
+impl DedupOptions {
+    /// Sets the chunk size bounds. They are rounded to even numbers and
+    /// kept within what FastCDC accepts (min 64 B to 1 MiB, average 256 B
+    /// to 4 MiB, max 1 KiB to 16 MiB, min ≤ avg ≤ max).
+    pub fn chunk_sizes(mut self, min: usize, avg: usize, max: usize) -> Self {
+        let even = |x: usize| x & !1;
+        self.min_chunk = even(min.clamp(64, 1 << 20));
+        self.avg_chunk = even(avg.clamp(256, 4 << 20).max(self.min_chunk));
+        self.max_chunk = even(max.clamp(1024, 16 << 20).max(self.avg_chunk));
+        self
+    }
+
+    /// Sets [`DedupOptions::pack_size`].
+    pub fn pack_size(mut self, bytes: u64) -> Self {
+        self.pack_size = bytes;
+        self
+    }
+
+    /// Sets [`DedupOptions::gc_wait`] and [`DedupOptions::poll_interval`].
+    pub fn gc_wait(mut self, wait: Duration, poll: Duration) -> Self {
+        self.gc_wait = wait;
+        self.poll_interval = poll;
+        self
+    }
+
+    /// Sets [`DedupOptions::repack_threshold`] (0 repacks any pack with
+    /// garbage in it, 1 never repacks).
+    pub fn repack_threshold(mut self, share: f64) -> Self {
+        self.repack_threshold = share.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Sets [`DedupOptions::concurrency`].
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    pub(crate) fn sizes(&self) -> ChunkSizes {
+        ChunkSizes {
+            min: self.min_chunk,
+            avg: self.avg_chunk,
+            max: self.max_chunk,
+        }
+    }
+}
