@@ -15,6 +15,10 @@
 //! backupctl prune   --store ./backups [--keep-last N] [--max-age 30d] [--keep-daily N --keep-weekly N --keep-monthly N --keep-yearly N] [--include-manual] [--dry-run] [--json]
 //! backupctl stats   --store ./backups [--json]
 //! backupctl health  --store ./backups [--stale-after 24h] [--json]   # exit 0 only if every source is healthy
+//! backupctl backup  ... --type incremental              # deduplicated: stores only chunks the tenant lacks
+//! backupctl gc      --store ./backups [--tenant T] [--grace 1h] [--dry-run] [--json]
+//! backupctl prune   ... --gc-grace 1h                   # then collect garbage as `gc` does
+//! backupctl check   --store ./backups [--tenant T] [--json]        # exit 0 only if nothing is missing or corrupt
 //! ```
 //!
 //! `--store` is a directory or `s3://bucket/prefix`. For S3, credentials come
@@ -33,9 +37,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::{
-    BackupKind, BackupRequest, Compression, DumpSource, Engine, Error, Filter, HealthOptions,
-    HealthStatus, KeepGfs, KeepLast, KeepWithin, PlanOptions, RestoreOptions, RestoreTarget,
-    Result, RetentionPolicy, Stats, human_bytes, sanitize_name,
+    BackupKind, BackupRequest, BackupType, Compression, DumpSource, Engine, Error, Filter,
+    HealthOptions, HealthStatus, KeepGfs, KeepLast, KeepWithin, PlanOptions, RestoreOptions,
+    RestoreTarget, Result, RetentionPolicy, Stats, human_bytes, sanitize_name,
 };
 use backup_examples::{CryptoOptions, S3Options, backup_table, open_store_with};
 use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
@@ -82,6 +86,10 @@ enum Command {
         /// manual or scheduled.
         #[arg(long, default_value = "manual")]
         kind: BackupKind,
+        /// full (one self-contained artifact) or incremental (deduplicated
+        /// into the tenant's chunk store; each backup still restores alone).
+        #[arg(long = "type", default_value = "full")]
+        backup_type: BackupType,
         /// Print the manifest as JSON.
         #[arg(long)]
         json: bool,
@@ -168,6 +176,10 @@ enum Command {
         /// Let policies delete manual backups too.
         #[arg(long)]
         include_manual: bool,
+        /// Afterwards collect the garbage of incremental backups (as `gc`),
+        /// sparing packs younger than this (e.g. 1h).
+        #[arg(long, value_parser = parse_duration_arg)]
+        gc_grace: Option<Duration>,
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,
@@ -197,6 +209,34 @@ enum Command {
         /// Threshold for "stale" (e.g. 24h, 2d).
         #[arg(long, value_parser = parse_duration_arg, default_value = "24h")]
         stale_after: Duration,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove chunks no incremental backup references any more (after
+    /// deleting or pruning backups). Backs off while a backup is running.
+    Gc {
+        #[arg(long)]
+        store: String,
+        /// Only this tenant (default: every tenant with a chunk store).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Never delete packs younger than this (e.g. 1h, 2d).
+        #[arg(long, value_parser = parse_duration_arg, default_value = "1h")]
+        grace: Duration,
+        /// Show what would be removed without removing anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read everything and report missing, corrupt and orphaned objects.
+    /// Exit status 1 if anything is missing or corrupt.
+    Check {
+        #[arg(long)]
+        store: String,
+        /// Only this tenant (default: the whole store).
         #[arg(long)]
         tenant: Option<String>,
         #[arg(long)]
@@ -260,6 +300,19 @@ fn restore_target(
     }
 }
 
+/// Tenants that have a chunk store (`{tenant}/_chunks/...`).
+async fn chunk_store_tenants(engine: &Engine) -> Result<Vec<String>> {
+    use backup_core::StoreExt;
+    let mut tenants = std::collections::BTreeSet::new();
+    for meta in engine.store().list_all(None).await? {
+        let mut segments = meta.key.segments();
+        if let (Some(tenant), Some("_chunks")) = (segments.next(), segments.next()) {
+            tenants.insert(tenant.to_string());
+        }
+    }
+    Ok(tenants.into_iter().collect())
+}
+
 fn print_json(value: &impl serde::Serialize) {
     println!(
         "{}",
@@ -285,6 +338,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             tenant,
             source_id,
             kind,
+            backup_type,
             json,
         } => {
             let (source, database) = dump_source(pg, mongo)?;
@@ -295,10 +349,22 @@ async fn run(cli: Cli) -> Result<Outcome> {
             let request = BackupRequest::new(source_id)
                 .tenant(tenant)
                 .kind(kind)
+                .backup_type(backup_type)
                 .created_by("backupctl");
             let m = engine.backup(source.as_ref(), &request).await?;
             if json {
                 print_json(&m);
+            } else if let Some(d) = &m.dedup {
+                println!(
+                    "incremental backup {} committed: {} new of {} chunks, {} stored ({} raw) in {:.1} s -> {}",
+                    m.id,
+                    d.new_chunks,
+                    d.chunks,
+                    human_bytes(m.bytes_stored()),
+                    human_bytes(m.raw.size),
+                    m.duration().num_milliseconds() as f64 / 1000.0,
+                    m.artifact
+                );
             } else {
                 println!(
                     "backup {} committed: {} ({} raw) in {:.1} s -> {}",
@@ -387,6 +453,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
             keep_monthly,
             keep_yearly,
             include_manual,
+            gc_grace,
             tenant,
             source_id,
             dry_run,
@@ -422,7 +489,12 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 .prune(
                     &filter,
                     &refs,
-                    PlanOptions::default().include_manual(include_manual),
+                    match gc_grace {
+                        Some(grace) => PlanOptions::default()
+                            .include_manual(include_manual)
+                            .collect_garbage(grace),
+                        None => PlanOptions::default().include_manual(include_manual),
+                    },
                     dry_run,
                 )
                 .await?;
@@ -443,6 +515,17 @@ async fn run(cli: Cli) -> Result<Outcome> {
                         println!("  delete {}", d.id);
                     }
                 }
+                for (tenant, gc) in &report.gc {
+                    println!(
+                        "gc {tenant}: {} pack(s) deleted, {} repacked, {} freed{}",
+                        gc.deleted_packs.len() + gc.orphaned_packs.len(),
+                        gc.repacked_packs.len(),
+                        human_bytes(gc.freed_bytes),
+                        gc.skipped
+                            .as_ref()
+                            .map_or(String::new(), |why| format!(" (skipped: {why})"))
+                    );
+                }
             }
         }
         Command::Stats {
@@ -454,8 +537,31 @@ async fn run(cli: Cli) -> Result<Outcome> {
             let mut filter = Filter::all();
             filter.tenant = tenant;
             let stats = engine.catalog().stats(&filter).await?;
+            // Per backup: the dump's size and what the backup added to the
+            // store (for incremental backups, only its new chunks).
+            let backups: Vec<serde_json::Value> = engine
+                .catalog()
+                .list(&filter)
+                .await?
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "id": m.id,
+                        "tenant": m.tenant,
+                        "source_id": m.source_id,
+                        "type": m.backup_type,
+                        "started_at": m.started_at,
+                        "logical_size": m.raw.size,
+                        "bytes_stored": m.bytes_stored(),
+                        "chunks": m.dedup.as_ref().map(|d| d.chunks),
+                        "new_chunks": m.dedup.as_ref().map(|d| d.new_chunks),
+                    })
+                })
+                .collect();
             if json {
-                print_json(&stats);
+                let mut out = serde_json::to_value(&stats).expect("stats serialise");
+                out["backups"] = serde_json::Value::Array(backups);
+                print_json(&out);
             } else {
                 let line = |name: &str, s: &Stats| {
                     println!(
@@ -475,6 +581,103 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 for (source, s) in &stats.sources {
                     line(&format!("source {source}"), s);
                 }
+                for b in &backups {
+                    println!(
+                        "backup {} {:<11} {:>10} logical {:>10} stored",
+                        b["id"].as_str().unwrap_or_default(),
+                        b["type"].as_str().unwrap_or_default(),
+                        human_bytes(b["logical_size"].as_u64().unwrap_or_default()),
+                        human_bytes(b["bytes_stored"].as_u64().unwrap_or_default()),
+                    );
+                }
+            }
+        }
+        Command::Gc {
+            store,
+            tenant,
+            grace,
+            dry_run,
+            json,
+        } => {
+            let engine = crypto.apply(Engine::new(open_store(&store)?))?;
+            let tenants = match tenant {
+                Some(t) => vec![t],
+                None => chunk_store_tenants(&engine).await?,
+            };
+            let mut reports = Vec::new();
+            for t in &tenants {
+                reports.push(engine.gc(t, grace, dry_run).await?);
+            }
+            if json {
+                print_json(&reports);
+            } else {
+                for r in &reports {
+                    match &r.skipped {
+                        Some(why) => println!("tenant {}: skipped ({why})", r.tenant),
+                        None => println!(
+                            "tenant {}: {} {} pack(s), repacked {}, {} chunk(s), {} freed; {} pack(s) younger than the grace period kept",
+                            r.tenant,
+                            if dry_run { "would delete" } else { "deleted" },
+                            r.deleted_packs.len() + r.orphaned_packs.len(),
+                            r.repacked_packs.len(),
+                            r.removed_chunks,
+                            human_bytes(r.freed_bytes),
+                            r.young_packs.len()
+                        ),
+                    }
+                }
+            }
+        }
+        Command::Check {
+            store,
+            tenant,
+            json,
+        } => {
+            let engine = crypto.apply(Engine::new(open_store(&store)?))?;
+            let report = engine.check(tenant.as_deref()).await?;
+            if json {
+                print_json(&report);
+            } else {
+                println!(
+                    "checked {} backup(s) in {} tenant(s): {} chunk(s), {} read",
+                    report.backups,
+                    report.tenants.len(),
+                    report.chunks_checked,
+                    human_bytes(report.bytes_checked)
+                );
+                for m in &report.missing_chunks {
+                    println!("missing chunk {} (tenant {})", m.chunk, m.tenant);
+                }
+                for c in &report.corrupt_chunks {
+                    println!("corrupt chunk {} in pack {}: {}", c.chunk, c.pack, c.detail);
+                }
+                for p in &report.corrupt_objects {
+                    println!("damaged {}: {}", p.key, p.detail);
+                }
+                for i in &report.dangling_indexes {
+                    println!("index without its pack: {i}");
+                }
+                for b in &report.damaged_backups {
+                    println!("backup {b} cannot be restored");
+                }
+                println!(
+                    "garbage: {} unreferenced chunk(s) ({}), {} pack(s) without index, {} artifact(s) without manifest{}",
+                    report.unreferenced_chunks,
+                    human_bytes(report.unreferenced_bytes),
+                    report.orphaned_packs.len(),
+                    report.orphaned_artifacts.len(),
+                    if report.unverified_chunks > 0 {
+                        format!(
+                            "; {} encrypted chunk(s) not verified (no --identity)",
+                            report.unverified_chunks
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            if !report.is_ok() {
+                return Ok(Outcome::Unhealthy);
             }
         }
         Command::Health {
