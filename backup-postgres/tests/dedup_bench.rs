@@ -143,7 +143,7 @@ async fn dedup_bench() {
     // pgbench's `filler` column is blank and every balance zero: the dump
     // compresses about 80 times. A second data set puts 64 random hex
     // digits in each account's filler, so the dump compresses like real
-    // data (about 2 times); VACUUM FULL puts the rows back in aid order.
+    // data (about 3 times); VACUUM FULL puts the rows back in aid order.
     let random = clone_db(&stock, "bench_random").await;
     for sql in [
         "UPDATE pgbench_accounts SET filler = md5(random()::text) || md5(random()::text)",
