@@ -177,7 +177,7 @@ async fn a_corrupt_chunk_is_refused_before_pg_restore_commits() {
     assert_eq!(tables, "0", "pg_restore committed part of a corrupt backup");
     let report = engine.check(None).await.unwrap();
     assert_eq!(report.corrupt_chunks.len(), 1, "{report:?}");
-    assert_eq!(report.damaged_backups, [m.id.clone()]);
+    assert_eq!(report.damaged_backups, std::slice::from_ref(&m.id));
     server().drop_database(&target_db).await.unwrap();
     server().drop_database(&db).await.unwrap();
 }
