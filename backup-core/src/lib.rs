@@ -17,6 +17,10 @@
 //! - [`RetentionPolicy`]: which backups to keep ([`KeepLast`] is built in).
 //! - [`Engine`]: backup, restore, verify and prune over one store, with the
 //!   [`Catalog`] of committed backups read from their [`Manifest`]s.
+//! - [`BackupType::Incremental`]: backups deduplicated into the tenant's
+//!   chunk store (FastCDC chunks in packs, [`DedupOptions`]), each still
+//!   restorable alone; [`Engine::gc`] removes unreferenced chunks and
+//!   [`Engine::check`] reads and checks a whole store.
 //!
 //! Every stage streams through bounded buffers, so memory stays flat
 //! whatever the size of the database. A backup is committed by writing its

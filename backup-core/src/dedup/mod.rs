@@ -104,7 +104,11 @@ pub(crate) use packs::ChunkMap;
 pub(crate) use restore::{precheck, pump_chunks};
 
 /// Tuning of deduplicated backups and garbage collection; `Default` suits
-/// database dumps (see the figures in `backup-postgres/tests/dedup_bench.rs`).
+/// database dumps. The chunk sizes were chosen with the pgbench bench in
+/// `backup-postgres/tests/dedup_bench.rs` (figures in the README): 64 KiB
+/// chunks stored a contiguous 1% update in 1.3% of the base, where 16 KiB
+/// chunks cost 1.3% more on every base (weaker compression of small
+/// chunks, four times the index entries) and 256 KiB chunks stored 2.1%.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DedupOptions {

@@ -19,8 +19,9 @@ use crate::pipeline::compare;
 use crate::store::Store;
 use crate::{Error, Key, Result};
 
-/// Largest single range read: a run of neighbouring chunks up to this size
-/// is fetched at once.
+/// Largest single range read: a run of neighbouring chunks is fetched at
+/// once while both its stored and its decoded size stay under this (dumps
+/// can compress 80 times: the decoded size is the one that bounds memory).
 const MAX_READ: u64 = 4 * 1024 * 1024;
 
 /// Missing chunks named in an error message before "and N more".
@@ -88,11 +89,13 @@ struct Read {
     pack: u32,
     start: u64,
     end: u64,
+    raw: u64,
     chunks: Vec<(ChunkId, u64, u32, u32)>, // id, offset, stored, raw
 }
 
 /// Streams the plaintext of every chunk of `manifest` into `tx`, in order,
-/// `concurrency` reads at once. Returns the digests of the chunk list read.
+/// `concurrency` reads at once (memory: about `concurrency` × 2 ×
+/// [`MAX_READ`]). Returns the digests of the chunk list read.
 pub(crate) async fn pump_chunks(
     store: Arc<dyn Store>,
     manifest: Arc<Manifest>,
@@ -157,9 +160,11 @@ pub(crate) async fn pump_chunks(
                     Some(r)
                         if r.pack == loc.pack
                             && r.end == loc.offset
-                            && end - r.start <= MAX_READ =>
+                            && end - r.start <= MAX_READ
+                            && r.raw + u64::from(raw_len) <= MAX_READ =>
                     {
                         r.end = end;
+                        r.raw += u64::from(raw_len);
                         r.chunks.push((id, loc.offset, loc.stored_len, raw_len));
                     }
                     _ => {
@@ -167,6 +172,7 @@ pub(crate) async fn pump_chunks(
                             pack: loc.pack,
                             start: loc.offset,
                             end,
+                            raw: u64::from(raw_len),
                             chunks: vec![(id, loc.offset, loc.stored_len, raw_len)],
                         };
                         if let Some(full) = current.replace(next) {
