@@ -129,7 +129,7 @@ pub(crate) struct ChunkMap {
 
 impl ChunkMap {
     /// Loads every index of `tenant` whose chunks belong to `group` (the
-    /// sorted recipients; empty for plaintext).
+    /// sorted recipients; empty for plaintext) and whose pack exists.
     pub(crate) async fn load(
         store: &dyn Store,
         tenant: &str,
@@ -138,7 +138,14 @@ impl ChunkMap {
     ) -> Result<ChunkMap> {
         let listing = PackListing::load(store, tenant).await?;
         let mut map = ChunkMap::default();
-        let loaded = load_indexes(store, tenant, listing.indexes.into_keys(), concurrency).await;
+        // An index whose pack is gone names chunks nobody can read: leave
+        // them out, so a backup stores them again and a restore reports
+        // them missing before it starts.
+        let ids = listing
+            .indexes
+            .into_keys()
+            .filter(|id| listing.packs.contains_key(id));
+        let loaded = load_indexes(store, tenant, ids, concurrency).await;
         for (id, index) in loaded {
             match index {
                 Ok(index) if index.header.recipients == group => map.add(id, index),
