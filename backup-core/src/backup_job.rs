@@ -34,6 +34,9 @@ pub struct BackupJob {
 impl Job for BackupJob {
     async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome> {
         let mut request = self.request.clone().kind(trigger.kind).cancel_token(cancel);
+        if let Some(t) = trigger.backup_type {
+            request = request.backup_type(t);
+        }
         if request.created_by.is_none() {
             request.created_by = Some(match trigger.kind {
                 BackupKind::Scheduled => "scheduler".into(),

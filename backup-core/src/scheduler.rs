@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 use crate::events::{Event, EventBus};
-use crate::manifest::BackupKind;
+use crate::manifest::{BackupKind, BackupType};
 use crate::schedule::Schedule;
 use crate::store::{PutOptions, Store, StoreExt};
 use crate::{Error, Key, Result, validate_id};
@@ -34,6 +34,9 @@ pub struct Trigger {
     pub kind: BackupKind,
     /// The schedule time this run stands for (scheduled runs only).
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// What to store, when the caller of a manual run asked for a type
+    /// (`None`: the job's own setting).
+    pub backup_type: Option<BackupType>,
 }
 
 /// What a finished run reports.
@@ -328,6 +331,16 @@ impl Scheduler {
     /// Runs a job now, as a manual run, through the same concurrency limit;
     /// waits for it (and for a run already in progress) to finish.
     pub async fn run_now(&self, id: &str) -> Result<JobOutcome> {
+        self.run_now_as(id, None).await
+    }
+
+    /// Like [`Scheduler::run_now`], asking for a full or incremental backup
+    /// instead of the job's own setting.
+    pub async fn run_now_as(
+        &self,
+        id: &str,
+        backup_type: Option<BackupType>,
+    ) -> Result<JobOutcome> {
         let (job, lock) = {
             let jobs = self.inner.jobs.lock().expect("scheduler lock");
             let entry = jobs
@@ -342,6 +355,7 @@ impl Scheduler {
             job_id: id.to_string(),
             kind: BackupKind::Manual,
             scheduled_for: None,
+            backup_type,
         };
         let inner = Arc::clone(&self.inner);
         // Tracked, so a draining shutdown waits for manual runs too.
@@ -459,6 +473,7 @@ impl Inner {
                                 job_id: id.clone(),
                                 kind: BackupKind::Scheduled,
                                 scheduled_for: Some(latest),
+                                backup_type: None,
                             },
                         ));
                     }

@@ -911,3 +911,123 @@ async fn encrypted_backups_through_the_daemon() {
     server.drop_database(&db).await.unwrap();
     server.drop_database(&target).await.unwrap();
 }
+
+#[tokio::test]
+async fn incremental_backups_through_the_daemon() {
+    let server = TestServer::shared();
+    let db = server.create_database("api_inc").await.unwrap();
+    server.pgbench_init(&db, 1).await.unwrap();
+    let d = Daemon::start("", 2);
+    let api = Api::new(&d);
+    let (status, _) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("inc", &db, None, true),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let run = |t: &'static str| {
+        let api = &api;
+        async move {
+            let (status, v) = api
+                .post(
+                    "/api/v1/backups",
+                    ADMIN,
+                    json!({"database_id": "inc", "type": t}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+            let job = api
+                .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+                .await;
+            assert_eq!(job["status"], "succeeded", "{job}");
+            job["result"].clone()
+        }
+    };
+    let first = run("incremental").await;
+    assert_eq!(first["type"], "incremental");
+    server
+        .psql(
+            &db,
+            "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 1000",
+        )
+        .await
+        .unwrap();
+    let second = run("incremental").await;
+    let new_bytes = second["dedup"]["stored_bytes"].as_u64().unwrap_or(u64::MAX);
+    let first_bytes = first["dedup"]["stored_bytes"].as_u64().unwrap();
+    assert!(
+        new_bytes * 5 < first_bytes,
+        "second stored {new_bytes} of {first_bytes}: {second}"
+    );
+    let (status, v) = api
+        .post(
+            "/api/v1/backups",
+            ADMIN,
+            json!({"database_id": "inc", "type": "differential"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+
+    // Download: the reassembled dump, with the raw dump's length and SHA-256.
+    let id = second["id"].as_str().unwrap();
+    let resp = api
+        .client
+        .get(format!("{}/api/v1/backups/{id}/download", d.base))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let sha = resp.headers()["x-checksum-sha256"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = resp.bytes().await.unwrap();
+    assert!(
+        body.starts_with(b"PGDMP"),
+        "a pg_dump custom-format file: {:?}",
+        &body[..body.len().min(200)]
+    );
+    assert_eq!(body.len() as u64, second["raw"]["size"].as_u64().unwrap());
+    assert_eq!(hex::encode(Sha256::digest(&body)), sha);
+    assert_eq!(sha, second["raw"]["sha256"].as_str().unwrap());
+
+    // Restore the incremental into a new database.
+    let target = format!("{db}_r");
+    let (_, v) = api
+        .post(
+            &format!("/api/v1/backups/{id}/restore"),
+            ADMIN,
+            json!({"target_database": target}),
+        )
+        .await;
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        server.fingerprint(&db).await.unwrap(),
+        server.fingerprint(&target).await.unwrap()
+    );
+
+    // A package holds the reassembled dump of the latest (incremental) backup.
+    let (status, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/packages?wait=true",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let entry = &v["data"][0]["entries"][0];
+    assert!(
+        entry["artifact"].as_str().unwrap().ends_with(".dump"),
+        "{entry}"
+    );
+    assert_eq!(entry["sha256"], second["raw"]["sha256"]);
+    server.drop_database(&db).await.unwrap();
+    server.drop_database(&target).await.unwrap();
+}

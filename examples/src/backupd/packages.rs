@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use backup_core::{
-    Error, Key, Manifest, PutOptions, Result, Store, StoreExt, is_backup_id, new_backup_id,
-    validate_id,
+    BackupType, Engine, Error, Key, Manifest, PutOptions, Result, Store, StoreExt, is_backup_id,
+    new_backup_id, validate_id,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -102,13 +102,14 @@ fn base_key(tenant: &str, id: &str, at: DateTime<Utc>) -> String {
 /// packaged database), streaming every artifact into the archive while
 /// checking its SHA-256 against its manifest.
 pub async fn build(
-    store: &Arc<dyn Store>,
+    engine: &Engine,
     tenant: &str,
     format: PackageFormat,
     kind: &str,
     latest: Vec<Arc<Manifest>>,
 ) -> Result<PackageManifest> {
     validate_id(tenant)?;
+    let store = engine.store();
     if latest.is_empty() {
         return Err(Error::Config(format!(
             "tenant {tenant} has no backups of databases marked `package: true` to package"
@@ -133,7 +134,7 @@ pub async fn build(
         })
         .boxed();
     let upload = tokio::spawn(async move { upload_store.put_from_stream(&upload_key, body).await });
-    let writing = write_package(store, format, writer, &latest, created_at).await;
+    let writing = write_package(engine, format, writer, &latest, created_at).await;
     let uploaded = upload
         .await
         .map_err(|e| Error::Config(format!("package upload task failed: {e}")))?;
@@ -173,7 +174,7 @@ pub async fn build(
 }
 
 async fn write_package(
-    store: &Arc<dyn Store>,
+    engine: &Engine,
     format: PackageFormat,
     writer: tokio::io::DuplexStream,
     latest: &[Arc<Manifest>],
@@ -183,14 +184,14 @@ async fn write_package(
     match format {
         PackageFormat::Zip => {
             let mut zip = ZipWriter::new(writer, at);
-            let entries = add_all(store, latest, &mut zip).await?;
+            let entries = add_all(engine, latest, &mut zip).await?;
             zip.finish().await.map_err(io)?;
             Ok(entries)
         }
         PackageFormat::TarGz => {
             let gz = async_compression::tokio::write::GzipEncoder::new(writer);
             let mut tar = TarWriter::new(gz, at);
-            let entries = add_all(store, latest, &mut tar).await?;
+            let entries = add_all(engine, latest, &mut tar).await?;
             let mut gz = tar.finish().await.map_err(io)?;
             gz.shutdown().await.map_err(io)?;
             Ok(entries)
@@ -199,14 +200,27 @@ async fn write_package(
 }
 
 async fn add_all<A: Archive>(
-    store: &Arc<dyn Store>,
+    engine: &Engine,
     latest: &[Arc<Manifest>],
     archive: &mut A,
 ) -> Result<Vec<PackageEntry>> {
+    let store = engine.store();
     let mut entries = Vec::new();
     for m in latest {
         let artifact_key = m.artifact_key()?;
-        let file = artifact_key.file_name().to_string();
+        let incremental = m.backup_type == BackupType::Incremental;
+        // An incremental backup's artifact is a chunk list: package the
+        // reassembled (verified) dump instead.
+        let file = if incremental {
+            dump_file_name(m)
+        } else {
+            artifact_key.file_name().to_string()
+        };
+        let (size, expected_sha) = if incremental {
+            (m.raw.size, &m.raw.sha256)
+        } else {
+            (m.stored.size, &m.stored.sha256)
+        };
         let manifest_key = m.manifest_key()?;
         let artifact_path = format!("{}/{file}", m.source_id);
         let manifest_path = format!("{}/{}", m.source_id, manifest_key.file_name());
@@ -218,20 +232,24 @@ async fn add_all<A: Archive>(
                 futures::stream::once(async { Ok(manifest_bytes) }).boxed(),
             )
             .await?;
-        let got = store.get(&artifact_key).await?;
-        if got.meta.size != m.stored.size {
-            return Err(Error::Integrity {
-                what: artifact_key.to_string(),
-                detail: format!(
-                    "{} bytes, manifest records {}",
-                    got.meta.size, m.stored.size
-                ),
-            });
-        }
+        let body = if incremental {
+            engine.open_dump(&m.id, Some(&m.tenant)).await?.1
+        } else {
+            let got = store.get(&artifact_key).await?;
+            if got.meta.size != m.stored.size {
+                return Err(Error::Integrity {
+                    what: artifact_key.to_string(),
+                    detail: format!(
+                        "{} bytes, manifest records {}",
+                        got.meta.size, m.stored.size
+                    ),
+                });
+            }
+            got.stream
+        };
         let hasher = Arc::new(std::sync::Mutex::new(Sha256::new()));
         let h = Arc::clone(&hasher);
-        let stream = got
-            .stream
+        let stream = body
             .map(move |c| {
                 if let Ok(c) = &c {
                     h.lock().expect("hash lock").update(c);
@@ -239,12 +257,12 @@ async fn add_all<A: Archive>(
                 c
             })
             .boxed();
-        archive.add(&artifact_path, m.stored.size, stream).await?;
+        archive.add(&artifact_path, size, stream).await?;
         let sha256 = hex::encode(hasher.lock().expect("hash lock").clone().finalize());
-        if sha256 != m.stored.sha256 {
+        if sha256 != *expected_sha {
             return Err(Error::Integrity {
                 what: artifact_key.to_string(),
-                detail: format!("sha256 {sha256} != recorded {}", m.stored.sha256),
+                detail: format!("sha256 {sha256} != recorded {expected_sha}"),
             });
         }
         entries.push(PackageEntry {
@@ -252,7 +270,7 @@ async fn add_all<A: Archive>(
             backup_id: m.id.clone(),
             artifact: artifact_path,
             manifest: manifest_path,
-            size: m.stored.size,
+            size,
             sha256,
         });
     }
@@ -265,6 +283,19 @@ async fn add_all<A: Archive>(
         )
         .await?;
     Ok(entries)
+}
+
+/// File name of an incremental backup's reassembled dump: the artifact's
+/// name with the chunk-list extension replaced by the dump's own.
+pub fn dump_file_name(m: &Manifest) -> String {
+    let file = m.artifact.rsplit('/').next().unwrap_or(&m.artifact);
+    let stem = file.split_once('.').map_or(file, |(s, _)| s);
+    let ext = if m.engine == "mongodb" {
+        "archive"
+    } else {
+        "dump"
+    };
+    format!("{stem}.{ext}")
 }
 
 /// An archive being written entry by entry.

@@ -378,7 +378,7 @@ impl App {
         }
         let mut built = Vec::new();
         for (t, latest) in by_tenant {
-            let p = packages::build(&self.store, &t, format, kind, latest).await?;
+            let p = packages::build(&self.engine, &t, format, kind, latest).await?;
             self.metrics.package_built(&t);
             if let Some(pc) = &self.config.packages {
                 packages::prune(
