@@ -613,7 +613,7 @@ impl Engine {
         }
         let artifact_key = manifest.artifact_key()?;
         let mut artifact = self.store.get(&artifact_key).await?.stream;
-        let mut hasher = crate::pipeline::StoredHasher::new();
+        let mut hasher = crate::pipeline::StoredHasher::with_md5(manifest.stored.md5.is_some());
         while let Some(chunk) = artifact.next().await {
             hasher.update(&chunk?).await;
         }

@@ -391,3 +391,30 @@ async fn paging_stats_and_health() {
     assert_eq!(health[0].status, HealthStatus::Failing);
     assert!(health[0].last_error.as_deref().unwrap().contains("boom"));
 }
+
+#[tokio::test]
+async fn md5_can_be_turned_off_and_unchanged_dumps_are_hashed_once() {
+    let store = Arc::new(InMemoryStore::new());
+    let source = ScriptedSource::ok(2 * 1024 * 1024 + 3);
+    let engine = engine(&store)
+        .with_compressor(Arc::new(Compression::none()))
+        .with_options(PipelineOptions::default().md5(false));
+    let m = engine
+        .backup(&source, &BackupRequest::new("src"))
+        .await
+        .unwrap();
+    assert_eq!(m.stored.md5, None);
+    assert_eq!(
+        m.raw.sha256, m.stored.sha256,
+        "stored unchanged: same digest"
+    );
+    assert_eq!(m.raw.size, source.len as u64);
+    engine.verify(&m.id, None).await.unwrap();
+    engine.verify_stored(&m.id, None).await.unwrap();
+    let target = RecordingTarget::default();
+    engine
+        .restore(&m.id, None, &target, &RestoreOptions::default())
+        .await
+        .unwrap();
+    assert!(target.recording().committed.unwrap() == source.content());
+}

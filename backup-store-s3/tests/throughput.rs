@@ -166,6 +166,9 @@ async fn s3_throughput() {
     let raw_path = Path::parse(format!("{prefix}/raw.bin")).unwrap();
     let engine = Engine::new(Arc::new(store.clone()) as Arc<dyn Store>)
         .with_compressor(Arc::new(Compression::none()));
+    let engine_no_md5 = engine
+        .clone()
+        .with_options(backup_core::PipelineOptions::default().md5(false));
     let lazy = LazySource {
         chunks: mib,
         block: chunks.block.clone(),
@@ -215,6 +218,22 @@ async fn s3_throughput() {
                 assert_eq!(m.stored.size, bytes);
                 engine.catalog().delete(&m.id, None).await.unwrap();
             })
+            .await,
+        );
+
+        // 3b. The same without MD5 (SHA-256 only).
+        phases.push(
+            measure(
+                format!("Engine::backup, lazy source, no MD5 #{round}"),
+                async {
+                    let m = engine_no_md5
+                        .backup(&lazy, &BackupRequest::new("lazy"))
+                        .await
+                        .unwrap();
+                    assert_eq!(m.stored.size, bytes);
+                    engine_no_md5.catalog().delete(&m.id, None).await.unwrap();
+                },
+            )
             .await,
         );
     }
@@ -277,20 +296,27 @@ async fn s3_throughput() {
     let best = |prefix: &str| {
         phases
             .iter()
-            .filter(|p| p.name.starts_with(prefix))
+            .filter(|p| p.name.starts_with(prefix) && !p.name.contains("no MD5"))
             .map(|p| p.seconds)
             .fold(f64::INFINITY, f64::min)
     };
     let mbps = |seconds: f64| bytes as f64 / 1e6 / seconds;
     let raw_best = best("raw");
     let (store_best, pipeline_best) = (best("S3Store"), best("Engine::backup, lazy"));
+    let no_md5_best = phases
+        .iter()
+        .filter(|p| p.name.contains("no MD5"))
+        .map(|p| p.seconds)
+        .fold(f64::INFINITY, f64::min);
     println!(
-        "best of {rounds}: raw {:.1} MB/s; S3Store alone {:.1} MB/s ({:.0}% of raw); pipeline {:.1} MB/s ({:.0}% of raw)",
+        "best of {rounds}: raw {:.1} MB/s; S3Store alone {:.1} MB/s ({:.0}% of raw); pipeline {:.1} MB/s ({:.0}% of raw); pipeline without MD5 {:.1} MB/s ({:.0}% of raw)",
         mbps(raw_best),
         mbps(store_best),
         100.0 * raw_best / store_best,
         mbps(pipeline_best),
-        100.0 * raw_best / pipeline_best
+        100.0 * raw_best / pipeline_best,
+        mbps(no_md5_best),
+        100.0 * raw_best / no_md5_best
     );
     println!(
         "load average after the run: {}",

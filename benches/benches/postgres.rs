@@ -352,10 +352,10 @@ fn main() {
     let floor = "pg_dump -Fc -Z0 > /dev/null (floor)";
     let zstd_shell = "pg_dump -Fc -Z0 | zstd -3 -T0 > file";
     let gzip_shell = "pg_dump -Fc -Z0 | gzip -6 > file";
-    let default_name = "ours zstd:3 w2 (default)";
+    let default_name = "ours zstd:1 w2 (default)";
     let backups: Vec<Variant> = [
         // Ours first: the raw size it reports is the input of every row.
-        ours(default_name, "zstd:3", 2, "default"),
+        ours(default_name, "zstd:1", 2, "default"),
         shell(floor, format!("{tools}pg_dump -Fc -Z0 > /dev/null"), None),
         shell(
             zstd_shell,
@@ -380,7 +380,7 @@ fn main() {
             format!("{tools}pg_dump -Fc > {}", quoted(&fc)),
             Some(&fc),
         ),
-        ours("ours zstd:1 w2", "zstd:1", 2, "zstd1"),
+        ours("ours zstd:3 w2", "zstd:3", 2, "zstd3"),
         ours("ours zstd:3 w0", "zstd:3", 0, "zstd3w0"),
         ours("ours gzip:6", "gzip:6", 0, "gzip6"),
         ours("ours none (hash + store only)", "none", 0, "none"),

@@ -65,7 +65,7 @@ pub(crate) async fn run_backup(
         biased;
         _ = opts.cancel.cancelled() => Err(Error::Cancelled),
         _ = caller_cancel => Err(Error::Cancelled),
-        r = drive(&mut upload, rx, pump) => r,
+        r = drive(&mut upload, rx, pump, opts.md5) => r,
     };
     match result {
         Ok((stored, raw)) => {
@@ -100,9 +100,10 @@ async fn drive(
     upload: &mut Option<Box<dyn Upload>>,
     mut rx: mpsc::Receiver<Bytes>,
     pump: AbortOnDrop<Result<Digests>>,
+    md5: bool,
 ) -> Result<(Digests, Digests)> {
     let writer = upload.as_mut().expect("upload present while driving");
-    let mut stored = ParallelHasher::new();
+    let mut stored = ParallelHasher::with_md5(md5);
     while let Some(chunk) = rx.recv().await {
         // Hash and upload the same chunk at once.
         let (_, written) = tokio::join!(stored.update(&chunk), writer.write(chunk.clone()));
@@ -112,7 +113,25 @@ async fn drive(
         engine: "pipeline",
         detail: format!("compression task failed: {e}"),
     })??;
-    Ok((stored.finish().await, raw))
+    let stored = stored.finish().await;
+    // A dump stored unchanged (no compression, no encryption) was only
+    // counted on the way in: its digests are the stored ones.
+    let raw = if raw.sha256.is_empty() {
+        if raw.size != stored.size {
+            return Err(Error::Integrity {
+                what: "the uncompressed dump".into(),
+                detail: format!("{} bytes read but {} stored", raw.size, stored.size),
+            });
+        }
+        Digests {
+            size: stored.size,
+            sha256: stored.sha256.clone(),
+            md5: None,
+        }
+    } else {
+        raw
+    };
+    Ok((stored, raw))
 }
 
 /// Reads the source with a stall watchdog and pushes it through the
@@ -132,8 +151,13 @@ async fn pump_source(
         Some(recipients) => recipients.encrypt(sink).await?,
         None => sink,
     };
+    let stored_unchanged = compressor.algorithm() == "none" && encryption.is_none();
     let mut encoder = compressor.encoder(sink);
-    let mut raw = Hasher::sha256_only();
+    let mut raw = if stored_unchanged {
+        Hasher::count_only()
+    } else {
+        Hasher::sha256_only()
+    };
     let mut next_report = PROGRESS_EVERY;
     loop {
         let next = tokio::time::timeout(opts.stall_timeout, source.next())

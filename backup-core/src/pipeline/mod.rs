@@ -46,6 +46,9 @@ pub struct PipelineOptions {
     pub holdback: usize,
     /// Cancels running backups and restores cleanly when triggered.
     pub cancel: CancellationToken,
+    /// Also record MD5 of the stored bytes (default true: some tools and
+    /// stores compare MD5). Costs ~1.6 s of CPU per GiB stored.
+    pub md5: bool,
 }
 
 impl Default for PipelineOptions {
@@ -56,6 +59,7 @@ impl Default for PipelineOptions {
             stall_timeout: Duration::from_secs(300),
             holdback: 1024 * 1024,
             cancel: CancellationToken::new(),
+            md5: true,
         }
     }
 }
@@ -73,6 +77,12 @@ impl PipelineOptions {
         self
     }
 
+    /// Sets [`PipelineOptions::md5`].
+    pub fn md5(mut self, yes: bool) -> Self {
+        self.md5 = yes;
+        self
+    }
+
     /// Sets [`PipelineOptions::chunk_size`] and
     /// [`PipelineOptions::queue_depth`].
     pub fn buffering(mut self, chunk_size: usize, queue_depth: usize) -> Self {
@@ -86,7 +96,7 @@ impl PipelineOptions {
 /// thread. Used for the raw dump (SHA-256 only) and in tests.
 #[derive(Clone)]
 pub(crate) struct Hasher {
-    sha256: Sha256,
+    sha256: Option<Sha256>,
     md5: Option<Md5>,
     size: u64,
 }
@@ -94,7 +104,7 @@ pub(crate) struct Hasher {
 impl Default for Hasher {
     fn default() -> Self {
         Hasher {
-            sha256: Sha256::new(),
+            sha256: Some(Sha256::new()),
             md5: Some(Md5::new()),
             size: 0,
         }
@@ -111,8 +121,20 @@ impl Hasher {
         }
     }
 
+    /// Counts bytes only: for a raw stream that is stored unchanged, whose
+    /// digests are then the stored ones.
+    pub(crate) fn count_only() -> Self {
+        Hasher {
+            sha256: None,
+            md5: None,
+            size: 0,
+        }
+    }
+
     pub(crate) fn update(&mut self, data: &[u8]) {
-        self.sha256.update(data);
+        if let Some(sha) = &mut self.sha256 {
+            sha.update(data);
+        }
         if let Some(md5) = &mut self.md5 {
             md5.update(data);
         }
@@ -126,7 +148,10 @@ impl Hasher {
     pub(crate) fn finish(self) -> Digests {
         Digests {
             size: self.size,
-            sha256: hex::encode(self.sha256.finalize()),
+            sha256: self
+                .sha256
+                .map(|s| hex::encode(s.finalize()))
+                .unwrap_or_default(),
             md5: self.md5.map(|m| hex::encode(m.finalize())),
         }
     }
@@ -141,14 +166,21 @@ impl Hasher {
 pub(crate) struct ParallelHasher {
     sha256: Option<Sha256>,
     md5: Option<Md5>,
+    with_md5: bool,
     size: u64,
 }
 
 impl ParallelHasher {
     pub(crate) fn new() -> Self {
+        Self::with_md5(true)
+    }
+
+    /// SHA-256, and MD5 when `md5`.
+    pub(crate) fn with_md5(md5: bool) -> Self {
         ParallelHasher {
             sha256: Some(Sha256::new()),
-            md5: Some(Md5::new()),
+            md5: md5.then(Md5::new),
+            with_md5: md5,
             size: 0,
         }
     }
@@ -157,11 +189,24 @@ impl ParallelHasher {
     pub(crate) async fn update(&mut self, chunk: &Bytes) {
         self.size += chunk.len() as u64;
         let mut sha = self.sha256.take().expect("hasher state");
-        let mut md5 = self.md5.take().expect("hasher state");
-        if chunk.len() < 64 * 1024 {
-            sha.update(chunk);
-            md5.update(chunk);
+        let mut md5 = self.md5.take();
+        if chunk.len() < 64 * 1024 || md5.is_none() {
+            if chunk.len() < 64 * 1024 {
+                sha.update(chunk);
+            } else {
+                let a = chunk.clone();
+                sha = tokio::task::spawn_blocking(move || {
+                    sha.update(&a);
+                    sha
+                })
+                .await
+                .expect("sha256 task");
+            }
+            if let Some(m) = &mut md5 {
+                m.update(chunk);
+            }
         } else {
+            let mut m = md5.take().expect("md5 present");
             let (a, b) = (chunk.clone(), chunk.clone());
             let (sha_done, md5_done) = tokio::join!(
                 tokio::task::spawn_blocking(move || {
@@ -169,22 +214,23 @@ impl ParallelHasher {
                     sha
                 }),
                 tokio::task::spawn_blocking(move || {
-                    md5.update(&b);
-                    md5
+                    m.update(&b);
+                    m
                 }),
             );
             sha = sha_done.expect("sha256 task");
-            md5 = md5_done.expect("md5 task");
+            md5 = Some(md5_done.expect("md5 task"));
         }
         self.sha256 = Some(sha);
-        self.md5 = Some(md5);
+        self.md5 = md5;
     }
 
     pub(crate) async fn finish(self) -> Digests {
+        debug_assert_eq!(self.md5.is_some(), self.with_md5);
         Digests {
             size: self.size,
             sha256: hex::encode(self.sha256.expect("hasher state").finalize()),
-            md5: Some(hex::encode(self.md5.expect("hasher state").finalize())),
+            md5: self.md5.map(|m| hex::encode(m.finalize())),
         }
     }
 }
