@@ -258,7 +258,28 @@ fn parse_duration_arg(s: &str) -> std::result::Result<Duration, String> {
     backup_core::parse_duration(s).map_err(|e| e.to_string())
 }
 
+/// Warns an interactive user when a connection URL carries a password: it
+/// is then visible in `ps` and shell history (the tools themselves never
+/// get it on argv).
+fn warn_password_in_url(url: &str) {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return; // scripts keep their one-line errors
+    }
+    let authority = url.split_once("://").map_or("", |(_, rest)| rest);
+    let userinfo = authority.split(['/', '?']).next().unwrap_or("");
+    if userinfo
+        .rsplit_once('@')
+        .is_some_and(|(u, _)| u.contains(':'))
+    {
+        eprintln!(
+            "backupctl: warning: the URL carries a password, visible in `ps` and shell history; prefer PGPASSWORD or a URI without one"
+        );
+    }
+}
+
 fn pg_connection(url: &str) -> Result<PgConnection> {
+    warn_password_in_url(url);
     Ok(PgConnection::from_url(url)?.with_password_from_env())
 }
 
@@ -266,6 +287,7 @@ fn pg_connection(url: &str) -> Result<PgConnection> {
 fn dump_source(pg: Option<String>, mongo: Option<String>) -> Result<(Box<dyn DumpSource>, String)> {
     match (pg, mongo) {
         (_, Some(uri)) => {
+            warn_password_in_url(&uri);
             let conn = MongoConnection::from_uri(&uri)?;
             let database = conn.database().unwrap_or_default().to_string();
             Ok((Box::new(MongoSource::new(conn)), database))
@@ -287,6 +309,7 @@ fn restore_target(
 ) -> Result<(Box<dyn RestoreTarget>, Option<String>)> {
     match (pg, mongo) {
         (_, Some(uri)) => {
+            warn_password_in_url(&uri);
             let conn = MongoConnection::from_uri(&uri)?;
             let database = target_db.or_else(|| conn.database().map(str::to_string));
             Ok((Box::new(MongoTarget::new(conn)), database))

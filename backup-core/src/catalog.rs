@@ -204,6 +204,12 @@ impl Catalog {
                 report.too_recent.push(object.key.to_string());
                 continue;
             }
+            // The backup may have committed since the listing: check again.
+            if let Some(layout) = Layout::from_artifact(object.key.as_str())
+                && self.store.exists(&layout.manifest_key()?).await?
+            {
+                continue;
+            }
             self.store.delete(&object.key).await?;
             tracing::info!(key = %object.key, "removed orphaned artifact");
             report.removed.push(object.key.to_string());
@@ -267,6 +273,20 @@ impl Catalog {
         }
         let bytes = self.store.get_bytes(key).await?;
         let manifest = Arc::new(Manifest::from_json(key, &bytes)?);
+        // A manifest may only describe the artifact beside it: one naming
+        // another key (another tenant's, say) is refused, so deleting it can
+        // never delete someone else's data.
+        let own = Layout::from_manifest_key(key.as_str());
+        let named = Layout::from_artifact(&manifest.artifact);
+        if own.is_none()
+            || named.is_none()
+            || own.map(|l| l.base().to_string()) != named.map(|l| l.base().to_string())
+        {
+            return Err(Error::Manifest {
+                key: key.to_string(),
+                detail: format!("its artifact {} is not beside it", manifest.artifact),
+            });
+        }
         self.cache
             .lock()
             .expect("catalog cache poisoned")

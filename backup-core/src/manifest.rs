@@ -302,13 +302,15 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-/// Replaces anything outside `[A-Za-z0-9_.-]` with `_`, so database names
-/// can appear in file names.
+/// Replaces anything outside `[A-Za-z0-9_-]` with `_`, so database names
+/// can appear in file names (`shop.eu` becomes `shop_eu`).
 pub fn sanitize_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+            // `.` is not kept: the first dot of a file name starts its
+            // extensions, which is how ids are found in keys.
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-') {
                 c
             } else {
                 '_'
@@ -483,6 +485,15 @@ mod tests {
         assert_eq!(Layout::from_artifact(artifact.as_str()).unwrap(), l);
         assert_eq!(Layout::from_artifact(manifest.as_str()), None);
         assert_eq!(Layout::from_artifact("acme/chunks/ab/cdef"), None);
+    }
+
+    #[test]
+    fn dots_in_database_names_do_not_hide_the_id() {
+        let id = "20251126T030000Z-0badf00d";
+        let l = Layout::new("t", "s", BackupKind::Manual, "pgdump", "shop.eu", id, at()).unwrap();
+        let artifact = l.artifact_key("dump.zst").unwrap();
+        assert!(artifact.as_str().contains("shop_eu"), "{artifact}");
+        assert_eq!(Layout::from_artifact(artifact.as_str()).unwrap().id(), id);
     }
 
     #[test]

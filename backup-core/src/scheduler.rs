@@ -202,6 +202,9 @@ struct Inner {
     tracker: TaskTracker,
     running: AtomicUsize,
     peak_running: AtomicUsize,
+    /// Run locks by job id. They outlive their jobs, so removing and
+    /// re-adding a job while it runs cannot start a second run.
+    run_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Runs [`Job`]s on their [`Schedule`]s.
@@ -247,6 +250,7 @@ impl Scheduler {
             tracker: TaskTracker::new(),
             running: AtomicUsize::new(0),
             peak_running: AtomicUsize::new(0),
+            run_locks: Mutex::new(HashMap::new()),
         });
         let main = tokio::spawn(Arc::clone(&inner).run_loop());
         Scheduler {
@@ -280,12 +284,20 @@ impl Scheduler {
                 } else {
                     spec.schedule.next_after(now, tz)
                 };
+                let run_lock = Arc::clone(
+                    self.inner
+                        .run_locks
+                        .lock()
+                        .expect("scheduler lock")
+                        .entry(spec.id.clone())
+                        .or_default(),
+                );
                 jobs.insert(
                     spec.id.clone(),
                     Entry {
                         spec,
                         next_fire,
-                        run_lock: Arc::new(tokio::sync::Mutex::new(())),
+                        run_lock,
                         last_finished: None,
                         last_error: None,
                     },
@@ -453,7 +465,9 @@ impl Inner {
                         .prev_at_or_before(now, tz)
                         .unwrap_or(due)
                         .max(due);
-                    let late = now - due > grace;
+                    // Late is judged by the trigger that will run: after a
+                    // long pause, an on-time latest trigger still runs.
+                    let late = now - latest > grace;
                     entry.next_fire = entry.spec.schedule.next_after(now, tz);
                     if late && entry.spec.misfire == MisfirePolicy::Skip {
                         self.events.emit(Event::Skipped {
@@ -526,13 +540,29 @@ impl Inner {
         _guard: tokio::sync::OwnedMutexGuard<()>,
     ) -> Result<JobOutcome> {
         let permit = tokio::select! {
-            p = Arc::clone(&self.permits).acquire_owned() => p.map_err(|_| Error::Cancelled)?,
+            biased;
             _ = self.cancel_runs.cancelled() => return Err(Error::Cancelled),
+            p = Arc::clone(&self.permits).acquire_owned() => p.map_err(|_| Error::Cancelled)?,
         };
+        // Once shutdown has begun, runs still waiting for a slot never start
+        // (scheduled ones; manual ones are refused at `run_now`).
+        if self.cancel_runs.is_cancelled()
+            || (self.stop.is_cancelled() && trigger.kind == BackupKind::Scheduled)
+        {
+            return Err(Error::Cancelled);
+        }
+        /// Decrements the running count even if the job panics.
+        struct Running<'a>(&'a AtomicUsize);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         let now_running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        let counted = Running(&self.running);
         self.peak_running.fetch_max(now_running, Ordering::SeqCst);
         let result = job.run(&trigger, self.cancel_runs.child_token()).await;
-        self.running.fetch_sub(1, Ordering::SeqCst);
+        drop(counted);
         drop(permit);
         if let Some(entry) = self
             .jobs

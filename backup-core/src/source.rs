@@ -95,6 +95,11 @@ pub struct RestoreOptions {
     pub no_owner: bool,
     /// Restore only these tables / collections (empty = everything).
     pub only: Vec<String>,
+    /// Refuse with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if
+    /// the target database exists already: restore only into a new one
+    /// (used by multi-tenant hosts so a restore can never land in someone
+    /// else's database).
+    pub must_be_new: bool,
 }
 
 impl RestoreOptions {
@@ -121,6 +126,15 @@ impl RestoreOptions {
     /// Sets [`RestoreOptions::no_owner`].
     pub fn no_owner(mut self, yes: bool) -> Self {
         self.no_owner = yes;
+        self
+    }
+
+    /// Sets [`RestoreOptions::must_be_new`] (and `create`).
+    pub fn new_database_only(mut self, yes: bool) -> Self {
+        self.must_be_new = yes;
+        if yes {
+            self.create = true;
+        }
         self
     }
 

@@ -418,3 +418,44 @@ async fn md5_can_be_turned_off_and_unchanged_dumps_are_hashed_once() {
         .unwrap();
     assert!(target.recording().committed.unwrap() == source.content());
 }
+
+#[tokio::test]
+async fn a_manifest_naming_another_key_is_refused() {
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let victim = engine
+        .backup(
+            &ScriptedSource::ok(100),
+            &BackupRequest::new("src").tenant("b"),
+        )
+        .await
+        .unwrap();
+    // Tenant a's manifest claims tenant b's artifact.
+    let mut forged = victim.clone();
+    forged.tenant = "a".into();
+    forged.id = "20250101T000000Z-00000001".into();
+    let key =
+        Key::new("a/src/2025/01/manual-bin-synthetic-20250101T000000Z-00000001.manifest.json")
+            .unwrap();
+    store
+        .put(&key, Bytes::from(forged.to_json()), PutOptions::default())
+        .await
+        .unwrap();
+    let err = engine
+        .catalog()
+        .get(&forged.id, Some("a"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Manifest { .. }), "{err}");
+    assert_eq!(
+        engine
+            .catalog()
+            .list(&Filter::tenant("a"))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    // Tenant b's backup is intact.
+    engine.verify(&victim.id, Some("b")).await.unwrap();
+}

@@ -520,3 +520,29 @@ async fn backup_jobs_apply_retention_after_scheduled_runs() {
     assert_eq!(health[0].status, HealthStatus::Healthy);
     s.shutdown(Shutdown::Drain(Duration::from_secs(5))).await;
 }
+
+#[tokio::test]
+async fn removing_and_re_adding_a_running_job_never_runs_it_twice() {
+    let at = utc("2025-06-10T00:00:00Z");
+    let clock = ManualClock::new(at);
+    let (s, _) = start(&clock, SchedulerConfig::default());
+    let gate = Arc::new(Semaphore::new(0));
+    let probe = Arc::new(Probe::gated(gate.clone()));
+    s.upsert(JobSpec::new("db", "0 1 * * *".parse().unwrap(), probe.clone()).last_run(Some(at)))
+        .unwrap();
+    clock.set(utc("2025-06-10T01:00:00Z"));
+    eventually("running", || s.running() == 1).await;
+    // A config reload: remove, then add again with a catch-up due.
+    assert!(s.remove("db"));
+    s.upsert(JobSpec::new("db", "0 1 * * *".parse().unwrap(), probe.clone()).last_run(None))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        probe.peak.load(Ordering::SeqCst),
+        1,
+        "two runs of one job at once"
+    );
+    gate.add_permits(2);
+    s.shutdown(Shutdown::Drain(Duration::from_secs(5))).await;
+    assert_eq!(probe.peak.load(Ordering::SeqCst), 1);
+}

@@ -86,6 +86,11 @@ impl RestoreTarget for PostgresTarget {
         let conn = self.conn.with_database(&database);
         let mut created = false;
         let server = match preflight(&self.tools, &conn).await {
+            Ok(_) if opts.must_be_new => {
+                return Err(Error::AlreadyExists {
+                    key: format!("postgres database {database:?}"),
+                });
+            }
             Ok(server) => server,
             Err(Error::DatabaseMissing { .. }) if opts.create => {
                 self.create_database(&database).await?;

@@ -163,18 +163,19 @@ pub(crate) struct PassFile(tempfile::NamedTempFile);
 
 impl PassFile {
     pub(crate) fn create(conn: &PgConnection) -> Result<Option<PassFile>> {
-        let Some(password) = conn.password() else {
-            return Ok(None);
-        };
-        // NamedTempFile creates the file with mode 0600.
+        // NamedTempFile creates the file with mode 0600. Without a password
+        // the file stays empty, so libpq never falls back to the daemon
+        // user's own ~/.pgpass.
         let mut file = tempfile::Builder::new()
             .prefix(".pgpass-")
             .tempfile()
             .map_err(|e| Error::io("creating the password file", e))?;
-        let escaped = password.expose().replace('\\', "\\\\").replace(':', "\\:");
-        writeln!(file, "*:*:*:*:{escaped}")
-            .and_then(|_| file.flush())
-            .map_err(|e| Error::io("writing the password file", e))?;
+        if let Some(password) = conn.password() {
+            let escaped = password.expose().replace('\\', "\\\\").replace(':', "\\:");
+            writeln!(file, "*:*:*:*:{escaped}")
+                .and_then(|_| file.flush())
+                .map_err(|e| Error::io("writing the password file", e))?;
+        }
         Ok(Some(PassFile(file)))
     }
 

@@ -1031,3 +1031,115 @@ async fn incremental_backups_through_the_daemon() {
     server.drop_database(&db).await.unwrap();
     server.drop_database(&target).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_api_cannot_read_the_environment_nor_restore_over_other_databases() {
+    let server = TestServer::shared();
+    let db = server.create_database("api_sec").await.unwrap();
+    server
+        .psql(&db, "CREATE TABLE t AS SELECT 1 AS x")
+        .await
+        .unwrap();
+    let other = server.create_database("api_other").await.unwrap();
+    server
+        .psql(&other, "CREATE TABLE keep AS SELECT 42 AS x")
+        .await
+        .unwrap();
+    let d = Daemon::start("", 2);
+    let api = Api::new(&d);
+
+    // `*_var` over the API would read the daemon's environment (its tokens).
+    let mut body = database_body("sec", &db, None, false);
+    body["username_var"] = json!("T_ADMIN");
+    let (status, v) = api.post("/api/v1/databases", TENANT_A, body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(!api.all_bodies().contains(ADMIN));
+    let mut body = database_body("sec", &db, None, false);
+    body["password"] = json!(12345);
+    let (status, _) = api.post("/api/v1/databases", ADMIN, body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, _) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("sec", &db, None, false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("other", &other, Some("b"), false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = backup_now(&api, "sec", ADMIN).await;
+
+    // Restores go into the source's own database or a new one only.
+    for target in [other.as_str(), "postgres", "template1"] {
+        let (status, v) = api
+            .post(
+                &format!("/api/v1/backups/{id}/restore"),
+                ADMIN,
+                json!({"target_database": target, "clean": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        let job = api
+            .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+            .await;
+        assert_eq!(
+            job["status"], "failed",
+            "restore into {target} must be refused: {job}"
+        );
+    }
+    let (_, v) = api
+        .post(
+            &format!("/api/v1/backups/{id}/restore"),
+            ADMIN,
+            json!({"target_database": format!("{db}_new")}),
+        )
+        .await;
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // An existing, unregistered database is not overwritten either.
+    let (_, v) = api
+        .post(
+            &format!("/api/v1/backups/{id}/restore"),
+            ADMIN,
+            json!({"target_database": format!("{db}_new")}),
+        )
+        .await;
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("already exists"),
+        "{job}"
+    );
+    assert_eq!(
+        server.psql(&other, "SELECT x FROM keep").await.unwrap(),
+        "42"
+    );
+
+    // Changing the host drops the stored password unless it is given again.
+    let (status, v) = api
+        .call(
+            Method::PATCH,
+            "/api/v1/databases/sec",
+            Some(ADMIN),
+            Some(json!({"host": "127.0.0.2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["has_password"], false);
+    for d in [&db, &other] {
+        server.drop_database(d).await.unwrap();
+    }
+    server.drop_database(&format!("{db}_new")).await.unwrap();
+}

@@ -350,8 +350,11 @@ pub(crate) struct AbortOnDrop<T>(pub(crate) Option<JoinHandle<T>>);
 
 impl<T> AbortOnDrop<T> {
     pub(crate) async fn join(mut self) -> std::result::Result<T, tokio::task::JoinError> {
-        let handle = self.0.take().expect("joined once");
-        handle.await
+        // Keep the handle in place while awaiting, so a cancelled join still
+        // aborts the task on drop.
+        let result = self.0.as_mut().expect("joined once").await;
+        self.0 = None;
+        result
     }
 }
 

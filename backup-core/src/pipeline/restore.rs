@@ -24,6 +24,10 @@ use crate::source::{RestoreReport, RestoreSession};
 use crate::store::ByteStream;
 use crate::{Error, Result};
 
+/// Smallest holdback used whatever the options say: a dump tool must not
+/// be able to see its end of input before verification.
+const MIN_HOLDBACK: usize = 64 * 1024;
+
 /// Where verified bytes go.
 pub(crate) enum RestoreSink {
     /// A restore session, committed only after verification.
@@ -80,7 +84,7 @@ pub(crate) async fn deliver(
     let verified = tokio::select! {
         biased;
         _ = opts.cancel.cancelled() => Err(Error::Cancelled),
-        r = feed(&mut session, rx, pump, &expected, opts.holdback) => r,
+        r = feed(&mut session, rx, pump, &expected, opts.holdback.max(MIN_HOLDBACK)) => r,
     };
     match (verified, session) {
         (Ok(tail), Some(mut session)) => {

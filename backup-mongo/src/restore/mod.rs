@@ -12,7 +12,7 @@ use backup_core::{Error, RestoreOptions, RestoreSession, RestoreTarget, Result};
 
 use crate::archive::{ArchiveError, CollectionType, MetadataDocument, Namespace, Prelude};
 
-use crate::error::Side;
+use crate::error::{Side, classify};
 use crate::server::{server_info, validate_database_name};
 use crate::{FORMAT, Method, MongoConnection};
 
@@ -179,6 +179,17 @@ impl RestoreTarget for MongoTarget {
         validate_database_name(&target)?;
         let client = self.conn.client().await?;
         let server = server_info(&client, &self.conn, Side::Restore).await?;
+        if opts.must_be_new {
+            let existing = client
+                .list_database_names()
+                .await
+                .map_err(|e| classify(&e, Side::Restore, "listing databases", &self.conn))?;
+            if existing.contains(&target) {
+                return Err(Error::AlreadyExists {
+                    key: format!("mongodb database {target:?}"),
+                });
+            }
+        }
         let staging = match self.strategy {
             RestoreStrategy::Staging => {
                 let name = staging_name(&target);

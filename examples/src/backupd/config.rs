@@ -780,6 +780,17 @@ fn validate(
                 format!("the token in {} is shorter than 16 characters", t.token_var),
             );
         }
+        if let Some(secret) = &secret
+            && tokens
+                .iter()
+                .any(|t: &TokenConfig| t.secret.expose() == secret)
+        {
+            problems.push(
+                format!("{path}.token_var"),
+                format!("{} holds the same token as another entry", t.token_var),
+            );
+            continue;
+        }
         if let (Some(role), Some(secret)) = (role, secret) {
             tokens.push(TokenConfig {
                 name: t.token_var.clone(),

@@ -513,7 +513,7 @@ async fn create_backup(
         )
             .into_response());
     }
-    let job = app.start_operation("backup", &db.tenant, work);
+    let job = app.start_operation("backup", Some(&db.tenant), work);
     accepted(json!({"job_id": job, "status_url": format!("/api/v1/jobs/{job}")}))
 }
 
@@ -548,7 +548,7 @@ async fn restore_backup(
     }
     let runner = Arc::clone(&app);
     let tenant = m.tenant.clone();
-    let job = app.start_operation("restore", &m.tenant, async move {
+    let job = app.start_operation("restore", Some(&m.tenant), async move {
         runner
             .restore(&id, Some(&tenant), body.target_database, body.clean)
             .await
@@ -562,7 +562,7 @@ async fn get_job(State(app): State<Shared>, caller: Caller, Path(id): Path<Strin
         .lock()
         .expect("operations lock")
         .get(&id)
-        .filter(|o| caller.sees(&o.tenant))
+        .filter(|o| caller.tenant.is_none() || o.tenant == caller.tenant)
         .cloned()
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
     ok(op)
@@ -650,12 +650,28 @@ fn body_to_database(
     mut fields: serde_json::Map<String, Value>,
     base: Option<&RawDatabase>,
 ) -> Result<super::config::DatabaseConfig, ApiError> {
+    // Credentials come in the body only. `*_var` names are accepted in the
+    // configuration file, never over the API: looking them up would let a
+    // caller read any variable of the daemon's environment.
+    for key in ["username_var", "password_var"] {
+        if fields.contains_key(key) {
+            return Err(ApiError::bad_request(format!(
+                "{key} is accepted only in the configuration file; send `username` and `password` instead"
+            )));
+        }
+    }
+    let text = |v: Value, what: &str| match v {
+        Value::String(s) => Ok(s),
+        _ => Err(ApiError::bad_request(format!("{what} must be a string"))),
+    };
     let username = fields
         .remove("username")
-        .and_then(|v| v.as_str().map(str::to_string));
+        .map(|v| text(v, "username"))
+        .transpose()?;
     let password = fields
         .remove("password")
-        .and_then(|v| v.as_str().map(str::to_string));
+        .map(|v| text(v, "password"))
+        .transpose()?;
     let mut merged = match base {
         Some(b) => serde_json::to_value(b).expect("raw databases serialise"),
         None => json!({}),
@@ -678,7 +694,7 @@ fn body_to_database(
     let raw: RawDatabase =
         serde_json::from_value(merged).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut problems = Problems::default();
-    let env = |k: &str| std::env::var(k).ok();
+    let env = |_: &str| None;
     let Some(mut db) =
         super::config::database(&raw, "database", &app.config.defaults, &env, &mut problems)
     else {
@@ -752,8 +768,8 @@ async fn patch_database(
         host: Some(current.host.clone()),
         port: Some(current.port),
         database_name: current.database_name.clone(),
-        username_var: current.username_var.clone(),
-        password_var: current.password_var.clone(),
+        username_var: None,
+        password_var: None,
         schedule: None,
         compression: Some(current.compression.to_string()),
         retention_days: current.retention_days,
@@ -767,12 +783,19 @@ async fn patch_database(
         .entry("schedule".to_string())
         .or_insert_with(|| Value::String(current.schedule.to_string()));
     let mut db = body_to_database(&app, &caller, fields, Some(&base))?;
-    // Credentials not given again stay as they were.
-    if db.username.is_none() {
-        db.username = current.username.clone();
-    }
-    if db.password.is_none() {
-        db.password = current.password.clone();
+    // Credentials not given again stay as they were, but only for the same
+    // server: pointing an entry elsewhere must not carry its password there.
+    let same_server =
+        db.host == current.host && db.port == current.port && db.engine == current.engine;
+    if same_server {
+        if db.username.is_none() {
+            db.username = current.username.clone();
+        }
+        if db.password.is_none() {
+            db.password = current.password.clone();
+        }
+        db.username_var = current.username_var.clone();
+        db.password_var = current.password_var.clone();
     }
     let view = DatabaseView::from(&db);
     app.register(db).await?;
@@ -816,14 +839,7 @@ async fn create_packages(
         )
             .into_response());
     }
-    let job = app.start_operation(
-        "package",
-        caller
-            .tenant
-            .as_deref()
-            .unwrap_or(backup_core::DEFAULT_TENANT),
-        work,
-    );
+    let job = app.start_operation("package", caller.tenant.as_deref(), work);
     accepted(json!({"job_id": job, "status_url": format!("/api/v1/jobs/{job}")}))
 }
 
@@ -875,10 +891,9 @@ async fn ready(State(app): State<Shared>) -> Response {
     let probe = backup_core::Key::new("_readyz").expect("valid key");
     match app.store.exists(&probe).await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unavailable: {e}"),
-        )
-            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: store unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
     }
 }

@@ -10,6 +10,30 @@ use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
 use super::config::DatabaseConfig;
 
 fn connection(db: &DatabaseConfig) -> Result<MongoConnection> {
+    // Host and database name are pasted into a URI: refuse anything that
+    // could add user-info, a path or options to it.
+    if db.host.is_empty() || db.host.contains(['@', '/', '?', '#', ',', ' ', '\\']) {
+        return Err(backup_core::Error::Config(format!(
+            "database {}: invalid MongoDB host {:?}",
+            db.id, db.host
+        )));
+    }
+    if db.database_name.is_empty()
+        || db
+            .database_name
+            .contains(['/', '\\', '.', ' ', '"', '$', '?', '#', '@', '\0'])
+    {
+        return Err(backup_core::Error::Config(format!(
+            "database {}: invalid MongoDB database name {:?}",
+            db.id, db.database_name
+        )));
+    }
+    if db.password.is_some() && db.username.is_none() {
+        return Err(backup_core::Error::Config(format!(
+            "database {}: a MongoDB password needs a user name",
+            db.id
+        )));
+    }
     let host = if db.host.contains(':') && !db.host.starts_with('[') {
         format!("[{}]", db.host)
     } else {

@@ -31,8 +31,9 @@ pub struct Operation {
     pub id: String,
     /// `backup`, `restore` or `package`.
     pub kind: String,
-    /// Tenant it belongs to.
-    pub tenant: String,
+    /// Tenant it belongs to (`None`: started by a token without a tenant,
+    /// possibly spanning tenants; visible to such tokens only).
+    pub tenant: Option<String>,
     /// `running`, `succeeded` or `failed`.
     pub status: String,
     /// When it started.
@@ -218,7 +219,7 @@ impl App {
 
     /// Starts an operation and returns its id; `work` runs in the
     /// background and its outcome is recorded.
-    pub fn start_operation<F>(self: &Arc<Self>, kind: &str, tenant: &str, work: F) -> String
+    pub fn start_operation<F>(self: &Arc<Self>, kind: &str, tenant: Option<&str>, work: F) -> String
     where
         F: std::future::Future<Output = Result<serde_json::Value>> + Send + 'static,
     {
@@ -226,7 +227,7 @@ impl App {
         let op = Operation {
             id: id.clone(),
             kind: kind.to_string(),
-            tenant: tenant.to_string(),
+            tenant: tenant.map(str::to_string),
             status: "running".into(),
             started_at: Utc::now(),
             finished_at: None,
@@ -291,9 +292,42 @@ impl App {
             })?;
         let target = make_target(&db)?;
         let database = target_database.unwrap_or_else(|| db.database_name.clone());
-        let creating = database != db.database_name;
+        let own = database == db.database_name;
+        if !own {
+            // A restore lands either in the source's own database or in a
+            // new one: never in another tenant's database or a system one.
+            const RESERVED: [&str; 6] = [
+                "postgres",
+                "template0",
+                "template1",
+                "admin",
+                "local",
+                "config",
+            ];
+            if RESERVED.contains(&database.as_str()) {
+                return Err(Error::Config(format!(
+                    "cannot restore into the system database {database:?}"
+                )));
+            }
+            let taken = self
+                .databases
+                .read()
+                .expect("databases lock")
+                .values()
+                .any(|d| d.database_name == database);
+            if taken {
+                return Err(Error::Config(format!(
+                    "{database:?} is a registered database: restore into the source's own database or a new one"
+                )));
+            }
+            if clean {
+                return Err(Error::Config(
+                    "clean applies only to restoring over the source's own database".into(),
+                ));
+            }
+        }
         let options = RestoreOptions::into_database(&database)
-            .create(creating)
+            .new_database_only(!own)
             .clean(clean);
         let report = self
             .engine
