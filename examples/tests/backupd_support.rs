@@ -81,6 +81,24 @@ pub fn daemon_binary() -> PathBuf {
         "{} missing: `cargo test` builds examples; run `cargo build --example backupd` first",
         bin.display()
     );
+    // `cargo test --test <name>` does not rebuild examples: refuse to test
+    // a daemon older than its sources.
+    let built = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in [root.join("src/backupd"), root.join("backupd")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let changed = std::fs::metadata(&path).unwrap().modified().unwrap();
+                assert!(
+                    changed <= built,
+                    "{} is newer than {}: run `cargo build -p backup-examples --example backupd` (or plain `cargo test`) first",
+                    path.display(),
+                    bin.display()
+                );
+            }
+        }
+    }
     bin
 }
 
