@@ -286,9 +286,8 @@ fn expected(
         Body::None if s.body.is_some() => StatusCode::BAD_REQUEST,
         Body::None => return None,
         Body::ForeignReference => {
-            if s.foreign_body.is_none() {
-                return None;
-            }
+            // Routes whose body cannot name another tenant's things: skip.
+            s.foreign_body.as_ref()?;
             if caller.tenant_bound() {
                 // Another tenant's database id or tenant name: not found;
                 // moving an entry onto b's database: forbidden.
@@ -308,7 +307,10 @@ fn expected(
 
 async fn rows(server: &TestServer, db: &str) -> String {
     server
-        .psql(db, "SELECT count(*) || ':' || md5(string_agg(x::text, ',' ORDER BY x)) FROM t")
+        .psql(
+            db,
+            "SELECT count(*) || ':' || md5(string_agg(x::text, ',' ORDER BY x)) FROM t",
+        )
         .await
         .unwrap()
 }
@@ -362,7 +364,12 @@ async fn every_route_refuses_every_abuse_and_changes_nothing() {
         job.push(id);
     }
     let (status, v) = api
-        .call(Method::POST, "/api/v1/packages?wait=true", Some(ADMIN), None)
+        .call(
+            Method::POST,
+            "/api/v1/packages?wait=true",
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     let package_of = |tenant: &str| {

@@ -166,7 +166,11 @@ async fn standin_reserved_names_and_other_tenants_databases_are_refused() {
         server.summary(&copy).await.unwrap(),
         server.summary(&shop_a).await.unwrap()
     );
-    assert_eq!(server.summary(&shop_b).await.unwrap(), b_before, "b changed");
+    assert_eq!(
+        server.summary(&shop_b).await.unwrap(),
+        b_before,
+        "b changed"
+    );
 
     // In the configuration file too.
     for name in ["local", "Admin"] {

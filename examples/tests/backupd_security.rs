@@ -100,7 +100,11 @@ async fn a_tenant_cannot_point_its_entries_at_another_tenants_database() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
     // Settings that do not move the entry stay the tenant's to change.
     let (status, v) = api
-        .patch("/api/v1/databases/a_db", TENANT_A, json!({"max_backups": 3}))
+        .patch(
+            "/api/v1/databases/a_db",
+            TENANT_A,
+            json!({"max_backups": 3}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
 
@@ -317,7 +321,11 @@ async fn request_bodies_must_be_exactly_what_the_route_takes() {
         ),
         ("array", text(json_ct, "[]"), StatusCode::BAD_REQUEST),
         ("null", text(json_ct, "null"), StatusCode::BAD_REQUEST),
-        ("not json", text(json_ct, "{dry_run"), StatusCode::BAD_REQUEST),
+        (
+            "not json",
+            text(json_ct, "{dry_run"),
+            StatusCode::BAD_REQUEST,
+        ),
         (
             "dry_run missing",
             text(json_ct, "{}"),
@@ -355,7 +363,11 @@ async fn request_bodies_must_be_exactly_what_the_route_takes() {
         assert_eq!(r.status, want, "cleanup, {what}: {}", r.body);
         assert_eq!(r.body["success"], false, "{what}: {}", r.body);
     }
-    assert_eq!(snapshot(&d.store()), before, "a refused cleanup changed the store");
+    assert_eq!(
+        snapshot(&d.store()),
+        before,
+        "a refused cleanup changed the store"
+    );
     // A dry run changes nothing either; a stated real run deletes.
     let (status, v) = api
         .post("/api/v1/cleanup", ADMIN, json!({"dry_run": true}))
@@ -368,10 +380,17 @@ async fn request_bodies_must_be_exactly_what_the_route_takes() {
     for (what, body, want) in [
         (
             "no content type",
-            text(None, &json!({"target_database": format!("{db}_new")}).to_string()),
+            text(
+                None,
+                &json!({"target_database": format!("{db}_new")}).to_string(),
+            ),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
-        ("no target", text(json_ct, r#"{"clean": false}"#), StatusCode::BAD_REQUEST),
+        (
+            "no target",
+            text(json_ct, r#"{"clean": false}"#),
+            StatusCode::BAD_REQUEST,
+        ),
         ("empty object", text(json_ct, "{}"), StatusCode::BAD_REQUEST),
         ("no body", text(None, ""), StatusCode::BAD_REQUEST),
         (
@@ -432,12 +451,14 @@ async fn request_bodies_must_be_exactly_what_the_route_takes() {
         "/api/v1/backups?wiat=true",
         "/api/v1/packages?wait=1",
     ] {
-        let (status, v) = api
-            .post(path, ADMIN, json!({"database_id": "shop"}))
-            .await;
+        let (status, v) = api.post(path, ADMIN, json!({"database_id": "shop"})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {v}");
     }
-    assert_eq!(snapshot(&d.store()), before, "a refused request changed the store");
+    assert_eq!(
+        snapshot(&d.store()),
+        before,
+        "a refused request changed the store"
+    );
 
     // Readers are refused before their body is looked at.
     for (method, path) in [
@@ -451,7 +472,12 @@ async fn request_bodies_must_be_exactly_what_the_route_takes() {
             let r = api
                 .raw(method.clone(), &path, Some(READER), Some(body))
                 .await;
-            assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path}: {}", r.body);
+            assert_eq!(
+                r.status,
+                StatusCode::FORBIDDEN,
+                "{method} {path}: {}",
+                r.body
+            );
         }
     }
 
@@ -622,7 +648,12 @@ async fn metrics_need_a_token_unless_served_on_their_own_address() {
     let (status, _) = api.call(Method::GET, "/metrics", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = api
-        .call(Method::GET, "/metrics", Some("not-a-token-of-ours-at-all"), None)
+        .call(
+            Method::GET,
+            "/metrics",
+            Some("not-a-token-of-ours-at-all"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = api.call(Method::GET, "/metrics", Some(READER), None).await;
@@ -860,6 +891,13 @@ async fn upstream_failures_have_specific_codes() {
     assert_eq!(v["error"]["code"], "storage_access_denied", "{v}");
     let (status, _) = api.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_no_secrets(&api, &d, &["wrong-secret-key-0123456789", s3.secret_access_key().expose()]);
+    assert_no_secrets(
+        &api,
+        &d,
+        &[
+            "wrong-secret-key-0123456789",
+            s3.secret_access_key().expose(),
+        ],
+    );
     server.drop_database(&db).await.unwrap();
 }

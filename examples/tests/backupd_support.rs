@@ -467,7 +467,11 @@ pub fn assert_no_secrets(api: &Api, d: &Daemon, secrets: &[&str]) {
     ] {
         for s in secrets {
             assert!(!s.is_empty());
-            assert!(!text.contains(s), "a secret ({} chars) in the {what}", s.len());
+            assert!(
+                !text.contains(s),
+                "a secret ({} chars) in the {what}",
+                s.len()
+            );
         }
     }
 }

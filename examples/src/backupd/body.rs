@@ -59,12 +59,18 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let mut parts = text.split(';');
     let media = parts.next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("application/json") {
-        return Err(unsupported(&format!("{:?}", text.chars().take(80).collect::<String>())));
+        return Err(unsupported(&format!(
+            "{:?}",
+            text.chars().take(80).collect::<String>()
+        )));
     }
     for param in parts {
         let param = param.trim().replace(' ', "");
         if !param.eq_ignore_ascii_case("charset=utf-8") && !param.is_empty() {
-            return Err(unsupported(&format!("{:?}", text.chars().take(80).collect::<String>())));
+            return Err(unsupported(&format!(
+                "{:?}",
+                text.chars().take(80).collect::<String>()
+            )));
         }
     }
     Ok(())
@@ -85,7 +91,8 @@ async fn read(headers: &HeaderMap, body: Body) -> Result<Option<Bytes>, ApiError
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
         if buf.len().saturating_add(chunk.len()) > MAX_BODY {
             return Err(too_large());
         }
@@ -263,7 +270,12 @@ mod tests {
             b"{",
         ] {
             let e = parse_object(bad).unwrap_err();
-            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                e.status,
+                StatusCode::BAD_REQUEST,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -276,8 +288,17 @@ mod tests {
         };
         assert!(with("application/json").is_ok());
         assert!(with("Application/JSON; charset=UTF-8").is_ok());
-        for bad in ["text/plain", "application/json; charset=latin1", "application/jsonx", "multipart/form-data"] {
-            assert_eq!(with(bad).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{bad}");
+        for bad in [
+            "text/plain",
+            "application/json; charset=latin1",
+            "application/jsonx",
+            "multipart/form-data",
+        ] {
+            assert_eq!(
+                with(bad).unwrap_err().status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{bad}"
+            );
         }
         assert!(check_content_type(&HeaderMap::new()).is_err());
     }

@@ -720,8 +720,15 @@ pub fn database(
         );
     }
     if let Some(mode) = &raw.sslmode
-        && !["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-            .contains(&mode.as_str())
+        && ![
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ]
+        .contains(&mode.as_str())
     {
         problems.push(
             format!("{path}.sslmode"),
@@ -729,13 +736,19 @@ pub fn database(
         );
     }
     if let Some(engine) = engine
-        && let Err(e) =
-            crate::backupd::tenancy::check_database_name(engine, &raw.database_name)
+        && let Err(e) = crate::backupd::tenancy::check_database_name(engine, &raw.database_name)
     {
         problems.push(format!("{path}.database_name"), e);
     }
-    if raw.name.as_ref().is_some_and(|n| n.len() > 200 || n.chars().any(char::is_control)) {
-        problems.push(format!("{path}.name"), "must be at most 200 printable characters");
+    if raw
+        .name
+        .as_ref()
+        .is_some_and(|n| n.len() > 200 || n.chars().any(char::is_control))
+    {
+        problems.push(
+            format!("{path}.name"),
+            "must be at most 200 printable characters",
+        );
     }
     let username = raw
         .username_var
@@ -1378,17 +1391,53 @@ databases:
     #[test]
     fn numbers_out_of_range_name_their_field() {
         let cases = [
-            ("max_parallel_jobs: 4}", "max_parallel_jobs: 0}", "global.max_parallel_jobs"),
-            ("max_parallel_jobs: 4}", "max_parallel_jobs: 100000}", "global.max_parallel_jobs"),
-            ("retention_days: 15,", "retention_days: 0,", "global.retention_days"),
+            (
+                "max_parallel_jobs: 4}",
+                "max_parallel_jobs: 0}",
+                "global.max_parallel_jobs",
+            ),
+            (
+                "max_parallel_jobs: 4}",
+                "max_parallel_jobs: 100000}",
+                "global.max_parallel_jobs",
+            ),
+            (
+                "retention_days: 15,",
+                "retention_days: 0,",
+                "global.retention_days",
+            ),
             ("max_backups: 10,", "max_backups: 0,", "global.max_backups"),
-            ("retention_days: 30,", "retention_days: 4000000000,", "package-conf.retention_days"),
+            (
+                "retention_days: 30,",
+                "retention_days: 4000000000,",
+                "package-conf.retention_days",
+            ),
             ("port: 5432,", "port: 0,", "databases[0].port"),
-            ("database_name: ventasdb,", "database_name: template1,", "databases[0].database_name"),
-            ("database_name: logsdb}", "database_name: Admin}", "databases[1].database_name"),
-            ("database_name: logsdb}", "database_name: LOCAL}", "databases[1].database_name"),
-            ("package: true}", "package: true, stale_after: 213503982334602d}", "databases[0].stale_after"),
-            ("package: true}", "package: true, sslmode: sometimes}", "databases[0].sslmode"),
+            (
+                "database_name: ventasdb,",
+                "database_name: template1,",
+                "databases[0].database_name",
+            ),
+            (
+                "database_name: logsdb}",
+                "database_name: Admin}",
+                "databases[1].database_name",
+            ),
+            (
+                "database_name: logsdb}",
+                "database_name: LOCAL}",
+                "databases[1].database_name",
+            ),
+            (
+                "package: true}",
+                "package: true, stale_after: 213503982334602d}",
+                "databases[0].stale_after",
+            ),
+            (
+                "package: true}",
+                "package: true, sslmode: sometimes}",
+                "databases[0].sslmode",
+            ),
         ];
         for (from, to, field) in cases {
             let text = SEED.replacen(from, to, 1);
@@ -1401,7 +1450,11 @@ databases:
         }
         let text = format!("{SEED}shutdown_timeout_seconds: 18446744073709551615\n");
         let problems = load_with(&text, &env()).unwrap_err().0;
-        assert!(problems.iter().any(|p| p.starts_with("shutdown_timeout_seconds")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("shutdown_timeout_seconds"))
+        );
     }
 
     #[test]
@@ -1428,7 +1481,9 @@ databases:
         );
         let problems = load_with(&text, &env()).unwrap_err().0;
         assert!(
-            problems.iter().any(|p| p.starts_with("databases[2]") && p.contains("one tenant")),
+            problems
+                .iter()
+                .any(|p| p.starts_with("databases[2]") && p.contains("one tenant")),
             "{problems:?}"
         );
         // Same tenant, same database: allowed (two schedules of one database).

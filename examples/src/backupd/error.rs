@@ -32,7 +32,11 @@ impl ApiError {
 
     /// 404: the thing does not exist or is not visible to the caller.
     pub fn not_found(what: impl std::fmt::Display) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("not found: {what}"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("not found: {what}"),
+        )
     }
 
     /// 400 with code `bad_request`.

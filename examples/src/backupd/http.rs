@@ -1067,7 +1067,10 @@ fn has_metrics_token(app: &App, headers: &HeaderMap) -> bool {
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
     else {
         return false;
     };
@@ -1126,6 +1129,27 @@ async fn ready(State(app): State<Shared>) -> Response {
         Err(e) => {
             tracing::warn!(error = %e, "readiness: store unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_is_consistent() {
+        for r in ROUTES {
+            let mutating = r.method != "get";
+            // The middleware refuses non-admins on both counts; they agree.
+            assert_eq!(r.admin, mutating, "{} {}", r.method, r.path);
+            if let Some(example) = r.body {
+                assert!(matches!(r.method, "post" | "patch"), "{}", r.path);
+                let v: Value = serde_json::from_str(example).expect(r.path);
+                assert!(v.is_object(), "{}", r.path);
+            }
+            let method = Method::from_bytes(r.method.to_uppercase().as_bytes()).unwrap();
+            assert!(find_route(&method, r.path).is_some());
         }
     }
 }

@@ -237,7 +237,10 @@ impl Daemon {
         app.scheduler.shutdown(Shutdown::Drain(drain)).await;
         app.tracker.close();
         let left = drain.saturating_sub(started.elapsed());
-        if tokio::time::timeout(left, app.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(left, app.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown timeout: API operations still running are abandoned");
         }
         self.stop_monitor.cancel();

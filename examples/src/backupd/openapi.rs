@@ -9,7 +9,8 @@ use super::http::ROUTES;
 pub fn document() -> Value {
     let mut paths = Map::new();
     for route in ROUTES {
-        let (method, path, summary, admin) = (&route.method, &route.path, &route.summary, &route.admin);
+        let (method, path, summary, admin) =
+            (&route.method, &route.path, &route.summary, &route.admin);
         let api = path.starts_with("/api/");
         let params: Vec<Value> = path
             .split('/')

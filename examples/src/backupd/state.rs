@@ -425,7 +425,9 @@ impl App {
             {
                 return Err(ApiError::forbidden(
                     "database_not_allowed",
-                    format!("tenant {t} may not create database {database:?} (tenants.{t}.allowed_databases)"),
+                    format!(
+                        "tenant {t} may not create database {database:?} (tenants.{t}.allowed_databases)"
+                    ),
                 ));
             }
         }

@@ -117,7 +117,9 @@ pub fn check_database_name(engine: Engine, name: &str) -> Result<(), String> {
         return Err("must not contain control characters".into());
     }
     if engine == Engine::Mongodb
-        && name.contains(['/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '#', '@'])
+        && name.contains([
+            '/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '#', '@',
+        ])
     {
         return Err(format!("{name:?} is not a valid MongoDB database name"));
     }
@@ -210,10 +212,13 @@ impl TenantPolicy {
     /// Whether a database (or restore target) named `name` is allowed.
     pub fn allows_database(&self, name: &str) -> bool {
         self.allowed_databases.is_empty()
-            || self.allowed_databases.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => name == p,
-            })
+            || self
+                .allowed_databases
+                .iter()
+                .any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => name == p,
+                })
     }
 }
 
@@ -221,7 +226,9 @@ impl TenantPolicy {
 pub fn check_database_pattern(p: &str) -> Result<(), String> {
     let name = p.strip_suffix('*').unwrap_or(p);
     if name.is_empty() {
-        return Err(format!("{p:?}: a bare '*' allows everything; omit allowed_databases instead"));
+        return Err(format!(
+            "{p:?}: a bare '*' allows everything; omit allowed_databases instead"
+        ));
     }
     if name.contains(['*', '?']) || name.chars().any(char::is_control) || name.len() > 63 {
         return Err(format!(
@@ -299,7 +306,13 @@ mod tests {
 
     #[test]
     fn system_names_in_any_case() {
-        for n in ["admin", "Admin", "LOCAL", "config", "shop__restore_1a2b3c4d"] {
+        for n in [
+            "admin",
+            "Admin",
+            "LOCAL",
+            "config",
+            "shop__restore_1a2b3c4d",
+        ] {
             assert!(reserved(Engine::Mongodb, n), "{n}");
             assert!(check_database_name(Engine::Mongodb, n).is_err(), "{n}");
         }
@@ -321,7 +334,11 @@ mod tests {
         assert!(any.matches("localhost", 1));
         let v6 = HostPattern::parse("[fd00::1]:27017").unwrap();
         assert!(v6.matches("fd00::1", 27017));
-        assert!(HostPattern::parse("fd00::1").unwrap().matches("[fd00::1]", 5));
+        assert!(
+            HostPattern::parse("fd00::1")
+                .unwrap()
+                .matches("[fd00::1]", 5)
+        );
         for bad in ["", "a b", "h:0", "h:99999", "[::1", "user@h", "h/x"] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
