@@ -32,6 +32,10 @@ pub fn document() -> Value {
             if *admin {
                 op["responses"]["403"] = json!({"description": "admin token required"});
             }
+        } else if *path == "/metrics" {
+            op["security"] = json!([{"bearer": []}]);
+            op["responses"]["401"] = json!({"description": "missing or invalid token (a tenant-less token or metrics.token_var)"});
+            op["responses"]["403"] = json!({"description": "token bound to a tenant"});
         } else {
             op["security"] = json!([]);
         }
