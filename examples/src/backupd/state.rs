@@ -212,10 +212,11 @@ impl App {
         self.register(db).await.map_err(ApiError::from)
     }
 
-    /// Registers or replaces a database and its scheduler job. The last
+    /// Registers or replaces a database and its scheduler job, without the
+    /// checks of [`App::register_checked`] (its only caller). The last
     /// scheduled backup in the catalog drives the misfire check. Each run
     /// checks again that no other tenant has the database.
-    pub async fn register(self: &Arc<Self>, db: DatabaseConfig) -> Result<()> {
+    async fn register(self: &Arc<Self>, db: DatabaseConfig) -> Result<()> {
         let source = make_source(&db)?;
         let mut filter = Filter::tenant(&db.tenant).source(&db.id);
         filter.kind = Some(BackupKind::Scheduled);
