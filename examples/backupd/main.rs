@@ -6,7 +6,9 @@
 //!
 //! See `examples/backupd/config.example.yaml` and the README. Logs go to
 //! stderr (`BACKUP_LOG=debug` for more); an invalid configuration prints
-//! one line per problem and exits with status 2.
+//! one line per problem and exits with status 2, as does any other failure
+//! to start (storage, audit log, listen addresses); 1 is a server error
+//! after start.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,11 +87,24 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let metrics_listener = match &config.metrics_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("backupd: cannot listen on {addr} (metrics_listen): {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    // Every failure to start comes from the configuration or what it
+    // points at (storage, audit log, databases): status 2, like a
+    // refused file.
     let daemon = match Daemon::start(config).await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("backupd: cannot start: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     };
     let addr = listener
@@ -98,7 +113,10 @@ async fn main() -> ExitCode {
         .unwrap_or(listen);
     tracing::info!(%addr, "backupd listening");
     println!("backupd listening on http://{addr}");
-    match daemon.serve(listener, shutdown_signal()).await {
+    match daemon
+        .serve(listener, metrics_listener, shutdown_signal())
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("backupd: server error: {e}");

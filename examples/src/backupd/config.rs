@@ -1,11 +1,11 @@
 //! `config.yaml`: parsing and validation. Every problem is reported with its
 //! path in the file, all at once, and the daemon refuses to start.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backup_core::{Compression, Schedule, Secret, parse_duration, parse_tz, validate_id};
+use backup_core::{Compression, Schedule, Secret, parse_tz, validate_id};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,16 @@ pub struct RawConfig {
     /// Listen address (the `--listen` flag wins).
     #[serde(default)]
     pub listen: Option<String>,
+    /// A second address serving only `/metrics`, `/healthz` and `/readyz`
+    /// (without a token unless `metrics.token_var` is set).
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// Access to `/metrics`.
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+    /// What tokens bound to each tenant may register.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, RawTenant>,
     /// Defaults for every database.
     #[serde(default)]
     pub global: RawGlobal,
@@ -64,6 +74,31 @@ pub struct RawGlobal {
     pub max_parallel_jobs: Option<usize>,
     /// Default staleness threshold (`24h`).
     pub stale_after: Option<String>,
+}
+
+/// `metrics:`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Env var holding a bearer token that may read `/metrics` (and
+    /// nothing else); required on `metrics_listen` too when set.
+    #[serde(default)]
+    pub token_var: Option<String>,
+}
+
+/// One `tenants.<name>:` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    /// Hosts (`host` or `host:port`) this tenant's tokens may register
+    /// databases on. Without any, they may register none.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Database names (or prefixes ending in `*`) they may register and
+    /// restore into; empty: any name that is not another tenant's or a
+    /// system database.
+    #[serde(default)]
+    pub allowed_databases: Vec<String>,
 }
 
 /// `package-conf:`
@@ -419,6 +454,12 @@ pub struct Config {
     pub tz: Tz,
     /// Listen address from the file.
     pub listen: Option<String>,
+    /// Separate metrics address.
+    pub metrics_listen: Option<String>,
+    /// Token that may read `/metrics`.
+    pub metrics_token: Option<Secret>,
+    /// Tenant policies by tenant name.
+    pub tenants: BTreeMap<String, crate::backupd::tenancy::TenantPolicy>,
     /// Global concurrency.
     pub max_parallel_jobs: usize,
     /// Default staleness threshold.
@@ -477,6 +518,62 @@ impl std::fmt::Display for Problems {
             writeln!(f, "{p}")?;
         }
         Ok(())
+    }
+}
+
+/// Longest duration accepted anywhere (`stale_after`): 100 years.
+pub const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
+/// Largest `retention_days`.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+/// Largest `max_backups`.
+pub const MAX_BACKUPS: usize = 100_000;
+/// Largest `max_parallel_jobs`.
+pub const MAX_PARALLEL_JOBS: usize = 256;
+/// Largest `shutdown_timeout_seconds` (7 days).
+pub const MAX_SHUTDOWN_SECS: u64 = 7 * 86_400;
+
+/// Parses `90m`, `12h`, `30d`, `2w`, `1y` (or `s`) with checked
+/// arithmetic: zero, overflow and anything above 100 years are errors.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let bad = || format!("invalid duration {s:?} (expected e.g. 90m, 12h, 30d, 2w, 1y)");
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .filter(|&i| i > 0)
+        .ok_or_else(bad)?;
+    let (digits, unit) = t.split_at(split);
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "y" => 365 * 86_400,
+        _ => return Err(bad()),
+    };
+    let out_of_range = || format!("duration {s:?} is out of range (1s to 100y)");
+    // Only digits: a parse failure is an overflow.
+    let n: u64 = digits.parse().map_err(|_| out_of_range())?;
+    let secs = n
+        .checked_mul(unit_secs)
+        .filter(|&secs| (1..=MAX_DURATION_SECS).contains(&secs))
+        .ok_or_else(out_of_range)?;
+    Ok(Duration::from_secs(secs))
+}
+
+fn check_range<T: PartialOrd + std::fmt::Display + Copy>(
+    value: Option<T>,
+    min: T,
+    max: T,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<T> {
+    match value {
+        Some(v) if v < min || v > max => {
+            problems.push(path, format!("{v} is out of range ({min} to {max})"));
+            None
+        }
+        v => v,
     }
 }
 
@@ -567,9 +664,6 @@ pub fn database(
             None
         }
     };
-    if raw.database_name.trim().is_empty() {
-        problems.push(format!("{path}.database_name"), "must not be empty");
-    }
     let tenant = raw
         .tenant
         .clone()
@@ -594,12 +688,68 @@ pub fn database(
         Some(s) => match parse_duration(s) {
             Ok(d) => Some(d),
             Err(e) => {
-                problems.push(format!("{path}.stale_after"), e.to_string());
+                problems.push(format!("{path}.stale_after"), e);
                 None
             }
         },
         None => Some(defaults.stale_after),
     };
+    check_range(
+        raw.retention_days,
+        1,
+        MAX_RETENTION_DAYS,
+        &format!("{path}.retention_days"),
+        problems,
+    );
+    check_range(
+        raw.max_backups,
+        1,
+        MAX_BACKUPS,
+        &format!("{path}.max_backups"),
+        problems,
+    );
+    check_range(raw.port, 1, u16::MAX, &format!("{path}.port"), problems);
+    if let Some(h) = &raw.host
+        && (h.trim().is_empty()
+            || h.len() > 253
+            || h.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        problems.push(
+            format!("{path}.host"),
+            "must be a host name or address (1 to 253 characters, no spaces)",
+        );
+    }
+    if let Some(mode) = &raw.sslmode
+        && ![
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ]
+        .contains(&mode.as_str())
+    {
+        problems.push(
+            format!("{path}.sslmode"),
+            format!("unknown sslmode {mode:?} (expected disable, allow, prefer, require, verify-ca or verify-full)"),
+        );
+    }
+    if let Some(engine) = engine
+        && let Err(e) = crate::backupd::tenancy::check_database_name(engine, &raw.database_name)
+    {
+        problems.push(format!("{path}.database_name"), e);
+    }
+    if raw
+        .name
+        .as_ref()
+        .is_some_and(|n| n.len() > 200 || n.chars().any(char::is_control))
+    {
+        problems.push(
+            format!("{path}.name"),
+            "must be at most 200 printable characters",
+        );
+    }
     let username = raw
         .username_var
         .as_ref()
@@ -669,15 +819,41 @@ fn validate(
     };
     let stale_after = match &g.stale_after {
         Some(s) => parse_duration(s).unwrap_or_else(|e| {
-            problems.push("global.stale_after", e.to_string());
+            problems.push("global.stale_after", e);
             Duration::from_secs(86_400)
         }),
         None => Duration::from_secs(86_400),
     };
-    let max_parallel_jobs = g.max_parallel_jobs.unwrap_or(4);
-    if max_parallel_jobs == 0 {
-        problems.push("global.max_parallel_jobs", "must be at least 1");
-    }
+    let max_parallel_jobs = check_range(
+        Some(g.max_parallel_jobs.unwrap_or(4)),
+        1,
+        MAX_PARALLEL_JOBS,
+        "global.max_parallel_jobs",
+        &mut problems,
+    )
+    .unwrap_or(1);
+    check_range(
+        g.retention_days,
+        1,
+        MAX_RETENTION_DAYS,
+        "global.retention_days",
+        &mut problems,
+    );
+    check_range(
+        g.max_backups,
+        1,
+        MAX_BACKUPS,
+        "global.max_backups",
+        &mut problems,
+    );
+    let shutdown_timeout = check_range(
+        raw.shutdown_timeout_seconds,
+        0,
+        MAX_SHUTDOWN_SECS,
+        "shutdown_timeout_seconds",
+        &mut problems,
+    )
+    .unwrap_or(300);
     let defaults = Defaults {
         schedule,
         compression,
@@ -702,6 +878,20 @@ fn validate(
                 crate::backupd::packages::PackageFormat::Zip
             }
         };
+        check_range(
+            p.retention_days,
+            1,
+            MAX_RETENTION_DAYS,
+            "package-conf.retention_days",
+            &mut problems,
+        );
+        check_range(
+            p.max_backups,
+            1,
+            MAX_BACKUPS,
+            "package-conf.max_backups",
+            &mut problems,
+        );
         PackageConfig {
             schedule,
             format,
@@ -710,7 +900,21 @@ fn validate(
         }
     });
     let storage = match &raw.storage {
-        RawStorage::Fs { path } => StorageConfig::Fs(base_dir.join(path)),
+        RawStorage::Fs { path } => {
+            let path = base_dir.join(path);
+            match std::fs::metadata(&path) {
+                Ok(m) if !m.is_dir() => problems.push(
+                    "storage.path",
+                    format!("{} exists and is not a directory", path.display()),
+                ),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => problems.push(
+                    "storage.path",
+                    format!("cannot use {}: {e}", path.display()),
+                ),
+                _ => {}
+            }
+            StorageConfig::Fs(path)
+        }
         RawStorage::S3 {
             bucket,
             prefix,
@@ -871,7 +1075,7 @@ fn validate(
             }
         }
     }
-    let mut databases = Vec::new();
+    let mut databases: Vec<(usize, DatabaseConfig)> = Vec::new();
     let mut seen = HashSet::new();
     for (i, d) in raw.databases.iter().enumerate() {
         let path = format!("databases[{i}]");
@@ -879,7 +1083,63 @@ fn validate(
             problems.push(format!("{path}.id"), format!("duplicate id {:?}", d.id));
         }
         if let Some(db) = database(d, &path, &defaults, env, &mut problems) {
-            databases.push(db);
+            // A database belongs to one tenant.
+            if let Some((j, other)) = databases.iter().find(|(_, o)| {
+                o.tenant != db.tenant && crate::backupd::tenancy::same_database_by_name(o, &db)
+            }) {
+                problems.push(
+                    &path,
+                    format!(
+                        "database {:?} on {}:{} is already databases[{j}] ({:?}) of tenant {}: a database belongs to one tenant",
+                        db.database_name, db.host, db.port, other.id, other.tenant
+                    ),
+                );
+            }
+            databases.push((i, db));
+        }
+    }
+    let databases: Vec<DatabaseConfig> = databases.into_iter().map(|(_, d)| d).collect();
+    let mut tenants = BTreeMap::new();
+    for (name, t) in &raw.tenants {
+        let path = format!("tenants.{name}");
+        if let Err(e) = validate_id(name) {
+            problems.push(&path, e.to_string());
+        } else if name.starts_with('_') {
+            problems.push(&path, "tenants starting with '_' are reserved");
+        }
+        let mut policy = crate::backupd::tenancy::TenantPolicy::default();
+        for (i, h) in t.allowed_hosts.iter().enumerate() {
+            match crate::backupd::tenancy::HostPattern::parse(h) {
+                Ok(p) => policy.allowed_hosts.push(p),
+                Err(e) => problems.push(format!("{path}.allowed_hosts[{i}]"), e),
+            }
+        }
+        for (i, d) in t.allowed_databases.iter().enumerate() {
+            match crate::backupd::tenancy::check_database_pattern(d) {
+                Ok(()) => policy.allowed_databases.push(d.clone()),
+                Err(e) => problems.push(format!("{path}.allowed_databases[{i}]"), e),
+            }
+        }
+        tenants.insert(name.clone(), policy);
+    }
+    let metrics_token = raw
+        .metrics
+        .as_ref()
+        .and_then(|m| m.token_var.as_ref())
+        .and_then(|v| env_var(v, "metrics.token_var", env, &mut problems))
+        .map(Secret::new);
+    if let Some(m) = &metrics_token {
+        if m.expose().len() < 16 {
+            problems.push(
+                "metrics.token_var",
+                "the metrics token is shorter than 16 characters",
+            );
+        }
+        if tokens.iter().any(|t| t.secret.expose() == m.expose()) {
+            problems.push(
+                "metrics.token_var",
+                "the metrics token is the same as an API token",
+            );
         }
     }
     if !problems.0.is_empty() {
@@ -888,6 +1148,9 @@ fn validate(
     Ok(Config {
         tz,
         listen: raw.listen,
+        metrics_listen: raw.metrics_listen,
+        metrics_token,
+        tenants,
         max_parallel_jobs,
         stale_after,
         defaults,
@@ -898,7 +1161,7 @@ fn validate(
         recipients,
         identities,
         audit_log: base_dir.join(raw.audit_log.unwrap_or_else(|| PathBuf::from("audit.log"))),
-        shutdown_timeout: Duration::from_secs(raw.shutdown_timeout_seconds.unwrap_or(300)),
+        shutdown_timeout: Duration::from_secs(shutdown_timeout),
         databases,
     })
 }
@@ -1066,7 +1329,7 @@ databases:
   - {id: d, engine: postgres, database_name: x, schedule: {preset: monthly, day: 1, time: "05:00"}}
   - {id: e, engine: postgres, database_name: x, schedule: {preset: scheduled, at: "2030-01-01T03:00"}}
   - {id: f, engine: postgres, database_name: x, schedule: disabled}
-  - {id: g, engine: postgres, database_name: x, schedule: "every_6h 15:00", tenant: a}
+  - {id: g, engine: postgres, database_name: y, schedule: "every_6h 15:00", tenant: a}
 "#;
         let vars = HashMap::from([
             ("AK", "ak"),
@@ -1104,5 +1367,130 @@ databases:
             problems.iter().any(|p| p.contains("shorter than 16")),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn durations_use_checked_arithmetic() {
+        assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("100y").unwrap().as_secs(), MAX_DURATION_SECS);
+        for bad in [
+            "213503982334602d",
+            "18446744073709551616s",
+            "101y",
+            "0h",
+            "h",
+            "-1d",
+            "1.5h",
+            "1 d",
+            "1D",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_their_field() {
+        let cases = [
+            (
+                "max_parallel_jobs: 4}",
+                "max_parallel_jobs: 0}",
+                "global.max_parallel_jobs",
+            ),
+            (
+                "max_parallel_jobs: 4}",
+                "max_parallel_jobs: 100000}",
+                "global.max_parallel_jobs",
+            ),
+            (
+                "retention_days: 15,",
+                "retention_days: 0,",
+                "global.retention_days",
+            ),
+            ("max_backups: 10,", "max_backups: 0,", "global.max_backups"),
+            (
+                "retention_days: 30,",
+                "retention_days: 4000000000,",
+                "package-conf.retention_days",
+            ),
+            ("port: 5432,", "port: 0,", "databases[0].port"),
+            (
+                "database_name: ventasdb,",
+                "database_name: template1,",
+                "databases[0].database_name",
+            ),
+            (
+                "database_name: logsdb}",
+                "database_name: Admin}",
+                "databases[1].database_name",
+            ),
+            (
+                "database_name: logsdb}",
+                "database_name: LOCAL}",
+                "databases[1].database_name",
+            ),
+            (
+                "package: true}",
+                "package: true, stale_after: 213503982334602d}",
+                "databases[0].stale_after",
+            ),
+            (
+                "package: true}",
+                "package: true, sslmode: sometimes}",
+                "databases[0].sslmode",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let text = SEED.replacen(from, to, 1);
+            assert_ne!(text, SEED, "{from}");
+            let problems = load_with(&text, &env()).unwrap_err().0;
+            assert!(
+                problems.iter().any(|p| p.starts_with(field)),
+                "{field} missing in {problems:?}"
+            );
+        }
+        let text = format!("{SEED}shutdown_timeout_seconds: 18446744073709551615\n");
+        let problems = load_with(&text, &env()).unwrap_err().0;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("shutdown_timeout_seconds"))
+        );
+    }
+
+    #[test]
+    fn tenants_metrics_and_one_owner_per_database() {
+        let text = format!(
+            "{SEED}tenants:\n  a: {{allowed_hosts: [\"db.internal:5432\", \"[fd00::1]\"], allowed_databases: [\"a_*\"]}}\nmetrics: {{token_var: M}}\nmetrics_listen: 127.0.0.1:9100\n"
+        );
+        let mut vars = env();
+        vars.insert("M", "metrics-token-0123456789");
+        let c = load_with(&text, &vars).unwrap();
+        let a = &c.tenants["a"];
+        assert!(a.allows_host("DB.internal", 5432));
+        assert!(!a.allows_host("db.internal", 5433));
+        assert!(a.allows_database("a_1") && !a.allows_database("b_1"));
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
+        assert!(!format!("{:?}", c).contains("metrics-token-0123456789"));
+        // The metrics token must not double as an API token.
+        vars.insert("M", "admin-token-0123456789");
+        assert!(load_with(&text, &vars).is_err());
+        // One database, two tenants: refused, whatever the host spelling.
+        let text = SEED.replace(
+            "host: mongo-db, port: 27017, database_name: logsdb}",
+            "host: mongo-db, port: 27017, database_name: logsdb}\n  - {id: other, engine: mongodb, host: MONGO-DB., database_name: LogsDB, tenant: b}",
+        );
+        let problems = load_with(&text, &env()).unwrap_err().0;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("databases[2]") && p.contains("one tenant")),
+            "{problems:?}"
+        );
+        // Same tenant, same database: allowed (two schedules of one database).
+        let text = SEED.replace(
+            "host: mongo-db, port: 27017, database_name: logsdb}",
+            "host: mongo-db, port: 27017, database_name: logsdb}\n  - {id: other, engine: mongodb, host: mongo-db, database_name: logsdb}",
+        );
+        assert!(load_with(&text, &env()).is_ok());
     }
 }

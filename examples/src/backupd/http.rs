@@ -1,82 +1,37 @@
 //! The REST API (axum): `/api/v1/...` behind bearer tokens, plus
 //! `/metrics`, `/healthz`, `/readyz` and `/openapi.json`.
+//!
+//! Every API request goes through the same steps, in this order: the
+//! token (401), the route's role (403, from [`ROUTES`]), shutdown (503 for
+//! changes), the ids in the path (400 if malformed, 404 if not visible to
+//! the caller's tenant), and only then the body ([`super::body`]: 415,
+//! 413, 400). Nothing is parsed for a caller who may not act.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use backup_core::{BackupKind, BackupType, Error, Filter, Page, StoreExt};
+use backup_core::{BackupKind, BackupType, Filter, Page, StoreExt, validate_id};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
 
 use super::auth::{AuditRecord, Principal};
+use super::body;
 use super::config::{DatabaseView, Problems, RawDatabase, Role};
+use super::error::ApiError;
 use super::packages;
 use super::state::App;
 
 type Shared = Arc<App>;
-
-/// An API error: status plus a one-line message.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn not_found(what: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let (status, code) = match &e {
-            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            Error::InvalidKey { .. } => (StatusCode::BAD_REQUEST, "invalid_id"),
-            Error::Config(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Error::AlreadyExists { .. } => (StatusCode::CONFLICT, "conflict"),
-            Error::Integrity { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "integrity"),
-            Error::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
-            Error::Connection { .. }
-            | Error::Authentication { .. }
-            | Error::DatabaseMissing { .. } => (StatusCode::BAD_GATEWAY, "database"),
-            Error::StorageFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        ApiError::new(status, code, e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"success": false, "error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
-    }
-}
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -92,125 +47,217 @@ fn accepted(data: impl serde::Serialize) -> ApiResult {
         .into_response())
 }
 
+fn created(data: impl serde::Serialize) -> ApiResult {
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"success": true, "data": data})),
+    )
+        .into_response())
+}
+
 fn admin(p: &Principal) -> Result<(), ApiError> {
     if p.role == Role::Admin {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+        Err(ApiError::forbidden(
             "forbidden",
             "this operation needs an admin token",
         ))
     }
 }
 
-/// Every route, for the router, the OpenAPI document and its test:
-/// `(method, path, summary, admin only)`.
-pub const ROUTES: &[(&str, &str, &str, bool)] = &[
-    (
+/// An id from the path: letters, digits, `-`, `_`, `.` (so `../x` and
+/// `/etc/passwd` are 400 before anything is looked up).
+fn path_id(id: &str) -> Result<(), ApiError> {
+    validate_id(id).map_err(ApiError::from)
+}
+
+/// A query string, refused with our envelope when it has unknown keys,
+/// wrong types or repeated keys.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// Lower-case HTTP method.
+    pub method: &'static str,
+    /// Path with `{id}` parameters.
+    pub path: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+    /// Admin tokens only (every route that changes something).
+    pub admin: bool,
+    /// The JSON body it requires, as an example; `None`: it takes none.
+    pub body: Option<&'static str>,
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    admin: bool,
+    body: Option<&'static str>,
+) -> Route {
+    Route {
+        method,
+        path,
+        summary,
+        admin,
+        body,
+    }
+}
+
+/// Every route, for the router's authorization, the OpenAPI document and
+/// the tests.
+pub const ROUTES: &[Route] = &[
+    route(
         "get",
         "/api/v1/backups",
-        "List backups (filters: tenant, source_id, kind, type, since, until; paging: offset, limit)",
+        "List backups (filters: tenant, source_id, kind, type, since, until; paging: offset, limit 1-1000)",
         false,
+        None,
     ),
-    (
+    route(
         "post",
         "/api/v1/backups",
-        "Start a manual backup: {\"database_id\": \"...\", \"type\": \"full\"}",
+        "Start a manual backup (`?wait=true` waits)",
         true,
+        Some(r#"{"database_id": "...", "type": "full"}"#),
     ),
-    (
+    route(
         "get",
         "/api/v1/backups/stats",
         "Count, size, newest and oldest backup per tenant and source",
         false,
+        None,
     ),
-    (
+    route(
         "get",
         "/api/v1/backups/{id}",
         "One backup's manifest",
         false,
+        None,
     ),
-    (
+    route(
         "delete",
         "/api/v1/backups/{id}",
         "Delete a backup (manifest first, then artifact)",
         true,
+        None,
     ),
-    (
+    route(
         "get",
         "/api/v1/backups/{id}/download",
         "Download a backup's artifact (streamed, with checksums)",
         false,
+        None,
     ),
-    (
+    route(
         "post",
         "/api/v1/backups/{id}/restore",
-        "Restore asynchronously: {\"target_database\": \"...\", \"clean\": false}",
+        "Restore asynchronously into the source's own database or a new one (target_database required; clean defaults to false)",
         true,
+        Some(r#"{"target_database": "...", "clean": false}"#),
     ),
-    (
+    route(
         "get",
         "/api/v1/jobs/{id}",
         "State of an asynchronous operation",
         false,
+        None,
     ),
-    (
+    route(
         "get",
         "/api/v1/status",
         "Health per database and scheduler state",
         false,
+        None,
     ),
-    (
+    route(
         "post",
         "/api/v1/cleanup",
-        "Apply retention now: {\"dry_run\": true}",
+        "Apply retention now (dry_run required)",
         true,
+        Some(r#"{"dry_run": true}"#),
     ),
-    (
+    route(
         "get",
         "/api/v1/databases",
         "Registered databases (never credentials)",
         false,
+        None,
     ),
-    (
+    route(
         "post",
         "/api/v1/databases",
         "Register a database at run time",
         true,
+        Some(r#"{"id": "...", "engine": "postgres", "host": "...", "database_name": "..."}"#),
     ),
-    ("get", "/api/v1/databases/{id}", "One database", false),
-    (
+    route("get", "/api/v1/databases/{id}", "One database", false, None),
+    route(
         "patch",
         "/api/v1/databases/{id}",
-        "Change a database (schedule, retention, ...)",
+        "Change a database (schedule, retention, credentials; host, port, engine and database only with a tenant-less token)",
         true,
+        Some(r#"{"max_backups": 10}"#),
     ),
-    (
+    route(
         "delete",
         "/api/v1/databases/{id}",
         "Unregister a database (its backups stay)",
         true,
+        None,
     ),
-    ("get", "/api/v1/packages", "List packages", false),
-    ("post", "/api/v1/packages", "Build packages now", true),
-    (
+    route("get", "/api/v1/packages", "List packages", false, None),
+    route(
+        "post",
+        "/api/v1/packages",
+        "Build packages now (`?wait=true` waits)",
+        true,
+        None,
+    ),
+    route(
         "get",
         "/api/v1/packages/{id}/download",
         "Download a package",
         false,
+        None,
     ),
-    ("delete", "/api/v1/packages/{id}", "Delete a package", true),
-    ("get", "/metrics", "Prometheus metrics", false),
-    ("get", "/healthz", "Liveness", false),
-    (
+    route(
+        "delete",
+        "/api/v1/packages/{id}",
+        "Delete a package",
+        true,
+        None,
+    ),
+    route(
+        "get",
+        "/metrics",
+        "Prometheus metrics (bearer: a tenant-less token or metrics.token_var)",
+        false,
+        None,
+    ),
+    route("get", "/healthz", "Liveness", false, None),
+    route(
         "get",
         "/readyz",
         "Readiness (store reachable, not shutting down)",
         false,
+        None,
     ),
-    ("get", "/openapi.json", "This document", false),
+    route("get", "/openapi.json", "This document", false, None),
 ];
+
+/// The route `method path` (a matched path, with `{id}`).
+pub fn find_route(method: &Method, path: &str) -> Option<&'static Route> {
+    ROUTES
+        .iter()
+        .find(|r| r.path == path && method.as_str().eq_ignore_ascii_case(r.method))
+}
 
 /// The router.
 pub fn router(app: Shared) -> Router {
@@ -233,6 +280,9 @@ pub fn router(app: Shared) -> Router {
         .route("/packages", get(list_packages).post(create_packages))
         .route("/packages/{id}/download", get(download_package))
         .route("/packages/{id}", axum::routing::delete(delete_package))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such API route")
+        })
         .layer(middleware::from_fn_with_state(app.clone(), authenticate));
     Router::new()
         .nest("/api/v1", api)
@@ -243,16 +293,33 @@ pub fn router(app: Shared) -> Router {
             "/openapi.json",
             get(|| async { Json(super::openapi::document()) }),
         )
+        .layer(middleware::from_fn(body::finish_body))
         .with_state(app)
 }
 
-/// Authenticates every API call and audits every mutating one.
+/// The router of `metrics_listen`: metrics and probes only.
+pub fn metrics_router(app: Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_open))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .layer(middleware::from_fn(body::finish_body))
+        .with_state(app)
+}
+
+/// Authenticates every API call, authorizes it by the route's role,
+/// refuses changes while shutting down, and audits every mutating call.
 async fn authenticate(State(app): State<Shared>, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req
         .extensions()
         .get::<axum::extract::OriginalUri>()
         .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| find_route(&method, m.as_str()));
+    let mutating = method != Method::GET && method != Method::HEAD;
     let principal = app.tokens.authenticate(req.headers());
     let response = match &principal {
         None => {
@@ -266,12 +333,21 @@ async fn authenticate(State(app): State<Shared>, mut req: Request, next: Next) -
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             r
         }
+        Some(p) if (route.is_some_and(|r| r.admin) || mutating) && p.role != Role::Admin => {
+            admin(p).unwrap_err().into_response()
+        }
+        Some(_) if mutating && app.stopping.is_cancelled() => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the daemon is shutting down: retry against the next instance",
+        )
+        .into_response(),
         Some(p) => {
             req.extensions_mut().insert(p.clone());
             next.run(req).await
         }
     };
-    if method != Method::GET && method != Method::HEAD {
+    if mutating {
         let status = response.status().as_u16();
         app.audit.record(&AuditRecord {
             at: Utc::now(),
@@ -333,9 +409,16 @@ fn backup_view(m: &backup_core::Manifest) -> Value {
 async fn list_backups(
     State(app): State<Shared>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult {
+    let q = query(q)?;
     let tenant = scope(&caller, q.tenant)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} is out of range (1 to 1000)"
+        )));
+    }
     let mut filter = Filter::all();
     filter.tenant = tenant;
     filter.source_id = q.source_id.or(q.database_id);
@@ -345,7 +428,7 @@ async fn list_backups(
     filter.until = q.until;
     let page = Page {
         offset: q.offset.unwrap_or(0),
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        limit,
     };
     let result = app.engine.catalog().page(&filter, page).await?;
     ok(json!({
@@ -380,8 +463,17 @@ async fn delete_backup(
     State(app): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    request: Body,
 ) -> ApiResult {
     admin(&caller)?;
+    // Resolve first: unknown ids and other tenants' backups are 404
+    // whatever the body.
+    app.engine
+        .catalog()
+        .get(&id, caller.tenant.as_deref())
+        .await?;
+    body::none(&headers, request).await?;
     let m = app
         .engine
         .catalog()
@@ -470,6 +562,7 @@ struct CreateBackup {
 }
 
 #[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct WaitQuery {
     wait: Option<bool>,
 }
@@ -477,11 +570,18 @@ struct WaitQuery {
 async fn create_backup(
     State(app): State<Shared>,
     caller: Caller,
-    Query(wait): Query<WaitQuery>,
-    body: Result<Json<CreateBackup>, axum::extract::rejection::JsonRejection>,
+    wait: Result<Query<WaitQuery>, QueryRejection>,
+    headers: HeaderMap,
+    request: Body,
 ) -> ApiResult {
     admin(&caller)?;
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let wait = query(wait)?;
+    let body: CreateBackup = body::json(
+        &headers,
+        request,
+        r#"{"database_id": "...", "type": "full"}"#,
+    )
+    .await?;
     let backup_type = match body.backup_type.as_deref().unwrap_or("full") {
         "full" => BackupType::Full,
         "incremental" => BackupType::Incremental,
@@ -491,6 +591,8 @@ async fn create_backup(
             )));
         }
     };
+    path_id(&body.database_id)
+        .map_err(|_| ApiError::not_found(format!("database {:?}", body.database_id)))?;
     let db = app
         .database(&body.database_id, caller.tenant.as_deref())
         .ok_or_else(|| ApiError::not_found(format!("database {}", body.database_id)))?;
@@ -503,24 +605,22 @@ async fn create_backup(
             .await?;
         let id = outcome.backup_id.unwrap_or_default();
         let m = runner.engine.catalog().get(&id, None).await?;
-        Ok(backup_view(&m))
+        Ok::<_, ApiError>(backup_view(&m))
     };
     if wait.wait.unwrap_or(false) {
-        let v = work.await.map_err(ApiError::from)?;
-        return Ok((
-            StatusCode::CREATED,
-            Json(json!({"success": true, "data": v})),
-        )
-            .into_response());
+        return created(work.await?);
     }
     let job = app.start_operation("backup", Some(&db.tenant), work);
     accepted(json!({"job_id": job, "status_url": format!("/api/v1/jobs/{job}")}))
 }
 
-#[derive(Debug, Deserialize, Default)]
+/// A restore names its target: the source's own database (to restore
+/// over it) or a new one. `clean` (drop what exists first) defaults to
+/// false, the choice that overwrites nothing.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RestoreBody {
-    target_database: Option<String>,
+    target_database: String,
     #[serde(default)]
     clean: bool,
 }
@@ -529,34 +629,44 @@ async fn restore_backup(
     State(app): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<RestoreBody>>,
+    headers: HeaderMap,
+    request: Body,
 ) -> ApiResult {
     admin(&caller)?;
-    let body = body.map(|b| b.0).unwrap_or_default();
-    // Resolve now so unknown ids and other tenants' backups are 404 here.
+    // Resolve now so unknown ids and other tenants' backups are 404 here,
+    // before the body is read.
     let m = app
         .engine
         .catalog()
         .get(&id, caller.tenant.as_deref())
         .await?;
-    if let Some(t) = &body.target_database
-        && (t.is_empty() || t.len() > 63 || t.chars().any(|c| c.is_control()))
-    {
+    let body: RestoreBody = body::json(
+        &headers,
+        request,
+        r#"{"target_database": "...", "clean": false}"#,
+    )
+    .await?;
+    let t = &body.target_database;
+    if t.trim().is_empty() || t.len() > 63 || t.chars().any(|c| c.is_control()) {
         return Err(ApiError::bad_request(
             "target_database must be 1 to 63 printable characters",
         ));
     }
     let runner = Arc::clone(&app);
     let tenant = m.tenant.clone();
+    let request = super::state::RestoreRequest {
+        target_database: body.target_database,
+        clean: body.clean,
+        caller_tenant: caller.tenant.clone(),
+    };
     let job = app.start_operation("restore", Some(&m.tenant), async move {
-        runner
-            .restore(&id, Some(&tenant), body.target_database, body.clean)
-            .await
+        runner.restore(&id, Some(&tenant), request).await
     });
     accepted(json!({"job_id": job, "status_url": format!("/api/v1/jobs/{job}")}))
 }
 
 async fn get_job(State(app): State<Shared>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    path_id(&id)?;
     let op = app
         .operations
         .lock()
@@ -602,21 +712,23 @@ async fn status(State(app): State<Shared>, caller: Caller) -> ApiResult {
     }))
 }
 
-#[derive(Debug, Deserialize, Default)]
+/// A cleanup states whether it is a dry run: a body that does not is
+/// refused rather than taken for a real run.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CleanupBody {
-    #[serde(default)]
     dry_run: bool,
 }
 
 async fn cleanup(
     State(app): State<Shared>,
     caller: Caller,
-    body: Option<Json<CleanupBody>>,
+    headers: HeaderMap,
+    request: Body,
 ) -> ApiResult {
     admin(&caller)?;
-    let dry_run = body.map(|b| b.0.dry_run).unwrap_or(false);
-    ok(app.cleanup(caller.tenant.as_deref(), dry_run).await?)
+    let body: CleanupBody = body::json(&headers, request, r#"{"dry_run": true}"#).await?;
+    ok(app.cleanup(caller.tenant.as_deref(), body.dry_run).await?)
 }
 
 async fn list_databases(State(app): State<Shared>, caller: Caller) -> ApiResult {
@@ -633,6 +745,7 @@ async fn get_database(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
+    path_id(&id)?;
     let db = app
         .database(&id, caller.tenant.as_deref())
         .ok_or_else(|| ApiError::not_found(format!("database {id}")))?;
@@ -643,6 +756,13 @@ async fn get_database(
 /// `password` given directly (kept in memory only, never echoed or
 /// persisted).
 type DatabaseBody = serde_json::Map<String, Value>;
+
+const DATABASE_EXAMPLE: &str =
+    r#"{"id": "...", "engine": "postgres", "host": "...", "database_name": "..."}"#;
+
+/// The fields that place an entry on a server: only a tenant-less token
+/// may change them once registered.
+const PLACEMENT: [&str; 4] = ["engine", "host", "port", "database_name"];
 
 fn body_to_database(
     app: &App,
@@ -661,8 +781,10 @@ fn body_to_database(
         }
     }
     let text = |v: Value, what: &str| match v {
-        Value::String(s) => Ok(s),
-        _ => Err(ApiError::bad_request(format!("{what} must be a string"))),
+        Value::String(s) if !s.is_empty() && s.len() <= 1024 => Ok(s),
+        _ => Err(ApiError::bad_request(format!(
+            "{what} must be a string of 1 to 1024 characters"
+        ))),
     };
     let username = fields
         .remove("username")
@@ -680,19 +802,17 @@ fn body_to_database(
         merged[k] = v;
     }
     if let Some(t) = &caller.tenant {
-        match merged.get("tenant").and_then(Value::as_str) {
-            Some(asked) if asked != t => {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    format!("this token is bound to tenant {t}"),
-                ));
+        match merged.get("tenant") {
+            None | Some(Value::Null) => merged["tenant"] = Value::String(t.clone()),
+            Some(Value::String(asked)) if asked == t => {}
+            Some(Value::String(asked)) => {
+                return Err(ApiError::not_found(format!("tenant {asked}")));
             }
-            _ => merged["tenant"] = Value::String(t.clone()),
+            Some(_) => return Err(ApiError::bad_request("tenant must be a string")),
         }
     }
-    let raw: RawDatabase =
-        serde_json::from_value(merged).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let raw: RawDatabase = serde_json::from_value(merged)
+        .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     let mut problems = Problems::default();
     let env = |_: &str| None;
     let Some(mut db) =
@@ -709,14 +829,48 @@ fn body_to_database(
     Ok(db)
 }
 
+/// For a tenant-bound caller: the database must be on a host (and have a
+/// name) its tenant's `tenants:` entry allows.
+fn tenant_policy(
+    app: &App,
+    caller: &Principal,
+    db: &super::config::DatabaseConfig,
+) -> Result<(), ApiError> {
+    let Some(t) = &caller.tenant else {
+        return Ok(());
+    };
+    let policy = app.config.tenants.get(t);
+    if !policy.is_some_and(|p| p.allows_host(&db.host, db.port)) {
+        return Err(ApiError::forbidden(
+            "host_not_allowed",
+            format!(
+                "tenant {t} may not register databases on {}:{} (see tenants.{t}.allowed_hosts in the configuration)",
+                db.host, db.port
+            ),
+        ));
+    }
+    if !policy.is_some_and(|p| p.allows_database(&db.database_name)) {
+        return Err(ApiError::forbidden(
+            "database_not_allowed",
+            format!(
+                "tenant {t} may not register database {:?} (see tenants.{t}.allowed_databases)",
+                db.database_name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn create_database(
     State(app): State<Shared>,
     caller: Caller,
-    body: Result<Json<DatabaseBody>, axum::extract::rejection::JsonRejection>,
+    headers: HeaderMap,
+    request: Body,
 ) -> ApiResult {
     admin(&caller)?;
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let body: DatabaseBody = body::json(&headers, request, DATABASE_EXAMPLE).await?;
     let db = body_to_database(&app, &caller, body, None)?;
+    tenant_policy(&app, &caller, &db)?;
     if app
         .databases
         .read()
@@ -730,33 +884,29 @@ async fn create_database(
         ));
     }
     let view = DatabaseView::from(&db);
-    app.register(db).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"success": true, "data": view})),
-    )
-        .into_response())
+    app.register_checked(db, None).await?;
+    created(view)
 }
 
 async fn patch_database(
     State(app): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<DatabaseBody>, axum::extract::rejection::JsonRejection>,
+    headers: HeaderMap,
+    request: Body,
 ) -> ApiResult {
     admin(&caller)?;
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    path_id(&id)?;
     let current = app
         .database(&id, caller.tenant.as_deref())
         .ok_or_else(|| ApiError::not_found(format!("database {id}")))?;
-    if body
+    let fields: DatabaseBody = body::json(&headers, request, r#"{"max_backups": 10}"#).await?;
+    if fields
         .get("id")
-        .and_then(Value::as_str)
-        .is_some_and(|new| new != id)
+        .is_some_and(|new| new.as_str() != Some(id.as_str()))
     {
         return Err(ApiError::bad_request("the id of a database cannot change"));
     }
-    let mut fields = body;
     // Start from the current entry; schedule and compression as text.
     let base = RawDatabase {
         id: current.id.clone(),
@@ -779,10 +929,29 @@ async fn patch_database(
         stale_after: Some(format!("{}s", current.stale_after.as_secs())),
         sslmode: current.sslmode.clone(),
     };
+    let mut fields = fields;
     fields
         .entry("schedule".to_string())
         .or_insert_with(|| Value::String(current.schedule.to_string()));
     let mut db = body_to_database(&app, &caller, fields, Some(&base))?;
+    let moved: Vec<&str> = PLACEMENT
+        .into_iter()
+        .filter(|f| match *f {
+            "engine" => db.engine != current.engine,
+            "host" => db.host != current.host,
+            "port" => db.port != current.port,
+            _ => db.database_name != current.database_name,
+        })
+        .collect();
+    if caller.tenant.is_some() && !moved.is_empty() {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            format!(
+                "a token bound to a tenant cannot change {} of a registered database: ask a tenant-less admin, or register a new entry",
+                moved.join(", ")
+            ),
+        ));
+    }
     // Credentials not given again stay as they were, but only for the same
     // server: pointing an entry elsewhere must not carry its password there.
     let same_server =
@@ -798,7 +967,7 @@ async fn patch_database(
         db.password_var = current.password_var.clone();
     }
     let view = DatabaseView::from(&db);
-    app.register(db).await?;
+    app.register_checked(db, Some(&id)).await?;
     ok(view)
 }
 
@@ -806,11 +975,15 @@ async fn delete_database(
     State(app): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    request: Body,
 ) -> ApiResult {
     admin(&caller)?;
+    path_id(&id)?;
     if app.database(&id, caller.tenant.as_deref()).is_none() {
         return Err(ApiError::not_found(format!("database {id}")));
     }
+    body::none(&headers, request).await?;
     app.unregister(&id);
     ok(json!({"deleted": id}))
 }
@@ -822,22 +995,21 @@ async fn list_packages(State(app): State<Shared>, caller: Caller) -> ApiResult {
 async fn create_packages(
     State(app): State<Shared>,
     caller: Caller,
-    Query(wait): Query<WaitQuery>,
+    wait: Result<Query<WaitQuery>, QueryRejection>,
+    headers: HeaderMap,
+    request: Body,
 ) -> ApiResult {
     admin(&caller)?;
+    let wait = query(wait)?;
+    body::none(&headers, request).await?;
     let runner = Arc::clone(&app);
     let tenant = caller.tenant.clone();
     let work = async move {
         let built = runner.build_packages(tenant.as_deref(), "manual").await?;
-        Ok(serde_json::to_value(built).expect("packages serialise"))
+        Ok::<_, ApiError>(serde_json::to_value(built).expect("packages serialise"))
     };
     if wait.wait.unwrap_or(false) {
-        let v = work.await.map_err(ApiError::from)?;
-        return Ok((
-            StatusCode::CREATED,
-            Json(json!({"success": true, "data": v})),
-        )
-            .into_response());
+        return created(work.await?);
     }
     let job = app.start_operation("package", caller.tenant.as_deref(), work);
     accepted(json!({"job_id": job, "status_url": format!("/api/v1/jobs/{job}")}))
@@ -866,14 +1038,17 @@ async fn delete_package(
     State(app): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    request: Body,
 ) -> ApiResult {
     admin(&caller)?;
     let p = packages::get(&app.store, &id, caller.tenant.as_deref()).await?;
+    body::none(&headers, request).await?;
     packages::delete(&app.store, &p).await?;
     ok(json!({"deleted": p.id}))
 }
 
-async fn metrics(State(app): State<Shared>) -> Response {
+fn metrics_text(app: &App) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -882,6 +1057,66 @@ async fn metrics(State(app): State<Shared>) -> Response {
         app.metrics.render(),
     )
         .into_response()
+}
+
+/// Whether `headers` carry the metrics token.
+fn has_metrics_token(app: &App, headers: &HeaderMap) -> bool {
+    let Some(expected) = &app.config.metrics_token else {
+        return false;
+    };
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+    else {
+        return false;
+    };
+    use sha2::{Digest, Sha256};
+    let a: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+    let b: [u8; 32] = Sha256::digest(expected.expose().as_bytes()).into();
+    bool::from(a.ct_eq(&b))
+}
+
+/// `/metrics` on the API listener: the metrics token or a tenant-less API
+/// token (metrics name every tenant's sources).
+async fn metrics(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    if has_metrics_token(&app, &headers) {
+        return metrics_text(&app);
+    }
+    match app.tokens.authenticate(&headers) {
+        Some(p) if p.tenant.is_none() => metrics_text(&app),
+        Some(p) => ApiError::forbidden(
+            "forbidden",
+            format!(
+                "metrics cover every tenant: token {} is bound to one; use a tenant-less token or metrics.token_var",
+                p.name
+            ),
+        )
+        .into_response(),
+        None => {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or invalid bearer token (metrics need a tenant-less token or the metrics token)",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+/// `/metrics` on `metrics_listen`: open unless a metrics token is
+/// configured.
+async fn metrics_open(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    if app.config.metrics_token.is_none() {
+        return metrics_text(&app);
+    }
+    metrics(State(app), headers).await
 }
 
 async fn ready(State(app): State<Shared>) -> Response {
@@ -894,6 +1129,27 @@ async fn ready(State(app): State<Shared>) -> Response {
         Err(e) => {
             tracing::warn!(error = %e, "readiness: store unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_is_consistent() {
+        for r in ROUTES {
+            let mutating = r.method != "get";
+            // The middleware refuses non-admins on both counts; they agree.
+            assert_eq!(r.admin, mutating, "{} {}", r.method, r.path);
+            if let Some(example) = r.body {
+                assert!(matches!(r.method, "post" | "patch"), "{}", r.path);
+                let v: Value = serde_json::from_str(example).expect(r.path);
+                assert!(v.is_object(), "{}", r.path);
+            }
+            let method = Method::from_bytes(r.method.to_uppercase().as_bytes()).unwrap();
+            assert!(find_route(&method, r.path).is_some());
         }
     }
 }

@@ -6,14 +6,18 @@
 //! Run it with `cargo run --release --example backupd -- --config config.yaml`.
 
 pub mod auth;
+pub mod body;
 pub mod config;
+pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod mongo;
 pub mod openapi;
 pub mod packages;
 pub mod state;
+pub mod tenancy;
 
+use std::future::IntoFuture;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -154,13 +158,15 @@ impl Daemon {
             audit,
             events,
             stopping: CancellationToken::new(),
+            registration: tokio::sync::Mutex::new(()),
+            tracker: tokio_util::task::TaskTracker::new(),
             config,
         });
-        for db in app.config.databases.clone() {
+        for (i, db) in app.config.databases.clone().into_iter().enumerate() {
             let id = db.id.clone();
-            app.register(db)
+            app.register_checked(db, None)
                 .await
-                .map_err(|e| backup_core::Error::Config(format!("database {id}: {e}")))?;
+                .map_err(|e| backup_core::Error::Config(format!("databases[{i}] ({id}): {e}")))?;
         }
         if let Some(pc) = &app.config.packages {
             app.scheduler.upsert(
@@ -190,31 +196,79 @@ impl Daemon {
         })
     }
 
-    /// Serves the API on `listener` until `shutdown` resolves, then lets
-    /// running backups finish (up to the configured timeout) and cancels
-    /// the rest cleanly.
+    /// Serves the API on `listener` (and metrics and probes on
+    /// `metrics_listener`) until `shutdown` resolves; then drains: the
+    /// listeners keep answering probes, metrics and reads while changes
+    /// are refused with 503, running backups and API operations get up to
+    /// the configured timeout to finish, the rest is cancelled cleanly,
+    /// and the listeners close.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
+        metrics_listener: Option<tokio::net::TcpListener>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = Arc::clone(&self.app);
-        let stopping = app.stopping.clone();
-        let router = http::router(Arc::clone(&app));
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.cancel();
-            tracing::info!("shutting down: no new requests; letting running backups finish");
+        let close = CancellationToken::new();
+        let mut main = tokio::spawn(
+            axum::serve(listener, http::router(Arc::clone(&app)))
+                .with_graceful_shutdown(close.clone().cancelled_owned())
+                .into_future(),
+        );
+        let mut side = metrics_listener.map(|l| {
+            tokio::spawn(
+                axum::serve(l, http::metrics_router(Arc::clone(&app)))
+                    .with_graceful_shutdown(close.clone().cancelled_owned())
+                    .into_future(),
+            )
         });
-        let result = server.await;
-        app.scheduler
-            .shutdown(Shutdown::Drain(app.config.shutdown_timeout))
-            .await;
+        let early = tokio::select! {
+            _ = shutdown => None,
+            r = &mut main => Some(r),
+        };
+        app.stopping.cancel();
+        if early.is_none() {
+            tracing::info!(
+                "shutting down: refusing changes; letting running backups and restores finish"
+            );
+        }
+        let drain = app.config.shutdown_timeout;
+        let started = tokio::time::Instant::now();
+        app.scheduler.shutdown(Shutdown::Drain(drain)).await;
+        app.tracker.close();
+        let left = drain.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, app.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown timeout: API operations still running are abandoned");
+        }
         self.stop_monitor.cancel();
         for task in self.background {
             task.abort();
         }
+        close.cancel();
+        // Open requests (a download) get a little time, then are cut.
+        let grace = Duration::from_secs(10);
+        let result = match early {
+            Some(r) => r,
+            None => match tokio::time::timeout(grace, &mut main).await {
+                Ok(r) => r,
+                Err(_) => {
+                    main.abort();
+                    Ok(Ok(()))
+                }
+            },
+        };
+        if let Some(side) = side.as_mut()
+            && tokio::time::timeout(grace, &mut *side).await.is_err()
+        {
+            side.abort();
+        }
         tracing::info!("stopped");
-        result
+        match result {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
     }
 }

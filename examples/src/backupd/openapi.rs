@@ -8,7 +8,9 @@ use super::http::ROUTES;
 /// The document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for (method, path, summary, admin) in ROUTES {
+    for route in ROUTES {
+        let (method, path, summary, admin) =
+            (&route.method, &route.path, &route.summary, &route.admin);
         let api = path.starts_with("/api/");
         let params: Vec<Value> = path
             .split('/')
@@ -30,13 +32,30 @@ pub fn document() -> Value {
             if *admin {
                 op["responses"]["403"] = json!({"description": "admin token required"});
             }
+        } else if *path == "/metrics" {
+            op["security"] = json!([{"bearer": []}]);
+            op["responses"]["401"] = json!({"description": "missing or invalid token (a tenant-less token or metrics.token_var)"});
+            op["responses"]["403"] = json!({"description": "token bound to a tenant"});
         } else {
             op["security"] = json!([]);
         }
-        if *method == "post" || *method == "patch" {
-            op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}});
+        if let Some(example) = route.body {
+            let example: Value =
+                serde_json::from_str(example).expect("route body examples are JSON");
+            op["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": {"type": "object"}, "example": example}}
+            });
+            op["responses"]["413"] = json!({"description": "body larger than 64 KiB"});
+            op["responses"]["415"] =
+                json!({"description": "body sent without Content-Type: application/json"});
+        }
+        if *method == "post" {
             op["responses"]["202"] =
                 json!({"description": "accepted: an asynchronous job was started"});
+        }
+        if *admin {
+            op["responses"]["503"] = json!({"description": "shutting down: changes refused"});
         }
         paths
             .entry(path.to_string())

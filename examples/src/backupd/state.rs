@@ -14,11 +14,14 @@ use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::auth::{Audit, Tokens};
 use super::config::{Config, DatabaseConfig, Engine as DbEngine};
+use super::error::ApiError;
 use super::metrics::Metrics;
 use super::packages;
+use super::tenancy;
 
 /// Scheduler job id of the package builder (`_` ids are reserved, so no
 /// database can take it).
@@ -44,6 +47,20 @@ pub struct Operation {
     pub result: Option<serde_json::Value>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The error's code (`upstream_auth_failed`, ...), as the API would
+    /// answer it.
+    pub error_code: Option<String>,
+}
+
+/// What a restore asks for.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// The source's own database or a new one.
+    pub target_database: String,
+    /// Drop what exists first (own database only).
+    pub clean: bool,
+    /// The caller's tenant when its token is bound to one.
+    pub caller_tenant: Option<String>,
 }
 
 /// Everything the API handlers share.
@@ -70,6 +87,12 @@ pub struct App {
     pub events: EventBus,
     /// Set once shutdown begins (readiness turns false).
     pub stopping: CancellationToken,
+    /// Held while a database is checked and registered, so two requests
+    /// cannot both claim one database for different tenants.
+    pub registration: tokio::sync::Mutex<()>,
+    /// API-started operations (restores, packages) still running; a
+    /// draining shutdown waits for them as for scheduled backups.
+    pub tracker: TaskTracker,
 }
 
 impl std::fmt::Debug for App {
@@ -138,9 +161,62 @@ impl App {
             .with_compressor(Arc::new(db.compression))
     }
 
-    /// Registers or replaces a database and its scheduler job. The last
-    /// scheduled backup in the catalog drives the misfire check.
-    pub async fn register(&self, db: DatabaseConfig) -> Result<()> {
+    /// Refuses `db` when another tenant has a registered database that may
+    /// be the same one (entry `replacing` excepted: the one being changed).
+    pub async fn check_owner(
+        &self,
+        db: &DatabaseConfig,
+        replacing: Option<&str>,
+    ) -> std::result::Result<(), ApiError> {
+        let entries: Vec<DatabaseConfig> = self
+            .databases
+            .read()
+            .expect("databases lock")
+            .values()
+            .filter(|d| Some(d.id.as_str()) != replacing)
+            .cloned()
+            .collect();
+        match tenancy::owner_elsewhere(
+            &entries,
+            &db.tenant,
+            db.engine,
+            &db.host,
+            db.port,
+            &db.database_name,
+        )
+        .await
+        {
+            None => Ok(()),
+            Some(_) => Err(ApiError::forbidden(
+                "database_not_allowed",
+                format!(
+                    "database {:?} on {}:{} belongs to another tenant: tenant {} may not use it",
+                    db.database_name, db.host, db.port, db.tenant
+                ),
+            )),
+        }
+    }
+
+    /// Checks `db` against every other tenant's databases, then registers
+    /// it (replacing entry `replacing`), atomically with respect to other
+    /// registrations.
+    pub async fn register_checked(
+        self: &Arc<Self>,
+        db: DatabaseConfig,
+        replacing: Option<&str>,
+    ) -> std::result::Result<(), ApiError> {
+        tenancy::check_database_name(db.engine, &db.database_name)
+            .map_err(|e| ApiError::bad_request(format!("database_name: {e}")))?;
+        let _guard = self.registration.lock().await;
+        self.check_owner(&db, replacing).await?;
+        self.register(db).await.map_err(ApiError::from)
+    }
+
+    /// Registers or replaces a database and its scheduler job, without the
+    /// checks of [`App::register_checked`] (its only caller). The last
+    /// scheduled backup in the catalog drives the misfire check. Each run
+    /// checks again that no other tenant has the database.
+    async fn register(self: &Arc<Self>, db: DatabaseConfig) -> Result<()> {
         let source = make_source(&db)?;
         let mut filter = Filter::tenant(&db.tenant).source(&db.id);
         filter.kind = Some(BackupKind::Scheduled);
@@ -157,8 +233,13 @@ impl App {
             request: BackupRequest::new(&db.id).tenant(&db.tenant),
             retention: retention(&db),
         };
+        let guarded = GuardedJob {
+            app: Arc::downgrade(self),
+            db: db.clone(),
+            inner: job,
+        };
         self.scheduler.upsert(
-            JobSpec::new(&db.id, db.schedule.clone(), Arc::new(job))
+            JobSpec::new(&db.id, db.schedule.clone(), Arc::new(guarded))
                 .last_run(last_run.or(Some(Utc::now()))),
         )?;
         self.metrics.touch(&db.tenant, &db.id);
@@ -221,7 +302,9 @@ impl App {
     /// background and its outcome is recorded.
     pub fn start_operation<F>(self: &Arc<Self>, kind: &str, tenant: Option<&str>, work: F) -> String
     where
-        F: std::future::Future<Output = Result<serde_json::Value>> + Send + 'static,
+        F: std::future::Future<Output = std::result::Result<serde_json::Value, ApiError>>
+            + Send
+            + 'static,
     {
         let id = backup_core::new_backup_id(Utc::now());
         let op = Operation {
@@ -233,6 +316,7 @@ impl App {
             finished_at: None,
             result: None,
             error: None,
+            error_code: None,
         };
         {
             let mut ops = self.operations.lock().expect("operations lock");
@@ -252,7 +336,7 @@ impl App {
         }
         let me = Arc::clone(self);
         let op_id = id.clone();
-        tokio::spawn(async move {
+        self.tracker.spawn(async move {
             let outcome = work.await;
             let mut ops = me.operations.lock().expect("operations lock");
             if let Some(op) = ops.get_mut(&op_id) {
@@ -264,7 +348,8 @@ impl App {
                     }
                     Err(e) => {
                         op.status = "failed".into();
-                        op.error = Some(e.to_string());
+                        op.error = Some(e.message);
+                        op.error_code = Some(e.code.to_string());
                     }
                 }
             }
@@ -272,60 +357,82 @@ impl App {
         id
     }
 
-    /// Restores backup `id` (visible to `tenant`) into its database's
-    /// server, into `target_database` or the original one.
+    /// Restores backup `id` (visible to `tenant`) into the target database
+    /// on its database's server: the source's own database, or a new one.
+    /// Never a system database, another registered database, or one of
+    /// another tenant; `clean` only over the source's own database. A
+    /// tenant-bound caller also stays within its tenant's
+    /// `allowed_databases`.
     pub async fn restore(
         &self,
         id: &str,
         tenant: Option<&str>,
-        target_database: Option<String>,
-        clean: bool,
-    ) -> Result<serde_json::Value> {
+        request: RestoreRequest,
+    ) -> std::result::Result<serde_json::Value, ApiError> {
+        let RestoreRequest {
+            target_database,
+            clean,
+            caller_tenant,
+        } = request;
         let manifest = self.engine.catalog().get(id, tenant).await?;
         let db = self
             .database(&manifest.source_id, Some(&manifest.tenant))
             .ok_or_else(|| {
-                Error::Config(format!(
-                    "backup {id} belongs to database {:?}, which is not registered: register it to restore",
-                    manifest.source_id
-                ))
+                ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "database_not_registered",
+                    format!(
+                        "backup {id} belongs to database {:?}, which is not registered: register it to restore",
+                        manifest.source_id
+                    ),
+                )
             })?;
-        let target = make_target(&db)?;
-        let database = target_database.unwrap_or_else(|| db.database_name.clone());
+        let database = target_database;
+        tenancy::check_database_name(db.engine, &database)
+            .map_err(|e| ApiError::bad_request(format!("target_database: {e}")))?;
+        let mut target_db = db.clone();
+        target_db.database_name = database.clone();
+        // Checked again here: whatever happened since registration, never
+        // over another tenant's database.
+        self.check_owner(&target_db, None).await?;
         let own = database == db.database_name;
         if !own {
-            // A restore lands either in the source's own database or in a
-            // new one: never in another tenant's database or a system one.
-            const RESERVED: [&str; 6] = [
-                "postgres",
-                "template0",
-                "template1",
-                "admin",
-                "local",
-                "config",
-            ];
-            if RESERVED.contains(&database.as_str()) {
-                return Err(Error::Config(format!(
-                    "cannot restore into the system database {database:?}"
-                )));
-            }
             let taken = self
                 .databases
                 .read()
                 .expect("databases lock")
                 .values()
-                .any(|d| d.database_name == database);
+                .any(|d| tenancy::same_name(&d.database_name, &database));
             if taken {
-                return Err(Error::Config(format!(
-                    "{database:?} is a registered database: restore into the source's own database or a new one"
-                )));
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "target_registered",
+                    format!(
+                        "{database:?} is a registered database: restore into the source's own database or a new one"
+                    ),
+                ));
             }
             if clean {
-                return Err(Error::Config(
-                    "clean applies only to restoring over the source's own database".into(),
+                return Err(ApiError::bad_request(
+                    "clean applies only to restoring over the source's own database",
+                ));
+            }
+            if let Some(t) = caller_tenant.as_deref()
+                && !self
+                    .config
+                    .tenants
+                    .get(t)
+                    .is_some_and(|p| p.allows_database(&database))
+            {
+                return Err(ApiError::forbidden(
+                    "database_not_allowed",
+                    format!(
+                        "tenant {t} may not create database {database:?} (tenants.{t}.allowed_databases)"
+                    ),
                 ));
             }
         }
+        let target = make_target(&db)?;
         let options = RestoreOptions::into_database(&database)
             .new_database_only(!own)
             .clean(clean);
@@ -427,6 +534,31 @@ impl App {
             built.push(p);
         }
         Ok(built)
+    }
+}
+
+/// A database's backup job, preceded on every run by the ownership check:
+/// a run never dumps a database that another tenant has registered.
+#[derive(Debug)]
+pub struct GuardedJob {
+    /// The daemon (weak, so the scheduler does not keep it alive).
+    pub app: std::sync::Weak<App>,
+    /// The entry the job was built from.
+    pub db: DatabaseConfig,
+    /// The backup itself.
+    pub inner: BackupJob,
+}
+
+#[async_trait]
+impl Job for GuardedJob {
+    async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome> {
+        let app = self.app.upgrade().ok_or(Error::Cancelled)?;
+        tenancy::check_database_name(self.db.engine, &self.db.database_name)
+            .map_err(|e| Error::Config(format!("database {}: {e}", self.db.id)))?;
+        app.check_owner(&self.db, Some(&self.db.id))
+            .await
+            .map_err(|e| Error::Config(e.message))?;
+        self.inner.run(trigger, cancel).await
     }
 }
 
