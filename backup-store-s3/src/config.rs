@@ -427,9 +427,8 @@ pub(crate) fn validate_bucket(name: &str) -> Result<()> {
 /// valid as a [`Key`], no leading `/`, and at most one trailing `/` (which
 /// is dropped).
 pub(crate) fn validate_prefix(prefix: &str) -> Result<Option<String>> {
-    let bad = |why: &dyn std::fmt::Display| {
-        Error::Config(format!("invalid S3 prefix {prefix:?}: {why}"))
-    };
+    let bad =
+        |why: &dyn std::fmt::Display| Error::Config(format!("invalid S3 prefix {prefix:?}: {why}"));
     if prefix.is_empty() {
         return Ok(None);
     }
@@ -476,7 +475,11 @@ mod tests {
             ("s3://bkt/", "bkt", None),
             ("s3://bkt/p", "bkt", Some("p")),
             ("s3://bkt/p/q/", "bkt", Some("p/q")),
-            ("s3://my.backups-01/team/prod", "my.backups-01", Some("team/prod")),
+            (
+                "s3://my.backups-01/team/prod",
+                "my.backups-01",
+                Some("team/prod"),
+            ),
         ];
         for (url, bucket, prefix) in cases {
             let store = built(S3StoreBuilder::from_url(url).unwrap()).unwrap();
@@ -578,7 +581,9 @@ mod tests {
         for (prefix, expected) in ok {
             assert_eq!(validate_prefix(prefix).unwrap().as_deref(), expected);
         }
-        for bad in ["/", "/p", "//p", "p//", "a//b", "..", "a/..", "../x", "a/./b", "a\\b"] {
+        for bad in [
+            "/", "/p", "//p", "p//", "a//b", "..", "a/..", "../x", "a/./b", "a\\b",
+        ] {
             let err = validate_prefix(bad).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{bad:?}: {err:?}");
             let err = built(S3StoreBuilder::new("bkt".into()).prefix(bad)).unwrap_err();

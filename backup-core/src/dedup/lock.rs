@@ -264,7 +264,9 @@ impl<'a> GcLock<'a> {
             Ok(_) | Err(Error::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
-        store.put(key, gc_body(token), PutOptions::default()).await?;
+        store
+            .put(key, gc_body(token), PutOptions::default())
+            .await?;
         tokio::time::sleep(opts.gc_lock_settle).await;
         if marker_token(store, key).await?.as_deref() == Some(token) {
             return Ok(Ok(()));
