@@ -62,6 +62,7 @@ impl From<Error> for ApiError {
             | Error::Authentication { .. }
             | Error::DatabaseMissing { .. } => (StatusCode::BAD_GATEWAY, "database"),
             Error::StorageFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
+            Error::AccessDenied { .. } => (StatusCode::BAD_GATEWAY, "storage_access_denied"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, e.to_string())
