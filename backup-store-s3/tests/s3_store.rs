@@ -396,7 +396,7 @@ async fn an_unreachable_server_is_a_retryable_error() {
         .local_addr()
         .unwrap()
         .port();
-    let store = S3Store::builder("b")
+    let store = S3Store::builder("bkt")
         .endpoint(format!("http://127.0.0.1:{port}"))
         .credentials("id", Secret::new("secret-value-123"))
         .max_retries(1)
