@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use backup_core::testing::{Capabilities, ScriptedSource, store_conformance};
 use backup_core::*;
-use backup_store_s3::S3TestServer;
+use backup_store_s3::{S3Store, S3TestServer};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -375,6 +375,14 @@ async fn scheduler_replicas_on_a_server_that_honours_if_none_match_run_each_trig
 // ---------------------------------------------------------------------------
 // Dedup GC next to backups
 
+/// Returns once something exists under `default/_chunks/{what}`.
+async fn until_marker(store: &S3Store, what: &str) {
+    let under = key(&format!("default/_chunks/{what}"));
+    while store.list_all(Some(&under)).await.unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Rounds alternate between two contents; before each round every backup
 /// but the newest is deleted, so the chunks the round's backup wants are
 /// in packs that only deleted backups reference: garbage the GCs running
@@ -399,21 +407,57 @@ async fn gc_on_a_server_that_ignores_if_none_match_never_deletes_what_a_backup_u
     };
     let (mut ran, mut backed_off, mut stopped, mut reused) = (0, 0, 0, 0);
     let mut newest = engine.backup(&source(0), &request).await.unwrap();
-    for round in 1..=6 {
+    for round in 1..=9u64 {
         for m in engine.catalog().list(&Filter::all()).await.unwrap() {
             if m.id != newest.id {
                 engine.catalog().delete(&m.id, None).await.unwrap();
             }
         }
-        let gc = || engine.gc("default", Duration::ZERO, false);
         let this = source(round);
-        let (backup, gc1, gc2) = tokio::join!(engine.backup(&this, &request), gc(), gc());
+        let backup = engine.backup(&this, &request);
+        let gc = || engine.gc("default", Duration::ZERO, false);
+        // Who starts first: both GCs and the backup at once; a GC that
+        // holds its marker before the backup starts; a backup that is in
+        // flight before the GCs start.
+        let (backup, gcs) = match round % 3 {
+            0 => {
+                let (b, g1, g2) = tokio::join!(backup, gc(), gc());
+                (b, vec![g1, g2])
+            }
+            1 => {
+                let first = gc();
+                tokio::pin!(first);
+                let early = tokio::select! {
+                    done = &mut first => Some(done),
+                    () = until_marker(&store, "gc-running") => None,
+                };
+                let (b, g) = match early {
+                    Some(done) => (backup.await, done),
+                    None => tokio::join!(backup, first),
+                };
+                (b, vec![g])
+            }
+            _ => {
+                tokio::pin!(backup);
+                let early = tokio::select! {
+                    done = &mut backup => Some(done),
+                    () = until_marker(&store, "inflight") => None,
+                };
+                match early {
+                    Some(done) => (done, vec![gc().await]),
+                    None => {
+                        let (b, g1, g2) = tokio::join!(backup, gc(), gc());
+                        (b, vec![g1, g2])
+                    }
+                }
+            }
+        };
         let m = backup.unwrap_or_else(|e| panic!("round {round}: backup failed: {e}"));
         let d = m.dedup.as_ref().unwrap();
         if d.new_chunks < d.chunks {
             reused += 1;
         }
-        for gc in [gc1, gc2] {
+        for gc in gcs {
             match gc {
                 Ok(r) if r.skipped.is_some() => backed_off += 1,
                 Ok(_) => ran += 1,
@@ -424,17 +468,24 @@ async fn gc_on_a_server_that_ignores_if_none_match_never_deletes_what_a_backup_u
         newest = m;
     }
     eprintln!(
-        "GCs: {ran} ran, {backed_off} backed off, {stopped} stopped before a deletion; {reused} of 6 backups reused chunks"
+        "GCs: {ran} ran, {backed_off} backed off, {stopped} stopped before a deletion; {reused} of 9 backups reused chunks"
     );
     for m in engine.catalog().list(&Filter::all()).await.unwrap() {
         engine.verify(&m.id, None).await.unwrap();
     }
     let check = engine.check(None).await.unwrap();
     assert!(check.is_ok(), "{check:?}");
-    assert!(ran >= 1, "no GC ever ran");
-    // A final GC removes what is left over, and the newest still restores.
+    // How the GCs and backups interleaved is up to the runtime; a final GC,
+    // alone, removes the other content's packs, and the newest still
+    // restores.
+    for m in engine.catalog().list(&Filter::all()).await.unwrap() {
+        if m.id != newest.id {
+            engine.catalog().delete(&m.id, None).await.unwrap();
+        }
+    }
     let last = engine.gc("default", Duration::ZERO, false).await.unwrap();
     assert_eq!(last.skipped, None, "{last:?}");
+    assert!(!last.deleted_packs.is_empty(), "{last:?}");
     engine.verify(&newest.id, None).await.unwrap();
     assert!(
         !store
