@@ -179,9 +179,10 @@ impl S3Store {
     /// clones) and cached: a create-only PUT of a fresh probe object under
     /// `{prefix}/_probe/`, the same PUT again, which must be refused with
     /// 412, and a DELETE of the probe object (three requests; 15–25 ms
-    /// against a local `s3s-fs` on a loaded 2-core machine). `false` without any request when turned
-    /// off with [`S3StoreBuilder::conditional_put`]. A failure to ask (no
-    /// access, no network) is returned and not cached.
+    /// against a local `s3s-fs` on a loaded 2-core machine). `false`
+    /// without any request when turned off with
+    /// [`S3StoreBuilder::conditional_put`]. A failure to ask (no access, no
+    /// network) is returned and not cached.
     ///
     /// The probe shows whether the server evaluates the header at all, not
     /// whether it does so atomically under concurrent writers: that is the
