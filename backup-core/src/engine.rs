@@ -26,7 +26,7 @@ use crate::pipeline::{
 };
 use crate::retention::{PlanOptions, RetentionPlan, RetentionPolicy, plan};
 use crate::source::{DumpOptions, DumpSource, RestoreOptions, RestoreReport, RestoreTarget};
-use crate::store::{PutOptions, Store};
+use crate::store::{Store, StoreExt};
 use crate::{Error, Result, validate_id};
 
 /// Who, for whom and why a backup is taken.
@@ -437,13 +437,12 @@ impl Engine {
             dedup,
         };
         let manifest_key = layout.manifest_key()?;
+        // Not `PutMode::Create`: the id is fresh and random, so this only
+        // guards against a collision, and must work on stores without
+        // atomic create-only puts (see the `Store` contract).
         let committed = self
             .store
-            .put(
-                &manifest_key,
-                Bytes::from(manifest.to_json()),
-                PutOptions::create(),
-            )
+            .create_best_effort(&manifest_key, Bytes::from(manifest.to_json()))
             .await;
         if let Some(marker) = marker {
             marker.end().await;

@@ -149,7 +149,11 @@ impl SchedulerConfig {
         self
     }
 
-    /// Enables leases in `store`.
+    /// Enables leases in `store`, for several replicas sharing it: each
+    /// scheduled trigger runs in the replica that creates its lease object
+    /// first. The store needs exclusive create-only puts (see
+    /// [`Scheduler::try_start`], which checks); a trigger whose lease cannot
+    /// be taken is skipped, never run without it.
     pub fn leases(mut self, store: Arc<dyn Store>) -> Self {
         self.lease_store = Some(store);
         self
@@ -216,7 +220,10 @@ struct Inner {
 ///   previous run still going is skipped (an [`Event::Skipped`] is emitted);
 ///   manual runs of a busy job wait their turn.
 /// - Missed triggers follow the job's [`MisfirePolicy`].
-/// - With leases, several processes sharing a store run each trigger once.
+/// - With leases, several processes sharing a store run each trigger once;
+///   a trigger whose lease cannot be taken (store failing, or without
+///   exclusive create-only puts) is skipped with an [`Event::Skipped`]
+///   naming the reason, never run twice.
 ///
 /// Time comes from a [`Clock`]: [`SystemClock`](crate::SystemClock) in
 /// production, [`ManualClock`](crate::ManualClock) in tests.
@@ -257,6 +264,34 @@ impl Scheduler {
             inner,
             main: Mutex::new(Some(main)),
         }
+    }
+
+    /// Like [`Scheduler::start`], but with leases configured it first checks
+    /// that the lease store's create-only puts are exclusive
+    /// ([`StoreExt::check_create_only`] under `_locks/`), and refuses to
+    /// start with that check's error ([`Error::Unsupported`] for a store
+    /// without them, such as an S3 server that ignores `If-None-Match`):
+    /// there, two replicas could both take one lease and run a trigger
+    /// twice. Run a single replica without leases on such a store.
+    ///
+    /// Hosts that configure leases should start this way. Started with
+    /// [`Scheduler::start`] instead, a scheduler on such a store fails
+    /// closed at each trigger: it is skipped with an [`Event::Skipped`]
+    /// naming the reason, never run without its lease.
+    pub async fn try_start(
+        config: SchedulerConfig,
+        clock: Arc<dyn Clock>,
+        events: EventBus,
+    ) -> Result<Scheduler> {
+        if let Some(store) = &config.lease_store {
+            store
+                .check_create_only(&Key::new(LOCKS)?)
+                .await
+                .inspect_err(|e| {
+                    tracing::error!(store = %store, error = %e, "scheduler leases cannot be exclusive in this store");
+                })?;
+        }
+        Ok(Scheduler::start(config, clock, events))
     }
 
     /// Adds a job or replaces the one with the same id. A replaced job keeps
@@ -511,8 +546,15 @@ impl Inner {
                             inner.skip(&trigger, "another process holds the lease for this trigger");
                             return;
                         }
+                        // Fail closed: without the lease another replica
+                        // may be running this trigger.
                         Err(e) => {
-                            tracing::warn!(job = %trigger.job_id, error = %e, "lease check failed; running anyway");
+                            tracing::warn!(job = %trigger.job_id, error = %e, "could not take the lease; trigger skipped");
+                            inner.skip(
+                                &trigger,
+                                &format!("could not take the lease for this trigger, so it was skipped rather than risk running it twice: {e}"),
+                            );
+                            return;
                         }
                     }
                 }
@@ -580,39 +622,74 @@ impl Inner {
     }
 }
 
+/// Where leases live: `_locks/{job id}/{trigger time}.json`.
+const LOCKS: &str = "_locks";
+
+/// Attempts at taking a lease before its trigger is skipped.
+const LEASE_ATTEMPTS: u32 = 3;
+
+/// Pause before the second attempt, doubled before each further one.
+const LEASE_RETRY_DELAY: Duration = Duration::from_millis(250);
+
 /// Claims `trigger` in the store: the first process to create the lease
-/// object runs it. Leases of the same job older than a week are removed.
+/// object (create-only, so exclusive) runs it. Retryable failures are
+/// retried briefly; any other failure, including a store without exclusive
+/// create-only puts ([`Error::Unsupported`]), is returned so the caller
+/// skips the trigger. A lease found after a failed attempt is ours only if
+/// it carries this attempt's random token (the failed put may have been
+/// written). Leases of the same job older than a week are removed.
 async fn acquire_lease(store: &dyn Store, trigger: &Trigger, now: DateTime<Utc>) -> Result<bool> {
     let at = trigger.scheduled_for.unwrap_or(now);
-    let prefix = Key::new(format!("_locks/{}", trigger.job_id))?;
+    let prefix = Key::new(format!("{LOCKS}/{}", trigger.job_id))?;
     let key = prefix.join(&format!("{}.json", at.format("%Y%m%dT%H%M%SZ")))?;
-    let body = serde_json::json!({
-        "job_id": trigger.job_id,
-        "scheduled_for": at,
-        "holder": format!("{}:{}", hostname(), std::process::id()),
-        "acquired_at": now,
-    });
-    match store
-        .put(&key, Bytes::from(body.to_string()), PutOptions::create())
-        .await
-    {
-        Ok(_) => {
-            let week = chrono::Duration::days(7);
-            if let Ok(old) = store.list_all(Some(&prefix)).await {
-                let stale: Vec<Key> = old
-                    .into_iter()
-                    .filter(|m| now - m.last_modified > week)
-                    .map(|m| m.key)
-                    .collect();
-                if !stale.is_empty() {
-                    let _ = store.delete_many(&stale).await;
+    let token = format!("{:032x}", rand::random::<u128>());
+    let body = Bytes::from(
+        serde_json::json!({
+            "job_id": trigger.job_id,
+            "scheduled_for": at,
+            "holder": format!("{}:{}", hostname(), std::process::id()),
+            "acquired_at": now,
+            "token": token,
+        })
+        .to_string(),
+    );
+    let mut attempt = 1;
+    let mut delay = LEASE_RETRY_DELAY;
+    loop {
+        match store.put(&key, body.clone(), PutOptions::create()).await {
+            Ok(_) => break,
+            Err(Error::AlreadyExists { .. }) if attempt == 1 => return Ok(false),
+            Err(Error::AlreadyExists { .. }) => {
+                let lease = store.get_bytes(&key).await?;
+                let holder = serde_json::from_slice::<serde_json::Value>(&lease)
+                    .ok()
+                    .and_then(|v| v.get("token").and_then(|t| t.as_str()).map(str::to_owned));
+                if holder.as_deref() != Some(token.as_str()) {
+                    return Ok(false);
                 }
+                break;
             }
-            Ok(true)
+            Err(e) if e.is_retryable() && attempt < LEASE_ATTEMPTS => {
+                tracing::info!(%key, attempt, error = %e, "taking a lease failed; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+                delay *= 2;
+            }
+            Err(e) => return Err(e),
         }
-        Err(Error::AlreadyExists { .. }) => Ok(false),
-        Err(e) => Err(e),
     }
+    let week = chrono::Duration::days(7);
+    if let Ok(old) = store.list_all(Some(&prefix)).await {
+        let stale: Vec<Key> = old
+            .into_iter()
+            .filter(|m| now - m.last_modified > week)
+            .map(|m| m.key)
+            .collect();
+        if !stale.is_empty() {
+            let _ = store.delete_many(&stale).await;
+        }
+    }
+    Ok(true)
 }
 
 fn hostname() -> String {

@@ -34,7 +34,12 @@ pub enum PutMode {
     #[default]
     Overwrite,
     /// Fail with [`Error::AlreadyExists`] if the key exists; the check and the
-    /// write are one atomic step (used for leases and manifests).
+    /// write are one atomic step, or the store refuses with
+    /// [`Error::Unsupported`] (never a silent overwrite). Used for what
+    /// must be exclusive: scheduler leases and the dedup GC marker. For
+    /// keys that are unique by construction (manifests under a fresh random
+    /// backup id) use [`StoreExt::create_best_effort`], which also works
+    /// where this mode is unsupported.
     Create,
 }
 
@@ -86,8 +91,20 @@ impl fmt::Debug for GetResult {
 /// - **Listing** returns every committed object whose key lies under the
 ///   prefix (by whole segments), in no particular order, and never includes
 ///   in-progress uploads or the store's temporary files.
-/// - [`PutMode::Create`] is atomic with respect to concurrent writers, or the
-///   store returns [`Error::Unsupported`].
+/// - **Create-only puts**: [`PutMode::Create`] is atomic with respect to
+///   concurrent writers (of this process and of every other one sharing
+///   the backend), or the store returns [`Error::Unsupported`]. A store
+///   must never turn a create-only put into an overwrite: where the
+///   backend's answer is unknown (an S3 server that may ignore
+///   `If-None-Match`, a filesystem that may lack hard links) the store
+///   finds out before its first create-only put and caches the answer.
+///   What relies on exclusivity (scheduler leases, the dedup GC marker)
+///   uses [`PutMode::Create`] and refuses to work, or uses a documented
+///   fallback, on [`Error::Unsupported`]; it never degrades silently.
+///   Manifests only need "do not replace an existing backup": they use
+///   [`StoreExt::create_best_effort`] (create-only where supported, else a
+///   `head` then an overwrite), which is correct because backup ids are
+///   random and each is written by one process.
 /// - A listing that fails ends with one `Err` item.
 /// - Stores may refuse keys a backend cannot represent: a key that is both
 ///   an object and the prefix of other objects (`a` and `a/b`) on a
@@ -240,6 +257,63 @@ pub trait StoreExt: Store {
             }
         }
         upload.complete().await
+    }
+
+    /// Writes an object that must not exist yet under a key that only this
+    /// caller writes (a manifest under a fresh random backup id):
+    /// [`PutMode::Create`] where the store supports it, otherwise (the
+    /// store said [`Error::Unsupported`]) a [`Store::head`] and, if the key
+    /// is absent, an overwriting put.
+    ///
+    /// The fallback is **not atomic**: a concurrent writer of the same key
+    /// can be overwritten, or overwrite this object. Never use it for
+    /// mutual exclusion (leases, locks): use [`PutMode::Create`] and handle
+    /// [`Error::Unsupported`] there.
+    async fn create_best_effort(&self, key: &Key, data: Bytes) -> Result<ObjectMeta> {
+        match self.put(key, data.clone(), PutOptions::create()).await {
+            Err(Error::Unsupported { .. }) => {
+                if self.exists(key).await? {
+                    return Err(Error::AlreadyExists {
+                        key: key.to_string(),
+                    });
+                }
+                self.put(key, data, PutOptions::default()).await
+            }
+            other => other,
+        }
+    }
+
+    /// Checks that create-only puts are really exclusive in this store:
+    /// writes a probe object under `under` with [`PutMode::Create`], writes
+    /// it again the same way (which must fail with
+    /// [`Error::AlreadyExists`]), and deletes it. Three or four requests.
+    ///
+    /// `Ok(())` when they are; [`Error::Unsupported`] (the store's own, or
+    /// one saying the second create-only put overwrote the first) when they
+    /// are not; any other error when the store could not be asked. For
+    /// features that need exclusivity (scheduler leases) to refuse to start
+    /// instead of failing at their first use.
+    async fn check_create_only(&self, under: &Key) -> Result<()> {
+        let probe = under.join(&format!(
+            "_create-only-check-{:016x}",
+            rand::random::<u64>()
+        ))?;
+        self.put(&probe, Bytes::from_static(b"1"), PutOptions::create())
+            .await?;
+        let second = self
+            .put(&probe, Bytes::from_static(b"2"), PutOptions::create())
+            .await;
+        if let Err(e) = self.delete(&probe).await {
+            tracing::warn!(key = %probe, error = %e, "could not remove the create-only probe object");
+        }
+        match second {
+            Err(Error::AlreadyExists { .. }) => Ok(()),
+            Ok(_) => Err(Error::Unsupported {
+                store: self.to_string(),
+                operation: "exclusive create-only puts (a second create-only put of the same key overwrote the first)",
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Collects a listing into a vector, sorted by key.

@@ -7,7 +7,8 @@
 //! `{root}/tenant/db/2025/11/x.dump.zst`). Writes go to a hidden temporary
 //! file that is fsynced and renamed into place, so an object is either
 //! absent or complete, even across a crash; create-only puts use a hard
-//! link, which the filesystem refuses atomically when the key exists. See
+//! link, which the filesystem refuses atomically when the key exists (on a
+//! filesystem without hard links they fail with `Unsupported`). See
 //! [`FsStore`] for the details and the few limits of a filesystem (a key
 //! cannot be both an object and a directory; names starting with `.` are
 //! reserved).
@@ -50,6 +51,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod links;
 mod root;
 mod store;
 mod temp;

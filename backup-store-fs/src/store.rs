@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::io::ReaderStream;
 
+use crate::links::HardLinks;
 use crate::root::{Root, object_meta};
 use crate::temp::TempFile;
 use crate::upload::FsUpload;
@@ -39,8 +40,11 @@ const LIST_BUFFER: usize = 256;
 ///   fsync it, rename it into place and fsync the directory. Readers see the
 ///   old object or the new one, never a partial one, even across a crash.
 /// - **Create-only puts** hard-link the temporary file to the target, which
-///   the filesystem refuses atomically if the target exists. Filesystems
-///   without hard links report [`Error::Unsupported`].
+///   the filesystem refuses atomically if the target exists. Before the
+///   first one the store checks, once, that hard links work in its root
+///   (see [`FsStore::supports_hard_links`]); on a filesystem without them
+///   (FAT, exFAT, some network and FUSE filesystems) every create-only put
+///   fails with [`Error::Unsupported`], never turning into an overwrite.
 /// - **Listings** walk the tree and skip every name starting with `.`, so
 ///   temporary files never show up. For the same reason keys with a segment
 ///   starting with `.` are rejected on write ([`Error::InvalidKey`]) and are
@@ -61,6 +65,7 @@ const LIST_BUFFER: usize = 256;
 #[derive(Clone)]
 pub struct FsStore {
     root: Arc<Root>,
+    pub(crate) hard_links: Arc<HardLinks>,
 }
 
 impl FsStore {
@@ -80,7 +85,18 @@ impl FsStore {
         }
         Ok(FsStore {
             root: Arc::new(Root::new(dir)),
+            hard_links: Arc::default(),
         })
+    }
+
+    /// Whether the filesystem under the root has hard links, which
+    /// create-only puts need. Found out once per store (shared by its
+    /// clones) by hard-linking a hidden probe file in the root, then
+    /// removing it; a failure to probe (no write access) is returned and
+    /// not cached.
+    pub async fn supports_hard_links(&self) -> Result<bool> {
+        let (root, links) = (Arc::clone(&self.root), Arc::clone(&self.hard_links));
+        self.blocking(move || links.available(&root)).await
     }
 
     /// The root directory (canonical).
@@ -126,8 +142,17 @@ impl fmt::Debug for FsStore {
     }
 }
 
-fn put_blocking(root: &Arc<Root>, key: &Key, data: &[u8], mode: PutMode) -> Result<ObjectMeta> {
+fn put_blocking(
+    root: &Arc<Root>,
+    hard_links: &HardLinks,
+    key: &Key,
+    data: &[u8],
+    mode: PutMode,
+) -> Result<ObjectMeta> {
     let io = |e: io::Error| root.err(key.as_str(), e);
+    if mode == PutMode::Create {
+        hard_links.require(root)?;
+    }
     if mode == PutMode::Create && root.object(key)?.is_some() {
         // Cheap early answer; the hard link below is what makes it atomic.
         return Err(Error::AlreadyExists {
@@ -162,8 +187,12 @@ fn delete_blocking(root: &Root, key: &Key) -> Result<()> {
 #[async_trait]
 impl Store for FsStore {
     async fn put(&self, key: &Key, data: Bytes, opts: PutOptions) -> Result<ObjectMeta> {
-        let (root, key) = (Arc::clone(&self.root), key.clone());
-        self.blocking(move || put_blocking(&root, &key, &data, opts.mode))
+        let (root, links, key) = (
+            Arc::clone(&self.root),
+            Arc::clone(&self.hard_links),
+            key.clone(),
+        );
+        self.blocking(move || put_blocking(&root, &links, &key, &data, opts.mode))
             .await
     }
 

@@ -10,7 +10,7 @@ use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use crate::error::ErrorContext;
 use crate::parts::{DEFAULT_CONCURRENCY, DEFAULT_MAX_PART_SIZE, DEFAULT_PART_SIZE, PartPlan};
-use crate::store::{Inner, S3Store};
+use crate::store::{ConditionalPut, Inner, S3Store};
 
 /// Configuration of an [`S3Store`]; see [`S3Store::builder`].
 ///
@@ -69,19 +69,22 @@ impl S3StoreBuilder {
         }
     }
 
-    /// Parses `s3://bucket` or `s3://bucket/some/prefix`.
+    /// Parses `s3://bucket` or `s3://bucket/some/prefix`, validating the
+    /// bucket name and the prefix as [`S3StoreBuilder::build`] does.
     pub(crate) fn from_url(url: &str) -> Result<Self> {
         let bad = |why: &str| Error::Config(format!("invalid S3 URL {url:?}: {why}"));
         let rest = url
             .strip_prefix("s3://")
             .ok_or_else(|| bad("expected s3://bucket/prefix"))?;
         let (bucket, prefix) = match rest.split_once('/') {
-            Some((bucket, prefix)) => (bucket, prefix.trim_end_matches('/')),
+            Some((bucket, prefix)) => (bucket, prefix),
             None => (rest, ""),
         };
         if bucket.is_empty() {
             return Err(bad("the bucket name is missing"));
         }
+        validate_bucket(bucket)?;
+        validate_prefix(prefix)?;
         let builder = S3StoreBuilder::new(bucket.to_string());
         Ok(if prefix.is_empty() {
             builder
@@ -91,7 +94,9 @@ impl S3StoreBuilder {
     }
 
     /// Keeps every object under `prefix/` in the bucket (several stores can
-    /// share a bucket). Validated like a [`Key`] when the store is built.
+    /// share a bucket). Checked when the store is built: `/`-separated
+    /// segments valid as a [`Key`] (no empty, `.` or `..` segment, no
+    /// leading `/`); one trailing `/` is ignored.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Some(prefix.into());
         self
@@ -205,10 +210,12 @@ impl S3StoreBuilder {
         self
     }
 
-    /// Whether create-only puts use a conditional PUT (`If-None-Match: *`,
-    /// default `true`). Turn it off for servers that ignore the header
-    /// instead of refusing it: create-only puts then fail with
-    /// [`Error::Unsupported`] rather than silently overwriting.
+    /// Whether create-only puts may use a conditional PUT (`If-None-Match:
+    /// *`, default `true`). The store does not take the server's word for
+    /// it: before its first create-only put it checks, once, that the
+    /// server refuses a second conditional PUT of a probe object (see
+    /// [`S3Store::supports_conditional_put`]). With `false` no request is
+    /// made and create-only puts fail with [`Error::Unsupported`] at once.
     pub fn conditional_put(mut self, enabled: bool) -> Self {
         self.conditional_put = enabled;
         self
@@ -217,21 +224,17 @@ impl S3StoreBuilder {
     /// Validates the settings and builds the store. No request is made:
     /// access is checked by each streamed upload before it reads any data
     /// (see [`S3Store`]).
+    ///
+    /// The bucket name must follow the S3 naming rules (see
+    /// [`S3Store::builder`]); a name that does not is refused rather than
+    /// passed on, since in a request path it could name another bucket
+    /// (`..`, `a/b`) or another host.
     pub fn build(self) -> Result<S3Store> {
         let plan = PartPlan::new(self.part_size, self.max_part_size, self.concurrency)?;
-        if self.bucket.is_empty() || self.bucket.contains('/') {
-            return Err(Error::Config(format!(
-                "invalid S3 bucket name {:?}",
-                self.bucket
-            )));
-        }
+        validate_bucket(&self.bucket)?;
         let prefix = match &self.prefix {
-            Some(p) if !p.trim_matches('/').is_empty() => Some(
-                Key::new(p.trim_matches('/'))
-                    .map_err(|e| Error::Config(format!("invalid S3 prefix {p:?}: {e}")))?
-                    .to_string(),
-            ),
-            _ => None,
+            Some(p) => validate_prefix(p)?,
+            None => None,
         };
         let mut s3 = if self.from_env {
             AmazonS3Builder::from_env()
@@ -353,8 +356,88 @@ impl S3StoreBuilder {
             region,
             virtual_hosted,
             plan,
+            conditional_put: if self.conditional_put {
+                ConditionalPut::probe()
+            } else {
+                ConditionalPut::Disabled
+            },
         })))
     }
+}
+
+/// Checks `name` against the S3 naming rules for general purpose buckets:
+/// 3 to 63 characters; lowercase letters, digits, `.` and `-`; starting and
+/// ending with a letter or digit; no `..`; not shaped like an IPv4 address;
+/// none of the prefixes (`xn--`, `sthree-`, `amzn-s3-demo-`) and suffixes
+/// (`-s3alias`, `--ol-s3`, `.mrap`, `--x-s3`, `--table-s3`) AWS reserves.
+///
+/// No leniency: MinIO creates buckets under the same rules, and Cloudflare
+/// R2's (no `.` at all) are a subset. Names that only legacy setups accept
+/// (uppercase letters or `_`: AWS us-east-1 buckets from before March 2018,
+/// Ceph RGW with `rgw_relaxed_s3_bucket_names`) are refused too.
+pub(crate) fn validate_bucket(name: &str) -> Result<()> {
+    let bad = |why: String| {
+        Err(Error::Config(format!(
+            "invalid S3 bucket name {name:?}: {why}"
+        )))
+    };
+    if !(3..=63).contains(&name.len()) {
+        return bad(format!(
+            "it must be 3 to 63 characters long, not {}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-')))
+    {
+        return bad(format!(
+            "{c:?} is not allowed (lowercase letters, digits, '.' and '-' only)"
+        ));
+    }
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !alnum(name.chars().next()) || !alnum(name.chars().last()) {
+        return bad("it must start and end with a letter or digit".into());
+    }
+    if name.contains("..") {
+        return bad("it must not contain two adjacent periods".into());
+    }
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return bad("it must not be formatted as an IP address".into());
+    }
+    for reserved in ["xn--", "sthree-", "amzn-s3-demo-"] {
+        if name.starts_with(reserved) {
+            return bad(format!("the prefix {reserved:?} is reserved by AWS"));
+        }
+    }
+    for reserved in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] {
+        if name.ends_with(reserved) {
+            return bad(format!("the suffix {reserved:?} is reserved by AWS"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a key prefix: empty means none; otherwise `/`-separated segments
+/// valid as a [`Key`], no leading `/`, and at most one trailing `/` (which
+/// is dropped).
+pub(crate) fn validate_prefix(prefix: &str) -> Result<Option<String>> {
+    let bad =
+        |why: &dyn std::fmt::Display| Error::Config(format!("invalid S3 prefix {prefix:?}: {why}"));
+    if prefix.is_empty() {
+        return Ok(None);
+    }
+    if prefix.starts_with('/') {
+        return Err(bad(&"it must not start with '/'"));
+    }
+    let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
+    Key::new(trimmed).map_err(|e| bad(&e))?;
+    Ok(Some(trimmed.to_string()))
 }
 
 /// `https://host:port/path` → `https://{bucket}.host:port/path`.
@@ -378,21 +461,133 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
 mod tests {
     use super::*;
 
+    fn built(builder: S3StoreBuilder) -> Result<S3Store> {
+        builder
+            .credentials("id", Secret::new("s"))
+            .endpoint("http://127.0.0.1:9")
+            .build()
+    }
+
     #[test]
     fn urls_name_bucket_and_prefix() {
         let cases = [
-            ("s3://b", "b", None),
-            ("s3://b/", "b", None),
-            ("s3://b/p", "b", Some("p")),
-            ("s3://b/p/q/", "b", Some("p/q")),
+            ("s3://bkt", "bkt", None),
+            ("s3://bkt/", "bkt", None),
+            ("s3://bkt/p", "bkt", Some("p")),
+            ("s3://bkt/p/q/", "bkt", Some("p/q")),
+            (
+                "s3://my.backups-01/team/prod",
+                "my.backups-01",
+                Some("team/prod"),
+            ),
         ];
         for (url, bucket, prefix) in cases {
-            let b = S3StoreBuilder::from_url(url).unwrap();
-            assert_eq!(b.bucket, bucket, "{url}");
-            assert_eq!(b.prefix.as_deref(), prefix, "{url}");
+            let store = built(S3StoreBuilder::from_url(url).unwrap()).unwrap();
+            assert_eq!(store.bucket(), bucket, "{url}");
+            assert_eq!(store.prefix(), prefix, "{url}");
         }
-        for bad in ["b/p", "s3://", "s3:///p", "http://b/p"] {
+        for bad in ["b/p", "s3://", "s3:///p", "http://bkt/p"] {
             assert!(S3StoreBuilder::from_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Issue #10 (A14): `s3://../other/pp` wrote into bucket `other`.
+    #[test]
+    fn urls_that_could_reach_another_bucket_are_refused() {
+        for bad in [
+            "s3://../other/pp",
+            "s3://./pp",
+            "s3://bkt/../other",
+            "s3://bkt/a/../../other",
+            "s3://bkt//abs",
+            "s3://bkt/a//b",
+            "s3://bkt/a/./b",
+            "s3://bkt/p//",
+            "s3://bkt%2f..",
+            "s3://bkt?x=1",
+            "s3://user@bkt",
+            "s3://bkt:9000",
+            "s3://BKT/p",
+            "s3://bkt\\x/p",
+        ] {
+            let err = S3StoreBuilder::from_url(bad).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{bad}: {err:?}");
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn bucket_names_follow_the_s3_rules() {
+        let good = [
+            "abc",
+            "a-b",
+            "my.backups",
+            "backups-2025.example.com",
+            "0123456789",
+            "a1.b2.c3.d4x",
+            "1.2.3",
+            "1.2.3.4.5",
+            &"a".repeat(63),
+        ];
+        for name in good {
+            validate_bucket(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            built(S3StoreBuilder::new(name.to_string())).unwrap();
+        }
+        let bad = [
+            ("", "3 to 63"),
+            ("ab", "3 to 63"),
+            (&"a".repeat(64), "3 to 63"),
+            ("..", "3 to 63"),
+            ("...", "start and end"),
+            ("a..b", "adjacent periods"),
+            ("Backups", "'B' is not allowed"),
+            ("back_ups", "'_' is not allowed"),
+            ("back ups", "' ' is not allowed"),
+            ("a/b", "'/' is not allowed"),
+            ("bkt%2f", "'%' is not allowed"),
+            ("bäckups", "'ä' is not allowed"),
+            ("-abc", "start and end"),
+            ("abc-", "start and end"),
+            (".abc", "start and end"),
+            ("abc.", "start and end"),
+            ("192.168.5.4", "IP address"),
+            ("10.0.0.1", "IP address"),
+            ("xn--bcher-kva", "prefix \"xn--\""),
+            ("sthree-bucket", "prefix \"sthree-\""),
+            ("amzn-s3-demo-bucket", "prefix \"amzn-s3-demo-\""),
+            ("mybucket-s3alias", "suffix \"-s3alias\""),
+            ("mybucket--ol-s3", "suffix \"--ol-s3\""),
+            ("mybucket.mrap", "suffix \".mrap\""),
+            ("mybucket--usw2-az1--x-s3", "suffix \"--x-s3\""),
+            ("mybucket--table-s3", "suffix \"--table-s3\""),
+        ];
+        for (name, why) in bad {
+            let err = validate_bucket(name).unwrap_err().to_string();
+            assert!(err.contains(why), "{name:?}: {err}");
+            let err = built(S3StoreBuilder::new(name.to_string())).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{name:?}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn prefixes_are_checked() {
+        let ok = [
+            ("", None),
+            ("p", Some("p")),
+            ("p/", Some("p")),
+            ("team/prod", Some("team/prod")),
+            ("team/prod/", Some("team/prod")),
+        ];
+        for (prefix, expected) in ok {
+            assert_eq!(validate_prefix(prefix).unwrap().as_deref(), expected);
+        }
+        for bad in [
+            "/", "/p", "//p", "p//", "a//b", "..", "a/..", "../x", "a/./b", "a\\b",
+        ] {
+            let err = validate_prefix(bad).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{bad:?}: {err:?}");
+            let err = built(S3StoreBuilder::new("bkt".into()).prefix(bad)).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{bad:?}: {err:?}");
         }
     }
 
@@ -404,7 +599,7 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_config_errors() {
-        let ok = || S3StoreBuilder::new("b".into()).credentials("id", Secret::new("s"));
+        let ok = || S3StoreBuilder::new("bkt".into()).credentials("id", Secret::new("s"));
         let cases = [
             ok().prefix("a//b"),
             ok().prefix("../x"),
@@ -412,10 +607,10 @@ mod tests {
             ok().upload_concurrency(0),
             ok().endpoint("not a url"),
             ok().endpoint("ftp://host"),
-            S3StoreBuilder::new("b".into()),
+            S3StoreBuilder::new("bkt".into()),
             S3StoreBuilder::new("".into()).credentials("id", Secret::new("s")),
             S3StoreBuilder::new("a/b".into()).credentials("id", Secret::new("s")),
-            S3StoreBuilder::new("b".into()).credentials("", Secret::new("s")),
+            S3StoreBuilder::new("bkt".into()).credentials("", Secret::new("s")),
         ];
         for builder in cases {
             let shown = format!("{builder:?}");
@@ -426,7 +621,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_secret() {
-        let builder = S3StoreBuilder::new("b".into())
+        let builder = S3StoreBuilder::new("bkt".into())
             .credentials("AKIDEXAMPLE", Secret::new("wJalrXUtnFEMI"))
             .session_token(Secret::new("FwoGZXIvYXdzEXAMPLETOKEN"));
         let shown = format!("{builder:?}");

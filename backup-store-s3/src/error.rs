@@ -170,7 +170,14 @@ impl ErrorContext {
             _ if wire.status == Some(501) => self.unsupported(op),
             _ => {
                 let retryable = match (wire.status, wire.transport) {
-                    (Some(status), _) => status >= 500 || status == 408 || status == 429,
+                    // 409 on a conditional PUT: AWS saw a concurrent
+                    // conditional write of the key and asks for a retry.
+                    (Some(status), _) => {
+                        status >= 500
+                            || status == 408
+                            || status == 429
+                            || (status == 409 && matches!(op, Op::PutCreate))
+                    }
                     (None, Some(kind)) => matches!(
                         kind,
                         HttpErrorKind::Connect

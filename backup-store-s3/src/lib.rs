@@ -14,6 +14,13 @@
 //!   Uploads killed with the process leave invisible parts behind: give
 //!   the bucket a lifecycle rule that aborts incomplete multipart uploads
 //!   after a day.
+//! - **Create-only puts are checked, not trusted**: before the first one
+//!   the store asks the server, once, whether it really refuses a second
+//!   conditional PUT (`If-None-Match: *`) of a probe object; on servers
+//!   that ignore the header (Garage, reported) create-only puts fail with
+//!   `Unsupported` instead of overwriting. See [`S3Store`].
+//! - **Bucket names and prefixes are validated** by the S3 naming rules
+//!   before any request (see [`S3Store::builder`]).
 //! - **Clear errors before any data flows**: every streamed upload first
 //!   checks that the bucket exists and the credentials work, so a backup
 //!   with a wrong key fails before the database is read.

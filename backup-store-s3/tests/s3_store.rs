@@ -11,14 +11,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backup_core::testing::{Capabilities, ScriptedSource, pattern, store_conformance};
 use backup_core::{
-    BackupRequest, Compression, DumpOptions, DumpSource, DumpStream, Engine, Error, Filter,
-    GetResult, Key, ObjectMeta, PutMode, PutOptions, RUN_RECORD_NAME, Secret, SourceInfo, Store,
-    StoreExt, Upload, Versions,
+    BackupRequest, Compression, DumpOptions, DumpSource, DumpStream, Engine, Error, Filter, Key,
+    PutOptions, RUN_RECORD_NAME, Secret, SourceInfo, Store, StoreExt, Versions,
 };
 use backup_store_s3::{MIN_PART_SIZE, S3Store, S3TestServer};
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::BoxStream;
+
+mod support;
+use support::conformance_store;
 
 fn server() -> S3TestServer {
     S3TestServer::from_env_or_start().unwrap_or_else(|e| panic!("no S3 server for the tests: {e}"))
@@ -66,79 +67,6 @@ async fn eventually_no_multipart_files(server: &S3TestServer) {
         "multipart upload left behind: {:?}",
         multipart_files(server)
     );
-}
-
-/// `s3s-fs` checks `If-None-Match: *` and then writes, without a lock:
-/// concurrent create-only PUTs of one key can all succeed there (AWS S3,
-/// MinIO and R2 decide atomically). Against the local `s3s-fs` only, the
-/// suite's racing-creators check therefore runs through this wrapper,
-/// which serializes create-only puts in the test process so the check
-/// exercises `S3Store`'s mapping (one 200, then 412 → `AlreadyExists`)
-/// rather than the test server's race window. Against a server named by
-/// `BACKUP_TEST_S3_ENDPOINT`, the suite runs on the bare store.
-#[derive(Debug)]
-struct SerializedCreates {
-    inner: S3Store,
-    creates: tokio::sync::Mutex<()>,
-}
-
-impl std::fmt::Display for SerializedCreates {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-
-#[async_trait]
-impl Store for SerializedCreates {
-    async fn put(
-        &self,
-        key: &Key,
-        data: Bytes,
-        opts: PutOptions,
-    ) -> backup_core::Result<ObjectMeta> {
-        let _serialized = match opts.mode {
-            PutMode::Create => Some(self.creates.lock().await),
-            _ => None,
-        };
-        self.inner.put(key, data, opts).await
-    }
-    async fn put_stream(&self, key: &Key) -> backup_core::Result<Box<dyn Upload>> {
-        self.inner.put_stream(key).await
-    }
-    async fn get(&self, key: &Key) -> backup_core::Result<GetResult> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &Key,
-        range: std::ops::Range<u64>,
-    ) -> backup_core::Result<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(&self, key: &Key) -> backup_core::Result<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    fn list(&self, prefix: Option<&Key>) -> BoxStream<'static, backup_core::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    async fn delete(&self, key: &Key) -> backup_core::Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn delete_many(&self, keys: &[Key]) -> backup_core::Result<()> {
-        self.inner.delete_many(keys).await
-    }
-}
-
-/// The store the conformance suite runs on (see [`SerializedCreates`]).
-fn conformance_store(server: &S3TestServer, store: S3Store) -> Arc<dyn Store> {
-    if server.is_local() {
-        Arc::new(SerializedCreates {
-            inner: store,
-            creates: tokio::sync::Mutex::new(()),
-        })
-    } else {
-        Arc::new(store)
-    }
 }
 
 #[tokio::test]
@@ -468,7 +396,7 @@ async fn an_unreachable_server_is_a_retryable_error() {
         .local_addr()
         .unwrap()
         .port();
-    let store = S3Store::builder("b")
+    let store = S3Store::builder("bkt")
         .endpoint(format!("http://127.0.0.1:{port}"))
         .credentials("id", Secret::new("secret-value-123"))
         .max_retries(1)

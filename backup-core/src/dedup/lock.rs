@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use super::DedupOptions;
-use crate::store::{ObjectMeta, PutOptions, Store};
+use crate::store::{ObjectMeta, PutOptions, Store, StoreExt};
 use crate::{Error, Key, Result};
 
 /// How often a running backup or GC rewrites its marker.
@@ -143,11 +143,14 @@ pub(crate) async fn inflight_markers(
     Ok((fresh, stale))
 }
 
-/// The GC marker, held while a GC may delete anything.
+/// The GC marker, held while a GC may delete anything. It carries a random
+/// token that the GC reads back before every deletion (see step 3 of the
+/// protocol in the module docs of `dedup`).
 pub(crate) struct GcLock<'a> {
     store: &'a dyn Store,
     tenant: String,
     key: Key,
+    token: String,
     expiry: Duration,
     refreshed: Instant,
 }
@@ -155,10 +158,41 @@ pub(crate) struct GcLock<'a> {
 /// Why a GC did not run.
 pub(crate) type Skip = String;
 
+fn gc_body(token: &str) -> Bytes {
+    Bytes::from(
+        serde_json::json!({
+            "by": "gc",
+            "at": Utc::now(),
+            "pid": std::process::id(),
+            "token": token,
+        })
+        .to_string(),
+    )
+}
+
+/// The token in the GC marker, `None` if it is missing or has none.
+async fn marker_token(store: &dyn Store, key: &Key) -> Result<Option<String>> {
+    let bytes = match store.get_bytes(key).await {
+        Ok(bytes) => bytes,
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("token")?.as_str().map(str::to_owned)))
+}
+
+fn running_since(meta: &ObjectMeta) -> Skip {
+    format!(
+        "another garbage collection has been running since {}",
+        meta.last_modified.format("%Y-%m-%dT%H:%M:%SZ")
+    )
+}
+
 impl<'a> GcLock<'a> {
-    /// Takes the GC marker (create-only) and checks that no backup is in
-    /// flight. `Ok(Err(reason))` means: back off, nothing was changed
-    /// except removing expired in-flight markers (listed in `removed`).
+    /// Takes the GC marker and checks that no backup is in flight.
+    /// `Ok(Err(reason))` means: back off, nothing was changed except
+    /// removing expired in-flight markers (listed in `removed`).
     pub(crate) async fn acquire(
         store: &'a dyn Store,
         tenant: &str,
@@ -166,29 +200,37 @@ impl<'a> GcLock<'a> {
         removed: &mut Vec<String>,
     ) -> Result<std::result::Result<GcLock<'a>, Skip>> {
         let key = gc_marker_key(tenant)?;
-        match store.put(&key, body("gc"), PutOptions::create()).await {
-            Ok(_) => {}
+        let token = format!("{:032x}", rand::random::<u128>());
+        let taken = match store.put(&key, gc_body(&token), PutOptions::create()).await {
+            Ok(_) => Ok(()),
             Err(Error::AlreadyExists { .. }) => match store.head(&key).await {
                 Ok(meta) if is_fresh(meta.last_modified, opts.gc_marker_expiry) => {
-                    return Ok(Err(format!(
-                        "another garbage collection has been running since {}",
-                        meta.last_modified.format("%Y-%m-%dT%H:%M:%SZ")
-                    )));
+                    return Ok(Err(running_since(&meta)));
                 }
                 _ => {
                     tracing::warn!(%key, "taking over a stale GC marker");
-                    store.put(&key, body("gc"), PutOptions::default()).await?;
+                    Self::settle(store, &key, &token, opts).await?
                 }
             },
             Err(Error::Unsupported { .. }) => {
-                store.put(&key, body("gc"), PutOptions::default()).await?;
+                tracing::warn!(
+                    store = %store,
+                    %key,
+                    settle_seconds = opts.gc_lock_settle.as_secs_f64(),
+                    "no exclusive create-only puts in this store: taking the GC marker by writing a token and reading it back after a settle delay"
+                );
+                Self::settle(store, &key, &token, opts).await?
             }
             Err(e) => return Err(e),
+        };
+        if let Err(reason) = taken {
+            return Ok(Err(reason));
         }
         let lock = GcLock {
             store,
             tenant: tenant.to_string(),
             key,
+            token,
             expiry: opts.inflight_expiry,
             refreshed: Instant::now(),
         };
@@ -203,6 +245,35 @@ impl<'a> GcLock<'a> {
                 Err(e)
             }
         }
+    }
+
+    /// Takes the marker without a create-only put: unless a fresh marker
+    /// exists, overwrites it with `token`, waits the settle delay and reads
+    /// it back. Of GCs racing this way only the last writer finds its own
+    /// token.
+    async fn settle(
+        store: &dyn Store,
+        key: &Key,
+        token: &str,
+        opts: &DedupOptions,
+    ) -> Result<std::result::Result<(), Skip>> {
+        match store.head(key).await {
+            Ok(meta) if is_fresh(meta.last_modified, opts.gc_marker_expiry) => {
+                return Ok(Err(running_since(&meta)));
+            }
+            Ok(_) | Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        store
+            .put(key, gc_body(token), PutOptions::default())
+            .await?;
+        tokio::time::sleep(opts.gc_lock_settle).await;
+        if marker_token(store, key).await?.as_deref() == Some(token) {
+            return Ok(Ok(()));
+        }
+        Ok(Err(
+            "another garbage collection took the GC marker at the same time".to_string(),
+        ))
     }
 
     /// `Some(reason)` if a fresh in-flight marker exists; removes expired
@@ -221,10 +292,20 @@ impl<'a> GcLock<'a> {
         Ok(Some(format!("backup(s) in progress: {}", names.join(", "))))
     }
 
-    /// Called before every deletion: fails with [`Error::Busy`] if a backup
-    /// started meanwhile (one that ignored an expired GC marker), and keeps
-    /// the marker fresh.
+    /// Called before every deletion: fails with [`Error::Busy`] if the GC
+    /// marker no longer holds this GC's token (another GC took over) or a
+    /// backup started meanwhile (one that ignored an expired GC marker),
+    /// and keeps the marker fresh.
     pub(crate) async fn before_delete(&mut self, removed: &mut Vec<String>) -> Result<()> {
+        if marker_token(self.store, &self.key).await?.as_deref() != Some(self.token.as_str()) {
+            return Err(Error::Busy {
+                what: format!("tenant {}", self.tenant),
+                detail: format!(
+                    "garbage collection stopped: {} no longer holds its token (another garbage collection took over)",
+                    self.key
+                ),
+            });
+        }
         if let Some(reason) = self.backups_in_flight(removed).await? {
             return Err(Error::Busy {
                 what: format!("tenant {}", self.tenant),
@@ -233,14 +314,27 @@ impl<'a> GcLock<'a> {
         }
         if self.refreshed.elapsed() >= REFRESH_EVERY {
             self.store
-                .put(&self.key, body("gc"), PutOptions::default())
+                .put(&self.key, gc_body(&self.token), PutOptions::default())
                 .await?;
             self.refreshed = Instant::now();
         }
         Ok(())
     }
 
+    /// Removes the marker if it still holds this GC's token (best effort:
+    /// a leftover one expires).
     pub(crate) async fn release(self) {
+        match marker_token(self.store, &self.key).await {
+            Ok(Some(token)) if token == self.token => {}
+            Ok(_) => {
+                tracing::warn!(key = %self.key, "the GC marker was taken over: leaving it to its holder");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(key = %self.key, error = %e, "could not read the GC marker back; leaving it to expire");
+                return;
+            }
+        }
         if let Err(e) = self.store.delete(&self.key).await {
             tracing::warn!(key = %self.key, error = %e, "could not remove the GC marker");
         }

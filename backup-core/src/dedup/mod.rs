@@ -60,21 +60,46 @@
 //!    tries again, up to [`DedupOptions::gc_wait`], then fails with
 //!    [`Error::Busy`](crate::Error::Busy). It rewrites its marker every few
 //!    minutes and deletes it after its manifest is written (or on failure).
-//! 2. A GC writes `_chunks/gc-running` (create-only: one GC per tenant),
-//!    then lists `_chunks/inflight/`: any fresh marker makes it remove its
-//!    own and back off (reported, nothing deleted). Markers older than
+//! 2. A GC writes `_chunks/gc-running` holding a random token, then lists
+//!    `_chunks/inflight/`: any fresh marker makes it remove its own and
+//!    back off (reported, nothing deleted). Markers older than
 //!    [`DedupOptions::inflight_expiry`] (24 h) are from crashed backups and
 //!    are removed.
 //!
-//!    Each side writes its marker before reading the other's, so with a
-//!    store that reads its own writes (every supported store) at least one
-//!    of them sees the other: a backup never runs while a GC deletes.
-//! 3. Belt and braces: the GC checks for in-flight markers again before
+//!    Each side writes its marker (a plain overwrite is enough) before
+//!    reading the other's, so with a store that reads its own writes
+//!    (every supported store) at least one of them sees the other: a backup
+//!    never runs while a GC deletes. This part needs no create-only put.
+//! 3. One GC per tenant: the GC marker is written create-only, so of two
+//!    GCs starting at once one backs off. Where that cannot be atomic (a
+//!    store answering [`Error::Unsupported`](crate::Error::Unsupported),
+//!    such as an S3 server that ignores `If-None-Match`, or when taking
+//!    over a stale marker) the GC instead checks that no fresh marker
+//!    exists, overwrites it with its token, waits
+//!    [`DedupOptions::gc_lock_settle`] (30 s) and reads it back: of GCs
+//!    racing this way only the last writer finds its own token, the others
+//!    back off. In every mode the GC reads the marker back before each
+//!    deletion and stops ([`Error::Busy`](crate::Error::Busy)) if its token
+//!    is gone, and removes the marker at the end only if it still holds
+//!    its token.
+//!
+//!    The limit of the fallback: it assumes that a request reaches the
+//!    store within the settle delay of being sent. A GC that checks its
+//!    token and then stalls for longer before its deletion lands (a
+//!    process paused mid-request, a request stuck in the network) can
+//!    delete after another GC has taken over and planned; the second GC
+//!    then works from a listing that is out of date, which with a grace
+//!    period shorter than a GC run can cost chunks that a repack had just
+//!    copied. Keep one GC per tenant on such stores (for example a single
+//!    cron job) and the grace period at its default of an hour or more.
+//!    Backups are not exposed to this: they are kept apart from GCs by
+//!    step 2.
+//! 4. Belt and braces: the GC checks for in-flight markers again before
 //!    every deletion and stops if one appeared; it never deletes a pack
 //!    younger than the grace period it is given; and a backup, before
 //!    writing its manifest, checks that every pack it reused still exists
 //!    and fails (instead of committing a broken backup) if not.
-//! 4. A crashed GC leaves its marker: backups ignore one older than
+//! 5. A crashed GC leaves its marker: backups ignore one older than
 //!    [`DedupOptions::gc_marker_expiry`] (1 h; a running GC rewrites it
 //!    every few minutes).
 //!
@@ -137,6 +162,13 @@ pub struct DedupOptions {
     /// A pack is repacked when more than this share of its bytes is
     /// unreferenced (default 0.5).
     pub repack_threshold: f64,
+    /// How long a GC waits between writing the GC marker and reading it
+    /// back, where it cannot create the marker atomically (a store without
+    /// exclusive create-only puts, or taking over a stale marker); see
+    /// "Garbage collection and concurrent backups" in the module docs
+    /// (default 30 s). Must exceed the longest time one store request can
+    /// take to reach the store.
+    pub gc_lock_settle: Duration,
 }
 
 impl Default for DedupOptions {
@@ -152,6 +184,7 @@ impl Default for DedupOptions {
             inflight_expiry: Duration::from_secs(24 * 3600),
             gc_marker_expiry: Duration::from_secs(3600),
             repack_threshold: 0.5,
+            gc_lock_settle: Duration::from_secs(30),
         }
     }
 }
@@ -185,6 +218,12 @@ impl DedupOptions {
     /// garbage in it, 1 never repacks).
     pub fn repack_threshold(mut self, share: f64) -> Self {
         self.repack_threshold = share.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Sets [`DedupOptions::gc_lock_settle`].
+    pub fn gc_lock_settle(mut self, settle: Duration) -> Self {
+        self.gc_lock_settle = settle;
         self
     }
 

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use backup_core::{
-    BackupType, Engine, Error, Key, Manifest, PutOptions, Result, Store, StoreExt, is_backup_id,
-    new_backup_id, validate_id,
+    BackupType, Engine, Error, Key, Manifest, Result, Store, StoreExt, is_backup_id, new_backup_id,
+    validate_id,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -164,7 +164,7 @@ pub async fn build(
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("package manifests serialise");
     if let Err(e) = store
-        .put(&manifest_key, Bytes::from(json), PutOptions::create())
+        .create_best_effort(&manifest_key, Bytes::from(json))
         .await
     {
         let _ = store.delete(&artifact_key).await;
