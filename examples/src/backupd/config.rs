@@ -53,9 +53,26 @@ pub struct RawConfig {
     /// Seconds running backups may take to finish on SIGTERM (default 300).
     #[serde(default)]
     pub shutdown_timeout_seconds: Option<u64>,
+    /// How many backupd processes share the storage: `many` (the default)
+    /// takes a lease in the store per scheduled trigger, so each runs once,
+    /// and needs storage with exclusive create-only writes; `one` takes no
+    /// leases (for storage without them, such as Garage).
+    #[serde(default)]
+    pub replicas: Option<Replicas>,
     /// Databases registered at start-up.
     #[serde(default)]
     pub databases: Vec<RawDatabase>,
+}
+
+/// `replicas:` how many daemons share the storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replicas {
+    /// This daemon is the only one using the storage: no leases.
+    One,
+    /// Several daemons may share the storage: a lease per trigger.
+    #[default]
+    Many,
 }
 
 /// `global:`
@@ -482,6 +499,8 @@ pub struct Config {
     pub audit_log: PathBuf,
     /// Shutdown drain time.
     pub shutdown_timeout: Duration,
+    /// Whether scheduled triggers take leases in the store.
+    pub replicas: Replicas,
     /// Databases.
     pub databases: Vec<DatabaseConfig>,
 }
@@ -1162,6 +1181,7 @@ fn validate(
         identities,
         audit_log: base_dir.join(raw.audit_log.unwrap_or_else(|| PathBuf::from("audit.log"))),
         shutdown_timeout: Duration::from_secs(shutdown_timeout),
+        replicas: raw.replicas.unwrap_or_default(),
         databases,
     })
 }
@@ -1291,6 +1311,19 @@ auth:
         let pc = c.packages.unwrap();
         assert_eq!(pc.format, crate::backupd::packages::PackageFormat::Zip);
         assert!(!format!("{:?}", c.databases).contains("s3cret-pw"));
+    }
+
+    #[test]
+    fn replicas_default_to_many_and_refuse_other_values() {
+        let c = load_with(SEED, &env()).unwrap();
+        assert_eq!(c.replicas, Replicas::Many, "leases unless told otherwise");
+        let c = load_with(&format!("{SEED}replicas: one\n"), &env()).unwrap();
+        assert_eq!(c.replicas, Replicas::One);
+        let problems = load_with(&format!("{SEED}replicas: two\n"), &env()).unwrap_err();
+        assert!(
+            problems.0.iter().any(|p| p.contains("replicas")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use backup_store_fs::FsStore;
 use backup_store_s3::S3Store;
 use tokio_util::sync::CancellationToken;
 
-use config::{Config, StorageConfig};
+use config::{Config, Replicas, StorageConfig};
 use state::{App, PACKAGE_JOB, PackageJob};
 
 /// Opens the configured store.
@@ -108,14 +108,23 @@ impl Daemon {
         if let Some(i) = &config.identities {
             engine = engine.with_identities(i.clone());
         }
-        let scheduler = Scheduler::start(
-            SchedulerConfig::default()
-                .tz(config.tz)
-                .max_parallel_jobs(config.max_parallel_jobs)
-                .leases(Arc::clone(&store)),
-            Arc::new(SystemClock),
-            events.clone(),
-        );
+        let mut scheduler_config = SchedulerConfig::default()
+            .tz(config.tz)
+            .max_parallel_jobs(config.max_parallel_jobs);
+        if config.replicas == Replicas::Many {
+            scheduler_config = scheduler_config.leases(Arc::clone(&store));
+        }
+        // With leases, refuse to start on storage whose create-only writes
+        // are not exclusive: two replicas could both run a trigger.
+        let scheduler =
+            Scheduler::try_start(scheduler_config, Arc::new(SystemClock), events.clone())
+                .await
+                .map_err(|e| {
+                    backup_core::Error::Config(format!(
+                        "{e}; if this is the only backupd using this storage, set `replicas: one` \
+                     (no leases) in the configuration"
+                    ))
+                })?;
         let fs_root = match &config.storage {
             StorageConfig::Fs(p) => Some(p.clone()),
             StorageConfig::S3 { .. } => None,
