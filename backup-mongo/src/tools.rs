@@ -520,6 +520,7 @@ impl ToolsSession {
                 &self.plan.client,
                 &self.plan.conn,
                 staging,
+                self.plan.token.as_deref().unwrap_or_default(),
                 &self.plan.target,
                 self.plan.clean,
                 &selection.staged_items(),

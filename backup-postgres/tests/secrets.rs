@@ -55,6 +55,10 @@ const PG_CHILD_VARS: &[&str] = &[
     "LC_MESSAGES",
 ];
 
+/// Held by the tests creating databases while another drops staging
+/// databases with no grace period.
+static ZERO_GRACE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn server() -> &'static TestServer {
     TestServer::shared()
 }
@@ -463,6 +467,7 @@ async fn pg_dump_sees_no_secret_and_kill_9_leaves_no_password_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
+    let _serial = ZERO_GRACE.lock().await;
     let (db, dump) = source_and_dump().await;
     let conn = hostile_role().await;
     let target = format!("killed_{:08x}", rand::random::<u32>());
@@ -588,6 +593,7 @@ impl std::io::Write for CaptureWriter {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_errors_and_manifests_never_hold_the_password() {
+    let _serial = ZERO_GRACE.lock().await;
     let logs = captured_logs();
     let (db, _) = source_and_dump().await;
     let conn = hostile_role().await.with_database(db);
