@@ -370,10 +370,12 @@ fn extra_password(
 fn pg_connection(url: &str, password_file: Option<&std::path::Path>) -> Result<PgConnection> {
     warn_password_in_url(url, DbKind::Postgres);
     let conn = PgConnection::from_url(url)?;
-    Ok(match extra_password(url, password_file, DbKind::Postgres)? {
-        Some(password) => conn.with_password(password),
-        None => conn,
-    })
+    Ok(
+        match extra_password(url, password_file, DbKind::Postgres)? {
+            Some(password) => conn.with_password(password),
+            None => conn,
+        },
+    )
 }
 
 fn mongo_connection(uri: &str, password_file: Option<&std::path::Path>) -> Result<MongoConnection> {

@@ -156,10 +156,7 @@ mod tests {
     async fn only_the_allow_list_and_the_mapped_file_reach_the_child() {
         let secret = SecretFile::new("test-secret", b"hunter2\n").unwrap();
         let mut cmd = cleared_command("sh");
-        cmd.args([
-            "-c",
-            "stat -L -c %a /dev/fd/3; cat /dev/fd/3; env",
-        ]);
+        cmd.args(["-c", "stat -L -c %a /dev/fd/3; cat /dev/fd/3; env"]);
         let path = secret.pass_to(&mut cmd, 3).unwrap();
         assert_eq!(path, PathBuf::from("/dev/fd/3"));
         let out = cmd.output().await.unwrap();

@@ -500,7 +500,11 @@ mod tests {
                     Err(e) => format!("{e} {e:?}"),
                 };
                 assert!(!shown.contains(&secret), "{uri} -> {shown}");
-                assert!(!redact_uri(&uri).contains(&secret), "{uri} -> {}", redact_uri(&uri));
+                assert!(
+                    !redact_uri(&uri).contains(&secret),
+                    "{uri} -> {}",
+                    redact_uri(&uri)
+                );
             }
         }
     }

@@ -632,8 +632,10 @@ mod tests {
         let config = ConfigFile::create(&conn).unwrap();
         let mut cmd = cleared_command("sh");
         let path = config.pass_to(&mut cmd).unwrap();
-        cmd.arg("-c")
-            .arg(format!("stat -L -c %a {0}; readlink {0}; cat {0}", path.display()));
+        cmd.arg("-c").arg(format!(
+            "stat -L -c %a {0}; readlink {0}; cat {0}",
+            path.display()
+        ));
         let out = cmd.output().await.unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
         let mut lines = text.lines();

@@ -67,12 +67,17 @@ struct Helper {
 impl Helper {
     fn start(mode: &str, extra: &[(&str, &str)]) -> Helper {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["helper_process", "--exact", "--nocapture", "--test-threads=1"])
-            .env("STAGING_HELPER", mode)
-            .env("HELPER_URI", server().uri().expose())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "helper_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("STAGING_HELPER", mode)
+        .env("HELPER_URI", server().uri().expose())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         for (k, v) in DECOYS.iter().chain(extra) {
             cmd.env(k, v);
         }
@@ -244,7 +249,10 @@ async fn standin_a_killed_restore_leaves_a_staging_database_that_is_found_and_dr
         .cleanup_staging(Duration::ZERO)
         .await
         .unwrap();
-    assert!(report.dropped.iter().any(|s| s.name == leftover), "{report:?}");
+    assert!(
+        report.dropped.iter().any(|s| s.name == leftover),
+        "{report:?}"
+    );
     assert!(!database_names().await.contains(&leftover));
     server().drop_database(&source).await.unwrap();
     server().drop_database(&target).await.unwrap();
@@ -285,7 +293,11 @@ async fn standin_a_running_restore_keeps_its_staging_and_fails_if_it_is_dropped_
         .await
         .unwrap();
     let err = session.commit().await.unwrap_err();
-    assert!(err.to_string().contains("was dropped while the restore ran"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("was dropped while the restore ran"),
+        "{err}"
+    );
     assert!(!database_names().await.contains(&target));
     let started = Instant::now();
     while database_names().await.contains(&staging) {
@@ -362,10 +374,12 @@ async fn tools_mongodump_sees_no_secret() {
         .into_iter()
         .find(|(_, ppid, comm)| *ppid == pid && comm == "mongodump")
         .expect("a running mongodump");
-    let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{child}/cmdline")).unwrap())
-        .replace('\0', " ");
+    let cmdline =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{child}/cmdline")).unwrap())
+            .replace('\0', " ");
     let environ =
-        String::from_utf8_lossy(&std::fs::read(format!("/proc/{child}/environ")).unwrap()).to_string();
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{child}/environ")).unwrap())
+            .to_string();
     let uri = server().uri().expose().to_string();
     for (_, secret) in DECOYS {
         assert!(!cmdline.contains(secret) && !environ.contains(secret));
@@ -373,7 +387,10 @@ async fn tools_mongodump_sees_no_secret() {
     assert!(!cmdline.contains(&uri) && !environ.contains(&uri));
     for var in environ.split('\0').filter(|v| !v.is_empty()) {
         let name = var.split('=').next().unwrap();
-        assert!(backup_core::child::ENV_ALLOW_LIST.contains(&name), "{name} inherited");
+        assert!(
+            backup_core::child::ENV_ALLOW_LIST.contains(&name),
+            "{name} inherited"
+        );
     }
     let config = cmdline
         .split(' ')
@@ -381,7 +398,11 @@ async fn tools_mongodump_sees_no_secret() {
         .expect("--config");
     let fd = config.strip_prefix("/dev/fd/").expect("an inherited fd");
     let link = std::fs::read_link(format!("/proc/{child}/fd/{fd}")).unwrap();
-    assert!(link.to_string_lossy().starts_with("/memfd:"), "{}", link.display());
+    assert!(
+        link.to_string_lossy().starts_with("/memfd:"),
+        "{}",
+        link.display()
+    );
     drop(helper);
     server().drop_database(&source).await.unwrap();
 }

@@ -78,13 +78,15 @@ impl PgConnection {
     /// part or `PGPASSWORD`). Errors never echo the password.
     pub fn from_url(input: &str) -> Result<Self> {
         let redacted = redact_url(input);
-        let invalid = |why: &str| Error::Config(format!("invalid PostgreSQL URL {redacted}: {why}"));
+        let invalid =
+            |why: &str| Error::Config(format!("invalid PostgreSQL URL {redacted}: {why}"));
         if ambiguous_userinfo(input) {
             return Err(invalid(
                 "'@' after the host part; percent-encode '@', ':', '/', '?' and '#' in the user name, password and database name (e.g. '/' as %2F), or pass the password in PGPASSWORD",
             ));
         }
-        let url = url::Url::parse(&with_default_host(input)).map_err(|e| invalid(&e.to_string()))?;
+        let url =
+            url::Url::parse(&with_default_host(input)).map_err(|e| invalid(&e.to_string()))?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
             return Err(invalid("scheme must be postgres:// or postgresql://"));
         }
@@ -172,7 +174,11 @@ impl PgConnection {
         let keyword = param_keyword(keyword).ok_or_else(|| {
             Error::Config(format!(
                 "unsupported libpq parameter {keyword:?}; supported: {}",
-                PARAMS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+                PARAMS
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?;
         self.params.insert(keyword, value.into());

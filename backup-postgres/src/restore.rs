@@ -319,7 +319,9 @@ impl RestoreSession for PgRestoreSession {
             }
         };
         if let Some(staging) = self.staging.clone() {
-            if let Err(e) = staging::promote(&self.tools, &self.admin, &staging, &self.database).await {
+            if let Err(e) =
+                staging::promote(&self.tools, &self.admin, &staging, &self.database).await
+            {
                 self.cleanup().await;
                 return Err(e);
             }

@@ -288,7 +288,10 @@ mod tests {
     #[test]
     fn names_fit_and_match_the_pattern() {
         let name = staging_name("sales");
-        assert!(name.starts_with("sales__restore_") && name.len() == 5 + 18, "{name}");
+        assert!(
+            name.starts_with("sales__restore_") && name.len() == 5 + 18,
+            "{name}"
+        );
         assert_eq!(staging_name(&"x".repeat(63)).len(), 63);
         assert!(staging_name(&"é".repeat(40)).len() <= 63);
     }
@@ -304,7 +307,11 @@ mod tests {
         assert_eq!(s.target.as_deref(), Some("we; ird"));
         assert_eq!(s.age, Some(Duration::from_secs(60)));
         assert!(parse_marker("x", "someone else's comment", Some(1)).is_none());
-        let future = parse_marker("x", "backup-postgres restore staging; created=100; target=t", Some(50));
+        let future = parse_marker(
+            "x",
+            "backup-postgres restore staging; created=100; target=t",
+            Some(50),
+        );
         assert_eq!(future.unwrap().age, None);
     }
 }

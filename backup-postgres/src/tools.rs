@@ -343,7 +343,11 @@ pub(crate) async fn psql(tools: &PgTools, conn: &PgConnection, sql: &str) -> Res
 
 /// Runs SQL commands with one `psql`, each in its own transaction (so
 /// `CREATE DATABASE` can be one of them), stopping at the first error.
-pub(crate) async fn psql_all(tools: &PgTools, conn: &PgConnection, sqls: &[&str]) -> Result<String> {
+pub(crate) async fn psql_all(
+    tools: &PgTools,
+    conn: &PgConnection,
+    sqls: &[&str],
+) -> Result<String> {
     let psql = tools.resolve("psql", None).await?;
     let passfile = PassFile::create(conn)?;
     let mut cmd = pg_command(&psql.path, conn, &passfile)?;

@@ -232,7 +232,11 @@ fn assert_child_is_clean(pid: u32, kind: &str, conn: &PgConnection) {
     );
     let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(meta.permissions().mode() & 0o077, 0, "{kind}: passfile mode");
+    assert_eq!(
+        meta.permissions().mode() & 0o077,
+        0,
+        "{kind}: passfile mode"
+    );
     let text = std::fs::read_to_string(format!("/proc/{pid}/fd/{fd}")).unwrap();
     assert!(text.starts_with("*:*:*:*:"), "{kind}: passfile format");
 }
@@ -278,15 +282,20 @@ impl Helper {
     fn start(mode: &str, conn: &PgConnection, extra: &[(&str, &str)]) -> Helper {
         let tmpdir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["helper_process", "--exact", "--nocapture", "--test-threads=1"])
-            .env("SECRETS_HELPER", mode)
-            // Where backupd's `password_var` would have the password.
-            .env("BACKUPD_DB_PASSWORD", conn.password().unwrap().expose())
-            .env("HELPER_PG_URL", url_of(conn))
-            .env("TMPDIR", tmpdir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "helper_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SECRETS_HELPER", mode)
+        // Where backupd's `password_var` would have the password.
+        .env("BACKUPD_DB_PASSWORD", conn.password().unwrap().expose())
+        .env("HELPER_PG_URL", url_of(conn))
+        .env("TMPDIR", tmpdir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         for (k, v) in DECOYS.iter().chain(extra) {
             cmd.env(k, v);
         }
@@ -457,10 +466,16 @@ async fn pg_dump_sees_no_secret_and_kill_9_leaves_no_password_file() {
 
     helper.kill9();
     let left = files_containing(helper.tmpdir.path(), HOSTILE_PASSWORD, None);
-    assert!(left.is_empty(), "password files left after kill -9: {left:?}");
+    assert!(
+        left.is_empty(),
+        "password files left after kill -9: {left:?}"
+    );
     let escaped = HOSTILE_PASSWORD.replace('\\', "\\\\").replace(':', "\\:");
     let left = files_containing(helper.tmpdir.path(), &escaped, None);
-    assert!(left.is_empty(), "password files left after kill -9: {left:?}");
+    assert!(
+        left.is_empty(),
+        "password files left after kill -9: {left:?}"
+    );
     let left = files_containing(Path::new("/tmp"), &escaped, Some(started));
     assert!(left.is_empty(), "password files left in /tmp: {left:?}");
 }
@@ -511,7 +526,10 @@ async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
         .cleanup_staging(Duration::from_secs(3600))
         .await
         .unwrap();
-    assert!(report.dropped.iter().all(|s| s.name != leftover), "{report:?}");
+    assert!(
+        report.dropped.iter().all(|s| s.name != leftover),
+        "{report:?}"
+    );
     assert!(exists(leftover.clone()).await);
     // ...old ones dropped (once the orphaned pg_restore has gone).
     let started = Instant::now();
@@ -535,16 +553,11 @@ async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
         .await
         .unwrap();
     engine
-        .restore(
-            &m.id,
-            None,
-            &PostgresTarget::new(conn.clone()),
-            &{
-                let mut opts = RestoreOptions::into_database(&target).create(true);
-                opts.must_be_new = true;
-                opts
-            },
-        )
+        .restore(&m.id, None, &PostgresTarget::new(conn.clone()), &{
+            let mut opts = RestoreOptions::into_database(&target).create(true);
+            opts.must_be_new = true;
+            opts
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -624,7 +637,8 @@ async fn logs_errors_and_manifests_never_hold_the_password() {
         ("missing database", conn.with_database("no_such_db_x")),
         (
             "unreachable",
-            PgConnection::new("127.0.0.1", 1, "u", "d").with_password(Secret::new(HOSTILE_PASSWORD)),
+            PgConnection::new("127.0.0.1", 1, "u", "d")
+                .with_password(Secret::new(HOSTILE_PASSWORD)),
         ),
     ] {
         let err = engine
@@ -636,7 +650,10 @@ async fn logs_errors_and_manifests_never_hold_the_password() {
     for url in [
         format!("postgres://u:{HOSTILE_PASSWORD}@h:notaport/db"),
         format!("postgres://u:{HOSTILE_PASSWORD}@h/db"),
-        format!("postgres://u:{}@h:1/db?bogus=1", url_encode(HOSTILE_PASSWORD)),
+        format!(
+            "postgres://u:{}@h:1/db?bogus=1",
+            url_encode(HOSTILE_PASSWORD)
+        ),
     ] {
         shown.push(match PgConnection::from_url(&url) {
             Ok(c) => format!("{c} {c:?}"),

@@ -157,7 +157,8 @@ async fn standin_backupctl_mongo_password_from_env_or_file_never_from_argv() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("backups");
     let store = store.to_str().unwrap();
-    let uri = format!("mongodb://backup@127.0.0.1:{port}/shop?directConnection=true&authSource=admin");
+    let uri =
+        format!("mongodb://backup@127.0.0.1:{port}/shop?directConnection=true&authSource=admin");
     let backup = |env: &[(&str, &str)], extra: &[&str]| {
         let mut args = vec!["backup", "--mongo", &uri, "--store", store];
         args.extend_from_slice(extra);
@@ -166,7 +167,11 @@ async fn standin_backupctl_mongo_password_from_env_or_file_never_from_argv() {
 
     // MONGODB_PASSWORD, like PGPASSWORD for --pg.
     let out = backup(&[("MONGODB_PASSWORD", "R1ght/Pa?55")], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // No password: the server refuses.
     let out = backup(&[], &[]);
     assert!(!out.status.success());
@@ -175,16 +180,26 @@ async fn standin_backupctl_mongo_password_from_env_or_file_never_from_argv() {
     std::fs::write(&file, "R1ght/Pa?55\n").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = backup(&[], &["--password-file", file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A file others can read is refused, naming the fix.
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = backup(&[], &["--password-file", file.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("chmod"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("chmod"),
+        "{stderr}"
+    );
     // A wrong password: refused, and never shown.
     let out = backup(&[("MONGODB_PASSWORD", "Wr0ng/Pa?55")], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && !stderr.contains("Wr0ng"), "{stderr}");
+    assert!(
+        !out.status.success() && !stderr.contains("Wr0ng"),
+        "{stderr}"
+    );
     // An unencoded '/' or '?' in a password in the URI: refused without
     // echoing it.
     let out = backupctl_env(
@@ -199,7 +214,10 @@ async fn standin_backupctl_mongo_password_from_env_or_file_never_from_argv() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(!stderr.contains("Pa?55") && stderr.contains("percent-encode"), "{stderr}");
+    assert!(
+        !stderr.contains("Pa?55") && stderr.contains("percent-encode"),
+        "{stderr}"
+    );
     drop(own);
 }
 

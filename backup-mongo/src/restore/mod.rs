@@ -251,8 +251,7 @@ impl RestoreTarget for MongoTarget {
         }
         let (staging, token, heartbeat) = match self.strategy {
             RestoreStrategy::Staging => {
-                match staging::cleanup(&client, &self.conn, self.staging_grace, Some(&target))
-                    .await
+                match staging::cleanup(&client, &self.conn, self.staging_grace, Some(&target)).await
                 {
                     Ok(report) => {
                         for line in report.describe() {

@@ -171,7 +171,9 @@ pub(crate) async fn promote(
         .await
         .map_err(PromoteError::NothingMoved)?
     {
-        return Err(PromoteError::NothingMoved(super::staging::vanished(staging)));
+        return Err(PromoteError::NothingMoved(super::staging::vanished(
+            staging,
+        )));
     }
     if !clean {
         check_conflicts(client, target, items.iter().map(|i| i.name.as_str()), conn)

@@ -184,7 +184,11 @@ pub(crate) async fn still_ours(
 /// The server's clock (`hello.localTime`), or this host's if the server
 /// does not say.
 async fn server_now(client: &Client) -> DateTime {
-    match client.database("admin").run_command(doc! { "hello": 1 }).await {
+    match client
+        .database("admin")
+        .run_command(doc! { "hello": 1 })
+        .await
+    {
         Ok(hello) => hello
             .get_datetime("localTime")
             .copied()
@@ -224,7 +228,9 @@ async fn find_all(client: &Client, conn: &MongoConnection) -> Result<Vec<Found>>
             .filter(|m| m.get_str("by") == Ok("backup-mongo"))
             .map(|m| {
                 let idle = m.get_datetime("heartbeat").ok().and_then(|beat| {
-                    let ms = now.timestamp_millis().checked_sub(beat.timestamp_millis())?;
+                    let ms = now
+                        .timestamp_millis()
+                        .checked_sub(beat.timestamp_millis())?;
                     u64::try_from(ms).ok().map(Duration::from_millis)
                 });
                 StagingDatabase {
