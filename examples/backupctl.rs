@@ -26,11 +26,16 @@
 //! sources), the endpoint and region from `--s3-endpoint` / `--s3-region` or
 //! `AWS_ENDPOINT_URL` / `AWS_REGION` (see `--help`).
 //!
-//! The password comes from the URL or from `PGPASSWORD`; it is handed to
-//! pg_dump/pg_restore through a 0600 password file, never on their command
-//! line. A MongoDB password comes from the connection string and stays in
-//! the driver. Exit status 0 on success; otherwise 1 and a one-line error on
-//! stderr.
+//! Passwords: keep them out of the URL (it is visible in `ps` and shell
+//! history). PostgreSQL: `PGPASSWORD` or `--password-file`; MongoDB:
+//! `MONGODB_PASSWORD` or `--password-file` (with the user name in the
+//! connection string). pg_dump/pg_restore/psql get the password through a
+//! password file that exists only in memory, never on their command line
+//! or in their environment; a MongoDB password stays in the driver. System
+//! databases (MongoDB `admin`, `local`, `config`; PostgreSQL `template0`,
+//! `template1`, and `postgres` with `--clean`) are refused unless
+//! `--allow-system-db`. Exit status 0 on success; otherwise 1 and a one-line
+//! error on stderr.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,7 +44,7 @@ use std::time::Duration;
 use backup_core::{
     BackupKind, BackupRequest, BackupType, Compression, DumpSource, Engine, Error, Filter,
     HealthOptions, HealthStatus, KeepGfs, KeepLast, KeepWithin, PlanOptions, RestoreOptions,
-    RestoreTarget, Result, RetentionPolicy, Stats, human_bytes, sanitize_name,
+    RestoreTarget, Result, RetentionPolicy, Secret, Stats, human_bytes, sanitize_name,
 };
 use backup_examples::{CryptoOptions, S3Options, backup_table, open_store_with};
 use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
@@ -68,9 +73,17 @@ enum Command {
         /// Connection URL of the database to dump (password from the URL or PGPASSWORD).
         #[arg(long, required_unless_present = "mongo", conflicts_with = "mongo")]
         pg: Option<String>,
-        /// MongoDB connection string of the database to dump (mongodb://user:pass@host/db).
+        /// MongoDB connection string of the database to dump (mongodb://user@host/db;
+        /// password from MONGODB_PASSWORD or --password-file).
         #[arg(long)]
         mongo: Option<String>,
+        /// Read the database password from this file (first line; not
+        /// readable by other users) instead of PGPASSWORD / MONGODB_PASSWORD.
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+        /// Allow dumping a MongoDB system database (admin, local, config).
+        #[arg(long)]
+        allow_system_db: bool,
         /// Store: a directory or s3://bucket/prefix.
         #[arg(long)]
         store: String,
@@ -123,12 +136,21 @@ enum Command {
         /// Connection URL of the target database.
         #[arg(long, required_unless_present = "mongo", conflicts_with = "mongo")]
         pg: Option<String>,
-        /// MongoDB connection string of the target deployment.
+        /// MongoDB connection string of the target deployment (password from
+        /// MONGODB_PASSWORD or --password-file).
         #[arg(long)]
         mongo: Option<String>,
+        /// Read the database password from this file (first line; not
+        /// readable by other users) instead of PGPASSWORD / MONGODB_PASSWORD.
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
         /// Restore into this database instead of the one in the URL.
         #[arg(long)]
         target_db: Option<String>,
+        /// Allow restoring into a system database (MongoDB admin, local,
+        /// config; PostgreSQL template0, template1, or postgres with --clean).
+        #[arg(long)]
+        allow_system_db: bool,
         /// Create the target database if it does not exist.
         #[arg(long)]
         create: bool,
@@ -258,42 +280,137 @@ fn parse_duration_arg(s: &str) -> std::result::Result<Duration, String> {
     backup_core::parse_duration(s).map_err(|e| e.to_string())
 }
 
+/// Which engine a connection string is for, in messages.
+#[derive(Clone, Copy)]
+enum DbKind {
+    Postgres,
+    Mongo,
+}
+
+impl DbKind {
+    fn password_var(self) -> &'static str {
+        match self {
+            DbKind::Postgres => "PGPASSWORD",
+            DbKind::Mongo => "MONGODB_PASSWORD",
+        }
+    }
+}
+
+/// Whether a connection URL carries a password in its user-info (which
+/// runs to the last `@`).
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+    rest.rsplit_once('@').is_some_and(|(u, _)| u.contains(':'))
+}
+
 /// Warns an interactive user when a connection URL carries a password: it
 /// is then visible in `ps` and shell history (the tools themselves never
 /// get it on argv).
-fn warn_password_in_url(url: &str) {
+fn warn_password_in_url(url: &str, engine: DbKind) {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return; // scripts keep their one-line errors
     }
-    let authority = url.split_once("://").map_or("", |(_, rest)| rest);
-    let userinfo = authority.split(['/', '?']).next().unwrap_or("");
-    if userinfo
-        .rsplit_once('@')
-        .is_some_and(|(u, _)| u.contains(':'))
-    {
+    if url_has_password(url) {
         eprintln!(
-            "backupctl: warning: the URL carries a password, visible in `ps` and shell history; prefer PGPASSWORD or a URI without one"
+            "backupctl: warning: the URL carries a password, visible in `ps` and shell history; prefer {} or --password-file",
+            engine.password_var()
         );
     }
 }
 
-fn pg_connection(url: &str) -> Result<PgConnection> {
-    warn_password_in_url(url);
-    Ok(PgConnection::from_url(url)?.with_password_from_env())
+/// The password from `--password-file`: its first line, from a file
+/// other users cannot read.
+fn read_password_file(path: &std::path::Path) -> Result<Secret> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::Config(format!("--password-file {shown}: {e}")))?;
+    if meta.permissions().mode() & 0o007 != 0 {
+        return Err(Error::Config(format!(
+            "--password-file {shown} is accessible to other users; chmod o-rwx it (or 600)"
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("--password-file {shown}: {e}")))?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(Error::Config(format!(
+            "--password-file {shown} is empty; put the password on its first line"
+        )));
+    }
+    Ok(Secret::new(line))
+}
+
+/// The password for a connection without one in its URL: `--password-file`,
+/// else the engine's environment variable. A password given twice (URL and
+/// file) is refused rather than one silently winning.
+fn extra_password(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+    engine: DbKind,
+) -> Result<Option<Secret>> {
+    if url_has_password(url) {
+        if password_file.is_some() {
+            return Err(Error::Config(
+                "the password is both in the URL and in --password-file; give it once".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some(path) = password_file {
+        return read_password_file(path).map(Some);
+    }
+    Ok(std::env::var(engine.password_var())
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(Secret::new))
+}
+
+fn pg_connection(url: &str, password_file: Option<&std::path::Path>) -> Result<PgConnection> {
+    warn_password_in_url(url, DbKind::Postgres);
+    let conn = PgConnection::from_url(url)?;
+    Ok(
+        match extra_password(url, password_file, DbKind::Postgres)? {
+            Some(password) => conn.with_password(password),
+            None => conn,
+        },
+    )
+}
+
+fn mongo_connection(uri: &str, password_file: Option<&std::path::Path>) -> Result<MongoConnection> {
+    warn_password_in_url(uri, DbKind::Mongo);
+    let conn = MongoConnection::from_uri(uri)?;
+    match extra_password(uri, password_file, DbKind::Mongo)? {
+        Some(password) => {
+            if conn.username().is_none() {
+                return Err(Error::Config(format!(
+                    "a MongoDB password was given but {} names no user; put it in the connection string (mongodb://USER@host/...)",
+                    conn.redacted_uri()
+                )));
+            }
+            Ok(conn.with_password(password))
+        }
+        None => Ok(conn),
+    }
 }
 
 /// The source named by `--pg` or `--mongo`, and its database name.
-fn dump_source(pg: Option<String>, mongo: Option<String>) -> Result<(Box<dyn DumpSource>, String)> {
+fn dump_source(
+    pg: Option<String>,
+    mongo: Option<String>,
+    password_file: Option<&std::path::Path>,
+    allow_system_db: bool,
+) -> Result<(Box<dyn DumpSource>, String)> {
     match (pg, mongo) {
         (_, Some(uri)) => {
-            warn_password_in_url(&uri);
-            let conn = MongoConnection::from_uri(&uri)?;
+            let conn = mongo_connection(&uri, password_file)?;
             let database = conn.database().unwrap_or_default().to_string();
-            Ok((Box::new(MongoSource::new(conn)), database))
+            let source = MongoSource::new(conn).allow_system_databases(allow_system_db);
+            Ok((Box::new(source), database))
         }
         (Some(url), None) => {
-            let conn = pg_connection(&url)?;
+            let conn = pg_connection(&url, password_file)?;
             let database = conn.database().to_string();
             Ok((Box::new(PostgresSource::new(conn)), database))
         }
@@ -301,23 +418,43 @@ fn dump_source(pg: Option<String>, mongo: Option<String>) -> Result<(Box<dyn Dum
     }
 }
 
+/// What `restore_target` needs besides the connection string.
+struct TargetArgs<'a> {
+    target_db: Option<String>,
+    password_file: Option<&'a std::path::Path>,
+    allow_system_db: bool,
+}
+
 /// The target named by `--pg` or `--mongo`, and the database to restore into.
 fn restore_target(
     pg: Option<String>,
     mongo: Option<String>,
-    target_db: Option<String>,
+    args: TargetArgs<'_>,
 ) -> Result<(Box<dyn RestoreTarget>, Option<String>)> {
     match (pg, mongo) {
         (_, Some(uri)) => {
-            warn_password_in_url(&uri);
-            let conn = MongoConnection::from_uri(&uri)?;
-            let database = target_db.or_else(|| conn.database().map(str::to_string));
-            Ok((Box::new(MongoTarget::new(conn)), database))
+            let conn = mongo_connection(&uri, args.password_file)?;
+            let database = args
+                .target_db
+                .or_else(|| conn.database().map(str::to_string));
+            if let Some(db) = database.as_deref()
+                && backup_mongo::is_system_database(db)
+                && !args.allow_system_db
+            {
+                return Err(Error::Config(format!(
+                    "refusing to restore into the MongoDB system database {db:?}; give --allow-system-db if that is really meant"
+                )));
+            }
+            let target = MongoTarget::new(conn).allow_system_databases(args.allow_system_db);
+            Ok((Box::new(target), database))
         }
         (Some(url), None) => {
-            let conn = pg_connection(&url)?;
-            let database = target_db.unwrap_or_else(|| conn.database().to_string());
-            Ok((Box::new(PostgresTarget::new(conn)), Some(database)))
+            let conn = pg_connection(&url, args.password_file)?;
+            let database = args
+                .target_db
+                .unwrap_or_else(|| conn.database().to_string());
+            let target = PostgresTarget::new(conn).allow_system_databases(args.allow_system_db);
+            Ok((Box::new(target), Some(database)))
         }
         (None, None) => Err(Error::Config("give --pg or --mongo".into())),
     }
@@ -356,6 +493,8 @@ async fn run(cli: Cli) -> Result<Outcome> {
         Command::Backup {
             pg,
             mongo,
+            password_file,
+            allow_system_db,
             store,
             compression,
             tenant,
@@ -364,7 +503,8 @@ async fn run(cli: Cli) -> Result<Outcome> {
             backup_type,
             json,
         } => {
-            let (source, database) = dump_source(pg, mongo)?;
+            let (source, database) =
+                dump_source(pg, mongo, password_file.as_deref(), allow_system_db)?;
             let source_id = source_id.unwrap_or_else(|| sanitize_name(&database));
             let engine = crypto
                 .apply(Engine::new(open_store(&store)?))?
@@ -439,14 +579,24 @@ async fn run(cli: Cli) -> Result<Outcome> {
             store,
             pg,
             mongo,
+            password_file,
             target_db,
+            allow_system_db,
             create,
             clean,
             no_owner,
             tables,
             json,
         } => {
-            let (target, database) = restore_target(pg, mongo, target_db)?;
+            let (target, database) = restore_target(
+                pg,
+                mongo,
+                TargetArgs {
+                    target_db,
+                    password_file: password_file.as_deref(),
+                    allow_system_db,
+                },
+            )?;
             let engine = crypto.apply(Engine::new(open_store(&store)?))?;
             let mut options = RestoreOptions::default();
             options.database = database;

@@ -101,6 +101,7 @@
 
 mod backup_job;
 mod catalog;
+pub mod child;
 mod clock;
 mod compression;
 mod crypto;

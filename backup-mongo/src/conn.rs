@@ -56,13 +56,21 @@ impl MongoConnection {
     /// path (`/sales`), if any. Errors never echo the password.
     pub fn from_uri(uri: &str) -> Result<Self> {
         let redacted = redact_uri(uri);
+        if ambiguous_userinfo(uri) {
+            return Err(Error::Config(format!(
+                "invalid MongoDB connection string {redacted}: '@' after the host part; percent-encode '@', ':', '/', '?' and '#' in the user name and password (e.g. '/' as %2F), or pass the password separately (MongoConnection::with_password; backupctl: MONGODB_PASSWORD or --password-file)"
+            )));
+        }
+        // Whatever in the string may be secret, for scrubbing messages.
+        let mut uri_secrets = raw_secrets(uri);
         let parsed = ConnectionString::parse(uri).map_err(|e| {
+            let mut secrets = uri_secrets.clone();
+            secrets.push(Secret::new(uri));
             Error::Config(format!(
                 "invalid MongoDB connection string {redacted}: {}",
-                scrub(&e.to_string(), &[Secret::new(uri)])
+                scrub(&e.to_string(), &secrets)
             ))
         })?;
-        let mut uri_secrets = Vec::new();
         let mut username = None;
         let mut auth_source = None;
         if let Some(credential) = &parsed.credential {
@@ -71,18 +79,6 @@ impl MongoConnection {
             }
             username = credential.username.clone();
             auth_source = credential.source.clone();
-        }
-        // Anything that looks like a password in the query (proxyPassword,
-        // tlsCertificateKeyFilePassword) is scrubbed from messages too.
-        if let Some((_, query)) = uri.split_once('?') {
-            for (key, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
-                if is_sensitive_key(key) && !value.is_empty() {
-                    uri_secrets.push(Secret::new(value));
-                    if let Some(decoded) = percent_decode(value) {
-                        uri_secrets.push(Secret::new(decoded));
-                    }
-                }
-            }
         }
         Ok(MongoConnection {
             uri: Secret::new(uri),
@@ -240,9 +236,71 @@ impl fmt::Display for MongoConnection {
     }
 }
 
+/// Whether a query option may hold a secret: any name mentioning a
+/// password, secret or token (`proxyPassword`,
+/// `tlsCertificateKeyFilePassword`), and `authMechanismProperties` (which
+/// can carry `AWS_SESSION_TOKEN:...`).
 fn is_sensitive_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key.contains("password") || key.contains("secret") || key.contains("token")
+    let key = percent_decode(key)
+        .unwrap_or_else(|| key.to_string())
+        .to_ascii_lowercase();
+    key.contains("password")
+        || key.contains("secret")
+        || key.contains("token")
+        || key == "authmechanismproperties"
+}
+
+/// Whether `uri` has an `@` after the end of its host part: a user name
+/// or password with an unencoded `/`, `?` or `#` (or an `@` in the
+/// query), which parsers split in different places. Refused, never
+/// guessed.
+fn ambiguous_userinfo(uri: &str) -> bool {
+    let Some((_, rest)) = uri.split_once("://") else {
+        return false;
+    };
+    match (rest.find(['/', '?', '#']), rest.rfind('@')) {
+        (Some(end), Some(at)) => at > end,
+        _ => false,
+    }
+}
+
+/// The password of the user-info and the values of sensitive query
+/// options, as written and percent-decoded.
+fn raw_secrets(uri: &str) -> Vec<Secret> {
+    let mut raw: Vec<String> = Vec::new();
+    let Some((_, rest)) = uri.split_once("://") else {
+        return Vec::new();
+    };
+    let after = match rest.rfind('@') {
+        Some(at) => {
+            if let Some((_, password)) = rest[..at].split_once(':') {
+                raw.push(password.to_string());
+            }
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    if let Some((_, query)) = after.split_once('?') {
+        for (key, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+            if is_sensitive_key(key) {
+                raw.push(value.to_string());
+                // `AWS_SESSION_TOKEN:<token>,...`: each value alone too.
+                for item in value.split(',') {
+                    if let Some((_, v)) = item.split_once(':') {
+                        raw.push(v.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for value in raw.into_iter().filter(|v| !v.is_empty()) {
+        if let Some(decoded) = percent_decode(&value).filter(|d| *d != value) {
+            out.push(Secret::new(decoded));
+        }
+        out.push(Secret::new(value));
+    }
+    out
 }
 
 /// Replaces each non-empty secret (and its percent-encoded form) in `text`
@@ -270,8 +328,11 @@ fn scrub(text: &str, secrets: &[Secret]) -> String {
 }
 
 /// A MongoDB connection string with the password of its user-info, and
-/// any query parameter whose name mentions a password, secret or token,
-/// replaced by `***`. Safe to log.
+/// any query option that may hold a secret (a name mentioning a password,
+/// secret or token, and `authMechanismProperties`), replaced by `***`.
+/// Safe to log. The user-info is taken to run to the *last* `@`, so a
+/// password with an unencoded `/`, `?`, `#` or `@` is hidden whole; when
+/// that makes the user name unclear, the whole user-info is hidden.
 ///
 /// ```
 /// use backup_mongo::redact_uri;
@@ -279,21 +340,25 @@ fn scrub(text: &str, secrets: &[Secret]) -> String {
 ///     redact_uri("mongodb+srv://u:p%40ss@cluster0.example.net/db?proxyPassword=x&w=majority"),
 ///     "mongodb+srv://u:***@cluster0.example.net/db?proxyPassword=***&w=majority"
 /// );
+/// assert_eq!(redact_uri("mongodb://u:p/ss@h/db"), "mongodb://***@h/db");
 /// ```
 pub fn redact_uri(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return "<unparseable connection string>".to_string();
     };
-    // The user-info ends at the last '@' before the path or query.
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{hosts}"),
-            None => format!("{userinfo}@{hosts}"),
-        },
-        None => authority.to_string(),
+    let (userinfo, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
     };
+    let userinfo = match userinfo {
+        None => String::new(),
+        Some(u) if u.contains(['/', '?', '#']) => "***@".to_string(),
+        Some(u) => match u.split_once(':') {
+            Some((user, _)) => format!("{user}:***@"),
+            None => format!("{u}@"),
+        },
+    };
+    let (hosts, tail) = after.split_at(after.find(['/', '?', '#']).unwrap_or(after.len()));
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
             let query: Vec<String> = query
@@ -307,7 +372,7 @@ pub fn redact_uri(uri: &str) -> String {
         }
         None => tail.to_string(),
     };
-    format!("{scheme}://{authority}{tail}")
+    format!("{scheme}://{userinfo}{hosts}{tail}")
 }
 
 fn percent_encode(s: &str) -> String {
@@ -403,5 +468,44 @@ mod tests {
             "mongodb://u:***@h?tlsCertificateKeyFilePassword=***"
         );
         assert_eq!(redact_uri("nonsense"), "<unparseable connection string>");
+    }
+
+    #[test]
+    fn hostile_passwords_and_tokens_never_show() {
+        // Every password over an alphabet of URI metacharacters, up to 4
+        // long, and session tokens: errors, Display, Debug and redaction
+        // never show them.
+        let alphabet = ['/', '?', '@', ':', '#', '%', 'a', '1'];
+        let mut passwords = vec![String::new()];
+        for _ in 0..4 {
+            let next: Vec<String> = passwords
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            passwords.extend(next);
+        }
+        for pw in passwords.iter().filter(|p| p.len() >= 2) {
+            let secret = format!("S3cr{pw}");
+            for uri in [
+                format!("mongodb://u:{secret}@h:27017/db?authSource=admin"),
+                format!("mongodb://u:{secret}@h1,h2/db"),
+                format!("mongodb://u:{secret}@h:notaport/db"),
+                format!(
+                    "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:{secret}"
+                ),
+                format!("mongodb://h/db?proxyPassword={secret}&w=1"),
+            ] {
+                let shown = match MongoConnection::from_uri(&uri) {
+                    Ok(c) => format!("{c} {c:?} {}", c.redact(&format!("driver said {uri}"))),
+                    Err(e) => format!("{e} {e:?}"),
+                };
+                assert!(!shown.contains(&secret), "{uri} -> {shown}");
+                assert!(
+                    !redact_uri(&uri).contains(&secret),
+                    "{uri} -> {}",
+                    redact_uri(&uri)
+                );
+            }
+        }
     }
 }

@@ -85,6 +85,7 @@ pub struct MongoSource {
     method: Method,
     chunk_size: usize,
     queue_depth: usize,
+    allow_system: bool,
 }
 
 impl MongoSource {
@@ -96,7 +97,15 @@ impl MongoSource {
             method: Method::Driver,
             chunk_size: DEFAULT_CHUNK_SIZE,
             queue_depth: DEFAULT_QUEUE_DEPTH,
+            allow_system: false,
         }
+    }
+
+    /// Allows dumping `admin`, `local` and `config` (refused by default:
+    /// they hold users, roles and the oplog, not an application's data).
+    pub fn allow_system_databases(mut self, yes: bool) -> Self {
+        self.allow_system = yes;
+        self
     }
 
     /// Sets how consistent the dump must be.
@@ -148,6 +157,9 @@ impl DumpSource for MongoSource {
     async fn dump(&self, opts: &DumpOptions) -> Result<DumpStream> {
         let database = self.conn.require_database("a MongoDB dump")?.to_string();
         crate::server::validate_database_name(&database)?;
+        if !self.allow_system {
+            crate::server::check_not_system(&database, "dump")?;
+        }
         let client = self.conn.client().await?;
         let server = server_info(&client, &self.conn, Side::Dump).await?;
         if let Method::Tools(tools) = &self.method {

@@ -209,6 +209,25 @@ pub(crate) async fn database_exists(client: &Client, name: &str) -> bool {
     }
 }
 
+/// Whether `name` is one of MongoDB's system databases (`admin`,
+/// `local`, `config`, in any case: MongoDB refuses names differing only in
+/// case).
+pub fn is_system_database(name: &str) -> bool {
+    ["admin", "local", "config"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(name))
+}
+
+/// Refuses a system database for `what` ("restore into", "dump").
+pub(crate) fn check_not_system(name: &str, what: &str) -> Result<()> {
+    if is_system_database(name) {
+        return Err(Error::Config(format!(
+            "refusing to {what} the MongoDB system database {name:?}; allow it explicitly (allow_system_databases) if that is really meant"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a database name against MongoDB's rules, before anything is
 /// created.
 pub(crate) fn validate_database_name(name: &str) -> Result<()> {

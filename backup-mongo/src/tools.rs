@@ -1,12 +1,12 @@
 //! [`Method::Tools`]: `mongodump --archive` / `mongorestore --archive` as
-//! child processes, with credentials in a 0600 `--config` file.
+//! child processes, with credentials in an in-memory `--config` file.
 
 use std::fmt;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 
 use async_trait::async_trait;
+use backup_core::child::{SecretFile, cleared_command};
 use backup_core::{DumpStream, Error, RestoreReport, RestoreSession, Result, Versions};
 use bytes::Bytes;
 use bytes::BytesMut;
@@ -14,7 +14,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use mongodb::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -40,10 +40,12 @@ pub enum Method {
 
 /// Where to find `mongodump` and `mongorestore`, for [`Method::Tools`].
 ///
-/// The connection string and any explicit password reach the tools only
-/// through a temporary `--config` YAML file readable by the owner alone
-/// (0600) and deleted when the tool exits; never their command line or
-/// environment. A restore still goes through the staging database (or
+/// The tools start from a cleared environment plus an allow-list
+/// ([`backup_core::child`]). The connection string and any explicit
+/// password reach them only through a `--config` YAML file that exists in
+/// memory alone (a sealed 0600 `memfd` the one tool inherits as
+/// `/dev/fd/3`); never their command line, their environment or a file a
+/// crash could leave behind. A restore still goes through the staging database (or
 /// not) as [`crate::RestoreStrategy`] says, with `--nsFrom`/`--nsTo`
 /// mapping the archive's database onto it, and the archive is read by
 /// this crate's own parser on the way, so CRC mismatches and truncation
@@ -97,7 +99,7 @@ impl MongoTools {
                 ),
             });
         };
-        let out = Command::new(&path)
+        let out = cleared_command(&path)
             .arg("--version")
             .stdin(Stdio::null())
             .output()
@@ -122,8 +124,9 @@ impl MongoTools {
     ) -> Result<DumpStream> {
         let tool = self.locate("mongodump").await?;
         let config = ConfigFile::create(conn)?;
-        let mut cmd = Command::new(&tool.path);
-        cmd.arg(format!("--config={}", config.path().display()))
+        let mut cmd = cleared_command(&tool.path);
+        let path = config.pass_to(&mut cmd)?;
+        cmd.arg(format!("--config={}", path.display()))
             .args(config.args())
             .arg("--archive")
             .arg(format!("--db={database}"));
@@ -149,8 +152,7 @@ impl MongoTools {
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| Error::io(format!("starting {}", tool.path.display()), e))?;
@@ -158,8 +160,8 @@ impl MongoTools {
         let stderr = drain(child.stderr.take().expect("stderr is piped"));
         let (tx, rx) = mpsc::channel(DEFAULT_QUEUE_DEPTH);
         let conn = conn.clone();
+        drop(config);
         let task = tokio::spawn(async move {
-            let _config = config;
             let mut reader = chunks(stdout);
             while let Some(chunk) = reader.next().await {
                 match chunk {
@@ -322,37 +324,32 @@ fn tool_uri(conn: &MongoConnection) -> String {
     }
 }
 
-/// A 0600 YAML file with `uri` (and `password`) for a tool's `--config`,
-/// deleted when dropped.
+/// The file descriptor a tool reads its `--config` from (`/dev/fd/3`).
+const CONFIG_FD: i32 = 3;
+
+/// A YAML `--config` with `uri` (and `password`) for a tool, in memory
+/// only ([`SecretFile`]).
 struct ConfigFile {
-    file: tempfile::NamedTempFile,
+    file: SecretFile,
     username: Option<String>,
 }
 
 impl ConfigFile {
     fn create(conn: &MongoConnection) -> Result<Self> {
-        // NamedTempFile creates the file with mode 0600.
-        let mut file = tempfile::Builder::new()
-            .prefix("backup-mongo-")
-            .suffix(".yaml")
-            .tempfile()
-            .map_err(|e| Error::io("creating the tool config file", e))?;
         let mut text = format!("uri: {}\n", yaml_string(&tool_uri(conn)));
         let explicit = conn.explicit_password();
         if let Some(password) = explicit {
             text.push_str(&format!("password: {}\n", yaml_string(password.expose())));
         }
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.flush())
-            .map_err(|e| Error::io("writing the tool config file", e))?;
         Ok(ConfigFile {
-            file,
+            file: SecretFile::new("mongo-tool-config", text.as_bytes())?,
             username: explicit.and(conn.username().map(str::to_string)),
         })
     }
 
-    fn path(&self) -> &Path {
-        self.file.path()
+    /// Hands the file to the child `cmd` starts; returns its path there.
+    fn pass_to(&self, cmd: &mut tokio::process::Command) -> Result<PathBuf> {
+        self.file.pass_to(cmd, CONFIG_FD)
     }
 
     /// Arguments besides `--config` (the user name is not a secret).
@@ -367,7 +364,7 @@ impl ConfigFile {
 impl fmt::Debug for ConfigFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConfigFile")
-            .field("path", &self.file.path())
+            .field("username", &self.username)
             .finish_non_exhaustive()
     }
 }
@@ -413,8 +410,9 @@ impl ToolsSession {
             names.extend(selected.iter().cloned());
         }
         let src = ns_pattern(&selection.source_db);
-        let mut cmd = Command::new(&self.tool.path);
-        cmd.arg(format!("--config={}", self.config.path().display()))
+        let mut cmd = cleared_command(&self.tool.path);
+        let config = self.config.pass_to(&mut cmd)?;
+        cmd.arg(format!("--config={}", config.display()))
             .args(self.config.args())
             .arg("--archive")
             .arg(format!("--nsFrom={src}.*"))
@@ -430,8 +428,7 @@ impl ToolsSession {
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| Error::io(format!("starting {}", self.tool.path.display()), e))?;
@@ -523,6 +520,7 @@ impl ToolsSession {
                 &self.plan.client,
                 &self.plan.conn,
                 staging,
+                self.plan.token.as_deref().unwrap_or_default(),
                 &self.plan.target,
                 self.plan.clean,
                 &selection.staged_items(),
@@ -626,25 +624,26 @@ mod tests {
         assert_eq!(tool_uri(&conn), "mongodb://h/?authSource=db");
     }
 
-    #[test]
-    fn config_file_is_private_and_holds_the_secrets() {
-        use std::os::unix::fs::PermissionsExt;
+    #[tokio::test]
+    async fn config_file_is_private_in_memory_and_holds_the_secrets() {
         let conn = MongoConnection::from_uri("mongodb://h/db")
             .unwrap()
             .with_credentials("backup", Secret::new("pa\"ss"));
         let config = ConfigFile::create(&conn).unwrap();
-        let mode = std::fs::metadata(config.path())
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let text = std::fs::read_to_string(config.path()).unwrap();
+        let mut cmd = cleared_command("sh");
+        let path = config.pass_to(&mut cmd).unwrap();
+        cmd.arg("-c").arg(format!(
+            "stat -L -c %a {0}; readlink {0}; cat {0}",
+            path.display()
+        ));
+        let out = cmd.output().await.unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("600"));
+        assert!(lines.next().unwrap().starts_with("/memfd:"), "{text}");
         assert!(text.contains(r#"password: "pa\"ss""#), "{text}");
         assert_eq!(config.args(), ["--username=backup"]);
         assert!(!format!("{config:?}").contains("pa\"ss"));
-        let path = config.path().to_path_buf();
-        drop(config);
-        assert!(!path.exists());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use backup_core::child::cleared_std_command;
 use backup_core::{Error, Result, Secret};
 
 use crate::PgConnection;
@@ -84,7 +85,7 @@ impl ThrowawayCluster {
                 .map_err(|e| Error::io("creating cluster subdirectory", e))?;
         }
         if self.as_postgres {
-            let status = Command::new("chown")
+            let status = cleared_std_command("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(&self.dir)
                 .status()
@@ -160,7 +161,7 @@ impl ThrowawayCluster {
             pid = std::process::id(),
             dir = self.dir.display(),
         );
-        let spawned = Command::new("setsid")
+        let spawned = cleared_std_command("setsid")
             .args(["sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -189,7 +190,7 @@ impl ThrowawayCluster {
     fn server_command(&self, tool: &str) -> Command {
         let path = self.bin.join(tool);
         if self.as_postgres {
-            let mut cmd = Command::new("setpriv");
+            let mut cmd = cleared_std_command("setpriv");
             cmd.args([
                 "--reuid=postgres",
                 "--regid=postgres",
@@ -200,7 +201,7 @@ impl ThrowawayCluster {
             .current_dir(&self.dir);
             cmd
         } else {
-            Command::new(path)
+            cleared_std_command(path)
         }
     }
 
@@ -261,7 +262,7 @@ impl Drop for ThrowawayCluster {
 }
 
 fn is_root() -> bool {
-    Command::new("id")
+    cleared_std_command("id")
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
@@ -396,7 +397,7 @@ impl TestServer {
         let server = crate::tools::preflight(&tools, &conn).await?;
         let pgbench = tools.resolve("pgbench", Some(server.major)).await?;
         let passfile = PassFile::create(&conn)?;
-        let out = pg_command(&pgbench.path, &conn, passfile.as_ref())
+        let out = pg_command(&pgbench.path, &conn, &passfile)?
             .args(["-i", "-q", "-s", &scale.to_string()])
             .stdin(Stdio::null())
             .output()

@@ -1,17 +1,40 @@
 //! [`PgConnection`]: where a server is and how to log in, with the password
 //! kept out of sight.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::Path;
 
 use backup_core::{Error, Result, Secret};
+
+/// libpq connection parameters a [`PgConnection`] may carry besides host,
+/// port, user and database, with the environment variable each is handed
+/// to the tools in. None of them is a secret (`sslkey` is the key file's
+/// path); the password has its own channel.
+const PARAMS: &[(&str, &str)] = &[
+    ("sslmode", "PGSSLMODE"),
+    ("sslrootcert", "PGSSLROOTCERT"),
+    ("sslcert", "PGSSLCERT"),
+    ("sslkey", "PGSSLKEY"),
+    ("sslcrl", "PGSSLCRL"),
+    ("target_session_attrs", "PGTARGETSESSIONATTRS"),
+    ("connect_timeout", "PGCONNECT_TIMEOUT"),
+    ("application_name", "PGAPPNAME"),
+];
 
 /// Connection parameters for PostgreSQL tools.
 ///
 /// Parsed from a URL (`postgres://user:pass@host:5432/db?sslmode=require`,
 /// `postgresql://user@/db?host=/run/postgresql`) or built field by field.
 /// The password is a [`Secret`]: `Debug` and `Display` never show it, and
-/// the tools receive it only through a 0600 password file.
+/// the tools receive it only through a password file in memory that only
+/// they inherit.
+///
+/// Everything a tool needs is in this value and handed to it explicitly:
+/// the tools start from a cleared environment, so `PGHOST`, `PGSSLMODE`,
+/// `PGPASSWORD` and the like in this process's environment do not reach
+/// them (resolve such settings here, in the parent, e.g. with
+/// [`PgConnection::with_password_from_env`] or [`PgConnection::with_param`]).
 ///
 /// ```
 /// use backup_postgres::PgConnection;
@@ -26,7 +49,8 @@ pub struct PgConnection {
     user: String,
     password: Option<Secret>,
     database: String,
-    sslmode: Option<String>,
+    /// libpq keyword → value, keywords from [`PARAMS`] only.
+    params: BTreeMap<&'static str, String>,
 }
 
 impl PgConnection {
@@ -43,51 +67,58 @@ impl PgConnection {
             user: user.into(),
             password: None,
             database: database.into(),
-            sslmode: None,
+            params: BTreeMap::new(),
         }
     }
 
     /// Parses a `postgres://` or `postgresql://` URL. Percent-encoded user
-    /// names and passwords are decoded. Errors never echo the password.
+    /// names and passwords are decoded. Query parameters: `host`, `port`,
+    /// `user`, `dbname` and the libpq parameters [`PgConnection::with_param`]
+    /// takes; any other is refused, and so is `password` (use the user-info
+    /// part or `PGPASSWORD`). Errors never echo the password.
     pub fn from_url(input: &str) -> Result<Self> {
         let redacted = redact_url(input);
-        let url = url::Url::parse(&with_default_host(input))
-            .map_err(|e| Error::Config(format!("invalid PostgreSQL URL {redacted}: {e}")))?;
+        let invalid =
+            |why: &str| Error::Config(format!("invalid PostgreSQL URL {redacted}: {why}"));
+        if ambiguous_userinfo(input) {
+            return Err(invalid(
+                "'@' after the host part; percent-encode '@', ':', '/', '?' and '#' in the user name, password and database name (e.g. '/' as %2F), or pass the password in PGPASSWORD",
+            ));
+        }
+        let url =
+            url::Url::parse(&with_default_host(input)).map_err(|e| invalid(&e.to_string()))?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(Error::Config(format!(
-                "invalid PostgreSQL URL {redacted}: scheme must be postgres:// or postgresql://"
-            )));
+            return Err(invalid("scheme must be postgres:// or postgresql://"));
         }
         let decode = |s: &str| -> Result<String> {
-            percent_decode(s).ok_or_else(|| {
-                Error::Config(format!(
-                    "invalid PostgreSQL URL {redacted}: bad percent-encoding"
-                ))
-            })
+            percent_decode(s).ok_or_else(|| invalid("bad percent-encoding"))
         };
         let mut host = url.host_str().unwrap_or_default().to_string();
         let mut port = url.port().unwrap_or(5432);
         let mut user = decode(url.username())?;
         let password = url.password().map(decode).transpose()?.map(Secret::new);
         let mut database = decode(url.path().trim_start_matches('/'))?;
-        let mut sslmode = None;
+        let mut params = BTreeMap::new();
         for (k, v) in url.query_pairs() {
             match &*k {
                 "host" => host = v.into_owned(),
-                "port" => {
-                    port = v.parse().map_err(|_| {
-                        Error::Config(format!("invalid PostgreSQL URL {redacted}: bad port"))
-                    })?
-                }
+                "port" => port = v.parse().map_err(|_| invalid("bad port"))?,
                 "user" => user = v.into_owned(),
                 "dbname" => database = v.into_owned(),
-                "sslmode" => sslmode = Some(v.into_owned()),
                 "password" => {
-                    return Err(Error::Config(format!(
-                        "invalid PostgreSQL URL {redacted}: put the password in the user-info part or in PGPASSWORD, not in the query"
-                    )));
+                    return Err(invalid(
+                        "put the password in the user-info part or in PGPASSWORD, not in the query",
+                    ));
                 }
-                other => tracing::debug!(parameter = other, "ignoring URL parameter"),
+                other => {
+                    let keyword = param_keyword(other).ok_or_else(|| {
+                        invalid(&format!(
+                            "unsupported parameter {other:?} (supported: host, port, user, dbname, {})",
+                            PARAMS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+                        ))
+                    })?;
+                    params.insert(keyword, v.into_owned());
+                }
             }
         }
         if host.is_empty() {
@@ -105,7 +136,7 @@ impl PgConnection {
             user,
             password,
             database,
-            sslmode,
+            params,
         })
     }
 
@@ -130,8 +161,33 @@ impl PgConnection {
 
     /// Sets `sslmode` (`disable`, `prefer`, `require`, `verify-full`...).
     pub fn with_sslmode(mut self, mode: impl Into<String>) -> Self {
-        self.sslmode = Some(mode.into());
+        self.params.insert("sslmode", mode.into());
         self
+    }
+
+    /// Sets a libpq connection parameter: `sslmode`, `sslrootcert`,
+    /// `sslcert`, `sslkey` (paths), `sslcrl`, `target_session_attrs`,
+    /// `connect_timeout` (seconds; 10 by default) or `application_name`
+    /// (`backup-postgres` by default). Other keywords are refused: the
+    /// password has its own channel, and the rest are not forwarded.
+    pub fn with_param(mut self, keyword: &str, value: impl Into<String>) -> Result<Self> {
+        let keyword = param_keyword(keyword).ok_or_else(|| {
+            Error::Config(format!(
+                "unsupported libpq parameter {keyword:?}; supported: {}",
+                PARAMS
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        self.params.insert(keyword, value.into());
+        Ok(self)
+    }
+
+    /// A libpq parameter set from the URL or [`PgConnection::with_param`].
+    pub fn param(&self, keyword: &str) -> Option<&str> {
+        self.params.get(keyword).map(String::as_str)
     }
 
     /// The same server and credentials, another database.
@@ -169,28 +225,42 @@ impl PgConnection {
 
     /// `sslmode`, if set.
     pub fn sslmode(&self) -> Option<&str> {
-        self.sslmode.as_deref()
+        self.param("sslmode")
     }
 
-    /// Environment for a libpq tool: everything but the password, which goes
-    /// into the file at `passfile`.
-    pub(crate) fn child_env(&self, passfile: Option<&PathBuf>) -> Vec<(&'static str, String)> {
+    /// The whole environment of a libpq tool besides the allow-list
+    /// ([`backup_core::child::ENV_ALLOW_LIST`]): the connection, and the
+    /// password file at `passfile` (always one, empty without a password, so
+    /// libpq never falls back to a `~/.pgpass`).
+    pub(crate) fn child_env(&self, passfile: &Path) -> Vec<(&'static str, String)> {
         let mut env = vec![
             ("PGHOST", self.host.clone()),
             ("PGPORT", self.port.to_string()),
             ("PGUSER", self.user.clone()),
             ("PGDATABASE", self.database.clone()),
-            ("PGAPPNAME", "backup-postgres".to_string()),
-            ("PGCONNECT_TIMEOUT", "10".to_string()),
         ];
-        if let Some(mode) = &self.sslmode {
-            env.push(("PGSSLMODE", mode.clone()));
+        let defaults = [
+            ("application_name", "backup-postgres"),
+            ("connect_timeout", "10"),
+        ];
+        for (keyword, var) in PARAMS {
+            let value = self
+                .params
+                .get(keyword)
+                .map(String::as_str)
+                .or_else(|| defaults.iter().find(|(k, _)| k == keyword).map(|(_, v)| *v));
+            if let Some(value) = value {
+                env.push((var, value.to_string()));
+            }
         }
-        if let Some(path) = passfile {
-            env.push(("PGPASSFILE", path.display().to_string()));
-        }
+        env.push(("PGPASSFILE", passfile.display().to_string()));
         env
     }
+}
+
+/// The canonical keyword of a supported libpq parameter.
+fn param_keyword(keyword: &str) -> Option<&'static str> {
+    PARAMS.iter().map(|(k, _)| *k).find(|k| *k == keyword)
 }
 
 impl fmt::Debug for PgConnection {
@@ -201,7 +271,7 @@ impl fmt::Debug for PgConnection {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("database", &self.database)
-            .field("sslmode", &self.sslmode)
+            .field("params", &self.params)
             .finish()
     }
 }
@@ -239,29 +309,55 @@ fn with_default_host(input: &str) -> String {
     }
 }
 
+/// Whether `input` has an `@` after the end of its host part: a user name
+/// or password with an unencoded `/`, `?` or `#` (or an `@` in the path or
+/// query), which parsers split in different places. Refused, never
+/// guessed.
+fn ambiguous_userinfo(input: &str) -> bool {
+    let Some((_, rest)) = input.split_once("://") else {
+        return false;
+    };
+    match (rest.find(['/', '?', '#']), rest.rfind('@')) {
+        (Some(end), Some(at)) => at > end,
+        _ => false,
+    }
+}
+
 /// The URL with any password (user-info or `password=` parameter)
-/// replaced by `***`, for error messages.
+/// replaced by `***`, for error messages and logs. The user-info is taken
+/// to run to the *last* `@`, so a password with an unencoded `/`, `?`,
+/// `#` or `@` is hidden whole; when that makes the user name unclear, the
+/// whole user-info is hidden.
 pub fn redact_url(input: &str) -> String {
     let Some((scheme, rest)) = input.split_once("://") else {
         return "<unparseable URL>".into();
     };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+    let (userinfo, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
     };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hostport)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{hostport}"),
-            None => authority.to_string(),
+    let userinfo = match userinfo {
+        None => String::new(),
+        Some(u) if u.contains(['/', '?', '#']) => "***@".to_string(),
+        Some(u) => match u.split_once(':') {
+            Some((user, _)) => format!("{user}:***@"),
+            None => format!("{u}@"),
         },
-        None => authority.to_string(),
     };
+    let (hosts, tail) = after.split_at(after.find(['/', '?', '#']).unwrap_or(after.len()));
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
             let query: Vec<String> = query
                 .split('&')
                 .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    Some((k, _))
+                        if percent_decode(k)
+                            .unwrap_or_else(|| k.to_string())
+                            .to_ascii_lowercase()
+                            .contains("password") =>
+                    {
+                        format!("{k}=***")
+                    }
                     _ => kv.to_string(),
                 })
                 .collect();
@@ -269,7 +365,7 @@ pub fn redact_url(input: &str) -> String {
         }
         None => tail.to_string(),
     };
-    format!("{scheme}://{authority}{tail}")
+    format!("{scheme}://{userinfo}{hosts}{tail}")
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -323,12 +419,69 @@ mod tests {
             "postgres://u:***@h:1/db?x=y"
         );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact_url("postgres://u:p/a?s#s@w@h/db?Pass%77ord=x"),
+            "postgres://***@h/db?Pass%77ord=***"
+        );
+    }
+
+    #[test]
+    fn hostile_passwords_never_show() {
+        // Every password over an alphabet of URL metacharacters, up to 4
+        // long: errors, Display, Debug and redaction never show it.
+        let alphabet = ['/', '?', '@', ':', '#', '%', 'a', '1'];
+        let mut passwords = vec![String::new()];
+        for _ in 0..4 {
+            let next: Vec<String> = passwords
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            passwords.extend(next);
+        }
+        for pw in passwords.iter().filter(|p| p.len() >= 3) {
+            let secret = format!("S3cr{pw}");
+            for url in [
+                format!("postgres://u:{secret}@h:5432/db"),
+                format!("postgres://u:{secret}@h/db?sslmode=require"),
+                format!("postgres://u:{secret}@h:notaport/db"),
+            ] {
+                let shown = match PgConnection::from_url(&url) {
+                    Ok(c) => {
+                        assert!(c.password().is_some(), "{url}");
+                        format!("{c} {c:?}")
+                    }
+                    Err(e) => format!("{e} {e:?}"),
+                };
+                assert!(!shown.contains(&secret), "{url} -> {shown}");
+                assert!(!redact_url(&url).contains(&secret), "{url}");
+            }
+        }
+    }
+
+    #[test]
+    fn parameters_are_explicit() {
+        let c = PgConnection::from_url(
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(c.sslmode(), Some("verify-full"));
+        let env = c.child_env(Path::new("/dev/fd/3"));
+        assert!(env.contains(&("PGSSLROOTCERT", "/etc/ca.pem".into())));
+        assert!(env.contains(&("PGAPPNAME", "x".into())));
+        assert!(env.contains(&("PGCONNECT_TIMEOUT", "10".into())));
+        assert!(env.contains(&("PGPASSFILE", "/dev/fd/3".into())));
+        let err = PgConnection::from_url("postgres://u@h/db?sslpassword=x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unsupported parameter"), "{err}");
+        assert!(c.clone().with_param("service", "x").is_err());
+        assert!(c.with_param("sslcert", "/c.pem").is_ok());
     }
 
     #[test]
     fn env_has_no_password() {
         let c = PgConnection::from_url("postgres://u:pw@h/db").unwrap();
-        let env = c.child_env(None);
+        let env = c.child_env(Path::new("/dev/fd/3"));
         assert!(
             env.iter()
                 .all(|(k, v)| *k != "PGPASSWORD" && !v.contains("pw"))

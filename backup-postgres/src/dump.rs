@@ -22,8 +22,9 @@ const READ_CHUNK: usize = 1024 * 1024;
 /// Before dumping, a `psql` preflight checks that the server is reachable,
 /// the credentials work and the database exists, and learns the server
 /// version so a matching `pg_dump` is used ([`PgTools`]). The password
-/// reaches the tools only through a 0600 `PGPASSFILE` that is deleted
-/// afterwards; it is never on a command line or in a child's environment.
+/// reaches the tools only through a `PGPASSFILE` in memory that only they
+/// inherit; it is never on a command line, in a child's environment or on
+/// disk.
 /// The tool's stderr is drained concurrently and its exit status is checked
 /// before the stream ends, so a dump that fails midway ends with an error
 /// and is never committed.
@@ -69,7 +70,7 @@ impl DumpSource for PostgresSource {
         let server = preflight(&self.tools, &self.conn).await?;
         let pg_dump = self.tools.resolve("pg_dump", Some(server.major)).await?;
         let passfile = PassFile::create(&self.conn)?;
-        let mut cmd = pg_command(&pg_dump.path, &self.conn, passfile.as_ref());
+        let mut cmd = pg_command(&pg_dump.path, &self.conn, &passfile)?;
         cmd.args(["--format=custom", "--compress=0", "--no-password"]);
         for table in &opts.only {
             cmd.arg(format!("--table={table}"));
@@ -87,7 +88,6 @@ impl DumpSource for PostgresSource {
             reader: ReaderStream::with_capacity(stdout, READ_CHUNK),
             child,
             stderr: Some(stderr),
-            _passfile: passfile,
             conn: self.conn.clone(),
         };
         let stream = futures::stream::unfold(Some(state), |state| async move {
@@ -115,13 +115,11 @@ impl DumpSource for PostgresSource {
     }
 }
 
-/// A running pg_dump. Dropping it kills the child (`kill_on_drop`) and
-/// deletes the password file.
+/// A running pg_dump. Dropping it kills the child (`kill_on_drop`).
 struct Running {
     reader: ReaderStream<tokio::process::ChildStdout>,
     child: Child,
     stderr: Option<JoinHandle<String>>,
-    _passfile: Option<PassFile>,
     conn: PgConnection,
 }
 

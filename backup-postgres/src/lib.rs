@@ -6,9 +6,17 @@
 //! pipeline (compression, checksums, store) without temporary files.
 //!
 //! Credentials are a [`Secret`](backup_core::Secret) inside
-//! [`PgConnection`]; the tools read them from a 0600 `PGPASSFILE`, never
-//! from their command line. Errors are specific: tool missing or older than
-//! the server, connection refused, authentication failed, database missing.
+//! [`PgConnection`]. The tools start from a cleared environment plus an
+//! allow-list ([`backup_core::child`]) and read the password from a
+//! `PGPASSFILE` that exists only in memory (a sealed 0600 `memfd` that the
+//! one tool inherits as `/dev/fd/3`): never from their command line or
+//! environment, never from a file a crash could leave behind. Errors are
+//! specific: tool missing or older than the server, connection refused,
+//! authentication failed, database missing.
+//!
+//! A restore that creates its target builds it under a staging name and
+//! renames it at commit; leftovers of killed restores are found and
+//! dropped by [`PostgresTarget::cleanup_staging`].
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -40,6 +48,7 @@
 mod conn;
 mod dump;
 mod restore;
+mod staging;
 mod tools;
 
 #[cfg(feature = "throwaway")]
@@ -53,4 +62,5 @@ pub use cluster::{TEST_URL_VAR, TestServer, ThrowawayCluster};
 pub use conn::{PgConnection, redact_url};
 pub use dump::PostgresSource;
 pub use restore::PostgresTarget;
+pub use staging::{DEFAULT_STAGING_GRACE, StagingDatabase, StagingReport};
 pub use tools::PgTools;

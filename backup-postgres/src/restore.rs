@@ -1,7 +1,10 @@
-//! [`PostgresTarget`]: `pg_restore --single-transaction` fed on stdin.
+//! [`PostgresTarget`]: `pg_restore --single-transaction` fed on stdin; a
+//! database created for the restore is built under a staging name and
+//! renamed at commit.
 
 use std::fmt;
 use std::process::Stdio;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{Error, RestoreOptions, RestoreReport, RestoreSession, RestoreTarget, Result};
@@ -11,9 +14,9 @@ use tokio::process::{Child, ChildStdin};
 use tokio::task::JoinHandle;
 
 use crate::PgConnection;
+use crate::staging::{self, StagingReport};
 use crate::tools::{
-    PassFile, PgTools, Step, classify, dbname_conninfo, drain_stderr, pg_command, preflight, psql,
-    quote_ident,
+    PassFile, PgTools, Step, classify, dbname_conninfo, drain_stderr, pg_command, preflight,
 };
 
 /// Restores pg_dump custom-format archives with `pg_restore
@@ -21,8 +24,29 @@ use crate::tools::{
 ///
 /// Nothing is committed until the pipeline has verified the whole artifact
 /// and closed stdin; an aborted session kills `pg_restore` first, so the
-/// server rolls the transaction back. A database created for the restore
-/// ([`RestoreOptions::create`]) is dropped again if the restore fails.
+/// server rolls the transaction back.
+///
+/// # Creating the target: all or nothing
+///
+/// With [`RestoreOptions::create`] and a missing target, the restore goes
+/// into a new staging database `<target>__restore_<8 hex>` (the target
+/// name shortened to fit 63 bytes), marked as ours with a database comment
+/// recording its target and creation time. Only once `pg_restore` has
+/// succeeded (so every digest matched) is it renamed to the target (`ALTER
+/// DATABASE ... RENAME`, with the marker removed in the same transaction).
+/// A failed or aborted restore drops it; a killed process leaves it
+/// behind, where it blocks nothing (the target name stays free, so a retry
+/// under "new database only" works) and
+/// [`PostgresTarget::cleanup_staging`] finds and drops it. The next
+/// restore creating the same target drops that target's leftovers older
+/// than [`DEFAULT_STAGING_GRACE`](crate::DEFAULT_STAGING_GRACE).
+///
+/// # Reserved databases
+///
+/// Restoring into `template0` or `template1` (every new database is copied
+/// from them), or into `postgres` with [`RestoreOptions::clean`], is
+/// refused unless [`PostgresTarget::allow_system_databases`] says
+/// otherwise.
 ///
 /// Options map to pg_restore flags: [`RestoreOptions::clean`] →
 /// `--clean --if-exists`, [`RestoreOptions::no_owner`] → `--no-owner`,
@@ -34,6 +58,8 @@ use crate::tools::{
 pub struct PostgresTarget {
     conn: PgConnection,
     tools: PgTools,
+    allow_system: bool,
+    staging_grace: Duration,
 }
 
 impl PostgresTarget {
@@ -43,6 +69,8 @@ impl PostgresTarget {
         PostgresTarget {
             conn,
             tools: PgTools::auto(),
+            allow_system: false,
+            staging_grace: staging::DEFAULT_STAGING_GRACE,
         }
     }
 
@@ -52,19 +80,68 @@ impl PostgresTarget {
         self
     }
 
-    /// Creates `database` through the maintenance database.
-    async fn create_database(&self, database: &str) -> Result<()> {
-        let sql = format!("CREATE DATABASE {}", quote_ident(database));
-        match psql(&self.tools, &self.conn.with_database("postgres"), &sql).await {
-            Err(Error::DatabaseMissing { .. }) => {
-                psql(&self.tools, &self.conn.with_database("template1"), &sql).await?;
-            }
-            other => {
-                other?;
+    /// Allows restoring into `template0`, `template1`, and into
+    /// `postgres` with [`RestoreOptions::clean`] (refused by default).
+    pub fn allow_system_databases(mut self, yes: bool) -> Self {
+        self.allow_system = yes;
+        self
+    }
+
+    /// How old a leftover staging database of the same target must be
+    /// before a restore creating that target drops it (default
+    /// [`DEFAULT_STAGING_GRACE`](crate::DEFAULT_STAGING_GRACE)).
+    pub fn with_staging_grace(mut self, grace: Duration) -> Self {
+        self.staging_grace = grace;
+        self
+    }
+
+    /// Staging databases of restores on this server (any target): their
+    /// name, target and age. Leftovers of killed restores show here until
+    /// [`PostgresTarget::cleanup_staging`] drops them.
+    pub async fn find_staging(&self) -> Result<Vec<staging::StagingDatabase>> {
+        staging::find(&self.tools, &self.conn).await
+    }
+
+    /// Drops the staging databases on this server older than
+    /// `older_than` (see [`PostgresTarget::find_staging`]); a hosting
+    /// application calls it at start-up. One still in use (a restore
+    /// running elsewhere) is never dropped: `DROP DATABASE` refuses while
+    /// `pg_restore` is connected, and the grace period covers the moments
+    /// around it. Databases that look like staging databases but lack our
+    /// marker are reported, never dropped.
+    pub async fn cleanup_staging(&self, older_than: Duration) -> Result<StagingReport> {
+        staging::cleanup(&self.tools, &self.conn, older_than, None).await
+    }
+
+    /// Refuses the reserved databases (see the type docs).
+    fn check_reserved(&self, database: &str, opts: &RestoreOptions) -> Result<()> {
+        if self.allow_system {
+            return Ok(());
+        }
+        let reserved = match database {
+            "template0" | "template1" => true,
+            "postgres" => opts.clean,
+            _ => false,
+        };
+        if reserved {
+            return Err(Error::Config(format!(
+                "refusing to restore into the system database {database:?}{}; restore into another database, or allow it explicitly (PostgresTarget::allow_system_databases)",
+                if opts.clean { " with clean" } else { "" }
+            )));
+        }
+        Ok(())
+    }
+
+    /// Drops this target's leftover staging databases older than the
+    /// grace period; notes what it did in the report's warnings.
+    async fn clear_leftovers(&self, target: &str) -> Vec<String> {
+        match staging::cleanup(&self.tools, &self.conn, self.staging_grace, Some(target)).await {
+            Ok(report) => report.describe(),
+            Err(e) => {
+                tracing::warn!(%target, error = %e, "could not look for leftover staging databases");
+                Vec::new()
             }
         }
-        tracing::info!(%database, "created database for restore");
-        Ok(())
     }
 }
 
@@ -83,8 +160,10 @@ impl RestoreTarget for PostgresTarget {
             .database
             .clone()
             .unwrap_or_else(|| self.conn.database().to_string());
+        self.check_reserved(&database, opts)?;
         let conn = self.conn.with_database(&database);
-        let mut created = false;
+        let mut staging = None;
+        let mut warnings = Vec::new();
         let server = match preflight(&self.tools, &conn).await {
             Ok(_) if opts.must_be_new => {
                 return Err(Error::AlreadyExists {
@@ -93,52 +172,62 @@ impl RestoreTarget for PostgresTarget {
             }
             Ok(server) => server,
             Err(Error::DatabaseMissing { .. }) if opts.create => {
-                self.create_database(&database).await?;
-                created = true;
-                preflight(&self.tools, &conn).await?
+                warnings = self.clear_leftovers(&database).await;
+                let name = staging::create(&self.tools, &self.conn, &database).await?;
+                let staged = self.conn.with_database(&name);
+                staging = Some(name);
+                match preflight(&self.tools, &staged).await {
+                    Ok(server) => server,
+                    Err(e) => {
+                        staging::drop_quietly(&self.tools, &self.conn, staging.as_deref()).await;
+                        return Err(e);
+                    }
+                }
             }
             Err(e) => return Err(e),
         };
-        let pg_restore = match self.tools.resolve("pg_restore", Some(server.major)).await {
-            Ok(tool) => tool,
+        let into = staging.clone().unwrap_or_else(|| database.clone());
+        let conn = self.conn.with_database(&into);
+        let spawned = async {
+            let pg_restore = self.tools.resolve("pg_restore", Some(server.major)).await?;
+            let passfile = PassFile::create(&conn)?;
+            let mut cmd = pg_command(&pg_restore.path, &conn, &passfile)?;
+            cmd.args(["--single-transaction", "--exit-on-error", "--no-password"])
+                .arg(format!("--dbname={}", dbname_conninfo(&into)));
+            if opts.clean {
+                cmd.args(["--clean", "--if-exists"]);
+            }
+            if opts.no_owner {
+                cmd.arg("--no-owner");
+            }
+            for table in &opts.only {
+                cmd.arg(format!("--table={table}"));
+            }
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            cmd.spawn()
+                .map_err(|e| Error::io(format!("starting {}", pg_restore.path.display()), e))
+        };
+        let mut child = match spawned.await {
+            Ok(child) => child,
             Err(e) => {
-                if created {
-                    drop_database(&self.tools, &self.conn, &database).await;
-                }
+                staging::drop_quietly(&self.tools, &self.conn, staging.as_deref()).await;
                 return Err(e);
             }
         };
-        let passfile = PassFile::create(&conn)?;
-        let mut cmd = pg_command(&pg_restore.path, &conn, passfile.as_ref());
-        cmd.args(["--single-transaction", "--exit-on-error", "--no-password"])
-            .arg(format!("--dbname={}", dbname_conninfo(&database)));
-        if opts.clean {
-            cmd.args(["--clean", "--if-exists"]);
-        }
-        if opts.no_owner {
-            cmd.arg("--no-owner");
-        }
-        for table in &opts.only {
-            cmd.arg(format!("--table={table}"));
-        }
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Error::io(format!("starting {}", pg_restore.path.display()), e))?;
         let stdin = child.stdin.take().expect("stdin is piped");
         let stderr = drain_stderr(child.stderr.take().expect("stderr is piped"));
         Ok(Box::new(PgRestoreSession {
             child,
             stdin: Some(stdin),
             stderr: Some(stderr),
-            _passfile: passfile,
             conn,
             admin: self.conn.clone(),
             tools: self.tools.clone(),
             database,
-            created,
+            staging,
+            warnings,
         }))
     }
 }
@@ -148,12 +237,15 @@ struct PgRestoreSession {
     child: Child,
     stdin: Option<ChildStdin>,
     stderr: Option<JoinHandle<String>>,
-    _passfile: Option<PassFile>,
     conn: PgConnection,
     admin: PgConnection,
     tools: PgTools,
+    /// The target database.
     database: String,
-    created: bool,
+    /// The staging database pg_restore writes into, until it is renamed
+    /// or dropped.
+    staging: Option<String>,
+    warnings: Vec<String>,
 }
 
 impl fmt::Debug for PgRestoreSession {
@@ -161,7 +253,7 @@ impl fmt::Debug for PgRestoreSession {
         f.debug_struct("PgRestoreSession")
             .field("pid", &self.child.id())
             .field("database", &self.database)
-            .field("created", &self.created)
+            .field("staging", &self.staging)
             .finish()
     }
 }
@@ -191,10 +283,9 @@ impl PgRestoreSession {
     }
 
     /// Undoes what the session itself created.
-    async fn cleanup(&self) {
-        if self.created {
-            drop_database(&self.tools, &self.admin, &self.database).await;
-        }
+    async fn cleanup(&mut self) {
+        let staging = self.staging.take();
+        staging::drop_quietly(&self.tools, &self.admin, staging.as_deref()).await;
     }
 }
 
@@ -220,20 +311,33 @@ impl RestoreSession for PgRestoreSession {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.shutdown().await;
         }
-        match self.wait().await {
-            Ok(stderr) => Ok(RestoreReport {
-                database: self.database.clone(),
-                warnings: stderr
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| crate::tools::redact(l, &self.conn))
-                    .collect(),
-            }),
+        let stderr = match self.wait().await {
+            Ok(stderr) => stderr,
             Err(e) => {
                 self.cleanup().await;
-                Err(e)
+                return Err(e);
             }
+        };
+        if let Some(staging) = self.staging.clone() {
+            if let Err(e) =
+                staging::promote(&self.tools, &self.admin, &staging, &self.database).await
+            {
+                self.cleanup().await;
+                return Err(e);
+            }
+            self.staging = None;
         }
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.extend(
+            stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| crate::tools::redact(l, &self.conn)),
+        );
+        Ok(RestoreReport {
+            database: self.database.clone(),
+            warnings,
+        })
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {
@@ -251,9 +355,48 @@ impl RestoreSession for PgRestoreSession {
     }
 }
 
-async fn drop_database(tools: &PgTools, admin: &PgConnection, database: &str) {
-    let sql = format!("DROP DATABASE IF EXISTS {}", quote_ident(database));
-    if let Err(e) = psql(tools, &admin.with_database("postgres"), &sql).await {
-        tracing::warn!(%database, error = %e, "could not drop the database created for a failed restore");
+impl Drop for PgRestoreSession {
+    fn drop(&mut self) {
+        // Dropped without commit or abort (a cancelled future): pg_restore
+        // is killed (kill_on_drop); drop the staging database in the
+        // background if a runtime is still there.
+        if let Some(staging) = self.staging.take() {
+            let _ = self.child.start_kill();
+            let (tools, admin) = (self.tools.clone(), self.admin.clone());
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    staging::drop_quietly(&tools, &admin, Some(&staging)).await;
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_databases_are_refused() {
+        let target = PostgresTarget::new(PgConnection::new("h", 5432, "u", "db"));
+        let plain = RestoreOptions::default();
+        let clean = RestoreOptions::default().clean(true);
+        for (db, opts, refused) in [
+            ("template0", &plain, true),
+            ("template1", &plain, true),
+            ("postgres", &clean, true),
+            ("postgres", &plain, false),
+            ("Postgres", &clean, false),
+            ("sales", &clean, false),
+        ] {
+            assert_eq!(target.check_reserved(db, opts).is_err(), refused, "{db}");
+            assert!(
+                target
+                    .clone()
+                    .allow_system_databases(true)
+                    .check_reserved(db, opts)
+                    .is_ok()
+            );
+        }
     }
 }

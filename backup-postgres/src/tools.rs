@@ -1,10 +1,10 @@
 //! Finding and running the PostgreSQL client tools: version checks, the
 //! password file, stderr capture and error classification.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use backup_core::child::{SecretFile, cleared_command};
 use backup_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
@@ -112,7 +112,7 @@ pub(crate) struct ToolPath {
 
 impl ToolPath {
     async fn checked(path: PathBuf, tool: &str, server_major: Option<u32>) -> Result<ToolPath> {
-        let out = Command::new(&path)
+        let out = cleared_command(&path)
             .arg("--version")
             .stdin(Stdio::null())
             .output()
@@ -156,60 +156,44 @@ fn which(tool: &str) -> Option<PathBuf> {
     })
 }
 
-/// A 0600 password file for libpq (`PGPASSFILE`), deleted when dropped.
-/// Holds `*:*:*:*:<password>` so it matches whatever the tool connects to.
+/// The file descriptor a tool finds its password file on (`/dev/fd/3`).
+const PASSFILE_FD: i32 = 3;
+
+/// A password file for libpq (`PGPASSFILE`) in memory: a sealed 0600
+/// `memfd` that only the one tool it is passed to inherits, as
+/// `/dev/fd/3`. Nothing is written to disk, so a `kill -9` leaves nothing
+/// behind. Holds `*:*:*:*:<password>` so it matches whatever the tool
+/// connects to; without a password it is empty, so libpq never falls back
+/// to the user's own `~/.pgpass`.
 #[derive(Debug)]
-pub(crate) struct PassFile(tempfile::NamedTempFile);
+pub(crate) struct PassFile(SecretFile);
 
 impl PassFile {
-    pub(crate) fn create(conn: &PgConnection) -> Result<Option<PassFile>> {
-        // NamedTempFile creates the file with mode 0600. Without a password
-        // the file stays empty, so libpq never falls back to the daemon
-        // user's own ~/.pgpass.
-        let mut file = tempfile::Builder::new()
-            .prefix(".pgpass-")
-            .tempfile()
-            .map_err(|e| Error::io("creating the password file", e))?;
-        if let Some(password) = conn.password() {
-            let escaped = password.expose().replace('\\', "\\\\").replace(':', "\\:");
-            writeln!(file, "*:*:*:*:{escaped}")
-                .and_then(|_| file.flush())
-                .map_err(|e| Error::io("writing the password file", e))?;
-        }
-        Ok(Some(PassFile(file)))
-    }
-
-    pub(crate) fn path(&self) -> PathBuf {
-        self.0.path().to_path_buf()
+    pub(crate) fn create(conn: &PgConnection) -> Result<PassFile> {
+        let text = match conn.password() {
+            Some(password) => {
+                let escaped = password.expose().replace('\\', "\\\\").replace(':', "\\:");
+                format!("*:*:*:*:{escaped}\n")
+            }
+            None => String::new(),
+        };
+        Ok(PassFile(SecretFile::new("pgpass", text.as_bytes())?))
     }
 }
 
-/// A command for a libpq tool with the connection in its environment and
-/// nothing secret in its arguments. Inherited libpq variables that could
-/// redirect it (or leak a password) are removed; messages are in English so
-/// they can be classified.
-pub(crate) fn pg_command(tool: &Path, conn: &PgConnection, passfile: Option<&PassFile>) -> Command {
-    let mut cmd = Command::new(tool);
-    for var in [
-        "PGPASSWORD",
-        "PGPASSFILE",
-        "PGSERVICE",
-        "PGSERVICEFILE",
-        "PGOPTIONS",
-        "PGHOSTADDR",
-        "PGSSLMODE",
-        "PGREQUIRESSL",
-        "LANGUAGE",
-    ] {
-        cmd.env_remove(var);
-    }
-    let path = passfile.map(PassFile::path);
-    for (k, v) in conn.child_env(path.as_ref()) {
+/// A command for a libpq tool, started from a cleared environment plus
+/// the allow-list ([`backup_core::child::ENV_ALLOW_LIST`]): the connection
+/// goes into `PG*` variables, the password file in as `/dev/fd/3`, nothing
+/// secret into its arguments or environment. Messages are in English
+/// (`LC_MESSAGES=C`) so they can be classified.
+pub(crate) fn pg_command(tool: &Path, conn: &PgConnection, passfile: &PassFile) -> Result<Command> {
+    let mut cmd = cleared_command(tool);
+    let path = passfile.0.pass_to(&mut cmd, PASSFILE_FD)?;
+    for (k, v) in conn.child_env(&path) {
         cmd.env(k, v);
     }
     cmd.env("LC_MESSAGES", "C");
-    cmd.kill_on_drop(true);
-    cmd
+    Ok(cmd)
 }
 
 /// Drains a child's stderr concurrently (so it never blocks on a full
@@ -354,21 +338,24 @@ pub(crate) async fn preflight(tools: &PgTools, conn: &PgConnection) -> Result<Se
 
 /// Runs one SQL command with `psql` and returns its unaligned output.
 pub(crate) async fn psql(tools: &PgTools, conn: &PgConnection, sql: &str) -> Result<String> {
+    psql_all(tools, conn, &[sql]).await
+}
+
+/// Runs SQL commands with one `psql`, each in its own transaction (so
+/// `CREATE DATABASE` can be one of them), stopping at the first error.
+pub(crate) async fn psql_all(
+    tools: &PgTools,
+    conn: &PgConnection,
+    sqls: &[&str],
+) -> Result<String> {
     let psql = tools.resolve("psql", None).await?;
     let passfile = PassFile::create(conn)?;
-    let mut cmd = pg_command(&psql.path, conn, passfile.as_ref());
-    cmd.args([
-        "-X",
-        "-A",
-        "-t",
-        "-q",
-        "-w",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-c",
-        sql,
-    ])
-    .stdin(Stdio::null());
+    let mut cmd = pg_command(&psql.path, conn, &passfile)?;
+    cmd.args(["-X", "-A", "-t", "-q", "-w", "-v", "ON_ERROR_STOP=1"]);
+    for sql in sqls {
+        cmd.args(["-c", sql]);
+    }
+    cmd.stdin(Stdio::null());
     let out = cmd
         .output()
         .await
@@ -388,6 +375,12 @@ pub(crate) async fn psql(tools: &PgTools, conn: &PgConnection, sql: &str) -> Res
 /// Quotes an identifier for SQL (`"my ""db"""`).
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// An SQL string literal, valid whatever `standard_conforming_strings`
+/// says (`E'it''s'`).
+pub(crate) fn quote_literal(value: &str) -> String {
+    format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// A libpq connection string naming only a database, quoted so that names
@@ -449,5 +442,6 @@ mod tests {
     fn quoting() {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(dbname_conninfo("it's"), "dbname='it\\'s'");
+        assert_eq!(quote_literal(r"a'b\c"), r"E'a''b\\c'");
     }
 }

@@ -349,6 +349,9 @@ async fn password_is_never_on_a_command_line_nor_in_errors() {
                 .split('\0')
                 .find_map(|v| v.strip_prefix("PGPASSFILE="))
                 .expect("pg_dump gets a PGPASSFILE");
+            // `/dev/fd/N`: the child's own descriptor N.
+            let fd = passfile.strip_prefix("/dev/fd/").expect("an inherited fd");
+            let passfile = entry.path().join("fd").join(fd);
             let mode = std::fs::metadata(passfile).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "password file mode");
         }

@@ -4,8 +4,11 @@
 
 mod native;
 pub(crate) mod promote;
+pub(crate) mod staging;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{Error, RestoreOptions, RestoreSession, RestoreTarget, Result};
@@ -13,7 +16,7 @@ use backup_core::{Error, RestoreOptions, RestoreSession, RestoreTarget, Result};
 use crate::archive::{ArchiveError, CollectionType, MetadataDocument, Namespace, Prelude};
 
 use crate::error::{Side, classify};
-use crate::server::{server_info, validate_database_name};
+use crate::server::{check_not_system, server_info, validate_database_name};
 use crate::{FORMAT, Method, MongoConnection};
 
 /// Default size of one unordered insert batch (the driver splits it
@@ -86,12 +89,32 @@ pub enum RestoreStrategy {
 /// rights on the staging database (e.g. the `restore` role). Use
 /// [`RestoreStrategy::Direct`] where those costs matter more than the
 /// guarantee.
+///
+/// # Staging databases left behind
+///
+/// A staging database holds a marker collection (`_backup_mongo_staging`:
+/// target, creation time, and a heartbeat the running restore refreshes
+/// every 30 s). A restore killed midway leaves its staging database;
+/// [`MongoTarget::find_staging`] lists such databases and
+/// [`MongoTarget::cleanup_staging`] drops those whose heartbeat has been
+/// silent for a given time (a hosting application calls it at start-up).
+/// Each staged restore first drops the leftovers of its own target silent
+/// for [`DEFAULT_STAGING_GRACE`](crate::DEFAULT_STAGING_GRACE) (see
+/// [`MongoTarget::with_staging_grace`]). A restore whose staging database
+/// was dropped under it fails at commit without moving anything.
+///
+/// # Reserved databases
+///
+/// `admin`, `local` and `config` (in any case) are refused as targets
+/// unless [`MongoTarget::allow_system_databases`] says otherwise.
 #[derive(Debug, Clone)]
 pub struct MongoTarget {
     conn: MongoConnection,
     strategy: RestoreStrategy,
     method: Method,
     tuning: Tuning,
+    allow_system: bool,
+    staging_grace: Duration,
 }
 
 /// Batching of the native restore.
@@ -115,7 +138,40 @@ impl MongoTarget {
                 batch_documents: DEFAULT_BATCH_DOCUMENTS,
                 concurrency: DEFAULT_INSERT_CONCURRENCY,
             },
+            allow_system: false,
+            staging_grace: staging::DEFAULT_STAGING_GRACE,
         }
+    }
+
+    /// Allows restoring into `admin`, `local` and `config` (refused by
+    /// default).
+    pub fn allow_system_databases(mut self, yes: bool) -> Self {
+        self.allow_system = yes;
+        self
+    }
+
+    /// How long a leftover staging database of the same target must have
+    /// been silent before a staged restore drops it (default
+    /// [`DEFAULT_STAGING_GRACE`](crate::DEFAULT_STAGING_GRACE)).
+    pub fn with_staging_grace(mut self, grace: Duration) -> Self {
+        self.staging_grace = grace;
+        self
+    }
+
+    /// Staging databases of restores on this deployment (any target),
+    /// with their target and how long their restore has been silent.
+    pub async fn find_staging(&self) -> Result<Vec<staging::StagingDatabase>> {
+        let client = self.conn.client().await?;
+        staging::find(&client, &self.conn).await
+    }
+
+    /// Drops the staging databases whose restore has been silent for
+    /// `older_than` or more; databases named like staging databases but
+    /// without our marker are reported, never dropped. Needs the
+    /// `listDatabases` privilege.
+    pub async fn cleanup_staging(&self, older_than: Duration) -> Result<staging::StagingReport> {
+        let client = self.conn.client().await?;
+        staging::cleanup(&client, &self.conn, older_than, None).await
     }
 
     /// Chooses staging (default) or direct restores.
@@ -177,6 +233,9 @@ impl RestoreTarget for MongoTarget {
             None => self.conn.require_database("a MongoDB restore")?.to_string(),
         };
         validate_database_name(&target)?;
+        if !self.allow_system {
+            check_not_system(&target, "restore into")?;
+        }
         let client = self.conn.client().await?;
         let server = server_info(&client, &self.conn, Side::Restore).await?;
         if opts.must_be_new {
@@ -190,8 +249,19 @@ impl RestoreTarget for MongoTarget {
                 });
             }
         }
-        let staging = match self.strategy {
+        let (staging, token, heartbeat) = match self.strategy {
             RestoreStrategy::Staging => {
+                match staging::cleanup(&client, &self.conn, self.staging_grace, Some(&target)).await
+                {
+                    Ok(report) => {
+                        for line in report.describe() {
+                            tracing::warn!(%target, "{line}");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%target, error = %e, "could not look for leftover staging databases")
+                    }
+                }
                 let name = staging_name(&target);
                 if !promote::existing_names(&client, &name, &self.conn)
                     .await?
@@ -202,9 +272,12 @@ impl RestoreTarget for MongoTarget {
                         detail: format!("staging database {name:?} already has collections"),
                     });
                 }
-                Some(name)
+                let token = format!("{:016x}", rand::random::<u64>());
+                staging::mark(&client, &self.conn, &name, &target, &token).await?;
+                let heartbeat = staging::Heartbeat::start(client.clone(), name.clone());
+                (Some(name), Some(token), Some(Arc::new(heartbeat)))
             }
-            RestoreStrategy::Direct => None,
+            RestoreStrategy::Direct => (None, None, None),
         };
         tracing::info!(%target, staging = ?staging, server = %server.version, "mongodb restore started");
         let plan = SessionPlan {
@@ -212,6 +285,8 @@ impl RestoreTarget for MongoTarget {
             conn: self.conn.clone(),
             target,
             staging,
+            token,
+            _heartbeat: heartbeat,
             clean: opts.clean,
             only: opts.only.clone(),
         };
@@ -230,6 +305,10 @@ pub(crate) struct SessionPlan {
     pub(crate) target: String,
     /// The staging database, or `None` for a direct restore.
     pub(crate) staging: Option<String>,
+    /// This restore's token in the staging database's marker.
+    pub(crate) token: Option<String>,
+    /// Keeps the staging database's heartbeat going while the plan lives.
+    pub(crate) _heartbeat: Option<Arc<staging::Heartbeat>>,
     pub(crate) clean: bool,
     pub(crate) only: Vec<String>,
 }
@@ -307,6 +386,20 @@ pub(crate) fn select(plan: &SessionPlan, prelude: &Prelude) -> Result<Selection>
         });
     }
     let source_db = databases.into_iter().next().unwrap_or_default().to_string();
+    if plan.staging.is_some()
+        && let Some(clash) = prelude
+            .collections
+            .iter()
+            .find(|c| c.namespace.collection == staging::MARKER_COLLECTION)
+    {
+        return Err(Error::Restore {
+            engine: "mongodb",
+            detail: format!(
+                "the archive holds {}, the name of the staging marker; restore it with RestoreStrategy::Direct",
+                clash.namespace
+            ),
+        });
+    }
     let wanted: BTreeSet<&str> = plan.only.iter().map(String::as_str).collect();
     let mut items = Vec::new();
     for entry in &prelude.collections {

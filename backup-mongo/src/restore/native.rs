@@ -356,6 +356,7 @@ impl NativeSession {
                 &self.plan.client,
                 &self.plan.conn,
                 staging,
+                self.plan.token.as_deref().unwrap_or_default(),
                 &self.plan.target,
                 self.plan.clean,
                 &restored,

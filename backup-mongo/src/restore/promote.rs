@@ -162,10 +162,19 @@ pub(crate) async fn promote(
     client: &Client,
     conn: &MongoConnection,
     staging: &str,
+    token: &str,
     target: &str,
     clean: bool,
     items: &[StagedItem],
 ) -> std::result::Result<(), PromoteError> {
+    if !super::staging::still_ours(client, conn, staging, token)
+        .await
+        .map_err(PromoteError::NothingMoved)?
+    {
+        return Err(PromoteError::NothingMoved(super::staging::vanished(
+            staging,
+        )));
+    }
     if !clean {
         check_conflicts(client, target, items.iter().map(|i| i.name.as_str()), conn)
             .await

@@ -1,0 +1,317 @@
+//! Staging databases of staged restores: marked as ours with a heartbeat
+//! while the restore runs, and found and dropped once a killed restore has
+//! left one behind.
+
+use std::time::Duration;
+
+use backup_core::{Error, Result};
+use bson::{DateTime, Document, doc};
+use mongodb::Client;
+use tokio::task::JoinHandle;
+
+use crate::MongoConnection;
+use crate::error::{Side, classify};
+
+/// How long a staging database's heartbeat must have been silent before
+/// it counts as left behind: a running restore refreshes it every
+/// [`HEARTBEAT_INTERVAL`], so only a restore that died (or a process
+/// frozen that long) misses it.
+pub const DEFAULT_STAGING_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// How often a running restore refreshes its staging database's marker.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The collection of a staging database holding its marker document.
+/// An archive holding a collection of that name cannot be staged.
+pub(crate) const MARKER_COLLECTION: &str = "_backup_mongo_staging";
+
+/// The marker document's `_id`.
+const MARKER_ID: &str = "staging";
+
+/// `<target>__restore_<8 hex>`: the suffix.
+pub(crate) const SUFFIX: &str = "__restore_";
+
+/// A staging database found on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StagingDatabase {
+    /// Its name, `<target>__restore_<8 hex>`.
+    pub name: String,
+    /// The database the restore was for.
+    pub target: Option<String>,
+    /// Time since its restore last showed a sign of life (by the server's
+    /// clock).
+    pub idle: Option<Duration>,
+}
+
+/// What [`crate::MongoTarget::cleanup_staging`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StagingReport {
+    /// Dropped: leftovers of restores that died.
+    pub dropped: Vec<StagingDatabase>,
+    /// Heartbeat younger than the grace period: a restore still running.
+    pub too_recent: Vec<StagingDatabase>,
+    /// Could not be dropped, and why.
+    pub not_dropped: Vec<(StagingDatabase, String)>,
+    /// Databases named like staging databases without our marker (for
+    /// instance left by an older version): reported, never dropped.
+    pub unmarked: Vec<String>,
+}
+
+impl StagingReport {
+    /// One line per database, for logs.
+    pub(crate) fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for s in &self.dropped {
+            lines.push(format!(
+                "dropped {:?}, left by an interrupted restore of {:?}",
+                s.name,
+                s.target.as_deref().unwrap_or("?")
+            ));
+        }
+        for (s, why) in &self.not_dropped {
+            lines.push(format!("staging database {:?} not dropped: {why}", s.name));
+        }
+        for s in &self.too_recent {
+            lines.push(format!(
+                "staging database {:?} of a running restore of {:?} exists",
+                s.name,
+                s.target.as_deref().unwrap_or("?")
+            ));
+        }
+        lines
+    }
+}
+
+/// Whether `name` has the shape of a staging database name.
+pub(crate) fn is_staging_name(name: &str) -> bool {
+    let Some(at) = name.rfind(SUFFIX) else {
+        return false;
+    };
+    let hex = &name[at + SUFFIX.len()..];
+    hex.len() == 8 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn marker(client: &Client, staging: &str) -> mongodb::Collection<Document> {
+    client.database(staging).collection(MARKER_COLLECTION)
+}
+
+/// Creates `staging` with its marker: the target, a token naming this
+/// restore, and the server's time as creation time and first heartbeat.
+pub(crate) async fn mark(
+    client: &Client,
+    conn: &MongoConnection,
+    staging: &str,
+    target: &str,
+    token: &str,
+) -> Result<()> {
+    marker(client, staging)
+        .update_one(
+            doc! { "_id": MARKER_ID },
+            doc! {
+                "$set": { "target": target, "token": token, "by": "backup-mongo" },
+                "$currentDate": { "created": true, "heartbeat": true },
+            },
+        )
+        .upsert(true)
+        .await
+        .map_err(|e| {
+            classify(
+                &e,
+                Side::Restore,
+                &format!("marking staging database {staging}"),
+                conn,
+            )
+        })?;
+    Ok(())
+}
+
+/// Refreshes a staging database's heartbeat until dropped.
+#[derive(Debug)]
+pub(crate) struct Heartbeat(JoinHandle<()>);
+
+impl Heartbeat {
+    pub(crate) fn start(client: Client, staging: String) -> Heartbeat {
+        Heartbeat(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+            tick.tick().await; // the first tick is immediate
+            loop {
+                tick.tick().await;
+                let beat = marker(&client, &staging)
+                    .update_one(
+                        doc! { "_id": MARKER_ID },
+                        doc! { "$currentDate": { "heartbeat": true } },
+                    )
+                    .await;
+                if let Err(e) = beat {
+                    tracing::debug!(%staging, error = %e, "staging heartbeat failed");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Whether `staging` still carries this restore's marker: false if a
+/// cleanup dropped it meanwhile (its collections may then have been
+/// recreated, incomplete, by later inserts).
+pub(crate) async fn still_ours(
+    client: &Client,
+    conn: &MongoConnection,
+    staging: &str,
+    token: &str,
+) -> Result<bool> {
+    let found = marker(client, staging)
+        .find_one(doc! { "_id": MARKER_ID })
+        .await
+        .map_err(|e| {
+            classify(
+                &e,
+                Side::Restore,
+                &format!("reading the marker of {staging}"),
+                conn,
+            )
+        })?;
+    Ok(found.is_some_and(|m| m.get_str("token") == Ok(token)))
+}
+
+/// The server's clock (`hello.localTime`), or this host's if the server
+/// does not say.
+async fn server_now(client: &Client) -> DateTime {
+    match client
+        .database("admin")
+        .run_command(doc! { "hello": 1 })
+        .await
+    {
+        Ok(hello) => hello
+            .get_datetime("localTime")
+            .copied()
+            .unwrap_or_else(|_| DateTime::now()),
+        Err(_) => DateTime::now(),
+    }
+}
+
+/// A database named like a staging database, with its marker if it has
+/// one.
+#[derive(Debug)]
+struct Found {
+    name: String,
+    marked: Option<StagingDatabase>,
+}
+
+async fn find_all(client: &Client, conn: &MongoConnection) -> Result<Vec<Found>> {
+    let names = client
+        .list_database_names()
+        .await
+        .map_err(|e| classify(&e, Side::Restore, "listing databases", conn))?;
+    let now = server_now(client).await;
+    let mut found = Vec::new();
+    for name in names.into_iter().filter(|n| is_staging_name(n)) {
+        let document = marker(client, &name)
+            .find_one(doc! { "_id": MARKER_ID })
+            .await
+            .map_err(|e| {
+                classify(
+                    &e,
+                    Side::Restore,
+                    &format!("reading the marker of {name}"),
+                    conn,
+                )
+            })?;
+        let marked = document
+            .filter(|m| m.get_str("by") == Ok("backup-mongo"))
+            .map(|m| {
+                let idle = m.get_datetime("heartbeat").ok().and_then(|beat| {
+                    let ms = now
+                        .timestamp_millis()
+                        .checked_sub(beat.timestamp_millis())?;
+                    u64::try_from(ms).ok().map(Duration::from_millis)
+                });
+                StagingDatabase {
+                    name: name.clone(),
+                    target: m.get_str("target").ok().map(str::to_string),
+                    idle,
+                }
+            });
+        found.push(Found { name, marked });
+    }
+    Ok(found)
+}
+
+/// The marked staging databases on the server.
+pub(crate) async fn find(client: &Client, conn: &MongoConnection) -> Result<Vec<StagingDatabase>> {
+    Ok(find_all(client, conn)
+        .await?
+        .into_iter()
+        .filter_map(|f| f.marked)
+        .collect())
+}
+
+/// Drops the marked staging databases idle for `older_than` or more (only
+/// those of `target`, if given).
+pub(crate) async fn cleanup(
+    client: &Client,
+    conn: &MongoConnection,
+    older_than: Duration,
+    target: Option<&str>,
+) -> Result<StagingReport> {
+    let mut report = StagingReport::default();
+    for found in find_all(client, conn).await? {
+        let Some(staging) = found.marked else {
+            if target.is_none() {
+                report.unmarked.push(found.name);
+            }
+            continue;
+        };
+        if target.is_some_and(|t| staging.target.as_deref() != Some(t)) {
+            continue;
+        }
+        // An idle time the clocks cannot tell counts as alive.
+        if staging.idle.is_none_or(|idle| idle < older_than) {
+            report.too_recent.push(staging);
+            continue;
+        }
+        match client.database(&staging.name).drop().await {
+            Ok(()) => {
+                tracing::warn!(staging = %staging.name, target = ?staging.target, "dropped the staging database of an interrupted restore");
+                report.dropped.push(staging);
+            }
+            Err(e) => {
+                let why = classify(&e, Side::Restore, "dropping", conn).to_string();
+                report.not_dropped.push((staging, why));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The error when a staging database vanished under a running restore.
+pub(crate) fn vanished(staging: &str) -> Error {
+    Error::Restore {
+        engine: "mongodb",
+        detail: format!(
+            "staging database {staging:?} was dropped while the restore ran (a cleanup_staging with too short a grace period?); nothing was moved into the target, restore again"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_names() {
+        assert!(is_staging_name("sales__restore_0a1b2c3d"));
+        assert!(!is_staging_name("sales__restore_0A1B2C3D"));
+        assert!(!is_staging_name("sales__restore_0a1b2c3"));
+        assert!(!is_staging_name("sales"));
+        let name = super::super::staging_name("sales");
+        assert!(is_staging_name(&name), "{name}");
+    }
+}

@@ -1,0 +1,408 @@
+//! Staging databases left by killed MongoDB restores (issue #10): found,
+//! reported and dropped, never those of a restore still running; system
+//! databases refused; the tools' children see no secret.
+//!
+//! A restore is killed with `kill -9` in a helper process: this test
+//! binary started again with `STAGING_HELPER=<mode>`.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use backup_core::*;
+use backup_mongo::*;
+use futures::StreamExt;
+use support::server;
+
+const DECOYS: &[(&str, &str)] = &[
+    ("AWS_SECRET_ACCESS_KEY", "decoy-aws-secret-4f9a0c"),
+    ("BACKUPD_ADMIN_TOKEN", "decoy-admin-token-77c1e2"),
+    ("MONGODB_PASSWORD", "decoy-mongodb-password-31"),
+    (
+        "BACKUP_AGE_IDENTITY",
+        "AGE-SECRET-KEY-1DECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDEC",
+    ),
+];
+
+/// The archive of a sample database (dumped once per test).
+async fn sample_archive(db: &str) -> Vec<u8> {
+    server().create_sample(db, 5_000).await.unwrap();
+    let mut stream = MongoSource::new(server().connection(db))
+        .dump(&DumpOptions::default())
+        .await
+        .unwrap()
+        .stream;
+    let mut archive = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        archive.extend_from_slice(&chunk.unwrap());
+    }
+    archive
+}
+
+async fn database_names() -> Vec<String> {
+    server()
+        .client()
+        .await
+        .unwrap()
+        .list_database_names()
+        .await
+        .unwrap()
+}
+
+/// Held by the tests that drop staging databases with no grace period,
+/// which would otherwise drop each other's.
+static ZERO_GRACE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn admin_target() -> MongoTarget {
+    MongoTarget::new(server().connection("admin"))
+}
+
+struct Helper {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Helper {
+    fn start(mode: &str, extra: &[(&str, &str)]) -> Helper {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "helper_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("STAGING_HELPER", mode)
+        .env("HELPER_URI", server().uri().expose())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        for (k, v) in DECOYS.iter().chain(extra) {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Helper { child, lines }
+    }
+
+    fn expect_line(&self) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(120))
+                .expect("the helper said nothing");
+            if let Some(at) = line.find("HELPER ") {
+                return line[at + "HELPER ".len()..].to_string();
+            }
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[test]
+fn helper_process() {
+    let Ok(mode) = std::env::var("STAGING_HELPER") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let uri = std::env::var("HELPER_URI").unwrap();
+        let conn = MongoConnection::from_uri(&uri).unwrap();
+        match mode.as_str() {
+            // A staged restore of what arrives on stdin.
+            "restore" => {
+                let target = std::env::var("HELPER_TARGET").unwrap();
+                let mut session = MongoTarget::new(conn)
+                    .begin(&RestoreOptions::into_database(&target))
+                    .await
+                    .unwrap();
+                println!("HELPER restoring");
+                let mut stdin = std::io::stdin();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    use std::io::Read;
+                    let n = tokio::task::block_in_place(|| stdin.read(&mut buf)).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    session
+                        .write(bytes::Bytes::copy_from_slice(&buf[..n]))
+                        .await
+                        .unwrap();
+                    println!("HELPER wrote {n}");
+                }
+                session.commit().await.unwrap();
+            }
+            // mongodump left blocked on its full stdout pipe.
+            "tools-dump" => {
+                let db = std::env::var("HELPER_DB").unwrap();
+                let _dump = MongoSource::new(conn.with_database(&db))
+                    .with_method(Method::Tools(MongoTools::from_path()))
+                    .dump(&DumpOptions::default())
+                    .await
+                    .unwrap();
+                println!("HELPER dumping");
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+            }
+            other => panic!("unknown helper mode {other}"),
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standin_a_killed_restore_leaves_a_staging_database_that_is_found_and_dropped() {
+    let _serial = ZERO_GRACE.lock().await;
+    let source = TestServer::unique_name("killed_src");
+    let archive = sample_archive(&source).await;
+    let target = TestServer::unique_name("killed_dst");
+    let mut helper = Helper::start("restore", &[("HELPER_TARGET", &target)]);
+    assert_eq!(helper.expect_line(), "restoring");
+    // Half the archive, written and acknowledged, then kill -9.
+    let half = archive.len() / 2;
+    helper
+        .child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(&archive[..half])
+        .unwrap();
+    let mut written = 0;
+    while written < half {
+        let line = helper.expect_line();
+        written += line
+            .strip_prefix("wrote ")
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+    }
+    helper.kill9();
+
+    let leftovers: Vec<String> = database_names()
+        .await
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{target}__restore_")))
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    let leftover = leftovers[0].clone();
+    assert!(!database_names().await.contains(&target));
+
+    // Reported with its target.
+    let found = admin_target().find_staging().await.unwrap();
+    let entry = found.iter().find(|s| s.name == leftover).expect("found");
+    assert_eq!(entry.target.as_deref(), Some(target.as_str()));
+
+    // The next restore of that target within the grace period leaves it
+    // alone (it could be a restore still running) and succeeds.
+    let engine = Engine::new(std::sync::Arc::new(InMemoryStore::new()));
+    let m = engine
+        .backup(
+            &MongoSource::new(server().connection(&source)),
+            &BackupRequest::new("again"),
+        )
+        .await
+        .unwrap();
+    engine
+        .restore(
+            &m.id,
+            None,
+            &admin_target(),
+            &RestoreOptions::into_database(&target),
+        )
+        .await
+        .unwrap();
+    assert!(database_names().await.contains(&leftover));
+    let report = admin_target()
+        .cleanup_staging(DEFAULT_STAGING_GRACE)
+        .await
+        .unwrap();
+    assert!(
+        report.too_recent.iter().any(|s| s.name == leftover),
+        "{report:?}"
+    );
+
+    // Past the grace period (zero here), dropped; the next restore of the
+    // target also does it by itself.
+    let report = admin_target()
+        .cleanup_staging(Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        report.dropped.iter().any(|s| s.name == leftover),
+        "{report:?}"
+    );
+    assert!(!database_names().await.contains(&leftover));
+    server().drop_database(&source).await.unwrap();
+    server().drop_database(&target).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standin_a_running_restore_keeps_its_staging_and_fails_if_it_is_dropped_under_it() {
+    let _serial = ZERO_GRACE.lock().await;
+    let source = TestServer::unique_name("running_src");
+    let archive = sample_archive(&source).await;
+    let target = TestServer::unique_name("running_dst");
+    let mut session = admin_target()
+        .begin(&RestoreOptions::into_database(&target))
+        .await
+        .unwrap();
+    session
+        .write(bytes::Bytes::copy_from_slice(&archive))
+        .await
+        .unwrap();
+    // Another host's start-up cleanup with the default grace: kept.
+    let report = admin_target()
+        .cleanup_staging(DEFAULT_STAGING_GRACE)
+        .await
+        .unwrap();
+    let mine: Vec<_> = report
+        .too_recent
+        .iter()
+        .filter(|s| s.target.as_deref() == Some(target.as_str()))
+        .collect();
+    assert_eq!(mine.len(), 1, "{report:?}");
+    let staging = mine[0].name.clone();
+    assert!(report.dropped.iter().all(|s| s.name != staging));
+
+    // A cleanup with no grace at all drops it: the commit then refuses to
+    // move whatever is left, instead of committing part of the data.
+    admin_target()
+        .cleanup_staging(Duration::ZERO)
+        .await
+        .unwrap();
+    let err = session.commit().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("was dropped while the restore ran"),
+        "{err}"
+    );
+    assert!(!database_names().await.contains(&target));
+    let started = Instant::now();
+    while database_names().await.contains(&staging) {
+        assert!(started.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server().drop_database(&source).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standin_system_databases_are_refused_unless_allowed() {
+    for name in ["admin", "local", "config", "ADMIN", "Config"] {
+        let err = admin_target()
+            .begin(&RestoreOptions::into_database(name))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("system database"), "{name}: {err}");
+        let err = MongoSource::new(server().connection(name))
+            .dump(&DumpOptions::default())
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("system database"), "{name}: {err}");
+        assert!(is_system_database(name));
+    }
+    assert!(!is_system_database("administration"));
+    // Allowed explicitly: dumping admin works.
+    let dump = MongoSource::new(server().connection("admin"))
+        .allow_system_databases(true)
+        .dump(&DumpOptions::default())
+        .await;
+    assert!(
+        !matches!(&dump, Err(e) if e.to_string().contains("system database")),
+        "{:?}",
+        dump.err()
+    );
+}
+
+/// `(pid, parent pid, command name)` of every process.
+fn processes() -> Vec<(u32, u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid = stat[close + 2..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        out.push((pid, ppid, stat[open + 1..close].to_string()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_mongodump_sees_no_secret() {
+    if let Err(e) = MongoTools::from_path().locate("mongodump").await {
+        eprintln!("SKIPPED tools_mongodump_sees_no_secret: {e}");
+        return;
+    }
+    let source = TestServer::unique_name("tools_env");
+    server().create_sample(&source, 20_000).await.unwrap();
+    let helper = Helper::start("tools-dump", &[("HELPER_DB", &source)]);
+    assert_eq!(helper.expect_line(), "dumping");
+    let pid = helper.child.id();
+    let (child, _, _) = processes()
+        .into_iter()
+        .find(|(_, ppid, comm)| *ppid == pid && comm == "mongodump")
+        .expect("a running mongodump");
+    let cmdline =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{child}/cmdline")).unwrap())
+            .replace('\0', " ");
+    let environ =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{child}/environ")).unwrap())
+            .to_string();
+    let uri = server().uri().expose().to_string();
+    for (_, secret) in DECOYS {
+        assert!(!cmdline.contains(secret) && !environ.contains(secret));
+    }
+    assert!(!cmdline.contains(&uri) && !environ.contains(&uri));
+    for var in environ.split('\0').filter(|v| !v.is_empty()) {
+        let name = var.split('=').next().unwrap();
+        assert!(
+            backup_core::child::ENV_ALLOW_LIST.contains(&name),
+            "{name} inherited"
+        );
+    }
+    let config = cmdline
+        .split(' ')
+        .find_map(|a| a.strip_prefix("--config="))
+        .expect("--config");
+    let fd = config.strip_prefix("/dev/fd/").expect("an inherited fd");
+    let link = std::fs::read_link(format!("/proc/{child}/fd/{fd}")).unwrap();
+    assert!(
+        link.to_string_lossy().starts_with("/memfd:"),
+        "{}",
+        link.display()
+    );
+    drop(helper);
+    server().drop_database(&source).await.unwrap();
+}

@@ -1,0 +1,317 @@
+//! Staging databases of `restore --create`: created under a marked
+//! temporary name, renamed to the target at commit, and found and dropped
+//! when a killed restore left one behind.
+
+use std::time::Duration;
+
+use backup_core::{Error, Result};
+
+use crate::PgConnection;
+use crate::tools::{PgTools, psql_all, quote_ident, quote_literal};
+
+/// How old a leftover staging database must be before a restore creating
+/// the same target drops it: long enough to cover the moments when a
+/// running restore has no connection to its staging database (just after
+/// creating it, just before renaming it). A staging database in use is
+/// never dropped, whatever its age.
+pub const DEFAULT_STAGING_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// The start of the database comment marking a staging database as ours.
+const MARKER: &str = "backup-postgres restore staging";
+
+/// `<target>__restore_<8 hex>`: the suffix.
+const SUFFIX: &str = "__restore_";
+
+/// The regular expression (PostgreSQL's `~`) staging names match.
+const NAME_PATTERN: &str = "__restore_[0-9a-f]{8}$";
+
+/// A staging database found on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StagingDatabase {
+    /// Its name, `<target>__restore_<8 hex>`.
+    pub name: String,
+    /// The database the restore was creating.
+    pub target: Option<String>,
+    /// Time since it was created (by the server's clock).
+    pub age: Option<Duration>,
+}
+
+/// What [`crate::PostgresTarget::cleanup_staging`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StagingReport {
+    /// Dropped: leftovers of restores that did not finish.
+    pub dropped: Vec<StagingDatabase>,
+    /// Younger than the grace period: possibly a restore still running.
+    pub too_recent: Vec<StagingDatabase>,
+    /// Could not be dropped, and why (in use by a running restore, or an
+    /// error).
+    pub not_dropped: Vec<(StagingDatabase, String)>,
+    /// Databases named like staging databases without our marker: left
+    /// alone.
+    pub unmarked: Vec<String>,
+}
+
+impl StagingReport {
+    /// One line per database, for logs and restore reports.
+    pub(crate) fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for s in &self.dropped {
+            lines.push(format!(
+                "dropped {:?}, left by an interrupted restore of {:?}",
+                s.name,
+                s.target.as_deref().unwrap_or("?")
+            ));
+        }
+        for (s, why) in &self.not_dropped {
+            lines.push(format!(
+                "staging database {:?} of an interrupted restore is still there: {why}",
+                s.name
+            ));
+        }
+        for s in &self.too_recent {
+            lines.push(format!(
+                "staging database {:?} of another restore of {:?} exists (started {} s ago)",
+                s.name,
+                s.target.as_deref().unwrap_or("?"),
+                s.age.unwrap_or_default().as_secs()
+            ));
+        }
+        lines
+    }
+}
+
+/// A staging name for `target`, shortened so the whole fits PostgreSQL's
+/// 63 bytes.
+pub(crate) fn staging_name(target: &str) -> String {
+    let suffix = format!("{SUFFIX}{:08x}", rand::random::<u32>());
+    let mut keep = (63 - suffix.len()).min(target.len());
+    while !target.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", &target[..keep])
+}
+
+/// Runs SQL in the maintenance database (`postgres`, or `template1` where
+/// there is none).
+async fn maintenance(tools: &PgTools, admin: &PgConnection, sqls: &[&str]) -> Result<String> {
+    match psql_all(tools, &admin.with_database("postgres"), sqls).await {
+        Err(Error::DatabaseMissing { .. }) => {
+            psql_all(tools, &admin.with_database("template1"), sqls).await
+        }
+        other => other,
+    }
+}
+
+/// Creates a marked staging database for `target` and returns its name.
+pub(crate) async fn create(tools: &PgTools, admin: &PgConnection, target: &str) -> Result<String> {
+    let name = staging_name(target);
+    // The marker's time is the server's, so ages never depend on the
+    // clocks of the hosts running restores.
+    let tag = loop {
+        let tag = format!("$backup_{:016x}$", rand::random::<u64>());
+        if !target.contains(&tag) {
+            break tag;
+        }
+    };
+    let mark = format!(
+        "DO {tag} BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', {}, {} || extract(epoch from now())::bigint || {}); END {tag}",
+        quote_literal(&name),
+        quote_literal(&format!("{MARKER}; created=")),
+        quote_literal(&format!("; target={target}")),
+    );
+    let create = format!("CREATE DATABASE {}", quote_ident(&name));
+    if let Err(e) = maintenance(tools, admin, &[&create, &mark]).await {
+        drop_quietly(tools, admin, Some(&name)).await;
+        return Err(e);
+    }
+    tracing::info!(%target, staging = %name, "created staging database for restore");
+    Ok(name)
+}
+
+/// Renames `staging` to `target` and removes the marker, in one
+/// transaction.
+pub(crate) async fn promote(
+    tools: &PgTools,
+    admin: &PgConnection,
+    staging: &str,
+    target: &str,
+) -> Result<()> {
+    let sql = format!(
+        "ALTER DATABASE {} RENAME TO {}; COMMENT ON DATABASE {} IS NULL",
+        quote_ident(staging),
+        quote_ident(target),
+        quote_ident(target)
+    );
+    match maintenance(tools, admin, &[&sql]).await {
+        Ok(_) => {
+            tracing::info!(%target, %staging, "restored database renamed into place");
+            Ok(())
+        }
+        Err(Error::Dump { detail, .. } | Error::Restore { detail, .. })
+            if detail.contains("already exists") =>
+        {
+            Err(Error::AlreadyExists {
+                key: format!("postgres database {target:?} (created while the restore ran)"),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Drops `staging` if given; failures are logged, not returned (the
+/// caller is already reporting another error).
+pub(crate) async fn drop_quietly(tools: &PgTools, admin: &PgConnection, staging: Option<&str>) {
+    let Some(staging) = staging else {
+        return;
+    };
+    let sql = format!("DROP DATABASE IF EXISTS {}", quote_ident(staging));
+    match maintenance(tools, admin, &[&sql]).await {
+        Ok(_) => tracing::info!(%staging, "staging database dropped"),
+        Err(e) => {
+            tracing::warn!(%staging, error = %e, "could not drop the staging database of a failed restore; PostgresTarget::cleanup_staging drops it later")
+        }
+    }
+}
+
+/// A row of [`find_all`].
+#[derive(Debug)]
+struct Found {
+    name: String,
+    /// `None`: named like one, but without our marker.
+    marked: Option<StagingDatabase>,
+}
+
+/// Every database named like a staging database, with its marker parsed.
+async fn find_all(tools: &PgTools, admin: &PgConnection) -> Result<Vec<Found>> {
+    let sql = format!(
+        "SELECT coalesce(json_agg(json_build_object('name', datname, 'comment', shobj_description(oid, 'pg_database'), 'now', extract(epoch from now())::bigint) ORDER BY datname), '[]') FROM pg_database WHERE datname ~ {}",
+        quote_literal(NAME_PATTERN)
+    );
+    let out = maintenance(tools, admin, &[&sql]).await?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).map_err(|e| Error::Restore {
+        engine: "postgres",
+        detail: format!("unexpected answer listing staging databases: {e}"),
+    })?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let name = row.get("name")?.as_str()?.to_string();
+            let now = row.get("now").and_then(serde_json::Value::as_i64);
+            let marked = row
+                .get("comment")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|c| parse_marker(&name, c, now));
+            Some(Found { name, marked })
+        })
+        .collect())
+}
+
+/// `backup-postgres restore staging; created=<epoch>; target=<name>`.
+fn parse_marker(name: &str, comment: &str, now: Option<i64>) -> Option<StagingDatabase> {
+    let rest = comment.strip_prefix(MARKER)?.strip_prefix("; created=")?;
+    let (created, target) = rest.split_once("; target=")?;
+    let created: i64 = created.parse().ok()?;
+    let age = now
+        .and_then(|now| now.checked_sub(created))
+        .and_then(|secs| u64::try_from(secs).ok())
+        .map(Duration::from_secs);
+    Some(StagingDatabase {
+        name: name.to_string(),
+        target: Some(target.to_string()),
+        age,
+    })
+}
+
+/// The marked staging databases on the server.
+pub(crate) async fn find(tools: &PgTools, admin: &PgConnection) -> Result<Vec<StagingDatabase>> {
+    Ok(find_all(tools, admin)
+        .await?
+        .into_iter()
+        .filter_map(|f| f.marked)
+        .collect())
+}
+
+/// Drops marked staging databases older than `older_than` (only those of
+/// `target`, if given).
+pub(crate) async fn cleanup(
+    tools: &PgTools,
+    admin: &PgConnection,
+    older_than: Duration,
+    target: Option<&str>,
+) -> Result<StagingReport> {
+    let mut report = StagingReport::default();
+    for found in find_all(tools, admin).await? {
+        let Some(staging) = found.marked else {
+            if target.is_none() {
+                report.unmarked.push(found.name);
+            }
+            continue;
+        };
+        if target.is_some_and(|t| staging.target.as_deref() != Some(t)) {
+            continue;
+        }
+        // An age the server could not tell (a clock step back) counts as
+        // young.
+        if staging.age.is_none_or(|age| age < older_than) {
+            report.too_recent.push(staging);
+            continue;
+        }
+        let sql = format!("DROP DATABASE {}", quote_ident(&staging.name));
+        match maintenance(tools, admin, &[&sql]).await {
+            Ok(_) => {
+                tracing::warn!(staging = %staging.name, target = ?staging.target, "dropped the staging database of an interrupted restore");
+                report.dropped.push(staging);
+            }
+            Err(e) => {
+                let text = e.to_string();
+                let why = if text.contains("being accessed by other users") {
+                    "in use (a restore may still be running)".to_string()
+                } else if text.contains("does not exist") {
+                    continue; // dropped meanwhile by someone else
+                } else {
+                    text
+                };
+                tracing::warn!(staging = %staging.name, reason = %why, "staging database not dropped");
+                report.not_dropped.push((staging, why));
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_and_match_the_pattern() {
+        let name = staging_name("sales");
+        assert!(
+            name.starts_with("sales__restore_") && name.len() == 5 + 18,
+            "{name}"
+        );
+        assert_eq!(staging_name(&"x".repeat(63)).len(), 63);
+        assert!(staging_name(&"é".repeat(40)).len() <= 63);
+    }
+
+    #[test]
+    fn markers_parse() {
+        let s = parse_marker(
+            "a__restore_00000000",
+            "backup-postgres restore staging; created=100; target=we; ird",
+            Some(160),
+        )
+        .unwrap();
+        assert_eq!(s.target.as_deref(), Some("we; ird"));
+        assert_eq!(s.age, Some(Duration::from_secs(60)));
+        assert!(parse_marker("x", "someone else's comment", Some(1)).is_none());
+        let future = parse_marker(
+            "x",
+            "backup-postgres restore staging; created=100; target=t",
+            Some(50),
+        );
+        assert_eq!(future.unwrap().age, None);
+    }
+}

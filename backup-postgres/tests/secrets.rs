@@ -1,0 +1,672 @@
+//! Secret hygiene of the PostgreSQL adapter (issue #10): what its child
+//! processes (psql, pg_dump, pg_restore) can see, what a `kill -9` leaves
+//! behind, and a `restore --create` killed halfway.
+//!
+//! The library runs in a helper process (this test binary started again
+//! with `SECRETS_HELPER=<mode>`), whose environment holds decoy secrets
+//! the way a daemon's does: an S3 secret key, an API token, an age
+//! identity, a `PGPASSWORD` of another value and the variable the real
+//! password was read from. The test reads `/proc/<pid>/environ` and
+//! `cmdline` of the helper's children while they run.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use backup_core::*;
+use backup_postgres::{PgConnection, PostgresSource, PostgresTarget, TestServer};
+use futures::StreamExt;
+
+/// A password with every character a password file must escape, and the
+/// URL and shell metacharacters.
+const HOSTILE_PASSWORD: &str = r"p:a\ss/w?rd@x#%&' *z";
+
+const DECOYS: &[(&str, &str)] = &[
+    ("AWS_SECRET_ACCESS_KEY", "decoy-aws-secret-4f9a0c"),
+    ("S3_SECRET_FROM_SECRET_KEY_VAR", "decoy-s3-secret-var-93d1"),
+    ("BACKUPD_ADMIN_TOKEN", "decoy-admin-token-77c1e2"),
+    ("BACKUPD_TOKEN_ACME", "decoy-tenant-token-5b8e"),
+    ("PGPASSWORD", "decoy-pgpassword-12ab34"),
+    (
+        "BACKUP_AGE_IDENTITY",
+        "AGE-SECRET-KEY-1DECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDEC",
+    ),
+];
+
+/// Environment variables a libpq tool may get: the allow-list plus what
+/// the adapter sets itself.
+const PG_CHILD_VARS: &[&str] = &[
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGAPPNAME",
+    "PGCONNECT_TIMEOUT",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGSSLCRL",
+    "PGTARGETSESSIONATTRS",
+    "PGPASSFILE",
+    "LC_MESSAGES",
+];
+
+/// Held by the tests creating databases while another drops staging
+/// databases with no grace period.
+static ZERO_GRACE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn server() -> &'static TestServer {
+    TestServer::shared()
+}
+
+/// A login role with [`HOSTILE_PASSWORD`], created once.
+async fn hostile_role() -> PgConnection {
+    static ROLE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let name = ROLE
+        .get_or_init(|| async {
+            let name = format!("hostile_{:08x}", rand::random::<u32>());
+            server()
+                .psql(
+                    "postgres",
+                    &format!(
+                        "CREATE ROLE {name} LOGIN SUPERUSER PASSWORD '{}'",
+                        HOSTILE_PASSWORD.replace('\'', "''")
+                    ),
+                )
+                .await
+                .unwrap();
+            name
+        })
+        .await;
+    let admin = server().connection("postgres");
+    PgConnection::new(admin.host(), admin.port(), name.clone(), "postgres")
+        .with_password(Secret::new(HOSTILE_PASSWORD))
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn url_of(conn: &PgConnection) -> String {
+    format!(
+        "postgres://{}:{}@{}:{}/{}",
+        conn.user(),
+        url_encode(conn.password().unwrap().expose()),
+        conn.host(),
+        conn.port(),
+        conn.database()
+    )
+}
+
+/// Everything that must never show up in a child's environment or
+/// arguments.
+fn forbidden(conn: &PgConnection) -> Vec<String> {
+    let mut out: Vec<String> = DECOYS.iter().map(|(_, v)| v.to_string()).collect();
+    out.push(conn.password().unwrap().expose().to_string());
+    out.push(url_encode(conn.password().unwrap().expose()));
+    out
+}
+
+// ---------------------------------------------------------------------
+// /proc helpers
+
+/// `(pid, parent pid, command name)` of every process.
+fn processes() -> Vec<(u32, u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let ppid = stat[close + 2..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        out.push((pid, ppid, comm));
+    }
+    out
+}
+
+/// A running descendant of `root` whose command name is `name`.
+fn descendant(root: u32, name: &str) -> Option<u32> {
+    let procs = processes();
+    let mut tree = BTreeSet::from([root]);
+    loop {
+        let before = tree.len();
+        for (pid, ppid, _) in &procs {
+            if tree.contains(ppid) {
+                tree.insert(*pid);
+            }
+        }
+        if tree.len() == before {
+            break;
+        }
+    }
+    // Not the `--version` probe that precedes each tool's first use.
+    procs
+        .iter()
+        .find(|(pid, _, comm)| {
+            *pid != root
+                && tree.contains(pid)
+                && comm == name
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| !String::from_utf8_lossy(&c).contains("--version"))
+        })
+        .map(|(pid, _, _)| *pid)
+}
+
+/// Waits until `root` has a descendant `name` (a condition, with a
+/// generous limit so a broken build fails instead of hanging).
+fn wait_for_descendant(root: u32, name: &str) -> u32 {
+    let started = Instant::now();
+    loop {
+        if let Some(pid) = descendant(root, name) {
+            return pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no {name} below process {root}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Checks a running child: no secret in its arguments or environment,
+/// nothing but allowed variables, and the password file (if any) an
+/// in-memory file it inherited, private to it.
+fn assert_child_is_clean(pid: u32, kind: &str, conn: &PgConnection) {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    let environ = String::from_utf8_lossy(&environ).to_string();
+    for secret in forbidden(conn) {
+        assert!(
+            !cmdline.contains(&secret),
+            "{kind}: a secret in its arguments: {cmdline}"
+        );
+        assert!(
+            !environ.contains(&secret),
+            "{kind}: a secret in its environment"
+        );
+    }
+    let mut passfile = None;
+    for var in environ.split('\0').filter(|v| !v.is_empty()) {
+        let (name, value) = var.split_once('=').unwrap_or((var, ""));
+        assert!(
+            child::ENV_ALLOW_LIST.contains(&name) || PG_CHILD_VARS.contains(&name),
+            "{kind}: inherited {name}, which is not on the allow-list"
+        );
+        if name == "PGPASSFILE" {
+            passfile = Some(value.to_string());
+        }
+    }
+    let passfile = passfile.unwrap_or_else(|| panic!("{kind} has no PGPASSFILE"));
+    let fd = passfile
+        .strip_prefix("/dev/fd/")
+        .unwrap_or_else(|| panic!("{kind}: PGPASSFILE={passfile} is a file on disk"));
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    assert!(
+        link.to_string_lossy().starts_with("/memfd:"),
+        "{kind}: password file {} is not an in-memory file",
+        link.display()
+    );
+    let meta = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        meta.permissions().mode() & 0o077,
+        0,
+        "{kind}: passfile mode"
+    );
+    let text = std::fs::read_to_string(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    assert!(text.starts_with("*:*:*:*:"), "{kind}: passfile format");
+}
+
+/// Regular files under `dir` (recursively) containing `needle`.
+fn files_containing(dir: &Path, needle: &str, since: Option<SystemTime>) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if meta.is_dir() && since.is_none() {
+            found.extend(files_containing(&entry.path(), needle, since));
+        } else if meta.is_file() && meta.len() < (1 << 20) {
+            if since.is_some_and(|t| meta.modified().is_ok_and(|m| m < t)) {
+                continue;
+            }
+            if let Ok(bytes) = std::fs::read(entry.path())
+                && String::from_utf8_lossy(&bytes).contains(needle)
+            {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
+// ---------------------------------------------------------------------
+// The helper process
+
+/// A helper running the library with decoy secrets in its environment
+/// and `TMPDIR` pointing at a fresh directory.
+struct Helper {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    tmpdir: tempfile::TempDir,
+}
+
+impl Helper {
+    fn start(mode: &str, conn: &PgConnection, extra: &[(&str, &str)]) -> Helper {
+        let tmpdir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "helper_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SECRETS_HELPER", mode)
+        // Where backupd's `password_var` would have the password.
+        .env("BACKUPD_DB_PASSWORD", conn.password().unwrap().expose())
+        .env("HELPER_PG_URL", url_of(conn))
+        .env("TMPDIR", tmpdir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+        for (k, v) in DECOYS.iter().chain(extra) {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Helper {
+            child,
+            lines,
+            tmpdir,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line starting with `HELPER `, without that prefix.
+    fn expect_line(&self) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(120))
+                .expect("the helper said nothing");
+            // libtest may print "test helper_process ... " first.
+            if let Some(at) = line.find("HELPER ") {
+                return line[at + "HELPER ".len()..].to_string();
+            }
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The helper's side: runs only when started by [`Helper::start`].
+#[test]
+fn helper_process() {
+    let Ok(mode) = std::env::var("SECRETS_HELPER") else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(helper_main(&mode));
+}
+
+async fn helper_main(mode: &str) {
+    let url = std::env::var("HELPER_PG_URL").unwrap();
+    let conn = PgConnection::from_url(&url).unwrap();
+    match mode {
+        // Start a dump and leave pg_dump blocked on its full stdout pipe.
+        "dump" => {
+            let dump = PostgresSource::new(conn)
+                .dump(&DumpOptions::default())
+                .await
+                .unwrap();
+            println!("HELPER dumping");
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            drop(dump);
+        }
+        // Restore (creating the target) what arrives on stdin.
+        "restore" => {
+            let target = std::env::var("HELPER_TARGET").unwrap();
+            let mut opts = RestoreOptions::into_database(&target).create(true);
+            opts.must_be_new = true;
+            let mut session = PostgresTarget::new(conn).begin(&opts).await.unwrap();
+            println!("HELPER restoring");
+            let mut stdin = std::io::stdin();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                use std::io::Read;
+                let n = tokio::task::block_in_place(|| stdin.read(&mut buf)).unwrap();
+                if n == 0 {
+                    break;
+                }
+                session
+                    .write(bytes::Bytes::copy_from_slice(&buf[..n]))
+                    .await
+                    .unwrap();
+            }
+            let report = session.commit().await.unwrap();
+            println!("HELPER committed {}", report.database);
+        }
+        // A preflight against a server that never answers.
+        "preflight" => {
+            let err = PostgresSource::new(conn)
+                .dump(&DumpOptions::default())
+                .await
+                .unwrap_err();
+            println!("HELPER failed {err} | {err:?}");
+        }
+        other => panic!("unknown helper mode {other}"),
+    }
+}
+
+// ---------------------------------------------------------------------
+// The tests
+
+/// A pgbench database (13 MB dumped: more than a pipe holds) and its dump.
+async fn source_and_dump() -> &'static (String, Vec<u8>) {
+    static SOURCE: tokio::sync::OnceCell<(String, Vec<u8>)> = tokio::sync::OnceCell::const_new();
+    SOURCE
+        .get_or_init(|| async {
+            let db = server().create_database("secrets_src").await.unwrap();
+            server().pgbench_init(&db, 1).await.unwrap();
+            let mut stream = PostgresSource::new(server().connection(&db))
+                .dump(&DumpOptions::default())
+                .await
+                .unwrap()
+                .stream;
+            let mut dump = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                dump.extend_from_slice(&chunk.unwrap());
+            }
+            (db, dump)
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_sees_no_secret() {
+    // A listener that accepts and never answers: psql waits on it (up to
+    // PGCONNECT_TIMEOUT) while its environment is read.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let role = hostile_role().await;
+    let silent = PgConnection::new("127.0.0.1", port, role.user(), "postgres")
+        .with_password(Secret::new(HOSTILE_PASSWORD));
+    let helper = Helper::start("preflight", &silent, &[]);
+    let psql = wait_for_descendant(helper.pid(), "psql");
+    assert_child_is_clean(psql, "psql", &silent);
+    drop(listener);
+    let line = helper.expect_line();
+    assert!(line.starts_with("failed "), "{line}");
+    for secret in forbidden(&silent) {
+        assert!(!line.contains(&secret), "a secret in the error: {line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_dump_sees_no_secret_and_kill_9_leaves_no_password_file() {
+    let (db, _) = source_and_dump().await;
+    let conn = hostile_role().await.with_database(db);
+    let started = SystemTime::now() - Duration::from_secs(1);
+    let mut helper = Helper::start("dump", &conn, &[]);
+    assert_eq!(helper.expect_line(), "dumping");
+    let pg_dump = wait_for_descendant(helper.pid(), "pg_dump");
+    assert_child_is_clean(pg_dump, "pg_dump", &conn);
+
+    helper.kill9();
+    let left = files_containing(helper.tmpdir.path(), HOSTILE_PASSWORD, None);
+    assert!(
+        left.is_empty(),
+        "password files left after kill -9: {left:?}"
+    );
+    let escaped = HOSTILE_PASSWORD.replace('\\', "\\\\").replace(':', "\\:");
+    let left = files_containing(helper.tmpdir.path(), &escaped, None);
+    assert!(
+        left.is_empty(),
+        "password files left after kill -9: {left:?}"
+    );
+    let left = files_containing(Path::new("/tmp"), &escaped, Some(started));
+    assert!(left.is_empty(), "password files left in /tmp: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
+    let _serial = ZERO_GRACE.lock().await;
+    let (db, dump) = source_and_dump().await;
+    let conn = hostile_role().await;
+    let target = format!("killed_{:08x}", rand::random::<u32>());
+    let mut helper = Helper::start("restore", &conn, &[("HELPER_TARGET", &target)]);
+    assert_eq!(helper.expect_line(), "restoring");
+    let pg_restore = wait_for_descendant(helper.pid(), "pg_restore");
+    assert_child_is_clean(pg_restore, "pg_restore", &conn);
+
+    // Half the archive, then kill -9 mid-restore.
+    let stdin = helper.child.stdin.as_mut().unwrap();
+    stdin.write_all(&dump[..dump.len() / 2]).unwrap();
+    stdin.flush().unwrap();
+    helper.kill9();
+
+    let exists = |name: String| async move {
+        server()
+            .psql(
+                "postgres",
+                &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+            )
+            .await
+            .unwrap()
+            == "1"
+    };
+    assert!(
+        !exists(target.clone()).await,
+        "a killed restore --create left database {target} behind"
+    );
+
+    // The leftover is recognised as a staging database of that target.
+    let admin = PostgresTarget::new(server().connection("postgres"));
+    let found = admin.find_staging().await.unwrap();
+    let leftover = found
+        .iter()
+        .find(|s| s.target.as_deref() == Some(target.as_str()))
+        .unwrap_or_else(|| panic!("no staging database for {target} in {found:?}"))
+        .name
+        .clone();
+    // Young leftovers are kept (a concurrent restore may own them)...
+    let report = admin
+        .cleanup_staging(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(
+        report.dropped.iter().all(|s| s.name != leftover),
+        "{report:?}"
+    );
+    assert!(exists(leftover.clone()).await);
+    // ...old ones dropped (once the orphaned pg_restore has gone).
+    let started = Instant::now();
+    while exists(leftover.clone()).await {
+        let report = admin.cleanup_staging(Duration::ZERO).await.unwrap();
+        if report.dropped.iter().any(|s| s.name == leftover) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{report:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!exists(leftover).await);
+
+    // A retry under "new database only" works, and restores everything.
+    let engine = Engine::new(Arc::new(InMemoryStore::new()));
+    let m = engine
+        .backup(
+            &PostgresSource::new(server().connection(db)),
+            &BackupRequest::new("retry"),
+        )
+        .await
+        .unwrap();
+    engine
+        .restore(&m.id, None, &PostgresTarget::new(conn.clone()), &{
+            let mut opts = RestoreOptions::into_database(&target).create(true);
+            opts.must_be_new = true;
+            opts
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        server().fingerprint(&target).await.unwrap(),
+        server().fingerprint(db).await.unwrap()
+    );
+    let comment = server()
+        .psql(
+            "postgres",
+            &format!(
+                "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = '{target}'"
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(comment, "", "the staging marker is gone after the rename");
+    server().drop_database(&target).await.unwrap();
+}
+
+/// Log lines written by this test binary's tracing subscriber.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || CaptureWriter(writer.clone()))
+            .init();
+        logs
+    })
+    .clone()
+}
+
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_errors_and_manifests_never_hold_the_password() {
+    let _serial = ZERO_GRACE.lock().await;
+    let logs = captured_logs();
+    let (db, _) = source_and_dump().await;
+    let conn = hostile_role().await.with_database(db);
+    let engine = Engine::new(Arc::new(InMemoryStore::new()));
+    let source = PostgresSource::new(conn.clone());
+    let m = engine
+        .backup(&source, &BackupRequest::new("hygiene"))
+        .await
+        .unwrap();
+    let target = format!("hygiene_{:08x}", rand::random::<u32>());
+    let report = engine
+        .restore(
+            &m.id,
+            None,
+            &PostgresTarget::new(conn.clone()),
+            &RestoreOptions::into_database(&target).create(true),
+        )
+        .await
+        .unwrap();
+    let mut shown = vec![
+        serde_json::to_string(&m).unwrap(),
+        format!("{report:?} {source:?} {conn:?} {conn}"),
+    ];
+    // Errors: wrong password, missing database, unreachable server.
+    let wrong = conn.clone().with_password(Secret::new("wrong-Pw-0xdead"));
+    for (what, c) in [
+        ("wrong password", wrong),
+        ("missing database", conn.with_database("no_such_db_x")),
+        (
+            "unreachable",
+            PgConnection::new("127.0.0.1", 1, "u", "d")
+                .with_password(Secret::new(HOSTILE_PASSWORD)),
+        ),
+    ] {
+        let err = engine
+            .backup(&PostgresSource::new(c), &BackupRequest::new("x"))
+            .await
+            .unwrap_err();
+        shown.push(format!("{what}: {err} {err:?}"));
+    }
+    for url in [
+        format!("postgres://u:{HOSTILE_PASSWORD}@h:notaport/db"),
+        format!("postgres://u:{HOSTILE_PASSWORD}@h/db"),
+        format!(
+            "postgres://u:{}@h:1/db?bogus=1",
+            url_encode(HOSTILE_PASSWORD)
+        ),
+    ] {
+        shown.push(match PgConnection::from_url(&url) {
+            Ok(c) => format!("{c} {c:?}"),
+            Err(e) => format!("{e} {e:?}"),
+        });
+        shown.push(backup_postgres::redact_url(&url));
+    }
+    shown.push(String::from_utf8_lossy(&logs.lock().unwrap()).to_string());
+    let escaped = HOSTILE_PASSWORD.replace('\\', "\\\\").replace(':', "\\:");
+    for text in &shown {
+        for secret in [HOSTILE_PASSWORD, &escaped, &url_encode(HOSTILE_PASSWORD)] {
+            assert!(!text.contains(secret), "the password shows in: {text}");
+        }
+    }
+    server().drop_database(&target).await.unwrap();
+}
