@@ -15,6 +15,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
+mod race;
+mod serialized;
+
+pub use race::{RaceOptions, RaceReport, race_cleanup_against_backups};
+pub use serialized::SerializedCreates;
+
 use crate::store::{PutOptions, Store, StoreExt};
 use crate::{DumpOptions, DumpSource, DumpStream, Error, Key, Result, SourceInfo, Versions};
 
