@@ -52,6 +52,20 @@ pub trait Job: fmt::Debug + Send + Sync + 'static {
     /// Runs once. `cancel` fires on a cancelling shutdown; the job must then
     /// stop cleanly (nothing half-committed) and return an error.
     async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome>;
+
+    /// When this job last ran, as recorded somewhere that outlives the
+    /// process (a [`BackupJob`](crate::BackupJob) reads its source's
+    /// [`RunRecord`](crate::RunRecord) in the store): the schedule time a
+    /// scheduled run stood for, or when a manual run started.
+    ///
+    /// The scheduler asks before catching up a missed trigger of a job
+    /// registered without [`JobSpec::last_run`], and skips the catch-up
+    /// (an [`Event::Skipped`]) when the trigger already ran: a host that
+    /// registers its jobs at every start does not back up at every start.
+    /// The default knows nothing (`Ok(None)`), so such jobs always catch up.
+    async fn last_run(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(None)
+    }
 }
 
 /// What to do about triggers that passed while the process was down or too
@@ -80,8 +94,9 @@ pub struct JobSpec {
     /// When it last ran on a schedule, as the host knows it (for example
     /// the newest scheduled backup in the catalog). With
     /// [`MisfirePolicy::RunOnce`], a job whose last run is older than its
-    /// latest trigger (or that never ran) runs once right after being
-    /// added.
+    /// latest trigger runs once right after being added. When `None`, the
+    /// scheduler asks the job itself ([`Job::last_run`]) before that
+    /// catch-up, so a trigger that ran before a restart is not run again.
     pub last_run: Option<DateTime<Utc>>,
 }
 
@@ -185,6 +200,9 @@ pub struct JobInfo {
 struct Entry {
     spec: JobSpec,
     next_fire: Option<DateTime<Utc>>,
+    /// The next firing is a catch-up decided without knowing the last run:
+    /// ask [`Job::last_run`] first.
+    ask_history: bool,
     run_lock: Arc<tokio::sync::Mutex<()>>,
     last_finished: Option<DateTime<Utc>>,
     last_error: Option<String>,
@@ -271,6 +289,7 @@ impl Scheduler {
         match jobs.get_mut(&spec.id) {
             Some(entry) => {
                 entry.next_fire = spec.schedule.next_after(now, tz);
+                entry.ask_history = false;
                 entry.spec = spec;
             }
             None => {
@@ -284,6 +303,7 @@ impl Scheduler {
                 } else {
                     spec.schedule.next_after(now, tz)
                 };
+                let ask_history = catch_up && spec.last_run.is_none();
                 let run_lock = Arc::clone(
                     self.inner
                         .run_locks
@@ -297,6 +317,7 @@ impl Scheduler {
                     Entry {
                         spec,
                         next_fire,
+                        ask_history,
                         run_lock,
                         last_finished: None,
                         last_error: None,
@@ -469,6 +490,7 @@ impl Inner {
                     // long pause, an on-time latest trigger still runs.
                     let late = now - latest > grace;
                     entry.next_fire = entry.spec.schedule.next_after(now, tz);
+                    let ask_history = std::mem::take(&mut entry.ask_history);
                     if late && entry.spec.misfire == MisfirePolicy::Skip {
                         self.events.emit(Event::Skipped {
                             job_id: id.clone(),
@@ -483,6 +505,7 @@ impl Inner {
                         to_fire.push((
                             Arc::clone(&entry.spec.job),
                             Arc::clone(&entry.run_lock),
+                            ask_history,
                             Trigger {
                                 job_id: id.clone(),
                                 kind: BackupKind::Scheduled,
@@ -497,13 +520,23 @@ impl Inner {
                 }
             }
         }
-        for (job, lock, trigger) in to_fire {
+        for (job, lock, ask_history, trigger) in to_fire {
             let inner = Arc::clone(self);
             self.tracker.spawn(async move {
                 let Ok(guard) = lock.try_lock_owned() else {
                     inner.skip(&trigger, "the previous run is still in progress");
                     return;
                 };
+                if ask_history && let Some(ran) = already_ran(job.as_ref(), &trigger).await {
+                    inner.skip(
+                        &trigger,
+                        &format!(
+                            "already ran for this trigger (last run {}, as recorded by the job)",
+                            ran.format("%Y-%m-%dT%H:%M:%SZ")
+                        ),
+                    );
+                    return;
+                }
                 if let Some(store) = &inner.config.lease_store {
                     match acquire_lease(store.as_ref(), &trigger, inner.clock.now()).await {
                         Ok(true) => {}
@@ -577,6 +610,21 @@ impl Inner {
             tracing::warn!(job = %trigger.job_id, kind = %trigger.kind, error = %e, "job failed");
         }
         result
+    }
+}
+
+/// The job's last run if it covers `trigger` (it ran for this schedule
+/// time or later). A job that cannot tell is caught up: a redundant backup
+/// is better than a missing one.
+async fn already_ran(job: &dyn Job, trigger: &Trigger) -> Option<DateTime<Utc>> {
+    let due = trigger.scheduled_for?;
+    match job.last_run().await {
+        Ok(Some(last)) if last >= due => Some(last),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(job = %trigger.job_id, error = %e, "could not read the job's last run; catching up");
+            None
+        }
     }
 }
 

@@ -171,7 +171,7 @@ async fn run(
 
     let listing = PackListing::load(store, tenant).await?;
     let now = Utc::now();
-    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    let grace = crate::duration::to_chrono(grace, "gc grace")?;
     let young = |meta: &crate::ObjectMeta| now - meta.last_modified < grace;
     let loaded = load_indexes(
         store,

@@ -443,6 +443,7 @@ impl DumpSource for ScriptedSource {
             database: "synthetic".into(),
             format: "bin".into(),
             extension: "bin".into(),
+            magic: None,
         }
     }
 

@@ -12,7 +12,7 @@ use futures::stream::BoxStream;
 use crate::Result;
 use crate::key::Key;
 use crate::store::{
-    GetResult, ObjectMeta, PutMode, PutOptions, Store, Upload,
+    GetResult, ObjectMeta, PutMode, PutOptions, Store, TemporaryObject, TemporarySweep, Upload,
 };
 
 /// Wraps a store and runs its create-only puts ([`PutMode::Create`]) one at
@@ -76,5 +76,8 @@ impl Store for SerializedCreates {
     }
     async fn delete_many(&self, keys: &[Key]) -> Result<()> {
         self.inner.delete_many(keys).await
+    }
+    async fn sweep_temporary(&self, opts: &TemporarySweep) -> Result<Vec<TemporaryObject>> {
+        self.inner.sweep_temporary(opts).await
     }
 }
