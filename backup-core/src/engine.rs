@@ -350,29 +350,54 @@ impl Engine {
                 layout.artifact_key(&format!("{}.chunks", info.extension))?
             }
         };
-        // The in-progress marker exists from before the artifact does until
-        // after the manifest does (see the `inflight` module docs).
-        let marker =
-            InflightMarker::begin(Arc::clone(&self.store), &req.tenant, &id, &artifact).await?;
+        let mut marker = None;
         let result = self
-            .write_and_commit(source, req, info, &layout, &artifact, &id, started_at)
+            .write_and_commit(
+                source,
+                req,
+                WriteTo {
+                    info,
+                    layout: &layout,
+                    artifact: &artifact,
+                    id: &id,
+                    started_at,
+                },
+                &mut marker,
+            )
             .await;
-        marker.end().await;
+        if let Some(marker) = marker {
+            marker.end().await;
+        }
         result
     }
 
-    /// Streams the dump into `artifact`, then commits it with its manifest.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes the in-progress marker of backup `to.id` into `slot`, once its
+    /// upload is open (so store problems surface first) and before the dump
+    /// starts: the marker exists from before the artifact can be listed
+    /// until after its manifest is (see the `inflight` module docs).
+    async fn begin_marker(
+        &self,
+        req: &BackupRequest,
+        to: &WriteTo<'_>,
+        slot: &mut Option<InflightMarker>,
+    ) -> Result<()> {
+        *slot = Some(
+            InflightMarker::begin(Arc::clone(&self.store), &req.tenant, to.id, to.artifact).await?,
+        );
+        Ok(())
+    }
+
+    /// Streams the dump into `to.artifact`, then commits it with its
+    /// manifest; the in-progress marker it writes is left in `marker` for
+    /// the caller to end, whatever happens.
     async fn write_and_commit(
         &self,
         source: &dyn DumpSource,
         req: &BackupRequest,
-        info: SourceInfo,
-        layout: &Layout,
-        artifact: &Key,
-        id: &str,
-        started_at: chrono::DateTime<Utc>,
+        to: WriteTo<'_>,
+        marker: &mut Option<InflightMarker>,
     ) -> Result<Manifest> {
+        let (artifact, id, started_at) = (to.artifact, to.id, to.started_at);
         let progress: Progress = {
             let events = self.events.clone();
             let (tenant, source_id) = (req.tenant.clone(), req.source_id.clone());
@@ -385,12 +410,16 @@ impl Engine {
                 })
             })
         };
-        let mut marker = None;
+        let mut dedup_marker = None;
         let (stored, raw, versions, dedup) = match req.backup_type {
             BackupType::Full => {
                 // Open the upload before starting the dump so store problems
                 // (credentials, missing bucket) surface before the database is read.
                 let upload = self.store.put_stream(artifact).await?;
+                if let Err(e) = self.begin_marker(req, &to, marker).await {
+                    let _ = upload.abort().await;
+                    return Err(e);
+                }
                 let dump = match source.dump(&req.dump).await {
                     Ok(dump) => dump,
                     Err(e) => {
@@ -403,7 +432,7 @@ impl Engine {
                     self.store.as_ref(),
                     artifact,
                     upload,
-                    check_dump(dump.stream, &info),
+                    check_dump(dump.stream, &to.info),
                     Arc::clone(&self.compressor),
                     &self.options,
                     req.cancel.as_ref(),
@@ -436,6 +465,10 @@ impl Engine {
                 }
                 .start(artifact)
                 .await?;
+                if let Err(e) = self.begin_marker(req, &to, marker).await {
+                    started.abandon().await;
+                    return Err(e);
+                }
                 let dump = match source.dump(&req.dump).await {
                     Ok(dump) => dump,
                     Err(e) => {
@@ -444,8 +477,8 @@ impl Engine {
                     }
                 };
                 tracing::info!(%id, source = %req.source_id, tenant = %req.tenant, "incremental backup started");
-                let outcome = started.run(check_dump(dump.stream, &info)).await?;
-                marker = Some(outcome.marker);
+                let outcome = started.run(check_dump(dump.stream, &to.info)).await?;
+                dedup_marker = Some(outcome.marker);
                 (outcome.stored, outcome.raw, dump.versions, Some(outcome.info))
             }
         };
@@ -454,11 +487,11 @@ impl Engine {
             id: id.to_string(),
             tenant: req.tenant.clone(),
             source_id: req.source_id.clone(),
-            engine: info.engine,
-            database: info.database,
+            engine: to.info.engine.clone(),
+            database: to.info.database.clone(),
             kind: req.kind,
             backup_type: req.backup_type,
-            format: info.format,
+            format: to.info.format.clone(),
             compression: CompressionInfo {
                 algorithm: self.compressor.algorithm().to_string(),
                 level: self.compressor.level(),
@@ -478,8 +511,10 @@ impl Engine {
             labels: req.labels.clone(),
             dedup,
         };
-        let committed = self.commit(&manifest, &layout.manifest_key()?, artifact).await;
-        if let Some(marker) = marker {
+        let committed = self
+            .commit(&manifest, &to.layout.manifest_key()?, artifact)
+            .await;
+        if let Some(marker) = dedup_marker {
             marker.end().await;
         }
         committed?;
@@ -1001,6 +1036,15 @@ impl Engine {
         }
         Ok(report)
     }
+}
+
+/// Where a backup goes: what [`Engine::write_and_commit`] writes.
+struct WriteTo<'a> {
+    info: SourceInfo,
+    layout: &'a Layout,
+    artifact: &'a Key,
+    id: &'a str,
+    started_at: DateTime<Utc>,
 }
 
 /// A restore target that hands the verified dump to a channel

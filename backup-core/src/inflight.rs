@@ -9,9 +9,11 @@
 //! before the backup writes its manifest: a listed backup without data.
 //! The protocol:
 //!
-//! 1. **Marker first.** Before its artifact upload starts, a backup writes
-//!    `{tenant}/_inflight/{backup_id}` (small JSON: id, artifact key, start
-//!    time, host, pid).
+//! 1. **Marker first.** Once its artifact upload is open (store problems
+//!    surface first) and before the dump starts, a backup writes
+//!    `{tenant}/_inflight/{backup_id}` (small JSON: id, artifact key, time,
+//!    pid). An upload is invisible until it completes (the [`Store`]
+//!    contract), so the marker exists before the artifact can be listed.
 //! 2. **Kept fresh.** While the backup runs, a background task rewrites the
 //!    marker every 5 minutes. A marker not rewritten for
 //!    [`INFLIGHT_STALE_AFTER`] (1 hour) is stale: its backup crashed.
