@@ -272,6 +272,12 @@ pub(crate) fn watchdog(
     .boxed()
 }
 
+/// Hex SHA-256 of `data` (test support).
+#[cfg(feature = "testing")]
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
 /// Compares digests of what was read with what a manifest recorded;
 /// returns a description of the first difference.
 pub(crate) fn compare_digests(expected: &Digests, actual: &Digests) -> Option<String> {
