@@ -39,8 +39,8 @@ use std::time::Duration;
 use backup_core::{
     BackupKind, BackupRequest, BackupType, Compression, DumpSource, Engine, Error, Filter,
     HealthOptions, HealthStatus, KeepGfs, KeepLast, KeepWithin, PlanOptions, RestoreOptions,
-    RestoreTarget, Result, RetentionPolicy, Stats, SweepReport, duration_from_minutes,
-    human_bytes, sanitize_name,
+    RestoreTarget, Result, RetentionPolicy, Stats, SweepReport, duration_from_minutes, human_bytes,
+    sanitize_name,
 };
 use backup_examples::{CryptoOptions, S3Options, backup_table, open_store_with};
 use backup_mongo::{MongoConnection, MongoSource, MongoTarget};

@@ -289,7 +289,7 @@ impl Catalog {
             self.store.delete(&object.key).await?;
             tracing::info!(key = %object.key, "removed orphaned artifact");
             report.removed.push(object.key.to_string());
-            report.freed_bytes += object.size;
+            report.freed_bytes = report.freed_bytes.saturating_add(object.size);
         }
         for marker in markers {
             // Read again: the backup may have rewritten it since the listing.
@@ -310,7 +310,7 @@ impl Catalog {
         {
             if temp.removed {
                 tracing::info!(location = %temp.location, size = temp.size, "removed a temporary object");
-                report.freed_bytes += temp.size;
+                report.freed_bytes = report.freed_bytes.saturating_add(temp.size);
                 report.temporary_removed.push(temp);
             } else {
                 report.temporary_too_recent.push(temp);
@@ -533,7 +533,7 @@ pub struct Stats {
 impl Stats {
     fn add(&mut self, m: &Manifest) {
         self.count += 1;
-        self.total_bytes += m.bytes_stored();
+        self.total_bytes = self.total_bytes.saturating_add(m.bytes_stored());
         self.last = Some(self.last.map_or(m.started_at, |t| t.max(m.started_at)));
         self.oldest = Some(self.oldest.map_or(m.started_at, |t| t.min(m.started_at)));
     }

@@ -84,9 +84,8 @@ pub(crate) fn to_chrono(d: Duration, what: &str) -> Result<chrono::Duration> {
             MAX_DURATION.as_secs()
         )));
     }
-    chrono::Duration::from_std(d).map_err(|_| {
-        Error::Config(format!("{what} of {} s is out of range", d.as_secs()))
-    })
+    chrono::Duration::from_std(d)
+        .map_err(|_| Error::Config(format!("{what} of {} s is out of range", d.as_secs())))
 }
 
 #[cfg(test)]

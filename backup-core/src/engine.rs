@@ -479,7 +479,12 @@ impl Engine {
                 tracing::info!(%id, source = %req.source_id, tenant = %req.tenant, "incremental backup started");
                 let outcome = started.run(check_dump(dump.stream, &to.info)).await?;
                 dedup_marker = Some(outcome.marker);
-                (outcome.stored, outcome.raw, dump.versions, Some(outcome.info))
+                (
+                    outcome.stored,
+                    outcome.raw,
+                    dump.versions,
+                    Some(outcome.info),
+                )
             }
         };
         let manifest = Manifest {
@@ -595,10 +600,7 @@ impl Engine {
             Ok(key) => match self.store.exists(&key).await {
                 Ok(false) => {
                     self.catalog.forget(&key);
-                    Error::not_found(format!(
-                        "backup {} (deleted while it was being read)",
-                        m.id
-                    ))
+                    Error::not_found(format!("backup {} (deleted while it was being read)", m.id))
                 }
                 _ => e,
             },
@@ -818,7 +820,7 @@ impl Engine {
             self.store.as_ref(),
             &manifest.tenant,
             &group,
-            self.dedup.concurrency * 2,
+            self.dedup.concurrency.saturating_mul(2),
         )
         .await
     }
@@ -924,7 +926,8 @@ impl Engine {
                     None => {}
                 }
             }
-            let (_, expired) = inflight_markers(self.store.as_ref(), &t, self.dedup.inflight_expiry).await?;
+            let (_, expired) =
+                inflight_markers(self.store.as_ref(), &t, self.dedup.inflight_expiry).await?;
             report
                 .stale_markers
                 .extend(expired.into_iter().map(|m| m.key.to_string()));
@@ -973,7 +976,7 @@ impl Engine {
         for tenant in tenants {
             let chunks =
                 sweep_chunk_store(self.store.as_ref(), &tenant, grace_c, now, &self.dedup).await?;
-            report.freed_bytes += chunks.freed_bytes;
+            report.freed_bytes = report.freed_bytes.saturating_add(chunks.freed_bytes);
             report.chunk_stores.push(chunks);
         }
         Ok(report)

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
+use crate::duration::{MAX_DURATION, to_chrono};
 use crate::events::{Event, EventBus};
 use crate::manifest::{BackupKind, BackupType};
 use crate::schedule::Schedule;
@@ -133,7 +134,8 @@ pub struct SchedulerConfig {
     pub tz: Tz,
     /// Most runs at once, across all jobs (manual runs included).
     pub max_parallel_jobs: usize,
-    /// A trigger found this late is a misfire (default 60 s).
+    /// A trigger found this late is a misfire (default 60 s; anything
+    /// beyond [`MAX_DURATION`] means never).
     pub misfire_grace: Duration,
     /// Store used for leases so that several processes sharing it run each
     /// scheduled trigger once (`None`: no leases).
@@ -470,7 +472,10 @@ impl Inner {
     fn fire_due(self: &Arc<Self>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let tz = self.config.tz;
         let grace =
-            chrono::Duration::from_std(self.config.misfire_grace).unwrap_or(chrono::Duration::MAX);
+            // Beyond 1000 years a grace cannot make any trigger late: cap it
+            // there, where the conversion is exact.
+            to_chrono(self.config.misfire_grace.min(MAX_DURATION), "misfire grace")
+                .expect("MAX_DURATION fits a chrono::Duration");
         let mut to_fire = Vec::new();
         let mut earliest: Option<DateTime<Utc>> = None;
         {

@@ -259,10 +259,7 @@ macro_rules! forward_store {
             async fn delete_many(&self, keys: &[Key]) -> Result<()> {
                 (**self).delete_many(keys).await
             }
-            async fn sweep_temporary(
-                &self,
-                opts: &TemporarySweep,
-            ) -> Result<Vec<TemporaryObject>> {
+            async fn sweep_temporary(&self, opts: &TemporarySweep) -> Result<Vec<TemporaryObject>> {
                 (**self).sweep_temporary(opts).await
             }
         }

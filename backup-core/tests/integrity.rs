@@ -160,7 +160,14 @@ async fn a_backup_whose_artifact_vanished_does_not_commit() {
     store.open();
     let err = running.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("vanished"), "{err}");
-    assert!(engine.catalog().list(&Filter::all()).await.unwrap().is_empty());
+    assert!(
+        engine
+            .catalog()
+            .list(&Filter::all())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Deleting a backup while it is being verified or restored gives a clear
@@ -216,7 +223,14 @@ async fn empty_dumps_are_refused() {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("empty"), "{backup_type:?}: {err}");
-        assert!(engine.catalog().list(&Filter::all()).await.unwrap().is_empty());
+        assert!(
+            engine
+                .catalog()
+                .list(&Filter::all())
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let left: Vec<String> = store
             .list_all(None)
             .await
@@ -232,18 +246,26 @@ async fn empty_dumps_are_refused() {
 /// Finding 3: `307445734561825861m` is 2^64 + 44 seconds; it wrapped to 44 s.
 #[test]
 fn durations_out_of_range_are_refused_by_value() {
-    for text in ["307445734561825861m", "18446744073709551615s", "999999999999y"] {
+    for text in [
+        "307445734561825861m",
+        "18446744073709551615s",
+        "999999999999y",
+    ] {
         let err = parse_duration(text).unwrap_err();
         assert!(err.to_string().contains(text), "{text}: {err}");
     }
-    assert_eq!(parse_duration("1000y").unwrap().as_secs(), 1000 * 365 * 86_400);
+    assert_eq!(
+        parse_duration("1000y").unwrap().as_secs(),
+        1000 * 365 * 86_400
+    );
 }
 
 #[tokio::test]
 async fn cleanups_refuse_graces_they_cannot_represent() {
     let engine = Engine::new(Arc::new(InMemoryStore::new()));
-    let orphan = Key::new("default/db/2025/01/manual-bin-synthetic-20250101T000000Z-0000abcd.bin.zst")
-        .unwrap();
+    let orphan =
+        Key::new("default/db/2025/01/manual-bin-synthetic-20250101T000000Z-0000abcd.bin.zst")
+            .unwrap();
     engine
         .store()
         .put(&orphan, Bytes::from_static(b"x"), PutOptions::default())
@@ -256,8 +278,14 @@ async fn cleanups_refuse_graces_they_cannot_represent() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("grace"), "{err}");
-    assert!(engine.store().exists(&orphan).await.unwrap(), "nothing deleted");
-    let err = engine.gc("default", Duration::MAX, false).await.unwrap_err();
+    assert!(
+        engine.store().exists(&orphan).await.unwrap(),
+        "nothing deleted"
+    );
+    let err = engine
+        .gc("default", Duration::MAX, false)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("grace"), "{err}");
 }
 
@@ -292,7 +320,11 @@ async fn restarts_catch_up_once_per_trigger() {
         );
         let mut rx = events.subscribe();
         scheduler
-            .upsert(JobSpec::new("sales", "0 2 * * *".parse().unwrap(), job.clone()))
+            .upsert(JobSpec::new(
+                "sales",
+                "0 2 * * *".parse().unwrap(),
+                job.clone(),
+            ))
             .unwrap();
         async move {
             // Each start either backs up or says why it does not.
@@ -308,18 +340,13 @@ async fn restarts_catch_up_once_per_trigger() {
             })
             .await
             .expect("the scheduler neither backed up nor skipped");
-            scheduler.shutdown(Shutdown::Drain(Duration::from_secs(60))).await;
+            scheduler
+                .shutdown(Shutdown::Drain(Duration::from_secs(60)))
+                .await;
             outcome
         }
     };
-    let count = || async {
-        engine
-            .catalog()
-            .list(&Filter::all())
-            .await
-            .unwrap()
-            .len()
-    };
+    let count = || async { engine.catalog().list(&Filter::all()).await.unwrap().len() };
     // The 02:00 trigger was missed: the first start catches it up.
     assert_eq!(start("2025-06-10T10:00:00Z").await, "backup");
     // Restarts within the minute find it done.

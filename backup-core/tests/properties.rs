@@ -26,5 +26,8 @@ async fn random_operations_under_faults_keep_every_promise() {
         .fault_rate(env("BACKUP_PROPTEST_FAULT_RATE").unwrap_or(0.03));
     let report = backup_properties(Arc::new(InMemoryStore::new()), opts).await;
     println!("{report:?}");
-    assert!(report.backups_ok > 0 && report.backups_failed > 0 && report.faults > 0, "{report:?}");
+    assert!(
+        report.backups_ok > 0 && report.backups_failed > 0 && report.faults > 0,
+        "{report:?}"
+    );
 }

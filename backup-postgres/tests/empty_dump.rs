@@ -46,7 +46,14 @@ async fn a_pg_dump_that_succeeds_without_a_dump_commits_nothing() {
             .unwrap_err();
         assert!(matches!(err, Error::InvalidDump { .. }), "{err:?}");
         assert!(err.to_string().contains(needle), "{err}");
-        assert!(engine.catalog().list(&Filter::all()).await.unwrap().is_empty());
+        assert!(
+            engine
+                .catalog()
+                .list(&Filter::all())
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let left: Vec<String> = store
             .list_all(None)
             .await

@@ -25,7 +25,8 @@ fn setup() -> (tempfile::TempDir, Arc<FsStore>, Engine) {
 fn killed_upload(store: &FsStore) -> std::path::PathBuf {
     let dir = store.root().join("default/db/2025/01");
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(".manual-pgdump-db-20250101T000000Z-0000abcd.dump.zst.tmp-00000000000000aa");
+    let path =
+        dir.join(".manual-pgdump-db-20250101T000000Z-0000abcd.dump.zst.tmp-00000000000000aa");
     std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
     age(&path, Duration::from_secs(2 * 3600));
     path
@@ -40,7 +41,10 @@ async fn sweep_removes_temporary_files_of_killed_backups() {
         .sweep(Duration::from_secs(3600), Utc::now())
         .await
         .unwrap();
-    assert!(!temp.exists(), "the killed upload's temporary file is still there");
+    assert!(
+        !temp.exists(),
+        "the killed upload's temporary file is still there"
+    );
 }
 
 /// Everything a crashed incremental backup can leave: a pack whose index
@@ -114,7 +118,14 @@ async fn sweep_and_check_see_every_leftover_of_a_crashed_incremental_backup() {
         (1 << 20) + 64 * 1024 + 72 + 4096,
         "{report:?}"
     );
-    for gone in [&killed, &c.pack, &c.chunk_marker, &c.marker, &c.chunk_list, &c.temp] {
+    for gone in [
+        &killed,
+        &c.pack,
+        &c.chunk_marker,
+        &c.marker,
+        &c.chunk_list,
+        &c.temp,
+    ] {
         assert!(!gone.exists(), "{} is still there", gone.display());
     }
     let check = engine.check(None).await.unwrap();

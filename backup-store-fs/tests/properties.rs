@@ -29,6 +29,8 @@ async fn random_operations_under_faults_keep_every_promise() {
     let report = backup_properties(store, opts).await;
     println!("{report:?}");
     assert!(report.backups_ok > 0 && report.faults > 0, "{report:?}");
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("root")).unwrap().collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("root"))
+        .unwrap()
+        .collect();
     assert!(left.is_empty(), "cases leave nothing behind: {left:?}");
 }

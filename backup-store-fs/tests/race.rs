@@ -20,11 +20,9 @@ fn backups() -> usize {
 async fn cleanups_racing_backups_never_lose_committed_data() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FsStore::new(dir.path().join("root")).unwrap());
-    let report = race_cleanup_against_backups(
-        store,
-        RaceOptions::default().backups(backups(), 4).seed(7),
-    )
-    .await;
+    let report =
+        race_cleanup_against_backups(store, RaceOptions::default().backups(backups(), 4).seed(7))
+            .await;
     println!("{report:?}");
     assert!(report.committed > 0, "{report:?}");
 }

@@ -36,11 +36,9 @@ async fn cleanups_racing_backups_never_lose_committed_data() {
     } else {
         Arc::new(s3)
     };
-    let report = race_cleanup_against_backups(
-        store,
-        RaceOptions::default().backups(backups(), 4).seed(11),
-    )
-    .await;
+    let report =
+        race_cleanup_against_backups(store, RaceOptions::default().backups(backups(), 4).seed(11))
+            .await;
     println!("{report:?}");
     assert!(report.committed > 0, "{report:?}");
 }

@@ -601,11 +601,7 @@ async fn server_killed_mid_upload_leaves_no_backup() {
     assert!(swept.removed.is_empty() && swept.too_recent.is_empty());
     assert!(swept.stale_markers.is_empty(), "{swept:?}");
     let later = chrono::Utc::now() + chrono::Duration::hours(2);
-    let swept = engine
-        .catalog()
-        .sweep(Duration::ZERO, later)
-        .await
-        .unwrap();
+    let swept = engine.catalog().sweep(Duration::ZERO, later).await.unwrap();
     assert_eq!(swept.stale_markers, markers);
     assert!(objects_besides_run_records(&store).await.is_empty());
     assert!(

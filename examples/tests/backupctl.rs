@@ -503,12 +503,22 @@ fn out_of_range_durations_are_refused_and_sweep_sees_leftovers() {
         assert!(stderr.contains(value), "{stderr}");
     }
 
-    let check: Value =
-        serde_json::from_str(&ok(&["check", "--store", store_s, "--json"])).unwrap();
-    assert_eq!(check["orphaned_artifacts"].as_array().unwrap().len(), 1, "{check}");
-    assert_eq!(check["temporary_objects"].as_array().unwrap().len(), 1, "{check}");
+    let check: Value = serde_json::from_str(&ok(&["check", "--store", store_s, "--json"])).unwrap();
+    assert_eq!(
+        check["orphaned_artifacts"].as_array().unwrap().len(),
+        1,
+        "{check}"
+    );
+    assert_eq!(
+        check["temporary_objects"].as_array().unwrap().len(),
+        1,
+        "{check}"
+    );
     let text = ok(&["check", "--store", store_s]);
-    assert!(text.contains("temporary file: default/db/2025/01/.manual-pgdump"), "{text}");
+    assert!(
+        text.contains("temporary file: default/db/2025/01/.manual-pgdump"),
+        "{text}"
+    );
 
     let swept: Value = serde_json::from_str(&ok(&[
         "sweep",
@@ -519,10 +529,17 @@ fn out_of_range_durations_are_refused_and_sweep_sees_leftovers() {
         "--json",
     ]))
     .unwrap();
-    assert_eq!(swept["temporary_removed"].as_array().unwrap().len(), 1, "{swept}");
+    assert_eq!(
+        swept["temporary_removed"].as_array().unwrap().len(),
+        1,
+        "{swept}"
+    );
     assert_eq!(swept["too_recent"].as_array().unwrap().len(), 1, "{swept}");
     assert!(!temp.exists() && orphan.exists());
     let text = ok(&["sweep", "--store", store_s, "--grace-minutes", "5"]);
-    assert!(text.contains("removed orphaned artifact default/db/2025/01/"), "{text}");
+    assert!(
+        text.contains("removed orphaned artifact default/db/2025/01/"),
+        "{text}"
+    );
     assert!(!orphan.exists());
 }

@@ -177,7 +177,7 @@ async fn run(
         store,
         tenant,
         listing.indexes.keys().cloned(),
-        opts.concurrency * 2,
+        opts.concurrency.saturating_mul(2),
     )
     .await;
     // The first copy of a referenced chunk (in pack id order) is the one

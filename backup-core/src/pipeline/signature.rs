@@ -40,8 +40,7 @@ impl State {
             return Ok(());
         }
         let room = PREVIEW.max(self.magic.len()) - self.head.len();
-        self.head
-            .extend_from_slice(&chunk[..room.min(chunk.len())]);
+        self.head.extend_from_slice(&chunk[..room.min(chunk.len())]);
         if self.head.len() < self.magic.len() {
             return Ok(());
         }
@@ -131,7 +130,9 @@ mod tests {
     #[tokio::test]
     async fn good_dumps_pass_unchanged() {
         assert_eq!(
-            run(&[b"PG", b"", b"DMP rest", b"more"], Some(b"PGDMP")).await.unwrap(),
+            run(&[b"PG", b"", b"DMP rest", b"more"], Some(b"PGDMP"))
+                .await
+                .unwrap(),
             b"PGDMP restmore"
         );
         assert_eq!(run(&[b"x"], None).await.unwrap(), b"x");
@@ -143,7 +144,11 @@ mod tests {
             (&[][..], None, "empty"),
             (&[&b""[..]][..], Some(&b"PGDMP"[..]), "empty"),
             (&[&b"PGD"[..]][..], Some(&b"PGDMP"[..]), "shorter"),
-            (&[&b"pg_dump: error"[..]][..], Some(&b"PGDMP"[..]), "pg_dump: "),
+            (
+                &[&b"pg_dump: error"[..]][..],
+                Some(&b"PGDMP"[..]),
+                "pg_dump: ",
+            ),
             (&[&b"P"[..], &b"GDMQ"[..]][..], Some(&b"PGDMP"[..]), "PGDMQ"),
         ] {
             let err = run(chunks, magic).await.unwrap_err();

@@ -166,7 +166,11 @@ impl Dice {
         if !self.enabled.load(Ordering::SeqCst) || rate <= 0.0 {
             return false;
         }
-        let hit = self.rng.lock().expect("fault dice").random_bool(rate.min(1.0));
+        let hit = self
+            .rng
+            .lock()
+            .expect("fault dice")
+            .random_bool(rate.min(1.0));
         if hit {
             self.injected.fetch_add(1, Ordering::SeqCst);
         }
@@ -375,7 +379,11 @@ impl Store for FaultyStore {
 
     async fn sweep_temporary(&self, opts: &TemporarySweep) -> Result<Vec<TemporaryObject>> {
         if self.dice.before(Operation::SweepTemporary) {
-            return Err(injected(Operation::SweepTemporary, "temporary objects", "to start"));
+            return Err(injected(
+                Operation::SweepTemporary,
+                "temporary objects",
+                "to start",
+            ));
         }
         self.inner.sweep_temporary(opts).await
     }
@@ -440,11 +448,19 @@ impl Upload for FaultyUpload {
         dice.delay().await;
         if dice.before(Operation::Complete) {
             let _ = inner.abort().await;
-            return Err(injected(Operation::Complete, key.as_str(), "before committing"));
+            return Err(injected(
+                Operation::Complete,
+                key.as_str(),
+                "before committing",
+            ));
         }
         let meta = inner.complete().await?;
         if dice.after(Operation::Complete) {
-            return Err(injected(Operation::Complete, key.as_str(), "after committing"));
+            return Err(injected(
+                Operation::Complete,
+                key.as_str(),
+                "after committing",
+            ));
         }
         Ok(meta)
     }

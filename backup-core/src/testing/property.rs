@@ -114,7 +114,9 @@ enum Step {
     Delete,
     Sweep,
     Gc,
-    Prune { keep: usize },
+    Prune {
+        keep: usize,
+    },
 }
 
 fn pick(rng: &mut StdRng, max_dump: usize) -> Step {
@@ -283,7 +285,12 @@ impl Case {
                 let target = RecordingTarget::default();
                 if self
                     .plain
-                    .restore(&m.id, Some(&self.tenant), &target, &RestoreOptions::default())
+                    .restore(
+                        &m.id,
+                        Some(&self.tenant),
+                        &target,
+                        &RestoreOptions::default(),
+                    )
                     .await
                     .is_ok()
                 {
@@ -332,10 +339,7 @@ impl Case {
 
     fn same_content(&self, m: &Manifest, restored: Option<&[u8]>, when: &str) {
         let Some(source) = self.contents.get(&m.raw.sha256) else {
-            self.fail(format!(
-                "backup {} records a dump digest no dump had",
-                m.id
-            ));
+            self.fail(format!("backup {} records a dump digest no dump had", m.id));
         };
         if restored != Some(&source.content()[..]) {
             self.fail(format!(
@@ -355,7 +359,9 @@ impl Case {
         let ids: HashSet<&str> = listed.iter().map(|m| m.id.as_str()).collect();
         for id in &self.expected {
             if !ids.contains(id.as_str()) {
-                self.fail(format!("backup {id} returned Ok, was never deleted, and is not listed"));
+                self.fail(format!(
+                    "backup {id} returned Ok, was never deleted, and is not listed"
+                ));
             }
         }
         for m in &listed {
@@ -365,7 +371,12 @@ impl Case {
             let target = RecordingTarget::default();
             if let Err(e) = self
                 .plain
-                .restore(&m.id, Some(&self.tenant), &target, &RestoreOptions::default())
+                .restore(
+                    &m.id,
+                    Some(&self.tenant),
+                    &target,
+                    &RestoreOptions::default(),
+                )
                 .await
             {
                 self.fail(format!("listed backup {} does not restore: {e}", m.id));
@@ -378,10 +389,11 @@ impl Case {
     async fn remove_all(&self) {
         let store = self.faulty.inner();
         let prefix = crate::key::Key::new(self.tenant.as_str()).expect("tenant key");
-        let keys: Vec<crate::key::Key> = match crate::store::StoreExt::list_all(store.as_ref(), Some(&prefix)).await {
-            Ok(objects) => objects.into_iter().map(|o| o.key).collect(),
-            Err(e) => self.fail(format!("listing the tenant failed: {e}")),
-        };
+        let keys: Vec<crate::key::Key> =
+            match crate::store::StoreExt::list_all(store.as_ref(), Some(&prefix)).await {
+                Ok(objects) => objects.into_iter().map(|o| o.key).collect(),
+                Err(e) => self.fail(format!("listing the tenant failed: {e}")),
+            };
         if let Err(e) = store.delete_many(&keys).await {
             self.fail(format!("removing the tenant failed: {e}"));
         }

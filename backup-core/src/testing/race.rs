@@ -188,11 +188,7 @@ pub async fn race_cleanup_against_backups(store: Arc<dyn Store>, opts: RaceOptio
         async move {
             let mut runs = 0;
             while !done.is_cancelled() {
-                if let Err(e) = engine
-                    .catalog()
-                    .sweep(Duration::ZERO, Utc::now())
-                    .await
-                {
+                if let Err(e) = engine.catalog().sweep(Duration::ZERO, Utc::now()).await {
                     tracing::info!(error = %e, "sweep failed");
                 }
                 runs += 1;
@@ -261,8 +257,8 @@ pub async fn race_cleanup_against_backups(store: Arc<dyn Store>, opts: RaceOptio
                         violations.lock().expect("race lock").push(problem);
                     }
                 }
-                if let Some(m) = (!listed.is_empty())
-                    .then(|| &listed[rng.random_range(0..listed.len())])
+                if let Some(m) =
+                    (!listed.is_empty()).then(|| &listed[rng.random_range(0..listed.len())])
                 {
                     let expected = committed.lock().expect("race lock").get(&m.id).cloned();
                     if let Some(problem) = read_back(&engine, m, expected.as_ref()).await {
@@ -387,7 +383,11 @@ async fn lacks_data(engine: &Engine, m: &Manifest) -> Option<String> {
 
 /// Verifies `m` and restores it (comparing with `expected` when known);
 /// a failure is a problem only if the backup is still listed afterwards.
-async fn read_back(engine: &Engine, m: &Manifest, expected: Option<&ScriptedSource>) -> Option<String> {
+async fn read_back(
+    engine: &Engine,
+    m: &Manifest,
+    expected: Option<&ScriptedSource>,
+) -> Option<String> {
     let target = RecordingTarget::default();
     let result = async {
         engine.verify(&m.id, Some(&m.tenant)).await?;
@@ -415,10 +415,9 @@ async fn read_back(engine: &Engine, m: &Manifest, expected: Option<&ScriptedSour
                 _ => None,
             }
         }
-        Err(e) if still_listed().await => Some(format!(
-            "backup {} is listed but cannot be read: {e}",
-            m.id
-        )),
+        Err(e) if still_listed().await => {
+            Some(format!("backup {} is listed but cannot be read: {e}", m.id))
+        }
         Err(_) => None,
     }
 }

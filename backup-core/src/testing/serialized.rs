@@ -37,7 +37,9 @@ impl SerializedCreates {
 
 impl fmt::Debug for SerializedCreates {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SerializedCreates").field(&self.inner).finish()
+        f.debug_tuple("SerializedCreates")
+            .field(&self.inner)
+            .finish()
     }
 }
 
