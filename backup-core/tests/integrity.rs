@@ -12,6 +12,7 @@ use backup_core::testing::{RecordingTarget, ScriptedSource};
 use backup_core::*;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::{Notify, Semaphore};
 
@@ -357,4 +358,106 @@ async fn restarts_catch_up_once_per_trigger() {
     assert_eq!(start("2025-06-11T09:00:00Z").await, "backup");
     assert_eq!(start("2025-06-11T09:00:30Z").await, "skipped");
     assert_eq!(count().await, 2, "after {starts} starts");
+}
+
+/// A source that sends a little, then waits for the test before ending.
+#[derive(Debug, Clone)]
+struct HeldSource(Arc<Semaphore>);
+
+#[async_trait]
+impl DumpSource for HeldSource {
+    fn info(&self) -> SourceInfo {
+        ScriptedSource::ok(0).info()
+    }
+    async fn dump(&self, _: &DumpOptions) -> Result<DumpStream> {
+        let gate = Arc::clone(&self.0);
+        let stream = futures::stream::iter([Ok(Bytes::from_static(b"first"))]).chain(
+            futures::stream::once(async move {
+                gate.acquire().await.unwrap().forget();
+                Ok(Bytes::from_static(b" and last"))
+            }),
+        );
+        Ok(DumpStream {
+            stream: Box::pin(stream),
+            versions: Versions::default(),
+        })
+    }
+}
+
+/// Counts writes of in-progress markers.
+#[derive(Debug, Default)]
+struct MarkerCount {
+    inner: InMemoryStore,
+    puts: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Display for MarkerCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("counting")
+    }
+}
+
+#[async_trait]
+impl Store for MarkerCount {
+    async fn put(&self, key: &Key, data: Bytes, opts: PutOptions) -> Result<ObjectMeta> {
+        if key.as_str().contains("/_inflight/") {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.put(key, data, opts).await
+    }
+    async fn put_stream(&self, key: &Key) -> Result<Box<dyn Upload>> {
+        self.inner.put_stream(key).await
+    }
+    async fn get(&self, key: &Key) -> Result<GetResult> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(&self, key: &Key) -> Result<ObjectMeta> {
+        self.inner.head(key).await
+    }
+    fn list(&self, prefix: Option<&Key>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn delete(&self, key: &Key) -> Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn delete_many(&self, keys: &[Key]) -> Result<()> {
+        self.inner.delete_many(keys).await
+    }
+}
+
+/// A long backup rewrites its marker every five minutes (so it never goes
+/// stale while the backup runs) and removes it once committed.
+#[tokio::test(start_paused = true)]
+async fn a_long_backup_keeps_its_marker_fresh() {
+    let store = Arc::new(MarkerCount::default());
+    let engine = Engine::new(store.clone() as Arc<dyn Store>)
+        .with_options(PipelineOptions::default().stall_timeout(Duration::from_secs(86_400)));
+    let gate = Arc::new(Semaphore::new(0));
+    let running = {
+        let (engine, source) = (engine.clone(), HeldSource(Arc::clone(&gate)));
+        tokio::spawn(async move { engine.backup(&source, &BackupRequest::new("db")).await })
+    };
+    // Paused time runs ahead while everything waits: 16 minutes pass.
+    tokio::time::sleep(Duration::from_secs(16 * 60)).await;
+    let puts = store.puts.load(Ordering::SeqCst);
+    assert!(
+        puts >= 4,
+        "marker written once and refreshed 3 times: {puts}"
+    );
+    let markers = store
+        .list_all(Some(&Key::new("default/_inflight").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(markers.len(), 1);
+    gate.add_permits(1);
+    let m = running.await.unwrap().unwrap();
+    assert_eq!(m.raw.size, 14);
+    let markers = store
+        .list_all(Some(&Key::new("default/_inflight").unwrap()))
+        .await
+        .unwrap();
+    assert!(markers.is_empty(), "{markers:?}");
 }

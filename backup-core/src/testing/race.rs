@@ -103,10 +103,16 @@ pub struct RaceReport {
     pub pruned: usize,
     /// Committed backups removed by the deleter.
     pub deleted: usize,
-    /// Sweeps, garbage collections and prunes that ran.
+    /// Sweeps that ran.
     pub sweeps: usize,
+    /// Orphaned artifacts the sweeps removed (of failed backups).
+    pub swept: usize,
+    /// Orphans the sweeps left because their backup was running.
+    pub spared: usize,
     /// Garbage collections that ran.
     pub gcs: usize,
+    /// Packs the garbage collections deleted or repacked.
+    pub gc_packs: usize,
     /// Prunes that ran.
     pub prunes: usize,
     /// Artifacts headed and backups verified by the reader.
@@ -186,15 +192,19 @@ pub async fn race_cleanup_against_backups(store: Arc<dyn Store>, opts: RaceOptio
     let sweeper = {
         let (engine, done) = (engine.clone(), done.clone());
         async move {
-            let mut runs = 0;
+            let (mut runs, mut swept, mut spared) = (0, 0, 0);
             while !done.is_cancelled() {
-                if let Err(e) = engine.catalog().sweep(Duration::ZERO, Utc::now()).await {
-                    tracing::info!(error = %e, "sweep failed");
+                match engine.sweep(Duration::ZERO, Utc::now()).await {
+                    Ok(report) => {
+                        swept += report.removed.len();
+                        spared += report.in_progress.len();
+                    }
+                    Err(e) => tracing::info!(error = %e, "sweep failed"),
                 }
                 runs += 1;
                 tokio::task::yield_now().await;
             }
-            runs
+            (runs, swept, spared)
         }
     };
 
@@ -220,15 +230,16 @@ pub async fn race_cleanup_against_backups(store: Arc<dyn Store>, opts: RaceOptio
     let collector = {
         let (engine, done, tenant) = (engine.clone(), done.clone(), tenant.clone());
         async move {
-            let mut runs = 0;
+            let (mut runs, mut packs) = (0, 0);
             while !done.is_cancelled() {
-                if let Err(e) = engine.gc(&tenant, Duration::ZERO, false).await {
-                    tracing::info!(error = %e, "gc failed");
+                match engine.gc(&tenant, Duration::ZERO, false).await {
+                    Ok(gc) => packs += gc.deleted_packs.len() + gc.repacked_packs.len(),
+                    Err(e) => tracing::info!(error = %e, "gc failed"),
                 }
                 runs += 1;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            runs
+            (runs, packs)
         }
     };
 
@@ -289,7 +300,8 @@ pub async fn race_cleanup_against_backups(store: Arc<dyn Store>, opts: RaceOptio
         done.cancel();
         results
     };
-    let (results, (sweeps, prunes, gcs, reads)) = tokio::join!(run_backups, cleanups);
+    let (results, ((sweeps, swept, spared), prunes, (gcs, gc_packs), reads)) =
+        tokio::join!(run_backups, cleanups);
 
     let mut pruned = HashSet::new();
     loop {
@@ -308,8 +320,11 @@ pub async fn race_cleanup_against_backups(store: Arc<dyn Store>, opts: RaceOptio
     // removed on purpose.
     let mut report = RaceReport {
         sweeps,
+        swept,
+        spared,
         prunes,
         gcs,
+        gc_packs,
         reads,
         ..RaceReport::default()
     };
@@ -324,6 +339,8 @@ pub async fn race_cleanup_against_backups(store: Arc<dyn Store>, opts: RaceOptio
     let deleted = deleted.lock().expect("race lock").clone();
     let committed = committed.lock().expect("race lock").clone();
     let mut problems = violations.lock().expect("race lock").clone();
+    let mut seen = HashSet::new();
+    problems.retain(|p| seen.insert(p.clone()));
     for (i, result) in results {
         match result {
             Ok(m) => {
