@@ -37,6 +37,11 @@
 //! fresh for `max(grace, INFLIGHT_STALE_AFTER)`: a grace of zero cannot
 //! break a running backup. Stale markers are swept too.
 //!
+//! Ages compare the store's timestamps with the sweeper's clock (`now`). A
+//! sweeper whose clock runs more than an hour ahead of the store's sees
+//! running backups' markers as stale: those backups then fail at step 3
+//! instead of committing, which costs a retry, never data.
+//!
 //! Deleting a backup ([`Catalog::delete`], retention) removes the manifest
 //! first and the artifact second, so a listed backup always has its data;
 //! a restore or verify that loses the race reports
