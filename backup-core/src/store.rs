@@ -57,8 +57,10 @@ impl PutOptions {
     }
 }
 
-/// Per-call options of [`Store::sweep_temporary`].
-#[derive(Debug, Clone, Default)]
+/// Per-call options of [`Store::sweep_temporary`]. No `Default`: what to
+/// remove is always said explicitly ([`TemporarySweep::older_than`],
+/// [`TemporarySweep::report_only`]).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct TemporarySweep {
     /// Remove only temporary objects last written at least this long ago.
