@@ -21,7 +21,7 @@ fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_operations_under_faults_keep_every_promise() {
     let opts = PropertyOptions::default()
-        .cases(env("BACKUP_PROPTEST_CASES").unwrap_or(150), 10)
+        .cases(env("BACKUP_PROPTEST_CASES").unwrap_or(200), 10)
         .seed(env("BACKUP_PROPTEST_SEED").unwrap_or(1))
         .fault_rate(env("BACKUP_PROPTEST_FAULT_RATE").unwrap_or(0.03));
     let report = backup_properties(Arc::new(InMemoryStore::new()), opts).await;

@@ -23,7 +23,7 @@ async fn random_operations_under_faults_keep_every_promise() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FsStore::new(dir.path().join("root")).unwrap());
     let opts = PropertyOptions::default()
-        .cases(env("BACKUP_PROPTEST_CASES").unwrap_or(30), 10)
+        .cases(env("BACKUP_PROPTEST_CASES").unwrap_or(60), 10)
         .seed(env("BACKUP_PROPTEST_SEED").unwrap_or(1_000_001))
         .fault_rate(env("BACKUP_PROPTEST_FAULT_RATE").unwrap_or(0.03));
     let report = backup_properties(store, opts).await;
