@@ -11,7 +11,7 @@
 //! backupctl restore|verify ... --identity key.txt       # or --identity-env VAR
 //! backupctl restore <backup-id> --store ./backups --mongo mongodb://user@host/ --target-db name [--clean] [--table C]...
 //! backupctl delete  <backup-id> --store ./backups
-//! backupctl sweep   --store ./backups [--grace-minutes 60]
+//! backupctl sweep   --store ./backups [--grace-minutes 60]    # orphans, stale markers, temp files, packs without index
 //! backupctl prune   --store ./backups [--keep-last N] [--max-age 30d] [--keep-daily N --keep-weekly N --keep-monthly N --keep-yearly N] [--include-manual] [--dry-run] [--json]
 //! backupctl stats   --store ./backups [--json]
 //! backupctl health  --store ./backups [--stale-after 24h] [--json]   # exit 0 only if every source is healthy
@@ -44,7 +44,8 @@ use std::time::Duration;
 use backup_core::{
     BackupKind, BackupRequest, BackupType, Compression, DumpSource, Engine, Error, Filter,
     HealthOptions, HealthStatus, KeepGfs, KeepLast, KeepWithin, PlanOptions, RestoreOptions,
-    RestoreTarget, Result, RetentionPolicy, Secret, Stats, human_bytes, sanitize_name,
+    RestoreTarget, Result, RetentionPolicy, Secret, Stats, SweepReport, duration_from_minutes,
+    human_bytes, sanitize_name,
 };
 use backup_examples::{CryptoOptions, S3Options, backup_table, open_store_with};
 use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
@@ -264,11 +265,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove artifacts left without a manifest by failed backups.
+    /// Remove what failed and crashed backups left: artifacts without a
+    /// manifest, stale in-progress markers, temporary files of killed
+    /// uploads, packs without index. Running backups are never touched.
     Sweep {
         #[arg(long)]
         store: String,
-        /// Leave orphans younger than this alone (they may be in progress).
+        /// Leave leftovers younger than this alone. Whatever the value,
+        /// running backups keep their artifacts, and temporary files and
+        /// markers younger than an hour are kept.
         #[arg(long, default_value_t = 60)]
         grace_minutes: u64,
         #[arg(long)]
@@ -471,6 +476,51 @@ async fn chunk_store_tenants(engine: &Engine) -> Result<Vec<String>> {
         }
     }
     Ok(tenants.into_iter().collect())
+}
+
+fn print_sweep(report: &SweepReport) {
+    for key in &report.removed {
+        println!("removed orphaned artifact {key}");
+    }
+    for key in &report.stale_markers {
+        println!("removed stale in-progress marker {key}");
+    }
+    for t in &report.temporary_removed {
+        println!(
+            "removed temporary file {} ({})",
+            t.location,
+            human_bytes(t.size)
+        );
+    }
+    let mut packs = 0;
+    for c in &report.chunk_stores {
+        packs += c.orphaned_packs.len();
+        for pack in &c.orphaned_packs {
+            println!("removed pack without index {pack} (tenant {})", c.tenant);
+        }
+        for marker in &c.expired_markers {
+            println!("removed expired in-flight marker {marker}");
+        }
+        if let Some(why) = &c.skipped {
+            println!("tenant {}: chunk store not swept ({why})", c.tenant);
+        }
+    }
+    println!(
+        "removed {} orphaned artifact(s), {} stale marker(s), {} temporary file(s), {} pack(s) without index: {} freed; kept {} too recent, {} of running backups, {} recent temporary file(s)",
+        report.removed.len(),
+        report.stale_markers.len()
+            + report
+                .chunk_stores
+                .iter()
+                .map(|c| c.expired_markers.len())
+                .sum::<usize>(),
+        report.temporary_removed.len(),
+        packs,
+        human_bytes(report.freed_bytes),
+        report.too_recent.len(),
+        report.in_progress.len(),
+        report.temporary_too_recent.len()
+    );
 }
 
 fn print_json(value: &impl serde::Serialize) {
@@ -833,12 +883,32 @@ async fn run(cli: Cli) -> Result<Outcome> {
                 for b in &report.damaged_backups {
                     println!("backup {b} cannot be restored");
                 }
+                for key in &report.orphaned_artifacts {
+                    println!("artifact without manifest: {key}");
+                }
+                for key in &report.in_progress {
+                    println!("backup in progress (no manifest yet): {key}");
+                }
+                for key in &report.stale_markers {
+                    println!("stale in-progress marker: {key}");
+                }
+                for t in &report.temporary_objects {
+                    println!(
+                        "temporary file: {} ({}, last written {})",
+                        t.location,
+                        human_bytes(t.size),
+                        t.last_modified.format("%Y-%m-%d %H:%M:%S")
+                    );
+                }
                 println!(
-                    "garbage: {} unreferenced chunk(s) ({}), {} pack(s) without index, {} artifact(s) without manifest{}",
+                    "garbage: {} unreferenced chunk(s) ({}), {} pack(s) without index, {} artifact(s) without manifest, {} stale marker(s), {} temporary file(s) ({}){}",
                     report.unreferenced_chunks,
                     human_bytes(report.unreferenced_bytes),
                     report.orphaned_packs.len(),
                     report.orphaned_artifacts.len(),
+                    report.stale_markers.len(),
+                    report.temporary_objects.len(),
+                    human_bytes(report.temporary_objects.iter().map(|t| t.size).sum()),
                     if report.unverified_chunks > 0 {
                         format!(
                             "; {} encrypted chunk(s) not verified (no --identity)",
@@ -898,19 +968,13 @@ async fn run(cli: Cli) -> Result<Outcome> {
             grace_minutes,
             json,
         } => {
+            let grace = duration_from_minutes(grace_minutes)?;
             let engine = crypto.apply(Engine::new(open_store(&store)?))?;
-            let report = engine
-                .catalog()
-                .sweep(Duration::from_secs(grace_minutes * 60), chrono::Utc::now())
-                .await?;
+            let report = engine.sweep(grace, chrono::Utc::now()).await?;
             if json {
                 print_json(&report);
             } else {
-                println!(
-                    "removed {} orphaned artifact(s); {} too recent to remove",
-                    report.removed.len(),
-                    report.too_recent.len()
-                );
+                print_sweep(&report);
             }
         }
     }

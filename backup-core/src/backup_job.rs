@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::Result;
-use crate::catalog::Filter;
+use crate::catalog::{Filter, RunRecord};
 use crate::engine::{BackupRequest, Engine};
 use crate::manifest::BackupKind;
 use crate::retention::{PlanOptions, RetentionPolicy};
@@ -17,7 +18,8 @@ use crate::source::DumpSource;
 /// Backs up one source with an [`Engine`]; after each successful
 /// *scheduled* run, prunes that source with its retention policies (manual
 /// backups are kept; see [`plan`](crate::plan)). A failed prune is logged
-/// and does not fail the backup.
+/// and does not fail the backup. Each attempt's run record (in the store)
+/// tells a restarted scheduler which trigger ran last ([`Job::last_run`]).
 #[derive(Debug, Clone)]
 pub struct BackupJob {
     /// The engine (store, compression, events).
@@ -33,7 +35,15 @@ pub struct BackupJob {
 #[async_trait]
 impl Job for BackupJob {
     async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome> {
-        let mut request = self.request.clone().kind(trigger.kind).cancel_token(cancel);
+        let mut request = self
+            .request
+            .clone()
+            .kind(trigger.kind)
+            .cancel_token(cancel)
+            .scheduled_for(match trigger.kind {
+                BackupKind::Scheduled => trigger.scheduled_for,
+                BackupKind::Manual => None,
+            });
         if let Some(t) = trigger.backup_type {
             request = request.backup_type(t);
         }
@@ -62,5 +72,18 @@ impl Job for BackupJob {
         Ok(JobOutcome {
             backup_id: Some(manifest.id),
         })
+    }
+
+    /// From the source's run record in the store (`last-run.json`): the
+    /// trigger the latest scheduled attempt stood for, or when the latest
+    /// manual one started. Failed attempts count: a trigger is tried once.
+    async fn last_run(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(RunRecord::load(
+            self.engine.store().as_ref(),
+            &self.request.tenant,
+            &self.request.source_id,
+        )
+        .await?
+        .map(|r| r.last_run()))
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Nothing else is consulted: a store alone is enough to rebuild the list of
 //! backups. Artifacts without a manifest are never listed; [`Catalog::sweep`]
-//! removes them once they are older than a grace period (so an upload still
-//! in progress is left alone).
+//! removes them once they are older than a grace period and their backup
+//! no longer runs (see the commit protocol in the `inflight` module docs).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -13,8 +13,11 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use crate::dedup::ChunkSweep;
+use crate::duration::to_chrono;
+use crate::inflight::{INFLIGHT_STALE_AFTER, marker_key, parse_marker_key};
 use crate::manifest::{BackupKind, BackupType, Layout, Manifest, is_backup_id};
-use crate::store::{ObjectMeta, Store, StoreExt};
+use crate::store::{ObjectMeta, Store, StoreExt, TemporaryObject, TemporarySweep};
 use crate::{Error, Key, Result, validate_id};
 
 /// Which backups [`Catalog::list`] returns. Empty fields match everything.
@@ -84,13 +87,52 @@ impl Filter {
     }
 }
 
-/// What [`Catalog::sweep`] removed.
+/// What [`Catalog::sweep`] (and [`Engine::sweep`](crate::Engine::sweep))
+/// removed and what it left, with the reason.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SweepReport {
     /// Keys of orphaned artifacts that were deleted.
     pub removed: Vec<String>,
     /// Orphans left because they are younger than the grace period.
     pub too_recent: Vec<String>,
+    /// Orphans left because their backup is still running (it holds a fresh
+    /// in-progress marker; see the commit protocol in the `inflight`
+    /// module docs).
+    #[serde(default)]
+    pub in_progress: Vec<String>,
+    /// In-progress markers left by backups that stopped without removing
+    /// them (not rewritten for [`INFLIGHT_STALE_AFTER`]), removed.
+    #[serde(default)]
+    pub stale_markers: Vec<String>,
+    /// The store's temporary objects (uploads killed with their process)
+    /// that were removed.
+    #[serde(default)]
+    pub temporary_removed: Vec<TemporaryObject>,
+    /// Temporary objects left: younger than the grace period or than
+    /// [`INFLIGHT_STALE_AFTER`] (an upload may be writing them).
+    #[serde(default)]
+    pub temporary_too_recent: Vec<TemporaryObject>,
+    /// Leftovers of incremental backups, per tenant with a chunk store
+    /// ([`Engine::sweep`](crate::Engine::sweep) only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunk_stores: Vec<ChunkSweep>,
+    /// Bytes freed (artifacts, temporary objects and packs removed).
+    #[serde(default)]
+    pub freed_bytes: u64,
+}
+
+impl SweepReport {
+    /// Whether anything was removed.
+    pub fn removed_anything(&self) -> bool {
+        !self.removed.is_empty()
+            || !self.stale_markers.is_empty()
+            || !self.temporary_removed.is_empty()
+            || self
+                .chunk_stores
+                .iter()
+                .any(|c| !c.orphaned_packs.is_empty() || !c.expired_markers.is_empty())
+    }
 }
 
 /// Backups in a store, read from their manifests.
@@ -193,26 +235,86 @@ impl Catalog {
         self.store.delete(&manifest.artifact_key()?).await
     }
 
-    /// Removes artifacts that have no manifest and were last written more
-    /// than `grace` ago (failed or interrupted backups). Younger orphans may
-    /// belong to a backup in progress and are reported, not touched.
+    /// Removes what failed and crashed backups left behind, once it is
+    /// older than `grace` (measured against `now`):
+    ///
+    /// - artifacts without a manifest, unless their backup is still running
+    ///   (a fresh in-progress marker; see the commit protocol in the
+    ///   `inflight` module docs), re-checking the manifest just before each
+    ///   delete;
+    /// - in-progress markers not rewritten for `max(grace,`
+    ///   [`INFLIGHT_STALE_AFTER`]`)` (a crashed backup's);
+    /// - the store's temporary objects ([`Store::sweep_temporary`]) older
+    ///   than `max(grace, INFLIGHT_STALE_AFTER)`, so an upload in progress
+    ///   keeps its file whatever the grace.
+    ///
+    /// Younger leftovers are reported, not touched. A grace beyond
+    /// [`MAX_DURATION`](crate::MAX_DURATION) is refused. Chunk-store
+    /// leftovers of incremental backups need the engine's options:
+    /// [`Engine::sweep`](crate::Engine::sweep) covers them too.
     pub async fn sweep(&self, grace: Duration, now: DateTime<Utc>) -> Result<SweepReport> {
-        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let grace_c = to_chrono(grace, "sweep grace")?;
+        let held = grace.max(INFLIGHT_STALE_AFTER);
+        let held_c = to_chrono(held, "sweep grace")?;
         let mut report = SweepReport::default();
-        for object in self.orphans(None).await? {
-            if now - object.last_modified < grace {
+        let objects = self.store.list_all(None).await?;
+        let markers: Vec<ObjectMeta> = objects
+            .iter()
+            .filter(|o| parse_marker_key(&o.key).is_some())
+            .cloned()
+            .collect();
+        for object in orphans_in(objects) {
+            if now - object.last_modified < grace_c {
                 report.too_recent.push(object.key.to_string());
                 continue;
             }
-            // The backup may have committed since the listing: check again.
-            if let Some(layout) = Layout::from_artifact(object.key.as_str())
-                && self.store.exists(&layout.manifest_key()?).await?
-            {
+            let Some(layout) = Layout::from_artifact(object.key.as_str()) else {
+                continue;
+            };
+            let tenant = object.key.segments().next().unwrap_or_default();
+            // (a) Is its backup still running? Read now, after the listing
+            // that showed the artifact.
+            match self.store.head(&marker_key(tenant, layout.id())?).await {
+                Ok(marker) if now - marker.last_modified < held_c => {
+                    report.in_progress.push(object.key.to_string());
+                    continue;
+                }
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            // (b) Has it committed since the listing?
+            if self.store.exists(&layout.manifest_key()?).await? {
                 continue;
             }
             self.store.delete(&object.key).await?;
             tracing::info!(key = %object.key, "removed orphaned artifact");
             report.removed.push(object.key.to_string());
+            report.freed_bytes = report.freed_bytes.saturating_add(object.size);
+        }
+        for marker in markers {
+            // Read again: the backup may have rewritten it since the listing.
+            match self.store.head(&marker.key).await {
+                Ok(meta) if now - meta.last_modified >= held_c => {
+                    self.store.delete(&marker.key).await?;
+                    tracing::info!(key = %marker.key, since = %meta.last_modified, "removed a stale in-progress marker");
+                    report.stale_markers.push(marker.key.to_string());
+                }
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for temp in self
+            .store
+            .sweep_temporary(&TemporarySweep::older_than(held))
+            .await?
+        {
+            if temp.removed {
+                tracing::info!(location = %temp.location, size = temp.size, "removed a temporary object");
+                report.freed_bytes = report.freed_bytes.saturating_add(temp.size);
+                report.temporary_removed.push(temp);
+            } else {
+                report.temporary_too_recent.push(temp);
+            }
         }
         Ok(report)
     }
@@ -220,20 +322,15 @@ impl Catalog {
     /// Artifacts under `prefix` (the whole store when `None`) that follow
     /// the backup naming scheme but have no manifest.
     pub(crate) async fn orphans(&self, prefix: Option<&Key>) -> Result<Vec<ObjectMeta>> {
-        let objects: Vec<ObjectMeta> = self.store.list_all(prefix).await?;
-        let committed: HashSet<String> = objects
-            .iter()
-            .filter_map(|o| Layout::from_manifest_key(o.key.as_str()))
-            .map(|l| l.base().to_string())
-            .collect();
-        Ok(objects
-            .into_iter()
-            .filter(|o| {
-                !is_reserved(&o.key)
-                    && Layout::from_artifact(o.key.as_str())
-                        .is_some_and(|l| !committed.contains(l.base()))
-            })
-            .collect())
+        Ok(orphans_in(self.store.list_all(prefix).await?))
+    }
+
+    /// Drops a cached manifest (one that was withdrawn or deleted).
+    pub(crate) fn forget(&self, key: &Key) {
+        self.cache
+            .lock()
+            .expect("catalog cache poisoned")
+            .remove(key);
     }
 
     /// The manifest stored at `key` (cached).
@@ -295,6 +392,24 @@ impl Catalog {
     }
 }
 
+/// Artifacts among `objects` that follow the backup naming scheme but have
+/// no manifest among them.
+fn orphans_in(objects: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
+    let committed: HashSet<String> = objects
+        .iter()
+        .filter_map(|o| Layout::from_manifest_key(o.key.as_str()))
+        .map(|l| l.base().to_string())
+        .collect();
+    objects
+        .into_iter()
+        .filter(|o| {
+            !is_reserved(&o.key)
+                && Layout::from_artifact(o.key.as_str())
+                    .is_some_and(|l| !committed.contains(l.base()))
+        })
+        .collect()
+}
+
 /// Keys with a segment starting with `_` belong to reserved namespaces
 /// (`_locks`, `_packages`, ...) and are never backups.
 pub(crate) fn is_reserved(key: &Key) -> bool {
@@ -325,11 +440,40 @@ pub struct RunRecord {
     pub backup_id: Option<String>,
     /// The error, on failure (one line, no secrets).
     pub error: Option<String>,
+    /// For a scheduled attempt, the schedule time it stood for (in the
+    /// scheduler's clock): a restarted scheduler reads it to know that
+    /// trigger ran already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<Utc>>,
 }
 
 impl RunRecord {
     fn key(tenant: &str, source_id: &str) -> Result<Key> {
         Key::new(format!("{tenant}/{source_id}/{RUN_RECORD_NAME}"))
+    }
+
+    /// The latest record of a source, or `None` if it never ran.
+    pub async fn load(store: &dyn Store, tenant: &str, source_id: &str) -> Result<Option<Self>> {
+        validate_id(tenant)?;
+        validate_id(source_id)?;
+        let key = Self::key(tenant, source_id)?;
+        match store.get_bytes(&key).await {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Manifest {
+                    key: key.to_string(),
+                    detail: format!("unreadable run record: {e}"),
+                }),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// When the source last ran, for a scheduler deciding whether a missed
+    /// trigger still needs a run: the trigger a scheduled attempt stood for,
+    /// else (a manual attempt) when it started.
+    pub fn last_run(&self) -> DateTime<Utc> {
+        self.scheduled_for.unwrap_or(self.started_at)
     }
 
     /// Writes the record (overwriting the previous one).
@@ -389,7 +533,7 @@ pub struct Stats {
 impl Stats {
     fn add(&mut self, m: &Manifest) {
         self.count += 1;
-        self.total_bytes += m.bytes_stored();
+        self.total_bytes = self.total_bytes.saturating_add(m.bytes_stored());
         self.last = Some(self.last.map_or(m.started_at, |t| t.max(m.started_at)));
         self.oldest = Some(self.oldest.map_or(m.started_at, |t| t.min(m.started_at)));
     }

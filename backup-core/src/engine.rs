@@ -5,29 +5,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, Filter, RunRecord};
+use crate::catalog::{Catalog, Filter, RunRecord, SweepReport};
 use crate::compression::{Compression, Compressor};
 use crate::crypto::{AGE_SCHEME, AgeIdentities, AgeRecipients};
 use crate::dedup::{
     CheckReport, ChunkCodec, ChunkMap, DedupBackup, DedupOptions, GcReport, check, collect,
-    group_of, precheck, pump_chunks,
+    group_of, inflight_markers, precheck, pump_chunks, sweep_chunk_store,
 };
+use crate::duration::to_chrono;
 use crate::events::{Event, EventBus};
+use crate::inflight::{INFLIGHT_DIR, INFLIGHT_STALE_AFTER, InflightMarker, parse_marker_key};
 use crate::manifest::{
     BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, EncryptionInfo, Layout,
     MANIFEST_VERSION, Manifest, new_backup_id,
 };
 use crate::pipeline::{
-    AbortOnDrop, Expected, PipelineOptions, Progress, RestoreSink, deliver, run_backup, run_restore,
+    AbortOnDrop, Expected, PipelineOptions, Progress, RestoreSink, check_dump, deliver, run_backup,
+    run_restore,
 };
 use crate::retention::{PlanOptions, RetentionPlan, RetentionPolicy, plan};
-use crate::source::{DumpOptions, DumpSource, RestoreOptions, RestoreReport, RestoreTarget};
-use crate::store::{Store, StoreExt};
-use crate::{Error, Result, validate_id};
+use crate::source::{
+    DumpOptions, DumpSource, RestoreOptions, RestoreReport, RestoreTarget, SourceInfo,
+};
+use crate::store::{Store, StoreExt, TemporarySweep};
+use crate::{Error, Key, Result, validate_id};
 
 /// Who, for whom and why a backup is taken.
 #[derive(Debug, Clone)]
@@ -50,6 +55,10 @@ pub struct BackupRequest {
     pub labels: BTreeMap<String, String>,
     /// Cancels this backup (cleanly: nothing is committed) when triggered.
     pub cancel: Option<CancellationToken>,
+    /// The schedule time a scheduled backup stands for, recorded in the
+    /// source's [`RunRecord`] so a restarted scheduler knows that trigger
+    /// ran ([`BackupJob`](crate::BackupJob) sets it).
+    pub scheduled_for: Option<DateTime<Utc>>,
 }
 
 impl BackupRequest {
@@ -64,7 +73,14 @@ impl BackupRequest {
             created_by: None,
             labels: BTreeMap::new(),
             cancel: None,
+            scheduled_for: None,
         }
+    }
+
+    /// Sets [`BackupRequest::scheduled_for`].
+    pub fn scheduled_for(mut self, at: Option<DateTime<Utc>>) -> Self {
+        self.scheduled_for = at;
+        self
     }
 
     /// Sets a cancellation token for this backup.
@@ -268,6 +284,7 @@ impl Engine {
             succeeded: result.is_ok(),
             backup_id: result.as_ref().ok().map(|m| m.id.clone()),
             error: result.as_ref().err().map(|e| e.to_string()),
+            scheduled_for: req.scheduled_for,
         };
         match &result {
             Ok(m) => self.events.emit(Event::Succeeded {
@@ -303,6 +320,10 @@ impl Engine {
         req: &BackupRequest,
         started_at: chrono::DateTime<Utc>,
     ) -> Result<Manifest> {
+        self.options.validate()?;
+        if req.backup_type == BackupType::Incremental {
+            self.dedup.validate()?;
+        }
         let info = source.info();
         let id = new_backup_id(started_at);
         let layout = Layout::new(
@@ -314,6 +335,69 @@ impl Engine {
             &id,
             started_at,
         )?;
+        let artifact = match req.backup_type {
+            BackupType::Full => layout.artifact_key(&format!(
+                "{}{}{}",
+                info.extension,
+                self.compressor.extension(),
+                if self.encryption.is_some() {
+                    ".age"
+                } else {
+                    ""
+                }
+            ))?,
+            BackupType::Incremental => {
+                layout.artifact_key(&format!("{}.chunks", info.extension))?
+            }
+        };
+        let mut marker = None;
+        let result = self
+            .write_and_commit(
+                source,
+                req,
+                WriteTo {
+                    info,
+                    layout: &layout,
+                    artifact: &artifact,
+                    id: &id,
+                    started_at,
+                },
+                &mut marker,
+            )
+            .await;
+        if let Some(marker) = marker {
+            marker.end().await;
+        }
+        result
+    }
+
+    /// Writes the in-progress marker of backup `to.id` into `slot`, once its
+    /// upload is open (so store problems surface first) and before the dump
+    /// starts: the marker exists from before the artifact can be listed
+    /// until after its manifest is (see the `inflight` module docs).
+    async fn begin_marker(
+        &self,
+        req: &BackupRequest,
+        to: &WriteTo<'_>,
+        slot: &mut Option<InflightMarker>,
+    ) -> Result<()> {
+        *slot = Some(
+            InflightMarker::begin(Arc::clone(&self.store), &req.tenant, to.id, to.artifact).await?,
+        );
+        Ok(())
+    }
+
+    /// Streams the dump into `to.artifact`, then commits it with its
+    /// manifest; the in-progress marker it writes is left in `marker` for
+    /// the caller to end, whatever happens.
+    async fn write_and_commit(
+        &self,
+        source: &dyn DumpSource,
+        req: &BackupRequest,
+        to: WriteTo<'_>,
+        marker: &mut Option<InflightMarker>,
+    ) -> Result<Manifest> {
+        let (artifact, id, started_at) = (to.artifact, to.id, to.started_at);
         let progress: Progress = {
             let events = self.events.clone();
             let (tenant, source_id) = (req.tenant.clone(), req.source_id.clone());
@@ -326,22 +410,16 @@ impl Engine {
                 })
             })
         };
-        let mut marker = None;
-        let (artifact, stored, raw, versions, dedup) = match req.backup_type {
+        let mut dedup_marker = None;
+        let (stored, raw, versions, dedup) = match req.backup_type {
             BackupType::Full => {
-                let artifact = layout.artifact_key(&format!(
-                    "{}{}{}",
-                    info.extension,
-                    self.compressor.extension(),
-                    if self.encryption.is_some() {
-                        ".age"
-                    } else {
-                        ""
-                    }
-                ))?;
                 // Open the upload before starting the dump so store problems
                 // (credentials, missing bucket) surface before the database is read.
-                let upload = self.store.put_stream(&artifact).await?;
+                let upload = self.store.put_stream(artifact).await?;
+                if let Err(e) = self.begin_marker(req, &to, marker).await {
+                    let _ = upload.abort().await;
+                    return Err(e);
+                }
                 let dump = match source.dump(&req.dump).await {
                     Ok(dump) => dump,
                     Err(e) => {
@@ -352,9 +430,9 @@ impl Engine {
                 tracing::info!(%id, source = %req.source_id, tenant = %req.tenant, "backup started");
                 let outcome = run_backup(
                     self.store.as_ref(),
-                    &artifact,
+                    artifact,
                     upload,
-                    dump.stream,
+                    check_dump(dump.stream, &to.info),
                     Arc::clone(&self.compressor),
                     &self.options,
                     req.cancel.as_ref(),
@@ -362,7 +440,7 @@ impl Engine {
                     self.encryption.clone(),
                 )
                 .await?;
-                (artifact, outcome.stored, outcome.raw, dump.versions, None)
+                (outcome.stored, outcome.raw, dump.versions, None)
             }
             BackupType::Incremental => {
                 if self.encryption.as_ref().is_some_and(|r| r.is_passphrase()) {
@@ -372,11 +450,10 @@ impl Engine {
                             .into(),
                     ));
                 }
-                let artifact = layout.artifact_key(&format!("{}.chunks", info.extension))?;
                 let started = DedupBackup {
                     store: self.store.as_ref(),
                     tenant: &req.tenant,
-                    backup_id: &id,
+                    backup_id: id,
                     options: &self.dedup,
                     pipeline: &self.options,
                     codec: Arc::new(ChunkCodec::for_backup(
@@ -386,8 +463,12 @@ impl Engine {
                     cancel: req.cancel.as_ref(),
                     progress: Some(progress),
                 }
-                .start(&artifact)
+                .start(artifact)
                 .await?;
+                if let Err(e) = self.begin_marker(req, &to, marker).await {
+                    started.abandon().await;
+                    return Err(e);
+                }
                 let dump = match source.dump(&req.dump).await {
                     Ok(dump) => dump,
                     Err(e) => {
@@ -396,10 +477,9 @@ impl Engine {
                     }
                 };
                 tracing::info!(%id, source = %req.source_id, tenant = %req.tenant, "incremental backup started");
-                let outcome = started.run(dump.stream).await?;
-                marker = Some(outcome.marker);
+                let outcome = started.run(check_dump(dump.stream, &to.info)).await?;
+                dedup_marker = Some(outcome.marker);
                 (
-                    artifact,
                     outcome.stored,
                     outcome.raw,
                     dump.versions,
@@ -409,14 +489,14 @@ impl Engine {
         };
         let manifest = Manifest {
             manifest_version: MANIFEST_VERSION,
-            id: id.clone(),
+            id: id.to_string(),
             tenant: req.tenant.clone(),
             source_id: req.source_id.clone(),
-            engine: info.engine,
-            database: info.database,
+            engine: to.info.engine.clone(),
+            database: to.info.database.clone(),
             kind: req.kind,
             backup_type: req.backup_type,
-            format: info.format,
+            format: to.info.format.clone(),
             compression: CompressionInfo {
                 algorithm: self.compressor.algorithm().to_string(),
                 level: self.compressor.level(),
@@ -436,23 +516,13 @@ impl Engine {
             labels: req.labels.clone(),
             dedup,
         };
-        let manifest_key = layout.manifest_key()?;
-        // Not `PutMode::Create`: the id is fresh and random, so this only
-        // guards against a collision, and must work on stores without
-        // atomic create-only puts (see the `Store` contract).
         let committed = self
-            .store
-            .create_best_effort(&manifest_key, Bytes::from(manifest.to_json()))
+            .commit(&manifest, &to.layout.manifest_key()?, artifact)
             .await;
-        if let Some(marker) = marker {
+        if let Some(marker) = dedup_marker {
             marker.end().await;
         }
-        if let Err(e) = committed {
-            // Without a manifest the artifact is an orphan: remove it now
-            // rather than waiting for a sweep.
-            let _ = self.store.delete(&artifact).await;
-            return Err(e);
-        }
+        committed?;
         tracing::info!(
             id = %manifest.id,
             bytes = manifest.bytes_stored(),
@@ -460,6 +530,85 @@ impl Engine {
             "backup committed"
         );
         Ok(manifest)
+    }
+
+    /// Writes the manifest (create-only), making sure the artifact exists
+    /// right before and right after: a backup whose artifact vanished (a
+    /// sweep that found its marker stale) fails and withdraws its manifest
+    /// instead of being listed without data. An ambiguous manifest write is
+    /// read back; the artifact is removed only when the manifest is
+    /// certainly absent.
+    async fn commit(&self, manifest: &Manifest, manifest_key: &Key, artifact: &Key) -> Result<()> {
+        let vanished = |when: &str| Error::Integrity {
+            what: artifact.to_string(),
+            detail: format!(
+                "the artifact vanished {when} the manifest was written (removed by a sweep?); \
+                 the backup was not committed: run it again"
+            ),
+        };
+        match self.store.head(artifact).await {
+            Ok(_) => {}
+            Err(Error::NotFound { .. }) => return Err(vanished("before")),
+            Err(e) => return Err(e),
+        }
+        let body = Bytes::from(manifest.to_json());
+        // Not `PutMode::Create`: the id is fresh and random, so create-only
+        // only guards against a collision, and the write must work on
+        // stores without atomic create-only puts (see the `Store` contract).
+        if let Err(e) = self
+            .store
+            .create_best_effort(manifest_key, body.clone())
+            .await
+        {
+            match self.store.get_bytes(manifest_key).await {
+                Ok(stored) if stored == body => {
+                    tracing::warn!(key = %manifest_key, error = %e, "the manifest write reported an error but the manifest is stored: committed");
+                }
+                Err(Error::NotFound { .. }) => {
+                    // Without a manifest the artifact is an orphan: remove it
+                    // now rather than waiting for a sweep.
+                    let _ = self.store.delete(artifact).await;
+                    return Err(e);
+                }
+                // Not ours, or unknown: leave the artifact to a sweep, which
+                // removes it only if no manifest exists.
+                _ => return Err(e),
+            }
+        }
+        match self.store.head(artifact).await {
+            Ok(_) => Ok(()),
+            Err(Error::NotFound { .. }) => {
+                if let Err(e) = self.store.delete(manifest_key).await {
+                    tracing::error!(key = %manifest_key, error = %e, "a manifest without its artifact could not be withdrawn: delete it");
+                }
+                self.catalog.forget(manifest_key);
+                Err(vanished("while"))
+            }
+            Err(e) => {
+                // Present a moment ago; a failed head is no evidence of loss.
+                tracing::warn!(key = %artifact, error = %e, "could not re-check the artifact after committing");
+                Ok(())
+            }
+        }
+    }
+
+    /// A read of backup `m` failed with `e`: if the backup was deleted
+    /// meanwhile (its manifest is gone), say so with a
+    /// [`Error::NotFound`] for the backup rather than a missing object.
+    async fn explain_read_failure(&self, m: &Manifest, e: Error) -> Error {
+        if !matches!(e, Error::NotFound { .. } | Error::Integrity { .. }) {
+            return e;
+        }
+        match m.manifest_key() {
+            Ok(key) => match self.store.exists(&key).await {
+                Ok(false) => {
+                    self.catalog.forget(&key);
+                    Error::not_found(format!("backup {} (deleted while it was being read)", m.id))
+                }
+                _ => e,
+            },
+            Err(_) => e,
+        }
     }
 
     /// Restores backup `id` into `target`. The artifact is verified while it
@@ -474,6 +623,22 @@ impl Engine {
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
         let manifest = self.catalog.get(id, tenant).await?;
+        match self
+            .restore_manifest(Arc::clone(&manifest), target, opts)
+            .await
+        {
+            Ok(report) => Ok(report),
+            Err(e) => Err(self.explain_read_failure(&manifest, e).await),
+        }
+    }
+
+    async fn restore_manifest(
+        &self,
+        manifest: Arc<Manifest>,
+        target: &dyn RestoreTarget,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport> {
+        let id = manifest.id.as_str();
         if manifest.engine != target.engine() || !target.accepts_format(&manifest.format) {
             return Err(Error::Config(format!(
                 "backup {id} is a {} {} dump; the target restores {}",
@@ -485,7 +650,7 @@ impl Engine {
         let identities = self.identities_for(&manifest)?;
         if manifest.backup_type == BackupType::Incremental {
             let report = self
-                .read_deduplicated(manifest, identities, Some((target, opts)))
+                .read_deduplicated(Arc::clone(&manifest), identities, Some((target, opts)))
                 .await?
                 .expect("a session sink reports");
             tracing::info!(%id, database = %report.database, "restore committed");
@@ -571,6 +736,13 @@ impl Engine {
     /// the store and hashes to its id, and the whole dump's digest.
     pub async fn verify(&self, id: &str, tenant: Option<&str>) -> Result<Arc<Manifest>> {
         let manifest = self.catalog.get(id, tenant).await?;
+        match self.verify_manifest(Arc::clone(&manifest)).await {
+            Ok(m) => Ok(m),
+            Err(e) => Err(self.explain_read_failure(&manifest, e).await),
+        }
+    }
+
+    async fn verify_manifest(&self, manifest: Arc<Manifest>) -> Result<Arc<Manifest>> {
         let identities = self.identities_for(&manifest)?;
         if manifest.backup_type == BackupType::Incremental {
             self.read_deduplicated(Arc::clone(&manifest), identities, None)
@@ -603,8 +775,15 @@ impl Engine {
     /// an incremental backup: the chunk list's digests and that every
     /// chunk it names is in a pack index of the tenant.
     pub async fn verify_stored(&self, id: &str, tenant: Option<&str>) -> Result<Arc<Manifest>> {
-        use futures::StreamExt;
         let manifest = self.catalog.get(id, tenant).await?;
+        match self.verify_stored_manifest(Arc::clone(&manifest)).await {
+            Ok(m) => Ok(m),
+            Err(e) => Err(self.explain_read_failure(&manifest, e).await),
+        }
+    }
+
+    async fn verify_stored_manifest(&self, manifest: Arc<Manifest>) -> Result<Arc<Manifest>> {
+        use futures::StreamExt;
         if manifest.backup_type == BackupType::Incremental {
             let map = self.chunk_map(&manifest).await?;
             precheck(self.store.as_ref(), &manifest, &map).await?;
@@ -644,7 +823,7 @@ impl Engine {
             self.store.as_ref(),
             &manifest.tenant,
             &group,
-            self.dedup.concurrency * 2,
+            self.dedup.concurrency.saturating_mul(2),
         )
         .await
     }
@@ -697,6 +876,8 @@ impl Engine {
     ///
     /// Needs no key: encrypted chunks are copied as they are.
     pub async fn gc(&self, tenant: &str, grace: Duration, dry_run: bool) -> Result<GcReport> {
+        self.dedup.validate()?;
+        to_chrono(grace, "gc grace")?;
         let report = collect(
             self.store.as_ref(),
             &self.catalog,
@@ -724,7 +905,84 @@ impl Engine {
     /// every chunk list and full artifact is checked against its manifest.
     /// Changes nothing.
     pub async fn check(&self, tenant: Option<&str>) -> Result<CheckReport> {
-        check(&self.store, &self.catalog, tenant, &self.identities).await
+        let mut report = check(&self.store, &self.catalog, tenant, &self.identities).await?;
+        self.check_leftovers(tenant, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Adds to `report` what a sweep would look at: in-progress markers
+    /// (fresh ones make their artifacts "in progress" rather than orphans;
+    /// stale ones are garbage), expired chunk-store markers, and the
+    /// store's temporary objects.
+    async fn check_leftovers(&self, tenant: Option<&str>, report: &mut CheckReport) -> Result<()> {
+        let now = Utc::now();
+        let held = to_chrono(INFLIGHT_STALE_AFTER, "marker age")?;
+        let mut running = std::collections::HashSet::new();
+        for t in report.tenants.clone() {
+            let prefix = Key::new(format!("{t}/{INFLIGHT_DIR}"))?;
+            for meta in self.store.list_all(Some(&prefix)).await? {
+                match parse_marker_key(&meta.key) {
+                    Some((_, id)) if now - meta.last_modified < held => {
+                        running.insert(id.to_string());
+                    }
+                    Some(_) => report.stale_markers.push(meta.key.to_string()),
+                    None => {}
+                }
+            }
+            let (_, expired) =
+                inflight_markers(self.store.as_ref(), &t, self.dedup.inflight_expiry).await?;
+            report
+                .stale_markers
+                .extend(expired.into_iter().map(|m| m.key.to_string()));
+        }
+        let orphans = std::mem::take(&mut report.orphaned_artifacts);
+        for key in orphans {
+            if Layout::from_artifact(&key).is_some_and(|l| running.contains(l.id())) {
+                report.in_progress.push(key);
+            } else {
+                report.orphaned_artifacts.push(key);
+            }
+        }
+        let temporary = self
+            .store
+            .sweep_temporary(&TemporarySweep::report_only())
+            .await?;
+        report.temporary_objects = temporary
+            .into_iter()
+            .filter(|t| tenant.is_none_or(|tn| t.location.starts_with(&format!("{tn}/"))))
+            .collect();
+        Ok(())
+    }
+
+    /// Removes what failed and crashed backups left behind: everything
+    /// [`Catalog::sweep`] removes (orphaned artifacts of backups no longer
+    /// running, stale in-progress markers, the store's temporary objects),
+    /// plus, in every tenant's chunk store, packs without an index older
+    /// than `grace` and expired in-flight markers. The chunk stores are
+    /// swept under the GC marker, so that part backs off (reported in
+    /// [`ChunkSweep::skipped`](crate::ChunkSweep::skipped)) while an
+    /// incremental backup or a GC of the tenant runs. `now` is the time
+    /// ages are measured against (`Utc::now()` outside tests).
+    pub async fn sweep(&self, grace: Duration, now: DateTime<Utc>) -> Result<SweepReport> {
+        self.dedup.validate()?;
+        let grace_c = to_chrono(grace, "sweep grace")?;
+        let mut report = self.catalog.sweep(grace, now).await?;
+        let mut tenants = std::collections::BTreeSet::new();
+        for meta in self.store.list_all(None).await? {
+            let mut segments = meta.key.segments();
+            if let (Some(tenant), Some("_chunks")) = (segments.next(), segments.next())
+                && !tenant.starts_with('_')
+            {
+                tenants.insert(tenant.to_string());
+            }
+        }
+        for tenant in tenants {
+            let chunks =
+                sweep_chunk_store(self.store.as_ref(), &tenant, grace_c, now, &self.dedup).await?;
+            report.freed_bytes = report.freed_bytes.saturating_add(chunks.freed_bytes);
+            report.chunk_stores.push(chunks);
+        }
+        Ok(report)
     }
 
     /// Applies retention to every source matching `filter`: plans with
@@ -784,6 +1042,15 @@ impl Engine {
         }
         Ok(report)
     }
+}
+
+/// Where a backup goes: what [`Engine::write_and_commit`] writes.
+struct WriteTo<'a> {
+    info: SourceInfo,
+    layout: &'a Layout,
+    artifact: &'a Key,
+    id: &'a str,
+    started_at: DateTime<Utc>,
 }
 
 /// A restore target that hands the verified dump to a channel

@@ -123,6 +123,16 @@ pub enum Error {
         detail: String,
     },
 
+    /// The source reported success but its dump is no dump: empty, or not
+    /// starting with its format's signature. Nothing was committed.
+    #[error("{engine} dump rejected: {detail}")]
+    InvalidDump {
+        /// `postgres`, `mongodb`, ...
+        engine: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+
     /// The restore side failed; see `detail` for what was (not) applied.
     #[error("{engine} restore failed: {detail}")]
     Restore {

@@ -371,8 +371,14 @@ pub fn spawn_health_monitor(
                 }
                 Err(e) => tracing::warn!(error = %e, "health check failed"),
             }
-            let next =
-                now + chrono::Duration::from_std(every).unwrap_or(chrono::Duration::hours(1));
+            // An interval beyond 1000 years means "not again": cap it there,
+            // where the conversion and the addition are exact.
+            let next = now
+                + crate::duration::to_chrono(
+                    every.min(crate::duration::MAX_DURATION),
+                    "health interval",
+                )
+                .expect("MAX_DURATION fits a chrono::Duration");
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = clock.sleep_until(next) => {}

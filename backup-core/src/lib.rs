@@ -49,6 +49,7 @@
 //!             database: "greetings".into(),
 //!             format: "text".into(),
 //!             extension: "txt".into(),
+//!             magic: None,
 //!         }
 //!     }
 //!     async fn dump(&self, _: &DumpOptions) -> Result<DumpStream> {
@@ -106,9 +107,11 @@ mod clock;
 mod compression;
 mod crypto;
 mod dedup;
+mod duration;
 mod engine;
 mod error;
 mod events;
+mod inflight;
 mod key;
 mod manifest;
 mod memory;
@@ -136,12 +139,16 @@ pub use compression::{
     DEFAULT_ZSTD_WORKERS, ZSTD_JOB_SIZE,
 };
 pub use crypto::{AGE_SCHEME, AgeIdentities, AgeRecipients};
-pub use dedup::{CheckReport, CorruptChunk, DedupOptions, GcReport, MissingChunk, Problem};
+pub use dedup::{
+    CheckReport, ChunkSweep, CorruptChunk, DedupOptions, GcReport, MissingChunk, Problem,
+};
+pub use duration::{MAX_DURATION, duration_from_minutes, parse_duration};
 pub use engine::{BackupRequest, Engine, PruneReport};
 pub use error::{BoxError, Error, Result};
 pub use events::{
     Event, EventBus, LogNotifier, Notifier, RetryPolicy, spawn_health_monitor, spawn_notifier,
 };
+pub use inflight::INFLIGHT_STALE_AFTER;
 pub use key::{Key, MAX_KEY_LEN, validate_id};
 pub use manifest::{
     BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, DedupInfo, Digests, EncryptionInfo,
@@ -151,8 +158,7 @@ pub use manifest::{
 pub use memory::InMemoryStore;
 pub use pipeline::PipelineOptions;
 pub use retention::{
-    Decision, KeepGfs, KeepLast, KeepWithin, PlanOptions, RetentionPlan, RetentionPolicy,
-    parse_duration, plan,
+    Decision, KeepGfs, KeepLast, KeepWithin, PlanOptions, RetentionPlan, RetentionPolicy, plan,
 };
 pub use schedule::{CronExpr, Schedule, parse_tz};
 pub use scheduler::{
@@ -165,7 +171,7 @@ pub use source::{
 };
 pub use store::{
     ByteStream, GetResult, MAX_SMALL_OBJECT, ObjectMeta, PutMode, PutOptions, Store, StoreExt,
-    Upload, check_range, delete_each,
+    TemporaryObject, TemporarySweep, Upload, check_range, delete_each,
 };
 #[cfg(feature = "webhook")]
 pub use webhook::{WebhookFormat, WebhookNotifier};

@@ -64,12 +64,14 @@ impl KeepWithin {
 
 impl RetentionPolicy for KeepWithin {
     fn keep(&self, backups: &[Arc<Manifest>], now: DateTime<Utc>) -> Vec<(usize, String)> {
-        let window = chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX);
+        // A window too long for `chrono` keeps everything: it covers every
+        // backup that can exist (parse_duration never yields one).
+        let window = crate::duration::to_chrono(self.0, "retention window").ok();
         let label = format_duration(self.0);
         backups
             .iter()
             .enumerate()
-            .filter(|(_, m)| now - m.started_at <= window)
+            .filter(|(_, m)| window.is_none_or(|w| now - m.started_at <= w))
             .map(|(i, _)| (i, format!("within {label}")))
             .collect()
     }
@@ -138,35 +140,6 @@ fn format_duration(d: std::time::Duration) -> String {
     } else {
         format!("{secs}s")
     }
-}
-
-/// Parses durations such as `30d`, `12h`, `90m`, `2w`, `1y` (365 days).
-///
-/// ```
-/// use backup_core::parse_duration;
-/// assert_eq!(parse_duration("30d").unwrap().as_secs(), 30 * 86_400);
-/// assert!(parse_duration("30 days").is_err());
-/// ```
-pub fn parse_duration(s: &str) -> crate::Result<std::time::Duration> {
-    let s = s.trim();
-    let bad = || {
-        crate::Error::Config(format!(
-            "invalid duration {s:?} (expected e.g. 90m, 12h, 30d, 2w, 1y)"
-        ))
-    };
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        "y" => 365 * 86_400,
-        _ => return Err(bad()),
-    };
-    Ok(std::time::Duration::from_secs(n * secs))
 }
 
 /// Options of [`plan`] that are not policies.
@@ -473,11 +446,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90m").unwrap().as_secs(), 5400);
-        assert_eq!(parse_duration("2w").unwrap().as_secs(), 14 * 86_400);
-        for bad in ["", "d", "10", "10x", "-1d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+    fn a_window_beyond_any_age_keeps_everything() {
+        let now = Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap();
+        let backups = vec![
+            manifest(2, BackupKind::Scheduled),
+            manifest(1, BackupKind::Scheduled),
+        ];
+        for window in [std::time::Duration::MAX, crate::duration::MAX_DURATION] {
+            let kept = KeepWithin(window).keep(&backups, now);
+            assert_eq!(kept.len(), 2, "{window:?}");
         }
     }
 

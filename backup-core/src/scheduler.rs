@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
+use crate::duration::{MAX_DURATION, to_chrono};
 use crate::events::{Event, EventBus};
 use crate::manifest::{BackupKind, BackupType};
 use crate::schedule::Schedule;
@@ -52,6 +53,20 @@ pub trait Job: fmt::Debug + Send + Sync + 'static {
     /// Runs once. `cancel` fires on a cancelling shutdown; the job must then
     /// stop cleanly (nothing half-committed) and return an error.
     async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome>;
+
+    /// When this job last ran, as recorded somewhere that outlives the
+    /// process (a [`BackupJob`](crate::BackupJob) reads its source's
+    /// [`RunRecord`](crate::RunRecord) in the store): the schedule time a
+    /// scheduled run stood for, or when a manual run started.
+    ///
+    /// The scheduler asks before catching up a missed trigger of a job
+    /// registered without [`JobSpec::last_run`], and skips the catch-up
+    /// (an [`Event::Skipped`]) when the trigger already ran: a host that
+    /// registers its jobs at every start does not back up at every start.
+    /// The default knows nothing (`Ok(None)`), so such jobs always catch up.
+    async fn last_run(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(None)
+    }
 }
 
 /// What to do about triggers that passed while the process was down or too
@@ -80,8 +95,9 @@ pub struct JobSpec {
     /// When it last ran on a schedule, as the host knows it (for example
     /// the newest scheduled backup in the catalog). With
     /// [`MisfirePolicy::RunOnce`], a job whose last run is older than its
-    /// latest trigger (or that never ran) runs once right after being
-    /// added.
+    /// latest trigger runs once right after being added. When `None`, the
+    /// scheduler asks the job itself ([`Job::last_run`]) before that
+    /// catch-up, so a trigger that ran before a restart is not run again.
     pub last_run: Option<DateTime<Utc>>,
 }
 
@@ -118,7 +134,8 @@ pub struct SchedulerConfig {
     pub tz: Tz,
     /// Most runs at once, across all jobs (manual runs included).
     pub max_parallel_jobs: usize,
-    /// A trigger found this late is a misfire (default 60 s).
+    /// A trigger found this late is a misfire (default 60 s; anything
+    /// beyond [`MAX_DURATION`] means never).
     pub misfire_grace: Duration,
     /// Store used for leases so that several processes sharing it run each
     /// scheduled trigger once (`None`: no leases).
@@ -189,6 +206,9 @@ pub struct JobInfo {
 struct Entry {
     spec: JobSpec,
     next_fire: Option<DateTime<Utc>>,
+    /// The next firing is a catch-up decided without knowing the last run:
+    /// ask [`Job::last_run`] first.
+    ask_history: bool,
     run_lock: Arc<tokio::sync::Mutex<()>>,
     last_finished: Option<DateTime<Utc>>,
     last_error: Option<String>,
@@ -306,6 +326,7 @@ impl Scheduler {
         match jobs.get_mut(&spec.id) {
             Some(entry) => {
                 entry.next_fire = spec.schedule.next_after(now, tz);
+                entry.ask_history = false;
                 entry.spec = spec;
             }
             None => {
@@ -319,6 +340,7 @@ impl Scheduler {
                 } else {
                     spec.schedule.next_after(now, tz)
                 };
+                let ask_history = catch_up && spec.last_run.is_none();
                 let run_lock = Arc::clone(
                     self.inner
                         .run_locks
@@ -332,6 +354,7 @@ impl Scheduler {
                     Entry {
                         spec,
                         next_fire,
+                        ask_history,
                         run_lock,
                         last_finished: None,
                         last_error: None,
@@ -484,7 +507,10 @@ impl Inner {
     fn fire_due(self: &Arc<Self>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let tz = self.config.tz;
         let grace =
-            chrono::Duration::from_std(self.config.misfire_grace).unwrap_or(chrono::Duration::MAX);
+            // Beyond 1000 years a grace cannot make any trigger late: cap it
+            // there, where the conversion is exact.
+            to_chrono(self.config.misfire_grace.min(MAX_DURATION), "misfire grace")
+                .expect("MAX_DURATION fits a chrono::Duration");
         let mut to_fire = Vec::new();
         let mut earliest: Option<DateTime<Utc>> = None;
         {
@@ -504,6 +530,7 @@ impl Inner {
                     // long pause, an on-time latest trigger still runs.
                     let late = now - latest > grace;
                     entry.next_fire = entry.spec.schedule.next_after(now, tz);
+                    let ask_history = std::mem::take(&mut entry.ask_history);
                     if late && entry.spec.misfire == MisfirePolicy::Skip {
                         self.events.emit(Event::Skipped {
                             job_id: id.clone(),
@@ -518,6 +545,7 @@ impl Inner {
                         to_fire.push((
                             Arc::clone(&entry.spec.job),
                             Arc::clone(&entry.run_lock),
+                            ask_history,
                             Trigger {
                                 job_id: id.clone(),
                                 kind: BackupKind::Scheduled,
@@ -532,13 +560,23 @@ impl Inner {
                 }
             }
         }
-        for (job, lock, trigger) in to_fire {
+        for (job, lock, ask_history, trigger) in to_fire {
             let inner = Arc::clone(self);
             self.tracker.spawn(async move {
                 let Ok(guard) = lock.try_lock_owned() else {
                     inner.skip(&trigger, "the previous run is still in progress");
                     return;
                 };
+                if ask_history && let Some(ran) = already_ran(job.as_ref(), &trigger).await {
+                    inner.skip(
+                        &trigger,
+                        &format!(
+                            "already ran for this trigger (last run {}, as recorded by the job)",
+                            ran.format("%Y-%m-%dT%H:%M:%SZ")
+                        ),
+                    );
+                    return;
+                }
                 if let Some(store) = &inner.config.lease_store {
                     match acquire_lease(store.as_ref(), &trigger, inner.clock.now()).await {
                         Ok(true) => {}
@@ -630,6 +668,21 @@ const LEASE_ATTEMPTS: u32 = 3;
 
 /// Pause before the second attempt, doubled before each further one.
 const LEASE_RETRY_DELAY: Duration = Duration::from_millis(250);
+
+/// The job's last run if it covers `trigger` (it ran for this schedule
+/// time or later). A job that cannot tell is caught up: a redundant backup
+/// is better than a missing one.
+async fn already_ran(job: &dyn Job, trigger: &Trigger) -> Option<DateTime<Utc>> {
+    let due = trigger.scheduled_for?;
+    match job.last_run().await {
+        Ok(Some(last)) if last >= due => Some(last),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(job = %trigger.job_id, error = %e, "could not read the job's last run; catching up");
+            None
+        }
+    }
+}
 
 /// Claims `trigger` in the store: the first process to create the lease
 /// object (create-only, so exclusive) runs it. Retryable failures are

@@ -22,6 +22,12 @@ pub struct SourceInfo {
     pub format: String,
     /// File extension of the uncompressed dump, without a dot (`dump`).
     pub extension: String,
+    /// The bytes every dump of this format starts with (`PGDMP` for
+    /// `pg_dump -Fc`, `6d e2 99 81` for a mongodump archive), checked
+    /// before a backup commits; `None` for formats without one. An empty
+    /// dump is refused whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub magic: Option<Vec<u8>>,
 }
 
 /// Versions of the tool and server involved, for the manifest.
@@ -69,6 +75,8 @@ impl fmt::Debug for DumpStream {
 ///   wrong credentials, missing database.
 /// - The stream reports failures that happen later as its last item; a
 ///   stream that ends without an error is a complete dump.
+/// - A complete dump is never empty and starts with [`SourceInfo::magic`]
+///   when that is set; the engine refuses to commit anything else.
 /// - Credentials never appear in `Debug`, errors, [`SourceInfo`] or
 ///   [`Versions`], nor on any child process's command line.
 #[async_trait]

@@ -3,12 +3,14 @@
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Key, Result};
 
@@ -56,6 +58,70 @@ impl PutOptions {
     pub fn create() -> Self {
         PutOptions {
             mode: PutMode::Create,
+        }
+    }
+}
+
+/// Per-call options of [`Store::sweep_temporary`]. No `Default`: what to
+/// remove is always said explicitly ([`TemporarySweep::older_than`],
+/// [`TemporarySweep::report_only`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TemporarySweep {
+    /// Remove only temporary objects last written at least this long ago.
+    pub older_than: Duration,
+    /// Report what there is without removing anything.
+    pub dry_run: bool,
+}
+
+impl TemporarySweep {
+    /// Removes temporary objects older than `age`.
+    pub fn older_than(age: Duration) -> Self {
+        TemporarySweep {
+            older_than: age,
+            dry_run: false,
+        }
+    }
+
+    /// Only reports every temporary object, whatever its age.
+    pub fn report_only() -> Self {
+        TemporarySweep {
+            older_than: Duration::ZERO,
+            dry_run: true,
+        }
+    }
+}
+
+/// One of a store's own temporary objects (the temporary file of an upload
+/// that never finished), which listings never show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TemporaryObject {
+    /// Where it is, relative to the store's root or prefix
+    /// (`acme/db/2025/01/.x.dump.zst.tmp-…`): not a [`Key`], since stores
+    /// keep these outside the key space.
+    pub location: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written (store clock).
+    pub last_modified: DateTime<Utc>,
+    /// Whether this call removed it.
+    pub removed: bool,
+}
+
+impl TemporaryObject {
+    /// Describes a temporary object.
+    pub fn new(
+        location: impl Into<String>,
+        size: u64,
+        last_modified: DateTime<Utc>,
+        removed: bool,
+    ) -> Self {
+        TemporaryObject {
+            location: location.into(),
+            size,
+            last_modified,
+            removed,
         }
     }
 }
@@ -113,6 +179,12 @@ impl fmt::Debug for GetResult {
 /// - If [`Upload::complete`] is cancelled mid-call, the object may or may
 ///   not be committed; callers that need certainty check with
 ///   [`Store::head`].
+/// - **Temporary objects** a store keeps outside the key space (the
+///   temporary file of an upload killed with its process) are found and
+///   removed only through [`Store::sweep_temporary`]. Wrappers must forward
+///   that call to the store they wrap; the default (for stores that leave
+///   nothing behind, or whose backend expires leftovers itself, such as an
+///   S3 lifecycle rule for incomplete multipart uploads) finds nothing.
 ///
 /// The trait is object safe: hosts hold an `Arc<dyn Store>` picked from
 /// configuration. Convenience methods live in [`StoreExt`].
@@ -148,6 +220,17 @@ pub trait Store: fmt::Display + fmt::Debug + Send + Sync + 'static {
     /// missing objects are not an error. Deletion happens in slice order
     /// where the backend has to issue one request per key.
     async fn delete_many(&self, keys: &[Key]) -> Result<()>;
+
+    /// Every temporary object the store holds outside its listing (the
+    /// files of uploads that never completed), removing those last written
+    /// at least `opts.older_than` ago unless `opts.dry_run`. An upload in
+    /// progress may own a young one: callers choose the age (the catalog's
+    /// sweep never goes below an hour). The default finds nothing; wrappers
+    /// must forward this call.
+    async fn sweep_temporary(&self, opts: &TemporarySweep) -> Result<Vec<TemporaryObject>> {
+        let _ = opts;
+        Ok(Vec::new())
+    }
 }
 
 /// A streaming upload started by [`Store::put_stream`].
@@ -194,6 +277,9 @@ macro_rules! forward_store {
             }
             async fn delete_many(&self, keys: &[Key]) -> Result<()> {
                 (**self).delete_many(keys).await
+            }
+            async fn sweep_temporary(&self, opts: &TemporarySweep) -> Result<Vec<TemporaryObject>> {
+                (**self).sweep_temporary(opts).await
             }
         }
     };

@@ -151,6 +151,7 @@ impl DumpSource for MongoSource {
             database: self.conn.database().unwrap_or_default().to_string(),
             format: FORMAT.into(),
             extension: "archive".into(),
+            magic: Some(crate::archive::MAGIC.to_vec()),
         }
     }
 

@@ -63,6 +63,7 @@ impl DumpSource for PostgresSource {
             database: self.conn.database().to_string(),
             format: crate::FORMAT.into(),
             extension: "dump".into(),
+            magic: Some(b"PGDMP".to_vec()),
         }
     }
 

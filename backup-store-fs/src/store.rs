@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{
-    Error, GetResult, Key, ObjectMeta, PutMode, PutOptions, Result, Store, Upload, check_range,
+    Error, GetResult, Key, ObjectMeta, PutMode, PutOptions, Result, Store, TemporaryObject,
+    TemporarySweep, Upload, check_range,
 };
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -22,7 +23,7 @@ use crate::links::HardLinks;
 use crate::root::{Root, object_meta};
 use crate::temp::TempFile;
 use crate::upload::FsUpload;
-use crate::walk::{list_into, remove_stale};
+use crate::walk::{list_into, sweep_temporary};
 
 /// Size of the chunks [`Store::get`] streams.
 const READ_CHUNK: usize = 256 * 1024;
@@ -60,8 +61,9 @@ const LIST_BUFFER: usize = 256;
 /// A key cannot name both an object and a "directory" of other keys
 /// (`a` and `a/b`): the second write fails with [`Error::Store`].
 ///
-/// A crash mid-write leaves a temporary file behind; sweep them with
-/// [`FsStore::remove_stale_temp_files`].
+/// A crash mid-write leaves a temporary file behind: [`Store::sweep_temporary`]
+/// finds and removes them (the catalog's sweep calls it, `check` reports
+/// them), as does [`FsStore::remove_stale_temp_files`].
 #[derive(Clone)]
 pub struct FsStore {
     root: Arc<Root>,
@@ -113,8 +115,10 @@ impl FsStore {
     /// an upload may take (hours rather than seconds), or an idle upload
     /// loses its file and fails on completion.
     pub async fn remove_stale_temp_files(&self, older_than: Duration) -> Result<usize> {
-        let root = Arc::clone(&self.root);
-        self.blocking(move || remove_stale(&root, older_than)).await
+        let found = self
+            .sweep_temporary(&TemporarySweep::older_than(older_than))
+            .await?;
+        Ok(found.iter().filter(|t| t.removed).count())
     }
 
     /// Runs filesystem work on the blocking pool.
@@ -288,6 +292,11 @@ impl Store for FsStore {
         let (root, keys) = (Arc::clone(&self.root), keys.to_vec());
         self.blocking(move || keys.iter().try_for_each(|key| delete_blocking(&root, key)))
             .await
+    }
+
+    async fn sweep_temporary(&self, opts: &TemporarySweep) -> Result<Vec<TemporaryObject>> {
+        let (root, opts) = (Arc::clone(&self.root), opts.clone());
+        self.blocking(move || sweep_temporary(&root, &opts)).await
     }
 }
 

@@ -4,9 +4,10 @@ use std::fs;
 use std::io;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use backup_core::{Key, ObjectMeta, Result};
+use backup_core::{Key, ObjectMeta, Result, TemporaryObject, TemporarySweep};
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use crate::root::{Lookup, Root, is_absent, object_meta};
@@ -137,40 +138,51 @@ pub(crate) fn list_into(root: &Root, prefix: Option<&Key>, tx: &mpsc::Sender<Res
     }
 }
 
-/// Removes temporary files under the root last modified more than
-/// `older_than` ago, and prunes directories that leaves empty. Returns how
-/// many files were removed; failures to remove one file are logged and
-/// skipped.
-pub(crate) fn remove_stale(root: &Root, older_than: Duration) -> Result<usize> {
+/// Finds every temporary file under the root and removes those last
+/// modified at least `opts.older_than` ago (unless `opts.dry_run`), pruning
+/// directories that leaves empty. Failures to remove one file are logged
+/// and the file reported as not removed.
+pub(crate) fn sweep_temporary(root: &Root, opts: &TemporarySweep) -> Result<Vec<TemporaryObject>> {
     let now = SystemTime::now();
-    let mut removed = 0;
+    let mut found = Vec::new();
     walk(root.dir().to_path_buf(), None, |entry| {
         if !entry.file_type.is_file() || !is_temp_name(entry.name) {
             return ControlFlow::Continue(());
         }
         let path = entry.entry.path();
-        let age = entry
-            .entry
-            .metadata()
-            .and_then(|md| md.modified())
-            .map(|modified| now.duration_since(modified).unwrap_or_default());
-        match age {
-            Ok(age) if age >= older_than => match fs::remove_file(&path) {
+        let md = match entry.entry.metadata() {
+            Ok(md) => md,
+            Err(e) if is_absent(&e) => return ControlFlow::Continue(()),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not read temporary file");
+                return ControlFlow::Continue(());
+            }
+        };
+        let modified = md.modified().unwrap_or(now);
+        let age = now.duration_since(modified).unwrap_or_default();
+        let mut removed = false;
+        if !opts.dry_run && age >= opts.older_than {
+            match fs::remove_file(&path) {
                 Ok(()) => {
-                    removed += 1;
+                    removed = true;
                     prune_parent(root, &path);
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove stale temporary file"),
-            },
-            Ok(_) => {}
-            Err(e) if is_absent(&e) => {}
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not read temporary file age"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return ControlFlow::Continue(()),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove stale temporary file")
+                }
+            }
         }
+        found.push(TemporaryObject::new(
+            entry.key,
+            md.len(),
+            DateTime::<Utc>::from(modified),
+            removed,
+        ));
         ControlFlow::Continue(())
     })
     .map_err(|e| root.err("", e))?;
-    Ok(removed)
+    Ok(found)
 }
 
 fn prune_parent(root: &Root, file: &Path) {

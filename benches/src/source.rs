@@ -60,6 +60,7 @@ impl DumpSource for FileSource {
             database: "bench".into(),
             format: "copytext".into(),
             extension: "txt".into(),
+            magic: None,
         }
     }
 

@@ -452,3 +452,94 @@ async fn encrypted_backups_with_age_keys() {
         server.drop_database(d).await.unwrap();
     }
 }
+
+/// Issue #10: durations beyond what can be represented are refused, naming
+/// the value (`307445734561825861` minutes wrapped to 44 seconds), and
+/// `check` and `sweep` see the temporary files of killed uploads.
+#[test]
+fn out_of_range_durations_are_refused_and_sweep_sees_leftovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("backups");
+    let store_s = store.to_str().unwrap();
+    let month = store.join("default/db/2025/01");
+    std::fs::create_dir_all(&month).unwrap();
+    let aged = |name: &str, bytes: usize, secs: u64| {
+        let path = month.join(name);
+        std::fs::write(&path, vec![0u8; bytes]).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))
+            .unwrap();
+        path
+    };
+    // A failed backup's artifact, ten minutes old; a killed upload's
+    // temporary file, two hours old.
+    let orphan = aged(
+        "manual-pgdump-db-20250101T000000Z-0000abcd.dump.zst",
+        100,
+        600,
+    );
+    let temp = aged(
+        ".manual-pgdump-db-20250101T000000Z-0000abce.dump.zst.tmp-00000000000000aa",
+        4096,
+        7200,
+    );
+
+    let err = fails(&[
+        "sweep",
+        "--store",
+        store_s,
+        "--grace-minutes",
+        "307445734561825861",
+    ]);
+    assert!(err.contains("307445734561825861"), "{err}");
+    assert!(orphan.exists() && temp.exists(), "nothing removed");
+    for (flag, value) in [
+        ("--max-age", "307445734561825861m"),
+        ("--gc-grace", "99999999999999999999d"),
+    ] {
+        let out = backupctl(&["prune", "--store", store_s, "--keep-last", "1", flag, value]);
+        assert!(!out.status.success(), "{flag} {value} accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(value), "{stderr}");
+    }
+
+    let check: Value = serde_json::from_str(&ok(&["check", "--store", store_s, "--json"])).unwrap();
+    assert_eq!(
+        check["orphaned_artifacts"].as_array().unwrap().len(),
+        1,
+        "{check}"
+    );
+    assert_eq!(
+        check["temporary_objects"].as_array().unwrap().len(),
+        1,
+        "{check}"
+    );
+    let text = ok(&["check", "--store", store_s]);
+    assert!(
+        text.contains("temporary file: default/db/2025/01/.manual-pgdump"),
+        "{text}"
+    );
+
+    let swept: Value = serde_json::from_str(&ok(&[
+        "sweep",
+        "--store",
+        store_s,
+        "--grace-minutes",
+        "60",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        swept["temporary_removed"].as_array().unwrap().len(),
+        1,
+        "{swept}"
+    );
+    assert_eq!(swept["too_recent"].as_array().unwrap().len(), 1, "{swept}");
+    assert!(!temp.exists() && orphan.exists());
+    let text = ok(&["sweep", "--store", store_s, "--grace-minutes", "5"]);
+    assert!(
+        text.contains("removed orphaned artifact default/db/2025/01/"),
+        "{text}"
+    );
+    assert!(!orphan.exists());
+}

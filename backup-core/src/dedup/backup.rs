@@ -78,7 +78,7 @@ impl<'a> DedupBackup<'a> {
                 self.store,
                 self.tenant,
                 &group,
-                self.options.concurrency * 2,
+                self.options.concurrency.saturating_mul(2),
             )
             .await?;
             let list = self.store.put_stream(list_key).await?;

@@ -53,7 +53,8 @@ pub struct Problem {
 
 /// What [`Engine::check`](crate::Engine::check) found. Missing, corrupt
 /// and dangling entries are damage ([`CheckReport::is_ok`] is false);
-/// orphans and unreferenced chunks are garbage for `sweep` and `gc`.
+/// orphans, stale markers, temporary objects and unreferenced chunks are
+/// garbage for `sweep` and `gc` ([`CheckReport::has_garbage`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CheckReport {
@@ -81,8 +82,21 @@ pub struct CheckReport {
     pub unreferenced_chunks: u64,
     /// Their stored bytes.
     pub unreferenced_bytes: u64,
-    /// Artifacts without a manifest (`sweep` removes them).
+    /// Artifacts without a manifest whose backup no longer runs (`sweep`
+    /// removes them).
     pub orphaned_artifacts: Vec<String>,
+    /// Artifacts without a manifest yet whose backup is still running (it
+    /// holds a fresh in-progress marker): not garbage.
+    #[serde(default)]
+    pub in_progress: Vec<String>,
+    /// In-progress markers (`_inflight/…`, `_chunks/inflight/…`) of
+    /// backups that stopped without removing them (`sweep` removes them).
+    #[serde(default)]
+    pub stale_markers: Vec<String>,
+    /// The store's temporary objects: uploads in progress, or killed with
+    /// their process (`sweep` removes those older than an hour).
+    #[serde(default)]
+    pub temporary_objects: Vec<crate::store::TemporaryObject>,
     /// Encrypted chunks that could only be checked for presence (no
     /// identity was supplied).
     pub unverified_chunks: u64,
@@ -96,6 +110,16 @@ impl CheckReport {
             && self.corrupt_objects.is_empty()
             && self.dangling_indexes.is_empty()
             && self.damaged_backups.is_empty()
+    }
+
+    /// Whether anything is left for `sweep` or `gc` to remove (temporary
+    /// objects count even while young: they may be uploads in progress).
+    pub fn has_garbage(&self) -> bool {
+        !self.orphaned_packs.is_empty()
+            || self.unreferenced_chunks > 0
+            || !self.orphaned_artifacts.is_empty()
+            || !self.stale_markers.is_empty()
+            || !self.temporary_objects.is_empty()
     }
 }
 

@@ -171,13 +171,13 @@ async fn run(
 
     let listing = PackListing::load(store, tenant).await?;
     let now = Utc::now();
-    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    let grace = crate::duration::to_chrono(grace, "gc grace")?;
     let young = |meta: &crate::ObjectMeta| now - meta.last_modified < grace;
     let loaded = load_indexes(
         store,
         tenant,
         listing.indexes.keys().cloned(),
-        opts.concurrency * 2,
+        opts.concurrency.saturating_mul(2),
     )
     .await;
     // The first copy of a referenced chunk (in pack id order) is the one

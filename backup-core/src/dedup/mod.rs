@@ -112,6 +112,7 @@ mod chunker;
 mod codec;
 mod format;
 mod gc;
+mod leftovers;
 mod lock;
 mod packs;
 mod restore;
@@ -125,6 +126,9 @@ pub(crate) use chunker::ChunkSizes;
 pub(crate) use codec::{ChunkCodec, group_of};
 pub use gc::GcReport;
 pub(crate) use gc::collect;
+pub use leftovers::ChunkSweep;
+pub(crate) use leftovers::sweep_chunk_store;
+pub(crate) use lock::inflight_markers;
 pub(crate) use packs::ChunkMap;
 pub(crate) use restore::{precheck, pump_chunks};
 
@@ -231,6 +235,47 @@ impl DedupOptions {
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
+    }
+
+    /// Refuses options a backup or GC cannot run with exactly (they are
+    /// public fields, so the setters' clamping can be bypassed): chunk
+    /// sizes outside FastCDC's bounds or out of order, a zero pack size or
+    /// concurrency, waits too long to add to a clock, a threshold outside
+    /// 0..=1.
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        let bad = |what: String| Err(crate::Error::Config(format!("dedup options: {what}")));
+        if !(64..=1 << 20).contains(&self.min_chunk)
+            || !(256..=4 << 20).contains(&self.avg_chunk)
+            || !(1024..=16 << 20).contains(&self.max_chunk)
+            || self.min_chunk > self.avg_chunk
+            || self.avg_chunk > self.max_chunk
+        {
+            return bad(format!(
+                "chunk sizes {}/{}/{} out of range (min 64 B..1 MiB, avg 256 B..4 MiB, max 1 KiB..16 MiB, min <= avg <= max)",
+                self.min_chunk, self.avg_chunk, self.max_chunk
+            ));
+        }
+        if self.pack_size == 0 || self.concurrency == 0 {
+            return bad(format!(
+                "pack size {} and concurrency {} must be positive",
+                self.pack_size, self.concurrency
+            ));
+        }
+        for (name, d) in [
+            ("gc_wait", self.gc_wait),
+            ("poll_interval", self.poll_interval),
+            ("inflight_expiry", self.inflight_expiry),
+            ("gc_marker_expiry", self.gc_marker_expiry),
+        ] {
+            crate::duration::to_chrono(d, name)?;
+        }
+        if !(0.0..=1.0).contains(&self.repack_threshold) {
+            return bad(format!(
+                "repack threshold {} outside 0..=1",
+                self.repack_threshold
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn sizes(&self) -> ChunkSizes {

@@ -21,11 +21,13 @@ use crate::manifest::Digests;
 
 mod backup;
 mod restore;
+mod signature;
 
 pub(crate) use ParallelHasher as StoredHasher;
 pub(crate) use backup::{PROGRESS_EVERY, Progress, run_backup};
 pub(crate) use compare_digests as compare;
 pub(crate) use restore::{Expected, RestoreSink, deliver, run_restore};
+pub(crate) use signature::check_dump;
 
 /// Tuning of the pipeline; `Default` suits most databases.
 #[derive(Debug, Clone)]
@@ -81,6 +83,18 @@ impl PipelineOptions {
     pub fn md5(mut self, yes: bool) -> Self {
         self.md5 = yes;
         self
+    }
+
+    /// Refuses buffering a pipeline cannot run with (the fields are public,
+    /// so [`PipelineOptions::buffering`]'s clamping can be bypassed).
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        if self.chunk_size == 0 || self.queue_depth == 0 {
+            return Err(crate::Error::Config(format!(
+                "pipeline options: chunk size {} and queue depth {} must be positive",
+                self.chunk_size, self.queue_depth
+            )));
+        }
+        Ok(())
     }
 
     /// Sets [`PipelineOptions::chunk_size`] and
@@ -256,6 +270,12 @@ pub(crate) fn watchdog(
         }
     })
     .boxed()
+}
+
+/// Hex SHA-256 of `data` (test support).
+#[cfg(feature = "testing")]
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
 }
 
 /// Compares digests of what was read with what a manifest recorded;

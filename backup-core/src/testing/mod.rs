@@ -1,6 +1,9 @@
 //! Test support for adapter crates (feature `testing`): the [`Store`]
-//! conformance suite every store runs against its real backend, and
-//! sources that misbehave on purpose.
+//! conformance suite every store runs against its real backend, sources
+//! that misbehave on purpose, a store that fails on purpose
+//! ([`FaultyStore`]), and two suites every store runs too: random
+//! sequences of operations under faults ([`backup_properties`]) and
+//! cleanups racing backups ([`race_cleanup_against_backups`]).
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -14,6 +17,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
+
+mod faults;
+mod property;
+mod race;
+mod serialized;
+
+pub use faults::{Faults, FaultyStore, Operation};
+pub use property::{PropertyOptions, PropertyReport, backup_properties};
+pub use race::{RaceOptions, RaceReport, race_cleanup_against_backups};
+pub use serialized::SerializedCreates;
 
 use crate::store::{PutOptions, Store, StoreExt};
 use crate::{DumpOptions, DumpSource, DumpStream, Error, Key, Result, SourceInfo, Versions};
@@ -437,6 +450,7 @@ impl DumpSource for ScriptedSource {
             database: "synthetic".into(),
             format: "bin".into(),
             extension: "bin".into(),
+            magic: None,
         }
     }
 

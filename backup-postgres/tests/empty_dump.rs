@@ -1,0 +1,68 @@
+//! Issue #10, finding 5: a `pg_dump` that exits 0 without writing anything
+//! (or writes something that is not a custom-format dump) was committed as
+//! a 13-byte backup. Against the real server, with a stand-in `pg_dump`
+//! that reports the real version and then misbehaves.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use backup_core::*;
+use backup_postgres::{PgTools, PostgresSource, TestServer};
+
+fn tools_with_fake_pg_dump(dir: &std::path::Path, body: &str) -> PgTools {
+    let bin = ["/usr/lib/postgresql/15/bin", "/usr/bin"]
+        .into_iter()
+        .find(|d| std::path::Path::new(d).join("pg_dump").exists())
+        .expect("PostgreSQL client tools");
+    std::os::unix::fs::symlink(format!("{bin}/psql"), dir.join("psql")).unwrap();
+    let fake = dir.join("pg_dump");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then exec {bin}/pg_dump --version; fi\n{body}\nexit 0\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    PgTools::in_dir(dir)
+}
+
+#[tokio::test]
+async fn a_pg_dump_that_succeeds_without_a_dump_commits_nothing() {
+    let server = TestServer::shared();
+    let db = server.create_database("empty_dump").await.unwrap();
+    for (body, needle) in [
+        ("", "empty"),
+        ("echo 'pg_dump: warning: nothing to do'", "PGDMP"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let source = PostgresSource::new(server.connection(&db))
+            .with_tools(tools_with_fake_pg_dump(dir.path(), body));
+        let store = Arc::new(InMemoryStore::new());
+        let engine = Engine::new(store.clone());
+        let err = engine
+            .backup(&source, &BackupRequest::new("db"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidDump { .. }), "{err:?}");
+        assert!(err.to_string().contains(needle), "{err}");
+        assert!(
+            engine
+                .catalog()
+                .list(&Filter::all())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let left: Vec<String> = store
+            .list_all(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key.to_string())
+            .filter(|k| !k.ends_with(RUN_RECORD_NAME))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+    server.drop_database(&db).await.unwrap();
+}
