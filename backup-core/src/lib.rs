@@ -122,6 +122,9 @@ mod store;
 mod webhook;
 
 #[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use backup_job::BackupJob;

@@ -129,7 +129,7 @@ impl RetentionPolicy for KeepGfs {
     }
 }
 
-fn format_duration(d: std::time::Duration) -> String {
+pub(crate) fn format_duration(d: std::time::Duration) -> String {
     let secs = d.as_secs();
     if secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)
@@ -166,8 +166,21 @@ pub fn parse_duration(s: &str) -> crate::Result<std::time::Duration> {
         "y" => 365 * 86_400,
         _ => return Err(bad()),
     };
-    Ok(std::time::Duration::from_secs(n * secs))
+    // Checked: the product must not wrap, and must fit chrono's `TimeDelta`
+    // (i64 milliseconds), which every consumer converts it to.
+    n.checked_mul(secs)
+        .filter(|total| *total <= MAX_DURATION_SECS)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| {
+            crate::Error::Config(format!(
+                "duration {s:?} is too long (at most {MAX_DURATION_SECS}s, about 292 million years)"
+            ))
+        })
 }
+
+/// Longest duration [`parse_duration`] accepts, in seconds: what chrono's
+/// `TimeDelta` (i64 milliseconds) can hold.
+const MAX_DURATION_SECS: u64 = (i64::MAX / 1000) as u64;
 
 /// Options of [`plan`] that are not policies.
 #[derive(Debug, Clone, Copy, Default)]

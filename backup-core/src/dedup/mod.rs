@@ -85,7 +85,7 @@ mod backup;
 mod check;
 mod chunker;
 mod codec;
-mod format;
+pub(crate) mod format;
 mod gc;
 mod lock;
 mod packs;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{AuditRecord, Principal};
-use super::config::{DatabaseView, Problems, RawDatabase, Role};
+use super::config::{DatabaseView, Defaults, Problems, RawDatabase, Role};
 use super::packages;
 use super::state::App;
 
@@ -645,7 +645,7 @@ async fn get_database(
 type DatabaseBody = serde_json::Map<String, Value>;
 
 fn body_to_database(
-    app: &App,
+    defaults: &Defaults,
     caller: &Principal,
     mut fields: serde_json::Map<String, Value>,
     base: Option<&RawDatabase>,
@@ -696,7 +696,7 @@ fn body_to_database(
     let mut problems = Problems::default();
     let env = |_: &str| None;
     let Some(mut db) =
-        super::config::database(&raw, "database", &app.config.defaults, &env, &mut problems)
+        super::config::database(&raw, "database", defaults, &env, &mut problems)
     else {
         return Err(ApiError::bad_request(problems.0.join("; ")));
     };
@@ -716,7 +716,7 @@ async fn create_database(
 ) -> ApiResult {
     admin(&caller)?;
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let db = body_to_database(&app, &caller, body, None)?;
+    let db = body_to_database(&app.config.defaults, &caller, body, None)?;
     if app
         .databases
         .read()
@@ -782,7 +782,7 @@ async fn patch_database(
     fields
         .entry("schedule".to_string())
         .or_insert_with(|| Value::String(current.schedule.to_string()));
-    let mut db = body_to_database(&app, &caller, fields, Some(&base))?;
+    let mut db = body_to_database(&app.config.defaults, &caller, fields, Some(&base))?;
     // Credentials not given again stay as they were, but only for the same
     // server: pointing an entry elsewhere must not carry its password there.
     let same_server =
@@ -895,5 +895,76 @@ async fn ready(State(app): State<Shared>) -> Response {
             tracing::warn!(error = %e, "readiness: store unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
         }
+    }
+}
+
+/// The request parsers of the handlers above, for the fuzz targets
+/// (`backup-core/fuzz`) and `tests/prop_bodies.rs`: each runs the same
+/// extractor or function the handler runs. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use axum::Json;
+    use axum::extract::Query;
+    use axum::http::Uri;
+
+    use super::{ApiError, CleanupBody, CreateBackup, ListQuery, RestoreBody, WaitQuery};
+    use crate::backupd::auth::Principal;
+    use crate::backupd::config::{DatabaseConfig, Defaults, RawDatabase};
+
+    /// The status and message of an [`ApiError`].
+    pub fn describe(e: &ApiError) -> (u16, &'static str, &str) {
+        (e.status.as_u16(), e.code, &e.message)
+    }
+
+    /// `POST /api/v1/backups`'s body as its handler extracts it.
+    pub fn create_backup(body: &[u8]) -> Result<(), ApiError> {
+        Json::<CreateBackup>::from_bytes(body)
+            .map(drop)
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+
+    /// `POST /api/v1/backups/{id}/restore`'s body.
+    pub fn restore(body: &[u8]) -> Result<(), ApiError> {
+        Json::<RestoreBody>::from_bytes(body)
+            .map(drop)
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+
+    /// `POST /api/v1/cleanup`'s body.
+    pub fn cleanup(body: &[u8]) -> Result<(), ApiError> {
+        Json::<CleanupBody>::from_bytes(body)
+            .map(drop)
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+
+    /// The query string of `GET /api/v1/backups` (`ListQuery`) and of the
+    /// `?wait=` endpoints.
+    pub fn queries(query: &str) -> Result<(), ApiError> {
+        let uri: Uri = format!("/api/v1/backups?{query}")
+            .parse()
+            .map_err(|_| ApiError::bad_request("not a URI"))?;
+        Query::<WaitQuery>::try_from_uri(&uri).map_err(|e| ApiError::bad_request(e.body_text()))?;
+        Query::<ListQuery>::try_from_uri(&uri)
+            .map(drop)
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+
+    /// `POST /api/v1/databases` (`base: None`) or `PATCH` (`base`: the
+    /// entry as the handler rebuilds it) for a caller bound to `tenant` or
+    /// not.
+    pub fn database(
+        body: &[u8],
+        defaults: &Defaults,
+        tenant: Option<&str>,
+        base: Option<&RawDatabase>,
+    ) -> Result<DatabaseConfig, ApiError> {
+        let Json(fields) = Json::<super::DatabaseBody>::from_bytes(body)
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let caller = Principal {
+            name: "FUZZ_TOKEN".into(),
+            role: crate::backupd::config::Role::Admin,
+            tenant: tenant.map(str::to_string),
+        };
+        super::body_to_database(defaults, &caller, fields, base)
     }
 }
