@@ -234,7 +234,7 @@ fn zone() -> impl Strategy<Value = Tz> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig::with_cases(1500))]
 
     #[test]
     fn accepted_cron_means_what_crontab_means(text in cron_text(), after in naive_instant()) {

@@ -188,7 +188,7 @@ fn read(bytes: &[u8], split: usize) -> (Vec<Event>, Result<(), String>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(120))]
 
     #[test]
     fn written_archives_read_back(cols in collections(true), split in 0usize..64) {

@@ -480,6 +480,14 @@ impl std::fmt::Display for Problems {
     }
 }
 
+/// Largest `global.max_parallel_jobs`: the most permits the scheduler's
+/// semaphore can hold.
+pub const MAX_PARALLEL_JOBS: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
+/// Largest `shutdown_timeout_seconds`: what chrono's `TimeDelta` (and
+/// `parse_duration`) can represent, so the drain deadline is exact.
+pub const MAX_SHUTDOWN_SECONDS: u64 = (i64::MAX / 1000) as u64;
+
 /// Reads an environment variable through a lookup function (the real
 /// environment in production, a map in tests).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -677,6 +685,19 @@ fn validate(
     let max_parallel_jobs = g.max_parallel_jobs.unwrap_or(4);
     if max_parallel_jobs == 0 {
         problems.push("global.max_parallel_jobs", "must be at least 1");
+    } else if max_parallel_jobs > MAX_PARALLEL_JOBS {
+        // The scheduler's semaphore cannot hold more permits (it panics).
+        problems.push(
+            "global.max_parallel_jobs",
+            format!("must be at most {MAX_PARALLEL_JOBS}"),
+        );
+    }
+    let shutdown_timeout = raw.shutdown_timeout_seconds.unwrap_or(300);
+    if shutdown_timeout > MAX_SHUTDOWN_SECONDS {
+        problems.push(
+            "shutdown_timeout_seconds",
+            format!("must be at most {MAX_SHUTDOWN_SECONDS} (about 292 million years)"),
+        );
     }
     let defaults = Defaults {
         schedule,
@@ -898,7 +919,7 @@ fn validate(
         recipients,
         identities,
         audit_log: base_dir.join(raw.audit_log.unwrap_or_else(|| PathBuf::from("audit.log"))),
-        shutdown_timeout: Duration::from_secs(raw.shutdown_timeout_seconds.unwrap_or(300)),
+        shutdown_timeout: Duration::from_secs(shutdown_timeout),
         databases,
     })
 }
