@@ -180,8 +180,7 @@ fn check_field(field: &str, index: usize) -> std::result::Result<String, String>
         }
         let (range, step) = match item.split_once('/') {
             Some((r, s)) => {
-                let step =
-                    digits(s).ok_or_else(|| format!("{name}: invalid step {s:?}"))?;
+                let step = digits(s).ok_or_else(|| format!("{name}: invalid step {s:?}"))?;
                 if step == 0 || step > max {
                     return Err(format!("{name}: step out of range: {step}"));
                 }

@@ -23,16 +23,20 @@ const CHRONO_MAX_SECS: u128 = (i64::MAX / 1000) as u128;
 
 fn check(text: &str) {
     let t = text.trim();
-    let unit = UNITS
-        .iter()
-        .find(|(u, _)| t.ends_with(u) && t.len() > 1 && t[..t.len() - 1].bytes().all(|b| b.is_ascii_digit()));
+    let unit = UNITS.iter().find(|(u, _)| {
+        t.ends_with(u) && t.len() > 1 && t[..t.len() - 1].bytes().all(|b| b.is_ascii_digit())
+    });
     let expected = unit.and_then(|(u, per)| {
         let n: u128 = t[..t.len() - u.len()].parse().ok()?;
         n.checked_mul(*per).filter(|s| *s <= CHRONO_MAX_SECS)
     });
     match parse_duration(text) {
         Ok(d) => {
-            assert_eq!(Some(u128::from(d.as_secs())), expected, "{text:?} gave {d:?}");
+            assert_eq!(
+                Some(u128::from(d.as_secs())),
+                expected,
+                "{text:?} gave {d:?}"
+            );
             assert_eq!(d.subsec_nanos(), 0);
             assert!(chrono::Duration::from_std(d).is_ok(), "{text:?}");
             assert_eq!(parse_duration(&format_duration(d)).unwrap(), d, "{text:?}");
@@ -88,9 +92,16 @@ proptest! {
 fn regressions() {
     // Before the fix these overflowed `n * unit`: a panic in debug builds,
     // a wrapped (short) duration in release builds.
-    for text in ["18446744073709551615y", "30500568904943y", "3074457345618258603m"] {
+    for text in [
+        "18446744073709551615y",
+        "30500568904943y",
+        "3074457345618258603m",
+    ] {
         assert!(parse_duration(text).is_err(), "{text}");
     }
-    assert_eq!(parse_duration("9223372036854775s").unwrap().as_secs(), 9_223_372_036_854_775);
+    assert_eq!(
+        parse_duration("9223372036854775s").unwrap().as_secs(),
+        9_223_372_036_854_775
+    );
     assert!(parse_duration("9223372036854776s").is_err());
 }

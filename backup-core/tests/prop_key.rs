@@ -24,7 +24,11 @@ fn check_key(s: &str, key: &Key) {
         );
         path.push(segment);
     }
-    assert!(path.starts_with(root), "{s:?} escapes to {}", path.display());
+    assert!(
+        path.starts_with(root),
+        "{s:?} escapes to {}",
+        path.display()
+    );
     let below: Vec<Component<'_>> = path.strip_prefix(root).unwrap().components().collect();
     assert_eq!(below.len(), key.segments().count(), "{s:?}");
     assert!(
@@ -57,7 +61,11 @@ fn pathish() -> impl Strategy<Value = String> {
     ];
     (any::<bool>(), prop::collection::vec(piece, 1..8)).prop_map(|(absolute, pieces)| {
         let joined = pieces.join("/");
-        if absolute { format!("/{joined}") } else { joined }
+        if absolute {
+            format!("/{joined}")
+        } else {
+            joined
+        }
     })
 }
 

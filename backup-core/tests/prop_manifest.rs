@@ -18,12 +18,15 @@ fn id_text() -> impl Strategy<Value = String> {
 
 fn instant() -> impl Strategy<Value = DateTime<Utc>> {
     // 1970 to 2200, with nanoseconds.
-    (0i64..7_258_118_400, 0u32..1_000_000_000)
-        .prop_map(|(s, ns)| Utc.timestamp_opt(s, ns).unwrap())
+    (0i64..7_258_118_400, 0u32..1_000_000_000).prop_map(|(s, ns)| Utc.timestamp_opt(s, ns).unwrap())
 }
 
 fn digests() -> impl Strategy<Value = Digests> {
-    (any::<u64>(), "[0-9a-f]{64}", proptest::option::of("[0-9a-f]{32}"))
+    (
+        any::<u64>(),
+        "[0-9a-f]{64}",
+        proptest::option::of("[0-9a-f]{32}"),
+    )
         .prop_map(|(size, sha256, md5)| Digests { size, sha256, md5 })
 }
 
@@ -166,7 +169,6 @@ proptest! {
         });
     }
 }
-
 
 #[test]
 fn regressions() {

@@ -30,7 +30,10 @@ struct Reference {
 fn ref_value(text: &str, field: usize) -> Option<u32> {
     let lower = text.to_ascii_lowercase();
     let named = match field {
-        3 => MONTHS.iter().position(|m| *m == lower).map(|i| i as u32 + 1),
+        3 => MONTHS
+            .iter()
+            .position(|m| *m == lower)
+            .map(|i| i as u32 + 1),
         4 => DAYS.iter().position(|d| *d == lower).map(|i| i as u32),
         _ => None,
     };
@@ -171,7 +174,13 @@ fn number(field: usize) -> impl Strategy<Value = String> {
 }
 
 fn name(field: usize) -> BoxedStrategy<String> {
-    let case = |s: &'static str, upper: bool| if upper { s.to_ascii_uppercase() } else { s.to_string() };
+    let case = |s: &'static str, upper: bool| {
+        if upper {
+            s.to_ascii_uppercase()
+        } else {
+            s.to_string()
+        }
+    };
     match field {
         3 => (prop::sample::select(MONTHS.to_vec()), any::<bool>())
             .prop_map(move |(m, u)| case(m, u))
@@ -219,7 +228,8 @@ fn cron_text() -> impl Strategy<Value = String> {
 
 fn naive_instant() -> impl Strategy<Value = NaiveDateTime> {
     // 2000 to 2060, any second.
-    (946_684_800i64..2_840_140_800).prop_map(|s| DateTime::from_timestamp(s, 0).unwrap().naive_utc())
+    (946_684_800i64..2_840_140_800)
+        .prop_map(|s| DateTime::from_timestamp(s, 0).unwrap().naive_utc())
 }
 
 fn zone() -> impl Strategy<Value = Tz> {
@@ -271,7 +281,7 @@ proptest! {
         let (s, m, h, dom, mon, dow) = fields;
         let six = format!("{s} {m} {h} {dom} {mon} {dow}");
         prop_assert!(CronExpr::parse(&six).is_err(), "{:?}", six);
-        let mut five = vec![m, h, dom, mon, dow];
+        let mut five = [m, h, dom, mon, dow];
         five[at] = ext.to_string();
         let text = five.join(" ");
         prop_assert!(CronExpr::parse(&text).is_err(), "{:?}", text);
@@ -308,10 +318,18 @@ proptest! {
 #[test]
 fn reference_agrees_on_known_cases() {
     let r = reference("0 1 * * 1-5").unwrap();
-    let sat = NaiveDate::from_ymd_opt(2025, 11, 29).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let sat = NaiveDate::from_ymd_opt(2025, 11, 29)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
     assert_eq!(
         r.next(sat),
-        Some(NaiveDate::from_ymd_opt(2025, 12, 1).unwrap().and_hms_opt(1, 0, 0).unwrap())
+        Some(
+            NaiveDate::from_ymd_opt(2025, 12, 1)
+                .unwrap()
+                .and_hms_opt(1, 0, 0)
+                .unwrap()
+        )
     );
     assert!(reference("0 0 * * 7").unwrap().sets[4][0]);
     assert!(reference("0 0 5/15 * *").is_some());
@@ -323,15 +341,27 @@ fn regressions() {
     // Found by `accepted_cron_means_what_crontab_means` before the fixes:
     // a day field starting with `*` does not restrict the day (AND, as
     // crontab(5) runs it), and signs are not numbers.
-    let tuesday_night = NaiveDate::from_ymd_opt(2002, 2, 12).unwrap().and_hms_opt(23, 59, 0).unwrap();
+    let tuesday_night = NaiveDate::from_ymd_opt(2002, 2, 12)
+        .unwrap()
+        .and_hms_opt(23, 59, 0)
+        .unwrap();
     let next = Schedule::Cron(CronExpr::parse("* * */1 * */2").unwrap())
         .next_after(Utc.from_utc_datetime(&tuesday_night), Tz::UTC)
         .unwrap();
-    assert_eq!(next.naive_utc(), NaiveDate::from_ymd_opt(2002, 2, 14).unwrap().and_hms_opt(0, 0, 0).unwrap());
+    assert_eq!(
+        next.naive_utc(),
+        NaiveDate::from_ymd_opt(2002, 2, 14)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+    );
     let odd_monday = Schedule::Cron(CronExpr::parse("0 0 */2 * 1").unwrap())
         .next_after(Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap(), Tz::UTC)
         .unwrap();
-    assert_eq!(odd_monday, Utc.with_ymd_and_hms(2025, 1, 13, 0, 0, 0).unwrap());
+    assert_eq!(
+        odd_monday,
+        Utc.with_ymd_and_hms(2025, 1, 13, 0, 0, 0).unwrap()
+    );
     for text in ["0-0/1 * +3 * 0", "0 0 * * 1/+2", "+0 0 * * *"] {
         assert!(CronExpr::parse(text).is_err(), "{text}");
     }

@@ -68,20 +68,29 @@ fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
 // ---- generators ----
 
 fn name() -> impl Strategy<Value = String> {
-    prop_oneof!["[a-z][a-z0-9_]{0,8}", "[a-z]{1,3}\\.[a-z]{1,3}", "\\PC{1,6}"]
-        .prop_filter("no NUL", |s| !s.contains('\0'))
+    prop_oneof![
+        "[a-z][a-z0-9_]{0,8}",
+        "[a-z]{1,3}\\.[a-z]{1,3}",
+        "\\PC{1,6}"
+    ]
+    .prop_filter("no NUL", |s| !s.contains('\0'))
 }
 
 fn bson_value() -> impl Strategy<Value = Bson> {
     let leaf = prop_oneof![
         any::<i32>().prop_map(Bson::Int32),
         any::<i64>().prop_map(Bson::Int64),
-        any::<f64>().prop_filter("NaN never equals itself", |f| !f.is_nan()).prop_map(Bson::Double),
+        any::<f64>()
+            .prop_filter("NaN never equals itself", |f| !f.is_nan())
+            .prop_map(Bson::Double),
         any::<bool>().prop_map(Bson::Boolean),
         "\\PC{0,20}".prop_map(Bson::String),
         Just(Bson::Null),
         prop::collection::vec(any::<u8>(), 0..40).prop_map(|bytes| {
-            Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes })
+            Bson::Binary(bson::Binary {
+                subtype: bson::spec::BinarySubtype::Generic,
+                bytes,
+            })
         }),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
@@ -119,18 +128,30 @@ fn collections(timeseries: bool) -> impl Strategy<Value = Vec<Collection>> {
     } else {
         prop_oneof![Just(CollectionType::Collection), Just(CollectionType::View)].boxed()
     };
-    prop::collection::vec((name(), name(), kind, prop::collection::vec(document(), 0..5)), 0..5)
-        .prop_map(|raw| {
-            let mut seen = std::collections::HashSet::new();
-            raw.into_iter()
-                .filter(|(db, c, _, _)| seen.insert((db.clone(), c.clone())))
-                .map(|(db, collection, kind, documents)| Collection {
-                    namespace: Namespace::new(db, collection),
-                    documents: if kind == CollectionType::View { Vec::new() } else { documents },
-                    kind,
-                })
-                .collect()
-        })
+    prop::collection::vec(
+        (
+            name(),
+            name(),
+            kind,
+            prop::collection::vec(document(), 0..5),
+        ),
+        0..5,
+    )
+    .prop_map(|raw| {
+        let mut seen = std::collections::HashSet::new();
+        raw.into_iter()
+            .filter(|(db, c, _, _)| seen.insert((db.clone(), c.clone())))
+            .map(|(db, collection, kind, documents)| Collection {
+                namespace: Namespace::new(db, collection),
+                documents: if kind == CollectionType::View {
+                    Vec::new()
+                } else {
+                    documents
+                },
+                kind,
+            })
+            .collect()
+    })
 }
 
 fn data_namespace(c: &Collection) -> Namespace {
@@ -169,7 +190,11 @@ fn write(collections: &[Collection]) -> (Vec<u8>, Vec<NamespaceSummary>) {
 fn read(bytes: &[u8], split: usize) -> (Vec<Event>, Result<(), String>) {
     let mut reader = ArchiveReader::new();
     let mut events = Vec::new();
-    let piece = if split == 0 { bytes.len().max(1) } else { split };
+    let piece = if split == 0 {
+        bytes.len().max(1)
+    } else {
+        split
+    };
     for chunk in bytes.chunks(piece) {
         reader.feed(chunk);
         loop {
@@ -268,7 +293,12 @@ proptest! {
 
 #[test]
 fn an_oversized_claim_is_refused_without_allocating_it() {
-    for claim in [i32::MAX as u32, MAX_DOCUMENT_SIZE as u32 + 1, 0x8000_0000, 4] {
+    for claim in [
+        i32::MAX as u32,
+        MAX_DOCUMENT_SIZE as u32 + 1,
+        0x8000_0000,
+        4,
+    ] {
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&claim.to_le_bytes());
         let ((events, end), peak) = peak_during(|| read(&bytes, 0));

@@ -19,7 +19,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
         for entry in std::fs::read_dir(&d).unwrap() {
             let entry = entry.unwrap();
             let kind = entry.file_type().unwrap();
-            assert!(!kind.is_symlink(), "the store made a link: {:?}", entry.path());
+            assert!(
+                !kind.is_symlink(),
+                "the store made a link: {:?}",
+                entry.path()
+            );
             if kind.is_dir() {
                 stack.push(entry.path());
             } else {

@@ -35,7 +35,11 @@ fn check_usable(config: &Config) {
         "max_parallel_jobs {} would panic the scheduler's semaphore",
         config.max_parallel_jobs
     );
-    assert!(Instant::now().checked_add(config.shutdown_timeout).is_some());
+    assert!(
+        Instant::now()
+            .checked_add(config.shutdown_timeout)
+            .is_some()
+    );
     assert!(chrono::Duration::from_std(config.shutdown_timeout).is_ok());
     assert!(chrono::Duration::from_std(config.stale_after).is_ok());
     for db in &config.databases {
@@ -90,7 +94,10 @@ fn near_limit() -> impl Strategy<Value = String> {
 }
 
 fn duration_text() -> impl Strategy<Value = String> {
-    (near_limit(), prop::sample::select(vec!["s", "m", "h", "d", "w", "y", ""]))
+    (
+        near_limit(),
+        prop::sample::select(vec!["s", "m", "h", "d", "w", "y", ""]),
+    )
         .prop_map(|(n, u)| format!("{n}{u}"))
 }
 
@@ -205,7 +212,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|n| json!(n)),
         any::<u64>().prop_map(|n| json!(n)),
         any::<f64>().prop_map(|f| json!(f)),
-        prop_oneof!["\\PC{0,12}", "[a-z_]{1,10}", duration_text(), near_limit()].prop_map(Value::String),
+        prop_oneof!["\\PC{0,12}", "[a-z_]{1,10}", duration_text(), near_limit()]
+            .prop_map(Value::String),
     ];
     leaf.prop_recursive(2, 12, 3, |inner| {
         prop_oneof![
@@ -217,9 +225,26 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 const DATABASE_FIELDS: [&str; 20] = [
-    "id", "name", "engine", "host", "port", "database_name", "username_var", "password_var",
-    "schedule", "compression", "retention_days", "max_backups", "package", "tenant",
-    "stale_after", "sslmode", "username", "password", "bogus", "type",
+    "id",
+    "name",
+    "engine",
+    "host",
+    "port",
+    "database_name",
+    "username_var",
+    "password_var",
+    "schedule",
+    "compression",
+    "retention_days",
+    "max_backups",
+    "package",
+    "tenant",
+    "stale_after",
+    "sslmode",
+    "username",
+    "password",
+    "bogus",
+    "type",
 ];
 
 fn database_body() -> impl Strategy<Value = Value> {
@@ -231,15 +256,19 @@ fn database_body() -> impl Strategy<Value = Value> {
             json!(70000), json!("30d"), json!(u64::MAX), json!(-1),
         ]),
     ];
-    prop::collection::btree_map(prop::sample::select(DATABASE_FIELDS.to_vec()), field_value, 0..10)
-        .prop_map(|m| {
-            let mut obj: serde_json::Map<String, Value> =
-                m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-            obj.entry("id").or_insert(json!("pg_x"));
-            obj.entry("engine").or_insert(json!("postgres"));
-            obj.entry("database_name").or_insert(json!("app"));
-            Value::Object(obj)
-        })
+    prop::collection::btree_map(
+        prop::sample::select(DATABASE_FIELDS.to_vec()),
+        field_value,
+        0..10,
+    )
+    .prop_map(|m| {
+        let mut obj: serde_json::Map<String, Value> =
+            m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        obj.entry("id").or_insert(json!("pg_x"));
+        obj.entry("engine").or_insert(json!("postgres"));
+        obj.entry("database_name").or_insert(json!("app"));
+        Value::Object(obj)
+    })
 }
 
 proptest! {

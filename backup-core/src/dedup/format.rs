@@ -287,7 +287,11 @@ impl PackIndex {
             };
             // Readers compute `end()`: an entry whose end does not fit in a
             // u64 cannot describe bytes of any pack.
-            if entry.offset.checked_add(u64::from(entry.stored_len)).is_none() {
+            if entry
+                .offset
+                .checked_add(u64::from(entry.stored_len))
+                .is_none()
+            {
                 return Err(corrupt(format!(
                     "pack index entry for chunk {} ends past the largest offset",
                     entry.id

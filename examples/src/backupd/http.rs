@@ -695,8 +695,7 @@ fn body_to_database(
         serde_json::from_value(merged).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut problems = Problems::default();
     let env = |_: &str| None;
-    let Some(mut db) =
-        super::config::database(&raw, "database", defaults, &env, &mut problems)
+    let Some(mut db) = super::config::database(&raw, "database", defaults, &env, &mut problems)
     else {
         return Err(ApiError::bad_request(problems.0.join("; ")));
     };
