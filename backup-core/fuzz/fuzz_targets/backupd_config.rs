@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(config) = load(text, std::path::Path::new("/etc/backupd"), &env) {
         assert!(config.max_parallel_jobs >= 1);
         assert!(config.max_parallel_jobs <= tokio_max_permits());
-        assert!(Instant::now().checked_add(config.shutdown_timeout).is_some());
+        assert!(
+            Instant::now()
+                .checked_add(config.shutdown_timeout)
+                .is_some()
+        );
         assert!(chrono::Duration::from_std(config.stale_after).is_ok());
         for db in &config.databases {
             assert!(chrono::Duration::from_std(db.stale_after).is_ok());

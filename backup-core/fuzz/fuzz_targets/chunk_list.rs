@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let pieces: Vec<Bytes> = match split {
         0 => vec![Bytes::copy_from_slice(body)],
-        n => body.chunks(n as usize).map(Bytes::copy_from_slice).collect(),
+        n => body
+            .chunks(n as usize)
+            .map(Bytes::copy_from_slice)
+            .collect(),
     };
     if let Ok((entries, digests)) = read_chunk_list(pieces) {
         assert_eq!(&encode_chunk_list(&entries)[..], body);

@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(d) = parse_duration(s) {
-        assert!(chrono::Duration::from_std(d).is_ok(), "{s:?} -> {d:?} exceeds chrono's range");
+        assert!(
+            chrono::Duration::from_std(d).is_ok(),
+            "{s:?} -> {d:?} exceeds chrono's range"
+        );
         // The digits and the unit give the value exactly.
         let t = s.trim();
         let (n, unit) = t.split_at(t.len() - 1);

@@ -16,13 +16,23 @@ fn check_key(s: &str, key: &Key) {
     // The fs store maps a key by pushing its segments onto the root.
     let mut path = PathBuf::from(root);
     for segment in key.segments() {
-        assert!(!segment.is_empty() && segment != "." && segment != "..", "{s:?}");
+        assert!(
+            !segment.is_empty() && segment != "." && segment != "..",
+            "{s:?}"
+        );
         path.push(segment);
     }
-    assert!(path.starts_with(root), "{s:?} escapes to {}", path.display());
+    assert!(
+        path.starts_with(root),
+        "{s:?} escapes to {}",
+        path.display()
+    );
     let below: Vec<Component<'_>> = path.strip_prefix(root).unwrap().components().collect();
     assert_eq!(below.len(), key.segments().count(), "{s:?}");
-    assert!(below.iter().all(|c| matches!(c, Component::Normal(_))), "{s:?}");
+    assert!(
+        below.iter().all(|c| matches!(c, Component::Normal(_))),
+        "{s:?}"
+    );
     if let Some(parent) = key.parent() {
         assert_eq!(parent.join(key.file_name()).unwrap(), *key);
         assert!(key.starts_with(&parent));

@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&split, body)) = data.split_first() else {
         return;
     };
-    let piece = if split == 0 { body.len().max(1) } else { split as usize };
+    let piece = if split == 0 {
+        body.len().max(1)
+    } else {
+        split as usize
+    };
     let mut reader = ArchiveReader::new();
     let mut fed = 0usize;
     let mut failed = false;

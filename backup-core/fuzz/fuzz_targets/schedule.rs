@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Display re-parses to the same schedule.
-    assert_eq!(schedule.to_string().parse::<Schedule>().ok(), Some(schedule.clone()));
+    assert_eq!(
+        schedule.to_string().parse::<Schedule>().ok(),
+        Some(schedule.clone())
+    );
     let start: DateTime<Utc> =
         Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap() + Duration::minutes(minutes.into());
     let mut after = start;
