@@ -434,6 +434,11 @@ impl fmt::Display for Schedule {
         match self {
             Schedule::Disabled => f.write_str("disabled"),
             Schedule::Cron(c) => f.write_str(c.as_str()),
+            // Seconds only when there are any, so the text parses back to
+            // the same instant (`Serialize` writes this).
+            Schedule::Once(at) if at.second() != 0 => {
+                write!(f, "once {}", at.format("%Y-%m-%dT%H:%M:%S"))
+            }
             Schedule::Once(at) => write!(f, "once {}", at.format("%Y-%m-%dT%H:%M")),
         }
     }

@@ -366,3 +366,26 @@ fn regressions() {
         assert!(CronExpr::parse(text).is_err(), "{text}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn one_shot_schedules_display_and_parse_back(at in naive_instant(), form in 0usize..3) {
+        let text = match form {
+            0 => at.format("once %Y-%m-%dT%H:%M:%S").to_string(),
+            1 => at.format("scheduled %Y-%m-%dT%H:%M").to_string(),
+            _ => at.format("once %Y-%m-%d").to_string(),
+        };
+        let schedule: Schedule = text.parse().unwrap();
+        prop_assert_eq!(schedule.to_string().parse::<Schedule>().unwrap(), schedule, "{}", text);
+    }
+}
+
+#[test]
+fn one_shot_seconds_survive_display() {
+    // Lost before the fix: `Display` (and so `Serialize`) wrote minutes
+    // only, so a PATCH that rebuilt the entry moved the run.
+    let s: Schedule = "once 2030-01-01T03:00:30".parse().unwrap();
+    assert_eq!(s.to_string().parse::<Schedule>().unwrap(), s);
+}
