@@ -160,7 +160,9 @@ impl SchedulerConfig {
         self
     }
 
-    /// Sets the global concurrency limit (at least 1).
+    /// Sets the global concurrency limit (at least 1; at most
+    /// [`tokio::sync::Semaphore::MAX_PERMITS`], which is far beyond anything
+    /// useful).
     pub fn max_parallel_jobs(mut self, n: usize) -> Self {
         self.max_parallel_jobs = n.max(1);
         self
@@ -266,7 +268,9 @@ impl Scheduler {
     /// Starts the scheduler loop on the current tokio runtime.
     pub fn start(config: SchedulerConfig, clock: Arc<dyn Clock>, events: EventBus) -> Scheduler {
         let inner = Arc::new(Inner {
-            permits: Arc::new(Semaphore::new(config.max_parallel_jobs.max(1))),
+            permits: Arc::new(Semaphore::new(
+                config.max_parallel_jobs.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             config,
             clock,
             events,
