@@ -186,9 +186,18 @@ impl ThrowawaySecantus {
         self.port
     }
 
-    /// `mongodb://127.0.0.1:<port>/?directConnection=true`.
+    /// `mongodb://127.0.0.1:<port>/?directConnection=true&connectTimeoutMS=120000`.
+    ///
+    /// The long connect timeout is for the stand-in: the driver's server
+    /// monitor reads its heartbeat replies with this timeout (10 s by
+    /// default) and, when one is late, interrupts every connection in use.
+    /// A single-threaded Python server busy answering a large query on a
+    /// loaded two-core machine can be that late; a real `mongod` is not.
     pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+        format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true&connectTimeoutMS=120000",
+            self.port
+        )
     }
 
     /// Stops the server gracefully (SIGTERM, so WiredTiger checkpoints
