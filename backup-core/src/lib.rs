@@ -126,6 +126,9 @@ mod store;
 mod webhook;
 
 #[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use backup_job::BackupJob;

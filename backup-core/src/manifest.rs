@@ -420,10 +420,10 @@ impl Layout {
 fn id_suffix(base: &str) -> Option<String> {
     const ID_LEN: usize = 16 + 1 + 8;
     let file = base.rsplit('/').next()?;
-    if file.len() < ID_LEN + 1 {
-        return None;
-    }
-    let (head, id) = file.split_at(file.len() - ID_LEN);
+    // `get` rather than `split_at`: a multi-byte character before the id
+    // must make the name unrecognised, not panic.
+    let split = file.len().checked_sub(ID_LEN).filter(|at| *at > 0)?;
+    let (head, id) = (file.get(..split)?, file.get(split..)?);
     if !head.ends_with('-') || !is_backup_id(id) {
         return None;
     }

@@ -131,7 +131,7 @@ impl RetentionPolicy for KeepGfs {
     }
 }
 
-fn format_duration(d: std::time::Duration) -> String {
+pub(crate) fn format_duration(d: std::time::Duration) -> String {
     let secs = d.as_secs();
     if secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)

@@ -7,7 +7,9 @@
 //! hour, day of month, month, day of week), day of week `0`-`7` with `0`
 //! and `7` both Sunday (so `1-5` is Monday to Friday), month and weekday
 //! names, `*`, lists, ranges and `/` steps. When both day fields are
-//! restricted a day matches if *either* matches (POSIX/Vixie OR). Seconds
+//! restricted a day matches if *either* matches (POSIX/Vixie OR); a day
+//! field that starts with `*` (`*`, `*/2`) is unrestricted, as in Vixie
+//! cron and cronie, so `0 0 */2 * 1` runs on odd days that are Mondays. Seconds
 //! fields and non-standard extensions (`L`, `W`, `#`, `?`) are refused with
 //! an error naming the field. Evaluation uses the `croner` crate, configured
 //! for POSIX weekdays and OR semantics; the `cron` crate was not used
@@ -107,10 +109,15 @@ impl CronExpr {
         for (i, field) in fields.iter().enumerate() {
             normalised.push(check_field(field, i).map_err(invalid)?);
         }
+        // crontab(5): a day field starting with `*` (`*`, `*/2`) does not
+        // restrict the day, so the other day field alone decides (AND);
+        // only when both are restricted does either match (OR). croner's
+        // OR mode would treat `*/2` as a restriction.
+        let day_star = fields[2].starts_with('*') || fields[4].starts_with('*');
         let cron = CronParser::builder()
             .seconds(Seconds::Disallowed)
             .year(Year::Disallowed)
-            .dom_and_dow(false)
+            .dom_and_dow(day_star)
             .alternative_weekdays(false)
             .build()
             .parse(&normalised.join(" "))
@@ -151,7 +158,9 @@ fn check_field(field: &str, index: usize) -> std::result::Result<String, String>
         };
         let n = match named {
             Some(n) => n,
-            None => text.parse::<u32>().map_err(|_| {
+            // Digits only: `str::parse` would also take a sign (`+3`),
+            // which crontab(5) does not.
+            None => digits(text).ok_or_else(|| {
                 if text.chars().any(|c| "LW#?+".contains(c)) {
                     format!("{name}: non-standard syntax {text:?} is not supported")
                 } else {
@@ -171,9 +180,7 @@ fn check_field(field: &str, index: usize) -> std::result::Result<String, String>
         }
         let (range, step) = match item.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s
-                    .parse()
-                    .map_err(|_| format!("{name}: invalid step {s:?}"))?;
+                let step = digits(s).ok_or_else(|| format!("{name}: invalid step {s:?}"))?;
                 if step == 0 || step > max {
                     return Err(format!("{name}: step out of range: {step}"));
                 }
@@ -207,6 +214,14 @@ fn check_field(field: &str, index: usize) -> std::result::Result<String, String>
         });
     }
     Ok(items.join(","))
+}
+
+/// A non-empty run of ASCII digits as a number.
+fn digits(text: &str) -> Option<u32> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// When a job runs.
@@ -419,6 +434,11 @@ impl fmt::Display for Schedule {
         match self {
             Schedule::Disabled => f.write_str("disabled"),
             Schedule::Cron(c) => f.write_str(c.as_str()),
+            // Seconds only when there are any, so the text parses back to
+            // the same instant (`Serialize` writes this).
+            Schedule::Once(at) if at.second() != 0 => {
+                write!(f, "once {}", at.format("%Y-%m-%dT%H:%M:%S"))
+            }
             Schedule::Once(at) => write!(f, "once {}", at.format("%Y-%m-%dT%H:%M")),
         }
     }

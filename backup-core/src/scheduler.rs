@@ -160,7 +160,9 @@ impl SchedulerConfig {
         self
     }
 
-    /// Sets the global concurrency limit (at least 1).
+    /// Sets the global concurrency limit (at least 1; at most
+    /// [`tokio::sync::Semaphore::MAX_PERMITS`], which is far beyond anything
+    /// useful).
     pub fn max_parallel_jobs(mut self, n: usize) -> Self {
         self.max_parallel_jobs = n.max(1);
         self
@@ -266,7 +268,9 @@ impl Scheduler {
     /// Starts the scheduler loop on the current tokio runtime.
     pub fn start(config: SchedulerConfig, clock: Arc<dyn Clock>, events: EventBus) -> Scheduler {
         let inner = Arc::new(Inner {
-            permits: Arc::new(Semaphore::new(config.max_parallel_jobs.max(1))),
+            permits: Arc::new(Semaphore::new(
+                config.max_parallel_jobs.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             config,
             clock,
             events,
@@ -292,7 +296,10 @@ impl Scheduler {
     /// start with that check's error ([`Error::Unsupported`] for a store
     /// without them, such as an S3 server that ignores `If-None-Match`):
     /// there, two replicas could both take one lease and run a trigger
-    /// twice. Run a single replica without leases on such a store.
+    /// twice. Run a single replica without leases on such a store. When
+    /// the store cannot be reached to check (down, refused credentials),
+    /// the scheduler starts and each trigger checks again through its lease,
+    /// skipped until the check passes.
     ///
     /// Hosts that configure leases should start this way. Started with
     /// [`Scheduler::start`] instead, a scheduler on such a store fails
@@ -304,12 +311,19 @@ impl Scheduler {
         events: EventBus,
     ) -> Result<Scheduler> {
         if let Some(store) = &config.lease_store {
-            store
-                .check_create_only(&Key::new(LOCKS)?)
-                .await
-                .inspect_err(|e| {
+            match store.check_create_only(&Key::new(LOCKS)?).await {
+                Ok(()) => {}
+                Err(e @ Error::Unsupported { .. }) => {
                     tracing::error!(store = %store, error = %e, "scheduler leases cannot be exclusive in this store");
-                })?;
+                    return Err(e);
+                }
+                // The store could not be asked (unreachable, refused
+                // credentials): start anyway so the host can report it;
+                // each lease probes again and fails closed until it can.
+                Err(e) => {
+                    tracing::warn!(store = %store, error = %e, "could not check that scheduler leases are exclusive in this store yet; triggers are skipped until it can be checked");
+                }
+            }
         }
         Ok(Scheduler::start(config, clock, events))
     }

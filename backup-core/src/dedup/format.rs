@@ -279,12 +279,25 @@ impl PackIndex {
         }
         let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
-            entries.push(IndexEntry {
+            let entry = IndexEntry {
                 id: read_id(&mut buf),
                 offset: buf.get_u64_le(),
                 stored_len: buf.get_u32_le(),
                 raw_len: buf.get_u32_le(),
-            });
+            };
+            // Readers compute `end()`: an entry whose end does not fit in a
+            // u64 cannot describe bytes of any pack.
+            if entry
+                .offset
+                .checked_add(u64::from(entry.stored_len))
+                .is_none()
+            {
+                return Err(corrupt(format!(
+                    "pack index entry for chunk {} ends past the largest offset",
+                    entry.id
+                )));
+            }
+            entries.push(entry);
         }
         Ok(PackIndex { header, entries })
     }

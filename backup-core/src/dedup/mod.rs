@@ -110,7 +110,7 @@ mod backup;
 mod check;
 mod chunker;
 mod codec;
-mod format;
+pub(crate) mod format;
 mod gc;
 mod leftovers;
 mod lock;

@@ -157,7 +157,10 @@ pub async fn backup_properties(store: Arc<dyn Store>, opts: PropertyOptions) -> 
             .chunk_sizes(512, 2048, 8 * 1024)
             .pack_size(16 * 1024)
             .repack_threshold(0.0)
-            .gc_wait(Duration::from_secs(5), Duration::from_millis(1));
+            .gc_wait(Duration::from_secs(5), Duration::from_millis(1))
+            // One GC at a time here: taking over a stale marker need not
+            // wait for another GC to show up.
+            .gc_lock_settle(Duration::from_millis(1));
         // One step at a time: a marker left by a failed delete must not make
         // the next GC or backup wait for a day.
         dedup.inflight_expiry = Duration::ZERO;

@@ -26,8 +26,8 @@ use subtle::ConstantTimeEq;
 
 use super::auth::{AuditRecord, Principal};
 use super::body;
-use super::config::{DatabaseView, Problems, RawDatabase, Role};
-use super::error::ApiError;
+use super::config::{DatabaseView, Defaults, Problems, RawDatabase, Role};
+pub use super::error::ApiError;
 use super::packages;
 use super::state::App;
 
@@ -765,7 +765,7 @@ const DATABASE_EXAMPLE: &str =
 const PLACEMENT: [&str; 4] = ["engine", "host", "port", "database_name"];
 
 fn body_to_database(
-    app: &App,
+    defaults: &Defaults,
     caller: &Principal,
     mut fields: serde_json::Map<String, Value>,
     base: Option<&RawDatabase>,
@@ -815,8 +815,7 @@ fn body_to_database(
         .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))?;
     let mut problems = Problems::default();
     let env = |_: &str| None;
-    let Some(mut db) =
-        super::config::database(&raw, "database", &app.config.defaults, &env, &mut problems)
+    let Some(mut db) = super::config::database(&raw, "database", defaults, &env, &mut problems)
     else {
         return Err(ApiError::bad_request(problems.0.join("; ")));
     };
@@ -869,7 +868,7 @@ async fn create_database(
 ) -> ApiResult {
     admin(&caller)?;
     let body: DatabaseBody = body::json(&headers, request, DATABASE_EXAMPLE).await?;
-    let db = body_to_database(&app, &caller, body, None)?;
+    let db = body_to_database(&app.config.defaults, &caller, body, None)?;
     tenant_policy(&app, &caller, &db)?;
     if app
         .databases
@@ -933,7 +932,7 @@ async fn patch_database(
     fields
         .entry("schedule".to_string())
         .or_insert_with(|| Value::String(current.schedule.to_string()));
-    let mut db = body_to_database(&app, &caller, fields, Some(&base))?;
+    let mut db = body_to_database(&app.config.defaults, &caller, fields, Some(&base))?;
     let moved: Vec<&str> = PLACEMENT
         .into_iter()
         .filter(|f| match *f {
@@ -1151,5 +1150,77 @@ mod tests {
             let method = Method::from_bytes(r.method.to_uppercase().as_bytes()).unwrap();
             assert!(find_route(&method, r.path).is_some());
         }
+    }
+}
+
+/// Entry points for the fuzz targets (`backup-core/fuzz`) and the property
+/// tests (`examples/tests/prop_backupd.rs`): each route's body and query
+/// parsing as its handler does it, without a running daemon.
+#[doc(hidden)]
+pub mod fuzzing {
+    use axum::extract::Query;
+    use axum::http::Uri;
+    use serde::de::DeserializeOwned;
+    use serde_json::Value;
+
+    use super::{ApiError, CleanupBody, CreateBackup, ListQuery, RestoreBody, WaitQuery};
+    use crate::backupd::auth::Principal;
+    use crate::backupd::body::parse_object;
+    use crate::backupd::config::{DatabaseConfig, Defaults, RawDatabase};
+
+    /// The status, code and message of an [`ApiError`].
+    pub fn describe(e: &ApiError) -> (u16, &'static str, &str) {
+        (e.status.as_u16(), e.code, &e.message)
+    }
+
+    /// A JSON body as [`crate::backupd::body::json`] reads it, once its
+    /// content type and size have been accepted.
+    fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+        let value = parse_object(bytes)?;
+        serde_json::from_value(Value::Object(value))
+            .map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+    }
+
+    /// `POST /api/v1/backups`'s body.
+    pub fn create_backup(bytes: &[u8]) -> Result<(), ApiError> {
+        body::<CreateBackup>(bytes).map(drop)
+    }
+
+    /// `POST /api/v1/backups/{id}/restore`'s body.
+    pub fn restore(bytes: &[u8]) -> Result<(), ApiError> {
+        body::<RestoreBody>(bytes).map(drop)
+    }
+
+    /// `POST /api/v1/cleanup`'s body.
+    pub fn cleanup(bytes: &[u8]) -> Result<(), ApiError> {
+        body::<CleanupBody>(bytes).map(drop)
+    }
+
+    /// The query string of `GET /api/v1/backups` (`ListQuery`) and of the
+    /// `?wait=` endpoints.
+    pub fn queries(query: &str) -> Result<(), ApiError> {
+        let uri: Uri = format!("/api/v1/backups?{query}")
+            .parse()
+            .map_err(|_| ApiError::bad_request("not a URI"))?;
+        super::query(Query::<WaitQuery>::try_from_uri(&uri))?;
+        super::query(Query::<ListQuery>::try_from_uri(&uri)).map(drop)
+    }
+
+    /// `POST /api/v1/databases` (`base: None`) or `PATCH` (`base`: the
+    /// entry as the handler rebuilds it) for a caller bound to `tenant` or
+    /// not.
+    pub fn database(
+        bytes: &[u8],
+        defaults: &Defaults,
+        tenant: Option<&str>,
+        base: Option<&RawDatabase>,
+    ) -> Result<DatabaseConfig, ApiError> {
+        let fields = parse_object(bytes)?;
+        let caller = Principal {
+            name: "FUZZ_TOKEN".into(),
+            role: crate::backupd::config::Role::Admin,
+            tenant: tenant.map(str::to_string),
+        };
+        super::body_to_database(defaults, &caller, fields, base)
     }
 }
