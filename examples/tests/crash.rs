@@ -144,11 +144,8 @@ async fn s3s_fs_reports_file_mtimes_as_last_modified() {
         .join(key.as_str());
     let two_days = std::time::Duration::from_secs(2 * 24 * 3600);
     support::files::backdate(file.parent().unwrap(), two_days);
-    let mtime: chrono::DateTime<chrono::Utc> = std::fs::metadata(&file)
-        .unwrap()
-        .modified()
-        .unwrap()
-        .into();
+    let mtime: chrono::DateTime<chrono::Utc> =
+        std::fs::metadata(&file).unwrap().modified().unwrap().into();
     let head = store.head(&key).await.unwrap();
     let listed = store.list(None).next().await.unwrap().unwrap();
     for seen in [head.last_modified, listed.last_modified] {

@@ -25,22 +25,22 @@ pub(crate) async fn round(w: &mut World, store: StoreId, incremental: bool, encr
     let args = w.pg_backup_args(store, &source, incremental, encrypted);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
-    let typical = match w.typical.get(&name) {
+    // The typical duration: of the last unkilled backup of this kind, or
+    // else of any kind into this store (every unkilled backup records
+    // both), measured now on the first round of a store.
+    let per_store = store_key(store);
+    let typical = match w.typical.get(&name).or_else(|| w.typical.get(&per_store)) {
         Some(t) => *t,
-        None => {
-            let (_, took) = take_backup(w, store, &args).await;
-            w.typical.insert(name.clone(), took);
-            w.figures.typical(&name, took.as_millis());
-            took
-        }
+        None => take_backup(w, store, &args).await.1,
     };
+    w.figures.typical(&name, typical.as_millis());
 
     let before = w.ids(store);
     let digest = w.pg_digest.clone();
     let delay = w.pick_delay(typical);
     let mode = w.pick_mode();
     let dir = w.victim_dir();
-    let outcome = victim::run_and_kill(w.command(&args), &dir, delay, mode);
+    let outcome = victim::run_and_kill(w.command(&args), &dir, delay, mode, &w.server_ports());
     eprintln!(
         "  killed {} after {delay:?} ({mode:?}, io {:?}): {}",
         outcome.killed,
@@ -94,16 +94,28 @@ pub(crate) async fn round(w: &mut World, store: StoreId, incremental: bool, encr
         w.restore_and_compare(store, id).await;
     }
     // The next backup and restore succeed.
-    let (next, _) = take_backup(w, store, &args).await;
+    let (next, took) = take_backup(w, store, &args).await;
+    w.typical.insert(name, took);
     w.restore_and_compare(store, &next).await;
     let keep = w.cfg.keep_backups;
     w.housekeep(store, keep);
 }
 
+/// The key of [`World::typical`] holding the duration of the last
+/// unkilled backup of any kind into `store`.
+fn store_key(store: StoreId) -> String {
+    format!("backup into {store:?}")
+}
+
 /// Takes a backup to its end (after touching the source, so that it
-/// differs from the previous one) and records its content; returns how
-/// its id and how long it took.
-pub(crate) async fn take_backup(w: &mut World, store: StoreId, args: &[&str]) -> (String, Duration) {
+/// differs from the previous one) and records its content; returns its
+/// id and how long it took (also recorded as the store's typical backup
+/// duration).
+pub(crate) async fn take_backup(
+    w: &mut World,
+    store: StoreId,
+    args: &[&str],
+) -> (String, Duration) {
     w.touch_pg_source().await;
     let dir = w.victim_dir();
     let (stdout, took) = victim::run_timed(w.command(args), &dir);
@@ -111,5 +123,6 @@ pub(crate) async fn take_backup(w: &mut World, store: StoreId, args: &[&str]) ->
     let id = w.record(&stdout, digest);
     w.lap("backup");
     assert!(w.ids(store).contains(&id), "backup {id} is not listed");
+    w.typical.insert(store_key(store), took);
     (id, took)
 }

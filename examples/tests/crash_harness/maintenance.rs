@@ -62,7 +62,11 @@ pub(crate) async fn sweep(w: &mut World) {
     for _ in 0..40 {
         let m = listed.choose(&mut w.rng).expect("backups");
         let artifact = root.join(m["artifact"].as_str().expect("artifact"));
-        let name = artifact.file_name().expect("name").to_string_lossy().to_string();
+        let name = artifact
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
         let temp = artifact.with_file_name(format!(".{name}.tmp-{:016x}", w.rng.random::<u64>()));
         let mut file = std::fs::File::create(&temp).expect("temporary file");
         let block: Vec<u8> = (0..64 * 1024).map(|_| w.rng.random()).collect();
@@ -120,7 +124,13 @@ async fn kill_and_check(w: &mut World, op: Op, args: &[&str]) {
     let delay = w.pick_delay(typical);
     let mode = w.pick_mode();
     let dir = w.victim_dir();
-    let outcome = victim::run_and_kill(w.command(&killed_args), &dir, delay, mode);
+    let outcome = victim::run_and_kill(
+        w.command(&killed_args),
+        &dir,
+        delay,
+        mode,
+        &w.server_ports(),
+    );
     eprintln!(
         "  killed {} after {delay:?} ({mode:?}, io {:?}): {}",
         outcome.killed,

@@ -43,7 +43,7 @@ impl Config {
             seed,
             plan: Op::all(),
             pgbench_scale: 0,
-            noise_rows: 30_000,
+            noise_rows: 20_000,
             mongo_docs: 4_000,
             keep_backups: 2,
         }

@@ -32,7 +32,9 @@ pub(crate) async fn pg_create(w: &mut World) {
     let outcome = kill_restore(
         w,
         typical,
-        &["restore", &backup, "--store", &spec, "--pg", &url, "--create"],
+        &[
+            "restore", &backup, "--store", &spec, "--pg", &url, "--create",
+        ],
     );
     let exists = w.pg_exists(&target).await;
     assert!(
@@ -61,7 +63,9 @@ pub(crate) async fn pg_create(w: &mut World) {
     w.figures.record(&name, &outcome, phase);
     // The next restore succeeds.
     if !exists {
-        w.ctl_ok(&["restore", &backup, "--store", &spec, "--pg", &url, "--create"]);
+        w.ctl_ok(&[
+            "restore", &backup, "--store", &spec, "--pg", &url, "--create",
+        ]);
         assert_eq!(w.content(&digest, &target).await, digest);
         w.figures.restores_compared += 1;
     }
@@ -82,7 +86,9 @@ pub(crate) async fn pg_clean(w: &mut World) {
     let target = w.unique("crash_rcl");
     let url = w.pg_url(&target);
     let spec_a = w.spec(store_a);
-    w.ctl_ok(&["restore", &old, "--store", &spec_a, "--pg", &url, "--create"]);
+    w.ctl_ok(&[
+        "restore", &old, "--store", &spec_a, "--pg", &url, "--create",
+    ]);
     assert_eq!(w.content(&old_digest, &target).await, old_digest);
     let spec = w.spec(store);
     let outcome = kill_restore(
@@ -130,7 +136,14 @@ pub(crate) async fn mongo_new(w: &mut World) {
         w,
         typical,
         &[
-            "restore", &backup, "--store", &spec, "--mongo", &uri, "--target-db", &target,
+            "restore",
+            &backup,
+            "--store",
+            &spec,
+            "--mongo",
+            &uri,
+            "--target-db",
+            &target,
         ],
     );
     let empty = Digest::Mongo(Default::default());
@@ -156,7 +169,15 @@ pub(crate) async fn mongo_new(w: &mut World) {
     // The next restore succeeds (with clean: a mid-commit kill left some
     // collections in the target).
     w.ctl_ok(&[
-        "restore", &backup, "--store", &spec, "--mongo", &uri, "--target-db", &target, "--clean",
+        "restore",
+        &backup,
+        "--store",
+        &spec,
+        "--mongo",
+        &uri,
+        "--target-db",
+        &target,
+        "--clean",
     ]);
     assert_eq!(w.content(&digest, &target).await, digest);
     w.figures.restores_compared += 1;
@@ -176,14 +197,29 @@ pub(crate) async fn mongo_clean(w: &mut World) {
     let spec = w.spec(StoreId::Mongo);
     let uri = w.mongo_uri("admin");
     w.ctl_ok(&[
-        "restore", &old, "--store", &spec, "--mongo", &uri, "--target-db", &target,
+        "restore",
+        &old,
+        "--store",
+        &spec,
+        "--mongo",
+        &uri,
+        "--target-db",
+        &target,
     ]);
     assert_eq!(w.content(&old_digest, &target).await, old_digest);
     let outcome = kill_restore(
         w,
         typical,
         &[
-            "restore", &new, "--store", &spec, "--mongo", &uri, "--target-db", &target, "--clean",
+            "restore",
+            &new,
+            "--store",
+            &spec,
+            "--mongo",
+            &uri,
+            "--target-db",
+            &target,
+            "--clean",
         ],
     );
     let now = w.content(&new_digest, &target).await;
@@ -206,7 +242,15 @@ pub(crate) async fn mongo_clean(w: &mut World) {
     };
     w.figures.record(&name, &outcome, phase);
     w.ctl_ok(&[
-        "restore", &new, "--store", &spec, "--mongo", &uri, "--target-db", &target, "--clean",
+        "restore",
+        &new,
+        "--store",
+        &spec,
+        "--mongo",
+        &uri,
+        "--target-db",
+        &target,
+        "--clean",
     ]);
     assert_eq!(w.content(&new_digest, &target).await, new_digest);
     w.figures.restores_compared += 1;
@@ -258,9 +302,17 @@ async fn typical_restore(w: &mut World, key: &str, store: StoreId, backup: &str)
     let spec = w.spec(store);
     let target = w.unique("crash_measure");
     let args: Vec<String> = match digest {
-        Digest::Pg(_) => ["restore", backup, "--store", &spec, "--pg", &w.pg_url(&target), "--create"]
-            .map(str::to_string)
-            .to_vec(),
+        Digest::Pg(_) => [
+            "restore",
+            backup,
+            "--store",
+            &spec,
+            "--pg",
+            &w.pg_url(&target),
+            "--create",
+        ]
+        .map(str::to_string)
+        .to_vec(),
         Digest::Mongo(_) => [
             "restore",
             backup,
@@ -294,7 +346,7 @@ fn kill_restore(w: &mut World, typical: Duration, args: &[&str]) -> Outcome {
     let delay = w.pick_delay(typical);
     let mode = w.pick_mode();
     let dir = w.victim_dir();
-    let outcome = victim::run_and_kill(w.command(args), &dir, delay, mode);
+    let outcome = victim::run_and_kill(w.command(args), &dir, delay, mode, &w.server_ports());
     eprintln!(
         "  killed {} after {delay:?} ({mode:?}, io {:?}): {}",
         outcome.killed,
@@ -315,7 +367,6 @@ fn streamed(outcome: &Outcome) -> bool {
     outcome.io.is_some_and(|io| io.written >= STREAMING_BYTES)
 }
 
-
 /// Every database named like a staging database is marked as one (so
 /// `find_staging` sees it), and `cleanup_staging` drops them all; returns
 /// how many there were.
@@ -328,9 +379,8 @@ async fn pg_staging_cleanup(w: &mut World) -> usize {
         .into_iter()
         .map(|s| s.name)
         .collect();
-    let named: BTreeSet<String> = w
-        .pg
-        .psql(
+    let named: BTreeSet<String> =
+        w.pg.psql(
             "postgres",
             "SELECT datname FROM pg_database WHERE datname ~ '__restore_[0-9a-f]{8}$'",
         )

@@ -40,7 +40,8 @@ pub(crate) enum Object {
     ChunkMarker,
     /// `{tenant}/_chunks/gc-running`.
     GcMarker,
-    /// `.{name}.tmp-{16 hex}` (the fs store's temporary files).
+    /// `.{name}.tmp-{16 hex}` (the fs store's temporary files) and
+    /// `_probe/conditional-put-{16 hex}` (the S3 store's probe object).
     Temporary,
     /// Anything else.
     Unknown,
@@ -89,6 +90,10 @@ pub(crate) fn classify(rel: &Path) -> Object {
         return Object::Temporary;
     }
     match segments.as_slice() {
+        // The S3 store's conditional-PUT probe, left by a kill mid-probe.
+        ["_probe", probe] if probe.starts_with("conditional-put-") => {
+            return Object::Temporary;
+        }
         [_, "_inflight", _] => return Object::Marker,
         [_, "_chunks", "inflight", _] => return Object::ChunkMarker,
         [_, "_chunks", "gc-running"] => return Object::GcMarker,

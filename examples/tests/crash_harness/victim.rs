@@ -42,9 +42,18 @@ pub(crate) struct Outcome {
 
 /// Runs `cmd` (a `backupctl` command from [`crate::support::cli::Cli`]) in
 /// `dir` (its `TMPDIR` and `HOME` are made there), kills it after `delay`
-/// (unless it exited first) and waits until every process of its group is
-/// gone.
-pub(crate) fn run_and_kill(mut cmd: Command, dir: &Path, delay: Duration, mode: KillMode) -> Outcome {
+/// (unless it exited first), waits until every process of its group is
+/// gone, then until the servers on `ports` have finished with its
+/// connections (what it had sent may still be carried out after its
+/// death: a MongoDB insert recreating a dropped staging database, an S3
+/// PUT whose body had arrived).
+pub(crate) fn run_and_kill(
+    mut cmd: Command,
+    dir: &Path,
+    delay: Duration,
+    mode: KillMode,
+    ports: &[u16],
+) -> Outcome {
     let (out_path, err_path) = prepare(&mut cmd, dir);
     let mut child = cmd.spawn().expect("start the victim");
     let pid = child.id();
@@ -63,6 +72,7 @@ pub(crate) fn run_and_kill(mut cmd: Command, dir: &Path, delay: Duration, mode: 
     };
     let status = child.wait().expect("reap the victim");
     procs::wait_group_gone(pid, GROUP_EXIT_LIMIT);
+    procs::wait_servers_done(ports, GROUP_EXIT_LIMIT);
     Outcome {
         delay,
         mode,

@@ -40,7 +40,7 @@ pub(crate) struct World {
     pub(crate) pg: &'static PgServer,
     /// SecantusDB (or `MONGODB_URI`).
     pub(crate) mongo: &'static MongoServer,
-    _s3: S3TestServer,
+    s3: S3TestServer,
     scratch: tempfile::TempDir,
     /// `backupctl` with every secret in its environment.
     pub(crate) cli: Cli,
@@ -202,10 +202,15 @@ impl World {
             cfg,
             pg,
             mongo,
-            _s3: s3,
+            s3,
             scratch,
             cli,
-            secrets: vec![pg_password, mongo_password, s3_secret, age_secret.expose().to_string()],
+            secrets: vec![
+                pg_password,
+                mongo_password,
+                s3_secret,
+                age_secret.expose().to_string(),
+            ],
             recipient,
             mongo_user,
             pg_source,
@@ -271,7 +276,10 @@ impl World {
     pub(crate) async fn finish(self) -> Figures {
         self.scan_secrets(self.started, true);
         self.pg.drop_database(&self.pg_source).await.expect("drop");
-        self.pg.drop_database(&self.small_source).await.expect("drop");
+        self.pg
+            .drop_database(&self.small_source)
+            .await
+            .expect("drop");
         self.mongo
             .drop_database(&self.mongo_source)
             .await
@@ -344,6 +352,21 @@ impl World {
         let args = self.args(args);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         self.cli.ok(&refs)
+    }
+
+    /// The loopback ports of the servers victims talk to (those whose
+    /// address names no port are left out).
+    pub(crate) fn server_ports(&self) -> Vec<u16> {
+        fn port_of(url: &str) -> Option<u16> {
+            let rest = url.split_once("://")?.1;
+            let authority = rest.split(['/', '?']).next()?;
+            let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            host_port.rsplit_once(':')?.1.parse().ok()
+        }
+        let mut ports = vec![self.pg.connection("postgres").port()];
+        ports.extend(port_of(self.mongo.uri().expose()));
+        ports.extend(port_of(self.s3.endpoint()));
+        ports
     }
 
     /// The `--store` argument of `id`.
@@ -421,7 +444,12 @@ impl World {
             .psql(&self.pg_source, &sql)
             .await
             .expect("touch the source");
-        self.pg_digest = Digest::Pg(self.pg.fingerprint(&self.pg_source).await.expect("fingerprint"));
+        self.pg_digest = Digest::Pg(
+            self.pg
+                .fingerprint(&self.pg_source)
+                .await
+                .expect("fingerprint"),
+        );
         self.lap("touch source");
     }
 
@@ -431,12 +459,18 @@ impl World {
         self.pg
             .psql(
                 &self.small_source,
-                &format!("UPDATE items SET t = md5(random()::text) || repeat('y', 150) WHERE id = {row}"),
+                &format!(
+                    "UPDATE items SET t = md5(random()::text) || repeat('y', 150) WHERE id = {row}"
+                ),
             )
             .await
             .expect("touch the small source");
-        self.small_digest =
-            Digest::Pg(self.pg.fingerprint(&self.small_source).await.expect("fingerprint"));
+        self.small_digest = Digest::Pg(
+            self.pg
+                .fingerprint(&self.small_source)
+                .await
+                .expect("fingerprint"),
+        );
     }
 
     /// Changes the MongoDB source (one more document) and returns its
@@ -558,17 +592,25 @@ impl World {
         files::backdate(&self.stores[&id].root, TIME_TRAVEL);
         let sweep = self.ctl_json(&["sweep", "--store", &spec, "--grace-minutes", "0", "--json"]);
         for c in sweep["chunk_stores"].as_array().into_iter().flatten() {
-            assert!(c["skipped"].is_null(), "sweep backed off with nothing running: {sweep}");
+            assert!(
+                c["skipped"].is_null(),
+                "sweep backed off with nothing running: {sweep}"
+            );
         }
         assert!(
             sweep["in_progress"].as_array().is_none_or(Vec::is_empty)
                 && sweep["too_recent"].as_array().is_none_or(Vec::is_empty)
-                && sweep["temporary_too_recent"].as_array().is_none_or(Vec::is_empty),
+                && sweep["temporary_too_recent"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty),
             "after the grace, sweep kept leftovers: {sweep}"
         );
         let gc = self.ctl_json(&["gc", "--store", &spec, "--grace", "0s", "--json"]);
         for r in gc.as_array().expect("gc reports") {
-            assert!(r["skipped"].is_null(), "gc backed off with nothing running: {r}");
+            assert!(
+                r["skipped"].is_null(),
+                "gc backed off with nothing running: {r}"
+            );
             assert_eq!(r["missing_chunks"], 0, "gc found missing chunks: {r}");
             for field in ["dangling_indexes", "unreadable_indexes", "young_packs"] {
                 assert!(
@@ -577,7 +619,15 @@ impl World {
                 );
             }
         }
-        let again = self.ctl_json(&["gc", "--store", &spec, "--grace", "0s", "--dry-run", "--json"]);
+        let again = self.ctl_json(&[
+            "gc",
+            "--store",
+            &spec,
+            "--grace",
+            "0s",
+            "--dry-run",
+            "--json",
+        ]);
         for r in again.as_array().expect("gc reports") {
             for field in ["deleted_packs", "repacked_packs", "orphaned_packs"] {
                 assert!(
@@ -632,7 +682,9 @@ impl World {
             Digest::Pg(_) => {
                 let target = self.unique("crash_chk");
                 let url = self.pg_url(&target);
-                self.ctl_ok(&["restore", backup, "--store", &spec, "--pg", &url, "--create"]);
+                self.ctl_ok(&[
+                    "restore", backup, "--store", &spec, "--pg", &url, "--create",
+                ]);
                 assert_eq!(
                     self.content(&digest, &target).await,
                     digest,
@@ -644,7 +696,14 @@ impl World {
                 let target = self.unique("crash_mchk");
                 let uri = self.mongo_uri("admin");
                 self.ctl_ok(&[
-                    "restore", backup, "--store", &spec, "--mongo", &uri, "--target-db", &target,
+                    "restore",
+                    backup,
+                    "--store",
+                    &spec,
+                    "--mongo",
+                    &uri,
+                    "--target-db",
+                    &target,
                 ]);
                 assert_eq!(
                     self.content(&digest, &target).await,
@@ -698,7 +757,10 @@ impl World {
         let mut candidates: BTreeSet<PathBuf> = BTreeSet::new();
         for root in &roots {
             if root.is_file() {
-                if std::fs::metadata(root).and_then(|m| m.modified()).is_ok_and(|m| m >= since) {
+                if std::fs::metadata(root)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m >= since)
+                {
                     candidates.insert(root.clone());
                 }
                 continue;

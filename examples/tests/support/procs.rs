@@ -94,3 +94,49 @@ pub fn io_counters(pid: u32) -> Option<IoCounters> {
     }
     Some(counters)
 }
+
+/// Connections to a local server on one of `ports` that the other end has
+/// closed and the server has not yet (`CLOSE_WAIT` in `/proc/net/tcp` and
+/// `tcp6`): requests of a killed client the server may still be carrying
+/// out (a MongoDB insert, an S3 PUT whose body had arrived).
+pub fn close_wait_count(ports: &[u16]) -> usize {
+    const CLOSE_WAIT: &str = "08";
+    let mut count = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // "sl local_address rem_address st ...", addresses "HEX:PORT".
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if *state == CLOSE_WAIT && port.is_some_and(|p| ports.contains(&p)) {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// Waits until the servers on `ports` have closed every connection whose
+/// client is gone ([`close_wait_count`] is 0): after that, nothing a
+/// killed client sent can still land. Panics after `limit`.
+pub fn wait_servers_done(ports: &[u16], limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let left = close_wait_count(ports);
+        if left == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "servers on ports {ports:?} still hold {left} connections of gone clients after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -11,9 +11,7 @@ use std::process::{Command, Stdio};
 /// included). Files that vanish before they are read are skipped.
 pub fn files_containing(files: &[PathBuf], needles: &[&str]) -> Vec<PathBuf> {
     assert!(
-        needles
-            .iter()
-            .all(|n| !n.is_empty() && !n.contains('\n')),
+        needles.iter().all(|n| !n.is_empty() && !n.contains('\n')),
         "needles must be non-empty single lines"
     );
     let mut found = Vec::new();
@@ -50,4 +48,3 @@ pub fn files_containing(files: &[PathBuf], needles: &[&str]) -> Vec<PathBuf> {
     }
     found
 }
-
