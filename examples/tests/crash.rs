@@ -77,12 +77,12 @@
 mod crash_harness;
 mod support;
 
-use std::sync::Mutex;
+use tokio::sync::Mutex;
 
 use crash_harness::{Config, World};
 
 /// The harness runs drop every staging database they find: one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 fn seed() -> u64 {
     match std::env::var("CRASH_SEED") {
@@ -94,7 +94,7 @@ fn seed() -> u64 {
 }
 
 async fn run(config: Config) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let mut world = World::start(config).await;
     world.run().await;
     let figures = world.finish().await;

@@ -81,7 +81,7 @@ pub(crate) async fn sweep(w: &mut World) {
 async fn stock(w: &mut World) {
     let mut n = w.ids(StoreId::Maint).len();
     while n < STOCK {
-        take_small_backup(w, n % 3 == 0).await;
+        take_small_backup(w, n.is_multiple_of(3)).await;
         n += 1;
     }
     w.lap("stock");

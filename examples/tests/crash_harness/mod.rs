@@ -53,7 +53,7 @@ impl Config {
     pub(crate) fn long(seed: u64, rounds: usize) -> Config {
         use rand::SeedableRng;
         use rand::seq::IndexedRandom;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_0f_0b5);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x0005_eed0_f0b5);
         let all = Op::all();
         let mut plan = all.clone();
         while plan.len() < rounds {
