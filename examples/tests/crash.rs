@@ -12,12 +12,18 @@
 //!   deleted ones, leftovers).
 //!
 //! Each kind's typical duration is measured once per run (an unkilled run
-//! of the same operation; for gc, prune and sweep, on a copy of the
-//! store), then the victim is killed after a delay drawn uniformly over
+//! of the same operation: for backups, the last unkilled backup of that
+//! kind or else into that store, timed on a store's first round; for
+//! restores, a restore into a new database; for gc, prune and sweep, the
+//! same command on a copy of the store), then the victim is killed after a delay drawn uniformly over
 //! it from a seeded RNG, either alone (`kill -9 PID`: its `pg_dump`,
 //! `pg_restore` or `psql` live on as orphans) or with its whole process
 //! group (`kill -9 -PGID`). The harness waits until every process of the
-//! group is gone before it looks. Victims get the database passwords in
+//! group is gone, then until the servers have closed every connection of
+//! the dead (no `CLOSE_WAIT` socket on their ports in `/proc/net/tcp*`):
+//! a server carries out what a killed client had already sent (a MongoDB
+//! insert batch, an S3 PUT whose body had arrived), and a check made
+//! before that would race with it. Victims get the database passwords in
 //! `PGPASSWORD` / `MONGODB_PASSWORD` (URLs without them), S3 keys in
 //! `AWS_*`, the age identity in an environment variable, and a fresh
 //! `TMPDIR` and `HOME`.
@@ -61,6 +67,16 @@
 //! and so does `s3s-fs` for `LastModified` (checked by
 //! `s3s_fs_reports_file_mtimes_as_last_modified`). Nothing runs at that
 //! moment, so nothing is lost that was alive.
+//!
+//! # What it found
+//!
+//! - A `restore --create` killed between `CREATE DATABASE` and the
+//!   statement marking the staging database left a database
+//!   `find_staging` did not see (fixed in backup-postgres: staging
+//!   databases are born refusing connections; see its `staging` module).
+//! - A process killed mid-probe of conditional PUTs left the S3 store's
+//!   `_probe/conditional-put-…` object forever (fixed in backup-store-s3:
+//!   `sweep_temporary` reports and removes it).
 //!
 //! # Running it
 //!
