@@ -121,16 +121,24 @@ async fn kill_and_check(w: &mut World, op: Op, args: &[&str]) {
 
     let mut killed_args: Vec<&str> = args.to_vec();
     killed_args.extend(["--store", &spec]);
-    let delay = w.pick_delay(typical);
+    // Half the kills after a delay over the whole run; the other half
+    // after a delay over half of it, counted from the first change to the
+    // store (the start-up of these short commands takes most of their
+    // time, so kills timed from their start rarely land mid-way).
     let mode = w.pick_mode();
     let dir = w.victim_dir();
-    let outcome = victim::run_and_kill(
-        w.command(&killed_args),
-        &dir,
-        delay,
-        mode,
-        &w.server_ports(),
-    );
+    let ports = w.server_ports();
+    let outcome = if w.rng.random_bool(0.5) {
+        let delay = w.pick_delay(typical);
+        victim::run_and_kill(w.command(&killed_args), &dir, delay, mode, &ports)
+    } else {
+        let delay = w.pick_delay(typical / 2);
+        let cmd = w.command(&killed_args);
+        let store = &w.stores[&StoreId::Maint];
+        let mut changed = || store.files() != before;
+        victim::run_and_kill_after(cmd, &dir, &mut changed, delay, mode, &ports)
+    };
+    let delay = outcome.delay;
     eprintln!(
         "  killed {} after {delay:?} ({mode:?}, io {:?}): {}",
         outcome.killed,

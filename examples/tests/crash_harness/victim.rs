@@ -24,7 +24,7 @@ pub(crate) enum KillMode {
 /// How a victim ended.
 #[derive(Debug)]
 pub(crate) struct Outcome {
-    /// When the kill was due, after the start.
+    /// When the kill was due, after the start (about).
     pub(crate) delay: Duration,
     /// What was to be killed.
     pub(crate) mode: KillMode,
@@ -48,16 +48,39 @@ pub(crate) struct Outcome {
 /// death: a MongoDB insert recreating a dropped staging database, an S3
 /// PUT whose body had arrived).
 pub(crate) fn run_and_kill(
-    mut cmd: Command,
+    cmd: Command,
     dir: &Path,
     delay: Duration,
     mode: KillMode,
     ports: &[u16],
 ) -> Outcome {
+    run_and_kill_after(cmd, dir, &mut || true, delay, mode, ports)
+}
+
+/// Like [`run_and_kill`], but the delay starts once `started_work` says
+/// so (polled every millisecond while the victim runs; e.g. once the store
+/// changed): a kill lands in the work itself rather than in the start-up
+/// of a short command. [`Outcome::delay`] is then counted from the start.
+pub(crate) fn run_and_kill_after(
+    mut cmd: Command,
+    dir: &Path,
+    started_work: &mut dyn FnMut() -> bool,
+    delay: Duration,
+    mode: KillMode,
+    ports: &[u16],
+) -> Outcome {
     let (out_path, err_path) = prepare(&mut cmd, dir);
+    let started = Instant::now();
     let mut child = cmd.spawn().expect("start the victim");
     let pid = child.id();
+    while !started_work() {
+        if child.try_wait().expect("poll the victim").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     std::thread::sleep(delay);
+    let delay = started.elapsed();
     let mut io = None;
     let killed = match child.try_wait().expect("poll the victim") {
         Some(_) => false,
