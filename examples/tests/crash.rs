@@ -77,6 +77,11 @@
 //! - A process killed mid-probe of conditional PUTs left the S3 store's
 //!   `_probe/conditional-put-…` object forever (fixed in backup-store-s3:
 //!   `sweep_temporary` reports and removes it).
+//! - Open: a `gc` killed mid-way (long variant, `CRASH_SEED=42`, round 13
+//!   of 17; the kill's moment depends on timing) left a state where the
+//!   settling `gc --grace 0s` did not converge: a second one still planned
+//!   to delete a pack (one chunk, 16 KB; nothing missing, every backup
+//!   verified).
 //!
 //! # Running it
 //!
