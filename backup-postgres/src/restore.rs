@@ -30,8 +30,9 @@ use crate::tools::{
 ///
 /// With [`RestoreOptions::create`] and a missing target, the restore goes
 /// into a new staging database `<target>__restore_<8 hex>` (the target
-/// name shortened to fit 63 bytes), marked as ours with a database comment
-/// recording its target and creation time. Only once `pg_restore` has
+/// name shortened to fit 63 bytes), created refusing connections and then
+/// marked as ours with a database comment recording its target and
+/// creation time (connections are allowed in the same transaction). Only once `pg_restore` has
 /// succeeded (so every digest matched) is it renamed to the target (`ALTER
 /// DATABASE ... RENAME`, with the marker removed in the same transaction).
 /// A failed or aborted restore drops it; a killed process leaves it
@@ -107,8 +108,11 @@ impl PostgresTarget {
     /// application calls it at start-up. One still in use (a restore
     /// running elsewhere) is never dropped: `DROP DATABASE` refuses while
     /// `pg_restore` is connected, and the grace period covers the moments
-    /// around it. Databases that look like staging databases but lack our
-    /// marker are reported, never dropped.
+    /// around it. A staging database whose restore was killed before it
+    /// could mark it (it refuses connections and has no comment) gets its
+    /// creation time at the first cleanup and is dropped after the grace
+    /// (at once with a zero grace). Databases that look like staging
+    /// databases but lack our marker otherwise are reported, never dropped.
     pub async fn cleanup_staging(&self, older_than: Duration) -> Result<StagingReport> {
         staging::cleanup(&self.tools, &self.conn, older_than, None).await
     }

@@ -1,6 +1,15 @@
 //! Staging databases of `restore --create`: created under a marked
 //! temporary name, renamed to the target at commit, and found and dropped
 //! when a killed restore left one behind.
+//!
+//! `CREATE DATABASE` cannot run in a transaction, so the marker (a
+//! database comment) is set by a second statement. A process killed
+//! between the two leaves a database without comment; so that it is still
+//! recognisably ours, it is created refusing connections and the marking
+//! statement opens it in the same transaction as it writes the comment. A
+//! database named like a staging database that refuses connections and has
+//! no comment is one such "unborn" staging database: empty (nobody could
+//! connect to it) and found, aged and dropped like the others.
 
 use std::time::Duration;
 
@@ -116,12 +125,16 @@ pub(crate) async fn create(tools: &PgTools, admin: &PgConnection, target: &str) 
         }
     };
     let mark = format!(
-        "DO {tag} BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', {}, {} || extract(epoch from now())::bigint || {}); END {tag}",
-        quote_literal(&name),
+        "DO {tag} BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', {name_lit}, {} || extract(epoch from now())::bigint || {}); EXECUTE format('ALTER DATABASE %I ALLOW_CONNECTIONS true', {name_lit}); END {tag}",
         quote_literal(&format!("{MARKER}; created=")),
         quote_literal(&format!("; target={target}")),
+        name_lit = quote_literal(&name),
     );
-    let create = format!("CREATE DATABASE {}", quote_ident(&name));
+    // Refusing connections until marked: see the module docs.
+    let create = format!(
+        "CREATE DATABASE {} ALLOW_CONNECTIONS false",
+        quote_ident(&name)
+    );
     if let Err(e) = maintenance(tools, admin, &[&create, &mark]).await {
         drop_quietly(tools, admin, Some(&name)).await;
         return Err(e);
@@ -181,12 +194,15 @@ struct Found {
     name: String,
     /// `None`: named like one, but without our marker.
     marked: Option<StagingDatabase>,
+    /// Refuses connections and has no comment: created by a restore killed
+    /// before it could mark it (see the module docs).
+    unborn: bool,
 }
 
 /// Every database named like a staging database, with its marker parsed.
 async fn find_all(tools: &PgTools, admin: &PgConnection) -> Result<Vec<Found>> {
     let sql = format!(
-        "SELECT coalesce(json_agg(json_build_object('name', datname, 'comment', shobj_description(oid, 'pg_database'), 'now', extract(epoch from now())::bigint) ORDER BY datname), '[]') FROM pg_database WHERE datname ~ {}",
+        "SELECT coalesce(json_agg(json_build_object('name', datname, 'comment', shobj_description(oid, 'pg_database'), 'allow_connections', datallowconn, 'now', extract(epoch from now())::bigint) ORDER BY datname), '[]') FROM pg_database WHERE datname ~ {}",
         quote_literal(NAME_PATTERN)
     );
     let out = maintenance(tools, admin, &[&sql]).await?;
@@ -199,11 +215,22 @@ async fn find_all(tools: &PgTools, admin: &PgConnection) -> Result<Vec<Found>> {
         .filter_map(|row| {
             let name = row.get("name")?.as_str()?.to_string();
             let now = row.get("now").and_then(serde_json::Value::as_i64);
-            let marked = row
-                .get("comment")
-                .and_then(serde_json::Value::as_str)
-                .and_then(|c| parse_marker(&name, c, now));
-            Some(Found { name, marked })
+            let comment = row.get("comment").and_then(serde_json::Value::as_str);
+            let marked = comment.and_then(|c| parse_marker(&name, c, now));
+            let unborn = comment.is_none()
+                && row.get("allow_connections") == Some(&serde_json::Value::Bool(false));
+            let marked = marked.or_else(|| {
+                unborn.then(|| StagingDatabase {
+                    name: name.clone(),
+                    target: None,
+                    age: None,
+                })
+            });
+            Some(Found {
+                name,
+                marked,
+                unborn,
+            })
         })
         .collect())
 }
@@ -219,9 +246,31 @@ fn parse_marker(name: &str, comment: &str, now: Option<i64>) -> Option<StagingDa
         .map(Duration::from_secs);
     Some(StagingDatabase {
         name: name.to_string(),
-        target: Some(target.to_string()),
+        // Empty: an unborn staging database adopted by a cleanup.
+        target: (!target.is_empty()).then(|| target.to_string()),
         age,
     })
+}
+
+/// Marks an unborn staging database (see the module docs) as created now,
+/// still refusing connections.
+async fn adopt(tools: &PgTools, admin: &PgConnection, name: &str) -> Result<()> {
+    let tag = loop {
+        let tag = format!("$backup_{:016x}$", rand::random::<u64>());
+        if !name.contains(&tag) {
+            break tag;
+        }
+    };
+    let sql = format!(
+        "DO {tag} BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', {}, {} || extract(epoch from now())::bigint || {}); END {tag}",
+        quote_literal(name),
+        quote_literal(&format!("{MARKER}; created=")),
+        quote_literal("; target="),
+    );
+    match maintenance(tools, admin, &[&sql]).await {
+        Err(e) if e.to_string().contains("does not exist") => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 /// The marked staging databases on the server.
@@ -250,6 +299,14 @@ pub(crate) async fn cleanup(
             continue;
         };
         if target.is_some_and(|t| staging.target.as_deref() != Some(t)) {
+            continue;
+        }
+        // An unborn staging database has no creation time: it gets one now
+        // (a restore still between its two statements overwrites it), so
+        // that it expires after the grace like the others.
+        if found.unborn && !older_than.is_zero() {
+            adopt(tools, admin, &staging.name).await?;
+            report.too_recent.push(staging);
             continue;
         }
         // An age the server could not tell (a clock step back) counts as

@@ -670,3 +670,72 @@ async fn logs_errors_and_manifests_never_hold_the_password() {
     }
     server().drop_database(&target).await.unwrap();
 }
+
+/// A `restore --create` killed between `CREATE DATABASE` and the statement
+/// marking it (found by the crash harness, examples/tests/crash.rs) leaves
+/// a staging database without comment. It was created refusing
+/// connections, which tells it apart from a user's database of a similar
+/// name: `find_staging` reports it, a cleanup with a grace period dates it
+/// (and keeps it), one without drops it. An unmarked database that
+/// accepts connections is never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_killed_before_marking_leaves_a_staging_database_cleanup_drops() {
+    let _serial = ZERO_GRACE.lock().await;
+    let admin = PostgresTarget::new(server().connection("postgres"));
+    let unborn = format!("unborn_{:08x}__restore_0a1b2c3d", rand::random::<u32>());
+    let users = format!("users_{:08x}__restore_0a1b2c3d", rand::random::<u32>());
+    // The state the first of the two statements leaves.
+    server()
+        .psql(
+            "postgres",
+            &format!("CREATE DATABASE \"{unborn}\" ALLOW_CONNECTIONS false"),
+        )
+        .await
+        .unwrap();
+    server()
+        .psql("postgres", &format!("CREATE DATABASE \"{users}\""))
+        .await
+        .unwrap();
+    let exists = |name: String| async move {
+        server()
+            .psql(
+                "postgres",
+                &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+            )
+            .await
+            .unwrap()
+            == "1"
+    };
+
+    let found = admin.find_staging().await.unwrap();
+    assert!(
+        found.iter().any(|s| s.name == unborn && s.target.is_none()),
+        "find_staging does not see {unborn}: {found:?}"
+    );
+    assert!(found.iter().all(|s| s.name != users), "{found:?}");
+
+    // With a grace period it is dated, not dropped.
+    let report = admin
+        .cleanup_staging(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(
+        report.too_recent.iter().any(|s| s.name == unborn),
+        "{report:?}"
+    );
+    assert!(report.unmarked.contains(&users), "{report:?}");
+    assert!(exists(unborn.clone()).await);
+    let dated = admin.find_staging().await.unwrap();
+    let dated = dated.iter().find(|s| s.name == unborn).unwrap();
+    assert!(dated.age.is_some(), "{dated:?}");
+
+    // Without one it is dropped; the user's database stays.
+    let report = admin.cleanup_staging(Duration::ZERO).await.unwrap();
+    assert!(
+        report.dropped.iter().any(|s| s.name == unborn),
+        "{report:?}"
+    );
+    assert!(!exists(unborn).await);
+    assert!(exists(users.clone()).await);
+    server().drop_database(&users).await.unwrap();
+}

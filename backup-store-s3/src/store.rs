@@ -62,8 +62,13 @@ pub(crate) enum Probe {
 }
 
 /// The probe object, under the store's prefix (`_` segments are the
-/// library's; the catalog never lists them). Removed after the probe.
+/// library's; the catalog never lists them). Removed after the probe; one
+/// left by a process killed mid-probe is a temporary object
+/// ([`Store::sweep_temporary`]).
 const PROBE_PREFIX: &str = "_probe/conditional-put-";
+
+/// The directory of [`PROBE_PREFIX`].
+const PROBE_DIR: &str = "_probe";
 
 /// A [`Store`] over an S3 bucket (AWS S3 or any S3-compatible server:
 /// MinIO, Cloudflare R2, Supabase Storage, Garage, Ceph), built on
@@ -468,6 +473,42 @@ impl Store for S3Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.inner.ctx.map(Op::Delete, key.as_str(), e)),
         }
+    }
+
+    /// The conditional-PUT probe objects of processes killed mid-probe
+    /// (`_probe/conditional-put-…`): the only objects this store writes
+    /// outside the catalog's keys. Parts of multipart uploads killed with
+    /// their process are not listed here: S3 keeps them out of every
+    /// listing until a bucket lifecycle rule
+    /// (`AbortIncompleteMultipartUpload`) removes them.
+    async fn sweep_temporary(
+        &self,
+        opts: &backup_core::TemporarySweep,
+    ) -> Result<Vec<backup_core::TemporaryObject>> {
+        let dir = Key::new(PROBE_DIR)?;
+        let mut found = Vec::new();
+        let mut listing = self.list(Some(&dir));
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            if !meta.key.as_str().starts_with(PROBE_PREFIX) {
+                continue;
+            }
+            let age = (Utc::now() - meta.last_modified)
+                .to_std()
+                .unwrap_or_default();
+            let remove = !opts.dry_run && age >= opts.older_than;
+            if remove {
+                self.delete(&meta.key).await?;
+                tracing::info!(store = %self, key = %meta.key, "removed the probe object of an interrupted conditional-PUT probe");
+            }
+            found.push(backup_core::TemporaryObject::new(
+                meta.key.as_str(),
+                meta.size,
+                meta.last_modified,
+                remove,
+            ));
+        }
+        Ok(found)
     }
 
     async fn delete_many(&self, keys: &[Key]) -> Result<()> {

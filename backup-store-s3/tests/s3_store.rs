@@ -582,3 +582,50 @@ async fn a_failing_source_aborts_the_multipart_upload() {
     assert!(objects_besides_run_records(&store).await.is_empty());
     eventually_no_multipart_files(&server).await;
 }
+
+/// A process killed between the conditional-PUT probe's first PUT and its
+/// DELETE (found by the crash harness, examples/tests/crash.rs) leaves
+/// `_probe/conditional-put-…` behind: a temporary object, reported by
+/// `sweep_temporary` and removed once old enough, never while young.
+#[tokio::test]
+async fn a_probe_object_left_by_a_kill_is_a_temporary_object() {
+    use backup_core::TemporarySweep;
+    let server = server();
+    let Some(data) = server.data_dir().map(std::path::Path::to_path_buf) else {
+        eprintln!("skipped: needs a local s3s-fs to age the object");
+        return;
+    };
+    let prefix = format!("probe-{:08x}", rand::random::<u32>());
+    let store = server.store_builder().prefix(&prefix).build().unwrap();
+    // What the killed probe left (the probe itself removes its object).
+    assert!(store.supports_conditional_put().await.unwrap());
+    let left = key("_probe/conditional-put-00112233445566ff");
+    store
+        .put(&left, Bytes::from_static(b"1"), PutOptions::create())
+        .await
+        .unwrap();
+    let young = store
+        .sweep_temporary(&TemporarySweep::older_than(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert_eq!(young.len(), 1, "{young:?}");
+    assert_eq!(young[0].location, left.as_str());
+    assert!(!young[0].removed);
+
+    // Two hours later (s3s-fs reports its files' mtimes).
+    let file = data.join(server.bucket()).join(&prefix).join(left.as_str());
+    let f = std::fs::File::options().write(true).open(&file).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+    let reported = store
+        .sweep_temporary(&TemporarySweep::report_only())
+        .await
+        .unwrap();
+    assert!(reported.len() == 1 && !reported[0].removed, "{reported:?}");
+    let swept = store
+        .sweep_temporary(&TemporarySweep::older_than(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert!(swept.len() == 1 && swept[0].removed, "{swept:?}");
+    assert!(store.list_all(None).await.unwrap().is_empty());
+}
