@@ -100,14 +100,18 @@ fn url_encode(s: &str) -> String {
 }
 
 fn url_of(conn: &PgConnection) -> String {
-    format!(
+    let mut url = format!(
         "postgres://{}:{}@{}:{}/{}",
         conn.user(),
         url_encode(conn.password().unwrap().expose()),
         conn.host(),
         conn.port(),
         conn.database()
-    )
+    );
+    if let Some(timeout) = conn.param("connect_timeout") {
+        url.push_str(&format!("?connect_timeout={timeout}"));
+    }
+    url
 }
 
 /// Everything that must never show up in a child's environment or
@@ -441,8 +445,13 @@ async fn psql_sees_no_secret() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let role = hostile_role().await;
+    // A long connect timeout: on a loaded machine psql must still be
+    // waiting when its environment is read (dropping the listener below
+    // ends the wait at once).
     let silent = PgConnection::new("127.0.0.1", port, role.user(), "postgres")
-        .with_password(Secret::new(HOSTILE_PASSWORD));
+        .with_password(Secret::new(HOSTILE_PASSWORD))
+        .with_param("connect_timeout", "600")
+        .unwrap();
     let helper = Helper::start("preflight", &silent, &[]);
     let psql = wait_for_descendant(helper.pid(), "psql");
     assert_child_is_clean(psql, "psql", &silent);
