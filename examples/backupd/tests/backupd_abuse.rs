@@ -11,10 +11,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use backup_examples::backupd::http::ROUTES;
 use backup_postgres::TestServer;
+use backupd::http::ROUTES;
 
-#[path = "backupd_support.rs"]
 mod support;
 use support::*;
 

@@ -2,40 +2,13 @@
 //! cluster or `BACKUP_TEST_PG_URL`) and the filesystem store.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use backup_postgres::TestServer;
 use serde_json::Value;
 
-fn backupctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_backupctl"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .output()
-        .expect("run backupctl")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = backupctl(args);
-    assert!(
-        out.status.success(),
-        "backupctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = backupctl(args);
-    assert!(!out.status.success(), "backupctl {args:?} succeeded");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(
-        stderr.trim().lines().count(),
-        1,
-        "one-line error expected: {stderr}"
-    );
-    stderr
-}
+mod support;
+use support::*;
 
 fn artifact_path(store: &Path, manifest: &Value) -> std::path::PathBuf {
     store.join(manifest["artifact"].as_str().unwrap())
@@ -195,7 +168,7 @@ async fn password_from_pgpassword_env() {
         conn.port()
     );
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_backupctl"))
+    let out = backupctl_command()
         .args([
             "backup",
             "--pg",

@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::{BackupKind, BackupRequest, Engine};
-use backup_examples::backupd::http::ROUTES;
 use backup_postgres::{PostgresSource, TestServer};
 use backup_store_fs::FsStore;
+use backupd::http::ROUTES;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-#[path = "backupd_support.rs"]
 mod support;
 use support::*;
 
@@ -540,7 +539,7 @@ databases:
 fn grafana_dashboard_uses_the_exported_metrics() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/backupd/grafana-dashboard.json"
+        "/grafana-dashboard.json"
     ))
     .unwrap();
     let dash: Value = serde_json::from_str(&text).unwrap();
@@ -568,13 +567,10 @@ fn grafana_dashboard_uses_the_exported_metrics() {
 
 #[test]
 fn the_example_config_is_valid() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/backupd/config.example.yaml"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
+        .unwrap();
     let env = |k: &str| Some(format!("value-of-{k}-long-enough"));
-    let config = backup_examples::backupd::config::load(&text, Path::new("."), &env).unwrap();
+    let config = backupd::config::load(&text, Path::new("."), &env).unwrap();
     assert_eq!(config.databases.len(), 2);
 }
 

@@ -7,7 +7,6 @@ use backup_mongo::{TestServer as Mongo, ThrowawaySecantus};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-#[path = "backupd_support.rs"]
 mod support;
 use support::*;
 

@@ -110,7 +110,7 @@ pub fn make_source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
             db,
             &db.database_name,
         )))),
-        DbEngine::Mongodb => crate::backupd::mongo::source(db),
+        DbEngine::Mongodb => crate::mongo::source(db),
     }
 }
 
@@ -121,7 +121,7 @@ pub fn make_target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
             db,
             &db.database_name,
         )))),
-        DbEngine::Mongodb => crate::backupd::mongo::target(db),
+        DbEngine::Mongodb => crate::mongo::target(db),
     }
 }
 

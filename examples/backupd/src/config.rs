@@ -420,7 +420,7 @@ pub struct PackageConfig {
     /// When packages are built.
     pub schedule: Schedule,
     /// Zip or tar.gz.
-    pub format: crate::backupd::packages::PackageFormat,
+    pub format: crate::packages::PackageFormat,
     /// Age limit.
     pub retention_days: Option<u32>,
     /// Count limit.
@@ -476,7 +476,7 @@ pub struct Config {
     /// Token that may read `/metrics`.
     pub metrics_token: Option<Secret>,
     /// Tenant policies by tenant name.
-    pub tenants: BTreeMap<String, crate::backupd::tenancy::TenantPolicy>,
+    pub tenants: BTreeMap<String, crate::tenancy::TenantPolicy>,
     /// Global concurrency.
     pub max_parallel_jobs: usize,
     /// Default staleness threshold.
@@ -755,7 +755,7 @@ pub fn database(
         );
     }
     if let Some(engine) = engine
-        && let Err(e) = crate::backupd::tenancy::check_database_name(engine, &raw.database_name)
+        && let Err(e) = crate::tenancy::check_database_name(engine, &raw.database_name)
     {
         problems.push(format!("{path}.database_name"), e);
     }
@@ -887,14 +887,14 @@ fn validate(
             None => Schedule::Disabled,
         };
         let format = match p.compression.as_deref().unwrap_or("zip") {
-            "zip" => crate::backupd::packages::PackageFormat::Zip,
-            "tar.gz" | "tgz" => crate::backupd::packages::PackageFormat::TarGz,
+            "zip" => crate::packages::PackageFormat::Zip,
+            "tar.gz" | "tgz" => crate::packages::PackageFormat::TarGz,
             other => {
                 problems.push(
                     "package-conf.compression",
                     format!("unknown package format {other:?} (expected zip or tar.gz)"),
                 );
-                crate::backupd::packages::PackageFormat::Zip
+                crate::packages::PackageFormat::Zip
             }
         };
         check_range(
@@ -1104,7 +1104,7 @@ fn validate(
         if let Some(db) = database(d, &path, &defaults, env, &mut problems) {
             // A database belongs to one tenant.
             if let Some((j, other)) = databases.iter().find(|(_, o)| {
-                o.tenant != db.tenant && crate::backupd::tenancy::same_database_by_name(o, &db)
+                o.tenant != db.tenant && crate::tenancy::same_database_by_name(o, &db)
             }) {
                 problems.push(
                     &path,
@@ -1126,15 +1126,15 @@ fn validate(
         } else if name.starts_with('_') {
             problems.push(&path, "tenants starting with '_' are reserved");
         }
-        let mut policy = crate::backupd::tenancy::TenantPolicy::default();
+        let mut policy = crate::tenancy::TenantPolicy::default();
         for (i, h) in t.allowed_hosts.iter().enumerate() {
-            match crate::backupd::tenancy::HostPattern::parse(h) {
+            match crate::tenancy::HostPattern::parse(h) {
                 Ok(p) => policy.allowed_hosts.push(p),
                 Err(e) => problems.push(format!("{path}.allowed_hosts[{i}]"), e),
             }
         }
         for (i, d) in t.allowed_databases.iter().enumerate() {
-            match crate::backupd::tenancy::check_database_pattern(d) {
+            match crate::tenancy::check_database_pattern(d) {
                 Ok(()) => policy.allowed_databases.push(d.clone()),
                 Err(e) => problems.push(format!("{path}.allowed_databases[{i}]"), e),
             }
@@ -1309,7 +1309,7 @@ auth:
         assert_eq!(c.tokens.len(), 3);
         assert_eq!(c.tokens[2].tenant.as_deref(), Some("a"));
         let pc = c.packages.unwrap();
-        assert_eq!(pc.format, crate::backupd::packages::PackageFormat::Zip);
+        assert_eq!(pc.format, crate::packages::PackageFormat::Zip);
         assert!(!format!("{:?}", c.databases).contains("s3cret-pw"));
     }
 

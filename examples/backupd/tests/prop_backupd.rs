@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use backup_core::{Compression, Schedule};
-use backup_examples::backupd::config::{Config, Defaults, Problems, RawDatabase, load};
-use backup_examples::backupd::http::{ApiError, fuzzing};
+use backupd::config::{Config, Defaults, Problems, RawDatabase, load};
+use backupd::http::{ApiError, fuzzing};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

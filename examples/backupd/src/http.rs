@@ -1164,16 +1164,16 @@ pub mod fuzzing {
     use serde_json::Value;
 
     use super::{ApiError, CleanupBody, CreateBackup, ListQuery, RestoreBody, WaitQuery};
-    use crate::backupd::auth::Principal;
-    use crate::backupd::body::parse_object;
-    use crate::backupd::config::{DatabaseConfig, Defaults, RawDatabase};
+    use crate::auth::Principal;
+    use crate::body::parse_object;
+    use crate::config::{DatabaseConfig, Defaults, RawDatabase};
 
     /// The status, code and message of an [`ApiError`].
     pub fn describe(e: &ApiError) -> (u16, &'static str, &str) {
         (e.status.as_u16(), e.code, &e.message)
     }
 
-    /// A JSON body as [`crate::backupd::body::json`] reads it, once its
+    /// A JSON body as [`crate::body::json`] reads it, once its
     /// content type and size have been accepted.
     fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let value = parse_object(bytes)?;
@@ -1218,7 +1218,7 @@ pub mod fuzzing {
         let fields = parse_object(bytes)?;
         let caller = Principal {
             name: "FUZZ_TOKEN".into(),
-            role: crate::backupd::config::Role::Admin,
+            role: crate::config::Role::Admin,
             tenant: tenant.map(str::to_string),
         };
         super::body_to_database(defaults, &caller, fields, base)

@@ -1,19 +1,10 @@
-//! `backupd`: the standalone backupper.
-//!
-//! ```text
-//! cargo run --release --example backupd -- --config config.yaml [--listen 127.0.0.1:8000]
-//! ```
-//!
-//! See `examples/backupd/config.example.yaml` and the README. Logs go to
-//! stderr (`BACKUP_LOG=debug` for more); an invalid configuration prints
-//! one line per problem and exits with status 2, as does any other failure
-//! to start (storage, audit log, listen addresses); 1 is a server error
-//! after start.
-
+//! The `backupd` command line: arguments, logging, the configuration file,
+//! listeners, and serving until a signal.
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use backup_examples::backupd::{Daemon, config};
+use crate::Daemon;
+use crate::config;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -40,8 +31,26 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Runs the daemon as the `backupd` binary does, with `args` as its
+/// command line (program name first): parses the arguments (exiting with
+/// clap's message and status on a bad one), starts a Tokio runtime and
+/// serves until SIGINT or SIGTERM.
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = Args::parse_from(args);
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run(args)),
+        Err(e) => {
+            eprintln!("backupd: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BACKUP_LOG")
@@ -49,7 +58,6 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
     let text = match std::fs::read_to_string(&args.config) {
         Ok(t) => t,
         Err(e) => {

@@ -13,7 +13,6 @@ use backup_store_fs::FsStore;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-#[path = "backupd_support.rs"]
 mod support;
 use support::*;
 

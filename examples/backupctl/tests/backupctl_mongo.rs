@@ -2,28 +2,13 @@
 //! and a MongoDB-compatible stand-in server (SecantusDB, started by the
 //! test; not MongoDB itself), or the server named by `MONGODB_URI`.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use backup_mongo::TestServer;
 use serde_json::Value;
 
-fn backupctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_backupctl"))
-        .args(args)
-        .output()
-        .expect("run backupctl")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = backupctl(args);
-    assert!(
-        out.status.success(),
-        "backupctl {:?} failed: {}",
-        args.first(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+mod support;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standin_backupctl_mongo_backup_verify_restore_into_another_database() {
@@ -116,7 +101,7 @@ async fn standin_backupctl_mongo_backup_verify_restore_into_another_database() {
 
 /// `backupctl` with the given environment (on top of a cleared one).
 fn backupctl_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backupctl"));
+    let mut cmd = backupctl_command();
     cmd.args(args).env_remove("MONGODB_PASSWORD");
     for (k, v) in env {
         cmd.env(k, v);

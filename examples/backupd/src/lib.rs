@@ -3,10 +3,11 @@
 //! packages, webhooks and an audit log — all on the library's public API,
 //! so host applications can copy what they need.
 //!
-//! Run it with `cargo run --release --example backupd -- --config config.yaml`.
+//! Run it with `cargo run --release -p backupd -- --config config.yaml`.
 
 pub mod auth;
 pub mod body;
+mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -26,17 +27,19 @@ use backup_core::{
     SchedulerConfig, Shutdown, Store, SystemClock, WebhookFormat, WebhookNotifier,
     spawn_health_monitor, spawn_notifier,
 };
-use backup_store_fs::FsStore;
-use backup_store_s3::S3Store;
+use backup_examples::{S3Credentials, S3Settings, StoreLocation, open_store};
 use tokio_util::sync::CancellationToken;
 
+pub use cli::main_with_args;
 use config::{Config, Replicas, StorageConfig};
 use state::{App, PACKAGE_JOB, PackageJob};
 
 /// Opens the configured store.
 pub fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn Store>> {
     match storage {
-        StorageConfig::Fs(path) => Ok(Arc::new(FsStore::new(path)?)),
+        StorageConfig::Fs(path) => {
+            open_store(StoreLocation::Dir(path.clone()), &S3Settings::default())
+        }
         StorageConfig::S3 {
             bucket,
             prefix,
@@ -46,24 +49,22 @@ pub fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn Store>> {
             secret_key,
             path_style,
             allow_http,
-        } => {
-            let mut b = S3Store::builder(bucket.clone()).from_env();
-            if let Some(p) = prefix {
-                b = b.prefix(p.clone());
-            }
-            if let Some(e) = endpoint {
-                b = b.endpoint(e.clone());
-            }
-            if let Some(r) = region {
-                b = b.region(r.clone());
-            }
-            if let (Some(a), Some(s)) = (access_key, secret_key) {
-                b = b.credentials(a.clone(), s.clone());
-            }
-            Ok(Arc::new(
-                b.path_style(*path_style).allow_http(*allow_http).build()?,
-            ))
-        }
+        } => open_store(
+            StoreLocation::s3(bucket.clone(), prefix.clone()),
+            &S3Settings {
+                endpoint: endpoint.clone(),
+                region: region.clone(),
+                path_style: Some(*path_style),
+                allow_http: Some(*allow_http),
+                credentials: match (access_key, secret_key) {
+                    (Some(a), Some(s)) => Some(S3Credentials {
+                        access_key_id: a.clone(),
+                        secret_access_key: s.clone(),
+                    }),
+                    _ => None,
+                },
+            },
+        ),
     }
 }
 

@@ -3,11 +3,14 @@
 //! S3-compatible server (a local `s3s-fs` or `BACKUP_TEST_S3_ENDPOINT`).
 //! Credentials reach the binary only through `AWS_*` variables.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use backup_postgres::TestServer;
 use backup_store_s3::S3TestServer;
 use serde_json::Value;
+
+mod support;
+use support::*;
 
 struct Cli<'a> {
     s3: &'a S3TestServer,
@@ -16,7 +19,7 @@ struct Cli<'a> {
 
 impl Cli<'_> {
     fn run(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_backupctl"));
+        let mut command = backupctl_command();
         // Only what the test sets: no stray AWS configuration from the
         // environment (and no instance-metadata lookups).
         for (name, _) in std::env::vars() {
@@ -26,7 +29,6 @@ impl Cli<'_> {
         }
         command
             .args(args)
-            .env_remove("PGPASSWORD")
             .env("AWS_ACCESS_KEY_ID", self.s3.access_key_id())
             .env("AWS_SECRET_ACCESS_KEY", &self.secret)
             .env("AWS_ENDPOINT_URL", self.s3.endpoint())
@@ -35,25 +37,11 @@ impl Cli<'_> {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "backupctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.run(args))
     }
 
     fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(!out.status.success(), "backupctl {args:?} succeeded");
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(
-            stderr.trim().lines().count(),
-            1,
-            "one-line error expected: {stderr}"
-        );
-        stderr
+        failed(args, self.run(args))
     }
 }
 

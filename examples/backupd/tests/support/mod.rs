@@ -71,35 +71,9 @@ impl Drop for Daemon {
     }
 }
 
+/// The daemon binary of this package (`cargo test -p backupd` builds it).
 pub fn daemon_binary() -> PathBuf {
-    // target/<profile>/deps/<test>-<hash> -> target/<profile>/examples/backupd
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = profile_dir.join("examples").join("backupd");
-    assert!(
-        bin.exists(),
-        "{} missing: `cargo test` builds examples; run `cargo build --example backupd` first",
-        bin.display()
-    );
-    // `cargo test --test <name>` does not rebuild examples: refuse to test
-    // a daemon older than its sources.
-    let built = std::fs::metadata(&bin).unwrap().modified().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in [root.join("src/backupd"), root.join("backupd")] {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "rs") {
-                let changed = std::fs::metadata(&path).unwrap().modified().unwrap();
-                assert!(
-                    changed <= built,
-                    "{} is newer than {}: run `cargo build -p backup-examples --example backupd` (or plain `cargo test`) first",
-                    path.display(),
-                    bin.display()
-                );
-            }
-        }
-    }
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_backupd"))
 }
 
 pub fn free_port() -> u16 {

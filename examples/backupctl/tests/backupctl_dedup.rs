@@ -2,32 +2,10 @@
 //! incremental, stats --json per backup, restore, gc and check, against a
 //! real PostgreSQL and the filesystem store.
 
-use std::process::{Command, Output};
-
 use backup_postgres::TestServer;
-use serde_json::Value;
 
-fn backupctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_backupctl"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .output()
-        .expect("run backupctl")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = backupctl(args);
-    assert!(
-        out.status.success(),
-        "backupctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(args: &[&str]) -> Value {
-    serde_json::from_str(&ok(args)).unwrap()
-}
+mod support;
+use support::*;
 
 #[tokio::test]
 async fn incremental_backup_stats_restore_gc_and_check() {
