@@ -10,7 +10,7 @@
 //! checks that every table's row count and content digest match.
 
 use backup_core::{BackupRequest, Engine, Filter, RestoreOptions, human_bytes};
-use backup_examples::{backup_table, open_store};
+use backup_examples::{backup_table, open_store_spec};
 use backup_postgres::{PostgresSource, PostgresTarget, TestServer};
 
 #[tokio::main]
@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     println!("3. backing up into {store_dir} ...");
-    let engine = Engine::new(open_store(&store_dir)?);
+    let engine = Engine::new(open_store_spec(&store_dir)?);
     let source = PostgresSource::new(server.connection(&db));
     let manifest = engine
         .backup(

@@ -1,146 +1,18 @@
-//! Shared code of the runnable examples: opening a store (a directory or
-//! `s3://bucket/prefix`) from a command-line spec and printing backups. The
-//! examples themselves are `quickstart` (`cargo run --example quickstart`)
-//! and the `backupctl` CLI.
+//! What the runnable example and the applications share: opening a store
+//! from where it lives ([`StoreLocation`]: a directory or
+//! `s3://bucket/prefix`, see [`open_store`]) and printing backups
+//! ([`backup_table`]). The example is `quickstart` (`cargo run --release
+//! --example quickstart`); the applications are the `backupctl` CLI and
+//! the `backupd` daemon, packages of their own under `examples/`.
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod backupd;
+mod store_url;
+
+pub use store_url::{S3Credentials, S3Settings, StoreLocation, open_store, open_store_spec};
 
 use std::sync::Arc;
 
-use backup_core::{Error, Manifest, Result, Store, human_bytes};
-use backup_store_fs::FsStore;
-use backup_store_s3::S3Store;
-
-/// How to reach an S3-compatible server, for `--store s3://bucket/prefix`.
-/// Each setting is a global flag of `backupctl` or comes from the standard
-/// AWS variable; credentials come only from the environment
-/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or
-/// the other sources the AWS SDKs read), never from the command line.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct S3Options {
-    /// S3 endpoint of an S3-compatible server (MinIO, R2, Supabase...); AWS when unset.
-    #[arg(
-        long = "s3-endpoint",
-        env = "AWS_ENDPOINT_URL",
-        global = true,
-        value_name = "URL"
-    )]
-    pub endpoint: Option<String>,
-    /// S3 region.
-    #[arg(
-        long = "s3-region",
-        env = "AWS_REGION",
-        global = true,
-        value_name = "REGION"
-    )]
-    pub region: Option<String>,
-    /// Path-style (true) or virtual-hosted (false) requests; by default
-    /// path-style with --s3-endpoint, virtual-hosted on AWS.
-    #[arg(long = "s3-path-style", global = true, value_name = "BOOL")]
-    pub path_style: Option<bool>,
-    /// Allow a plain-HTTP endpoint (implied by an http:// endpoint).
-    #[arg(long = "s3-allow-http", global = true)]
-    pub allow_http: bool,
-}
-
-/// Encryption flags shared by the commands: recipients for new backups,
-/// identities for restoring and verifying encrypted ones. Key material is
-/// read from files or environment variables, never from the command line.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct CryptoOptions {
-    /// Encrypt new backups to this age recipient (age1..., repeatable).
-    #[arg(long = "encrypt-to", global = true, value_name = "AGE_RECIPIENT")]
-    pub encrypt_to: Vec<String>,
-    /// Age identity file for restore/verify (AGE-SECRET-KEY-1..., repeatable).
-    #[arg(long = "identity", global = true, value_name = "FILE")]
-    pub identity: Vec<std::path::PathBuf>,
-    /// Environment variable holding an age identity (AGE-SECRET-KEY-1...).
-    #[arg(long = "identity-env", global = true, value_name = "VAR")]
-    pub identity_env: Option<String>,
-    /// Environment variable holding a passphrase (for humans; encrypts new
-    /// backups and decrypts passphrase-encrypted ones).
-    #[arg(long = "passphrase-env", global = true, value_name = "VAR")]
-    pub passphrase_env: Option<String>,
-}
-
-impl CryptoOptions {
-    /// Applies the flags to an engine.
-    pub fn apply(&self, mut engine: backup_core::Engine) -> Result<backup_core::Engine> {
-        use backup_core::{AgeIdentities, AgeRecipients, Secret};
-        let env = |var: &str| {
-            std::env::var(var)
-                .map(Secret::new)
-                .map_err(|_| Error::Config(format!("environment variable {var} is not set")))
-        };
-        let passphrase = self.passphrase_env.as_deref().map(env).transpose()?;
-        if !self.encrypt_to.is_empty() && passphrase.is_some() {
-            return Err(Error::Config(
-                "use either --encrypt-to or --passphrase-env, not both".into(),
-            ));
-        }
-        if !self.encrypt_to.is_empty() {
-            engine = engine.with_encryption(AgeRecipients::parse(&self.encrypt_to)?);
-        }
-        if let Some(p) = &passphrase {
-            engine = engine
-                .with_encryption(AgeRecipients::passphrase(p))
-                .with_identities(AgeIdentities::passphrase(p));
-        }
-        let mut texts = Vec::new();
-        for path in &self.identity {
-            texts.push(
-                std::fs::read_to_string(path).map_err(|e| {
-                    Error::io(format!("reading identity file {}", path.display()), e)
-                })?,
-            );
-        }
-        if let Some(var) = &self.identity_env {
-            texts.push(env(var)?.expose().to_string());
-        }
-        if !texts.is_empty() {
-            engine = engine.with_identities(AgeIdentities::parse(&Secret::new(texts.join("\n")))?);
-        }
-        Ok(engine)
-    }
-}
-
-/// Opens the store named on a command line: a directory path (created if
-/// missing) or `s3://bucket[/prefix]`, configured from the `AWS_*`
-/// environment.
-pub fn open_store(spec: &str) -> Result<Arc<dyn Store>> {
-    open_store_with(spec, &S3Options::default())
-}
-
-/// Like [`open_store`], with S3 settings from flags winning over the
-/// environment.
-pub fn open_store_with(spec: &str, s3: &S3Options) -> Result<Arc<dyn Store>> {
-    if spec.is_empty() {
-        return Err(Error::Config("--store must not be empty".into()));
-    }
-    if spec.starts_with("s3://") {
-        let mut builder = S3Store::builder_from_url(spec)?.from_env();
-        if let Some(endpoint) = &s3.endpoint {
-            builder = builder.endpoint(endpoint);
-        }
-        if let Some(region) = &s3.region {
-            builder = builder.region(region);
-        }
-        if let Some(path_style) = s3.path_style {
-            builder = builder.path_style(path_style);
-        }
-        if s3.allow_http {
-            builder = builder.allow_http(true);
-        }
-        return Ok(Arc::new(builder.build()?));
-    }
-    if let Some((scheme, _)) = spec.split_once("://") {
-        return Err(Error::Config(format!(
-            "unsupported store scheme {scheme}:// (expected a directory path or s3://bucket/prefix)"
-        )));
-    }
-    Ok(Arc::new(FsStore::new(spec)?))
-}
+use backup_core::{Manifest, human_bytes};
 
 /// One line per backup, newest first, with a header.
 pub fn backup_table(backups: &[Arc<Manifest>]) -> String {

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use backup_core::{Compression, Schedule};
-use backup_examples::backupd::config::{Defaults, RawDatabase};
-use backup_examples::backupd::http::fuzzing;
+use backupd::config::{Defaults, RawDatabase};
+use backupd::http::fuzzing;
 use libfuzzer_sys::fuzz_target;
 
 fn defaults() -> Defaults {
@@ -44,7 +44,7 @@ fn base() -> RawDatabase {
     }
 }
 
-fn check_client_error(e: &backup_examples::backupd::http::ApiError) {
+fn check_client_error(e: &backupd::http::ApiError) {
     let (status, _, message) = fuzzing::describe(e);
     assert!((400..500).contains(&status), "status {status}: {message}");
 }

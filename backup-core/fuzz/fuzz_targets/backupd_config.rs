@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use backup_examples::backupd::config::load;
+use backupd::config::load;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

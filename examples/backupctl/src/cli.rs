@@ -1,0 +1,114 @@
+//! The command line: global options, one subcommand each, and how the
+//! outcome becomes the exit status.
+
+use std::process::ExitCode;
+
+use backup_core::{Error, Result};
+use clap::{Parser, Subcommand};
+
+use crate::commands::{
+    Context, Outcome, backup, check, delete, gc, health, list, prune, restore, stats, sweep, verify,
+};
+use crate::options::{CryptoOptions, S3Options};
+
+#[derive(Parser)]
+#[command(
+    name = "backupctl",
+    version,
+    about = "Back up, verify and restore databases"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    s3: S3Options,
+    #[command(flatten)]
+    crypto: CryptoOptions,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Take a backup of a PostgreSQL or MongoDB database.
+    Backup(backup::BackupArgs),
+    /// List committed backups, newest first.
+    List(list::ListArgs),
+    /// Re-read a backup and check its size, SHA-256 and MD5.
+    Verify(verify::VerifyArgs),
+    /// Restore a backup into the database named by --pg.
+    Restore(restore::RestoreArgs),
+    /// Delete a backup (manifest first, then artifact).
+    Delete(delete::DeleteArgs),
+    /// Apply retention: delete backups no policy keeps (manual ones are kept
+    /// unless --include-manual; the newest of each source always is).
+    Prune(prune::PruneArgs),
+    /// Count, total size, newest and oldest backup, per tenant and source.
+    Stats(stats::StatsArgs),
+    /// Health per source: healthy, stale (no success within the threshold)
+    /// or failing (last attempt failed). Exit status 1 unless all healthy.
+    Health(health::HealthArgs),
+    /// Remove chunks no incremental backup references any more (after
+    /// deleting or pruning backups). Backs off while a backup is running.
+    Gc(gc::GcArgs),
+    /// Read everything and report missing, corrupt and orphaned objects.
+    /// Exit status 1 if anything is missing or corrupt.
+    Check(check::CheckArgs),
+    /// Remove what failed and crashed backups left: artifacts without a
+    /// manifest, stale in-progress markers, temporary files of killed
+    /// uploads, packs without index. Running backups are never touched.
+    Sweep(sweep::SweepArgs),
+}
+
+async fn run(cli: Cli) -> Result<Outcome> {
+    let ctx = Context {
+        s3: &cli.s3,
+        crypto: &cli.crypto,
+    };
+    match cli.command {
+        Command::Backup(args) => backup::run(args, &ctx).await,
+        Command::List(args) => list::run(args, &ctx).await,
+        Command::Verify(args) => verify::run(args, &ctx).await,
+        Command::Restore(args) => restore::run(args, &ctx).await,
+        Command::Delete(args) => delete::run(args, &ctx).await,
+        Command::Prune(args) => prune::run(args, &ctx).await,
+        Command::Stats(args) => stats::run(args, &ctx).await,
+        Command::Health(args) => health::run(args, &ctx).await,
+        Command::Gc(args) => gc::run(args, &ctx).await,
+        Command::Check(args) => check::run(args, &ctx).await,
+        Command::Sweep(args) => sweep::run(args, &ctx).await,
+    }
+}
+
+/// Runs `backupctl` with `args` as its command line (program name first):
+/// parses it (exiting with clap's message and status on a bad one), runs
+/// the subcommand and returns the exit status: 0 on success, 1 with a
+/// one-line error on stderr, or 1 when `check` or `health` find a problem.
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BACKUP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("backupctl: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Unhealthy) => ExitCode::FAILURE,
+        Err(e) => {
+            let e: Error = e;
+            eprintln!("backupctl: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! `backupctl delete`: delete a backup (manifest first, then artifact).
+
+use backup_core::Result;
+
+use crate::commands::{Context, Outcome};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DeleteArgs {
+    pub(crate) id: String,
+    #[arg(long)]
+    pub(crate) store: String,
+}
+
+pub(crate) async fn run(args: DeleteArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let DeleteArgs { id, store } = args;
+    let engine = ctx.engine(&store)?;
+    let m = engine.catalog().delete(&id, None).await?;
+    println!("backup {} deleted ({})", m.id, m.artifact);
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,41 @@
+//! `backupctl list`: list committed backups, newest first.
+
+use backup_core::{Filter, Result};
+use backup_examples::backup_table;
+
+use crate::commands::{Context, Outcome, print_json};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListArgs {
+    #[arg(long)]
+    pub(crate) store: String,
+    /// Only this tenant's backups.
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// Only this source's backups.
+    #[arg(long)]
+    pub(crate) source_id: Option<String>,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) async fn run(args: ListArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let ListArgs {
+        store,
+        tenant,
+        source_id,
+        json,
+    } = args;
+    let engine = ctx.engine(&store)?;
+    let mut filter = Filter::all();
+    filter.tenant = tenant;
+    filter.source_id = source_id;
+    let backups = engine.catalog().list(&filter).await?;
+    if json {
+        let plain: Vec<_> = backups.iter().map(|m| m.as_ref()).collect();
+        print_json(&plain);
+    } else {
+        print!("{}", backup_table(&backups));
+    }
+    Ok(Outcome::Ok)
+}

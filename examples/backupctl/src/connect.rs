@@ -1,0 +1,187 @@
+//! Database connections from the command line: `--pg` / `--mongo`
+//! strings, passwords from the environment or `--password-file` (never
+//! argv), and the source or target they name.
+
+use backup_core::{DumpSource, Error, RestoreTarget, Result, Secret};
+use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
+use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
+
+/// Which engine a connection string is for, in messages.
+#[derive(Clone, Copy)]
+enum DbKind {
+    Postgres,
+    Mongo,
+}
+
+impl DbKind {
+    fn password_var(self) -> &'static str {
+        match self {
+            DbKind::Postgres => "PGPASSWORD",
+            DbKind::Mongo => "MONGODB_PASSWORD",
+        }
+    }
+}
+
+/// Whether a connection URL carries a password in its user-info (which
+/// runs to the last `@`).
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+    rest.rsplit_once('@').is_some_and(|(u, _)| u.contains(':'))
+}
+
+/// Warns an interactive user when a connection URL carries a password: it
+/// is then visible in `ps` and shell history (the tools themselves never
+/// get it on argv).
+fn warn_password_in_url(url: &str, engine: DbKind) {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return; // scripts keep their one-line errors
+    }
+    if url_has_password(url) {
+        eprintln!(
+            "backupctl: warning: the URL carries a password, visible in `ps` and shell history; prefer {} or --password-file",
+            engine.password_var()
+        );
+    }
+}
+
+/// The password from `--password-file`: its first line, from a file
+/// other users cannot read.
+fn read_password_file(path: &std::path::Path) -> Result<Secret> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::Config(format!("--password-file {shown}: {e}")))?;
+    if meta.permissions().mode() & 0o007 != 0 {
+        return Err(Error::Config(format!(
+            "--password-file {shown} is accessible to other users; chmod o-rwx it (or 600)"
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("--password-file {shown}: {e}")))?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(Error::Config(format!(
+            "--password-file {shown} is empty; put the password on its first line"
+        )));
+    }
+    Ok(Secret::new(line))
+}
+
+/// The password for a connection without one in its URL: `--password-file`,
+/// else the engine's environment variable. A password given twice (URL and
+/// file) is refused rather than one silently winning.
+fn extra_password(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+    engine: DbKind,
+) -> Result<Option<Secret>> {
+    if url_has_password(url) {
+        if password_file.is_some() {
+            return Err(Error::Config(
+                "the password is both in the URL and in --password-file; give it once".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some(path) = password_file {
+        return read_password_file(path).map(Some);
+    }
+    Ok(std::env::var(engine.password_var())
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(Secret::new))
+}
+
+fn pg_connection(url: &str, password_file: Option<&std::path::Path>) -> Result<PgConnection> {
+    warn_password_in_url(url, DbKind::Postgres);
+    let conn = PgConnection::from_url(url)?;
+    Ok(
+        match extra_password(url, password_file, DbKind::Postgres)? {
+            Some(password) => conn.with_password(password),
+            None => conn,
+        },
+    )
+}
+
+fn mongo_connection(uri: &str, password_file: Option<&std::path::Path>) -> Result<MongoConnection> {
+    warn_password_in_url(uri, DbKind::Mongo);
+    let conn = MongoConnection::from_uri(uri)?;
+    match extra_password(uri, password_file, DbKind::Mongo)? {
+        Some(password) => {
+            if conn.username().is_none() {
+                return Err(Error::Config(format!(
+                    "a MongoDB password was given but {} names no user; put it in the connection string (mongodb://USER@host/...)",
+                    conn.redacted_uri()
+                )));
+            }
+            Ok(conn.with_password(password))
+        }
+        None => Ok(conn),
+    }
+}
+
+/// The source named by `--pg` or `--mongo`, and its database name.
+pub(crate) fn dump_source(
+    pg: Option<String>,
+    mongo: Option<String>,
+    password_file: Option<&std::path::Path>,
+    allow_system_db: bool,
+) -> Result<(Box<dyn DumpSource>, String)> {
+    match (pg, mongo) {
+        (_, Some(uri)) => {
+            let conn = mongo_connection(&uri, password_file)?;
+            let database = conn.database().unwrap_or_default().to_string();
+            let source = MongoSource::new(conn).allow_system_databases(allow_system_db);
+            Ok((Box::new(source), database))
+        }
+        (Some(url), None) => {
+            let conn = pg_connection(&url, password_file)?;
+            let database = conn.database().to_string();
+            Ok((Box::new(PostgresSource::new(conn)), database))
+        }
+        (None, None) => Err(Error::Config("give --pg or --mongo".into())),
+    }
+}
+
+/// What `restore_target` needs besides the connection string.
+pub(crate) struct TargetArgs<'a> {
+    pub(crate) target_db: Option<String>,
+    pub(crate) password_file: Option<&'a std::path::Path>,
+    pub(crate) allow_system_db: bool,
+}
+
+/// The target named by `--pg` or `--mongo`, and the database to restore into.
+pub(crate) fn restore_target(
+    pg: Option<String>,
+    mongo: Option<String>,
+    args: TargetArgs<'_>,
+) -> Result<(Box<dyn RestoreTarget>, Option<String>)> {
+    match (pg, mongo) {
+        (_, Some(uri)) => {
+            let conn = mongo_connection(&uri, args.password_file)?;
+            let database = args
+                .target_db
+                .or_else(|| conn.database().map(str::to_string));
+            if let Some(db) = database.as_deref()
+                && backup_mongo::is_system_database(db)
+                && !args.allow_system_db
+            {
+                return Err(Error::Config(format!(
+                    "refusing to restore into the MongoDB system database {db:?}; give --allow-system-db if that is really meant"
+                )));
+            }
+            let target = MongoTarget::new(conn).allow_system_databases(args.allow_system_db);
+            Ok((Box::new(target), database))
+        }
+        (Some(url), None) => {
+            let conn = pg_connection(&url, args.password_file)?;
+            let database = args
+                .target_db
+                .unwrap_or_else(|| conn.database().to_string());
+            let target = PostgresTarget::new(conn).allow_system_databases(args.allow_system_db);
+            Ok((Box::new(target), Some(database)))
+        }
+        (None, None) => Err(Error::Config("give --pg or --mongo".into())),
+    }
+}

@@ -1,0 +1,44 @@
+//! `backupctl`: one-shot backup, list, verify, restore, delete and sweep
+//! over the library, for operators and cron jobs.
+//!
+//! ```text
+//! backupctl backup  --pg postgres://user@host/db --store ./backups [--compression zstd|gzip|none] [--tenant T] [--json]
+//! backupctl backup  --mongo mongodb://user@host/db --store ./backups [...]
+//! backupctl list    --store ./backups [--tenant T] [--json]
+//! backupctl verify  <backup-id> --store ./backups
+//! backupctl restore <backup-id> --store ./backups --pg postgres://user@host/target [--create] [--clean] [--no-owner] [--table T]...
+//! backupctl backup  ... --encrypt-to age1...            # age encryption (repeatable); --passphrase-env VAR for humans
+//! backupctl restore|verify ... --identity key.txt       # or --identity-env VAR
+//! backupctl restore <backup-id> --store ./backups --mongo mongodb://user@host/ --target-db name [--clean] [--table C]...
+//! backupctl delete  <backup-id> --store ./backups
+//! backupctl sweep   --store ./backups [--grace-minutes 60]    # orphans, stale markers, temp files, packs without index
+//! backupctl prune   --store ./backups [--keep-last N] [--max-age 30d] [--keep-daily N --keep-weekly N --keep-monthly N --keep-yearly N] [--include-manual] [--dry-run] [--json]
+//! backupctl stats   --store ./backups [--json]
+//! backupctl health  --store ./backups [--stale-after 24h] [--json]   # exit 0 only if every source is healthy
+//! backupctl backup  ... --type incremental              # deduplicated: stores only chunks the tenant lacks
+//! backupctl gc      --store ./backups [--tenant T] [--grace 1h] [--dry-run] [--json]
+//! backupctl prune   ... --gc-grace 1h                   # then collect garbage as `gc` does
+//! backupctl check   --store ./backups [--tenant T] [--json]        # exit 0 only if nothing is missing or corrupt
+//! ```
+//!
+//! `--store` is a directory or `s3://bucket/prefix`. For S3, credentials come
+//! from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (or the other AWS
+//! sources), the endpoint and region from `--s3-endpoint` / `--s3-region` or
+//! `AWS_ENDPOINT_URL` / `AWS_REGION` (see `--help`).
+//!
+//! Passwords: keep them out of the URL (it is visible in `ps` and shell
+//! history). PostgreSQL: `PGPASSWORD` or `--password-file`; MongoDB:
+//! `MONGODB_PASSWORD` or `--password-file` (with the user name in the
+//! connection string). pg_dump/pg_restore/psql get the password through a
+//! password file that exists only in memory, never on their command line
+//! or in their environment; a MongoDB password stays in the driver. System
+//! databases (MongoDB `admin`, `local`, `config`; PostgreSQL `template0`,
+//! `template1`, and `postgres` with `--clean`) are refused unless
+//! `--allow-system-db`. Exit status 0 on success; otherwise 1 and a one-line
+//! error on stderr.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    backupctl::main_with_args(std::env::args_os())
+}

@@ -1,0 +1,581 @@
+//! The daemon's state: the engine, the scheduler, the registered databases
+//! and the asynchronous operations the API started.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use backup_core::{
+    BackupJob, BackupKind, BackupRequest, DumpSource, Engine, Error, EventBus, Filter,
+    HealthOptions, Job, JobOutcome, JobSpec, KeepLast, KeepWithin, PlanOptions, PruneReport,
+    RestoreOptions, RestoreTarget, Result, RetentionPolicy, Scheduler, Store, Trigger,
+};
+use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::auth::{Audit, Tokens};
+use super::config::{Config, DatabaseConfig, Engine as DbEngine};
+use super::error::ApiError;
+use super::metrics::Metrics;
+use super::packages;
+use super::tenancy;
+
+/// Scheduler job id of the package builder (`_` ids are reserved, so no
+/// database can take it).
+pub const PACKAGE_JOB: &str = "_packages";
+
+/// State of an asynchronous operation started through the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Operation {
+    /// Operation id.
+    pub id: String,
+    /// `backup`, `restore` or `package`.
+    pub kind: String,
+    /// Tenant it belongs to (`None`: started by a token without a tenant,
+    /// possibly spanning tenants; visible to such tokens only).
+    pub tenant: Option<String>,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// What it produced (backup id, restore report...).
+    pub result: Option<serde_json::Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The error's code (`upstream_auth_failed`, ...), as the API would
+    /// answer it.
+    pub error_code: Option<String>,
+}
+
+/// What a restore asks for.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// The source's own database or a new one.
+    pub target_database: String,
+    /// Drop what exists first (own database only).
+    pub clean: bool,
+    /// The caller's tenant when its token is bound to one.
+    pub caller_tenant: Option<String>,
+}
+
+/// Everything the API handlers share.
+pub struct App {
+    /// Validated configuration.
+    pub config: Config,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Engine with the global compression.
+    pub engine: Engine,
+    /// The scheduler.
+    pub scheduler: Scheduler,
+    /// Registered databases by id.
+    pub databases: RwLock<BTreeMap<String, DatabaseConfig>>,
+    /// API-started operations by id.
+    pub operations: Mutex<HashMap<String, Operation>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Tokens.
+    pub tokens: Tokens,
+    /// Audit log.
+    pub audit: Audit,
+    /// Events.
+    pub events: EventBus,
+    /// Set once shutdown begins (readiness turns false).
+    pub stopping: CancellationToken,
+    /// Held while a database is checked and registered, so two requests
+    /// cannot both claim one database for different tenants.
+    pub registration: tokio::sync::Mutex<()>,
+    /// API-started operations (restores, packages) still running; a
+    /// draining shutdown waits for them as for scheduled backups.
+    pub tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the source for a database entry.
+pub fn make_source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
+    match db.engine {
+        DbEngine::Postgres => Ok(Arc::new(PostgresSource::new(pg_connection(
+            db,
+            &db.database_name,
+        )))),
+        DbEngine::Mongodb => crate::mongo::source(db),
+    }
+}
+
+/// Builds the restore target for a database entry.
+pub fn make_target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
+    match db.engine {
+        DbEngine::Postgres => Ok(Arc::new(PostgresTarget::new(pg_connection(
+            db,
+            &db.database_name,
+        )))),
+        DbEngine::Mongodb => crate::mongo::target(db),
+    }
+}
+
+fn pg_connection(db: &DatabaseConfig, database: &str) -> PgConnection {
+    let mut conn = PgConnection::new(
+        db.host.clone(),
+        db.port,
+        db.username.clone().unwrap_or_else(|| "postgres".into()),
+        database,
+    );
+    if let Some(p) = &db.password {
+        conn = conn.with_password(p.clone());
+    }
+    if let Some(mode) = &db.sslmode {
+        conn = conn.with_sslmode(mode.clone());
+    }
+    conn
+}
+
+/// Retention policies of a database entry.
+pub fn retention(db: &DatabaseConfig) -> Vec<Arc<dyn RetentionPolicy>> {
+    let mut out: Vec<Arc<dyn RetentionPolicy>> = Vec::new();
+    if let Some(n) = db.max_backups {
+        out.push(Arc::new(KeepLast(n)));
+    }
+    if let Some(days) = db.retention_days {
+        out.push(Arc::new(KeepWithin::days(days)));
+    }
+    out
+}
+
+impl App {
+    /// The engine for one database (its own compression).
+    pub fn engine_for(&self, db: &DatabaseConfig) -> Engine {
+        self.engine
+            .clone()
+            .with_compressor(Arc::new(db.compression))
+    }
+
+    /// Refuses `db` when another tenant has a registered database that may
+    /// be the same one (entry `replacing` excepted: the one being changed).
+    pub async fn check_owner(
+        &self,
+        db: &DatabaseConfig,
+        replacing: Option<&str>,
+    ) -> std::result::Result<(), ApiError> {
+        let entries: Vec<DatabaseConfig> = self
+            .databases
+            .read()
+            .expect("databases lock")
+            .values()
+            .filter(|d| Some(d.id.as_str()) != replacing)
+            .cloned()
+            .collect();
+        match tenancy::owner_elsewhere(
+            &entries,
+            &db.tenant,
+            db.engine,
+            &db.host,
+            db.port,
+            &db.database_name,
+        )
+        .await
+        {
+            None => Ok(()),
+            Some(_) => Err(ApiError::forbidden(
+                "database_not_allowed",
+                format!(
+                    "database {:?} on {}:{} belongs to another tenant: tenant {} may not use it",
+                    db.database_name, db.host, db.port, db.tenant
+                ),
+            )),
+        }
+    }
+
+    /// Checks `db` against every other tenant's databases, then registers
+    /// it (replacing entry `replacing`), atomically with respect to other
+    /// registrations.
+    pub async fn register_checked(
+        self: &Arc<Self>,
+        db: DatabaseConfig,
+        replacing: Option<&str>,
+    ) -> std::result::Result<(), ApiError> {
+        tenancy::check_database_name(db.engine, &db.database_name)
+            .map_err(|e| ApiError::bad_request(format!("database_name: {e}")))?;
+        let _guard = self.registration.lock().await;
+        self.check_owner(&db, replacing).await?;
+        self.register(db).await.map_err(ApiError::from)
+    }
+
+    /// Registers or replaces a database and its scheduler job, without the
+    /// checks of [`App::register_checked`] (its only caller). The last
+    /// scheduled backup in the catalog drives the misfire check. Each run
+    /// checks again that no other tenant has the database.
+    async fn register(self: &Arc<Self>, db: DatabaseConfig) -> Result<()> {
+        let source = make_source(&db)?;
+        let mut filter = Filter::tenant(&db.tenant).source(&db.id);
+        filter.kind = Some(BackupKind::Scheduled);
+        let last_run = self
+            .engine
+            .catalog()
+            .list(&filter)
+            .await
+            .ok()
+            .and_then(|l| l.first().map(|m| m.started_at));
+        let job = BackupJob {
+            engine: self.engine_for(&db),
+            source,
+            request: BackupRequest::new(&db.id).tenant(&db.tenant),
+            retention: retention(&db),
+        };
+        let guarded = GuardedJob {
+            app: Arc::downgrade(self),
+            db: db.clone(),
+            inner: job,
+        };
+        self.scheduler.upsert(
+            JobSpec::new(&db.id, db.schedule.clone(), Arc::new(guarded))
+                .last_run(last_run.or(Some(Utc::now()))),
+        )?;
+        self.metrics.touch(&db.tenant, &db.id);
+        self.databases
+            .write()
+            .expect("databases lock")
+            .insert(db.id.clone(), db);
+        Ok(())
+    }
+
+    /// Removes a database and its job (its backups stay).
+    pub fn unregister(&self, id: &str) -> bool {
+        self.scheduler.remove(id);
+        self.databases
+            .write()
+            .expect("databases lock")
+            .remove(id)
+            .is_some()
+    }
+
+    /// A database visible to `tenant` (every one when `None`).
+    pub fn database(&self, id: &str, tenant: Option<&str>) -> Option<DatabaseConfig> {
+        self.databases
+            .read()
+            .expect("databases lock")
+            .get(id)
+            .filter(|d| tenant.is_none_or(|t| t == d.tenant))
+            .cloned()
+    }
+
+    /// Databases visible to `tenant`.
+    pub fn databases_for(&self, tenant: Option<&str>) -> Vec<DatabaseConfig> {
+        self.databases
+            .read()
+            .expect("databases lock")
+            .values()
+            .filter(|d| tenant.is_none_or(|t| t == d.tenant))
+            .cloned()
+            .collect()
+    }
+
+    /// Health options: the registered databases are expected sources with
+    /// their own thresholds.
+    pub fn health_options(&self, tenant: Option<&str>) -> HealthOptions {
+        let dbs = self.databases_for(tenant);
+        HealthOptions {
+            stale_after: self.config.stale_after,
+            per_source: dbs
+                .iter()
+                .map(|d| (format!("{}/{}", d.tenant, d.id), d.stale_after))
+                .collect(),
+            expected: dbs
+                .iter()
+                .map(|d| (d.tenant.clone(), d.id.clone()))
+                .collect(),
+        }
+    }
+
+    /// Starts an operation and returns its id; `work` runs in the
+    /// background and its outcome is recorded.
+    pub fn start_operation<F>(self: &Arc<Self>, kind: &str, tenant: Option<&str>, work: F) -> String
+    where
+        F: std::future::Future<Output = std::result::Result<serde_json::Value, ApiError>>
+            + Send
+            + 'static,
+    {
+        let id = backup_core::new_backup_id(Utc::now());
+        let op = Operation {
+            id: id.clone(),
+            kind: kind.to_string(),
+            tenant: tenant.map(str::to_string),
+            status: "running".into(),
+            started_at: Utc::now(),
+            finished_at: None,
+            result: None,
+            error: None,
+            error_code: None,
+        };
+        {
+            let mut ops = self.operations.lock().expect("operations lock");
+            // Keep the table bounded: forget the oldest finished ones.
+            if ops.len() >= 10_000 {
+                let mut finished: Vec<(DateTime<Utc>, String)> = ops
+                    .values()
+                    .filter(|o| o.finished_at.is_some())
+                    .map(|o| (o.started_at, o.id.clone()))
+                    .collect();
+                finished.sort();
+                for (_, old) in finished.into_iter().take(1000) {
+                    ops.remove(&old);
+                }
+            }
+            ops.insert(id.clone(), op);
+        }
+        let me = Arc::clone(self);
+        let op_id = id.clone();
+        self.tracker.spawn(async move {
+            let outcome = work.await;
+            let mut ops = me.operations.lock().expect("operations lock");
+            if let Some(op) = ops.get_mut(&op_id) {
+                op.finished_at = Some(Utc::now());
+                match outcome {
+                    Ok(v) => {
+                        op.status = "succeeded".into();
+                        op.result = Some(v);
+                    }
+                    Err(e) => {
+                        op.status = "failed".into();
+                        op.error = Some(e.message);
+                        op.error_code = Some(e.code.to_string());
+                    }
+                }
+            }
+        });
+        id
+    }
+
+    /// Restores backup `id` (visible to `tenant`) into the target database
+    /// on its database's server: the source's own database, or a new one.
+    /// Never a system database, another registered database, or one of
+    /// another tenant; `clean` only over the source's own database. A
+    /// tenant-bound caller also stays within its tenant's
+    /// `allowed_databases`.
+    pub async fn restore(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+        request: RestoreRequest,
+    ) -> std::result::Result<serde_json::Value, ApiError> {
+        let RestoreRequest {
+            target_database,
+            clean,
+            caller_tenant,
+        } = request;
+        let manifest = self.engine.catalog().get(id, tenant).await?;
+        let db = self
+            .database(&manifest.source_id, Some(&manifest.tenant))
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "database_not_registered",
+                    format!(
+                        "backup {id} belongs to database {:?}, which is not registered: register it to restore",
+                        manifest.source_id
+                    ),
+                )
+            })?;
+        let database = target_database;
+        tenancy::check_database_name(db.engine, &database)
+            .map_err(|e| ApiError::bad_request(format!("target_database: {e}")))?;
+        let mut target_db = db.clone();
+        target_db.database_name = database.clone();
+        // Checked again here: whatever happened since registration, never
+        // over another tenant's database.
+        self.check_owner(&target_db, None).await?;
+        let own = database == db.database_name;
+        if !own {
+            let taken = self
+                .databases
+                .read()
+                .expect("databases lock")
+                .values()
+                .any(|d| tenancy::same_name(&d.database_name, &database));
+            if taken {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "target_registered",
+                    format!(
+                        "{database:?} is a registered database: restore into the source's own database or a new one"
+                    ),
+                ));
+            }
+            if clean {
+                return Err(ApiError::bad_request(
+                    "clean applies only to restoring over the source's own database",
+                ));
+            }
+            if let Some(t) = caller_tenant.as_deref()
+                && !self
+                    .config
+                    .tenants
+                    .get(t)
+                    .is_some_and(|p| p.allows_database(&database))
+            {
+                return Err(ApiError::forbidden(
+                    "database_not_allowed",
+                    format!(
+                        "tenant {t} may not create database {database:?} (tenants.{t}.allowed_databases)"
+                    ),
+                ));
+            }
+        }
+        let target = make_target(&db)?;
+        let options = RestoreOptions::into_database(&database)
+            .new_database_only(!own)
+            .clean(clean);
+        let report = self
+            .engine
+            .restore(id, Some(&manifest.tenant), target.as_ref(), &options)
+            .await?;
+        Ok(serde_json::to_value(report).expect("reports serialise"))
+    }
+
+    /// Runs retention for every registered database visible to `tenant`,
+    /// and package retention.
+    pub async fn cleanup(&self, tenant: Option<&str>, dry_run: bool) -> Result<PruneReport> {
+        let mut report = PruneReport {
+            dry_run,
+            ..PruneReport::default()
+        };
+        for db in self.databases_for(tenant) {
+            let policies = retention(&db);
+            if policies.is_empty() {
+                continue;
+            }
+            let refs: Vec<&dyn RetentionPolicy> = policies.iter().map(|p| p.as_ref()).collect();
+            let part = self
+                .engine
+                .prune(
+                    &Filter::tenant(&db.tenant).source(&db.id),
+                    &refs,
+                    PlanOptions::default(),
+                    dry_run,
+                )
+                .await?;
+            report.sources.extend(part.sources);
+        }
+        if !dry_run && let Some(pc) = &self.config.packages {
+            let tenants: std::collections::BTreeSet<String> = self
+                .databases_for(tenant)
+                .into_iter()
+                .map(|d| d.tenant)
+                .collect();
+            for t in tenants {
+                packages::prune(
+                    &self.store,
+                    &t,
+                    pc.max_backups,
+                    pc.retention_days,
+                    Utc::now(),
+                )
+                .await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Builds one package per tenant (within `tenant` if given) from the
+    /// newest backup of each `package: true` database.
+    pub async fn build_packages(
+        &self,
+        tenant: Option<&str>,
+        kind: &str,
+    ) -> Result<Vec<packages::PackageManifest>> {
+        let format = self
+            .config
+            .packages
+            .as_ref()
+            .map(|p| p.format)
+            .unwrap_or(packages::PackageFormat::Zip);
+        let mut by_tenant: BTreeMap<String, Vec<Arc<backup_core::Manifest>>> = BTreeMap::new();
+        for db in self.databases_for(tenant).into_iter().filter(|d| d.package) {
+            let latest = self
+                .engine
+                .catalog()
+                .list(&Filter::tenant(&db.tenant).source(&db.id))
+                .await?;
+            let entry = by_tenant.entry(db.tenant.clone()).or_default();
+            if let Some(m) = latest.into_iter().next() {
+                entry.push(m);
+            }
+        }
+        if by_tenant.is_empty() {
+            return Err(Error::Config(
+                "no database is marked `package: true`".into(),
+            ));
+        }
+        let mut built = Vec::new();
+        for (t, latest) in by_tenant {
+            let p = packages::build(&self.engine, &t, format, kind, latest).await?;
+            self.metrics.package_built(&t);
+            if let Some(pc) = &self.config.packages {
+                packages::prune(
+                    &self.store,
+                    &t,
+                    pc.max_backups,
+                    pc.retention_days,
+                    Utc::now(),
+                )
+                .await?;
+            }
+            built.push(p);
+        }
+        Ok(built)
+    }
+}
+
+/// A database's backup job, preceded on every run by the ownership check:
+/// a run never dumps a database that another tenant has registered.
+#[derive(Debug)]
+pub struct GuardedJob {
+    /// The daemon (weak, so the scheduler does not keep it alive).
+    pub app: std::sync::Weak<App>,
+    /// The entry the job was built from.
+    pub db: DatabaseConfig,
+    /// The backup itself.
+    pub inner: BackupJob,
+}
+
+#[async_trait]
+impl Job for GuardedJob {
+    async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome> {
+        let app = self.app.upgrade().ok_or(Error::Cancelled)?;
+        tenancy::check_database_name(self.db.engine, &self.db.database_name)
+            .map_err(|e| Error::Config(format!("database {}: {e}", self.db.id)))?;
+        app.check_owner(&self.db, Some(&self.db.id))
+            .await
+            .map_err(|e| Error::Config(e.message))?;
+        self.inner.run(trigger, cancel).await
+    }
+}
+
+/// The scheduler job that builds packages on `package-conf.schedule`.
+#[derive(Debug)]
+pub struct PackageJob {
+    /// The daemon (weak, so the scheduler does not keep it alive).
+    pub app: std::sync::Weak<App>,
+}
+
+#[async_trait]
+impl Job for PackageJob {
+    async fn run(&self, trigger: &Trigger, _cancel: CancellationToken) -> Result<JobOutcome> {
+        let app = self.app.upgrade().ok_or(Error::Cancelled)?;
+        let built = app.build_packages(None, trigger.kind.as_str()).await?;
+        Ok(JobOutcome {
+            backup_id: built.first().map(|p| p.id.clone()),
+        })
+    }
+}

@@ -1,0 +1,924 @@
+//! backupd end to end: the real daemon binary on a random loopback port,
+//! a real PostgreSQL (throwaway cluster or `BACKUP_TEST_PG_URL`), the fs
+//! store, and real HTTP.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::{BackupKind, BackupRequest, Engine};
+use backup_postgres::{PostgresSource, TestServer};
+use backup_store_fs::FsStore;
+use backupd::http::ROUTES;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+mod support;
+use support::*;
+
+#[tokio::test]
+async fn the_whole_api_over_http() {
+    let server = TestServer::shared();
+    let db = server.create_database("api_src").await.unwrap();
+    server.pgbench_init(&db, 1).await.unwrap();
+    let password = server
+        .connection(&db)
+        .password()
+        .unwrap()
+        .expose()
+        .to_string();
+    let d = Daemon::start("", 4);
+    let api = Api::new(&d);
+
+    // Register a database at run time; the password is never echoed.
+    let (status, v) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("shop", &db, None, true),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["data"]["has_password"], true);
+    let (status, v) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("shop", &db, None, true),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (_, v) = api.get("/api/v1/databases", READER).await;
+    assert_eq!(v["data"][0]["id"], "shop");
+
+    // Manual backup, asynchronous.
+    let id = backup_now(&api, "shop", ADMIN).await;
+    let (_, listed) = api.get("/api/v1/backups", READER).await;
+    assert_eq!(listed["data"]["total"], 1);
+    let item = &listed["data"]["items"][0];
+    assert_eq!(item["id"], id.as_str());
+    assert_eq!(item["kind"], "manual");
+    assert!(item["size_human"].as_str().unwrap().contains("iB"));
+    let (_, stats) = api.get("/api/v1/backups/stats", READER).await;
+    assert_eq!(stats["data"]["total"]["count"], 1);
+    let (_, status_v) = api.get("/api/v1/status", READER).await;
+    assert_eq!(status_v["data"]["healthy"], true, "{status_v}");
+    assert_eq!(status_v["data"]["sources"][0]["status"], "healthy");
+
+    // Download: streamed, with Content-Length and checksums that match.
+    let resp = api
+        .client
+        .get(format!("{}/api/v1/backups/{id}/download", d.base))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let length: u64 = resp.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let header_sha = resp.headers()["x-checksum-sha256"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let bytes = resp.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, length);
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes)),
+        item["stored"]["sha256"].as_str().unwrap()
+    );
+    assert_eq!(header_sha, item["stored"]["sha256"].as_str().unwrap());
+
+    // Restore into a new database, asynchronously, and compare.
+    let target = format!("{db}_restored");
+    let (status, v) = api
+        .post(
+            &format!("/api/v1/backups/{id}/restore"),
+            ADMIN,
+            json!({"target_database": target, "clean": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        server.fingerprint(&db).await.unwrap(),
+        server.fingerprint(&target).await.unwrap()
+    );
+
+    // Cleanup with retention: two scheduled backups written beside the
+    // daemon's; max_backups 1 keeps the newest scheduled one and the manual.
+    let engine = Engine::new(Arc::new(FsStore::new(d.store()).unwrap()));
+    for _ in 0..2 {
+        engine
+            .backup(
+                &PostgresSource::new(server.connection(&db)),
+                &BackupRequest::new("shop").kind(BackupKind::Scheduled),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let (_, plan) = api
+        .post("/api/v1/cleanup", ADMIN, json!({"dry_run": true}))
+        .await;
+    assert_eq!(
+        plan["data"]["sources"]["default/shop"]["delete"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{plan}"
+    );
+    let (_, listed) = api.get("/api/v1/backups", READER).await;
+    assert_eq!(listed["data"]["total"], 3, "dry run deletes nothing");
+    let (status, _) = api
+        .post("/api/v1/cleanup", ADMIN, json!({"dry_run": false}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = api.get("/api/v1/backups", READER).await;
+    assert_eq!(listed["data"]["total"], 2);
+
+    // A package, listed and downloaded; its entries are the latest backup.
+    let (status, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/packages?wait=true",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let package_id = v["data"][0]["id"].as_str().unwrap().to_string();
+    let (_, packages) = api.get("/api/v1/packages", READER).await;
+    assert_eq!(packages["data"][0]["id"], package_id.as_str());
+    let zip = api
+        .client
+        .get(format!("{}/api/v1/packages/{package_id}/download", d.base))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let zip_path = d.dir.path().join("package.zip");
+    std::fs::write(&zip_path, &zip).unwrap();
+    let names = zip_entries(&zip_path);
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("shop/") && n.ends_with(".dump.zst")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.ends_with(".manifest.json")),
+        "{names:?}"
+    );
+    assert!(names.contains(&"package.json".to_string()));
+
+    // Metrics moved.
+    let metrics = api
+        .client
+        .get(format!("{}/metrics", d.base))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"backup_total{source="shop",tenant="default",kind="manual",status="success"} 1"#
+        ),
+        "{metrics}"
+    );
+    for name in [
+        "backup_failures_total",
+        "backup_duration_seconds",
+        "backup_bytes",
+        "backup_last_success_timestamp_seconds",
+        "backup_package_total",
+        "available_disk_space_bytes",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+
+    // Delete a backup, then the database.
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/backups/{id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.get(&format!("/api/v1/backups/{id}"), READER).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .call(Method::DELETE, "/api/v1/databases/shop", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The password never appeared in a response, the log or the audit log.
+    for (what, text) in [
+        ("responses", api.all_bodies()),
+        ("logs", d.logs()),
+        ("audit log", d.audit()),
+    ] {
+        assert!(!text.contains(&password), "password in {what}");
+        assert!(
+            !text.contains(ADMIN) && !text.contains(READER),
+            "token in {what}"
+        );
+    }
+    assert!(
+        d.audit().contains(r#""path":"/api/v1/cleanup""#),
+        "{}",
+        d.audit()
+    );
+    server.drop_database(&db).await.unwrap();
+    server.drop_database(&target).await.unwrap();
+}
+
+fn zip_entries(path: &Path) -> Vec<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print('\\n'.join(z.namelist()))"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn tokens_roles_and_tenants() {
+    let server = TestServer::shared();
+    let db_a = server.create_database("api_a").await.unwrap();
+    let db_b = server.create_database("api_b").await.unwrap();
+    for db in [&db_a, &db_b] {
+        server
+            .psql(db, "CREATE TABLE t AS SELECT generate_series(1, 100) AS x")
+            .await
+            .unwrap();
+    }
+    let d = Daemon::start("", 2);
+    let api = Api::new(&d);
+    let (status, v) = api
+        .post(
+            "/api/v1/databases",
+            TENANT_A,
+            database_body("a_db", &db_a, None, false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["data"]["tenant"], "a",
+        "bound tokens register into their tenant"
+    );
+    let (status, _) = api
+        .post(
+            "/api/v1/databases",
+            TENANT_A,
+            database_body("x_db", &db_b, Some("b"), false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("b_db", &db_b, Some("b"), false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let backup_a = backup_now(&api, "a_db", TENANT_A).await;
+    let backup_b = backup_now(&api, "b_db", ADMIN).await;
+
+    // No token, bad token: 401.
+    for token in [None, Some("not-a-real-token-at-all")] {
+        let (status, v) = api.call(Method::GET, "/api/v1/backups", token, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+        assert_eq!(v["success"], false);
+    }
+    // Readers may read, not change.
+    assert_eq!(api.get("/api/v1/backups", READER).await.0, StatusCode::OK);
+    for (method, path, body) in [
+        (
+            Method::POST,
+            format!("/api/v1/backups/{backup_a}/restore"),
+            Some(json!({})),
+        ),
+        (Method::DELETE, format!("/api/v1/backups/{backup_a}"), None),
+        (
+            Method::POST,
+            "/api/v1/backups".to_string(),
+            Some(json!({"database_id": "a_db"})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/cleanup".to_string(),
+            Some(json!({"dry_run": true})),
+        ),
+        (Method::DELETE, "/api/v1/databases/a_db".to_string(), None),
+    ] {
+        let (status, v) = api
+            .call(method.clone(), &path, Some(READER), body.clone())
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "reader {method} {path}: {v}");
+        let (status, _) = api.call(method, &path, Some(TENANT_B), body).await;
+        assert!(
+            matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+            "{path}"
+        );
+    }
+    // Tenant A sees only its own.
+    let (_, listed) = api.get("/api/v1/backups", TENANT_A).await;
+    assert_eq!(listed["data"]["total"], 1);
+    assert_eq!(listed["data"]["items"][0]["id"], backup_a.as_str());
+    for path in [
+        format!("/api/v1/backups/{backup_b}"),
+        format!("/api/v1/backups/{backup_b}/download"),
+        "/api/v1/databases/b_db".to_string(),
+        "/api/v1/backups?tenant=b".to_string(),
+    ] {
+        let (status, v) = api.get(&path, TENANT_A).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {v}");
+    }
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/backups/{backup_b}/restore"),
+            TENANT_A,
+            json!({"target_database": "stolen"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/backups/{backup_b}"),
+            Some(TENANT_A),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, stats) = api.get("/api/v1/backups/stats", TENANT_A).await;
+    assert_eq!(stats["data"]["total"]["count"], 1);
+
+    // Ids, not file names: traversal is rejected.
+    for path in [
+        "/api/v1/backups/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/backups/..%2F..%2Fetc%2Fpasswd/download",
+        "/api/v1/packages/..%2F..%2Fetc%2Fpasswd/download",
+        "/api/v1/backups/%2Fetc%2Fpasswd",
+    ] {
+        let (status, v) = api.get(path, ADMIN).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {v}");
+    }
+    assert!(
+        !api.all_bodies().contains("root:"),
+        "a traversal read a file"
+    );
+    server.drop_database(&db_a).await.unwrap();
+    server.drop_database(&db_b).await.unwrap();
+}
+
+#[tokio::test]
+async fn openapi_matches_the_routes() {
+    let d = Daemon::start("", 2);
+    let api = Api::new(&d);
+    let (status, doc) = api.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut routes: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+    // Every documented route exists: it answers with our JSON envelope (or
+    // plain text for the root probes), never the router's bare 404/405.
+    for route in ROUTES {
+        let (method, path) = (route.method, route.path);
+        let url_path = path.replace("{id}", "20250101T000000Z-00000000");
+        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({}));
+        let (status, v) = api.call(method.clone(), &url_path, Some(ADMIN), body).await;
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        if status == StatusCode::NOT_FOUND {
+            assert_eq!(v["success"], false, "{method} {path} is not routed: {v}");
+            assert_ne!(v["error"]["code"], "no_such_route", "{method} {path}: {v}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn fifty_concurrent_backups_with_four_at_a_time() {
+    let server = TestServer::shared();
+    let db = server.create_database("api_load").await.unwrap();
+    server
+        .psql(
+            &db,
+            "CREATE TABLE t AS SELECT i, md5(i::text) FROM generate_series(1, 20000) i",
+        )
+        .await
+        .unwrap();
+    let d = Daemon::start("", 4);
+    let api = Arc::new(Api::new(&d));
+    // Ten databases (runs of one database never overlap, so the global
+    // limit needs several to be reached).
+    for i in 0..10 {
+        let (status, _) = api
+            .post(
+                "/api/v1/databases",
+                ADMIN,
+                database_body(&format!("load{i}"), &db, None, false),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let started = std::time::Instant::now();
+    let requests = (0..50).map(|i| {
+        let api = api.clone();
+        async move {
+            let id = format!("load{}", i % 10);
+            let (status, v) = api
+                .post("/api/v1/backups", ADMIN, json!({"database_id": id}))
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+            v["data"]["job_id"].as_str().unwrap().to_string()
+        }
+    });
+    let jobs = futures::future::join_all(requests).await;
+    let accepted = started.elapsed();
+    let mut peak_seen = 0u64;
+    for job in &jobs {
+        let record = api.wait_job(job, ADMIN).await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+        let (_, s) = api.get("/api/v1/status", READER).await;
+        peak_seen = peak_seen.max(
+            s["data"]["running"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{s}")),
+        );
+    }
+    let total = started.elapsed();
+    let (_, s) = api.get("/api/v1/status", READER).await;
+    let peak = s["data"]["peak_running"].as_u64().unwrap();
+    assert!(peak <= 4, "peak {peak}");
+    assert_eq!(peak, 4, "the limit was reached");
+    assert!(peak_seen <= 4);
+    let (_, listed) = api.get("/api/v1/backups?limit=1000", READER).await;
+    assert_eq!(listed["data"]["total"], 50);
+    println!(
+        "load: 50 backup requests accepted in {:.2} s, all complete in {:.1} s, peak running {peak} (limit 4)",
+        accepted.as_secs_f64(),
+        total.as_secs_f64()
+    );
+    server.drop_database(&db).await.unwrap();
+}
+
+#[test]
+fn invalid_config_refuses_to_start_with_one_line_per_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        r#"
+global: {schedule: "0 2 * * *", compression: gzip}
+storage: {type: fs, path: ./backups}
+auth: {tokens: [{token_var: NOT_SET_ANYWHERE, role: admin}]}
+databases:
+  - {id: ok, engine: postgres, database_name: a}
+  - {id: bad, engine: postgres, database_name: b, schedule: "0 25 * * *"}
+  - {id: worse, engine: oracle, database_name: c}
+"#,
+    )
+    .unwrap();
+    let out = Command::new(daemon_binary())
+        .args(["--config", "config.yaml"])
+        .current_dir(dir.path())
+        .env_remove("NOT_SET_ANYWHERE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for want in [
+        r#"databases[1].schedule: invalid cron "0 25 * * *": hour out of range"#,
+        r#"databases[2].engine: unknown engine "oracle""#,
+        "auth.tokens[0].token_var: environment variable NOT_SET_ANYWHERE is not set",
+        "refusing to start",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn grafana_dashboard_uses_the_exported_metrics() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let dash: Value = serde_json::from_str(&text).unwrap();
+    let exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["targets"][0]["expr"].as_str().unwrap().to_string())
+        .collect();
+    for metric in [
+        "backup_total",
+        "backup_failures_total",
+        "backup_duration_seconds_bucket",
+        "backup_bytes",
+        "backup_last_success_timestamp_seconds",
+        "backup_package_total",
+        "available_disk_space_bytes",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(metric)),
+            "no panel for {metric}"
+        );
+    }
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
+        .unwrap();
+    let env = |k: &str| Some(format!("value-of-{k}-long-enough"));
+    let config = backupd::config::load(&text, Path::new("."), &env).unwrap();
+    assert_eq!(config.databases.len(), 2);
+}
+
+#[tokio::test]
+async fn sigterm_lets_running_backups_finish() {
+    let server = TestServer::shared();
+    let db = server.create_database("api_term").await.unwrap();
+    server.pgbench_init(&db, 3).await.unwrap();
+    let mut d = Daemon::start("", 2);
+    let api = Api::new(&d);
+    let (status, _) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("term", &db, None, false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = api
+        .post("/api/v1/backups", ADMIN, json!({"database_id": "term"}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Wait until the backup runs, then ask the daemon to stop.
+    for _ in 0..200 {
+        let (_, s) = api.get("/api/v1/status", READER).await;
+        if s["data"]["running"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = d.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let s = d.child.wait().unwrap();
+        (s, d)
+    })
+    .await
+    .unwrap();
+    let (exit, d) = status;
+    assert!(exit.success(), "exit {exit:?}: {}", d.logs());
+    // The backup that was running when SIGTERM arrived was committed.
+    let engine = Engine::new(Arc::new(FsStore::new(d.store()).unwrap()));
+    let listed = engine
+        .catalog()
+        .list(&backup_core::Filter::all())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "{}", d.logs());
+    engine.verify(&listed[0].id, None).await.unwrap();
+    assert!(d.logs().contains("shutting down"), "{}", d.logs());
+    server.drop_database(&db).await.unwrap();
+}
+
+#[tokio::test]
+async fn encrypted_backups_through_the_daemon() {
+    let server = TestServer::shared();
+    let db = server.create_database("api_enc").await.unwrap();
+    server
+        .psql(
+            &db,
+            "CREATE TABLE t AS SELECT i, md5(i::text) AS h FROM generate_series(1, 5000) i",
+        )
+        .await
+        .unwrap();
+    let (_, recipient, secret) = backup_core::AgeIdentities::generate();
+    let d = Daemon::start_with_env(
+        &format!("encryption: {{recipients: [{recipient}], identity_var: AGE_KEY}}"),
+        2,
+        &[("AGE_KEY", secret.expose())],
+    );
+    let api = Api::new(&d);
+    let (status, _) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("enc", &db, None, false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = backup_now(&api, "enc", ADMIN).await;
+    let (_, m) = api.get(&format!("/api/v1/backups/{id}"), READER).await;
+    assert_eq!(m["data"]["encryption"]["recipients"][0], recipient.as_str());
+    let body = api
+        .client
+        .get(format!("{}/api/v1/backups/{id}/download", d.base))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(body.starts_with(b"age-encryption.org/v1\n"));
+    let target = format!("{db}_r");
+    let (_, v) = api
+        .post(
+            &format!("/api/v1/backups/{id}/restore"),
+            ADMIN,
+            json!({"target_database": target}),
+        )
+        .await;
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        server.fingerprint(&db).await.unwrap(),
+        server.fingerprint(&target).await.unwrap()
+    );
+    assert!(!d.logs().contains(secret.expose()), "identity in the logs");
+    server.drop_database(&db).await.unwrap();
+    server.drop_database(&target).await.unwrap();
+}
+
+#[tokio::test]
+async fn incremental_backups_through_the_daemon() {
+    let server = TestServer::shared();
+    let db = server.create_database("api_inc").await.unwrap();
+    server.pgbench_init(&db, 1).await.unwrap();
+    let d = Daemon::start("", 2);
+    let api = Api::new(&d);
+    let (status, _) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("inc", &db, None, true),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let run = |t: &'static str| {
+        let api = &api;
+        async move {
+            let (status, v) = api
+                .post(
+                    "/api/v1/backups",
+                    ADMIN,
+                    json!({"database_id": "inc", "type": t}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+            let job = api
+                .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+                .await;
+            assert_eq!(job["status"], "succeeded", "{job}");
+            job["result"].clone()
+        }
+    };
+    let first = run("incremental").await;
+    assert_eq!(first["type"], "incremental");
+    server
+        .psql(
+            &db,
+            "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 1000",
+        )
+        .await
+        .unwrap();
+    let second = run("incremental").await;
+    let new_bytes = second["dedup"]["stored_bytes"].as_u64().unwrap_or(u64::MAX);
+    let first_bytes = first["dedup"]["stored_bytes"].as_u64().unwrap();
+    assert!(
+        new_bytes * 5 < first_bytes,
+        "second stored {new_bytes} of {first_bytes}: {second}"
+    );
+    let (status, v) = api
+        .post(
+            "/api/v1/backups",
+            ADMIN,
+            json!({"database_id": "inc", "type": "differential"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+
+    // Download: the reassembled dump, with the raw dump's length and SHA-256.
+    let id = second["id"].as_str().unwrap();
+    let resp = api
+        .client
+        .get(format!("{}/api/v1/backups/{id}/download", d.base))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let sha = resp.headers()["x-checksum-sha256"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = resp.bytes().await.unwrap();
+    assert!(
+        body.starts_with(b"PGDMP"),
+        "a pg_dump custom-format file: {:?}",
+        &body[..body.len().min(200)]
+    );
+    assert_eq!(body.len() as u64, second["raw"]["size"].as_u64().unwrap());
+    assert_eq!(hex::encode(Sha256::digest(&body)), sha);
+    assert_eq!(sha, second["raw"]["sha256"].as_str().unwrap());
+
+    // Restore the incremental into a new database.
+    let target = format!("{db}_r");
+    let (_, v) = api
+        .post(
+            &format!("/api/v1/backups/{id}/restore"),
+            ADMIN,
+            json!({"target_database": target}),
+        )
+        .await;
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        server.fingerprint(&db).await.unwrap(),
+        server.fingerprint(&target).await.unwrap()
+    );
+
+    // A package holds the reassembled dump of the latest (incremental) backup.
+    let (status, v) = api
+        .call(
+            Method::POST,
+            "/api/v1/packages?wait=true",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let entry = &v["data"][0]["entries"][0];
+    assert!(
+        entry["artifact"].as_str().unwrap().ends_with(".dump"),
+        "{entry}"
+    );
+    assert_eq!(entry["sha256"], second["raw"]["sha256"]);
+    server.drop_database(&db).await.unwrap();
+    server.drop_database(&target).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_api_cannot_read_the_environment_nor_restore_over_other_databases() {
+    let server = TestServer::shared();
+    let db = server.create_database("api_sec").await.unwrap();
+    server
+        .psql(&db, "CREATE TABLE t AS SELECT 1 AS x")
+        .await
+        .unwrap();
+    let other = server.create_database("api_other").await.unwrap();
+    server
+        .psql(&other, "CREATE TABLE keep AS SELECT 42 AS x")
+        .await
+        .unwrap();
+    let d = Daemon::start("", 2);
+    let api = Api::new(&d);
+
+    // `*_var` over the API would read the daemon's environment (its tokens).
+    let mut body = database_body("sec", &db, None, false);
+    body["username_var"] = json!("T_ADMIN");
+    let (status, v) = api.post("/api/v1/databases", TENANT_A, body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(!api.all_bodies().contains(ADMIN));
+    let mut body = database_body("sec", &db, None, false);
+    body["password"] = json!(12345);
+    let (status, _) = api.post("/api/v1/databases", ADMIN, body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, _) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("sec", &db, None, false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = api
+        .post(
+            "/api/v1/databases",
+            ADMIN,
+            database_body("other", &other, Some("b"), false),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = backup_now(&api, "sec", ADMIN).await;
+
+    // Restores go into the source's own database or a new one only.
+    for target in [other.as_str(), "postgres", "template1"] {
+        let (status, v) = api
+            .post(
+                &format!("/api/v1/backups/{id}/restore"),
+                ADMIN,
+                json!({"target_database": target, "clean": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        let job = api
+            .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+            .await;
+        assert_eq!(
+            job["status"], "failed",
+            "restore into {target} must be refused: {job}"
+        );
+    }
+    let (_, v) = api
+        .post(
+            &format!("/api/v1/backups/{id}/restore"),
+            ADMIN,
+            json!({"target_database": format!("{db}_new")}),
+        )
+        .await;
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // An existing, unregistered database is not overwritten either.
+    let (_, v) = api
+        .post(
+            &format!("/api/v1/backups/{id}/restore"),
+            ADMIN,
+            json!({"target_database": format!("{db}_new")}),
+        )
+        .await;
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"].as_str().unwrap().contains("already exists"),
+        "{job}"
+    );
+    assert_eq!(
+        server.psql(&other, "SELECT x FROM keep").await.unwrap(),
+        "42"
+    );
+
+    // Changing the host drops the stored password unless it is given again.
+    let (status, v) = api
+        .call(
+            Method::PATCH,
+            "/api/v1/databases/sec",
+            Some(ADMIN),
+            Some(json!({"host": "127.0.0.2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["has_password"], false);
+    for d in [&db, &other] {
+        server.drop_database(d).await.unwrap();
+    }
+    server.drop_database(&format!("{db}_new")).await.unwrap();
+}
