@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use backup_core::{Error, Result};
+use backup_core::{Candidate, Error, Leftover, LeftoverReport, Removal, Result};
 
 use crate::PgConnection;
 use crate::tools::{PgTools, psql_all, quote_ident, quote_literal};
@@ -24,63 +24,6 @@ const SUFFIX: &str = "__restore_";
 
 /// The regular expression (PostgreSQL's `~`) staging names match.
 const NAME_PATTERN: &str = "__restore_[0-9a-f]{8}$";
-
-/// A staging database found on the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StagingDatabase {
-    /// Its name, `<target>__restore_<8 hex>`.
-    pub name: String,
-    /// The database the restore was creating.
-    pub target: Option<String>,
-    /// Time since it was created (by the server's clock).
-    pub age: Option<Duration>,
-}
-
-/// What [`crate::PostgresTarget::cleanup_staging`] found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StagingReport {
-    /// Dropped: leftovers of restores that did not finish.
-    pub dropped: Vec<StagingDatabase>,
-    /// Younger than the grace period: possibly a restore still running.
-    pub too_recent: Vec<StagingDatabase>,
-    /// Could not be dropped, and why (in use by a running restore, or an
-    /// error).
-    pub not_dropped: Vec<(StagingDatabase, String)>,
-    /// Databases named like staging databases without our marker: left
-    /// alone.
-    pub unmarked: Vec<String>,
-}
-
-impl StagingReport {
-    /// One line per database, for logs and restore reports.
-    pub(crate) fn describe(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        for s in &self.dropped {
-            lines.push(format!(
-                "dropped {:?}, left by an interrupted restore of {:?}",
-                s.name,
-                s.target.as_deref().unwrap_or("?")
-            ));
-        }
-        for (s, why) in &self.not_dropped {
-            lines.push(format!(
-                "staging database {:?} of an interrupted restore is still there: {why}",
-                s.name
-            ));
-        }
-        for s in &self.too_recent {
-            lines.push(format!(
-                "staging database {:?} of another restore of {:?} exists (started {} s ago)",
-                s.name,
-                s.target.as_deref().unwrap_or("?"),
-                s.age.unwrap_or_default().as_secs()
-            ));
-        }
-        lines
-    }
-}
 
 /// A staging name for `target`, shortened so the whole fits PostgreSQL's
 /// 63 bytes.
@@ -170,21 +113,13 @@ pub(crate) async fn drop_quietly(tools: &PgTools, admin: &PgConnection, staging:
     match maintenance(tools, admin, &[&sql]).await {
         Ok(_) => tracing::info!(%staging, "staging database dropped"),
         Err(e) => {
-            tracing::warn!(%staging, error = %e, "could not drop the staging database of a failed restore; PostgresTarget::cleanup_staging drops it later")
+            tracing::warn!(%staging, error = %e, "could not drop the staging database of a failed restore; RestoreTarget::remove_leftovers drops it later")
         }
     }
 }
 
-/// A row of [`find_all`].
-#[derive(Debug)]
-struct Found {
-    name: String,
-    /// `None`: named like one, but without our marker.
-    marked: Option<StagingDatabase>,
-}
-
 /// Every database named like a staging database, with its marker parsed.
-async fn find_all(tools: &PgTools, admin: &PgConnection) -> Result<Vec<Found>> {
+async fn find_all(tools: &PgTools, admin: &PgConnection) -> Result<Vec<Candidate>> {
     let sql = format!(
         "SELECT coalesce(json_agg(json_build_object('name', datname, 'comment', shobj_description(oid, 'pg_database'), 'now', extract(epoch from now())::bigint) ORDER BY datname), '[]') FROM pg_database WHERE datname ~ {}",
         quote_literal(NAME_PATTERN)
@@ -203,13 +138,13 @@ async fn find_all(tools: &PgTools, admin: &PgConnection) -> Result<Vec<Found>> {
                 .get("comment")
                 .and_then(serde_json::Value::as_str)
                 .and_then(|c| parse_marker(&name, c, now));
-            Some(Found { name, marked })
+            Some(marked.map_or(Candidate::Unmarked(name), Candidate::Marked))
         })
         .collect())
 }
 
 /// `backup-postgres restore staging; created=<epoch>; target=<name>`.
-fn parse_marker(name: &str, comment: &str, now: Option<i64>) -> Option<StagingDatabase> {
+fn parse_marker(name: &str, comment: &str, now: Option<i64>) -> Option<Leftover> {
     let rest = comment.strip_prefix(MARKER)?.strip_prefix("; created=")?;
     let (created, target) = rest.split_once("; target=")?;
     let created: i64 = created.parse().ok()?;
@@ -217,68 +152,50 @@ fn parse_marker(name: &str, comment: &str, now: Option<i64>) -> Option<StagingDa
         .and_then(|now| now.checked_sub(created))
         .and_then(|secs| u64::try_from(secs).ok())
         .map(Duration::from_secs);
-    Some(StagingDatabase {
-        name: name.to_string(),
-        target: Some(target.to_string()),
-        age,
-    })
+    Some(Leftover::new(name, Some(target.to_string()), age))
 }
 
 /// The marked staging databases on the server.
-pub(crate) async fn find(tools: &PgTools, admin: &PgConnection) -> Result<Vec<StagingDatabase>> {
+pub(crate) async fn find(tools: &PgTools, admin: &PgConnection) -> Result<Vec<Leftover>> {
     Ok(find_all(tools, admin)
         .await?
         .into_iter()
-        .filter_map(|f| f.marked)
+        .filter_map(|c| match c {
+            Candidate::Marked(leftover) => Some(leftover),
+            _ => None,
+        })
         .collect())
 }
 
 /// Drops marked staging databases older than `older_than` (only those of
-/// `target`, if given).
+/// `target`, if given). An age the server could not tell (a clock step
+/// back) counts as young.
 pub(crate) async fn cleanup(
     tools: &PgTools,
     admin: &PgConnection,
     older_than: Duration,
     target: Option<&str>,
-) -> Result<StagingReport> {
-    let mut report = StagingReport::default();
-    for found in find_all(tools, admin).await? {
-        let Some(staging) = found.marked else {
-            if target.is_none() {
-                report.unmarked.push(found.name);
+) -> Result<LeftoverReport> {
+    let found = find_all(tools, admin).await?;
+    Ok(
+        LeftoverReport::apply(found, older_than, target, |staging| async move {
+            let sql = format!("DROP DATABASE {}", quote_ident(&staging.name));
+            match maintenance(tools, admin, &[&sql]).await {
+                Ok(_) => Removal::Removed,
+                Err(e) => {
+                    let text = e.to_string();
+                    if text.contains("being accessed by other users") {
+                        Removal::Refused("in use (a restore may still be running)".to_string())
+                    } else if text.contains("does not exist") {
+                        Removal::Vanished
+                    } else {
+                        Removal::Refused(text)
+                    }
+                }
             }
-            continue;
-        };
-        if target.is_some_and(|t| staging.target.as_deref() != Some(t)) {
-            continue;
-        }
-        // An age the server could not tell (a clock step back) counts as
-        // young.
-        if staging.age.is_none_or(|age| age < older_than) {
-            report.too_recent.push(staging);
-            continue;
-        }
-        let sql = format!("DROP DATABASE {}", quote_ident(&staging.name));
-        match maintenance(tools, admin, &[&sql]).await {
-            Ok(_) => {
-                tracing::warn!(staging = %staging.name, target = ?staging.target, "dropped the staging database of an interrupted restore");
-                report.dropped.push(staging);
-            }
-            Err(e) => {
-                let text = e.to_string();
-                let why = if text.contains("being accessed by other users") {
-                    "in use (a restore may still be running)".to_string()
-                } else if text.contains("does not exist") {
-                    continue; // dropped meanwhile by someone else
-                } else {
-                    text
-                };
-                tracing::warn!(staging = %staging.name, reason = %why, "staging database not dropped");
-                report.not_dropped.push((staging, why));
-            }
-        }
-    }
-    Ok(report)
+        })
+        .await,
+    )
 }
 
 #[cfg(test)]
@@ -305,13 +222,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.target.as_deref(), Some("we; ird"));
-        assert_eq!(s.age, Some(Duration::from_secs(60)));
+        assert_eq!(s.idle, Some(Duration::from_secs(60)));
         assert!(parse_marker("x", "someone else's comment", Some(1)).is_none());
         let future = parse_marker(
             "x",
             "backup-postgres restore staging; created=100; target=t",
             Some(50),
         );
-        assert_eq!(future.unwrap().age, None);
+        assert_eq!(future.unwrap().idle, None);
     }
 }

@@ -514,7 +514,7 @@ async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
 
     // The leftover is recognised as a staging database of that target.
     let admin = PostgresTarget::new(server().connection("postgres"));
-    let found = admin.find_staging().await.unwrap();
+    let found = admin.leftovers().await.unwrap();
     let leftover = found
         .iter()
         .find(|s| s.target.as_deref() == Some(target.as_str()))
@@ -523,19 +523,19 @@ async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
         .clone();
     // Young leftovers are kept (a concurrent restore may own them)...
     let report = admin
-        .cleanup_staging(Duration::from_secs(3600))
+        .remove_leftovers(Duration::from_secs(3600))
         .await
         .unwrap();
     assert!(
-        report.dropped.iter().all(|s| s.name != leftover),
+        report.removed.iter().all(|s| s.name != leftover),
         "{report:?}"
     );
     assert!(exists(leftover.clone()).await);
     // ...old ones dropped (once the orphaned pg_restore has gone).
     let started = Instant::now();
     while exists(leftover.clone()).await {
-        let report = admin.cleanup_staging(Duration::ZERO).await.unwrap();
-        if report.dropped.iter().any(|s| s.name == leftover) {
+        let report = admin.remove_leftovers(Duration::ZERO).await.unwrap();
+        if report.removed.iter().any(|s| s.name == leftover) {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "{report:?}");
