@@ -258,6 +258,20 @@ pub enum Candidate {
     Unmarked(String),
 }
 
+impl Candidate {
+    /// The marked leftovers among `found`, in order: what
+    /// [`RestoreTarget::leftovers`] lists.
+    pub fn marked(found: Vec<Candidate>) -> Vec<Leftover> {
+        found
+            .into_iter()
+            .filter_map(|c| match c {
+                Candidate::Marked(leftover) => Some(leftover),
+                Candidate::Unmarked(_) => None,
+            })
+            .collect()
+    }
+}
+
 /// What removing one leftover came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

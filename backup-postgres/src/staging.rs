@@ -157,14 +157,7 @@ fn parse_marker(name: &str, comment: &str, now: Option<i64>) -> Option<Leftover>
 
 /// The marked staging databases on the server.
 pub(crate) async fn find(tools: &PgTools, admin: &PgConnection) -> Result<Vec<Leftover>> {
-    Ok(find_all(tools, admin)
-        .await?
-        .into_iter()
-        .filter_map(|c| match c {
-            Candidate::Marked(leftover) => Some(leftover),
-            _ => None,
-        })
-        .collect())
+    Ok(Candidate::marked(find_all(tools, admin).await?))
 }
 
 /// Drops marked staging databases older than `older_than` (only those of

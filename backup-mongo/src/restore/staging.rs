@@ -186,14 +186,7 @@ async fn find_all(client: &Client, conn: &MongoConnection) -> Result<Vec<Candida
 
 /// The marked staging databases on the server.
 pub(crate) async fn find(client: &Client, conn: &MongoConnection) -> Result<Vec<Leftover>> {
-    Ok(find_all(client, conn)
-        .await?
-        .into_iter()
-        .filter_map(|c| match c {
-            Candidate::Marked(leftover) => Some(leftover),
-            _ => None,
-        })
-        .collect())
+    Ok(Candidate::marked(find_all(client, conn).await?))
 }
 
 /// Drops the marked staging databases idle for `older_than` or more (only
