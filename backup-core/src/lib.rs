@@ -169,8 +169,8 @@ pub use scheduler::{
 };
 pub use secret::Secret;
 pub use source::{
-    DumpOptions, DumpSource, DumpStream, RestoreOptions, RestoreReport, RestoreSession,
-    RestoreTarget, SourceInfo, Versions,
+    Candidate, DumpOptions, DumpSource, DumpStream, Leftover, LeftoverReport, Removal,
+    RestoreOptions, RestoreReport, RestoreSession, RestoreTarget, SourceInfo, Versions,
 };
 pub use store::{
     ByteStream, GetResult, MAX_SMALL_OBJECT, ObjectMeta, PutMode, PutOptions, Store, StoreExt,

@@ -375,37 +375,42 @@ pub fn redact_uri(uri: &str) -> String {
     format!("{scheme}://{userinfo}{hosts}{tail}")
 }
 
+/// Everything but RFC 3986 unreserved characters is encoded.
+const ENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, ENCODED).to_string()
 }
 
+/// Decodes `%XX` escapes (a `%` without two hex digits stays as written);
+/// `None` when the result is not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            out.push(u8::from_str_radix(s.get(i + 1..i + 3)?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|d| d.into_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_round_trip() {
+        assert_eq!(
+            percent_encode("a-_.~Z9/ :@%\u{e9}"),
+            "a-_.~Z9%2F%20%3A%40%25%C3%A9"
+        );
+        assert_eq!(
+            percent_decode("a%2F%c3%a9%zz").as_deref(),
+            Some("a/\u{e9}%zz")
+        );
+        assert_eq!(percent_decode("%FF"), None);
+    }
 
     #[test]
     fn parses_database_and_user() {

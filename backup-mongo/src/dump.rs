@@ -13,10 +13,14 @@ use mongodb::{Client, ClientSession};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::FORMAT;
 use crate::archive::{ArchiveHeader, ArchiveWriter, CollectionMetadata, CollectionType, Namespace};
+use crate::conn::MongoConnection;
 use crate::error::{Side, classify};
 use crate::server::{CollectionSpec, ServerInfo, plan_dump, server_info};
-use crate::{FORMAT, Method, MongoConnection};
+use crate::tools::Method;
+
+mod mongodump;
 
 /// Default size of the chunks the dump stream yields.
 pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
@@ -164,8 +168,7 @@ impl DumpSource for MongoSource {
         let client = self.conn.client().await?;
         let server = server_info(&client, &self.conn, Side::Dump).await?;
         if let Method::Tools(tools) = &self.method {
-            return tools
-                .dump(&client, &self.conn, &database, &opts.only, &server)
+            return mongodump::dump(tools, &client, &self.conn, &database, &opts.only, &server)
                 .await;
         }
         let snapshot = match (self.consistency, server.snapshot_reads) {

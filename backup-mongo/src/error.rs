@@ -4,7 +4,7 @@
 use backup_core::Error;
 use mongodb::error::{Error as DriverError, ErrorKind};
 
-use crate::MongoConnection;
+use crate::conn::MongoConnection;
 
 /// MongoDB's `AuthenticationFailed`.
 const AUTHENTICATION_FAILED: i32 = 18;

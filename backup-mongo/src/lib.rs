@@ -118,7 +118,7 @@ pub use archive::{
 };
 pub use conn::{DEFAULT_SERVER_SELECTION_TIMEOUT, MongoConnection, redact_uri};
 pub use dump::{Consistency, DEFAULT_CHUNK_SIZE, DEFAULT_QUEUE_DEPTH, MongoSource};
-pub use restore::staging::{DEFAULT_STAGING_GRACE, StagingDatabase, StagingReport};
+pub use restore::staging::DEFAULT_STAGING_GRACE;
 pub use restore::{
     DEFAULT_BATCH_BYTES, DEFAULT_BATCH_DOCUMENTS, DEFAULT_INSERT_CONCURRENCY, MongoTarget,
     RestoreStrategy,

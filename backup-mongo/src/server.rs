@@ -9,8 +9,8 @@ use bson::{Bson, Document, doc};
 use futures::TryStreamExt;
 use mongodb::{Client, Database};
 
-use crate::MongoConnection;
 use crate::archive::{CollectionType, MetadataDocument};
+use crate::conn::MongoConnection;
 use crate::error::{NAMESPACE_NOT_FOUND, Side, classify};
 
 /// The smallest wire version (MongoDB 5.0) with snapshot reads outside

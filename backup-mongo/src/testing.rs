@@ -2,16 +2,15 @@
 //! disposable SecantusDB — a MongoDB-compatible stand-in, **not MongoDB**
 //! — or the real server named by `MONGODB_URI`.
 
-use std::fs::File;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use backup_core::testing::server::{ServerProcess, free_port, temp_dir};
 use backup_core::{Error, Result, Secret};
 
-use crate::MongoConnection;
+use crate::conn::MongoConnection;
 
 /// Environment variable naming a real MongoDB deployment for the test
 /// suites (`mongodb://user:password@host:port/?authSource=admin`, a user
@@ -37,10 +36,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// it dies without dropping it.
 #[derive(Debug)]
 pub struct ThrowawaySecantus {
-    child: Child,
+    process: ServerProcess,
     dir: PathBuf,
     binary: PathBuf,
-    port: u16,
 }
 
 impl ThrowawaySecantus {
@@ -80,15 +78,17 @@ impl ThrowawaySecantus {
     /// a few seconds).
     pub fn start() -> Result<ThrowawaySecantus> {
         let binary = Self::find_binary()?;
-        let dir = tempfile::Builder::new()
-            .prefix("backup-secantus-")
-            .tempdir()
-            .map_err(|e| Error::io("creating the server directory", e))?
-            .keep();
+        let dir = temp_dir("backup-secantus-", 0o700)?;
         let mut last = None;
         for _ in 0..3 {
-            match Self::try_start(&binary, &dir) {
-                Ok(server) => return Ok(server),
+            match spawn_server(&binary, &dir, free_port()?, false) {
+                Ok(process) => {
+                    return Ok(ThrowawaySecantus {
+                        process,
+                        dir,
+                        binary,
+                    });
+                }
                 Err(e) => last = Some(e),
             }
         }
@@ -96,94 +96,19 @@ impl ThrowawaySecantus {
         Err(last.expect("at least one attempt"))
     }
 
-    fn try_start(binary: &Path, dir: &Path) -> Result<ThrowawaySecantus> {
-        let port = free_port()?;
-        // One subdirectory per attempt, so the watcher of a failed attempt
-        // never removes the files of the next one.
-        let home = dir.join(format!("server-{port}"));
-        std::fs::create_dir_all(&home)
-            .map_err(|e| Error::io("creating the server directory", e))?;
-        let child = spawn_server(binary, &home, port, false)?;
-        let mut server = ThrowawaySecantus {
-            child,
-            dir: dir.to_path_buf(),
-            binary: binary.to_path_buf(),
-            port,
-        };
-        server.spawn_watcher();
-        server.wait_ready()?;
-        Ok(server)
-    }
-
-    fn home(&self) -> PathBuf {
-        self.dir.join(format!("server-{}", self.port))
-    }
-
-    /// Waits until the server accepts TCP connections.
-    fn wait_ready(&mut self) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let tail =
-                    std::fs::read_to_string(self.home().join("secantusd.log")).unwrap_or_default();
-                let tail: Vec<&str> = tail.lines().rev().take(8).collect();
-                self.kill();
-                return Err(Error::Config(format!(
-                    "secantusd-py exited ({status}) before accepting connections: {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                )));
-            }
-            if started.elapsed() > START_TIMEOUT {
-                self.kill();
-                return Err(Error::Config(format!(
-                    "secantusd-py did not accept connections on port {} within {} s",
-                    self.port,
-                    START_TIMEOUT.as_secs()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
     /// Restarts the server on the same port and data with authentication
     /// required (`--auth`, SCRAM-SHA-256): create users first, without
     /// authentication, then call this. Blocking.
     pub fn restart_with_auth(&mut self) -> Result<()> {
-        self.terminate();
-        self.child = spawn_server(&self.binary, &self.home(), self.port, true)?;
-        self.spawn_watcher();
-        self.wait_ready()
-    }
-
-    /// Kills the server's process group when this process exits, however
-    /// it exits.
-    fn spawn_watcher(&self) {
-        // `kill -9 -PID` signals the server's process group (dash's kill
-        // takes no `--`).
-        let script = format!(
-            "while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -9 -{pid} >/dev/null 2>&1 || kill -9 {pid} >/dev/null 2>&1; kill -0 {me} 2>/dev/null && exit 0; sleep 1; rm -rf '{dir}/server-{port}'; rmdir '{dir}' >/dev/null 2>&1",
-            me = std::process::id(),
-            pid = self.child.id(),
-            dir = self.dir.display(),
-            port = self.port,
-        );
-        let spawned = Command::new("setsid")
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start the server watcher; the server stops only on drop");
-        }
+        // SIGTERM, so WiredTiger checkpoints what was written.
+        self.process.terminate(Duration::from_secs(30));
+        self.process = spawn_server(&self.binary, &self.dir, self.port(), true)?;
+        Ok(())
     }
 
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
-        self.port
+        self.process.port()
     }
 
     /// `mongodb://127.0.0.1:<port>/?directConnection=true&connectTimeoutMS=120000`.
@@ -196,42 +121,13 @@ impl ThrowawaySecantus {
     pub fn uri(&self) -> String {
         format!(
             "mongodb://127.0.0.1:{}/?directConnection=true&connectTimeoutMS=120000",
-            self.port
+            self.port()
         )
-    }
-
-    /// Stops the server gracefully (SIGTERM, so WiredTiger checkpoints
-    /// what was written), killing it if it takes more than 30 s.
-    fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.kill();
-    }
-
-    fn kill(&mut self) {
-        // The whole process group: the launcher and anything it started.
-        let _ = Command::new("sh")
-            .args(["-c", &format!("kill -9 -{}", self.child.id())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 
     /// Stops the server and deletes its files. Called by `Drop`.
     pub fn stop(&mut self) {
-        self.kill();
+        self.process.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -242,41 +138,28 @@ impl Drop for ThrowawaySecantus {
     }
 }
 
-/// Starts `secantusd-py` in its own process group, logging into `home`.
-fn spawn_server(binary: &Path, home: &Path, port: u16, auth: bool) -> Result<Child> {
-    use std::os::unix::process::CommandExt;
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(home.join("secantusd.log"))
-        .map_err(|e| Error::io("creating the server log", e))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| Error::io("creating the server log", e))?;
+/// Starts `secantusd-py` on `port` with its data and log in
+/// `dir/server-<port>` (one per port, so a failed attempt never shares
+/// files with the next), and waits until it accepts connections.
+fn spawn_server(binary: &Path, dir: &Path, port: u16, auth: bool) -> Result<ServerProcess> {
+    let home = dir.join(format!("server-{port}"));
+    std::fs::create_dir_all(&home).map_err(|e| Error::io("creating the server directory", e))?;
     let mut cmd = Command::new(binary);
     cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .arg("--storage-path")
         .arg(home.join("data"))
-        .args(["--log-level", "WARNING"]);
+        .args(["--log-level", "WARNING"])
+        .current_dir(&home);
     if auth {
         cmd.arg("--auth");
     }
-    cmd.current_dir(home)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| Error::io(format!("starting {}", binary.display()), e))
-}
-
-fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| Error::io("finding a free port", e))
+    ServerProcess::spawn(
+        cmd,
+        port,
+        &home.join("secantusd.log"),
+        Some(dir),
+        START_TIMEOUT,
+    )
 }
 
 /// The server the test suites run against: the deployment named by

@@ -210,7 +210,7 @@ async fn standin_a_killed_restore_leaves_a_staging_database_that_is_found_and_dr
     assert!(!database_names().await.contains(&target));
 
     // Reported with its target.
-    let found = admin_target().find_staging().await.unwrap();
+    let found = admin_target().leftovers().await.unwrap();
     let entry = found.iter().find(|s| s.name == leftover).expect("found");
     assert_eq!(entry.target.as_deref(), Some(target.as_str()));
 
@@ -235,7 +235,7 @@ async fn standin_a_killed_restore_leaves_a_staging_database_that_is_found_and_dr
         .unwrap();
     assert!(database_names().await.contains(&leftover));
     let report = admin_target()
-        .cleanup_staging(DEFAULT_STAGING_GRACE)
+        .remove_leftovers(DEFAULT_STAGING_GRACE)
         .await
         .unwrap();
     assert!(
@@ -246,11 +246,11 @@ async fn standin_a_killed_restore_leaves_a_staging_database_that_is_found_and_dr
     // Past the grace period (zero here), dropped; the next restore of the
     // target also does it by itself.
     let report = admin_target()
-        .cleanup_staging(Duration::ZERO)
+        .remove_leftovers(Duration::ZERO)
         .await
         .unwrap();
     assert!(
-        report.dropped.iter().any(|s| s.name == leftover),
+        report.removed.iter().any(|s| s.name == leftover),
         "{report:?}"
     );
     assert!(!database_names().await.contains(&leftover));
@@ -274,7 +274,7 @@ async fn standin_a_running_restore_keeps_its_staging_and_fails_if_it_is_dropped_
         .unwrap();
     // Another host's start-up cleanup with the default grace: kept.
     let report = admin_target()
-        .cleanup_staging(DEFAULT_STAGING_GRACE)
+        .remove_leftovers(DEFAULT_STAGING_GRACE)
         .await
         .unwrap();
     let mine: Vec<_> = report
@@ -284,12 +284,12 @@ async fn standin_a_running_restore_keeps_its_staging_and_fails_if_it_is_dropped_
         .collect();
     assert_eq!(mine.len(), 1, "{report:?}");
     let staging = mine[0].name.clone();
-    assert!(report.dropped.iter().all(|s| s.name != staging));
+    assert!(report.removed.iter().all(|s| s.name != staging));
 
     // A cleanup with no grace at all drops it: the commit then refuses to
     // move whatever is left, instead of committing part of the data.
     admin_target()
-        .cleanup_staging(Duration::ZERO)
+        .remove_leftovers(Duration::ZERO)
         .await
         .unwrap();
     let err = session.commit().await.unwrap_err();

@@ -1,13 +1,12 @@
 //! Disposable PostgreSQL servers for tests, demos and benchmarks (feature
 //! `throwaway`).
 
-use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use backup_core::child::cleared_std_command;
+use backup_core::testing::server::{Watcher, free_port, log_tail, temp_dir};
 use backup_core::{Error, Result, Secret};
 
 use crate::PgConnection;
@@ -45,11 +44,8 @@ impl ThrowawayCluster {
     pub fn start() -> Result<ThrowawayCluster> {
         let bin = find_server_bin()?;
         let as_postgres = is_root();
-        let dir = tempfile::Builder::new()
-            .prefix("backup-pg-")
-            .tempdir()
-            .map_err(|e| Error::io("creating the cluster directory", e))?
-            .keep();
+        // 0755: the server may run as `postgres`.
+        let dir = temp_dir("backup-pg-", 0o755)?;
         let mut cluster = ThrowawayCluster {
             dir,
             bin,
@@ -75,8 +71,6 @@ impl ThrowawayCluster {
     }
 
     fn init(&self) -> Result<()> {
-        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| Error::io("chmod cluster dir", e))?;
         let pwfile = self.dir.join("pwfile");
         std::fs::write(&pwfile, format!("{}\n", self.password.expose()))
             .map_err(|e| Error::io("writing the initdb password file", e))?;
@@ -144,32 +138,20 @@ impl ThrowawayCluster {
         if out.status.success() {
             return Ok(());
         }
-        let log_tail = std::fs::read_to_string(&log).unwrap_or_default();
-        let log_tail: Vec<&str> = log_tail.lines().rev().take(10).collect();
         Err(Error::Config(format!(
             "pg_ctl start failed: {} {}",
             String::from_utf8_lossy(&out.stderr).trim(),
-            log_tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            log_tail(&log, 10)
         )))
     }
 
-    /// Stops the server when this process exits, however it exits.
+    /// Stops the server and removes its files when this process exits,
+    /// however it exits.
     fn spawn_watcher(&self) {
-        let stop = self.shell_stop_command();
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf '{dir}'",
-            pid = std::process::id(),
-            dir = self.dir.display(),
-        );
-        let spawned = cleared_std_command("setsid")
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        Watcher::new()
+            .stop(self.shell_stop_command())
+            .remove(&self.dir)
             .spawn();
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not start the cluster watcher; the cluster stops only on drop");
-        }
     }
 
     fn shell_stop_command(&self) -> String {
@@ -267,15 +249,6 @@ fn is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
-}
-
-fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| Error::io("finding a free port", e))
 }
 
 fn find_server_bin() -> Result<PathBuf> {
@@ -454,14 +427,8 @@ impl TestServer {
     }
 }
 
+/// Percent-encodes every byte but ASCII letters and digits (a valid
+/// encoding of any user name or password).
 fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

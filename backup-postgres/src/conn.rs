@@ -368,21 +368,21 @@ pub fn redact_url(input: &str) -> String {
     format!("{scheme}://{userinfo}{hosts}{tail}")
 }
 
+/// Decodes `%XX` escapes; `None` for a `%` not followed by two hex digits
+/// or a result that is not UTF-8 (refused, never taken literally).
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = s.split('%').skip(1).all(|rest| {
+        rest.as_bytes()
+            .get(..2)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|d| d.into_owned())
 }
 
 #[cfg(test)]
@@ -398,6 +398,25 @@ mod tests {
         assert_eq!(c.sslmode(), Some("require"));
         let c = PgConnection::from_url("postgres://u@/db?host=/tmp/sock&port=5555").unwrap();
         assert_eq!((c.host(), c.port()), ("/tmp/sock", 5555));
+    }
+
+    #[test]
+    fn refuses_malformed_percent_escapes() {
+        for bad in [
+            "postgres://u:p%zzw@h/db",
+            "postgres://u:p%+1w@h/db",
+            "postgres://u:pw%@h/db",
+            "postgres://u%4@h/db",
+            "postgres://u:p%FFw@h/db",
+        ] {
+            let err = PgConnection::from_url(bad).unwrap_err().to_string();
+            assert!(err.contains("bad percent-encoding"), "{bad}: {err}");
+        }
+        let c = PgConnection::from_url("postgres://%C3%A9:%25%2f@h/d%C3%A9").unwrap();
+        assert_eq!(
+            (c.user(), c.password().unwrap().expose(), c.database()),
+            ("\u{e9}", "%/", "d\u{e9}")
+        );
     }
 
     #[test]

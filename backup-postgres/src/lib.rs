@@ -16,7 +16,7 @@
 //!
 //! A restore that creates its target builds it under a staging name and
 //! renames it at commit; leftovers of killed restores are found and
-//! dropped by [`PostgresTarget::cleanup_staging`].
+//! dropped by [`RestoreTarget::remove_leftovers`](backup_core::RestoreTarget::remove_leftovers).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -62,5 +62,5 @@ pub use cluster::{TEST_URL_VAR, TestServer, ThrowawayCluster};
 pub use conn::{PgConnection, redact_url};
 pub use dump::PostgresSource;
 pub use restore::PostgresTarget;
-pub use staging::{DEFAULT_STAGING_GRACE, StagingDatabase, StagingReport};
+pub use staging::DEFAULT_STAGING_GRACE;
 pub use tools::PgTools;

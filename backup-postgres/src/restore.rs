@@ -7,14 +7,17 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::{Error, RestoreOptions, RestoreReport, RestoreSession, RestoreTarget, Result};
+use backup_core::{
+    Error, Leftover, LeftoverReport, RestoreOptions, RestoreReport, RestoreSession, RestoreTarget,
+    Result,
+};
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};
 use tokio::task::JoinHandle;
 
 use crate::PgConnection;
-use crate::staging::{self, StagingReport};
+use crate::staging;
 use crate::tools::{
     PassFile, PgTools, Step, classify, dbname_conninfo, drain_stderr, pg_command, preflight,
 };
@@ -38,7 +41,7 @@ use crate::tools::{
 /// A failed or aborted restore drops it; a killed process leaves it
 /// behind, where it blocks nothing (the target name stays free, so a retry
 /// under "new database only" works) and
-/// [`PostgresTarget::cleanup_staging`] finds and drops it. The next
+/// [`RestoreTarget::remove_leftovers`] finds and drops it. The next
 /// restore creating the same target drops that target's leftovers older
 /// than [`DEFAULT_STAGING_GRACE`](crate::DEFAULT_STAGING_GRACE).
 ///
@@ -96,27 +99,6 @@ impl PostgresTarget {
         self
     }
 
-    /// Staging databases of restores on this server (any target): their
-    /// name, target and age. Leftovers of killed restores show here until
-    /// [`PostgresTarget::cleanup_staging`] drops them.
-    pub async fn find_staging(&self) -> Result<Vec<staging::StagingDatabase>> {
-        staging::find(&self.tools, &self.conn).await
-    }
-
-    /// Drops the staging databases on this server older than
-    /// `older_than` (see [`PostgresTarget::find_staging`]); a hosting
-    /// application calls it at start-up. One still in use (a restore
-    /// running elsewhere) is never dropped: `DROP DATABASE` refuses while
-    /// `pg_restore` is connected, and the grace period covers the moments
-    /// around it. A staging database whose restore was killed before it
-    /// could mark it (it refuses connections and has no comment) gets its
-    /// creation time at the first cleanup and is dropped after the grace
-    /// (at once with a zero grace). Databases that look like staging
-    /// databases but lack our marker otherwise are reported, never dropped.
-    pub async fn cleanup_staging(&self, older_than: Duration) -> Result<StagingReport> {
-        staging::cleanup(&self.tools, &self.conn, older_than, None).await
-    }
-
     /// Refuses the reserved databases (see the type docs).
     fn check_reserved(&self, database: &str, opts: &RestoreOptions) -> Result<()> {
         if self.allow_system {
@@ -157,6 +139,27 @@ impl RestoreTarget for PostgresTarget {
 
     fn accepts_format(&self, format: &str) -> bool {
         format == crate::FORMAT
+    }
+
+    /// Staging databases of restores on this server (any target), with
+    /// their target and age. Leftovers of killed restores show here until
+    /// [`RestoreTarget::remove_leftovers`] drops them.
+    async fn leftovers(&self) -> Result<Vec<Leftover>> {
+        staging::find(&self.tools, &self.conn).await
+    }
+
+    /// Drops the staging databases on this server older than
+    /// `older_than`; a hosting application calls it at start-up. One still
+    /// in use (a restore running elsewhere) is never dropped: `DROP
+    /// DATABASE` refuses while `pg_restore` is connected, and the grace
+    /// period covers the moments around it. A staging database whose
+    /// restore was killed before it could mark it (it refuses connections
+    /// and has no comment) gets its creation time at the first cleanup and
+    /// is dropped after the grace (at once with a zero grace). Databases
+    /// that look like staging databases but lack our marker otherwise are
+    /// reported, never dropped.
+    async fn remove_leftovers(&self, older_than: Duration) -> Result<LeftoverReport> {
+        staging::cleanup(&self.tools, &self.conn, older_than, None).await
     }
 
     async fn begin(&self, opts: &RestoreOptions) -> Result<Box<dyn RestoreSession>> {

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use backup_core::{Error, Result};
+use backup_core::{Candidate, Error, Leftover, LeftoverReport, Removal, Result};
 
 use crate::PgConnection;
 use crate::tools::{PgTools, psql_all, quote_ident, quote_literal};
@@ -33,63 +33,6 @@ const SUFFIX: &str = "__restore_";
 
 /// The regular expression (PostgreSQL's `~`) staging names match.
 const NAME_PATTERN: &str = "__restore_[0-9a-f]{8}$";
-
-/// A staging database found on the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StagingDatabase {
-    /// Its name, `<target>__restore_<8 hex>`.
-    pub name: String,
-    /// The database the restore was creating.
-    pub target: Option<String>,
-    /// Time since it was created (by the server's clock).
-    pub age: Option<Duration>,
-}
-
-/// What [`crate::PostgresTarget::cleanup_staging`] found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StagingReport {
-    /// Dropped: leftovers of restores that did not finish.
-    pub dropped: Vec<StagingDatabase>,
-    /// Younger than the grace period: possibly a restore still running.
-    pub too_recent: Vec<StagingDatabase>,
-    /// Could not be dropped, and why (in use by a running restore, or an
-    /// error).
-    pub not_dropped: Vec<(StagingDatabase, String)>,
-    /// Databases named like staging databases without our marker: left
-    /// alone.
-    pub unmarked: Vec<String>,
-}
-
-impl StagingReport {
-    /// One line per database, for logs and restore reports.
-    pub(crate) fn describe(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        for s in &self.dropped {
-            lines.push(format!(
-                "dropped {:?}, left by an interrupted restore of {:?}",
-                s.name,
-                s.target.as_deref().unwrap_or("?")
-            ));
-        }
-        for (s, why) in &self.not_dropped {
-            lines.push(format!(
-                "staging database {:?} of an interrupted restore is still there: {why}",
-                s.name
-            ));
-        }
-        for s in &self.too_recent {
-            lines.push(format!(
-                "staging database {:?} of another restore of {:?} exists (started {} s ago)",
-                s.name,
-                s.target.as_deref().unwrap_or("?"),
-                s.age.unwrap_or_default().as_secs()
-            ));
-        }
-        lines
-    }
-}
 
 /// A staging name for `target`, shortened so the whole fits PostgreSQL's
 /// 63 bytes.
@@ -183,24 +126,16 @@ pub(crate) async fn drop_quietly(tools: &PgTools, admin: &PgConnection, staging:
     match maintenance(tools, admin, &[&sql]).await {
         Ok(_) => tracing::info!(%staging, "staging database dropped"),
         Err(e) => {
-            tracing::warn!(%staging, error = %e, "could not drop the staging database of a failed restore; PostgresTarget::cleanup_staging drops it later")
+            tracing::warn!(%staging, error = %e, "could not drop the staging database of a failed restore; RestoreTarget::remove_leftovers drops it later")
         }
     }
 }
 
-/// A row of [`find_all`].
-#[derive(Debug)]
-struct Found {
-    name: String,
-    /// `None`: named like one, but without our marker.
-    marked: Option<StagingDatabase>,
-    /// Refuses connections and has no comment: created by a restore killed
-    /// before it could mark it (see the module docs).
-    unborn: bool,
-}
-
 /// Every database named like a staging database, with its marker parsed.
-async fn find_all(tools: &PgTools, admin: &PgConnection) -> Result<Vec<Found>> {
+/// Each with whether it is unborn: it refuses connections and has no
+/// comment, so a restore was killed before it could mark it (see the
+/// module docs).
+async fn find_all(tools: &PgTools, admin: &PgConnection) -> Result<Vec<(Candidate, bool)>> {
     let sql = format!(
         "SELECT coalesce(json_agg(json_build_object('name', datname, 'comment', shobj_description(oid, 'pg_database'), 'allow_connections', datallowconn, 'now', extract(epoch from now())::bigint) ORDER BY datname), '[]') FROM pg_database WHERE datname ~ {}",
         quote_literal(NAME_PATTERN)
@@ -219,24 +154,17 @@ async fn find_all(tools: &PgTools, admin: &PgConnection) -> Result<Vec<Found>> {
             let marked = comment.and_then(|c| parse_marker(&name, c, now));
             let unborn = comment.is_none()
                 && row.get("allow_connections") == Some(&serde_json::Value::Bool(false));
-            let marked = marked.or_else(|| {
-                unborn.then(|| StagingDatabase {
-                    name: name.clone(),
-                    target: None,
-                    age: None,
-                })
-            });
-            Some(Found {
-                name,
-                marked,
+            let marked = marked.or_else(|| unborn.then(|| Leftover::new(&name, None, None)));
+            Some((
+                marked.map_or(Candidate::Unmarked(name), Candidate::Marked),
                 unborn,
-            })
+            ))
         })
         .collect())
 }
 
 /// `backup-postgres restore staging; created=<epoch>; target=<name>`.
-fn parse_marker(name: &str, comment: &str, now: Option<i64>) -> Option<StagingDatabase> {
+fn parse_marker(name: &str, comment: &str, now: Option<i64>) -> Option<Leftover> {
     let rest = comment.strip_prefix(MARKER)?.strip_prefix("; created=")?;
     let (created, target) = rest.split_once("; target=")?;
     let created: i64 = created.parse().ok()?;
@@ -244,12 +172,9 @@ fn parse_marker(name: &str, comment: &str, now: Option<i64>) -> Option<StagingDa
         .and_then(|now| now.checked_sub(created))
         .and_then(|secs| u64::try_from(secs).ok())
         .map(Duration::from_secs);
-    Some(StagingDatabase {
-        name: name.to_string(),
-        // Empty: an unborn staging database adopted by a cleanup.
-        target: (!target.is_empty()).then(|| target.to_string()),
-        age,
-    })
+    // Empty: an unborn staging database adopted by a cleanup.
+    let target = (!target.is_empty()).then(|| target.to_string());
+    Some(Leftover::new(name, target, age))
 }
 
 /// Marks an unborn staging database (see the module docs) as created now,
@@ -274,68 +199,58 @@ async fn adopt(tools: &PgTools, admin: &PgConnection, name: &str) -> Result<()> 
 }
 
 /// The marked staging databases on the server.
-pub(crate) async fn find(tools: &PgTools, admin: &PgConnection) -> Result<Vec<StagingDatabase>> {
-    Ok(find_all(tools, admin)
-        .await?
-        .into_iter()
-        .filter_map(|f| f.marked)
-        .collect())
+pub(crate) async fn find(tools: &PgTools, admin: &PgConnection) -> Result<Vec<Leftover>> {
+    let found = find_all(tools, admin).await?;
+    Ok(Candidate::marked(
+        found.into_iter().map(|(candidate, _)| candidate).collect(),
+    ))
 }
 
 /// Drops marked staging databases older than `older_than` (only those of
-/// `target`, if given).
+/// `target`, if given). An age the server could not tell (a clock step
+/// back) counts as young.
 pub(crate) async fn cleanup(
     tools: &PgTools,
     admin: &PgConnection,
     older_than: Duration,
     target: Option<&str>,
-) -> Result<StagingReport> {
-    let mut report = StagingReport::default();
-    for found in find_all(tools, admin).await? {
-        let Some(staging) = found.marked else {
-            if target.is_none() {
-                report.unmarked.push(found.name);
-            }
-            continue;
-        };
-        if target.is_some_and(|t| staging.target.as_deref() != Some(t)) {
-            continue;
-        }
-        // An unborn staging database has no creation time: it gets one now
-        // (a restore still between its two statements overwrites it), so
-        // that it expires after the grace like the others.
-        if found.unborn && !older_than.is_zero() {
-            adopt(tools, admin, &staging.name).await?;
-            report.too_recent.push(staging);
-            continue;
-        }
-        // An age the server could not tell (a clock step back) counts as
-        // young.
-        if staging.age.is_none_or(|age| age < older_than) {
-            report.too_recent.push(staging);
-            continue;
-        }
-        let sql = format!("DROP DATABASE {}", quote_ident(&staging.name));
-        match maintenance(tools, admin, &[&sql]).await {
-            Ok(_) => {
-                tracing::warn!(staging = %staging.name, target = ?staging.target, "dropped the staging database of an interrupted restore");
-                report.dropped.push(staging);
-            }
-            Err(e) => {
-                let text = e.to_string();
-                let why = if text.contains("being accessed by other users") {
-                    "in use (a restore may still be running)".to_string()
-                } else if text.contains("does not exist") {
-                    continue; // dropped meanwhile by someone else
+) -> Result<LeftoverReport> {
+    let mut found = find_all(tools, admin).await?;
+    // An unborn staging database has no creation time: a cleanup of every
+    // target gives it one now (a restore still between its two statements
+    // overwrites it), so that it expires after the grace like the others;
+    // with a zero grace it goes at once.
+    if target.is_none() {
+        for (candidate, unborn) in &mut found {
+            if let (Candidate::Marked(leftover), true) = (candidate, *unborn) {
+                if older_than.is_zero() {
+                    leftover.idle = Some(Duration::ZERO);
                 } else {
-                    text
-                };
-                tracing::warn!(staging = %staging.name, reason = %why, "staging database not dropped");
-                report.not_dropped.push((staging, why));
+                    adopt(tools, admin, &leftover.name).await?;
+                }
             }
         }
     }
-    Ok(report)
+    let found = found.into_iter().map(|(candidate, _)| candidate).collect();
+    Ok(
+        LeftoverReport::apply(found, older_than, target, |staging| async move {
+            let sql = format!("DROP DATABASE {}", quote_ident(&staging.name));
+            match maintenance(tools, admin, &[&sql]).await {
+                Ok(_) => Removal::Removed,
+                Err(e) => {
+                    let text = e.to_string();
+                    if text.contains("being accessed by other users") {
+                        Removal::Refused("in use (a restore may still be running)".to_string())
+                    } else if text.contains("does not exist") {
+                        Removal::Vanished
+                    } else {
+                        Removal::Refused(text)
+                    }
+                }
+            }
+        })
+        .await,
+    )
 }
 
 #[cfg(test)]
@@ -362,13 +277,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.target.as_deref(), Some("we; ird"));
-        assert_eq!(s.age, Some(Duration::from_secs(60)));
+        assert_eq!(s.idle, Some(Duration::from_secs(60)));
         assert!(parse_marker("x", "someone else's comment", Some(1)).is_none());
         let future = parse_marker(
             "x",
             "backup-postgres restore staging; created=100; target=t",
             Some(50),
         );
-        assert_eq!(future.unwrap().age, None);
+        assert_eq!(future.unwrap().idle, None);
     }
 }

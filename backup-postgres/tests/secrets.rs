@@ -523,7 +523,7 @@ async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
 
     // The leftover is recognised as a staging database of that target.
     let admin = PostgresTarget::new(server().connection("postgres"));
-    let found = admin.find_staging().await.unwrap();
+    let found = admin.leftovers().await.unwrap();
     let leftover = found
         .iter()
         .find(|s| s.target.as_deref() == Some(target.as_str()))
@@ -532,19 +532,19 @@ async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
         .clone();
     // Young leftovers are kept (a concurrent restore may own them)...
     let report = admin
-        .cleanup_staging(Duration::from_secs(3600))
+        .remove_leftovers(Duration::from_secs(3600))
         .await
         .unwrap();
     assert!(
-        report.dropped.iter().all(|s| s.name != leftover),
+        report.removed.iter().all(|s| s.name != leftover),
         "{report:?}"
     );
     assert!(exists(leftover.clone()).await);
     // ...old ones dropped (once the orphaned pg_restore has gone).
     let started = Instant::now();
     while exists(leftover.clone()).await {
-        let report = admin.cleanup_staging(Duration::ZERO).await.unwrap();
-        if report.dropped.iter().any(|s| s.name == leftover) {
+        let report = admin.remove_leftovers(Duration::ZERO).await.unwrap();
+        if report.removed.iter().any(|s| s.name == leftover) {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "{report:?}");
@@ -681,10 +681,10 @@ async fn logs_errors_and_manifests_never_hold_the_password() {
 }
 
 /// A `restore --create` killed between `CREATE DATABASE` and the statement
-/// marking it (found by the crash harness, examples/tests/crash.rs) leaves
+/// marking it (found by the crash harness, examples/backupctl/tests/crash.rs) leaves
 /// a staging database without comment. It was created refusing
 /// connections, which tells it apart from a user's database of a similar
-/// name: `find_staging` reports it, a cleanup with a grace period dates it
+/// name: `leftovers` reports it, a cleanup with a grace period dates it
 /// (and keeps it), one without drops it. An unmarked database that
 /// accepts connections is never touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -716,16 +716,16 @@ async fn a_create_killed_before_marking_leaves_a_staging_database_cleanup_drops(
             == "1"
     };
 
-    let found = admin.find_staging().await.unwrap();
+    let found = admin.leftovers().await.unwrap();
     assert!(
         found.iter().any(|s| s.name == unborn && s.target.is_none()),
-        "find_staging does not see {unborn}: {found:?}"
+        "leftovers() does not see {unborn}: {found:?}"
     );
     assert!(found.iter().all(|s| s.name != users), "{found:?}");
 
     // With a grace period it is dated, not dropped.
     let report = admin
-        .cleanup_staging(Duration::from_secs(3600))
+        .remove_leftovers(Duration::from_secs(3600))
         .await
         .unwrap();
     assert!(
@@ -734,14 +734,14 @@ async fn a_create_killed_before_marking_leaves_a_staging_database_cleanup_drops(
     );
     assert!(report.unmarked.contains(&users), "{report:?}");
     assert!(exists(unborn.clone()).await);
-    let dated = admin.find_staging().await.unwrap();
+    let dated = admin.leftovers().await.unwrap();
     let dated = dated.iter().find(|s| s.name == unborn).unwrap();
-    assert!(dated.age.is_some(), "{dated:?}");
+    assert!(dated.idle.is_some(), "{dated:?}");
 
     // Without one it is dropped; the user's database stays.
-    let report = admin.cleanup_staging(Duration::ZERO).await.unwrap();
+    let report = admin.remove_leftovers(Duration::ZERO).await.unwrap();
     assert!(
-        report.dropped.iter().any(|s| s.name == unborn),
+        report.removed.iter().any(|s| s.name == unborn),
         "{report:?}"
     );
     assert!(!exists(unborn).await);

@@ -9,8 +9,32 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use crate::error::ErrorContext;
+use crate::inner::{ConditionalPut, Inner};
 use crate::parts::{DEFAULT_CONCURRENCY, DEFAULT_MAX_PART_SIZE, DEFAULT_PART_SIZE, PartPlan};
-use crate::store::{ConditionalPut, Inner, S3Store};
+use crate::store::S3Store;
+
+impl S3Store {
+    /// Starts configuring a store over `bucket`. The name is checked by
+    /// [`S3StoreBuilder::build`] against the S3 naming rules for general
+    /// purpose buckets: 3 to 63 characters; lowercase letters, digits, `.`
+    /// and `-`; starting and ending with a letter or digit; no `..`; not an
+    /// IP address; none of the prefixes (`xn--`, `sthree-`,
+    /// `amzn-s3-demo-`) and suffixes (`-s3alias`, `--ol-s3`, `.mrap`,
+    /// `--x-s3`, `--table-s3`) AWS reserves. No leniency: MinIO creates
+    /// buckets under the same rules and Cloudflare R2's are stricter;
+    /// legacy names (uppercase, `_`) are refused.
+    pub fn builder(bucket: impl Into<String>) -> S3StoreBuilder {
+        S3StoreBuilder::new(bucket.into())
+    }
+
+    /// Starts configuring a store from `s3://bucket` or
+    /// `s3://bucket/prefix`, refusing at once a bucket name or prefix that
+    /// [`S3StoreBuilder::build`] would refuse (`s3://../other` names no
+    /// bucket, it is not a way into bucket `other`).
+    pub fn builder_from_url(url: &str) -> Result<S3StoreBuilder> {
+        S3StoreBuilder::from_url(url)
+    }
+}
 
 /// Configuration of an [`S3Store`]; see [`S3Store::builder`].
 ///

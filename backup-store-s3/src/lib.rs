@@ -63,6 +63,7 @@
 
 mod config;
 mod error;
+mod inner;
 mod parts;
 #[cfg(feature = "throwaway")]
 mod server;

@@ -1,14 +1,15 @@
 //! [`S3TestServer`]: an S3-compatible server for tests, demos and benches
 //! (feature `throwaway`).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use backup_core::testing::server::{ServerProcess, free_port};
 use backup_core::{Error, Result, Secret};
 
-use crate::{S3Store, S3StoreBuilder};
+use crate::config::S3StoreBuilder;
+use crate::store::S3Store;
 
 /// Environment variable naming an existing S3-compatible endpoint for the
 /// test suites (`http://127.0.0.1:9000`). With it, also set
@@ -29,7 +30,8 @@ pub const S3S_FS_INSTALL: &str = "cargo install s3s-fs@0.14.1 --locked --feature
 /// the `BACKUP_TEST_S3_*` variables, or an `s3s-fs` process (from `$PATH`
 /// or `~/.cargo/bin`) serving a temporary directory on a free loopback
 /// port, with random credentials and one bucket. The process is killed
-/// and the directory deleted when the value is dropped (also on panic).
+/// and the directory deleted when the value is dropped (also on panic),
+/// and by a watcher process if the test process dies without dropping it.
 ///
 /// `s3s-fs` checks SigV4 signatures and supports multipart uploads,
 /// `DeleteObjects` and conditional PUT. It stores a bucket as a directory
@@ -48,7 +50,7 @@ pub struct S3TestServer {
 
 #[derive(Debug)]
 struct Process {
-    child: Option<Child>,
+    server: Option<ServerProcess>,
     program: PathBuf,
     port: u16,
     dir: tempfile::TempDir,
@@ -88,10 +90,7 @@ impl S3TestServer {
         let bucket = "backup-test".to_string();
         std::fs::create_dir(dir.path().join(&bucket))
             .map_err(|e| Error::io("creating the test bucket", e))?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| Error::io("finding a free port", e))?
-            .port();
+        let port = free_port()?;
         let mut server = S3TestServer {
             endpoint: format!("http://127.0.0.1:{port}"),
             bucket,
@@ -99,7 +98,7 @@ impl S3TestServer {
             secret_access_key: Secret::new(format!("secret-{:016x}", rand::random::<u64>())),
             region: None,
             process: Some(Process {
-                child: None,
+                server: None,
                 program,
                 port,
                 dir,
@@ -161,10 +160,9 @@ impl S3TestServer {
     /// stays for [`S3TestServer::restart`].
     pub fn kill(&mut self) {
         if let Some(process) = &mut self.process
-            && let Some(mut child) = process.child.take()
+            && let Some(mut server) = process.server.take()
         {
-            let _ = child.kill();
-            let _ = child.wait();
+            server.kill();
         }
     }
 
@@ -176,11 +174,8 @@ impl S3TestServer {
                 "the S3 test server is external; it cannot be restarted".into(),
             ));
         };
-        let log_path = process.dir.path().with_extension("log");
-        let log = std::fs::File::create(&log_path)
-            .map_err(|e| Error::io("creating the s3s-fs log", e))?;
-        let child = Command::new(&process.program)
-            .arg("--host")
+        let mut cmd = Command::new(&process.program);
+        cmd.arg("--host")
             .arg("127.0.0.1")
             .arg("--port")
             .arg(process.port.to_string())
@@ -188,34 +183,17 @@ impl S3TestServer {
             .arg(&self.access_key_id)
             .arg("--secret-key")
             .arg(self.secret_access_key.expose())
-            .arg(process.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| Error::io(format!("starting {}", process.program.display()), e))?;
-        process.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], process.port));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            let exited = process
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() > deadline {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                self.kill();
-                return Err(Error::Config(format!(
-                    "s3s-fs did not start on port {}: {}",
-                    addr.port(),
-                    log.lines().last().unwrap_or("no output")
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            .arg(process.dir.path());
+        let log = process.dir.path().with_extension("log");
+        let _ = std::fs::remove_file(&log);
+        process.server = Some(ServerProcess::spawn(
+            cmd,
+            process.port,
+            &log,
+            Some(process.dir.path()),
+            Duration::from_secs(15),
+        )?);
+        Ok(())
     }
 }
 

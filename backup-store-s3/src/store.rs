@@ -12,54 +12,13 @@ use backup_core::{
 use bytes::Bytes;
 use chrono::Utc;
 use futures::stream::{self, BoxStream, StreamExt};
-use object_store::aws::AmazonS3;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::config::S3StoreBuilder;
-use crate::error::{ErrorContext, Op};
-use crate::parts::PartPlan;
+use crate::error::Op;
+use crate::inner::{ConditionalPut, Inner, Probe};
 use crate::upload::S3Upload;
-
-/// What every handle of one store shares.
-pub(crate) struct Inner {
-    pub(crate) client: Arc<AmazonS3>,
-    /// Validated prefix without leading or trailing `/`.
-    pub(crate) prefix: Option<String>,
-    pub(crate) ctx: ErrorContext,
-    pub(crate) region: String,
-    pub(crate) virtual_hosted: bool,
-    pub(crate) plan: PartPlan,
-    pub(crate) conditional_put: ConditionalPut,
-}
-
-/// Whether create-only puts can use a conditional PUT on this server.
-#[derive(Debug)]
-pub(crate) enum ConditionalPut {
-    /// Turned off by [`S3StoreBuilder::conditional_put`].
-    Disabled,
-    /// Found out by [`S3Store::supports_conditional_put`], once per store
-    /// (an error leaves it unknown, to be asked again).
-    Probed(tokio::sync::OnceCell<Probe>),
-}
-
-impl ConditionalPut {
-    pub(crate) fn probe() -> Self {
-        ConditionalPut::Probed(tokio::sync::OnceCell::new())
-    }
-}
-
-/// What the probe found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Probe {
-    /// A second conditional PUT of the probe object was refused (412).
-    Honoured,
-    /// A second conditional PUT of the probe object succeeded.
-    Ignored,
-    /// The server answered the first one with 501 Not Implemented.
-    Refused,
-}
 
 /// The probe object, under the store's prefix (`_` segments are the
 /// library's; the catalog never lists them). Removed after the probe; one
@@ -78,7 +37,7 @@ const PROBE_DIR: &str = "_probe";
 ///
 /// - **Atomic objects**: S3 makes an object visible only when its PUT or
 ///   its multipart upload completes. Streamed uploads are cut into parts
-///   (see [`S3StoreBuilder::part_size`]); a stream smaller than one part is
+///   (see [`S3StoreBuilder::part_size`](crate::S3StoreBuilder::part_size)); a stream smaller than one part is
 ///   sent in a single PUT on completion. A failed, aborted or dropped
 ///   upload aborts its multipart upload (on drop, from a task spawned on
 ///   the current Tokio runtime), so no part is left behind when the server
@@ -97,7 +56,7 @@ const PROBE_DIR: &str = "_probe";
 ///   first create-only put it probes the server once (see
 ///   [`S3Store::supports_conditional_put`]). On a server that ignores or
 ///   refuses conditional PUTs, or with
-///   [`S3StoreBuilder::conditional_put`]`(false)`, every create-only put
+///   [`S3StoreBuilder::conditional_put`](crate::S3StoreBuilder::conditional_put)`(false)`, every create-only put
 ///   fails with [`Error::Unsupported`] naming the reason; none is ever sent
 ///   as a plain overwrite. Manifests are still written there (they use
 ///   [`StoreExt::create_best_effort`](backup_core::StoreExt::create_best_effort));
@@ -126,27 +85,6 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    /// Starts configuring a store over `bucket`. The name is checked by
-    /// [`S3StoreBuilder::build`] against the S3 naming rules for general
-    /// purpose buckets: 3 to 63 characters; lowercase letters, digits, `.`
-    /// and `-`; starting and ending with a letter or digit; no `..`; not an
-    /// IP address; none of the prefixes (`xn--`, `sthree-`,
-    /// `amzn-s3-demo-`) and suffixes (`-s3alias`, `--ol-s3`, `.mrap`,
-    /// `--x-s3`, `--table-s3`) AWS reserves. No leniency: MinIO creates
-    /// buckets under the same rules and Cloudflare R2's are stricter;
-    /// legacy names (uppercase, `_`) are refused.
-    pub fn builder(bucket: impl Into<String>) -> S3StoreBuilder {
-        S3StoreBuilder::new(bucket.into())
-    }
-
-    /// Starts configuring a store from `s3://bucket` or
-    /// `s3://bucket/prefix`, refusing at once a bucket name or prefix that
-    /// [`S3StoreBuilder::build`] would refuse (`s3://../other` names no
-    /// bucket, it is not a way into bucket `other`).
-    pub fn builder_from_url(url: &str) -> Result<S3StoreBuilder> {
-        S3StoreBuilder::from_url(url)
-    }
-
     pub(crate) fn from_inner(inner: Arc<Inner>) -> S3Store {
         S3Store { inner }
     }
@@ -167,7 +105,7 @@ impl S3Store {
         &self.inner.ctx.endpoint
     }
 
-    /// The largest object a streamed upload can hold: [`crate::MAX_PARTS`]
+    /// The largest object a streamed upload can hold: [`crate::parts::MAX_PARTS`]
     /// parts of the configured, growing size.
     pub fn max_object_size(&self) -> u64 {
         self.inner.plan.capacity()
@@ -176,7 +114,7 @@ impl S3Store {
     /// The most memory one streamed upload holds in part buffers: the parts
     /// in flight plus the one being filled, at the largest part size.
     pub fn upload_memory_limit(&self) -> u64 {
-        self.inner.plan.memory_bound(crate::MAX_PARTS - 1)
+        self.inner.plan.memory_bound(crate::parts::MAX_PARTS - 1)
     }
 
     /// Whether the server honours conditional PUTs (`If-None-Match: *`),
@@ -186,7 +124,7 @@ impl S3Store {
     /// 412, and a DELETE of the probe object (three requests; 15–25 ms
     /// against a local `s3s-fs` on a loaded 2-core machine). `false`
     /// without any request when turned off with
-    /// [`S3StoreBuilder::conditional_put`]. A failure to ask (no access, no
+    /// [`S3StoreBuilder::conditional_put`](crate::S3StoreBuilder::conditional_put). A failure to ask (no access, no
     /// network) is returned and not cached.
     ///
     /// The probe shows whether the server evaluates the header at all, not
@@ -301,25 +239,6 @@ impl S3Store {
                 .map(Some)
                 .map_err(|_| Error::Config(format!("invalid S3 prefix {root:?}"))),
             (None, None) => Ok(None),
-        }
-    }
-}
-
-impl Inner {
-    /// The store key of an object location, or `None` for objects outside
-    /// the prefix or with names that are not valid keys.
-    fn key_of(&self, location: &Path) -> Option<Key> {
-        let raw = location.as_ref();
-        let relative = match &self.prefix {
-            Some(prefix) => raw.strip_prefix(prefix.as_str())?.strip_prefix('/')?,
-            None => raw,
-        };
-        match Key::new(relative) {
-            Ok(key) => Some(key),
-            Err(e) => {
-                tracing::debug!(location = raw, error = %e, "skipping object whose name is not a valid key");
-                None
-            }
         }
     }
 }

@@ -13,8 +13,8 @@ use object_store::{MultipartUpload, ObjectStore, PutMultipartOptions, PutOptions
 use tokio::task::JoinSet;
 
 use crate::error::Op;
+use crate::inner::Inner;
 use crate::parts::MAX_PARTS;
-use crate::store::Inner;
 
 /// Blocks of a part buffer: incoming chunks are copied into buffers of this
 /// size, so a part is a few large allocations whatever the chunk sizes.

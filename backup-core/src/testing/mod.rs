@@ -1,5 +1,8 @@
 //! Test support for adapter crates (feature `testing`): the [`Store`]
-//! conformance suite every store runs against its real backend, sources
+//! conformance suite every store runs against its real backend, the
+//! engine suites every engine runs against its real server
+//! ([`source_conformance`], [`target_conformance`]), the start-up of
+//! throwaway test servers ([`server`]), sources
 //! that misbehave on purpose, a store that fails on purpose
 //! ([`FaultyStore`]), and two suites every store runs too: random
 //! sequences of operations under faults ([`backup_properties`]) and
@@ -18,11 +21,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
+mod engine;
 mod faults;
 mod property;
 mod race;
 mod serialized;
+pub mod server;
 
+pub use engine::{
+    EngineCapabilities, EngineHarness, descendant_processes, source_conformance, target_conformance,
+};
 pub use faults::{Faults, FaultyStore, Operation};
 pub use property::{PropertyOptions, PropertyReport, backup_properties};
 pub use race::{RaceOptions, RaceReport, race_cleanup_against_backups};

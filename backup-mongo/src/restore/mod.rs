@@ -2,8 +2,9 @@
 //! `mongorestore`), staged so that a late mismatch leaves the target
 //! untouched.
 
+mod mongorestore;
 mod native;
-pub(crate) mod promote;
+mod promote;
 pub(crate) mod staging;
 
 use std::collections::BTreeSet;
@@ -11,13 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::{Error, RestoreOptions, RestoreSession, RestoreTarget, Result};
+use backup_core::{
+    Error, Leftover, LeftoverReport, RestoreOptions, RestoreSession, RestoreTarget, Result,
+};
 
 use crate::archive::{ArchiveError, CollectionType, MetadataDocument, Namespace, Prelude};
 
+use crate::FORMAT;
+use crate::conn::MongoConnection;
 use crate::error::{Side, classify};
 use crate::server::{check_not_system, server_info, validate_database_name};
-use crate::{FORMAT, Method, MongoConnection};
+use crate::tools::Method;
 
 /// Default size of one unordered insert batch (the driver splits it
 /// further to fit the server's message limit).
@@ -95,8 +100,8 @@ pub enum RestoreStrategy {
 /// A staging database holds a marker collection (`_backup_mongo_staging`:
 /// target, creation time, and a heartbeat the running restore refreshes
 /// every 30 s). A restore killed midway leaves its staging database;
-/// [`MongoTarget::find_staging`] lists such databases and
-/// [`MongoTarget::cleanup_staging`] drops those whose heartbeat has been
+/// [`RestoreTarget::leftovers`] lists such databases and
+/// [`RestoreTarget::remove_leftovers`] drops those whose heartbeat has been
 /// silent for a given time (a hosting application calls it at start-up).
 /// Each staged restore first drops the leftovers of its own target silent
 /// for [`DEFAULT_STAGING_GRACE`](crate::DEFAULT_STAGING_GRACE) (see
@@ -158,22 +163,6 @@ impl MongoTarget {
         self
     }
 
-    /// Staging databases of restores on this deployment (any target),
-    /// with their target and how long their restore has been silent.
-    pub async fn find_staging(&self) -> Result<Vec<staging::StagingDatabase>> {
-        let client = self.conn.client().await?;
-        staging::find(&client, &self.conn).await
-    }
-
-    /// Drops the staging databases whose restore has been silent for
-    /// `older_than` or more; databases named like staging databases but
-    /// without our marker are reported, never dropped. Needs the
-    /// `listDatabases` privilege.
-    pub async fn cleanup_staging(&self, older_than: Duration) -> Result<staging::StagingReport> {
-        let client = self.conn.client().await?;
-        staging::cleanup(&client, &self.conn, older_than, None).await
-    }
-
     /// Chooses staging (default) or direct restores.
     pub fn with_strategy(mut self, strategy: RestoreStrategy) -> Self {
         self.strategy = strategy;
@@ -225,6 +214,22 @@ impl RestoreTarget for MongoTarget {
 
     fn accepts_format(&self, format: &str) -> bool {
         format == FORMAT
+    }
+
+    /// Staging databases of restores on this deployment (any target),
+    /// with their target and how long their restore has been silent.
+    async fn leftovers(&self) -> Result<Vec<Leftover>> {
+        let client = self.conn.client().await?;
+        staging::find(&client, &self.conn).await
+    }
+
+    /// Drops the staging databases whose restore has been silent for
+    /// `older_than` or more; databases named like staging databases but
+    /// without our marker are reported, never dropped. Needs the
+    /// `listDatabases` privilege.
+    async fn remove_leftovers(&self, older_than: Duration) -> Result<LeftoverReport> {
+        let client = self.conn.client().await?;
+        staging::cleanup(&client, &self.conn, older_than, None).await
     }
 
     async fn begin(&self, opts: &RestoreOptions) -> Result<Box<dyn RestoreSession>> {
@@ -292,7 +297,7 @@ impl RestoreTarget for MongoTarget {
         };
         match &self.method {
             Method::Driver => Ok(Box::new(native::NativeSession::new(plan, self.tuning))),
-            Method::Tools(tools) => tools.begin_restore(plan).await,
+            Method::Tools(tools) => mongorestore::begin(tools, plan).await,
         }
     }
 }

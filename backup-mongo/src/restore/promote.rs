@@ -7,8 +7,8 @@ use backup_core::{Error, Result};
 use bson::{Document, doc};
 use mongodb::Client;
 
-use crate::MongoConnection;
 use crate::archive::CollectionType;
+use crate::conn::MongoConnection;
 use crate::error::{NAMESPACE_NOT_FOUND, Side, classify};
 
 /// A collection or view restored into the staging database (or, for

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use backup_core::{Error, Result};
+use backup_core::{Candidate, Error, Leftover, LeftoverReport, Removal, Result};
 use bson::{DateTime, Document, doc};
 use mongodb::Client;
 use tokio::task::JoinHandle;
 
-use crate::MongoConnection;
+use crate::conn::MongoConnection;
 use crate::error::{Side, classify};
 
 /// How long a staging database's heartbeat must have been silent before
@@ -30,59 +30,6 @@ const MARKER_ID: &str = "staging";
 
 /// `<target>__restore_<8 hex>`: the suffix.
 pub(crate) const SUFFIX: &str = "__restore_";
-
-/// A staging database found on the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StagingDatabase {
-    /// Its name, `<target>__restore_<8 hex>`.
-    pub name: String,
-    /// The database the restore was for.
-    pub target: Option<String>,
-    /// Time since its restore last showed a sign of life (by the server's
-    /// clock).
-    pub idle: Option<Duration>,
-}
-
-/// What [`crate::MongoTarget::cleanup_staging`] found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StagingReport {
-    /// Dropped: leftovers of restores that died.
-    pub dropped: Vec<StagingDatabase>,
-    /// Heartbeat younger than the grace period: a restore still running.
-    pub too_recent: Vec<StagingDatabase>,
-    /// Could not be dropped, and why.
-    pub not_dropped: Vec<(StagingDatabase, String)>,
-    /// Databases named like staging databases without our marker (for
-    /// instance left by an older version): reported, never dropped.
-    pub unmarked: Vec<String>,
-}
-
-impl StagingReport {
-    /// One line per database, for logs.
-    pub(crate) fn describe(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        for s in &self.dropped {
-            lines.push(format!(
-                "dropped {:?}, left by an interrupted restore of {:?}",
-                s.name,
-                s.target.as_deref().unwrap_or("?")
-            ));
-        }
-        for (s, why) in &self.not_dropped {
-            lines.push(format!("staging database {:?} not dropped: {why}", s.name));
-        }
-        for s in &self.too_recent {
-            lines.push(format!(
-                "staging database {:?} of a running restore of {:?} exists",
-                s.name,
-                s.target.as_deref().unwrap_or("?")
-            ));
-        }
-        lines
-    }
-}
 
 /// Whether `name` has the shape of a staging database name.
 pub(crate) fn is_staging_name(name: &str) -> bool {
@@ -197,15 +144,8 @@ async fn server_now(client: &Client) -> DateTime {
     }
 }
 
-/// A database named like a staging database, with its marker if it has
-/// one.
-#[derive(Debug)]
-struct Found {
-    name: String,
-    marked: Option<StagingDatabase>,
-}
-
-async fn find_all(client: &Client, conn: &MongoConnection) -> Result<Vec<Found>> {
+/// Every database named like a staging database, with its marker parsed.
+async fn find_all(client: &Client, conn: &MongoConnection) -> Result<Vec<Candidate>> {
     let names = client
         .list_database_names()
         .await
@@ -233,62 +173,43 @@ async fn find_all(client: &Client, conn: &MongoConnection) -> Result<Vec<Found>>
                         .checked_sub(beat.timestamp_millis())?;
                     u64::try_from(ms).ok().map(Duration::from_millis)
                 });
-                StagingDatabase {
-                    name: name.clone(),
-                    target: m.get_str("target").ok().map(str::to_string),
+                Leftover::new(
+                    name.clone(),
+                    m.get_str("target").ok().map(str::to_string),
                     idle,
-                }
+                )
             });
-        found.push(Found { name, marked });
+        found.push(marked.map_or(Candidate::Unmarked(name), Candidate::Marked));
     }
     Ok(found)
 }
 
 /// The marked staging databases on the server.
-pub(crate) async fn find(client: &Client, conn: &MongoConnection) -> Result<Vec<StagingDatabase>> {
-    Ok(find_all(client, conn)
-        .await?
-        .into_iter()
-        .filter_map(|f| f.marked)
-        .collect())
+pub(crate) async fn find(client: &Client, conn: &MongoConnection) -> Result<Vec<Leftover>> {
+    Ok(Candidate::marked(find_all(client, conn).await?))
 }
 
 /// Drops the marked staging databases idle for `older_than` or more (only
-/// those of `target`, if given).
+/// those of `target`, if given). An idle time the clocks cannot tell
+/// counts as alive.
 pub(crate) async fn cleanup(
     client: &Client,
     conn: &MongoConnection,
     older_than: Duration,
     target: Option<&str>,
-) -> Result<StagingReport> {
-    let mut report = StagingReport::default();
-    for found in find_all(client, conn).await? {
-        let Some(staging) = found.marked else {
-            if target.is_none() {
-                report.unmarked.push(found.name);
+) -> Result<LeftoverReport> {
+    let found = find_all(client, conn).await?;
+    Ok(
+        LeftoverReport::apply(found, older_than, target, |staging| async move {
+            match client.database(&staging.name).drop().await {
+                Ok(()) => Removal::Removed,
+                Err(e) => {
+                    Removal::Refused(classify(&e, Side::Restore, "dropping", conn).to_string())
+                }
             }
-            continue;
-        };
-        if target.is_some_and(|t| staging.target.as_deref() != Some(t)) {
-            continue;
-        }
-        // An idle time the clocks cannot tell counts as alive.
-        if staging.idle.is_none_or(|idle| idle < older_than) {
-            report.too_recent.push(staging);
-            continue;
-        }
-        match client.database(&staging.name).drop().await {
-            Ok(()) => {
-                tracing::warn!(staging = %staging.name, target = ?staging.target, "dropped the staging database of an interrupted restore");
-                report.dropped.push(staging);
-            }
-            Err(e) => {
-                let why = classify(&e, Side::Restore, "dropping", conn).to_string();
-                report.not_dropped.push((staging, why));
-            }
-        }
-    }
-    Ok(report)
+        })
+        .await,
+    )
 }
 
 /// The error when a staging database vanished under a running restore.
@@ -296,7 +217,7 @@ pub(crate) fn vanished(staging: &str) -> Error {
     Error::Restore {
         engine: "mongodb",
         detail: format!(
-            "staging database {staging:?} was dropped while the restore ran (a cleanup_staging with too short a grace period?); nothing was moved into the target, restore again"
+            "staging database {staging:?} was dropped while the restore ran (a remove_leftovers with too short a grace period?); nothing was moved into the target, restore again"
         ),
     }
 }

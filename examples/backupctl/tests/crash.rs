@@ -43,7 +43,7 @@
 //! - A killed PostgreSQL `restore --create` leaves no target or the
 //!   complete one; a killed `restore --clean` leaves exactly the old or
 //!   exactly the new content. Every database named like a staging
-//!   database is one `find_staging` reports, and `cleanup_staging`
+//!   database is one `leftovers` reports, and `remove_leftovers`
 //!   drops them all. MongoDB: the target is untouched or fully restored,
 //!   or, for a kill while collections are moved into it (the documented
 //!   non-atomic step), each collection is exactly old or exactly new;
@@ -72,7 +72,7 @@
 //!
 //! - A `restore --create` killed between `CREATE DATABASE` and the
 //!   statement marking the staging database left a database
-//!   `find_staging` did not see (fixed in backup-postgres: staging
+//!   `leftovers` did not see (fixed in backup-postgres: staging
 //!   databases are born refusing connections; see its `staging` module).
 //! - A process killed mid-probe of conditional PUTs left the S3 store's
 //!   `_probe/conditional-put-…` object forever (fixed in backup-store-s3:

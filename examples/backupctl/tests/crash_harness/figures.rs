@@ -43,10 +43,10 @@ pub(crate) struct Figures {
     /// (invisible to listings; a bucket lifecycle rule removes them).
     pub(crate) s3_upload_leftovers: usize,
     /// PostgreSQL staging databases found after kills and dropped by
-    /// `cleanup_staging`.
+    /// `remove_leftovers`.
     pub(crate) pg_staging_dropped: usize,
     /// MongoDB staging databases found after kills and dropped by
-    /// `cleanup_staging`.
+    /// `remove_leftovers`.
     pub(crate) mongo_staging_dropped: usize,
     /// MongoDB restores killed while moving collections into the target:
     /// some collections already replaced, the rest still staged.

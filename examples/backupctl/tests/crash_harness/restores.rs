@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use backup_core::RestoreTarget;
 use backup_mongo::MongoTarget;
 use backup_postgres::PostgresTarget;
 use rand::seq::IndexedRandom;
@@ -20,7 +21,7 @@ const STREAMING_BYTES: u64 = 1 << 20;
 
 /// Kill a `restore --create` into a new PostgreSQL database: afterwards
 /// the target does not exist or holds exactly the backup, and no staging
-/// database is left that `cleanup_staging` would not drop.
+/// database is left that `remove_leftovers` would not drop.
 pub(crate) async fn pg_create(w: &mut World) {
     let name = Op::RestorePgCreate.name();
     let (store, backup) = pick_pg_backup(w, None);
@@ -368,14 +369,14 @@ fn streamed(outcome: &Outcome) -> bool {
 }
 
 /// Every database named like a staging database is marked as one (so
-/// `find_staging` sees it), and `cleanup_staging` drops them all; returns
+/// `RestoreTarget::leftovers` sees it), and `remove_leftovers` drops them all; returns
 /// how many there were.
 async fn pg_staging_cleanup(w: &mut World) -> usize {
     let admin = PostgresTarget::new(w.pg.connection("postgres"));
     let found: BTreeSet<String> = admin
-        .find_staging()
+        .leftovers()
         .await
-        .expect("find_staging")
+        .expect("leftovers")
         .into_iter()
         .map(|s| s.name)
         .collect();
@@ -392,17 +393,17 @@ async fn pg_staging_cleanup(w: &mut World) -> usize {
         .collect();
     assert_eq!(
         named, found,
-        "staging databases that find_staging does not see (cleanup_staging never drops them)"
+        "staging databases that leftovers() does not see (remove_leftovers never drops them)"
     );
     let report = admin
-        .cleanup_staging(Duration::ZERO)
+        .remove_leftovers(Duration::ZERO)
         .await
-        .expect("cleanup_staging");
-    let dropped: BTreeSet<String> = report.dropped.iter().map(|s| s.name.clone()).collect();
-    assert_eq!(dropped, found, "cleanup_staging left some: {report:?}");
+        .expect("remove_leftovers");
+    let dropped: BTreeSet<String> = report.removed.iter().map(|s| s.name.clone()).collect();
+    assert_eq!(dropped, found, "remove_leftovers left some: {report:?}");
     assert!(
-        admin.find_staging().await.expect("find_staging").is_empty(),
-        "staging databases survive cleanup_staging"
+        admin.leftovers().await.expect("leftovers").is_empty(),
+        "staging databases survive remove_leftovers"
     );
     w.figures.pg_staging_dropped += found.len();
     found.len()
@@ -413,9 +414,9 @@ async fn pg_staging_cleanup(w: &mut World) -> usize {
 async fn mongo_staging_cleanup(w: &mut World) -> (usize, u64) {
     let admin = MongoTarget::new(w.mongo.connection("admin"));
     let found: BTreeSet<String> = admin
-        .find_staging()
+        .leftovers()
         .await
-        .expect("find_staging")
+        .expect("leftovers")
         .into_iter()
         .map(|s| s.name)
         .collect();
@@ -442,17 +443,17 @@ async fn mongo_staging_cleanup(w: &mut World) -> (usize, u64) {
         .collect();
     assert_eq!(
         named, found,
-        "staging databases that find_staging does not see (cleanup_staging never drops them)"
+        "staging databases that leftovers() does not see (remove_leftovers never drops them)"
     );
     let report = admin
-        .cleanup_staging(Duration::ZERO)
+        .remove_leftovers(Duration::ZERO)
         .await
-        .expect("cleanup_staging");
-    let dropped: BTreeSet<String> = report.dropped.iter().map(|s| s.name.clone()).collect();
-    assert_eq!(dropped, found, "cleanup_staging left some: {report:?}");
+        .expect("remove_leftovers");
+    let dropped: BTreeSet<String> = report.removed.iter().map(|s| s.name.clone()).collect();
+    assert_eq!(dropped, found, "remove_leftovers left some: {report:?}");
     assert!(
-        admin.find_staging().await.expect("find_staging").is_empty(),
-        "staging databases survive cleanup_staging"
+        admin.leftovers().await.expect("leftovers").is_empty(),
+        "staging databases survive remove_leftovers"
     );
     w.figures.mongo_staging_dropped += found.len();
     (found.len(), documents)
