@@ -181,8 +181,13 @@ async fn run(
     )
     .await;
     // The first copy of a referenced chunk (in pack id order) is the one
-    // kept; further copies (two backups that stored it at once) are garbage.
+    // kept; further copies (two backups that stored it at once, or a GC
+    // killed between writing its new packs and deleting the old ones) are
+    // garbage.
     let mut claimed: HashMap<Vec<String>, HashSet<ChunkId>> = HashMap::new();
+    // Every chunk of the packs this pass leaves in place (young ones and
+    // those below the repack threshold), per dedup group.
+    let mut held: HashMap<Vec<String>, HashSet<ChunkId>> = HashMap::new();
     let mut doomed = Vec::new();
     for (id, index) in loaded {
         let index = match index {
@@ -207,7 +212,13 @@ async fn run(
             .filter(|e| refs.is_some_and(|r| r.contains(&e.id)) && claims.insert(e.id))
             .copied()
             .collect();
+        let kept = |held: &mut HashMap<Vec<String>, HashSet<ChunkId>>| {
+            held.entry(index.header.recipients.clone())
+                .or_default()
+                .extend(index.entries.iter().map(|e| e.id));
+        };
         if young(pack) || listing.indexes.get(&id).is_some_and(young) {
+            kept(&mut held);
             report.young_packs.push(id);
             continue;
         }
@@ -218,6 +229,7 @@ async fn run(
         } else if (total - live_bytes) as f64 > opts.repack_threshold * total as f64 {
             Fate::Repack(live)
         } else {
+            kept(&mut held);
             continue;
         };
         let bytes = pack.size + listing.indexes.get(&id).map_or(0, |m| m.size);
@@ -228,6 +240,24 @@ async fn run(
             bytes,
             fate,
         });
+    }
+    // A chunk a repacked pack claimed but that a pack left in place also
+    // holds is not copied: that copy is kept instead. Otherwise the copy
+    // would be a new duplicate, and the next GC (whichever of the two sorts
+    // first claiming the chunk) would find garbage again. A repacked pack
+    // left with nothing to copy is deleted. So one pass converges: what it
+    // keeps claims at least as much next time, and its new packs hold no
+    // chunk of another kept pack.
+    for d in &mut doomed {
+        let Fate::Repack(live) = &mut d.fate else {
+            continue;
+        };
+        if let Some(held) = held.get(&d.header.recipients) {
+            live.retain(|e| !held.contains(&e.id));
+        }
+        if live.is_empty() {
+            d.fate = Fate::Delete;
+        }
     }
     report.missing_chunks = referenced
         .iter()

@@ -52,7 +52,12 @@
 //! none of whose chunks is referenced by a manifest of the tenant, and
 //! repacks packs whose unreferenced bytes exceed
 //! [`DedupOptions::repack_threshold`] (live chunks copied verbatim into a
-//! new pack and index, then the old index and pack deleted). The protocol:
+//! new pack and index, then the old index and pack deleted). Of several
+//! copies of a chunk (two backups that stored it at once, or a GC killed
+//! between writing its new packs and deleting the old ones) one is kept: a
+//! copy in a pack the GC leaves in place if there is one, else the first in
+//! pack id order. So after any crash one GC (once the grace has passed)
+//! leaves nothing for the next to do. The protocol:
 //!
 //! 1. A backup writes `_chunks/inflight/{id}` before it reads any index,
 //!    then looks for `_chunks/gc-running`. If a fresh one exists it

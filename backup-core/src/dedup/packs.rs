@@ -30,8 +30,13 @@ pub(crate) fn index_key(tenant: &str, id: &str) -> Result<Key> {
     Key::new(format!("{}.idx", pack_base(tenant, id)))
 }
 
-/// A fresh random pack id: 32 hex digits.
+/// A fresh random pack id: 32 hex digits (ascending ones in tests that ask,
+/// see `testing::ascending_pack_ids`).
 pub(crate) fn new_pack_id() -> String {
+    #[cfg(feature = "testing")]
+    if let Some(id) = crate::testing::next_pack_id() {
+        return id;
+    }
     format!("{:032x}", rand::random::<u128>())
 }
 

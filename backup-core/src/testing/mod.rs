@@ -31,6 +31,30 @@ pub mod server;
 pub use engine::{
     EngineCapabilities, EngineHarness, descendant_processes, source_conformance, target_conformance,
 };
+
+/// When non-zero, the next ascending pack id (see [`ascending_pack_ids`]).
+static NEXT_PACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Makes every pack written from now on (in this process) get an id that
+/// sorts after those of all packs written before, or, with `false`, random
+/// ids again. Garbage collection keeps the first copy of a chunk in pack id
+/// order, so tests of what a GC leaves use this to get the same order (the
+/// worst one for copies: newest last) on every run.
+pub fn ascending_pack_ids(on: bool) {
+    NEXT_PACK.store(u64::from(on), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The next ascending pack id, if [`ascending_pack_ids`] is on.
+pub(crate) fn next_pack_id() -> Option<String> {
+    use std::sync::atomic::Ordering;
+    let n = NEXT_PACK
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n != 0).then(|| n + 1)
+        })
+        .ok()?;
+    Some(format!("{n:016x}{:016x}", rand::random::<u64>()))
+}
+
 pub use faults::{Faults, FaultyStore, Operation};
 pub use property::{PropertyOptions, PropertyReport, backup_properties};
 pub use race::{RaceOptions, RaceReport, race_cleanup_against_backups};

@@ -77,11 +77,23 @@
 //! - A process killed mid-probe of conditional PUTs left the S3 store's
 //!   `_probe/conditional-put-…` object forever (fixed in backup-store-s3:
 //!   `sweep_temporary` reports and removes it).
-//! - Open: a `gc` killed mid-way (long variant, `CRASH_SEED=42`, round 13
-//!   of 17; the kill's moment depends on timing) left a state where the
-//!   settling `gc --grace 0s` did not converge: a second one still planned
-//!   to delete a pack (one chunk, 16 KB; nothing missing, every backup
-//!   verified).
+//! - A `gc` killed mid-way (long variant, `CRASH_SEED=42`, round 13 of
+//!   17) left a state where the settling `gc --grace 0s` did not converge:
+//!   a second one still planned to delete a pack (one chunk, 16 KB;
+//!   nothing missing, every backup verified). The killed gc had written a
+//!   new pack holding the live chunks of several repacked packs and died
+//!   before deleting all of them. In the settling gc a surviving old pack
+//!   sorting first claimed its chunks (the first copy in pack id order is
+//!   kept), the new pack lost them but stayed below the repack threshold,
+//!   and the old pack was repacked: its chunks were copied once more, into
+//!   a pack that sorted after the one already holding them, which the next
+//!   gc then found to be garbage. Fixed in backup-core (`dedup::gc`): a
+//!   repacked pack's chunks that a pack left in place also holds are not
+//!   copied (that copy is kept; a repacked pack left with nothing to copy
+//!   is deleted), so one pass converges. `backup-core/tests/gc_crash.rs`
+//!   kills a gc after each of its store changes in turn and checks the
+//!   settling gc leaves nothing to do and every backup restores; it failed
+//!   before the fix.
 //!
 //! # Running it
 //!
