@@ -119,7 +119,7 @@ mod restore;
 
 use std::time::Duration;
 
-pub(crate) use backup::DedupBackup;
+pub(crate) use backup::{DedupBackup, Started as DedupStarted};
 pub(crate) use check::check;
 pub use check::{CheckReport, CorruptChunk, MissingChunk, Problem};
 pub(crate) use chunker::ChunkSizes;
@@ -128,7 +128,7 @@ pub use gc::GcReport;
 pub(crate) use gc::collect;
 pub use leftovers::ChunkSweep;
 pub(crate) use leftovers::sweep_chunk_store;
-pub(crate) use lock::inflight_markers;
+pub(crate) use lock::{Inflight, inflight_markers};
 pub(crate) use packs::ChunkMap;
 pub(crate) use restore::{precheck, pump_chunks};
 

@@ -28,70 +28,98 @@ pub(crate) struct BackupOutcome {
     pub(crate) raw: Digests,
 }
 
-/// Streams `source` through `compressor` into `upload`, a new object at `key`.
-///
-/// The object is committed only if the source ended cleanly, every stage
-/// succeeded and the sizes agree; on any failure (including cancellation and
-/// a stalled source) the upload is aborted and nothing is left under `key`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn run_backup(
-    store: &dyn Store,
-    key: &Key,
-    upload: Box<dyn Upload>,
-    source: ByteStream,
-    compressor: Arc<dyn Compressor>,
-    opts: &PipelineOptions,
-    cancel: Option<&CancellationToken>,
-    progress: Option<Progress>,
-    encryption: Option<AgeRecipients>,
-) -> Result<BackupOutcome> {
-    let (tx, rx) = mpsc::channel::<Bytes>(opts.queue_depth);
-    let pump = AbortOnDrop(Some(tokio::spawn(pump_source(
-        source,
-        compressor,
-        ChannelSink::new(tx, opts.chunk_size),
-        opts.clone(),
-        progress,
-        encryption,
-    ))));
-    let mut upload = Some(upload);
-    let caller_cancel = async {
-        match cancel {
-            Some(token) => token.cancelled().await,
-            None => std::future::pending().await,
-        }
-    };
-    let result = tokio::select! {
-        biased;
-        _ = opts.cancel.cancelled() => Err(Error::Cancelled),
-        _ = caller_cancel => Err(Error::Cancelled),
-        r = drive(&mut upload, rx, pump, opts.md5) => r,
-    };
-    match result {
-        Ok((stored, raw)) => {
-            let upload = upload.take().expect("upload present until completed");
-            let object = upload.complete().await?;
-            if object.size != stored.size {
-                // The store lost or added bytes: never leave such an object.
-                let _ = store.delete(key).await;
-                return Err(Error::Integrity {
-                    what: key.to_string(),
-                    detail: format!(
-                        "store reports {} bytes after writing {}",
-                        object.size, stored.size
-                    ),
-                });
+/// One stored object being written: a stream goes in; the object comes out
+/// compressed, encrypted when `encryption` is set, and hashed (stored and
+/// raw digests). Every backup artifact is written through it; it knows
+/// nothing of manifests or catalogs, so small artifacts can use it too.
+pub(crate) struct ObjectWriter<'a> {
+    /// The store the object is written to (to remove a damaged one).
+    pub(crate) store: &'a dyn Store,
+    /// Where the object goes.
+    pub(crate) key: &'a Key,
+    /// The open upload of `key`, opened by the caller before it starts the
+    /// source, so store problems surface first.
+    pub(crate) upload: Box<dyn Upload>,
+    /// The compression stage.
+    pub(crate) compressor: Arc<dyn Compressor>,
+    /// Recipients the object is encrypted to, after compression.
+    pub(crate) encryption: Option<AgeRecipients>,
+    /// Buffering, stall watchdog, engine-wide cancellation.
+    pub(crate) options: &'a PipelineOptions,
+    /// Cancels this write only.
+    pub(crate) cancel: Option<&'a CancellationToken>,
+    /// Called as raw bytes are read.
+    pub(crate) progress: Option<Progress>,
+}
+
+impl ObjectWriter<'_> {
+    /// Streams `source` into the object.
+    ///
+    /// The object is committed only if the source ended cleanly, every
+    /// stage succeeded and the sizes agree; on any failure (including
+    /// cancellation and a stalled source) the upload is aborted and nothing
+    /// is left under the key.
+    pub(crate) async fn write(self, source: ByteStream) -> Result<BackupOutcome> {
+        let ObjectWriter {
+            store,
+            key,
+            upload,
+            compressor,
+            encryption,
+            options: opts,
+            cancel,
+            progress,
+        } = self;
+        let (tx, rx) = mpsc::channel::<Bytes>(opts.queue_depth);
+        let pump = AbortOnDrop(Some(tokio::spawn(pump_source(
+            source,
+            compressor,
+            ChannelSink::new(tx, opts.chunk_size),
+            opts.clone(),
+            progress,
+            encryption,
+        ))));
+        let mut upload = Some(upload);
+        let result = tokio::select! {
+            biased;
+            _ = opts.cancel.cancelled() => Err(Error::Cancelled),
+            _ = cancelled(cancel) => Err(Error::Cancelled),
+            r = drive(&mut upload, rx, pump, opts.md5) => r,
+        };
+        match result {
+            Ok((stored, raw)) => {
+                let upload = upload.take().expect("upload present until completed");
+                let object = upload.complete().await?;
+                if object.size != stored.size {
+                    // The store lost or added bytes: never leave such an object.
+                    let _ = store.delete(key).await;
+                    return Err(Error::Integrity {
+                        what: key.to_string(),
+                        detail: format!(
+                            "store reports {} bytes after writing {}",
+                            object.size, stored.size
+                        ),
+                    });
+                }
+                Ok(BackupOutcome { stored, raw })
             }
-            Ok(BackupOutcome { stored, raw })
-        }
-        Err(e) => {
-            if let Some(upload) = upload.take()
-                && let Err(abort) = upload.abort().await
-            {
-                tracing::warn!(%key, error = %abort, "aborting the failed upload also failed");
+            Err(e) => {
+                if let Some(upload) = upload.take()
+                    && let Err(abort) = upload.abort().await
+                {
+                    tracing::warn!(%key, error = %abort, "aborting the failed upload also failed");
+                }
+                Err(e)
             }
-            Err(e)
         }
+    }
+}
+
+/// Resolves when `token` is cancelled; never without one.
+pub(crate) async fn cancelled(token: Option<&CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 

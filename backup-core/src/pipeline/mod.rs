@@ -24,9 +24,9 @@ mod restore;
 mod signature;
 
 pub(crate) use ParallelHasher as StoredHasher;
-pub(crate) use backup::{PROGRESS_EVERY, Progress, run_backup};
+pub(crate) use backup::{ObjectWriter, PROGRESS_EVERY, Progress, cancelled};
 pub(crate) use compare_digests as compare;
-pub(crate) use restore::{Expected, RestoreSink, deliver, run_restore};
+pub(crate) use restore::{Expected, drain, read_object, restore_into, verified};
 pub(crate) use signature::check_dump;
 
 /// Tuning of the pipeline; `Default` suits most databases.
