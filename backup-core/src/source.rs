@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::Result;
+use crate::error::Result;
 use crate::store::ByteStream;
 
 /// How a source describes itself; recorded in every manifest.

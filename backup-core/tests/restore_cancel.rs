@@ -1,5 +1,5 @@
-//! Restores are cancellable per call: cancelling `RestoreOptions::cancel`
-//! aborts the session, so nothing is committed.
+//! Restores are cancellable per call (cancelling `RestoreOptions::cancel`
+//! aborts the session: nothing is committed) and refuse other engines' dumps.
 
 use std::sync::{Arc, Mutex};
 
@@ -89,4 +89,38 @@ async fn cancelling_a_restore_aborts_its_session() {
         .await
         .unwrap();
     assert_eq!(target.recording().committed.unwrap(), source.content());
+}
+
+/// A target of another engine.
+#[derive(Debug)]
+struct OtherEngine;
+
+#[async_trait]
+impl RestoreTarget for OtherEngine {
+    fn engine(&self) -> &str {
+        "postgres"
+    }
+    fn accepts_format(&self, _: &str) -> bool {
+        true
+    }
+    async fn begin(&self, _: &RestoreOptions) -> Result<Box<dyn RestoreSession>> {
+        panic!("a mismatched target must not be started")
+    }
+}
+
+#[tokio::test]
+async fn a_target_of_another_engine_is_refused_as_incompatible_not_as_configuration() {
+    let engine = Engine::new(Arc::new(InMemoryStore::new()));
+    let m = engine
+        .backup(&ScriptedSource::ok(1000), &BackupRequest::new("src"))
+        .await
+        .unwrap();
+    let err = engine
+        .restore(&m.id, None, &OtherEngine, &RestoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Incompatible { engine, target, .. } if engine == "scripted" && target == "postgres"),
+        "{err}"
+    );
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::Engine;
 use super::request::BackupRequest;
+use super::setup::Engine;
 use crate::catalog::RunRecord;
 use crate::crypto::AGE_SCHEME;
 use crate::dedup::{ChunkCodec, DedupBackup, DedupStarted, Inflight};
@@ -142,7 +142,7 @@ impl Engine {
             BackupType::Full => layout.artifact_key(&format!(
                 "{}{}{}",
                 info.extension,
-                self.compressor.extension(),
+                self.compression.extension(),
                 if self.encryption.is_some() {
                     ".age"
                 } else {
@@ -242,9 +242,9 @@ impl Engine {
                     options: &self.dedup,
                     pipeline: &self.options,
                     codec: Arc::new(ChunkCodec::for_backup(
-                        self.compressor.as_ref(),
+                        self.compression,
                         self.encryption.clone(),
-                    )?),
+                    )),
                     cancel: to.req.cancel.as_ref(),
                     progress: Some(self.progress(to.req)),
                 }
@@ -283,8 +283,8 @@ impl Engine {
             backup_type: req.backup_type,
             format: to.info.format.clone(),
             compression: CompressionInfo {
-                algorithm: self.compressor.algorithm().to_string(),
-                level: self.compressor.level(),
+                algorithm: self.compression.algorithm(),
+                level: self.compression.level(),
             },
             encryption: self.encryption.as_ref().map(|r| EncryptionInfo {
                 scheme: AGE_SCHEME.to_string(),
@@ -389,7 +389,7 @@ impl<'a> ArtifactWriter<'a> {
                     store: engine.store.as_ref(),
                     key: &to.artifact,
                     upload,
-                    compressor: Arc::clone(&engine.compressor),
+                    compression: engine.compression,
                     encryption: engine.encryption.clone(),
                     options: &engine.options,
                     cancel: to.req.cancel.as_ref(),

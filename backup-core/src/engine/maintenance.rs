@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::Engine;
+use super::setup::Engine;
 use crate::catalog::{Filter, SweepReport};
 use crate::dedup::{CheckReport, GcReport, check, collect, inflight_markers, sweep_chunk_store};
 use crate::duration::to_chrono;

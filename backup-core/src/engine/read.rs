@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use super::Engine;
-use crate::compression::{Compression, Compressor};
+use super::setup::Engine;
+use crate::compression::Compression;
 use crate::dedup::{ChunkMap, group_of, precheck, pump_chunks};
 use crate::error::{Error, Result};
 use crate::manifest::{BackupType, Manifest};
@@ -47,12 +47,12 @@ impl Engine {
     ) -> Result<RestoreReport> {
         let id = manifest.id.as_str();
         if manifest.engine != target.engine() || !target.accepts_format(&manifest.format) {
-            return Err(Error::Config(format!(
-                "backup {id} is a {} {} dump; the target restores {}",
-                manifest.engine,
-                manifest.format,
-                target.engine()
-            )));
+            return Err(Error::Incompatible {
+                backup: id.to_string(),
+                engine: manifest.engine.clone(),
+                format: manifest.format.clone(),
+                target: target.engine().to_string(),
+            });
         }
         // Everything that can be found before the target is touched
         // (missing key, missing chunks, a replaced artifact) is.
@@ -145,8 +145,7 @@ impl Engine {
             ))));
             return Ok(verified(rx, pump, expected, self.options.holdback));
         }
-        let decompressor: Arc<dyn Compressor> =
-            Arc::new(Compression::for_algorithm(&manifest.compression.algorithm)?);
+        let decompressor = Compression::for_algorithm(manifest.compression.algorithm);
         let artifact_key = manifest.artifact_key()?;
         let artifact = self.store.get(&artifact_key).await?;
         if artifact.meta.size != manifest.stored.size {

@@ -9,20 +9,21 @@
 //! instead.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{AbortOnDrop, ChannelSink, Hasher, ParallelHasher, PipelineOptions, compare_digests};
-use crate::compression::Compressor;
+use super::stages::{
+    AbortOnDrop, ChannelSink, Hasher, ParallelHasher, PipelineOptions, compare_digests,
+};
+use crate::compression::Compression;
 use crate::crypto::AgeIdentities;
+use crate::error::{Error, Result};
 use crate::manifest::Digests;
 use crate::source::{RestoreReport, RestoreSession};
 use crate::store::ByteStream;
-use crate::{Error, Result};
 
 /// Smallest holdback used whatever the options say: a dump tool must not
 /// be able to see its end of input before verification.
@@ -44,7 +45,7 @@ pub(crate) struct Expected {
 /// plaintext as a stream checked by [`verified`].
 pub(crate) fn read_object(
     artifact: ByteStream,
-    decompressor: Arc<dyn Compressor>,
+    decompressor: Compression,
     expected: Expected,
     identities: Option<AgeIdentities>,
     opts: &PipelineOptions,
@@ -141,12 +142,7 @@ impl Verifying {
         let pump = self.pump.take().expect("checked once");
         let stored = match pump.join().await {
             Ok(result) => result?,
-            Err(e) => {
-                return Err(Error::Restore {
-                    engine: "pipeline",
-                    detail: format!("decompression task failed: {e}"),
-                });
-            }
+            Err(e) => return Err(Error::task("the decompression task", e)),
         };
         let what = &self.expected.what;
         if let Some(diff) = compare_digests(&self.expected.stored, &stored) {
@@ -250,17 +246,13 @@ pub(crate) async fn drain(
 /// bytes.
 async fn pump_artifact(
     artifact: ByteStream,
-    decompressor: Arc<dyn Compressor>,
+    decompressor: Compression,
     sink: ChannelSink,
     what: String,
     identities: Option<AgeIdentities>,
 ) -> Result<Digests> {
     let mut decoder = decompressor.decoder(Box::pin(sink));
-    let stage = if decompressor.algorithm() == "none" {
-        "read"
-    } else {
-        "decompress"
-    };
+    let algorithm = decompressor.algorithm();
     let corrupt = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             // The consumer stopped; its own error is the one to report.
@@ -268,7 +260,7 @@ async fn pump_artifact(
         } else {
             Error::Integrity {
                 what: what.clone(),
-                detail: format!("cannot {stage} the artifact: {e}"),
+                detail: format!("cannot read the artifact ({algorithm}): {e}"),
             }
         }
     };
@@ -326,8 +318,8 @@ async fn pump_artifact(
         }
     }
     decoder.shutdown().await.map_err(corrupt)?;
-    hashing.join().await.map_err(|e| Error::Restore {
-        engine: "pipeline",
-        detail: format!("hashing task failed: {e}"),
-    })
+    hashing
+        .join()
+        .await
+        .map_err(|e| Error::task("the hashing task", e))
 }
