@@ -1,9 +1,9 @@
 //! [`Engine`]: backup, restore, verify and prune over one store.
 //!
-//! The engine is split by concern: [`request`] (what a backup is asked
-//! for), [`backup`] (one writer for full and incremental artifacts, the
-//! manifest last), [`read`] (restore, verify and `open_dump` over one
-//! verified-read primitive) and [`maintenance`] (prune, GC, sweep, check).
+//! The engine is split by concern: `request` (what a backup is asked
+//! for), `backup` (one writer for full and incremental artifacts, the
+//! manifest last), `read` (restore, verify and `open_dump` over one
+//! verified-read primitive) and `maintenance` (prune, GC, sweep, check).
 
 mod backup;
 mod maintenance;
