@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::Result;
 use crate::catalog::{Filter, RunRecord};
 use crate::engine::{BackupRequest, Engine};
+use crate::error::Result;
 use crate::manifest::BackupKind;
 use crate::retention::{PlanOptions, RetentionPolicy};
 use crate::scheduler::{Job, JobOutcome, Trigger};

@@ -13,12 +13,12 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::dedup::ChunkSweep;
 use crate::duration::to_chrono;
+use crate::error::{Error, Result};
 use crate::inflight::{INFLIGHT_STALE_AFTER, marker_key, parse_marker_key};
+use crate::key::{Key, validate_id};
 use crate::manifest::{BackupKind, BackupType, Layout, Manifest, is_backup_id};
 use crate::store::{ObjectMeta, Store, StoreExt, TemporaryObject, TemporarySweep};
-use crate::{Error, Key, Result, validate_id};
 
 /// Which backups [`Catalog::list`] returns. Empty fields match everything.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -119,6 +119,27 @@ pub struct SweepReport {
     pub chunk_stores: Vec<ChunkSweep>,
     /// Bytes freed (artifacts, temporary objects and packs removed).
     #[serde(default)]
+    pub freed_bytes: u64,
+}
+
+/// Leftovers of one tenant's chunk store found by a sweep.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChunkSweep {
+    /// The tenant.
+    pub tenant: String,
+    /// Packs without an index (a backup or GC killed between writing a
+    /// pack and its index) that were removed. Pack ids.
+    pub orphaned_packs: Vec<String>,
+    /// Such packs left because they are younger than the grace period.
+    pub young_packs: Vec<String>,
+    /// Expired in-flight markers (crashed incremental backups) removed.
+    pub expired_markers: Vec<String>,
+    /// Why nothing was removed (a backup or GC is running: it may be about
+    /// to write the index of a pack that has none yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Bytes of the packs removed.
     pub freed_bytes: u64,
 }
 
@@ -481,7 +502,11 @@ impl RunRecord {
         let key = Self::key(&self.tenant, &self.source_id)?;
         let body = serde_json::to_vec_pretty(self).expect("run records serialise");
         store
-            .put(&key, bytes::Bytes::from(body), crate::PutOptions::default())
+            .put(
+                &key,
+                bytes::Bytes::from(body),
+                crate::store::PutOptions::default(),
+            )
             .await
             .map(|_| ())
     }

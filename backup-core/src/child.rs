@@ -15,7 +15,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Variables a child inherits from this process; everything else is
 /// dropped. None of them holds a secret: the search path, the home
@@ -129,7 +129,12 @@ impl SecretFile {
             parent_fd,
             child_fd,
         }])
-        .map_err(|e| Error::Config(format!("mapping a secret file into a child: {e}")))?;
+        .map_err(|e| {
+            Error::io(
+                "mapping a secret file into a child",
+                std::io::Error::other(e),
+            )
+        })?;
         Ok(PathBuf::from(format!("/dev/fd/{child_fd}")))
     }
 

@@ -1,5 +1,7 @@
-//! Compression stages: the [`Compressor`] trait and the built-in
-//! [`Compression`] (none, gzip, zstd).
+//! Compression: [`Compression`], a closed set of algorithms (none, gzip,
+//! zstd). The manifest records the [`Algorithm`] and restore rebuilds the
+//! decoder from it, so everything a backup can be written with can be
+//! read back (STYLE.md 16): there is no open compressor trait.
 
 use std::fmt;
 use std::pin::Pin;
@@ -11,37 +13,13 @@ use async_compression::zstd::CParameter;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWrite;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A boxed async writer: the unit pipeline stages are composed from.
 pub type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
 
-/// A compression stage of the pipeline.
-///
-/// Both directions are *write* adapters: the pipeline pushes bytes in with
-/// large writes and never flushes until the end, so encoders emit whole
-/// blocks (zstd frames are not fragmented by per-read flushes, as they are
-/// with `tokio::io::copy`). Shutting the returned writer down finishes the
-/// stream and shuts `inner` down; a decoder's shutdown fails when its input
-/// ended mid-stream (a truncated artifact).
-pub trait Compressor: fmt::Debug + Send + Sync + 'static {
-    /// Name recorded in manifests and used to pick a decoder on restore.
-    fn algorithm(&self) -> &'static str;
-
-    /// Level recorded in manifests, if the algorithm has levels.
-    fn level(&self) -> Option<i32>;
-
-    /// File-name suffix for artifacts, with its dot (`".zst"`), or `""`.
-    fn extension(&self) -> &'static str;
-
-    /// Wraps `inner` so that bytes written are compressed into it.
-    fn encoder(&self, inner: BoxWrite) -> BoxWrite;
-
-    /// Wraps `inner` so that compressed bytes written are decompressed into it.
-    fn decoder(&self, inner: BoxWrite) -> BoxWrite;
-}
-
-/// The built-in algorithms.
+/// The compression algorithms, as recorded in manifests and pack headers
+/// (`"none"`, `"gzip"`, `"zstd"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
@@ -64,8 +42,37 @@ impl Algorithm {
     }
 }
 
-/// Built-in [`Compressor`]: an algorithm, a level and, for zstd, a number of
-/// worker threads.
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Algorithm::None),
+            "gzip" => Ok(Algorithm::Gzip),
+            "zstd" => Ok(Algorithm::Zstd),
+            other => Err(Error::Config(format!(
+                "unknown compression algorithm {other:?} (expected none, gzip or zstd)"
+            ))),
+        }
+    }
+}
+
+/// A compression stage: an algorithm, a level and, for zstd, a number of
+/// worker threads and their job size.
+///
+/// Both directions are *write* adapters ([`Compression::encoder`],
+/// [`Compression::decoder`]): the pipeline pushes bytes in with large
+/// writes and never flushes until the end, so encoders emit whole blocks
+/// (zstd frames are not fragmented by per-read flushes, as they are with
+/// `tokio::io::copy`). Shutting the returned writer down finishes the
+/// stream and shuts `inner` down; a decoder's shutdown fails when its input
+/// ended mid-stream (a truncated artifact).
 ///
 /// Parses from `none`, `gzip`, `gzip:9`, `zstd`, `zstd:19`; the default is
 /// zstd level 1 with 2 workers and 1 MiB jobs, chosen from the
@@ -76,9 +83,9 @@ impl Algorithm {
 /// made level 3 peak at ~90 MiB).
 ///
 /// ```
-/// use backup_core::{Compression, Compressor};
+/// use backup_core::{Algorithm, Compression};
 /// let c: Compression = "zstd:9".parse().unwrap();
-/// assert_eq!((c.algorithm(), c.level()), ("zstd", Some(9)));
+/// assert_eq!((c.algorithm(), c.level()), (Algorithm::Zstd, Some(9)));
 /// assert!("brotli".parse::<Compression>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +94,7 @@ pub struct Compression {
     algorithm: Algorithm,
     level: i32,
     workers: u32,
+    job_size: u32,
 }
 
 /// Default zstd level.
@@ -112,6 +120,7 @@ impl Compression {
             algorithm: Algorithm::None,
             level: 0,
             workers: 0,
+            job_size: ZSTD_JOB_SIZE,
         }
     }
 
@@ -121,6 +130,7 @@ impl Compression {
             algorithm: Algorithm::Gzip,
             level: level.clamp(1, 9),
             workers: 0,
+            job_size: ZSTD_JOB_SIZE,
         }
     }
 
@@ -130,6 +140,7 @@ impl Compression {
             algorithm: Algorithm::Zstd,
             level: level.clamp(1, 22),
             workers: DEFAULT_ZSTD_WORKERS,
+            job_size: ZSTD_JOB_SIZE,
         }
     }
 
@@ -140,9 +151,13 @@ impl Compression {
         self
     }
 
-    /// The algorithm.
-    pub fn kind(&self) -> Algorithm {
-        self.algorithm
+    /// Sets the bytes given to each zstd worker (default
+    /// [`ZSTD_JOB_SIZE`]; zstd raises values below its minimum). Ignored
+    /// by other algorithms and without workers; decoding does not depend
+    /// on it.
+    pub fn with_job_size(mut self, bytes: u32) -> Self {
+        self.job_size = bytes;
+        self
     }
 
     /// zstd worker threads.
@@ -150,33 +165,37 @@ impl Compression {
         self.workers
     }
 
-    /// The decoder-side compressor for an algorithm name read from a
-    /// manifest.
-    pub fn for_algorithm(name: &str) -> Result<Self> {
-        match name {
-            "none" => Ok(Compression::none()),
-            "gzip" => Ok(Compression::gzip(DEFAULT_GZIP_LEVEL)),
-            "zstd" => Ok(Compression::zstd(DEFAULT_ZSTD_LEVEL)),
-            other => Err(Error::Config(format!(
-                "unknown compression algorithm {other:?} (expected none, gzip or zstd)"
-            ))),
+    /// The decoder for an algorithm read from a manifest or pack header
+    /// (decoding needs no level).
+    pub fn for_algorithm(algorithm: Algorithm) -> Self {
+        match algorithm {
+            Algorithm::None => Compression::none(),
+            Algorithm::Gzip => Compression::gzip(DEFAULT_GZIP_LEVEL),
+            Algorithm::Zstd => Compression::zstd(DEFAULT_ZSTD_LEVEL),
         }
     }
-}
 
-impl Compressor for Compression {
-    fn algorithm(&self) -> &'static str {
-        self.algorithm.name()
+    /// The algorithm, recorded in manifests to pick the decoder on restore.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
     }
 
-    fn level(&self) -> Option<i32> {
+    /// Whether bytes pass through unchanged ([`Algorithm::None`]): the
+    /// pipeline then hashes them once, as stored bytes.
+    pub fn is_identity(&self) -> bool {
+        self.algorithm == Algorithm::None
+    }
+
+    /// Level recorded in manifests, if the algorithm has levels.
+    pub fn level(&self) -> Option<i32> {
         match self.algorithm {
             Algorithm::None => None,
             _ => Some(self.level),
         }
     }
 
-    fn extension(&self) -> &'static str {
+    /// File-name suffix for artifacts, with its dot (`".zst"`), or `""`.
+    pub fn extension(&self) -> &'static str {
         match self.algorithm {
             Algorithm::None => "",
             Algorithm::Gzip => ".gz",
@@ -184,7 +203,8 @@ impl Compressor for Compression {
         }
     }
 
-    fn encoder(&self, inner: BoxWrite) -> BoxWrite {
+    /// Wraps `inner` so that bytes written are compressed into it.
+    pub fn encoder(&self, inner: BoxWrite) -> BoxWrite {
         match self.algorithm {
             Algorithm::None => inner,
             Algorithm::Gzip => {
@@ -194,7 +214,7 @@ impl Compressor for Compression {
                 let mut params = vec![CParameter::checksum_flag(true)];
                 if self.workers > 0 {
                     params.push(CParameter::nb_workers(self.workers));
-                    params.push(CParameter::job_size(ZSTD_JOB_SIZE));
+                    params.push(CParameter::job_size(self.job_size));
                 }
                 Box::pin(ZstdEncoder::with_quality_and_params(
                     inner,
@@ -205,12 +225,20 @@ impl Compressor for Compression {
         }
     }
 
-    fn decoder(&self, inner: BoxWrite) -> BoxWrite {
+    /// Wraps `inner` so that compressed bytes written are decompressed
+    /// into it.
+    pub fn decoder(&self, inner: BoxWrite) -> BoxWrite {
         match self.algorithm {
             Algorithm::None => inner,
             Algorithm::Gzip => Box::pin(GzipDecoder::new(inner)),
             Algorithm::Zstd => Box::pin(ZstdDecoder::new(inner)),
         }
+    }
+}
+
+impl From<Algorithm> for Compression {
+    fn from(algorithm: Algorithm) -> Self {
+        Compression::for_algorithm(algorithm)
     }
 }
 
@@ -334,7 +362,7 @@ mod tests {
                     .await
                     .unwrap();
                 let packed = packed.0.lock().unwrap().clone();
-                if c.kind() != Algorithm::None {
+                if c.algorithm() != Algorithm::None {
                     assert!(packed.len() < sample().len() / 2, "{c} did not compress");
                 }
                 let unpacked = Shared::default();

@@ -18,7 +18,8 @@ use tokio_util::compat::{
 };
 
 use crate::compression::BoxWrite;
-use crate::{Error, Result, Secret};
+use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// Scheme name recorded in manifests.
 pub const AGE_SCHEME: &str = "age";

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The longest duration accepted anywhere a user gives one: 1,000 years of
 /// 365 days. Far beyond any retention, yet small enough that `now ± d` is

@@ -41,9 +41,50 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// Bad configuration or arguments given by the caller.
+    /// Bad configuration or arguments given by the caller. Only for
+    /// configuration: failures with a cause of their own have their own
+    /// variants.
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// A backup cannot be restored into this target: it was taken from
+    /// another engine, or in a format the target does not read.
+    #[error(
+        "backup {backup} is a {engine} {format} dump; the target restores {target}: restore it with a {engine} target"
+    )]
+    Incompatible {
+        /// The backup id.
+        backup: String,
+        /// The engine the backup was taken from.
+        engine: String,
+        /// The backup's dump format.
+        format: String,
+        /// The engine the target restores.
+        target: String,
+    },
+
+    /// An object is larger than the operation allows (a manifest or
+    /// marker read into memory, an encoded chunk in a pack).
+    #[error("{what} is {size} bytes, more than the {limit} allowed: it is not what it should be")]
+    TooLarge {
+        /// The object.
+        what: String,
+        /// Its size in bytes (at least).
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// A task of the library's own failed (it panicked or was aborted):
+    /// a bug, or a shutdown.
+    #[error("{what} failed: {source}")]
+    Task {
+        /// What the task was doing.
+        what: &'static str,
+        /// Why it stopped.
+        #[source]
+        source: tokio::task::JoinError,
+    },
 
     /// Stored bytes do not match what the manifest recorded: a corrupt or
     /// truncated artifact. Nothing was applied.
@@ -267,6 +308,11 @@ impl Error {
         }
     }
 
+    /// Shorthand for [`Error::Task`].
+    pub fn task(what: &'static str, source: tokio::task::JoinError) -> Self {
+        Error::Task { what, source }
+    }
+
     /// Shorthand for [`Error::NotFound`].
     pub fn not_found(what: impl fmt::Display) -> Self {
         Error::NotFound {
@@ -337,6 +383,16 @@ mod tests {
         };
         let back = Error::from_io("ctx", original.into_io());
         assert!(matches!(back, Error::Integrity { .. }), "{back:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_task_keeps_its_cause() {
+        let join = tokio::spawn(async { panic!("boom") }).await.unwrap_err();
+        let e = Error::task("the compression task", join);
+        let source = std::error::Error::source(&e).expect("the JoinError is kept");
+        assert!(source.is::<tokio::task::JoinError>(), "{source:?}");
+        assert!(!e.to_string().contains('\n'), "{e}");
+        assert!(!matches!(e, Error::Config(_)));
     }
 
     #[test]

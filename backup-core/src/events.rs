@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::Result;
+use crate::error::Result;
 use crate::manifest::BackupKind;
 
 /// Something that happened to a backup or a source.
@@ -143,7 +143,7 @@ impl Event {
             } => {
                 format!(
                     "backup of {tenant}/{source_id}: {} read",
-                    crate::human_bytes(*bytes)
+                    crate::manifest::human_bytes(*bytes)
                 )
             }
             Event::Succeeded {
@@ -155,7 +155,7 @@ impl Event {
                 ..
             } => format!(
                 "backup {backup_id} of {tenant}/{source_id} succeeded: {} in {duration_seconds:.1} s",
-                crate::human_bytes(*bytes)
+                crate::manifest::human_bytes(*bytes)
             ),
             Event::Failed {
                 tenant,
@@ -328,60 +328,6 @@ pub fn spawn_notifier(
                         tracing::warn!(?notifier, event = event.name(), error = %e, "notification failed; giving up");
                     }
                 }
-            }
-        }
-    })
-}
-
-/// Checks the health of every source in `engine`'s catalog every `every`
-/// and emits [`Event::Stale`] when a source turns stale (again after it
-/// recovered; not on every check). Ends when `stop` is cancelled.
-pub fn spawn_health_monitor(
-    engine: crate::Engine,
-    options: crate::HealthOptions,
-    clock: Arc<dyn crate::Clock>,
-    every: Duration,
-    stop: tokio_util::sync::CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut alerted: std::collections::HashSet<String> = std::collections::HashSet::new();
-        loop {
-            let now = clock.now();
-            match engine
-                .catalog()
-                .health(&crate::Filter::all(), &options, now)
-                .await
-            {
-                Ok(report) => {
-                    for h in report {
-                        let key = format!("{}/{}", h.tenant, h.source_id);
-                        if h.status == crate::HealthStatus::Stale {
-                            if alerted.insert(key) {
-                                engine.events().emit(Event::Stale {
-                                    tenant: h.tenant,
-                                    source_id: h.source_id,
-                                    hours_since_success: h.hours_since_success,
-                                    at: now,
-                                });
-                            }
-                        } else {
-                            alerted.remove(&key);
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "health check failed"),
-            }
-            // An interval beyond 1000 years means "not again": cap it there,
-            // where the conversion and the addition are exact.
-            let next = now
-                + crate::duration::to_chrono(
-                    every.min(crate::duration::MAX_DURATION),
-                    "health interval",
-                )
-                .expect("MAX_DURATION fits a chrono::Duration");
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = clock.sleep_until(next) => {}
             }
         }
     })

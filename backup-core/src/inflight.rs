@@ -62,9 +62,10 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::Result;
+use crate::key::Key;
 use crate::manifest::is_backup_id;
 use crate::store::{PutOptions, Store};
-use crate::{Key, Result};
 
 /// Segment of the in-progress markers below a tenant.
 pub(crate) const INFLIGHT_DIR: &str = "_inflight";

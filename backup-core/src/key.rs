@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Longest key accepted, in bytes (S3's limit is 1024).
 pub const MAX_KEY_LEN: usize = 1024;

@@ -4,7 +4,7 @@
 //! stores implement, and the streaming pipeline that joins them.
 //!
 //! ```text
-//! DumpSource ──▶ Compressor ──▶ Hasher (SHA-256 + MD5) ──▶ Store
+//! DumpSource ──▶ Compression ──▶ Hasher (SHA-256 + MD5) ──▶ Store
 //!  (pg_dump,      (zstd, gzip)                            (directory, S3)
 //!   mongo)
 //! ```
@@ -13,7 +13,8 @@
 //!   `backup-mongo`) dumps a database as a byte stream and restores one.
 //! - [`Store`]: a storage adapter (`backup-store-fs`, `backup-store-s3`) with
 //!   atomic streaming uploads.
-//! - [`Compressor`]: a compression stage ([`Compression`] is built in).
+//! - [`Compression`]: the compression stage (none, gzip, zstd), recorded
+//!   in each manifest so restore reads back whatever backup wrote.
 //! - [`RetentionPolicy`]: which backups to keep ([`KeepLast`] is built in).
 //! - [`Engine`]: backup, restore, verify and prune over one store, with the
 //!   [`Catalog`] of committed backups read from their [`Manifest`]s.
@@ -111,6 +112,7 @@ mod duration;
 mod engine;
 mod error;
 mod events;
+mod health;
 mod inflight;
 mod key;
 mod manifest;
@@ -133,24 +135,21 @@ pub mod testing;
 
 pub use backup_job::BackupJob;
 pub use catalog::{
-    BackupPage, Catalog, Filter, HealthOptions, HealthStatus, Page, RUN_RECORD_NAME, RunRecord,
-    SourceHealth, Stats, StatsReport, SweepReport,
+    BackupPage, Catalog, ChunkSweep, Filter, HealthOptions, HealthStatus, Page, RUN_RECORD_NAME,
+    RunRecord, SourceHealth, Stats, StatsReport, SweepReport,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compression::{
-    Algorithm, BoxWrite, Compression, Compressor, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL,
-    DEFAULT_ZSTD_WORKERS, ZSTD_JOB_SIZE,
+    Algorithm, BoxWrite, Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, DEFAULT_ZSTD_WORKERS,
+    ZSTD_JOB_SIZE,
 };
 pub use crypto::{AGE_SCHEME, AgeIdentities, AgeRecipients};
-pub use dedup::{
-    CheckReport, ChunkSweep, CorruptChunk, DedupOptions, GcReport, MissingChunk, Problem,
-};
+pub use dedup::{CheckReport, CorruptChunk, DedupOptions, GcReport, MissingChunk, Problem};
 pub use duration::{MAX_DURATION, duration_from_minutes, parse_duration};
 pub use engine::{BackupRequest, Engine, PruneReport};
 pub use error::{BoxError, Error, Result};
-pub use events::{
-    Event, EventBus, LogNotifier, Notifier, RetryPolicy, spawn_health_monitor, spawn_notifier,
-};
+pub use events::{Event, EventBus, LogNotifier, Notifier, RetryPolicy, spawn_notifier};
+pub use health::spawn_health_monitor;
 pub use inflight::INFLIGHT_STALE_AFTER;
 pub use key::{Key, MAX_KEY_LEN, validate_id};
 pub use manifest::{

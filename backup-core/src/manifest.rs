@@ -7,8 +7,10 @@ use std::fmt;
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::compression::Algorithm;
+use crate::error::{Error, Result};
+use crate::key::{Key, validate_id};
 use crate::source::Versions;
-use crate::{Error, Key, Result, validate_id};
 
 /// Version written into every new manifest. Readers refuse newer versions.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -124,8 +126,8 @@ pub struct DedupInfo {
 /// Compression recorded in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompressionInfo {
-    /// `none`, `gzip` or `zstd`.
-    pub algorithm: String,
+    /// The algorithm; restore decodes with it.
+    pub algorithm: Algorithm,
     /// Level used, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<i32>,

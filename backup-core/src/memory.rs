@@ -10,10 +10,11 @@ use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use futures::stream::{self, BoxStream};
 
+use crate::error::{Error, Result};
+use crate::key::Key;
 use crate::store::{
     GetResult, ObjectMeta, PutMode, PutOptions, Store, Upload, check_range, delete_each,
 };
-use crate::{Error, Key, Result};
 
 type Objects = Arc<Mutex<BTreeMap<Key, (Bytes, ObjectMeta)>>>;
 

@@ -281,7 +281,7 @@ pub(crate) mod tests {
             backup_type: BackupType::Full,
             format: "pgdump".into(),
             compression: CompressionInfo {
-                algorithm: "none".into(),
+                algorithm: crate::compression::Algorithm::None,
                 level: None,
             },
             encryption: None,

@@ -20,11 +20,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 use crate::duration::{MAX_DURATION, to_chrono};
+use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
+use crate::key::{Key, validate_id};
 use crate::manifest::{BackupKind, BackupType};
 use crate::schedule::Schedule;
 use crate::store::{PutOptions, Store, StoreExt};
-use crate::{Error, Key, Result, validate_id};
 
 /// Why a job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -450,7 +451,7 @@ impl Scheduler {
                 inner.execute(job, trigger, guard).await
             })
             .await
-            .map_err(|e| Error::Config(format!("job task failed: {e}")))?
+            .map_err(|e| Error::task("a scheduled job", e))?
     }
 
     /// Runs in progress now.

@@ -8,8 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
-use crate::Result;
+use crate::error::Result;
 use crate::store::ByteStream;
 
 /// How a source describes itself; recorded in every manifest.
@@ -110,6 +111,9 @@ pub struct RestoreOptions {
     /// (used by multi-tenant hosts so a restore can never land in someone
     /// else's database).
     pub must_be_new: bool,
+    /// Cancels this restore when triggered: the session is aborted, so
+    /// nothing is committed.
+    pub cancel: Option<CancellationToken>,
 }
 
 impl RestoreOptions {
@@ -145,6 +149,13 @@ impl RestoreOptions {
         if yes {
             self.create = true;
         }
+        self
+    }
+
+    /// Sets a cancellation token for this restore
+    /// ([`RestoreOptions::cancel`]).
+    pub fn cancel_token(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
         self
     }
 

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Key, Result};
+use crate::error::{Error, Result};
+use crate::key::Key;
 
 /// A stream of byte chunks; an `Err` item ends it.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
@@ -300,18 +301,21 @@ pub trait StoreExt: Store {
     async fn get_bytes(&self, key: &Key) -> Result<Bytes> {
         let GetResult { meta, mut stream } = self.get(key).await?;
         if meta.size > MAX_SMALL_OBJECT {
-            return Err(Error::Config(format!(
-                "{key} is {} bytes, too large to read into memory",
-                meta.size
-            )));
+            return Err(Error::TooLarge {
+                what: key.to_string(),
+                size: meta.size,
+                limit: MAX_SMALL_OBJECT,
+            });
         }
         let mut buf = BytesMut::with_capacity(meta.size as usize);
         while let Some(chunk) = stream.next().await {
             buf.extend_from_slice(&chunk?);
             if buf.len() as u64 > MAX_SMALL_OBJECT {
-                return Err(Error::Config(format!(
-                    "{key} grew past {MAX_SMALL_OBJECT} bytes"
-                )));
+                return Err(Error::TooLarge {
+                    what: key.to_string(),
+                    size: buf.len() as u64,
+                    limit: MAX_SMALL_OBJECT,
+                });
             }
         }
         Ok(buf.freeze())

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::error::{Error, Result};
 use crate::events::{Event, Notifier};
-use crate::{Error, Result, Secret};
+use crate::secret::Secret;
 
 /// Payload shape of a [`WebhookNotifier`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use backup_core::{
-    BackupKind, BackupType, Catalog, CompressionInfo, DedupInfo, Digests, EncryptionInfo, Filter,
-    InMemoryStore, Key, Layout, Manifest, PutOptions, Store, Versions, is_backup_id,
+    Algorithm, BackupKind, BackupType, Catalog, CompressionInfo, DedupInfo, Digests,
+    EncryptionInfo, Filter, InMemoryStore, Key, Layout, Manifest, PutOptions, Store, Versions,
+    is_backup_id,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
@@ -46,7 +47,7 @@ prop_compose! {
         took in 0i64..1_000_000,
         random in any::<u32>(),
         ext in "[a-z]{1,4}(\\.[a-z]{1,4}){0,2}",
-        algorithm in "[a-z]{1,6}",
+        algorithm in prop_oneof![Just(Algorithm::None), Just(Algorithm::Gzip), Just(Algorithm::Zstd)],
         level in proptest::option::of(any::<i32>()),
         recipients in proptest::option::of(prop::collection::vec("age1[a-z0-9]{10,20}", 0..3)),
         stored in digests(),

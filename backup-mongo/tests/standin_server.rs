@@ -73,7 +73,7 @@ async fn raw_archive(store: &InMemoryStore, m: &Manifest) -> Vec<u8> {
     }
 
     let bytes = store.get_bytes(&m.artifact_key().unwrap()).await.unwrap();
-    let algorithm = Compression::for_algorithm(&m.compression.algorithm).unwrap();
+    let algorithm = Compression::for_algorithm(m.compression.algorithm);
     let out = Arc::new(Mutex::new(Vec::new()));
     let mut decoder = algorithm.decoder(Box::pin(Sink(out.clone())));
     decoder.write_all(&bytes).await.unwrap();

@@ -14,15 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_compression::Level;
-use async_compression::tokio::write::{ZstdDecoder, ZstdEncoder};
-use async_compression::zstd::CParameter;
 use backup_benches::{
     BenchArgs, FileSource, Measurement, Report, ShellCommand, cpu_time, current_rss, env_bytes,
     env_u64, human_bytes, human_duration, load_average, mb_per_s, peak_rss, report_isolated,
     reset_peak_rss, run_isolated, selected, write_dump_like,
 };
-use backup_core::{BackupRequest, BoxWrite, Compression, Compressor, Engine, PipelineOptions};
+use backup_core::{Algorithm, BackupRequest, Compression, Engine, PipelineOptions};
 use backup_store_fs::FsStore;
 use serde::{Deserialize, Serialize};
 
@@ -61,17 +58,13 @@ impl Variant {
         }
     }
 
-    fn compressor(&self) -> Arc<dyn Compressor> {
+    fn compression(&self) -> Compression {
         let c: Compression = self.compression.parse().expect("a compression spec");
-        match (c.level(), self.job_size) {
-            (Some(level), job_size) if job_size > 0 && c.algorithm() == "zstd" => {
-                Arc::new(TunedZstd {
-                    level,
-                    workers: self.workers,
-                    job_size,
-                })
-            }
-            _ => Arc::new(c.with_workers(self.workers)),
+        let c = c.with_workers(self.workers);
+        if self.job_size > 0 && c.algorithm() == Algorithm::Zstd {
+            c.with_job_size(self.job_size)
+        } else {
+            c
         }
     }
 
@@ -95,7 +88,7 @@ impl Variant {
         };
         let options = defaults.buffering(chunk, depth);
         let engine = Engine::new(store)
-            .with_compressor(self.compressor())
+            .with_compression(self.compression())
             .with_options(options);
         let source = FileSource::new(&self.input).limit(self.bytes);
         let baseline = current_rss().expect("VmRSS");
@@ -117,42 +110,6 @@ impl Variant {
                 "process, fresh (baseline {})",
                 human_bytes(baseline)
             ))
-    }
-}
-
-/// zstd with an explicit job size: an experiment for the memory analysis
-/// in the README (the library's `Compression` leaves the job size to zstd).
-#[derive(Debug)]
-struct TunedZstd {
-    level: i32,
-    workers: u32,
-    job_size: u32,
-}
-
-impl Compressor for TunedZstd {
-    fn algorithm(&self) -> &'static str {
-        "zstd"
-    }
-    fn level(&self) -> Option<i32> {
-        Some(self.level)
-    }
-    fn extension(&self) -> &'static str {
-        ".zst"
-    }
-    fn encoder(&self, inner: BoxWrite) -> BoxWrite {
-        let mut params = vec![CParameter::checksum_flag(true)];
-        if self.workers > 0 {
-            params.push(CParameter::nb_workers(self.workers));
-            params.push(CParameter::job_size(self.job_size));
-        }
-        Box::pin(ZstdEncoder::with_quality_and_params(
-            inner,
-            Level::Precise(self.level),
-            &params,
-        ))
-    }
-    fn decoder(&self, inner: BoxWrite) -> BoxWrite {
-        Box::pin(ZstdDecoder::new(inner))
     }
 }
 

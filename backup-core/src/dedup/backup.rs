@@ -14,16 +14,17 @@ use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::DedupOptions;
 use super::chunker::Chunker;
 use super::codec::ChunkCodec;
 use super::format::{ChunkId, PackHeader, chunk_list_header, put_list_entry};
 use super::lock::Inflight;
+use super::options::DedupOptions;
 use super::packs::{ChunkMap, PackListing, PackWriter};
+use crate::error::{Error, Result};
+use crate::key::Key;
 use crate::manifest::{DedupInfo, Digests};
 use crate::pipeline::{Hasher, PROGRESS_EVERY, PipelineOptions, Progress};
 use crate::store::{ByteStream, Store, Upload};
-use crate::{Error, Key, Result};
 
 /// Bytes of chunk list buffered before they are written.
 const LIST_BUFFER: usize = 64 * 1024;
@@ -331,8 +332,5 @@ async fn prepare(
         Ok((chunk, id, blob))
     })
     .await
-    .map_err(|e| Error::Dump {
-        engine: "pipeline",
-        detail: format!("chunk encoding task failed: {e}"),
-    })?
+    .map_err(|e| Error::task("a chunk encoding task", e))?
 }

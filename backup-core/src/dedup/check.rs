@@ -13,10 +13,11 @@ use super::gc::read_whole;
 use super::packs::{PackListing, load_indexes, pack_key};
 use crate::catalog::{Catalog, is_reserved};
 use crate::crypto::AgeIdentities;
+use crate::error::{Error, Result};
+use crate::key::{Key, validate_id};
 use crate::manifest::{BackupType, Layout, Manifest};
 use crate::pipeline::{StoredHasher, compare};
 use crate::store::Store;
-use crate::{Error, Key, Result, validate_id};
 
 /// A referenced chunk the store does not have (in no index, or its pack is
 /// gone).

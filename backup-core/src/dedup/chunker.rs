@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use fastcdc::v2020::{Normalization, cut, select_masks};
 use futures::StreamExt;
 
-use crate::Result;
+use crate::error::Result;
 use crate::store::ByteStream;
 
 /// Chunk size bounds, in bytes.

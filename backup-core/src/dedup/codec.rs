@@ -10,9 +10,9 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::format::{ChunkId, PackHeader};
-use crate::compression::{Compression, Compressor};
+use crate::compression::{Algorithm, Compression};
 use crate::crypto::{AgeIdentities, AgeRecipients};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// How the chunks of one pack are encoded.
 #[derive(Debug, Clone)]
@@ -25,27 +25,11 @@ impl ChunkCodec {
     /// The codec for new chunks of a backup using `compressor` and
     /// `recipients`. Chunks are compressed one at a time on the blocking
     /// pool, several at once, so zstd runs single-threaded per chunk.
-    pub(crate) fn for_backup(
-        compressor: &dyn Compressor,
-        recipients: Option<AgeRecipients>,
-    ) -> Result<Self> {
-        let spec = match compressor.level() {
-            Some(level) => format!("{}:{level}", compressor.algorithm()),
-            None => compressor.algorithm().to_string(),
-        };
-        let compression = spec
-            .parse::<Compression>()
-            .map_err(|_| {
-                Error::Config(format!(
-                    "incremental backups support the built-in compressions (none, gzip, zstd), not {}",
-                    compressor.algorithm()
-                ))
-            })?
-            .with_workers(0);
-        Ok(ChunkCodec {
-            compression,
+    pub(crate) fn for_backup(compression: Compression, recipients: Option<AgeRecipients>) -> Self {
+        ChunkCodec {
+            compression: compression.with_workers(0),
             recipients,
-        })
+        }
     }
 
     /// Compresses and (if configured) encrypts one chunk.
@@ -63,7 +47,7 @@ impl ChunkCodec {
         group_of(self.recipients.as_ref().map(|r| r.ids()))
     }
 
-    pub(crate) fn algorithm(&self) -> &'static str {
+    pub(crate) fn algorithm(&self) -> Algorithm {
         self.compression.algorithm()
     }
 
@@ -95,7 +79,7 @@ impl ChunkDecoder {
         header: &PackHeader,
         identities: Option<&AgeIdentities>,
     ) -> Result<Self> {
-        let compression = Compression::for_algorithm(&header.compression)?;
+        let compression = Compression::for_algorithm(header.compression.parse()?);
         let identities = match (header.recipients.is_empty(), identities) {
             (true, _) => None,
             (false, Some(ids)) if !ids.is_empty() => Some(ids.clone()),
@@ -194,7 +178,7 @@ mod tests {
         PackHeader {
             pack: "p".into(),
             size: 0,
-            compression: codec.algorithm().into(),
+            compression: codec.algorithm().to_string(),
             level: codec.level(),
             recipients: codec.group(),
             created_at: Utc::now(),
@@ -217,7 +201,7 @@ mod tests {
                 Some(AgeRecipients::parse([recipient.as_str()]).unwrap()),
             ] {
                 let encrypted = recipients.is_some();
-                let codec = ChunkCodec::for_backup(&c, recipients).unwrap();
+                let codec = ChunkCodec::for_backup(c, recipients);
                 let blob = codec.encode(&plain).unwrap();
                 if spec != "none" {
                     assert!(blob.len() < plain.len(), "{spec} compresses");

@@ -11,10 +11,10 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::error::{Error, Result};
 use crate::manifest::Digests;
 use crate::pipeline::Hasher;
 use crate::store::ByteStream;
-use crate::{Error, Result};
 
 /// Version of every format below.
 pub(crate) const FORMAT_VERSION: u32 = 1;

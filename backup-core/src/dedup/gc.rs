@@ -9,16 +9,17 @@ use chrono::Utc;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::DedupOptions;
 use super::codec::group_of;
 use super::format::{ChunkId, ChunkListReader, IndexEntry, PackHeader, check_pack_header};
 use super::lock::GcLock;
+use super::options::DedupOptions;
 use super::packs::{PackListing, PackWriter, index_key, load_indexes, pack_key};
 use crate::catalog::{Catalog, Filter};
+use crate::error::{Error, Result};
+use crate::key::{Key, validate_id};
 use crate::manifest::{BackupType, Manifest};
 use crate::pipeline::compare;
 use crate::store::Store;
-use crate::{Error, Key, Result, validate_id};
 
 /// What [`Engine::gc`](crate::Engine::gc) did (or, for a dry run, would do)
 /// in one tenant's chunk store. Pack entries are pack ids.
@@ -172,7 +173,7 @@ async fn run(
     let listing = PackListing::load(store, tenant).await?;
     let now = Utc::now();
     let grace = crate::duration::to_chrono(grace, "gc grace")?;
-    let young = |meta: &crate::ObjectMeta| now - meta.last_modified < grace;
+    let young = |meta: &crate::store::ObjectMeta| now - meta.last_modified < grace;
     let loaded = load_indexes(
         store,
         tenant,

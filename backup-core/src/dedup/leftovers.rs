@@ -4,34 +4,13 @@
 //! without a manifest are artifacts: the catalog's sweep takes them.)
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-use super::DedupOptions;
 use super::lock::{GcLock, inflight_markers};
+use super::options::DedupOptions;
 use super::packs::{PackListing, pack_key};
+use crate::catalog::ChunkSweep;
+use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::{Error, Result};
-
-/// Leftovers of one tenant's chunk store found by a sweep.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct ChunkSweep {
-    /// The tenant.
-    pub tenant: String,
-    /// Packs without an index (a backup or GC killed between writing a
-    /// pack and its index) that were removed. Pack ids.
-    pub orphaned_packs: Vec<String>,
-    /// Such packs left because they are younger than the grace period.
-    pub young_packs: Vec<String>,
-    /// Expired in-flight markers (crashed incremental backups) removed.
-    pub expired_markers: Vec<String>,
-    /// Why nothing was removed (a backup or GC is running: it may be about
-    /// to write the index of a pack that has none yet).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skipped: Option<String>,
-    /// Bytes of the packs removed.
-    pub freed_bytes: u64,
-}
 
 /// Removes `tenant`'s packs without index older than `grace` and its
 /// expired in-flight markers, holding the GC marker while it deletes (so no

@@ -8,9 +8,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use super::DedupOptions;
+use super::options::DedupOptions;
+use crate::error::{Error, Result};
+use crate::key::Key;
 use crate::store::{ObjectMeta, PutOptions, Store, StoreExt};
-use crate::{Error, Key, Result};
 
 /// How often a running backup or GC rewrites its marker.
 const REFRESH_EVERY: Duration = Duration::from_secs(300);

@@ -8,8 +8,9 @@ use chrono::Utc;
 use futures::StreamExt;
 
 use super::format::{ChunkId, IndexEntry, PACK_HEADER_LEN, PackHeader, PackIndex, pack_header};
+use crate::error::{Error, Result};
+use crate::key::Key;
 use crate::store::{ObjectMeta, PutOptions, Store, StoreExt, Upload};
-use crate::{Error, Key, Result};
 
 /// `{tenant}/_chunks/packs`.
 pub(crate) fn packs_prefix(tenant: &str) -> Result<Key> {
@@ -258,11 +259,10 @@ impl<'a> PackWriter<'a> {
             });
         }
         let open = self.open.as_mut().expect("opened above");
-        let stored_len = u32::try_from(blob.len()).map_err(|_| {
-            Error::Config(format!(
-                "an encoded chunk of {} bytes is too large",
-                blob.len()
-            ))
+        let stored_len = u32::try_from(blob.len()).map_err(|_| Error::TooLarge {
+            what: "an encoded chunk".into(),
+            size: blob.len() as u64,
+            limit: u32::MAX.into(),
         })?;
         open.entries.push(IndexEntry {
             id,

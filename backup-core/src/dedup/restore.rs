@@ -14,10 +14,11 @@ use super::codec::ChunkDecoder;
 use super::format::{ChunkId, ChunkListReader};
 use super::packs::{ChunkMap, pack_key};
 use crate::crypto::AgeIdentities;
+use crate::error::{Error, Result};
+use crate::key::Key;
 use crate::manifest::{Digests, Manifest};
 use crate::pipeline::compare;
 use crate::store::Store;
-use crate::{Error, Key, Result};
 
 /// Largest single range read: a run of neighbouring chunks is fetched at
 /// once while both its stored and its decoded size stay under this (dumps
@@ -209,10 +210,7 @@ pub(crate) async fn pump_chunks(
                         .collect::<Result<Vec<Bytes>>>()
                 })
                 .await
-                .map_err(|e| Error::Restore {
-                    engine: "pipeline",
-                    detail: format!("chunk decoding task failed: {e}"),
-                })?
+                .map_err(|e| Error::task("a chunk decoding task", e))?
             }
         })
         .buffered(concurrency.max(1));

@@ -9,178 +9,235 @@
 //! instead.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{AbortOnDrop, ChannelSink, Hasher, ParallelHasher, PipelineOptions, compare_digests};
-use crate::compression::Compressor;
+use super::stages::{
+    AbortOnDrop, ChannelSink, Hasher, ParallelHasher, PipelineOptions, compare_digests,
+};
+use crate::compression::Compression;
 use crate::crypto::AgeIdentities;
+use crate::error::{Error, Result};
 use crate::manifest::Digests;
 use crate::source::{RestoreReport, RestoreSession};
 use crate::store::ByteStream;
-use crate::{Error, Result};
 
 /// Smallest holdback used whatever the options say: a dump tool must not
 /// be able to see its end of input before verification.
 const MIN_HOLDBACK: usize = 64 * 1024;
 
-/// Where verified bytes go.
-pub(crate) enum RestoreSink {
-    /// A restore session, committed only after verification.
-    Session(Box<dyn RestoreSession>),
-    /// Nowhere: a verification run.
-    Discard,
+/// What an object should hash to.
+#[derive(Debug, Clone)]
+pub(crate) struct Expected {
+    /// The object, for errors.
+    pub(crate) what: String,
+    /// Digests of the stored bytes.
+    pub(crate) stored: Digests,
+    /// Digests of the plaintext (decrypted, decompressed) bytes.
+    pub(crate) raw: Digests,
 }
 
-/// What the artifact should hash to.
-pub(crate) struct Expected<'a> {
-    pub(crate) what: &'a str,
-    pub(crate) stored: &'a Digests,
-    pub(crate) raw: &'a Digests,
-}
-
-/// Streams an artifact into `sink`, verifying it on the way, and commits the
-/// sink only if every digest matches. Returns the report of the committed
-/// session (`None` for [`RestoreSink::Discard`]).
-pub(crate) async fn run_restore(
+/// The verified reader of one stored object: decrypts (with `identities`)
+/// and decompresses `artifact` on a task of its own and returns the
+/// plaintext as a stream checked by [`verified`].
+pub(crate) fn read_object(
     artifact: ByteStream,
-    decompressor: Arc<dyn Compressor>,
-    expected: Expected<'_>,
-    sink: RestoreSink,
-    opts: &PipelineOptions,
+    decompressor: Compression,
+    expected: Expected,
     identities: Option<AgeIdentities>,
-) -> Result<Option<RestoreReport>> {
+    opts: &PipelineOptions,
+) -> ByteStream {
     let (tx, rx) = mpsc::channel::<Bytes>(opts.queue_depth);
     let pump = AbortOnDrop(Some(tokio::spawn(pump_artifact(
         artifact,
         decompressor,
         ChannelSink::new(tx, opts.chunk_size),
-        expected.what.to_string(),
+        expected.what.clone(),
         identities,
     ))));
-    deliver(rx, pump, expected, sink, opts).await
+    verified(rx, pump, expected, opts.holdback)
 }
 
-/// The common end of every restore: writes what the `pump` task sends
-/// through `rx` into `sink`, holding back the last `holdback` bytes until
-/// the pump's digests (of the stored bytes) and the digests of everything
-/// received (the dump) match `expected`, then commits. On any mismatch or
-/// failure the session is aborted before its end of input.
-pub(crate) async fn deliver(
+/// The plaintext a `pump` task sends through `rx`, checked against
+/// `expected`: the last `holdback` bytes (at least [`MIN_HOLDBACK`]) are
+/// released only once the pump's digests (of the stored bytes) and the
+/// digests of everything received match; otherwise the stream ends with
+/// an error instead of them. A consumer that sees a clean end has read a
+/// verified object. Dropping the stream stops the pump.
+pub(crate) fn verified(
     rx: mpsc::Receiver<Bytes>,
     pump: AbortOnDrop<Result<Digests>>,
-    expected: Expected<'_>,
-    sink: RestoreSink,
-    opts: &PipelineOptions,
-) -> Result<Option<RestoreReport>> {
-    let mut session = match sink {
-        RestoreSink::Session(s) => Some(s),
-        RestoreSink::Discard => None,
+    expected: Expected,
+    holdback: usize,
+) -> ByteStream {
+    let state = Verifying {
+        rx,
+        pump: Some(pump),
+        expected,
+        raw: Hasher::sha256_only(),
+        tail: VecDeque::new(),
+        tail_len: 0,
+        holdback: holdback.max(MIN_HOLDBACK),
+        checked: false,
     };
-    let verified = tokio::select! {
-        biased;
-        _ = opts.cancel.cancelled() => Err(Error::Cancelled),
-        r = feed(&mut session, rx, pump, &expected, opts.holdback.max(MIN_HOLDBACK)) => r,
-    };
-    match (verified, session) {
-        (Ok(tail), Some(mut session)) => {
-            for chunk in tail {
-                if let Err(e) = session.write(chunk).await {
-                    let _ = session.abort().await;
-                    return Err(e);
-                }
-            }
-            session.commit().await.map(Some)
+    futures::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        match state.next().await {
+            Some(Ok(chunk)) => Some((Ok(chunk), Some(state))),
+            Some(Err(e)) => Some((Err(e), None)),
+            None => None,
         }
-        (Ok(_), None) => Ok(None),
-        (Err(e), Some(session)) => {
+    })
+    .boxed()
+}
+
+/// The state of a [`verified`] stream.
+struct Verifying {
+    rx: mpsc::Receiver<Bytes>,
+    pump: Option<AbortOnDrop<Result<Digests>>>,
+    expected: Expected,
+    raw: Hasher,
+    tail: VecDeque<Bytes>,
+    tail_len: usize,
+    holdback: usize,
+    /// Every digest matched: the tail may go.
+    checked: bool,
+}
+
+impl Verifying {
+    async fn next(&mut self) -> Option<Result<Bytes>> {
+        loop {
+            if self.checked {
+                return self.tail.pop_front().map(Ok);
+            }
+            if let Some(front) = self.tail.front()
+                && self.tail_len - front.len() >= self.holdback
+            {
+                let front = self.tail.pop_front().expect("front exists");
+                self.tail_len -= front.len();
+                return Some(Ok(front));
+            }
+            match self.rx.recv().await {
+                Some(chunk) => {
+                    self.raw.update(&chunk);
+                    self.tail_len += chunk.len();
+                    self.tail.push_back(chunk);
+                }
+                None => match self.check().await {
+                    Ok(()) => self.checked = true,
+                    Err(e) => {
+                        self.tail.clear();
+                        return Some(Err(e));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Joins the pump and compares every digest.
+    async fn check(&mut self) -> Result<()> {
+        let pump = self.pump.take().expect("checked once");
+        let stored = match pump.join().await {
+            Ok(result) => result?,
+            Err(e) => return Err(Error::task("the decompression task", e)),
+        };
+        let what = &self.expected.what;
+        if let Some(diff) = compare_digests(&self.expected.stored, &stored) {
+            return Err(Error::Integrity {
+                what: what.clone(),
+                detail: format!("stored bytes: {diff}"),
+            });
+        }
+        let raw = std::mem::take(&mut self.raw).finish();
+        if let Some(diff) = compare_digests(&self.expected.raw, &raw) {
+            return Err(Error::Integrity {
+                what: what.clone(),
+                detail: format!("decompressed dump: {diff}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Writes a [`verified`] stream into `session` and commits it only after
+/// the stream ended cleanly; on any failure or cancellation (`cancel`
+/// resolving) the session is aborted, so nothing is committed.
+///
+/// If the session fails first (a tool choking on corrupt input, say), the
+/// rest of the stream is still read and verified, so a corrupt object is
+/// reported as such rather than as whatever the tool made of it.
+pub(crate) async fn restore_into(
+    stream: ByteStream,
+    session: Box<dyn RestoreSession>,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<RestoreReport> {
+    let mut session = Some(session);
+    let fed = tokio::select! {
+        biased;
+        _ = cancel => Err(Error::Cancelled),
+        r = feed(stream, &mut session) => r,
+    };
+    let session = session.expect("the session is kept until here");
+    match fed {
+        Ok(()) => session.commit().await,
+        Err(e) => {
             if let Err(abort) = session.abort().await {
                 tracing::warn!(error = %abort, "aborting the restore session failed");
             }
             Err(e)
         }
-        (Err(e), None) => Err(e),
     }
 }
 
-/// Writes verified-so-far output to the session, keeping the last
-/// `holdback` bytes back; returns them once every digest matched.
-///
-/// If the session fails first (a tool choking on corrupt input, say), the
-/// rest of the artifact is still read and verified, so a corrupt artifact is
-/// reported as such rather than as whatever the tool made of it.
-async fn feed(
-    session: &mut Option<Box<dyn RestoreSession>>,
-    mut rx: mpsc::Receiver<Bytes>,
-    pump: AbortOnDrop<Result<Digests>>,
-    expected: &Expected<'_>,
-    holdback: usize,
-) -> Result<VecDeque<Bytes>> {
-    let mut raw = Hasher::sha256_only();
-    let mut tail: VecDeque<Bytes> = VecDeque::new();
-    let mut tail_len = 0usize;
+async fn feed(mut stream: ByteStream, session: &mut Option<Box<dyn RestoreSession>>) -> Result<()> {
+    let session = session.as_mut().expect("session present while feeding");
     let mut session_error: Option<Error> = None;
-    while let Some(chunk) = rx.recv().await {
-        raw.update(&chunk);
-        if session_error.is_some() {
-            continue;
-        }
-        tail_len += chunk.len();
-        tail.push_back(chunk);
-        while let Some(front) = tail.front() {
-            if tail_len - front.len() < holdback {
-                break;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(chunk) => {
+                if session_error.is_none()
+                    && let Err(e) = session.write(chunk).await
+                {
+                    session_error = Some(e);
+                }
             }
-            let front = tail.pop_front().expect("front exists");
-            tail_len -= front.len();
-            if let Some(session) = session.as_mut()
-                && let Err(e) = session.write(front).await
-            {
-                session_error = Some(e);
-                tail.clear();
-                break;
+            Err(Error::Integrity { what, detail }) => {
+                let also = match &session_error {
+                    Some(e) => format!(" (the restore target also failed: {e})"),
+                    None => String::new(),
+                };
+                return Err(Error::Integrity {
+                    what,
+                    detail: format!("{detail}{also}"),
+                });
             }
+            Err(e) => return Err(e),
         }
-    }
-    let also = |session_error: &Option<Error>| match session_error {
-        Some(e) => format!(" (the restore target also failed: {e})"),
-        None => String::new(),
-    };
-    let stored = match pump.join().await {
-        Ok(Ok(stored)) => stored,
-        Ok(Err(Error::Integrity { what, detail })) => {
-            return Err(Error::Integrity {
-                what,
-                detail: format!("{detail}{}", also(&session_error)),
-            });
-        }
-        Ok(Err(e)) => return Err(e),
-        Err(e) => {
-            return Err(Error::Restore {
-                engine: "pipeline",
-                detail: format!("decompression task failed: {e}"),
-            });
-        }
-    };
-    if let Some(diff) = compare_digests(expected.stored, &stored) {
-        return Err(Error::Integrity {
-            what: expected.what.to_string(),
-            detail: format!("stored bytes: {diff}{}", also(&session_error)),
-        });
-    }
-    if let Some(diff) = compare_digests(expected.raw, &raw.finish()) {
-        return Err(Error::Integrity {
-            what: expected.what.to_string(),
-            detail: format!("decompressed dump: {diff}{}", also(&session_error)),
-        });
     }
     match session_error {
         Some(e) => Err(e),
-        None => Ok(tail),
+        None => Ok(()),
+    }
+}
+
+/// Reads a [`verified`] stream to its end, for verification only.
+pub(crate) async fn drain(
+    mut stream: ByteStream,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let read = async {
+        while let Some(item) = stream.next().await {
+            item?;
+        }
+        Ok(())
+    };
+    tokio::select! {
+        biased;
+        _ = cancel => Err(Error::Cancelled),
+        r = read => r,
     }
 }
 
@@ -189,17 +246,13 @@ async fn feed(
 /// bytes.
 async fn pump_artifact(
     artifact: ByteStream,
-    decompressor: Arc<dyn Compressor>,
+    decompressor: Compression,
     sink: ChannelSink,
     what: String,
     identities: Option<AgeIdentities>,
 ) -> Result<Digests> {
     let mut decoder = decompressor.decoder(Box::pin(sink));
-    let stage = if decompressor.algorithm() == "none" {
-        "read"
-    } else {
-        "decompress"
-    };
+    let algorithm = decompressor.algorithm();
     let corrupt = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             // The consumer stopped; its own error is the one to report.
@@ -207,7 +260,7 @@ async fn pump_artifact(
         } else {
             Error::Integrity {
                 what: what.clone(),
-                detail: format!("cannot {stage} the artifact: {e}"),
+                detail: format!("cannot read the artifact ({algorithm}): {e}"),
             }
         }
     };
@@ -265,8 +318,8 @@ async fn pump_artifact(
         }
     }
     decoder.shutdown().await.map_err(corrupt)?;
-    hashing.join().await.map_err(|e| Error::Restore {
-        engine: "pipeline",
-        detail: format!("hashing task failed: {e}"),
-    })
+    hashing
+        .join()
+        .await
+        .map_err(|e| Error::task("the hashing task", e))
 }

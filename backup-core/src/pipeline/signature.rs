@@ -7,9 +7,9 @@
 use bytes::Bytes;
 use futures::StreamExt;
 
+use crate::error::{Error, Result};
 use crate::source::SourceInfo;
 use crate::store::ByteStream;
-use crate::{Error, Result};
 
 /// Bytes of a refused dump's start shown in the error.
 const PREVIEW: usize = 32;

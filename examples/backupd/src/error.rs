@@ -69,7 +69,8 @@ pub fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
     match e {
         Error::NotFound { .. } => (S::NOT_FOUND, "not_found"),
         Error::InvalidKey { .. } => (S::BAD_REQUEST, "invalid_id"),
-        Error::Config(_) => (S::BAD_REQUEST, "bad_request"),
+        Error::Config(_) | Error::Incompatible { .. } => (S::BAD_REQUEST, "bad_request"),
+        Error::TooLarge { .. } => (S::UNPROCESSABLE_ENTITY, "too_large"),
         Error::AlreadyExists { .. } => (S::CONFLICT, "conflict"),
         Error::Integrity { .. } => (S::UNPROCESSABLE_ENTITY, "integrity"),
         Error::Manifest { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_manifest"),

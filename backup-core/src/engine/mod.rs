@@ -1,0 +1,16 @@
+//! [`Engine`]: backup, restore, verify and prune over one store.
+//!
+//! The engine is split by concern: `request` (what a backup is asked
+//! for), `backup` (one writer for full and incremental artifacts, the
+//! manifest last), `read` (restore, verify and `open_dump` over one
+//! verified-read primitive) and `maintenance` (prune, GC, sweep, check).
+
+mod backup;
+mod maintenance;
+mod read;
+mod request;
+mod setup;
+
+pub use maintenance::PruneReport;
+pub use request::BackupRequest;
+pub use setup::Engine;
