@@ -709,6 +709,7 @@ async fn status(State(app): State<Shared>, caller: Caller) -> ApiResult {
         "peak_running": app.scheduler.peak_running(),
         "max_parallel_jobs": app.config.max_parallel_jobs,
         "time_zone": app.config.tz.name(),
+        "restore_leftovers": app.leftovers.visible(&visible),
     }))
 }
 

@@ -11,6 +11,7 @@ mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod leftovers;
 pub mod metrics;
 pub mod mongo;
 pub mod openapi;
@@ -170,6 +171,7 @@ impl Daemon {
             stopping: CancellationToken::new(),
             registration: tokio::sync::Mutex::new(()),
             tracker: tokio_util::task::TaskTracker::new(),
+            leftovers: Default::default(),
             config,
         });
         for (i, db) in app.config.databases.clone().into_iter().enumerate() {
@@ -190,6 +192,19 @@ impl Daemon {
                 .last_run(Some(chrono::Utc::now())),
             )?;
         }
+        // Staging databases of restores killed before this start: removed
+        // once idle for the grace, reported in /status meanwhile.
+        let databases = app
+            .databases
+            .read()
+            .expect("databases lock")
+            .values()
+            .map(|db| (db.clone(), state::make_target(db)))
+            .collect();
+        background.push(leftovers::spawn_startup_scan(
+            databases,
+            Arc::clone(&app.leftovers),
+        ));
         let stop_monitor = CancellationToken::new();
         let options = app.health_options(None);
         background.push(spawn_health_monitor(

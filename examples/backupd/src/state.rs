@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use super::auth::{Audit, Tokens};
 use super::config::{Config, DatabaseConfig, Engine as DbEngine};
 use super::error::ApiError;
+use super::leftovers::Leftovers;
 use super::metrics::Metrics;
 use super::packages;
 use super::tenancy;
@@ -93,6 +94,9 @@ pub struct App {
     /// API-started operations (restores, packages) still running; a
     /// draining shutdown waits for them as for scheduled backups.
     pub tracker: TaskTracker,
+    /// What the start-up scan for leftovers of interrupted restores found,
+    /// by database id (see [`crate::leftovers`]).
+    pub leftovers: Arc<Leftovers>,
 }
 
 impl std::fmt::Debug for App {

@@ -922,3 +922,82 @@ async fn the_api_cannot_read_the_environment_nor_restore_over_other_databases() 
     }
     server.drop_database(&format!("{db}_new")).await.unwrap();
 }
+
+/// Staging databases a killed `restore --create` left (marked as the
+/// PostgreSQL target marks them; the crash harness in backupctl's tests
+/// makes them by killing real restores): at start the daemon drops those
+/// idle for longer than the grace and reports the rest in `/status`
+/// (issue #10, A13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_drops_old_restore_leftovers_and_reports_the_rest() {
+    let server = TestServer::shared();
+    let db = server.create_database("leftover").await.unwrap();
+    let old = format!("{db}__restore_0000000a");
+    let fresh = format!("{db}__restore_0000000b");
+    let marker = |name: &str, age_secs: i64| {
+        format!(
+            "DO $x$ BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', '{name}', \
+             'backup-postgres restore staging; created=' || (extract(epoch from now())::bigint - {age_secs}) || '; target={db}'); END $x$"
+        )
+    };
+    for (name, age) in [(&old, 24 * 3600), (&fresh, 0)] {
+        server
+            .psql("postgres", &format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        server.psql("postgres", &marker(name, age)).await.unwrap();
+    }
+    let conn = server.connection(&db);
+    let d = Daemon::start_with(Options {
+        extra_config: format!(
+            "databases:\n  - {{id: shop, engine: postgres, host: {}, port: {}, database_name: {db}, username_var: SHOP_USER, password_var: SHOP_PW, schedule: disabled}}",
+            conn.host(),
+            conn.port(),
+        ),
+        envs: vec![
+            ("SHOP_USER".into(), conn.user().to_string()),
+            (
+                "SHOP_PW".into(),
+                conn.password().unwrap().expose().to_string(),
+            ),
+        ],
+        ..Options::default()
+    });
+    let api = Api::new(&d);
+    let mut status = Value::Null;
+    for _ in 0..600 {
+        let (code, v) = api.get("/api/v1/status", READER).await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+        status = v["data"]["restore_leftovers"]["shop"].clone();
+        if !status.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(status["error"].is_null(), "{status}\n{}", d.logs());
+    assert_eq!(status["removed"], json!([old]), "{status}");
+    let remaining = status["remaining"].as_array().unwrap();
+    assert_eq!(remaining.len(), 1, "{status}");
+    assert!(
+        remaining[0].as_str().unwrap().starts_with(&fresh),
+        "{status}"
+    );
+    let exists = |name: String| async move {
+        server
+            .psql(
+                "postgres",
+                &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+            )
+            .await
+            .unwrap()
+            == "1"
+    };
+    assert!(!exists(old).await, "the old leftover is still there");
+    assert!(
+        exists(fresh.clone()).await,
+        "the fresh leftover was dropped"
+    );
+    drop(d);
+    server.drop_database(&fresh).await.unwrap();
+    server.drop_database(&db).await.unwrap();
+}
