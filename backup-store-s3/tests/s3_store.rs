@@ -584,7 +584,7 @@ async fn a_failing_source_aborts_the_multipart_upload() {
 }
 
 /// A process killed between the conditional-PUT probe's first PUT and its
-/// DELETE (found by the crash harness, examples/tests/crash.rs) leaves
+/// DELETE (found by the crash harness, examples/backupctl/tests/crash.rs) leaves
 /// `_probe/conditional-put-…` behind: a temporary object, reported by
 /// `sweep_temporary` and removed once old enough, never while young.
 #[tokio::test]

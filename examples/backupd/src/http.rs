@@ -1155,7 +1155,7 @@ mod tests {
 }
 
 /// Entry points for the fuzz targets (`backup-core/fuzz`) and the property
-/// tests (`examples/tests/prop_backupd.rs`): each route's body and query
+/// tests (`examples/backupd/tests/prop_backupd.rs`): each route's body and query
 /// parsing as its handler does it, without a running daemon.
 #[doc(hidden)]
 pub mod fuzzing {
