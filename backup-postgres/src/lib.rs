@@ -47,6 +47,7 @@
 
 mod conn;
 mod dump;
+mod libpq;
 mod restore;
 mod staging;
 mod tools;
@@ -61,6 +62,7 @@ pub const FORMAT: &str = "pgdump";
 pub use cluster::{TEST_URL_VAR, TestServer, ThrowawayCluster};
 pub use conn::{PgConnection, redact_url};
 pub use dump::PostgresSource;
+pub use libpq::{DEFAULT_SOCKET_DIR, LibpqEnv, PasswordOrigin, Resolved};
 pub use restore::PostgresTarget;
 pub use staging::DEFAULT_STAGING_GRACE;
 pub use tools::PgTools;

@@ -222,12 +222,30 @@ pub(crate) fn drain_stderr(stderr: impl AsyncRead + Unpin + Send + 'static) -> J
 }
 
 /// Removes the password from a tool's message, in case a server or tool
-/// ever echoes it.
+/// ever echoes it, and libpq's note naming the in-memory password file
+/// (`password retrieved from file "/dev/fd/3"`), a file the user never
+/// created: the caller knows where the password came from.
 pub(crate) fn redact(message: &str, conn: &PgConnection) -> String {
-    match conn.password() {
+    let message = match conn.password() {
         Some(p) if !p.is_empty() => message.replace(p.expose(), "***"),
         _ => message.to_string(),
+    };
+    without_passfile_note(&message)
+}
+
+/// `message` without libpq's `password retrieved from file "..."` notes.
+fn without_passfile_note(message: &str) -> String {
+    const NOTE: &str = "password retrieved from file \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(NOTE) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + NOTE.len()..];
+        out.push_str("(the password supplied was rejected)");
+        rest = after.find('"').map_or("", |end| &after[end + 1..]);
     }
+    out.push_str(rest);
+    out
 }
 
 /// Which step failed, for [`classify`].
@@ -407,6 +425,15 @@ mod tests {
             Some(15)
         );
         assert_eq!(parse_major("psql (PostgreSQL) 9.6.24"), Some(9));
+    }
+
+    #[test]
+    fn passfile_note_is_not_shown() {
+        let text = "FATAL:  password authentication failed for user \"app\"\npassword retrieved from file \"/dev/fd/3\"";
+        assert_eq!(
+            without_passfile_note(text),
+            "FATAL:  password authentication failed for user \"app\"\n(the password supplied was rejected)"
+        );
         assert_eq!(parse_major("garbage"), None);
     }
 

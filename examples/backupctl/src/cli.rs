@@ -107,7 +107,12 @@ where
         Ok(Outcome::Unhealthy) => ExitCode::FAILURE,
         Err(e) => {
             let e: Error = e;
-            eprintln!("backupctl: error: {e}");
+            match (&e, crate::connect::auth_hint()) {
+                (Error::Authentication { .. }, Some(hint)) => {
+                    eprintln!("backupctl: error: {e}; {hint}")
+                }
+                _ => eprintln!("backupctl: error: {e}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -4,7 +4,7 @@
 
 use backup_core::{DumpSource, Error, RestoreTarget, Result, Secret};
 use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
-use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
+use backup_postgres::{LibpqEnv, PgConnection, PostgresSource, PostgresTarget};
 
 /// Which engine a connection string is for, in messages.
 #[derive(Clone, Copy)]
@@ -93,15 +93,46 @@ fn extra_password(
         .map(Secret::new))
 }
 
+/// Where this run's PostgreSQL password came from (`None` inside: no
+/// password anywhere), for the hint after an authentication error.
+static PG_PASSWORD_ORIGIN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// What to add to an authentication error: where the password came from,
+/// or that none was found (never the password).
+pub(crate) fn auth_hint() -> Option<String> {
+    PG_PASSWORD_ORIGIN.get().map(|origin| match origin {
+        Some(origin) => format!("the password came from {origin}"),
+        None => "no password was found (URL, --password-file, PGPASSWORD, the service file, PGPASSFILE or ~/.pgpass)".into(),
+    })
+}
+
+/// The connection `pg_dump` would make with this URL and this process's
+/// environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGSERVICE`, `~/.pgpass`...,
+/// see [`PgConnection::from_url_like_libpq`]); `--password-file` wins over
+/// every other password source.
 fn pg_connection(url: &str, password_file: Option<&std::path::Path>) -> Result<PgConnection> {
     warn_password_in_url(url, DbKind::Postgres);
-    let conn = PgConnection::from_url(url)?;
-    Ok(
-        match extra_password(url, password_file, DbKind::Postgres)? {
-            Some(password) => conn.with_password(password),
-            None => conn,
-        },
-    )
+    if url_has_password(url) && password_file.is_some() {
+        return Err(Error::Config(
+            "the password is both in the URL and in --password-file; give it once".into(),
+        ));
+    }
+    let resolved = PgConnection::from_url_like_libpq(url, &LibpqEnv::from_process())?;
+    for warning in &resolved.warnings {
+        eprintln!("backupctl: warning: {warning}");
+    }
+    let (conn, origin) = match password_file {
+        Some(path) => (
+            resolved.connection.with_password(read_password_file(path)?),
+            Some(format!("--password-file {}", path.display())),
+        ),
+        None => (
+            resolved.connection,
+            resolved.password_origin.map(|o| o.to_string()),
+        ),
+    };
+    let _ = PG_PASSWORD_ORIGIN.set(origin);
+    Ok(conn)
 }
 
 fn mongo_connection(uri: &str, password_file: Option<&std::path::Path>) -> Result<MongoConnection> {

@@ -26,8 +26,16 @@
 //! sources), the endpoint and region from `--s3-endpoint` / `--s3-region` or
 //! `AWS_ENDPOINT_URL` / `AWS_REGION` (see `--help`).
 //!
+//! PostgreSQL connections follow libpq's conventions, as `pg_dump` with the
+//! same URL and environment would: what the URL leaves out comes from the
+//! service file (`?service=`/`PGSERVICE`), then `PGHOST`, `PGPORT`,
+//! `PGUSER`, `PGDATABASE`, `PGSSLMODE`..., then libpq's defaults; the
+//! password from the URL, `--password-file`, the service, `PGPASSWORD`, then
+//! `PGPASSFILE` or `~/.pgpass` (ignored, with a warning, when others can read
+//! it). backupd is stricter on purpose: credentials only from its config.
+//!
 //! Passwords: keep them out of the URL (it is visible in `ps` and shell
-//! history). PostgreSQL: `PGPASSWORD` or `--password-file`; MongoDB:
+//! history). PostgreSQL: `~/.pgpass`, `PGPASSWORD` or `--password-file`; MongoDB:
 //! `MONGODB_PASSWORD` or `--password-file` (with the user name in the
 //! connection string). pg_dump/pg_restore/psql get the password through a
 //! password file that exists only in memory, never on their command line

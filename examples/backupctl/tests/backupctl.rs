@@ -8,6 +8,7 @@ use backup_postgres::TestServer;
 use serde_json::Value;
 
 mod support;
+use support::cli::Cli;
 use support::*;
 
 fn artifact_path(store: &Path, manifest: &Value) -> std::path::PathBuf {
@@ -515,4 +516,137 @@ fn out_of_range_durations_are_refused_and_sweep_sees_leftovers() {
         "{text}"
     );
     assert!(!orphan.exists());
+}
+
+/// A `pg_dump` for comparisons: on `PATH`, else the newest Debian one.
+fn system_pg_dump() -> Option<std::path::PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("pg_dump"))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| Some(e.ok()?.path().join("bin/pg_dump")))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        found.pop()
+    })
+}
+
+fn write_private(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Issue #13: `backupctl` connects as `pg_dump` does with the same URL and
+/// environment: `PGPORT` fills in a URL without a port, `~/.pgpass` and
+/// `PGPASSFILE` supply the password, a service file names the server; a
+/// rejected password names where it came from, never the in-memory file
+/// the tools read it from; a passfile others can read is ignored with
+/// libpq's warning.
+#[tokio::test]
+async fn connects_like_pg_dump_with_the_same_environment() {
+    let server = TestServer::shared();
+    let db = server.create_database("cli_libpq").await.unwrap();
+    server
+        .psql(&db, "CREATE TABLE t AS SELECT 1 AS x")
+        .await
+        .unwrap();
+    let conn = server.connection(&db);
+    let (user, host, port) = (conn.user(), conn.host(), conn.port().to_string());
+    let password = conn.password().unwrap().expose().to_string();
+    let home = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let store_s = store.path().to_str().unwrap();
+    write_private(
+        &home.path().join(".pgpass"),
+        &format!("# the test cluster\n{host}:{port}:*:{user}:{password}\n"),
+        0o600,
+    );
+    // No port in the URL: PGPORT gives it, ~/.pgpass the password.
+    let url = format!("postgres://{user}@{host}/{db}");
+    let cli = Cli::new().env("HOME", home.path()).env("PGPORT", &port);
+    let args = ["backup", "--pg", url.as_str(), "--store", store_s, "--json"];
+    let manifest = cli.json(&args);
+    assert_eq!(manifest["database"], db.as_str(), "{manifest}");
+    if let Some(pg_dump) = system_pg_dump() {
+        let out = Command::new(pg_dump)
+            .env_clear()
+            .env("HOME", home.path())
+            .env("PGPORT", &port)
+            .args(["--schema-only", "-d", &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_dump with the same URL and environment: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // A service file (PGSERVICEFILE) names the whole server; PGPASSFILE
+    // (0600) the password.
+    let services = home.path().join("services.conf");
+    write_private(
+        &services,
+        &format!("[clinic]\nhost={host}\nport={port}\nuser={user}\ndbname={db}\n"),
+        0o600,
+    );
+    let passfile = home.path().join("passfile");
+    write_private(&passfile, &format!("*:*:*:*:{password}\n"), 0o600);
+    let cli = Cli::new()
+        .env("PGSERVICEFILE", &services)
+        .env("PGPASSFILE", &passfile);
+    cli.json(&[
+        "backup",
+        "--pg",
+        "postgres://?service=clinic",
+        "--store",
+        store_s,
+        "--json",
+    ]);
+    let cli = cli.env("PGSERVICE", "clinic");
+    cli.json(&[
+        "backup",
+        "--pg",
+        "postgres://",
+        "--store",
+        store_s,
+        "--json",
+    ]);
+
+    // A wrong password: the error says where it came from, never the
+    // in-memory file, never the password.
+    write_private(&passfile, "*:*:*:*:not-the-password\n", 0o600);
+    let out = cli.run(&["backup", "--pg", "postgres://", "--store", store_s]);
+    let err = failed(&["backup"], out);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(
+        err.contains(&format!("password file {}", passfile.display())),
+        "{err}"
+    );
+    assert!(
+        !err.contains("/dev/fd") && !err.contains("not-the-password"),
+        "{err}"
+    );
+
+    // A passfile others can read is ignored, with libpq's warning.
+    write_private(&passfile, &format!("*:*:*:*:{password}\n"), 0o644);
+    let out = cli.run(&["backup", "--pg", "postgres://", "--store", store_s]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("group or world access"), "{err}");
+    assert!(err.contains("no password"), "{err}");
+
+    // A variable that cannot be forwarded is refused, not ignored.
+    let out = Cli::new()
+        .env("PGHOSTADDR", "10.1.2.3")
+        .run(&["backup", "--pg", &url, "--store", store_s]);
+    let err = failed(&["backup"], out);
+    assert!(err.contains("PGHOSTADDR"), "{err}");
+    server.drop_database(&db).await.unwrap();
 }

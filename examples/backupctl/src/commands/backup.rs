@@ -11,7 +11,7 @@ use crate::connect::dump_source;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BackupArgs {
-    /// Connection URL of the database to dump (password from the URL or PGPASSWORD).
+    /// PostgreSQL URL of the database to dump; what it leaves out (host, port, user, password...) comes from PG* variables, the service file and ~/.pgpass, as for pg_dump.
     #[arg(long, required_unless_present = "mongo", conflicts_with = "mongo")]
     pub(crate) pg: Option<String>,
     /// MongoDB connection string of the database to dump (mongodb://user@host/db;

@@ -10,7 +10,7 @@ pub(crate) struct RestoreArgs {
     pub(crate) id: String,
     #[arg(long)]
     pub(crate) store: String,
-    /// Connection URL of the target database.
+    /// PostgreSQL URL of the target database; PG* variables, the service file and ~/.pgpass fill in what it leaves out, as for pg_restore.
     #[arg(long, required_unless_present = "mongo", conflicts_with = "mongo")]
     pub(crate) pg: Option<String>,
     /// MongoDB connection string of the target deployment (password from
