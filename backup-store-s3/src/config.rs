@@ -117,6 +117,14 @@ impl S3StoreBuilder {
         })
     }
 
+    /// `s3://bucket` or `s3://bucket/prefix` as configured, for messages.
+    pub fn location(&self) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("s3://{}/{}", self.bucket, prefix.trim_end_matches('/')),
+            None => format!("s3://{}", self.bucket),
+        }
+    }
+
     /// Keeps every object under `prefix/` in the bucket (several stores can
     /// share a bucket). Checked when the store is built: `/`-separated
     /// segments valid as a [`Key`] (no empty, `.` or `..` segment, no

@@ -8,7 +8,10 @@
 
 mod store_url;
 
-pub use store_url::{S3Credentials, S3Settings, StoreLocation, open_store, open_store_spec};
+pub use store_url::{
+    S3Credentials, S3Settings, STORE_MARKER, StoreLocation, init_store, open_existing_store,
+    open_store, open_store_for_writing, open_store_spec,
+};
 
 use std::sync::Arc;
 

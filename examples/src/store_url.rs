@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backup_core::{Error, Result, Secret, Store};
+use backup_core::{Error, Key, Result, Secret, Store, StoreExt};
 use backup_store_fs::FsStore;
 use backup_store_s3::{S3Store, S3StoreBuilder};
 
@@ -104,6 +104,95 @@ pub fn open_store(location: StoreLocation, s3: &S3Settings) -> Result<Arc<dyn St
                 builder = builder.credentials(c.access_key_id.clone(), c.secret_access_key.clone());
             }
             Ok(Arc::new(builder.build()?))
+        }
+    }
+}
+
+/// The object that marks a store as one of ours (`_store.json`, in the
+/// reserved `_` namespace): written by the first writer
+/// ([`open_store_for_writing`]), looked for by
+/// [`open_existing_store`].
+pub const STORE_MARKER: &str = "_store.json";
+
+/// What [`STORE_MARKER`] holds: a format name and version, nothing secret.
+const MARKER_BODY: &str = "{\"format\":\"dbbackup-store\",\"version\":1}\n";
+
+/// Opens the store at `location` for a command that writes backups into
+/// it: a directory is created if missing and the store is marked
+/// ([`STORE_MARKER`], create-only, so a concurrent first writer is fine).
+pub async fn open_store_for_writing(
+    location: StoreLocation,
+    s3: &S3Settings,
+) -> Result<Arc<dyn Store>> {
+    init_store(location, s3).await.map(|(store, _)| store)
+}
+
+/// Creates (a directory) and marks the store at `location` if it is not
+/// marked yet; `true` when this call wrote the mark (`backupctl init`).
+pub async fn init_store(
+    location: StoreLocation,
+    s3: &S3Settings,
+) -> Result<(Arc<dyn Store>, bool)> {
+    let store = open_store(location, s3)?;
+    let marker = Key::new(STORE_MARKER)?;
+    match store
+        .create_best_effort(&marker, bytes::Bytes::from_static(MARKER_BODY.as_bytes()))
+        .await
+    {
+        Ok(_) => Ok((store, true)),
+        Err(Error::AlreadyExists { .. }) => Ok((store, false)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens a store that must already exist, for every command but `backup`
+/// (restic's "repository does not exist"): a directory that is missing or
+/// not a directory, or a store (directory or bucket prefix) with neither
+/// [`STORE_MARKER`] nor any object, is refused with an error naming it, and
+/// nothing is created. Stores written before the marker existed are
+/// recognised by their objects.
+pub async fn open_existing_store(
+    location: StoreLocation,
+    s3: &S3Settings,
+) -> Result<Arc<dyn Store>> {
+    let shown = location.to_string();
+    if let StoreLocation::Dir(path) = &location {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::Config(format!(
+                    "store {shown} is not a directory; check --store"
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Config(format!(
+                    "store {shown} does not exist; check --store (only `backupctl backup` creates a store)"
+                )));
+            }
+            Err(e) => return Err(Error::io(format!("opening store {shown}"), e)),
+        }
+    }
+    let store = open_store(location, s3)?;
+    let marker = Key::new(STORE_MARKER)?;
+    if store.exists(&marker).await? {
+        return Ok(store);
+    }
+    let mut listing = store.list(None);
+    match futures::StreamExt::next(&mut listing).await {
+        Some(Ok(_)) => Ok(store),
+        Some(Err(e)) => Err(e),
+        None => Err(Error::Config(format!(
+            "store {shown} holds no backups (no {STORE_MARKER} and no objects); check --store (only `backupctl backup` creates a store)"
+        ))),
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    /// The directory, or `s3://bucket/prefix`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Dir(path) => write!(f, "{}", path.display()),
+            StoreLocation::S3(builder) => write!(f, "{}", builder.location()),
         }
     }
 }

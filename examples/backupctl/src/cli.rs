@@ -7,7 +7,8 @@ use backup_core::{Error, Result};
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    Context, Outcome, backup, check, delete, gc, health, list, prune, restore, stats, sweep, verify,
+    Context, Outcome, backup, check, delete, gc, health, init, list, prune, restore, stats, sweep,
+    verify,
 };
 use crate::options::{CryptoOptions, S3Options};
 
@@ -28,6 +29,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create and mark a store (`backup` also does this on first use; every
+    /// other command refuses a store that does not exist).
+    Init(init::InitArgs),
     /// Take a backup of a PostgreSQL or MongoDB database.
     Backup(backup::BackupArgs),
     /// List committed backups, newest first.
@@ -64,6 +68,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
         crypto: &cli.crypto,
     };
     match cli.command {
+        Command::Init(args) => init::run(args, &ctx).await,
         Command::Backup(args) => backup::run(args, &ctx).await,
         Command::List(args) => list::run(args, &ctx).await,
         Command::Verify(args) => verify::run(args, &ctx).await,

@@ -19,6 +19,7 @@
 //! backupctl gc      --store ./backups [--tenant T] [--grace 1h] [--dry-run] [--json]
 //! backupctl prune   ... --gc-grace 1h                   # then collect garbage as `gc` does
 //! backupctl check   --store ./backups [--tenant T] [--json]        # exit 0 only if nothing is missing or corrupt
+//! backupctl init    --store ./backups                            # create and mark a store; every command but backup refuses a missing one
 //! ```
 //!
 //! `--store` is a directory or `s3://bucket/prefix`. For S3, credentials come

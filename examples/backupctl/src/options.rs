@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use backup_core::{Error, Result, Store};
-use backup_examples::{S3Settings, StoreLocation, open_store};
+use backup_examples::{
+    S3Settings, StoreLocation, init_store, open_existing_store, open_store_for_writing,
+};
 
 /// How to reach an S3-compatible server, for `--store s3://bucket/prefix`.
 /// Each setting is a global flag of `backupctl` or comes from the standard
@@ -70,9 +72,24 @@ impl S3Options {
         }
     }
 
-    /// Opens the store named by `--store` with these settings.
-    pub fn open_store(&self, spec: &str) -> Result<Arc<dyn Store>> {
-        open_store(StoreLocation::parse(spec)?, &self.settings())
+    /// Opens the store named by `--store`, which must exist (every command
+    /// but `backup`).
+    pub async fn open_existing(&self, spec: &str) -> Result<Arc<dyn Store>> {
+        open_existing_store(StoreLocation::parse(spec)?, &self.settings()).await
+    }
+
+    /// Creates and marks the store named by `--store` unless it is marked
+    /// already; `true` when this call marked it.
+    pub async fn init(&self, spec: &str) -> Result<bool> {
+        init_store(StoreLocation::parse(spec)?, &self.settings())
+            .await
+            .map(|(_, created)| created)
+    }
+
+    /// Opens (creating and marking it if need be) the store named by
+    /// `--store`, for `backup`.
+    pub async fn open_for_writing(&self, spec: &str) -> Result<Arc<dyn Store>> {
+        open_store_for_writing(StoreLocation::parse(spec)?, &self.settings()).await
     }
 }
 

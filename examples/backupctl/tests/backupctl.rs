@@ -124,11 +124,6 @@ async fn bad_input_gets_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let store_s = dir.path().to_str().unwrap();
 
-    let err = fails(&["verify", "../../etc/passwd", "--store", store_s]);
-    assert!(err.contains("invalid key"), "{err}");
-    let err = fails(&["delete", "20250101T000000Z-deadbeef", "--store", store_s]);
-    assert!(err.contains("not found"), "{err}");
-
     let missing = server.url("no_such_database_xyz");
     let err = fails(&["backup", "--pg", &missing, "--store", store_s]);
     assert!(err.contains("does not exist"), "{err}");
@@ -146,6 +141,11 @@ async fn bad_input_gets_one_clear_line() {
 
     let err = fails(&["backup", "--pg", "mysql://x@y/z", "--store", store_s]);
     assert!(err.contains("postgres://"), "{err}");
+    // The failed backups created (and marked) the store: ids are checked.
+    let err = fails(&["verify", "../../etc/passwd", "--store", store_s]);
+    assert!(err.contains("invalid key"), "{err}");
+    let err = fails(&["delete", "20250101T000000Z-deadbeef", "--store", store_s]);
+    assert!(err.contains("not found"), "{err}");
     let listed: Value = serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
     assert!(
         listed.as_array().unwrap().is_empty(),
@@ -649,4 +649,86 @@ async fn connects_like_pg_dump_with_the_same_environment() {
     let err = failed(&["backup"], out);
     assert!(err.contains("PGHOSTADDR"), "{err}");
     server.drop_database(&db).await.unwrap();
+}
+
+/// Issue #13: a mistyped `--store` is an error for every command but
+/// `backup`, and nothing is created: a missing directory, a file, and an
+/// empty directory that no backup ever wrote to. `backup` creates and
+/// marks the store; a store written before the marker existed is still
+/// recognised by its objects.
+#[tokio::test]
+async fn a_mistyped_store_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nostore");
+    let missing_s = missing.to_str().unwrap();
+    let id = "20250101T000000Z-deadbeef";
+    let read_only: Vec<Vec<&str>> = vec![
+        vec!["health"],
+        vec!["list"],
+        vec!["stats"],
+        vec!["check"],
+        vec!["sweep"],
+        vec!["gc", "--dry-run"],
+        vec!["prune", "--keep-last", "1", "--dry-run"],
+        vec!["verify", id],
+        vec!["delete", id],
+        vec!["restore", id, "--pg", "postgres://u@127.0.0.1:1/x"],
+    ];
+    for cmd in &read_only {
+        let mut args = cmd.clone();
+        args.extend(["--store", missing_s]);
+        let err = fails(&args);
+        assert!(
+            err.contains("does not exist") && err.contains("nostore"),
+            "{cmd:?}: {err}"
+        );
+        assert!(!missing.exists(), "{cmd:?} created the store");
+    }
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let err = fails(&["list", "--store", file.to_str().unwrap()]);
+    assert!(err.contains("not a directory"), "{err}");
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let empty_s = empty.to_str().unwrap();
+    for cmd in &read_only {
+        let mut args = cmd.clone();
+        args.extend(["--store", empty_s]);
+        let err = fails(&args);
+        assert!(err.contains("holds no backups"), "{cmd:?}: {err}");
+    }
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+
+    // `backup` creates and marks the store, even when the dump then fails.
+    let fresh = dir.path().join("fresh");
+    let fresh_s = fresh.to_str().unwrap();
+    fails(&[
+        "backup",
+        "--pg",
+        "postgres://u@127.0.0.1:1/x",
+        "--store",
+        fresh_s,
+    ]);
+    assert!(fresh.join("_store.json").is_file());
+    let listed = json(&["list", "--store", fresh_s, "--json"]);
+    assert_eq!(listed, serde_json::json!([]));
+
+    // `init` creates and marks a store once; later runs say so.
+    let inited = dir.path().join("inited");
+    let inited_s = inited.to_str().unwrap();
+    let first = json(&["init", "--store", inited_s, "--json"]);
+    assert_eq!(first["created"], true, "{first}");
+    let again = json(&["init", "--store", inited_s, "--json"]);
+    assert_eq!(again["created"], false, "{again}");
+    assert_eq!(
+        json(&["list", "--store", inited_s, "--json"]),
+        serde_json::json!([])
+    );
+
+    // A store from before the marker: recognised by its objects.
+    std::fs::remove_file(fresh.join("_store.json")).unwrap();
+    std::fs::create_dir_all(fresh.join("default/app")).unwrap();
+    std::fs::write(fresh.join("default/app/last-run.json"), "{}").unwrap();
+    ok(&["stats", "--store", fresh_s]);
 }

@@ -65,7 +65,10 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
     } = args;
     let (source, database) = dump_source(pg, mongo, password_file.as_deref(), allow_system_db)?;
     let source_id = source_id.unwrap_or_else(|| sanitize_name(&database));
-    let engine = ctx.engine(&store)?.with_compressor(Arc::new(compression));
+    let engine = ctx
+        .engine_creating_store(&store)
+        .await?
+        .with_compressor(Arc::new(compression));
     let request = BackupRequest::new(source_id)
         .tenant(tenant)
         .kind(kind)

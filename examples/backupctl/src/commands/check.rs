@@ -21,7 +21,7 @@ pub(crate) async fn run(args: CheckArgs, ctx: &Context<'_>) -> Result<Outcome> {
         tenant,
         json,
     } = args;
-    let engine = ctx.engine(&store)?;
+    let engine = ctx.engine(&store).await?;
     let report = engine.check(tenant.as_deref()).await?;
     if json {
         print_json(&report);

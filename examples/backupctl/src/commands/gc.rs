@@ -31,7 +31,7 @@ pub(crate) async fn run(args: GcArgs, ctx: &Context<'_>) -> Result<Outcome> {
         dry_run,
         json,
     } = args;
-    let engine = ctx.engine(&store)?;
+    let engine = ctx.engine(&store).await?;
     let tenants = match tenant {
         Some(t) => vec![t],
         None => chunk_store_tenants(&engine).await?,

@@ -26,7 +26,7 @@ pub(crate) async fn run(args: HealthArgs, ctx: &Context<'_>) -> Result<Outcome> 
         tenant,
         json,
     } = args;
-    let engine = ctx.engine(&store)?;
+    let engine = ctx.engine(&store).await?;
     let mut filter = Filter::all();
     filter.tenant = tenant;
     let options = HealthOptions {

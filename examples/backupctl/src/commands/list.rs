@@ -26,7 +26,7 @@ pub(crate) async fn run(args: ListArgs, ctx: &Context<'_>) -> Result<Outcome> {
         source_id,
         json,
     } = args;
-    let engine = ctx.engine(&store)?;
+    let engine = ctx.engine(&store).await?;
     let mut filter = Filter::all();
     filter.tenant = tenant;
     filter.source_id = source_id;

@@ -5,6 +5,7 @@ pub(crate) mod check;
 pub(crate) mod delete;
 pub(crate) mod gc;
 pub(crate) mod health;
+pub(crate) mod init;
 pub(crate) mod list;
 pub(crate) mod prune;
 pub(crate) mod restore;
@@ -12,10 +13,9 @@ pub(crate) mod stats;
 pub(crate) mod sweep;
 pub(crate) mod verify;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{Engine, Result, Store};
+use backup_core::{Engine, Result};
 
 use crate::options::{CryptoOptions, S3Options};
 
@@ -27,15 +27,19 @@ pub(crate) struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// The store named by `--store`.
-    pub(crate) fn store(&self, spec: &str) -> Result<Arc<dyn Store>> {
-        self.s3.open_store(spec)
+    /// An engine over the store named by `--store`, which must exist (a
+    /// mistyped store is an error, never an empty listing), with the
+    /// encryption flags applied.
+    pub(crate) async fn engine(&self, spec: &str) -> Result<Engine> {
+        self.crypto
+            .apply(Engine::new(self.s3.open_existing(spec).await?))
     }
 
-    /// An engine over the store named by `--store`, with the encryption
-    /// flags applied.
-    pub(crate) fn engine(&self, spec: &str) -> Result<Engine> {
-        self.crypto.apply(Engine::new(self.store(spec)?))
+    /// An engine over the store named by `--store`, created if missing:
+    /// only `backup` creates a store.
+    pub(crate) async fn engine_creating_store(&self, spec: &str) -> Result<Engine> {
+        self.crypto
+            .apply(Engine::new(self.s3.open_for_writing(spec).await?))
     }
 }
 

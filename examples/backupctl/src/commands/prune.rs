@@ -89,7 +89,7 @@ pub(crate) async fn run(args: PruneArgs, ctx: &Context<'_>) -> Result<Outcome> {
         ));
     }
     let refs: Vec<&dyn RetentionPolicy> = policies.iter().map(|p| p.as_ref()).collect();
-    let engine = ctx.engine(&store)?;
+    let engine = ctx.engine(&store).await?;
     let mut filter = Filter::all();
     filter.tenant = tenant;
     filter.source_id = source_id;

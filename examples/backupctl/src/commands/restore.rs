@@ -68,7 +68,7 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
             allow_system_db,
         },
     )?;
-    let engine = ctx.engine(&store)?;
+    let engine = ctx.engine(&store).await?;
     let mut options = RestoreOptions::default();
     options.database = database;
     let options = options

@@ -20,7 +20,7 @@ pub(crate) async fn run(args: StatsArgs, ctx: &Context<'_>) -> Result<Outcome> {
         tenant,
         json,
     } = args;
-    let engine = ctx.engine(&store)?;
+    let engine = ctx.engine(&store).await?;
     let mut filter = Filter::all();
     filter.tenant = tenant;
     let stats = engine.catalog().stats(&filter).await?;

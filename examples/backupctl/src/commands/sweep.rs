@@ -24,7 +24,7 @@ pub(crate) async fn run(args: SweepArgs, ctx: &Context<'_>) -> Result<Outcome> {
         json,
     } = args;
     let grace = duration_from_minutes(grace_minutes)?;
-    let engine = ctx.engine(&store)?;
+    let engine = ctx.engine(&store).await?;
     let report = engine.sweep(grace, chrono::Utc::now()).await?;
     if json {
         print_json(&report);

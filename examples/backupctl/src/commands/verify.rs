@@ -15,7 +15,7 @@ pub(crate) struct VerifyArgs {
 
 pub(crate) async fn run(args: VerifyArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let VerifyArgs { id, store, json } = args;
-    let engine = ctx.engine(&store)?;
+    let engine = ctx.engine(&store).await?;
     let m = engine.verify(&id, None).await?;
     if json {
         print_json(

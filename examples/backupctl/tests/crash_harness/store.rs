@@ -30,6 +30,8 @@ pub(crate) enum Object {
     Artifact(String),
     /// `{tenant}/{source}/last-run.json`.
     RunRecord,
+    /// `_store.json`, the mark `backup` leaves on a store it writes to.
+    StoreMarker,
     /// `{tenant}/_chunks/packs/{xx}/{id}.pack`.
     Pack(String),
     /// `{tenant}/_chunks/packs/{xx}/{id}.idx`.
@@ -94,6 +96,7 @@ pub(crate) fn classify(rel: &Path) -> Object {
         ["_probe", probe] if probe.starts_with("conditional-put-") => {
             return Object::Temporary;
         }
+        ["_store.json"] => return Object::StoreMarker,
         [_, "_inflight", _] => return Object::Marker,
         [_, "_chunks", "inflight", _] => return Object::ChunkMarker,
         [_, "_chunks", "gc-running"] => return Object::GcMarker,
@@ -125,8 +128,8 @@ pub(crate) fn classify(rel: &Path) -> Object {
 }
 
 /// Everything in `files` that is not a committed backup (a manifest of a
-/// listed backup or its artifact), a run record, or a pack with its
-/// index: what a kill left and a sweep must remove. `listed` is
+/// listed backup or its artifact), a run record, the store marker, or a
+/// pack with its index: what a kill left and a sweep must remove. `listed` is
 /// `backupctl list --json`.
 pub(crate) fn leftovers(files: &BTreeSet<PathBuf>, listed: &[Value]) -> BTreeMap<PathBuf, Object> {
     let ids: BTreeSet<&str> = listed.iter().filter_map(|m| m["id"].as_str()).collect();
@@ -155,7 +158,7 @@ pub(crate) fn leftovers(files: &BTreeSet<PathBuf>, listed: &[Value]) -> BTreeMap
         .filter(|(path, object)| match object {
             Object::Manifest(id) => !ids.contains(id.as_str()),
             Object::Artifact(_) => !artifacts.contains(path.to_str().unwrap_or_default()),
-            Object::RunRecord => false,
+            Object::RunRecord | Object::StoreMarker => false,
             Object::Pack(id) => !indexes.contains(id),
             Object::Index(id) => !packs.contains(id),
             _ => true,
@@ -169,6 +172,7 @@ pub(crate) fn kind_name(object: &Object) -> &'static str {
         Object::Manifest(_) => "manifests without listing",
         Object::Artifact(_) => "artifacts without manifest",
         Object::RunRecord => "run records",
+        Object::StoreMarker => "store markers",
         Object::Pack(_) => "packs without index",
         Object::Index(_) => "indexes without pack",
         Object::Marker => "in-progress markers",

@@ -196,6 +196,12 @@ impl World {
 
         let pg_digest = Digest::Pg(pg.fingerprint(&pg_source).await.expect("fingerprint"));
         let small_digest = Digest::Pg(pg.fingerprint(&small_source).await.expect("fingerprint"));
+        // Every store exists before the first victim runs, as `backupctl
+        // init` makes it: a backup killed before it could create its store
+        // must still leave one that list, sweep and gc accept.
+        for store in stores.values() {
+            cli.ok(&["init", "--store", &store.spec]);
+        }
         let seed = cfg.seed;
         World {
             rng: StdRng::seed_from_u64(seed),
