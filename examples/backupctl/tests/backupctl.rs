@@ -244,7 +244,11 @@ async fn prune_stats_and_health() {
         "dry run deleted nothing"
     );
 
-    ok(&["prune", "--store", store_s, "--keep-last", "1"]);
+    let out = ok(&["prune", "--store", store_s, "--keep-last", "1"]);
+    assert!(
+        !out.contains("kept only because"),
+        "the manual backup is also the newest: {out}"
+    );
     let listed: Value = serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
     let kinds: Vec<&str> = listed
         .as_array()
@@ -293,6 +297,26 @@ async fn prune_stats_and_health() {
             .as_str()
             .unwrap()
             .contains("does not exist")
+    );
+
+    // Once a newer scheduled backup exists, the manual one is kept only for
+    // being manual, and prune says so and what to do.
+    ok(&[
+        "backup",
+        "--pg",
+        &url,
+        "--store",
+        store_s,
+        "--source-id",
+        "shop",
+        "--kind",
+        "scheduled",
+    ]);
+    let out = ok(&["prune", "--store", store_s, "--keep-last", "1"]);
+    assert!(
+        out.contains("note: 1 backup(s) kept only because they are manual")
+            && out.contains("--kind scheduled"),
+        "prune says why a manual backup stays: {out}"
     );
     server.drop_database(&db).await.unwrap();
 }

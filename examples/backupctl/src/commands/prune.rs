@@ -1,4 +1,5 @@
 //! `backupctl prune`: apply retention: delete backups no policy keeps (manual ones are kept
+//! unless `--include-manual`, and the output says how many were kept only for that).
 
 use std::time::Duration;
 
@@ -122,6 +123,17 @@ pub(crate) async fn run(args: PruneArgs, ctx: &Context<'_>) -> Result<Outcome> {
             for d in &plan.delete {
                 println!("  delete {}", d.id);
             }
+        }
+        let kept_as_manual = report
+            .sources
+            .values()
+            .flat_map(|plan| &plan.keep)
+            .filter(|d| d.reasons.iter().all(|r| r == "manual"))
+            .count();
+        if kept_as_manual > 0 {
+            println!(
+                "note: {kept_as_manual} backup(s) kept only because they are manual; policies never delete manual backups unless --include-manual (take cron backups with `backupctl backup --kind scheduled`)"
+            );
         }
         for (tenant, gc) in &report.gc {
             println!(
