@@ -17,21 +17,26 @@ use std::sync::Arc;
 
 use backup_core::{Manifest, human_bytes};
 
-/// One line per backup, newest first, with a header.
+/// One line per backup, newest first, with a header: its type (full or
+/// incremental), its logical size (the dump's bytes, what a restore
+/// produces) and what it added to the store (for an incremental backup,
+/// only its new chunks and chunk list; for a full one, its artifact).
 pub fn backup_table(backups: &[Arc<Manifest>]) -> String {
     let mut out = format!(
-        "{:<26} {:<10} {:<16} {:<9} {:<20} {:>10}  {}\n",
-        "ID", "TENANT", "SOURCE", "KIND", "STARTED (UTC)", "SIZE", "ARTIFACT"
+        "{:<26} {:<10} {:<16} {:<11} {:<9} {:<20} {:>10} {:>10}  {}\n",
+        "ID", "TENANT", "SOURCE", "TYPE", "KIND", "STARTED (UTC)", "SIZE", "ADDED", "ARTIFACT"
     );
     for m in backups {
         out.push_str(&format!(
-            "{:<26} {:<10} {:<16} {:<9} {:<20} {:>10}  {}\n",
+            "{:<26} {:<10} {:<16} {:<11} {:<9} {:<20} {:>10} {:>10}  {}\n",
             m.id,
             m.tenant,
             m.source_id,
+            m.backup_type,
             m.kind,
             m.started_at.format("%Y-%m-%d %H:%M:%S"),
-            human_bytes(m.stored.size),
+            human_bytes(m.raw.size),
+            human_bytes(m.bytes_stored()),
             m.artifact.rsplit('/').next().unwrap_or(&m.artifact),
         ));
     }

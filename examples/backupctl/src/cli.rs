@@ -84,7 +84,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
 }
 
 /// Runs `backupctl` with `args` as its command line (program name first):
-/// parses it (exiting with clap's message and status on a bad one), runs
+/// parses it (exiting with clap's message and status 2 on a bad one), runs
 /// the subcommand and returns the exit status: 0 on success, 1 with a
 /// one-line error on stderr, or 1 when `check` or `health` find a problem.
 pub fn main_with_args<I, T>(args: I) -> ExitCode
@@ -99,6 +99,12 @@ where
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never in files, pipes
+        // or journald, and never with NO_COLOR set (https://no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -43,8 +43,11 @@
 //! or in their environment; a MongoDB password stays in the driver. System
 //! databases (MongoDB `admin`, `local`, `config`; PostgreSQL `template0`,
 //! `template1`, and `postgres` with `--clean`) are refused unless
-//! `--allow-system-db`. Exit status 0 on success; otherwise 1 and a one-line
-//! error on stderr.
+//! `--allow-system-db`. Exit status 0 on success; 1 and a one-line error on
+//! stderr when the command fails (or `check`/`health` find a problem); 2
+//! for a command line that cannot be parsed (unknown flag, missing
+//! argument), with clap's usage message. Logs (`BACKUP_LOG=info`) are
+//! coloured only on a terminal and never with `NO_COLOR` set.
 
 use std::process::ExitCode;
 

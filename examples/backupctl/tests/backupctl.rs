@@ -756,3 +756,69 @@ async fn a_mistyped_store_is_an_error() {
     std::fs::write(fresh.join("default/app/last-run.json"), "{}").unwrap();
     ok(&["stats", "--store", fresh_s]);
 }
+
+/// Issue #13: every subcommand, flag and argument has help text; a
+/// command line that cannot be parsed exits 2 (documented); logs carry no
+/// colour codes when stderr is not a terminal.
+#[test]
+fn help_everywhere_exit_2_for_usage_no_colour_in_pipes() {
+    let top = ok(&["--help"]);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| {
+            let (name, help) = l.trim().split_once(' ').unwrap_or((l.trim(), ""));
+            assert!(!help.trim().is_empty(), "subcommand without help: {l}");
+            name.to_string()
+        })
+        .filter(|n| n != "help")
+        .collect();
+    assert!(commands.len() >= 12, "{top}");
+    for command in &commands {
+        let help = ok(&[command, "--help"]);
+        let mut in_section = false;
+        for line in help.lines() {
+            if line.ends_with(':') && !line.starts_with(' ') {
+                in_section = matches!(line, "Arguments:" | "Options:");
+                continue;
+            }
+            if in_section && line.starts_with("  ") {
+                let entry = line.trim_start();
+                let described = entry
+                    .split_once("  ")
+                    .is_some_and(|(_, text)| !text.trim().is_empty());
+                assert!(described, "backupctl {command}: no help for {entry:?}");
+            }
+        }
+    }
+    for bad in [
+        &["list"][..],
+        &["nosuch"][..],
+        &["list", "--store", "x", "--bogus"][..],
+    ] {
+        let out = backupctl(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A failing backup logs a warning before its error line.
+    let out = backupctl_command()
+        .args([
+            "backup",
+            "--pg",
+            "postgres://u@127.0.0.1:1/x",
+            "--store",
+            dir.path().to_str().unwrap(),
+        ])
+        .env("BACKUP_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARN"));
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "ANSI escapes in piped logs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -57,6 +57,22 @@ async fn incremental_backup_stats_restore_gc_and_check() {
     );
     assert_eq!(stats["total"]["count"], 2);
 
+    // `list` shows the type, the logical size and what each backup added,
+    // not the chunk list's size as if it were the backup's.
+    let table = ok(&["list", "--store", store_s]);
+    let header = table.lines().next().unwrap();
+    for column in ["TYPE", "SIZE", "ADDED"] {
+        assert!(header.contains(column), "{table}");
+    }
+    let line = table.lines().find(|l| l.starts_with(id2)).unwrap();
+    let human = |n: u64| backup_core::human_bytes(n);
+    assert!(line.contains("incremental"), "{line}");
+    assert!(
+        line.contains(&human(b["logical_size"].as_u64().unwrap()))
+            && line.contains(&human(b["bytes_stored"].as_u64().unwrap())),
+        "{line} vs {b}"
+    );
+
     let copy = format!("{db}_copy");
     ok(&[
         "restore",

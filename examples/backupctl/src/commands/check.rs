@@ -6,11 +6,13 @@ use crate::commands::{Context, Outcome, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
+    /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
     /// Only this tenant (default: the whole store).
     #[arg(long)]
     pub(crate) tenant: Option<String>,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -6,7 +6,9 @@ use crate::commands::{Context, Outcome};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DeleteArgs {
+    /// Backup id (YYYYMMDDTHHMMSSZ-xxxxxxxx, as `list` shows it).
     pub(crate) id: String,
+    /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
 }

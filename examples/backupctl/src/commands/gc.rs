@@ -8,6 +8,7 @@ use crate::commands::{Context, Outcome, parse_duration_arg, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct GcArgs {
+    /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
     /// Only this tenant (default: every tenant with a chunk store).
@@ -19,6 +20,7 @@ pub(crate) struct GcArgs {
     /// Show what would be removed without removing anything.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -8,13 +8,16 @@ use crate::commands::{Context, Outcome, parse_duration_arg, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct HealthArgs {
+    /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
     /// Threshold for "stale" (e.g. 24h, 2d).
     #[arg(long, value_parser = parse_duration_arg, default_value = "24h")]
     pub(crate) stale_after: Duration,
+    /// Only this tenant (default: every tenant).
     #[arg(long)]
     pub(crate) tenant: Option<String>,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
 }

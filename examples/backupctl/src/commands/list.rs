@@ -7,6 +7,7 @@ use crate::commands::{Context, Outcome, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ListArgs {
+    /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
     /// Only this tenant's backups.
@@ -15,6 +16,7 @@ pub(crate) struct ListArgs {
     /// Only this source's backups.
     #[arg(long)]
     pub(crate) source_id: Option<String>,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
 }

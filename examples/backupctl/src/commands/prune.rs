@@ -11,6 +11,7 @@ use crate::commands::{Context, Outcome, parse_duration_arg, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct PruneArgs {
+    /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
     /// Keep the newest N backups of each source.
@@ -47,6 +48,7 @@ pub(crate) struct PruneArgs {
     /// Show the plan without deleting anything.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
 }

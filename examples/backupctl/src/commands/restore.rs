@@ -7,7 +7,9 @@ use crate::connect::{TargetArgs, restore_target};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RestoreArgs {
+    /// Backup id (YYYYMMDDTHHMMSSZ-xxxxxxxx, as `list` shows it).
     pub(crate) id: String,
+    /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
     /// PostgreSQL URL of the target database; PG* variables, the service file and ~/.pgpass fill in what it leaves out, as for pg_restore.
@@ -40,6 +42,7 @@ pub(crate) struct RestoreArgs {
     /// Restore only this table (repeatable; indexes are not restored).
     #[arg(long = "table")]
     pub(crate) tables: Vec<String>,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -6,10 +6,13 @@ use crate::commands::{Context, Outcome, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct StatsArgs {
+    /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
+    /// Only this tenant (default: every tenant).
     #[arg(long)]
     pub(crate) tenant: Option<String>,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -6,6 +6,7 @@ use crate::commands::{Context, Outcome, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SweepArgs {
+    /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
     /// Leave leftovers younger than this alone. Whatever the value,
@@ -13,6 +14,7 @@ pub(crate) struct SweepArgs {
     /// markers younger than an hour are kept.
     #[arg(long, default_value_t = 60)]
     pub(crate) grace_minutes: u64,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -6,9 +6,12 @@ use crate::commands::{Context, Outcome, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
+    /// Backup id (YYYYMMDDTHHMMSSZ-xxxxxxxx, as `list` shows it).
     pub(crate) id: String,
+    /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
+    /// Print the result as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
 }
