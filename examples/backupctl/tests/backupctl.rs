@@ -750,6 +750,18 @@ async fn a_mistyped_store_is_an_error() {
         serde_json::json!([])
     );
 
+    // verify --json prints a JSON result on failure too (and exits 1 with
+    // the error line on stderr).
+    let out = backupctl(&["verify", id, "--store", inited_s, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["verified"], false, "{result}");
+    assert!(
+        result["error"].as_str().unwrap().contains("not found"),
+        "{result}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+
     // A store from before the marker: recognised by its objects.
     std::fs::remove_file(fresh.join("_store.json")).unwrap();
     std::fs::create_dir_all(fresh.join("default/app")).unwrap();

@@ -18,8 +18,23 @@ pub(crate) struct VerifyArgs {
 
 pub(crate) async fn run(args: VerifyArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let VerifyArgs { id, store, json } = args;
-    let engine = ctx.engine(&store).await?;
-    let m = engine.verify(&id, None).await?;
+    let verified = match ctx.engine(&store).await {
+        Ok(engine) => engine.verify(&id, None).await,
+        Err(e) => Err(e),
+    };
+    let m = match verified {
+        Ok(m) => m,
+        Err(e) => {
+            // Scripts reading --json get a result either way; the error
+            // line still goes to stderr and the exit status is 1.
+            if json {
+                print_json(
+                    &serde_json::json!({"id": id, "verified": false, "error": e.to_string()}),
+                );
+            }
+            return Err(e);
+        }
+    };
     if json {
         print_json(
             &serde_json::json!({"id": m.id, "verified": true, "sha256": m.stored.sha256, "md5": m.stored.md5, "size": m.stored.size}),
