@@ -299,6 +299,17 @@ pub(crate) fn classify(step: Step, stderr: &str, status: &str, conn: &PgConnecti
             detail: detail(),
         };
     }
+    if step == Step::Restore
+        && let Some(conflict) = already_exists(&text)
+    {
+        return Error::Restore {
+            engine: ENGINE,
+            detail: format!(
+                "{conflict} in database {:?}; restore with clean (--clean) to replace what is there, or into a new database (--create)",
+                conn.database()
+            ),
+        };
+    }
     match step {
         Step::Connect | Step::Dump => Error::Dump {
             engine: ENGINE,
@@ -309,6 +320,20 @@ pub(crate) fn classify(step: Step, stderr: &str, status: &str, conn: &PgConnecti
             detail: detail(),
         },
     }
+}
+
+/// The server's complaint when a restored object exists already
+/// (`ERROR:  relation "t" already exists`), without pg_restore's echo of
+/// the statement (`Command was: CREATE TABLE ...`), which is cut off and
+/// says nothing to an operator.
+fn already_exists(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (_, message) = line.split_once("ERROR:")?;
+        let message = message.trim();
+        message
+            .ends_with("already exists")
+            .then(|| message.to_string())
+    })
 }
 
 fn missing_database(text: &str) -> Option<String> {
@@ -425,6 +450,19 @@ mod tests {
             Some(15)
         );
         assert_eq!(parse_major("psql (PostgreSQL) 9.6.24"), Some(9));
+    }
+
+    #[test]
+    fn restore_conflicts_say_what_to_do() {
+        let conn = PgConnection::new("h", 5432, "u", "sales_copy");
+        let stderr = "pg_restore: error: could not execute query: ERROR:  relation \"t\" already exists\nCommand was: CREATE TABLE public.t (\n    x integer\n) WITH (fillfactor='100');";
+        let err = classify(Step::Restore, stderr, "exit status: 1", &conn).to_string();
+        assert!(
+            err.contains("relation \"t\" already exists in database \"sales_copy\"")
+                && err.contains("--clean")
+                && !err.contains("fillfactor"),
+            "{err}"
+        );
     }
 
     #[test]

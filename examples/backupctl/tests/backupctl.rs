@@ -82,6 +82,26 @@ async fn backup_list_verify_restore_delete() {
         server.fingerprint(&target).await.unwrap()
     );
 
+    // Again into the now non-empty target without --clean: one line that
+    // names the conflict and says what to do, not pg_restore's cut-off
+    // DDL; the target unchanged.
+    let before = server.fingerprint(&target).await.unwrap();
+    let err = fails(&[
+        "restore",
+        &id,
+        "--store",
+        store_s,
+        "--pg",
+        &server.url(&target),
+    ]);
+    assert!(
+        err.contains(&format!("already exists in database \"{target}\""))
+            && err.contains("--clean")
+            && !err.contains("CREATE"),
+        "{err}"
+    );
+    assert_eq!(server.fingerprint(&target).await.unwrap(), before);
+
     // Flip one byte of the artifact: verify and restore refuse it, and the
     // target database is left as it was.
     let path = artifact_path(&store, &m);
