@@ -5,9 +5,10 @@ use std::io::Read;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
-use super::{
-    ArchiveError, ArchiveHeader, ArchiveReader, CollectionType, Event, Namespace, NamespaceSummary,
-};
+use super::error::ArchiveError;
+use super::header::ArchiveHeader;
+use super::namespace::{CollectionType, Namespace};
+use super::reader::{ArchiveReader, Event, NamespaceSummary};
 
 /// What an archive contains.
 #[derive(Debug, Clone, PartialEq, Eq)]

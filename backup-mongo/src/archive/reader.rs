@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::header::NamespaceHeader;
-use super::{
-    ArchiveError, ArchiveHeader, CollectionMetadata, Crc64, MAGIC, MAX_DOCUMENT_SIZE,
-    MIN_DOCUMENT_SIZE, Namespace,
-};
+use super::crc64::Crc64;
+use super::error::ArchiveError;
+use super::format::{MAGIC, MAX_DOCUMENT_SIZE, MIN_DOCUMENT_SIZE};
+use super::header::{ArchiveHeader, CollectionMetadata, NamespaceHeader};
+use super::namespace::Namespace;
 
 /// The archive's prelude: its header and the collections it lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
