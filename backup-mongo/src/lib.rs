@@ -110,8 +110,8 @@ mod tools;
 mod testing;
 
 pub use archive::{
-    ArchiveError, ArchiveHeader, ArchiveListing, ArchiveReader, ArchiveWriter, CollectionListing,
-    CollectionMetadata, CollectionType, Event, Lister, MetadataDocument, Namespace,
+    ArchiveError, ArchiveEvent, ArchiveHeader, ArchiveListing, ArchiveReader, ArchiveWriter,
+    CollectionListing, CollectionMetadata, CollectionType, Lister, MetadataDocument, Namespace,
     NamespaceSummary, Prelude, list_reader, list_stream,
 };
 pub use conn::{DEFAULT_SERVER_SELECTION_TIMEOUT, MongoConnection, redact_uri};

@@ -8,7 +8,7 @@ use futures::{Stream, StreamExt};
 use super::error::ArchiveError;
 use super::header::ArchiveHeader;
 use super::namespace::{CollectionType, Namespace};
-use super::reader::{ArchiveReader, Event, NamespaceSummary};
+use super::reader::{ArchiveEvent, ArchiveReader, NamespaceSummary};
 
 /// What an archive contains.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +74,7 @@ impl Lister {
         self.reader.feed(chunk);
         while let Some(event) = self.reader.next_event()? {
             match event {
-                Event::Prelude(prelude) => {
+                ArchiveEvent::Prelude(prelude) => {
                     self.listing = Some(ArchiveListing {
                         header: prelude.header,
                         collections: prelude
@@ -91,7 +91,7 @@ impl Lister {
                             .collect(),
                     });
                 }
-                Event::NamespaceEnd(summary) => self.record(summary),
+                ArchiveEvent::NamespaceEnd(summary) => self.record(summary),
                 _ => {}
             }
         }

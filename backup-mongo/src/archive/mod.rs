@@ -73,5 +73,5 @@ pub use header::{ArchiveHeader, CollectionMetadata};
 pub use list::{ArchiveListing, CollectionListing, Lister, list_reader, list_stream};
 pub use metadata::MetadataDocument;
 pub use namespace::{CollectionType, Namespace};
-pub use reader::{ArchiveReader, Event, NamespaceSummary, Prelude};
+pub use reader::{ArchiveEvent, ArchiveReader, NamespaceSummary, Prelude};
 pub use writer::ArchiveWriter;
