@@ -5,8 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use backup_core::{Error, Result, Secret};
-use mongodb::Client;
-use mongodb::options::{ClientOptions, ConnectionString, Credential};
+use mongodb::options::ConnectionString;
 
 /// How long the driver looks for a usable server before giving up, unless
 /// the URI sets `serverSelectionTimeoutMS`.
@@ -171,39 +170,10 @@ impl MongoConnection {
         })
     }
 
-    /// Connects (lazily: the first operation selects a server). SRV records
-    /// are resolved here.
-    pub(crate) async fn client(&self) -> Result<Client> {
-        let mut options = ClientOptions::parse(self.uri.expose())
-            .await
-            .map_err(|e| crate::error::connect_error(&e, self))?;
-        if options.app_name.is_none() {
-            options.app_name = Some("backup-mongo".to_string());
-        }
-        if let Some(timeout) = self.server_selection_timeout {
-            options.server_selection_timeout = Some(timeout);
-        } else if options.server_selection_timeout.is_none() {
-            options.server_selection_timeout = Some(DEFAULT_SERVER_SELECTION_TIMEOUT);
-        }
-        if self.password.is_some() || self.username.is_some() || self.auth_source.is_some() {
-            let mut credential = options
-                .credential
-                .take()
-                .unwrap_or_else(Credential::default);
-            if let Some(username) = &self.username {
-                credential.username = Some(username.clone());
-            }
-            if let Some(password) = &self.password {
-                credential.password = Some(password.expose().to_string());
-            }
-            if let Some(source) = &self.auth_source {
-                credential.source = Some(source.clone());
-            }
-            if credential.username.is_some() || credential.password.is_some() {
-                options.credential = Some(credential);
-            }
-        }
-        Client::with_options(options).map_err(|e| crate::error::connect_error(&e, self))
+    /// The server selection timeout set with
+    /// [`MongoConnection::with_server_selection_timeout`], if any.
+    pub(crate) fn server_selection_timeout(&self) -> Option<Duration> {
+        self.server_selection_timeout
     }
 
     /// `text` with every credential of this connection replaced by `***`.

@@ -13,7 +13,6 @@ use mongodb::{Client, ClientSession};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::FORMAT;
 use crate::archive::{ArchiveHeader, ArchiveWriter, CollectionMetadata, CollectionType, Namespace};
 use crate::conn::MongoConnection;
 use crate::error::{Side, classify};
@@ -21,6 +20,9 @@ use crate::server::{CollectionSpec, ServerInfo, plan_dump, server_info};
 use crate::tools::Method;
 
 mod mongodump;
+
+/// The format name recorded in manifests: mongodump's `--archive` format.
+pub const FORMAT: &str = "archive";
 
 /// Default size of the chunks the dump stream yields.
 pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;

@@ -98,6 +98,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod archive;
+mod client;
 mod conn;
 mod dump;
 mod error;
@@ -108,16 +109,13 @@ mod tools;
 #[cfg(feature = "throwaway")]
 mod testing;
 
-/// The format name recorded in manifests: mongodump's `--archive` format.
-pub const FORMAT: &str = "archive";
-
 pub use archive::{
-    ArchiveError, ArchiveHeader, ArchiveListing, ArchiveReader, ArchiveWriter, CollectionListing,
-    CollectionMetadata, CollectionType, Event, Lister, MetadataDocument, Namespace,
+    ArchiveError, ArchiveEvent, ArchiveHeader, ArchiveListing, ArchiveReader, ArchiveWriter,
+    CollectionListing, CollectionMetadata, CollectionType, Lister, MetadataDocument, Namespace,
     NamespaceSummary, Prelude, list_reader, list_stream,
 };
 pub use conn::{DEFAULT_SERVER_SELECTION_TIMEOUT, MongoConnection, redact_uri};
-pub use dump::{Consistency, DEFAULT_CHUNK_SIZE, DEFAULT_QUEUE_DEPTH, MongoSource};
+pub use dump::{Consistency, DEFAULT_CHUNK_SIZE, DEFAULT_QUEUE_DEPTH, FORMAT, MongoSource};
 pub use restore::staging::DEFAULT_STAGING_GRACE;
 pub use restore::{
     DEFAULT_BATCH_BYTES, DEFAULT_BATCH_DOCUMENTS, DEFAULT_INSERT_CONCURRENCY, MongoTarget,

@@ -8,8 +8,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use backup_mongo::archive::{
-    ArchiveHeader, ArchiveReader, ArchiveWriter, CollectionMetadata, CollectionType, Event, Lister,
-    MAGIC, MAX_DOCUMENT_SIZE, Namespace, NamespaceSummary,
+    ArchiveEvent, ArchiveHeader, ArchiveReader, ArchiveWriter, CollectionMetadata, CollectionType,
+    Lister, MAGIC, MAX_DOCUMENT_SIZE, Namespace, NamespaceSummary,
 };
 use bson::{Bson, Document};
 use proptest::prelude::*;
@@ -187,7 +187,7 @@ fn write(collections: &[Collection]) -> (Vec<u8>, Vec<NamespaceSummary>) {
 
 /// Feeds `bytes` in pieces of `split` (0: at once), collecting events until
 /// the first error; then `finish`.
-fn read(bytes: &[u8], split: usize) -> (Vec<Event>, Result<(), String>) {
+fn read(bytes: &[u8], split: usize) -> (Vec<ArchiveEvent>, Result<(), String>) {
     let mut reader = ArchiveReader::new();
     let mut events = Vec::new();
     let piece = if split == 0 {
@@ -225,15 +225,15 @@ proptest! {
         let mut current = None;
         for e in events {
             match e {
-                Event::Prelude(p) => {
+                ArchiveEvent::Prelude(p) => {
                     prop_assert_eq!(p.header.server_version.as_str(), "7.0.14");
                     let listed: Vec<Namespace> = p.collections.iter().map(|c| c.namespace.clone()).collect();
                     let want: Vec<Namespace> = cols.iter().map(|c| c.namespace.clone()).collect();
                     prop_assert_eq!(listed, want);
                 }
-                Event::NamespaceStart { namespace, .. } => current = Some(namespace),
-                Event::Document(d) => docs.push((current.clone().unwrap(), d.to_vec())),
-                Event::NamespaceEnd(s) => ends.push(s),
+                ArchiveEvent::NamespaceStart { namespace, .. } => current = Some(namespace),
+                ArchiveEvent::Document(d) => docs.push((current.clone().unwrap(), d.to_vec())),
+                ArchiveEvent::NamespaceEnd(s) => ends.push(s),
                 _ => {}
             }
         }

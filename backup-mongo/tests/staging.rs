@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use backup_core::testing::process_tree;
 use backup_core::*;
 use backup_mongo::*;
 use futures::StreamExt;
@@ -336,29 +337,6 @@ async fn standin_system_databases_are_refused_unless_allowed() {
     );
 }
 
-/// `(pid, parent pid, command name)` of every process.
-fn processes() -> Vec<(u32, u32, String)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let ppid = stat[close + 2..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        out.push((pid, ppid, stat[open + 1..close].to_string()));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tools_mongodump_sees_no_secret() {
     if let Err(e) = MongoTools::from_path().locate("mongodump").await {
@@ -370,22 +348,18 @@ async fn tools_mongodump_sees_no_secret() {
     let helper = Helper::start("tools-dump", &[("HELPER_DB", &source)]);
     assert_eq!(helper.expect_line(), "dumping");
     let pid = helper.child.id();
-    let (child, _, _) = processes()
+    let child = process_tree(pid)
         .into_iter()
-        .find(|(_, ppid, comm)| *ppid == pid && comm == "mongodump")
+        .find(|p| p.ppid == pid && p.comm == "mongodump")
         .expect("a running mongodump");
-    let cmdline =
-        String::from_utf8_lossy(&std::fs::read(format!("/proc/{child}/cmdline")).unwrap())
-            .replace('\0', " ");
-    let environ =
-        String::from_utf8_lossy(&std::fs::read(format!("/proc/{child}/environ")).unwrap())
-            .to_string();
+    let cmdline = child.command_line();
+    let environ = &child.environ;
     let uri = server().uri().expose().to_string();
     for (_, secret) in DECOYS {
         assert!(!cmdline.contains(secret) && !environ.contains(secret));
     }
     assert!(!cmdline.contains(&uri) && !environ.contains(&uri));
-    for var in environ.split('\0').filter(|v| !v.is_empty()) {
+    for var in child.variables() {
         let name = var.split('=').next().unwrap();
         assert!(
             backup_core::child::ENV_ALLOW_LIST.contains(&name),
@@ -397,7 +371,7 @@ async fn tools_mongodump_sees_no_secret() {
         .find_map(|a| a.strip_prefix("--config="))
         .expect("--config");
     let fd = config.strip_prefix("/dev/fd/").expect("an inherited fd");
-    let link = std::fs::read_link(format!("/proc/{child}/fd/{fd}")).unwrap();
+    let link = std::fs::read_link(format!("/proc/{}/fd/{fd}", child.pid)).unwrap();
     assert!(
         link.to_string_lossy().starts_with("/memfd:"),
         "{}",

@@ -385,10 +385,10 @@ fn offset_inside_a_document(archive: &[u8], db: &str, collection: &str) -> usize
     loop {
         let position = reader.position();
         match reader.next_event().unwrap() {
-            Some(backup_mongo::Event::NamespaceStart { namespace, .. }) => {
+            Some(backup_mongo::ArchiveEvent::NamespaceStart { namespace, .. }) => {
                 inside = namespace.db == db && namespace.collection == collection;
             }
-            Some(backup_mongo::Event::Document(doc)) if inside => {
+            Some(backup_mongo::ArchiveEvent::Document(doc)) if inside => {
                 seen += 1;
                 if seen == 10 {
                     let needle = b"name-";

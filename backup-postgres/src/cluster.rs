@@ -9,7 +9,7 @@ use backup_core::child::cleared_std_command;
 use backup_core::testing::server::{Watcher, free_port, log_tail, temp_dir};
 use backup_core::{Error, Result, Secret};
 
-use crate::PgConnection;
+use crate::conn::PgConnection;
 use crate::tools::{PassFile, PgTools, pg_command, psql, quote_ident};
 
 /// Environment variable naming an existing server for the test suites

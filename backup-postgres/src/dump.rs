@@ -9,8 +9,11 @@ use tokio::process::Child;
 use tokio::task::JoinHandle;
 use tokio_util::io::ReaderStream;
 
-use crate::PgConnection;
+use crate::conn::PgConnection;
 use crate::tools::{PassFile, PgTools, Step, classify, drain_stderr, pg_command, preflight};
+
+/// The format name recorded in manifests: pg_dump's custom format.
+pub const FORMAT: &str = "pgdump";
 
 /// Size of reads from pg_dump's stdout.
 const READ_CHUNK: usize = 1024 * 1024;
@@ -61,7 +64,7 @@ impl DumpSource for PostgresSource {
         SourceInfo {
             engine: "postgres".into(),
             database: self.conn.database().to_string(),
-            format: crate::FORMAT.into(),
+            format: FORMAT.into(),
             extension: "dump".into(),
             magic: Some(b"PGDMP".to_vec()),
         }

@@ -55,13 +55,10 @@ mod tools;
 #[cfg(feature = "throwaway")]
 mod cluster;
 
-/// The format name recorded in manifests: pg_dump's custom format.
-pub const FORMAT: &str = "pgdump";
-
 #[cfg(feature = "throwaway")]
 pub use cluster::{TEST_URL_VAR, TestServer, ThrowawayCluster};
 pub use conn::{PgConnection, redact_url};
-pub use dump::PostgresSource;
+pub use dump::{FORMAT, PostgresSource};
 pub use libpq::{DEFAULT_SOCKET_DIR, LibpqEnv, PasswordOrigin, Resolved};
 pub use restore::PostgresTarget;
 pub use staging::DEFAULT_STAGING_GRACE;

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};
 use tokio::task::JoinHandle;
 
-use crate::PgConnection;
+use crate::conn::PgConnection;
 use crate::staging;
 use crate::tools::{
     PassFile, PgTools, Step, classify, dbname_conninfo, drain_stderr, pg_command, preflight,
@@ -138,7 +138,7 @@ impl RestoreTarget for PostgresTarget {
     }
 
     fn accepts_format(&self, format: &str) -> bool {
-        format == crate::FORMAT
+        format == crate::dump::FORMAT
     }
 
     /// Staging databases of restores on this server (any target), with

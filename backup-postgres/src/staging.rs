@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use backup_core::{Candidate, Error, Leftover, LeftoverReport, Removal, Result};
 
-use crate::PgConnection;
+use crate::conn::PgConnection;
 use crate::tools::{PgTools, psql_all, quote_ident, quote_literal};
 
 /// How old a leftover staging database must be before a restore creating

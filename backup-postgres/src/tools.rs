@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 
-use crate::PgConnection;
+use crate::conn::PgConnection;
 
 const ENGINE: &str = "postgres";
 /// Bytes of a tool's stderr kept for error messages (the tail).

@@ -9,13 +9,13 @@
 //! password was read from. The test reads `/proc/<pid>/environ` and
 //! `cmdline` of the helper's children while they run.
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use backup_core::testing::{ProcessView, process_tree};
 use backup_core::*;
 use backup_postgres::{PgConnection, PostgresSource, PostgresTarget, TestServer};
 use futures::StreamExt;
@@ -126,66 +126,22 @@ fn forbidden(conn: &PgConnection) -> Vec<String> {
 // ---------------------------------------------------------------------
 // /proc helpers
 
-/// `(pid, parent pid, command name)` of every process.
-fn processes() -> Vec<(u32, u32, String)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let comm = stat[open + 1..close].to_string();
-        let ppid = stat[close + 2..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        out.push((pid, ppid, comm));
-    }
-    out
-}
-
 /// A running descendant of `root` whose command name is `name`.
-fn descendant(root: u32, name: &str) -> Option<u32> {
-    let procs = processes();
-    let mut tree = BTreeSet::from([root]);
-    loop {
-        let before = tree.len();
-        for (pid, ppid, _) in &procs {
-            if tree.contains(ppid) {
-                tree.insert(*pid);
-            }
-        }
-        if tree.len() == before {
-            break;
-        }
-    }
-    // Not the `--version` probe that precedes each tool's first use.
-    procs
-        .iter()
-        .find(|(pid, _, comm)| {
-            *pid != root
-                && tree.contains(pid)
-                && comm == name
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| !String::from_utf8_lossy(&c).contains("--version"))
-        })
-        .map(|(pid, _, _)| *pid)
+fn descendant(root: u32, name: &str) -> Option<ProcessView> {
+    // Not the `--version` probe that precedes each tool's first use, nor
+    // one that exited while it was read (its argv then reads empty).
+    process_tree(root)
+        .into_iter()
+        .find(|p| p.comm == name && !p.argv.is_empty() && !p.argv.contains("--version"))
 }
 
 /// Waits until `root` has a descendant `name` (a condition, with a
 /// generous limit so a broken build fails instead of hanging).
-fn wait_for_descendant(root: u32, name: &str) -> u32 {
+fn wait_for_descendant(root: u32, name: &str) -> ProcessView {
     let started = Instant::now();
     loop {
-        if let Some(pid) = descendant(root, name) {
-            return pid;
+        if let Some(child) = descendant(root, name) {
+            return child;
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
@@ -198,11 +154,10 @@ fn wait_for_descendant(root: u32, name: &str) -> u32 {
 /// Checks a running child: no secret in its arguments or environment,
 /// nothing but allowed variables, and the password file (if any) an
 /// in-memory file it inherited, private to it.
-fn assert_child_is_clean(pid: u32, kind: &str, conn: &PgConnection) {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-    let environ = String::from_utf8_lossy(&environ).to_string();
+fn assert_child_is_clean(child: &ProcessView, kind: &str, conn: &PgConnection) {
+    let pid = child.pid;
+    let cmdline = child.command_line();
+    let environ = &child.environ;
     for secret in forbidden(conn) {
         assert!(
             !cmdline.contains(&secret),
@@ -214,7 +169,7 @@ fn assert_child_is_clean(pid: u32, kind: &str, conn: &PgConnection) {
         );
     }
     let mut passfile = None;
-    for var in environ.split('\0').filter(|v| !v.is_empty()) {
+    for var in child.variables() {
         let (name, value) = var.split_once('=').unwrap_or((var, ""));
         assert!(
             child::ENV_ALLOW_LIST.contains(&name) || PG_CHILD_VARS.contains(&name),
@@ -454,7 +409,7 @@ async fn psql_sees_no_secret() {
         .unwrap();
     let helper = Helper::start("preflight", &silent, &[]);
     let psql = wait_for_descendant(helper.pid(), "psql");
-    assert_child_is_clean(psql, "psql", &silent);
+    assert_child_is_clean(&psql, "psql", &silent);
     drop(listener);
     let line = helper.expect_line();
     assert!(line.starts_with("failed "), "{line}");
@@ -471,7 +426,7 @@ async fn pg_dump_sees_no_secret_and_kill_9_leaves_no_password_file() {
     let mut helper = Helper::start("dump", &conn, &[]);
     assert_eq!(helper.expect_line(), "dumping");
     let pg_dump = wait_for_descendant(helper.pid(), "pg_dump");
-    assert_child_is_clean(pg_dump, "pg_dump", &conn);
+    assert_child_is_clean(&pg_dump, "pg_dump", &conn);
 
     helper.kill9();
     let left = files_containing(helper.tmpdir.path(), HOSTILE_PASSWORD, None);
@@ -498,7 +453,7 @@ async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
     let mut helper = Helper::start("restore", &conn, &[("HELPER_TARGET", &target)]);
     assert_eq!(helper.expect_line(), "restoring");
     let pg_restore = wait_for_descendant(helper.pid(), "pg_restore");
-    assert_child_is_clean(pg_restore, "pg_restore", &conn);
+    assert_child_is_clean(&pg_restore, "pg_restore", &conn);
 
     // Half the archive, then kill -9 mid-restore.
     let stdin = helper.child.stdin.as_mut().unwrap();

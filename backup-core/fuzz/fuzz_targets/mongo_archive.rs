@@ -6,7 +6,7 @@
 //! Input: byte 0 is the piece size (0: all at once), the rest the archive.
 #![no_main]
 
-use backup_mongo::archive::{ArchiveReader, Event, Lister};
+use backup_mongo::archive::{ArchiveReader, ArchiveEvent, Lister};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(reader.position() as usize + reader.buffered() == fed);
             match reader.next_event() {
                 Ok(None) => break,
-                Ok(Some(Event::Prelude(prelude))) => {
+                Ok(Some(ArchiveEvent::Prelude(prelude))) => {
                     for c in &prelude.collections {
                         let _ = c.parse_metadata();
                     }

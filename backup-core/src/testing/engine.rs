@@ -4,13 +4,13 @@
 //! against its real server through an [`EngineHarness`], the way every
 //! store runs [`store_conformance`](super::store_conformance).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::processes::descendant_processes;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 use crate::source::{DumpOptions, DumpSource, RestoreOptions, RestoreSession, RestoreTarget};
@@ -124,54 +124,6 @@ fn assert_no_secret(what: &str, text: &str, secrets: &[Secret]) {
             text.replace(secret.expose(), "<SECRET>")
         );
     }
-}
-
-/// The argv and environment (`NUL`-separated, as in `/proc`) of every
-/// descendant of this process: what `ps` and `/proc/<pid>/environ` show
-/// of them to other users and processes.
-pub fn descendant_processes() -> Vec<(u32, String, String)> {
-    let mut parents: HashMap<u32, u32> = HashMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        // `pid (comm) state ppid ...`: comm may hold spaces and parens.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse().ok());
-        if let Some(ppid) = ppid {
-            parents.insert(pid, ppid);
-        }
-    }
-    let me = std::process::id();
-    let descends = |mut pid: u32| {
-        while let Some(&parent) = parents.get(&pid) {
-            if parent == me {
-                return true;
-            }
-            if parent <= 1 {
-                return false;
-            }
-            pid = parent;
-        }
-        false
-    };
-    parents
-        .keys()
-        .copied()
-        .filter(|&pid| pid != me && descends(pid))
-        .map(|pid| {
-            let read = |file: &str| {
-                String::from_utf8_lossy(
-                    &std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default(),
-                )
-                .into_owned()
-            };
-            (pid, read("cmdline"), read("environ"))
-        })
-        .collect()
 }
 
 /// Checks a [`DumpSource`] of the engine against the contract, on the

@@ -23,14 +23,14 @@ use futures::StreamExt;
 
 mod engine;
 mod faults;
+mod processes;
 mod property;
 mod race;
 mod serialized;
 pub mod server;
 
-pub use engine::{
-    EngineCapabilities, EngineHarness, descendant_processes, source_conformance, target_conformance,
-};
+pub use engine::{EngineCapabilities, EngineHarness, source_conformance, target_conformance};
+pub use processes::{ProcessView, descendant_processes, process_tree};
 
 /// When non-zero, the next ascending pack id (see [`ascending_pack_ids`]).
 static NEXT_PACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

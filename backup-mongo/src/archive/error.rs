@@ -1,6 +1,6 @@
 //! What can go wrong while writing, reading or listing an archive.
 
-use super::Namespace;
+use super::namespace::Namespace;
 
 /// An archive error. Everything but [`ArchiveError::Usage`],
 /// [`ArchiveError::Encode`] and [`ArchiveError::Io`] means the bytes are

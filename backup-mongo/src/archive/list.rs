@@ -5,9 +5,10 @@ use std::io::Read;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
-use super::{
-    ArchiveError, ArchiveHeader, ArchiveReader, CollectionType, Event, Namespace, NamespaceSummary,
-};
+use super::error::ArchiveError;
+use super::header::ArchiveHeader;
+use super::namespace::{CollectionType, Namespace};
+use super::reader::{ArchiveEvent, ArchiveReader, NamespaceSummary};
 
 /// What an archive contains.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +74,7 @@ impl Lister {
         self.reader.feed(chunk);
         while let Some(event) = self.reader.next_event()? {
             match event {
-                Event::Prelude(prelude) => {
+                ArchiveEvent::Prelude(prelude) => {
                     self.listing = Some(ArchiveListing {
                         header: prelude.header,
                         collections: prelude
@@ -90,7 +91,7 @@ impl Lister {
                             .collect(),
                     });
                 }
-                Event::NamespaceEnd(summary) => self.record(summary),
+                ArchiveEvent::NamespaceEnd(summary) => self.record(summary),
                 _ => {}
             }
         }

@@ -2,7 +2,8 @@
 
 use bson::{Bson, Document};
 
-use super::{ArchiveError, CollectionType, Namespace};
+use super::error::ArchiveError;
+use super::namespace::{CollectionType, Namespace};
 
 /// A collection's options and indexes: the document that mongodump writes
 /// as `metadata` in the prelude (and as `<collection>.metadata.json` in a

@@ -55,9 +55,11 @@
 
 mod crc64;
 mod error;
+mod format;
 mod header;
 mod list;
 mod metadata;
+mod namespace;
 mod reader;
 mod writer;
 
@@ -66,23 +68,10 @@ mod tests;
 
 pub use crc64::{Crc64, crc64};
 pub use error::ArchiveError;
-pub use header::{ArchiveHeader, CollectionMetadata, CollectionType, Namespace};
+pub use format::{FORMAT_VERSION, MAGIC, MAX_DOCUMENT_SIZE, TERMINATOR};
+pub use header::{ArchiveHeader, CollectionMetadata};
 pub use list::{ArchiveListing, CollectionListing, Lister, list_reader, list_stream};
 pub use metadata::MetadataDocument;
-pub use reader::{ArchiveReader, Event, NamespaceSummary, Prelude};
+pub use namespace::{CollectionType, Namespace};
+pub use reader::{ArchiveEvent, ArchiveReader, NamespaceSummary, Prelude};
 pub use writer::ArchiveWriter;
-
-/// The four bytes every archive starts with (`0x8199E26D` little-endian).
-pub const MAGIC: [u8; 4] = 0x8199_E26D_u32.to_le_bytes();
-
-/// The four bytes that end the prelude and every block.
-pub const TERMINATOR: [u8; 4] = [0xFF; 4];
-
-/// The only archive format version mongodump has ever written.
-pub const FORMAT_VERSION: &str = "0.1";
-
-/// The largest BSON document (or header) accepted, as in mongo-tools.
-pub const MAX_DOCUMENT_SIZE: usize = 16 * 1024 * 1024;
-
-/// The smallest possible BSON document: a length and a NUL byte.
-pub(crate) const MIN_DOCUMENT_SIZE: usize = 5;

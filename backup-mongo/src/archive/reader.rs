@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::header::NamespaceHeader;
-use super::{
-    ArchiveError, ArchiveHeader, CollectionMetadata, Crc64, MAGIC, MAX_DOCUMENT_SIZE,
-    MIN_DOCUMENT_SIZE, Namespace,
-};
+use super::crc64::Crc64;
+use super::error::ArchiveError;
+use super::format::{MAGIC, MAX_DOCUMENT_SIZE, MIN_DOCUMENT_SIZE};
+use super::header::{ArchiveHeader, CollectionMetadata, NamespaceHeader};
+use super::namespace::Namespace;
 
 /// The archive's prelude: its header and the collections it lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,11 +36,11 @@ pub struct NamespaceSummary {
 /// What the reader found next in the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum ArchiveEvent {
     /// The prelude; always the first event.
     Prelude(Prelude),
-    /// The [`Event::Document`]s that follow, up to the next
-    /// `NamespaceStart` or [`Event::NamespaceEnd`], belong to `namespace`.
+    /// The [`ArchiveEvent::Document`]s that follow, up to the next
+    /// `NamespaceStart` or [`ArchiveEvent::NamespaceEnd`], belong to `namespace`.
     /// `resumed` is true when the namespace already had a segment earlier
     /// (mongodump interleaves collections dumped in parallel).
     NamespaceStart {
@@ -68,7 +68,7 @@ pub enum Event {
 /// one CRC state per namespace and the prelude. Documents are handed out
 /// before their namespace's CRC can be checked (it comes at the end of the
 /// namespace); a consumer that must not apply corrupt data has to hold back
-/// its commit until [`Event::NamespaceEnd`], or until `finish`.
+/// its commit until [`ArchiveEvent::NamespaceEnd`], or until `finish`.
 ///
 /// Any error is final: later calls return [`ArchiveError::Usage`].
 ///
@@ -90,7 +90,7 @@ pub enum Event {
 /// for chunk in archive.chunks(7) {
 ///     reader.feed(chunk);
 ///     while let Some(event) = reader.next_event()? {
-///         if let Event::Document(raw) = event {
+///         if let ArchiveEvent::Document(raw) = event {
 ///             assert_eq!(bson::RawDocument::from_bytes(&raw)?.get_str("name")?, "ada");
 ///             documents += 1;
 ///         }
@@ -114,7 +114,7 @@ pub struct ArchiveReader {
     current: Option<Namespace>,
     /// A second event produced by one item (an EOF block for a namespace
     /// that had no segment yields a start and an end).
-    pending: Option<Event>,
+    pending: Option<ArchiveEvent>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +171,7 @@ impl ArchiveReader {
         self.header.as_ref()
     }
 
-    /// The namespace the next [`Event::Document`]s belong to, while inside
+    /// The namespace the next [`ArchiveEvent::Document`]s belong to, while inside
     /// a segment.
     pub fn current_namespace(&self) -> Option<&Namespace> {
         match self.state {
@@ -181,7 +181,7 @@ impl ArchiveReader {
     }
 
     /// The next event, `Ok(None)` when more input is needed.
-    pub fn next_event(&mut self) -> Result<Option<Event>, ArchiveError> {
+    pub fn next_event(&mut self) -> Result<Option<ArchiveEvent>, ArchiveError> {
         if let Some(event) = self.pending.take() {
             return Ok(Some(event));
         }
@@ -254,7 +254,7 @@ impl ArchiveReader {
         })
     }
 
-    fn step(&mut self) -> Result<Option<Event>, ArchiveError> {
+    fn step(&mut self) -> Result<Option<ArchiveEvent>, ArchiveError> {
         loop {
             match self.state {
                 State::Magic => {
@@ -291,7 +291,7 @@ impl ArchiveReader {
                         Some(Item::Terminator) => {
                             self.state = State::BlockHeader;
                             let header = self.header.clone().expect("read before the collections");
-                            return Ok(Some(Event::Prelude(Prelude {
+                            return Ok(Some(ArchiveEvent::Prelude(Prelude {
                                 header,
                                 collections: self.collections.clone(),
                             })));
@@ -337,7 +337,7 @@ impl ArchiveReader {
                         state.crc.update(&doc);
                         state.documents += 1;
                         state.bytes += doc.len() as u64;
-                        return Ok(Some(Event::Document(doc)));
+                        return Ok(Some(ArchiveEvent::Document(doc)));
                     }
                 },
                 State::EofTerminator => {
@@ -362,7 +362,11 @@ impl ArchiveReader {
         }
     }
 
-    fn on_header(&mut self, offset: u64, header: NamespaceHeader) -> Result<Event, ArchiveError> {
+    fn on_header(
+        &mut self,
+        offset: u64,
+        header: NamespaceHeader,
+    ) -> Result<ArchiveEvent, ArchiveError> {
         let namespace = header.namespace;
         let seq = self.namespaces.len();
         let is_new = !self.namespaces.contains_key(&namespace);
@@ -385,7 +389,7 @@ impl ArchiveReader {
         self.current = Some(namespace.clone());
         if !header.eof {
             self.state = State::BlockBody;
-            return Ok(Event::NamespaceStart {
+            return Ok(ArchiveEvent::NamespaceStart {
                 namespace,
                 resumed: !is_new,
             });
@@ -401,7 +405,7 @@ impl ArchiveReader {
         }
         state.ended = true;
         self.state = State::EofTerminator;
-        let end = Event::NamespaceEnd(NamespaceSummary {
+        let end = ArchiveEvent::NamespaceEnd(NamespaceSummary {
             namespace: namespace.clone(),
             documents: state.documents,
             bytes: state.bytes,
@@ -409,7 +413,7 @@ impl ArchiveReader {
         });
         if is_new {
             self.pending = Some(end);
-            return Ok(Event::NamespaceStart {
+            return Ok(ArchiveEvent::NamespaceStart {
                 namespace,
                 resumed: false,
             });

@@ -27,7 +27,7 @@ fn header() -> ArchiveHeader {
 /// Feeds `archive` in chunks whose sizes cycle through `sizes`, collecting
 /// every event, then finishes. Also returns the most bytes the reader ever
 /// held.
-fn read_with(archive: &[u8], sizes: &[usize]) -> (Result<Vec<Event>, ArchiveError>, usize) {
+fn read_with(archive: &[u8], sizes: &[usize]) -> (Result<Vec<ArchiveEvent>, ArchiveError>, usize) {
     let mut reader = ArchiveReader::new();
     let mut events = Vec::new();
     let mut max_buffered = 0;
@@ -50,7 +50,7 @@ fn read_with(archive: &[u8], sizes: &[usize]) -> (Result<Vec<Event>, ArchiveErro
     (reader.finish().map(|()| events), max_buffered)
 }
 
-fn read_all(archive: &[u8]) -> Result<Vec<Event>, ArchiveError> {
+fn read_all(archive: &[u8]) -> Result<Vec<ArchiveEvent>, ArchiveError> {
     read_with(archive, &[archive.len().max(1)]).0
 }
 
@@ -333,7 +333,7 @@ fn round_trip_whole_buffer() {
     let sample = sample();
     let events = read_all(&sample.bytes).unwrap();
 
-    let Event::Prelude(prelude) = &events[0] else {
+    let ArchiveEvent::Prelude(prelude) = &events[0] else {
         panic!("first event is {:?}", events[0]);
     };
     assert_eq!(prelude.header, header());
@@ -342,7 +342,7 @@ fn round_trip_whole_buffer() {
     let meta = prelude.collections[2].parse_metadata().unwrap();
     assert_eq!(meta.collection_name, "recent");
 
-    let mut expected = vec![Event::NamespaceStart {
+    let mut expected = vec![ArchiveEvent::NamespaceStart {
         namespace: ns("shop", "orders"),
         resumed: false,
     }];
@@ -350,22 +350,22 @@ fn round_trip_whole_buffer() {
         sample
             .orders
             .iter()
-            .map(|d| Event::Document(Bytes::copy_from_slice(d))),
+            .map(|d| ArchiveEvent::Document(Bytes::copy_from_slice(d))),
     );
     let mut order_bytes = Vec::new();
     sample.orders.iter().for_each(|d| order_bytes.extend(d));
-    expected.push(Event::NamespaceEnd(NamespaceSummary {
+    expected.push(ArchiveEvent::NamespaceEnd(NamespaceSummary {
         namespace: ns("shop", "orders"),
         documents: 3,
         bytes: order_bytes.len() as u64,
         crc: crc64(&order_bytes),
     }));
     for coll in ["empty", "recent"] {
-        expected.push(Event::NamespaceStart {
+        expected.push(ArchiveEvent::NamespaceStart {
             namespace: ns("shop", coll),
             resumed: false,
         });
-        expected.push(Event::NamespaceEnd(NamespaceSummary {
+        expected.push(ArchiveEvent::NamespaceEnd(NamespaceSummary {
             namespace: ns("shop", coll),
             documents: 0,
             bytes: 0,
@@ -377,7 +377,7 @@ fn round_trip_whole_buffer() {
     let ends: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            Event::NamespaceEnd(s) => Some((s.namespace.to_string(), s.documents)),
+            ArchiveEvent::NamespaceEnd(s) => Some((s.namespace.to_string(), s.documents)),
             _ => None,
         })
         .collect();
@@ -446,13 +446,13 @@ fn reader_follows_interleaved_and_empty_segments() {
     archive.extend(TERMINATOR);
 
     let events = read_all(&archive).unwrap();
-    let start = |namespace: &Namespace, resumed| Event::NamespaceStart {
+    let start = |namespace: &Namespace, resumed| ArchiveEvent::NamespaceStart {
         namespace: namespace.clone(),
         resumed,
     };
-    let document = |d: &Vec<u8>| Event::Document(Bytes::copy_from_slice(d));
+    let document = |d: &Vec<u8>| ArchiveEvent::Document(Bytes::copy_from_slice(d));
     let end = |namespace: &Namespace, documents, bytes, crc| {
-        Event::NamespaceEnd(NamespaceSummary {
+        ArchiveEvent::NamespaceEnd(NamespaceSummary {
             namespace: namespace.clone(),
             documents,
             bytes,
@@ -484,7 +484,7 @@ fn current_namespace_tracks_segments() {
     reader.feed(&sample.bytes);
     let mut seen = Vec::new();
     while let Some(event) = reader.next_event().unwrap() {
-        if let Event::Document(_) = event {
+        if let ArchiveEvent::Document(_) = event {
             seen.push(reader.current_namespace().unwrap().to_string());
         }
     }
@@ -732,7 +732,7 @@ fn lenient_about_what_mongo_tools_tolerates() {
     );
     archive.extend(TERMINATOR);
     let events = read_all(&archive).unwrap();
-    let Event::Prelude(prelude) = &events[0] else {
+    let ArchiveEvent::Prelude(prelude) = &events[0] else {
         panic!()
     };
     assert_eq!(prelude.header.concurrent_collections, 4);
@@ -759,7 +759,10 @@ fn errors_are_final_and_finish_needs_drained_events() {
     let sample = sample();
     let mut reader = ArchiveReader::new();
     reader.feed(&sample.bytes);
-    assert!(matches!(reader.next_event(), Ok(Some(Event::Prelude(_)))));
+    assert!(matches!(
+        reader.next_event(),
+        Ok(Some(ArchiveEvent::Prelude(_)))
+    ));
     assert!(matches!(reader.finish(), Err(ArchiveError::Usage(_))));
 }
 
@@ -843,7 +846,7 @@ fn writer_checks_document_framing() {
     w.end_namespace().unwrap();
     let archive = [w.take(), w.finish().unwrap()].concat();
     let events = read_all(&archive).unwrap();
-    assert!(matches!(&events[2], Event::Document(d) if d.len() == MAX_DOCUMENT_SIZE));
+    assert!(matches!(&events[2], ArchiveEvent::Document(d) if d.len() == MAX_DOCUMENT_SIZE));
 }
 
 // ---------------------------------------------------------------------------

@@ -4,11 +4,12 @@ use std::collections::HashSet;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::header::NamespaceHeader;
-use super::{
-    ArchiveError, ArchiveHeader, CollectionMetadata, Crc64, MAGIC, MAX_DOCUMENT_SIZE,
-    MIN_DOCUMENT_SIZE, Namespace, NamespaceSummary, TERMINATOR,
-};
+use super::crc64::Crc64;
+use super::error::ArchiveError;
+use super::format::{MAGIC, MAX_DOCUMENT_SIZE, MIN_DOCUMENT_SIZE, TERMINATOR};
+use super::header::{ArchiveHeader, CollectionMetadata, NamespaceHeader};
+use super::namespace::Namespace;
+use super::reader::NamespaceSummary;
 
 /// Writes a mongodump archive one collection at a time, without holding
 /// any collection in memory.

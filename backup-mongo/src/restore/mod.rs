@@ -17,9 +17,8 @@ use backup_core::{
 };
 
 use crate::archive::{ArchiveError, CollectionType, MetadataDocument, Namespace, Prelude};
-
-use crate::FORMAT;
 use crate::conn::MongoConnection;
+use crate::dump::FORMAT;
 use crate::error::{Side, classify};
 use crate::server::{check_not_system, server_info, validate_database_name};
 use crate::tools::Method;

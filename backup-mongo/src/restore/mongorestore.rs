@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::promote::{Cleanup, PromoteError, promote};
 use super::{Selection, SessionPlan, integrity_error, prepare_target, select};
-use crate::archive::{ArchiveReader, Event};
+use crate::archive::{ArchiveEvent, ArchiveReader};
 use crate::tools::{ConfigFile, MongoTools, Tool, drain, last_lines};
 
 /// Starts a restore session through `mongorestore`.
@@ -127,7 +127,7 @@ impl ToolsSession {
         }
         loop {
             match self.reader.next_event() {
-                Ok(Some(Event::Prelude(prelude))) => {
+                Ok(Some(ArchiveEvent::Prelude(prelude))) => {
                     let selection = select(&self.plan, &prelude)?;
                     self.start(selection).await?;
                 }

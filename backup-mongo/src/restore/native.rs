@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use super::promote::{self, Cleanup, PromoteError, StagedItem};
 use super::{SessionPlan, Tuning};
 use crate::archive::{
-    ArchiveError, ArchiveReader, CollectionType, Event, MetadataDocument, Prelude,
+    ArchiveError, ArchiveEvent, ArchiveReader, CollectionType, MetadataDocument, Prelude,
 };
 use crate::error::{Side, classify};
 
@@ -94,10 +94,10 @@ impl NativeSession {
         super::integrity_error(err, &self.plan)
     }
 
-    async fn on_event(&mut self, event: Event) -> Result<()> {
+    async fn on_event(&mut self, event: ArchiveEvent) -> Result<()> {
         match event {
-            Event::Prelude(prelude) => self.on_prelude(prelude).await,
-            Event::NamespaceStart { namespace, .. } => {
+            ArchiveEvent::Prelude(prelude) => self.on_prelude(prelude).await,
+            ArchiveEvent::NamespaceStart { namespace, .. } => {
                 // Buckets of a timeseries collection left out by `only`
                 // (a selected one was refused at the prelude).
                 if let Some(owner) = namespace.collection.strip_prefix("system.buckets.")
@@ -117,7 +117,7 @@ impl NativeSession {
                 self.current = selected.then(|| namespace.collection.clone());
                 Ok(())
             }
-            Event::Document(raw) => {
+            ArchiveEvent::Document(raw) => {
                 let Some(collection) = self.current.clone() else {
                     return Ok(());
                 };
@@ -137,7 +137,7 @@ impl NativeSession {
                 }
                 Ok(())
             }
-            Event::NamespaceEnd(summary) => {
+            ArchiveEvent::NamespaceEnd(summary) => {
                 self.current = None;
                 let name = summary.namespace.collection;
                 let Some(entry) = self.entries.get_mut(&name) else {
