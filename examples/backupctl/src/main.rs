@@ -11,7 +11,7 @@
 //! backupctl restore|verify ... --identity key.txt       # or --identity-env VAR
 //! backupctl restore <backup-id> --store ./backups --mongo mongodb://user@host/ --target-db name [--clean] [--table C]...
 //! backupctl delete  <backup-id> --store ./backups
-//! backupctl sweep   --store ./backups [--grace-minutes 60]    # orphans, stale markers, temp files, packs without index
+//! backupctl sweep   --store ./backups [--grace 1h]    # orphans, stale markers, temp files, packs without index
 //! backupctl prune   --store ./backups [--keep-last N] [--max-age 30d] [--keep-daily N --keep-weekly N --keep-monthly N --keep-yearly N] [--include-manual] [--dry-run] [--json]
 //! backupctl stats   --store ./backups [--json]
 //! backupctl health  --store ./backups [--stale-after 24h] [--json]   # exit 0 only if every source is healthy

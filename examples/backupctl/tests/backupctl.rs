@@ -554,7 +554,30 @@ fn out_of_range_durations_are_refused_and_sweep_sees_leftovers() {
     );
     assert_eq!(swept["too_recent"].as_array().unwrap().len(), 1, "{swept}");
     assert!(!temp.exists() && orphan.exists());
-    let text = ok(&["sweep", "--store", store_s, "--grace-minutes", "5"]);
+    let out = backupctl(&[
+        "sweep",
+        "--store",
+        store_s,
+        "--grace",
+        "99999999999999999999d",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("99999999999999999999d"));
+    let err = String::from_utf8_lossy(
+        &backupctl(&[
+            "sweep",
+            "--store",
+            store_s,
+            "--grace",
+            "5m",
+            "--grace-minutes",
+            "5",
+        ])
+        .stderr,
+    )
+    .to_string();
+    assert!(err.contains("cannot be used with"), "{err}");
+    let text = ok(&["sweep", "--store", store_s, "--grace", "5m"]);
     assert!(
         text.contains("removed orphaned artifact default/db/2025/01/"),
         "{text}"

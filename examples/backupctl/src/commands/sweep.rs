@@ -2,18 +2,23 @@
 
 use backup_core::{Result, SweepReport, duration_from_minutes, human_bytes};
 
-use crate::commands::{Context, Outcome, print_json};
+use std::time::Duration;
+
+use crate::commands::{Context, Outcome, parse_duration_arg, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SweepArgs {
     /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
-    /// Leave leftovers younger than this alone. Whatever the value,
-    /// running backups keep their artifacts, and temporary files and
-    /// markers younger than an hour are kept.
-    #[arg(long, default_value_t = 60)]
-    pub(crate) grace_minutes: u64,
+    /// Leave leftovers younger than this alone (e.g. 90m, 2h; default 1h).
+    /// Whatever the value, running backups keep their artifacts, and
+    /// temporary files and markers younger than an hour are kept.
+    #[arg(long, value_parser = parse_duration_arg, conflicts_with = "grace_minutes")]
+    pub(crate) grace: Option<Duration>,
+    /// The grace in minutes (older spelling of --grace, kept for a release).
+    #[arg(long)]
+    pub(crate) grace_minutes: Option<u64>,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
@@ -22,10 +27,15 @@ pub(crate) struct SweepArgs {
 pub(crate) async fn run(args: SweepArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let SweepArgs {
         store,
+        grace,
         grace_minutes,
         json,
     } = args;
-    let grace = duration_from_minutes(grace_minutes)?;
+    let grace = match (grace, grace_minutes) {
+        (Some(grace), _) => grace,
+        (None, Some(minutes)) => duration_from_minutes(minutes)?,
+        (None, None) => Duration::from_secs(3600),
+    };
     let engine = ctx.engine(&store).await?;
     let report = engine.sweep(grace, chrono::Utc::now()).await?;
     if json {

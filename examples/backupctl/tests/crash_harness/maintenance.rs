@@ -39,7 +39,7 @@ pub(crate) async fn prune(w: &mut World) {
     kill_and_check(w, Op::Prune, &args).await;
 }
 
-/// Kill `sweep --grace-minutes 0` over many leftovers: artifacts whose
+/// Kill `sweep --grace 0s` over many leftovers: artifacts whose
 /// manifest is gone (the state a crash between artifact and manifest
 /// leaves) and old temporary files of killed uploads.
 pub(crate) async fn sweep(w: &mut World) {
@@ -73,7 +73,7 @@ pub(crate) async fn sweep(w: &mut World) {
         file.write_all(&block).expect("write");
     }
     files::backdate(&root, TIME_TRAVEL);
-    kill_and_check(w, Op::Sweep, &["sweep", "--grace-minutes", "0", "--json"]).await;
+    kill_and_check(w, Op::Sweep, &["sweep", "--grace", "0s", "--json"]).await;
 }
 
 /// Fills the maintenance store up to [`STOCK`] backups (incremental,

@@ -108,7 +108,7 @@ pub(crate) enum Op {
     Gc,
     /// `backupctl prune --keep-last 2` over many backups.
     Prune,
-    /// `backupctl sweep --grace-minutes 0` over many leftovers.
+    /// `backupctl sweep --grace 0s` over many leftovers.
     Sweep,
 }
 

@@ -596,7 +596,7 @@ impl World {
     pub(crate) fn settle(&mut self, id: StoreId) {
         let spec = self.spec(id);
         files::backdate(&self.stores[&id].root, TIME_TRAVEL);
-        let sweep = self.ctl_json(&["sweep", "--store", &spec, "--grace-minutes", "0", "--json"]);
+        let sweep = self.ctl_json(&["sweep", "--store", &spec, "--grace", "0s", "--json"]);
         for c in sweep["chunk_stores"].as_array().into_iter().flatten() {
             assert!(
                 c["skipped"].is_null(),
