@@ -55,7 +55,7 @@ impl MongoConnection {
     /// path (`/sales`), if any. Errors never echo the password.
     pub fn from_uri(uri: &str) -> Result<Self> {
         let redacted = redact_uri(uri);
-        if ambiguous_userinfo(uri) {
+        if backup_core::redact::ambiguous_userinfo(uri) {
             return Err(Error::Config(format!(
                 "invalid MongoDB connection string {redacted}: '@' after the host part; percent-encode '@', ':', '/', '?' and '#' in the user name and password (e.g. '/' as %2F), or pass the password separately (MongoConnection::with_password; backupctl: MONGODB_PASSWORD or --password-file)"
             )));
@@ -220,20 +220,6 @@ fn is_sensitive_key(key: &str) -> bool {
         || key == "authmechanismproperties"
 }
 
-/// Whether `uri` has an `@` after the end of its host part: a user name
-/// or password with an unencoded `/`, `?` or `#` (or an `@` in the
-/// query), which parsers split in different places. Refused, never
-/// guessed.
-fn ambiguous_userinfo(uri: &str) -> bool {
-    let Some((_, rest)) = uri.split_once("://") else {
-        return false;
-    };
-    match (rest.find(['/', '?', '#']), rest.rfind('@')) {
-        (Some(end), Some(at)) => at > end,
-        _ => false,
-    }
-}
-
 /// The password of the user-info and the values of sensitive query
 /// options, as written and percent-decoded.
 fn raw_secrets(uri: &str) -> Vec<Secret> {
@@ -313,36 +299,8 @@ fn scrub(text: &str, secrets: &[Secret]) -> String {
 /// assert_eq!(redact_uri("mongodb://u:p/ss@h/db"), "mongodb://***@h/db");
 /// ```
 pub fn redact_uri(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return "<unparseable connection string>".to_string();
-    };
-    let (userinfo, after) = match rest.rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let userinfo = match userinfo {
-        None => String::new(),
-        Some(u) if u.contains(['/', '?', '#']) => "***@".to_string(),
-        Some(u) => match u.split_once(':') {
-            Some((user, _)) => format!("{user}:***@"),
-            None => format!("{u}@"),
-        },
-    };
-    let (hosts, tail) = after.split_at(after.find(['/', '?', '#']).unwrap_or(after.len()));
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if is_sensitive_key(k) => format!("{k}=***"),
-                    _ => kv.to_string(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{userinfo}{hosts}{tail}")
+    backup_core::redact::redact_url(uri, is_sensitive_key)
+        .unwrap_or_else(|| "<unparseable connection string>".to_string())
 }
 
 /// Everything but RFC 3986 unreserved characters is encoded.

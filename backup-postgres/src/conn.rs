@@ -80,7 +80,7 @@ impl PgConnection {
         let redacted = redact_url(input);
         let invalid =
             |why: &str| Error::Config(format!("invalid PostgreSQL URL {redacted}: {why}"));
-        if ambiguous_userinfo(input) {
+        if backup_core::redact::ambiguous_userinfo(input) {
             return Err(invalid(
                 "'@' after the host part; percent-encode '@', ':', '/', '?' and '#' in the user name, password and database name (e.g. '/' as %2F), or pass the password in PGPASSWORD",
             ));
@@ -309,63 +309,19 @@ fn with_default_host(input: &str) -> String {
     }
 }
 
-/// Whether `input` has an `@` after the end of its host part: a user name
-/// or password with an unencoded `/`, `?` or `#` (or an `@` in the path or
-/// query), which parsers split in different places. Refused, never
-/// guessed.
-fn ambiguous_userinfo(input: &str) -> bool {
-    let Some((_, rest)) = input.split_once("://") else {
-        return false;
-    };
-    match (rest.find(['/', '?', '#']), rest.rfind('@')) {
-        (Some(end), Some(at)) => at > end,
-        _ => false,
-    }
-}
-
 /// The URL with any password (user-info or `password=` parameter)
 /// replaced by `***`, for error messages and logs. The user-info is taken
 /// to run to the *last* `@`, so a password with an unencoded `/`, `?`,
 /// `#` or `@` is hidden whole; when that makes the user name unclear, the
 /// whole user-info is hidden.
 pub fn redact_url(input: &str) -> String {
-    let Some((scheme, rest)) = input.split_once("://") else {
-        return "<unparseable URL>".into();
-    };
-    let (userinfo, after) = match rest.rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let userinfo = match userinfo {
-        None => String::new(),
-        Some(u) if u.contains(['/', '?', '#']) => "***@".to_string(),
-        Some(u) => match u.split_once(':') {
-            Some((user, _)) => format!("{user}:***@"),
-            None => format!("{u}@"),
-        },
-    };
-    let (hosts, tail) = after.split_at(after.find(['/', '?', '#']).unwrap_or(after.len()));
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, _))
-                        if percent_decode(k)
-                            .unwrap_or_else(|| k.to_string())
-                            .to_ascii_lowercase()
-                            .contains("password") =>
-                    {
-                        format!("{k}=***")
-                    }
-                    _ => kv.to_string(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{userinfo}{hosts}{tail}")
+    backup_core::redact::redact_url(input, |key| {
+        percent_decode(key)
+            .unwrap_or_else(|| key.to_string())
+            .to_ascii_lowercase()
+            .contains("password")
+    })
+    .unwrap_or_else(|| "<unparseable URL>".into())
 }
 
 /// Decodes `%XX` escapes; `None` for a `%` not followed by two hex digits
