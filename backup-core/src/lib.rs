@@ -118,6 +118,7 @@ mod key;
 mod manifest;
 mod memory;
 mod pipeline;
+pub mod redact;
 mod retention;
 mod schedule;
 mod scheduler;
