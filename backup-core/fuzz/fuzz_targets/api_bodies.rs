@@ -6,43 +6,8 @@
 //! Input: byte 0 picks the parser, the rest is the body.
 #![no_main]
 
-use std::time::Duration;
-
-use backup_core::{Compression, Schedule};
-use backupd::config::{Defaults, RawDatabase};
 use backupd::http::fuzzing;
 use libfuzzer_sys::fuzz_target;
-
-fn defaults() -> Defaults {
-    Defaults {
-        schedule: Schedule::Disabled,
-        compression: Compression::default(),
-        retention_days: Some(7),
-        max_backups: None,
-        stale_after: Duration::from_secs(86_400),
-    }
-}
-
-fn base() -> RawDatabase {
-    RawDatabase {
-        id: "pg_main".into(),
-        name: Some("main".into()),
-        engine: "postgres".into(),
-        host: Some("db.internal".into()),
-        port: Some(5432),
-        database_name: "app".into(),
-        username_var: None,
-        password_var: None,
-        schedule: None,
-        compression: Some("zstd:3".into()),
-        retention_days: Some(3),
-        max_backups: Some(5),
-        package: false,
-        tenant: Some("acme".into()),
-        stale_after: Some("86400s".into()),
-        sslmode: None,
-    }
-}
 
 fn check_client_error(e: &backupd::http::ApiError) {
     let (status, _, message) = fuzzing::describe(e);
@@ -63,16 +28,13 @@ fuzz_target!(|data: &[u8]| {
         },
         n => {
             let tenant = (n == 4).then_some("acme");
-            let base = base();
+            let base = fuzzing::sample_base();
             let base = (which & 0x80 != 0).then_some(&base);
-            match fuzzing::database(body, &defaults(), tenant, base) {
+            match fuzzing::database(body, &fuzzing::sample_defaults(), tenant, base) {
                 Ok(db) => {
-                    if let Some(t) = tenant {
-                        assert_eq!(db.tenant, t, "a tenant-bound caller wrote elsewhere");
+                    if let Err(broken) = fuzzing::check_registered(&db, tenant) {
+                        panic!("{broken}");
                     }
-                    assert!(db.username_var.is_none() && db.password_var.is_none());
-                    assert!(backup_core::validate_id(&db.id).is_ok());
-                    assert!(chrono::Duration::from_std(db.stale_after).is_ok());
                     Ok(())
                 }
                 Err(e) => Err(e),

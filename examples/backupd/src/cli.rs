@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::Daemon;
 use crate::config;
+use crate::daemon::Daemon;
 use clap::Parser;
 
 #[derive(Parser)]

@@ -11,7 +11,8 @@ use backup_core::{RestoreTarget, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{DatabaseConfig, Engine as DbEngine};
+use crate::config::DatabaseConfig;
+use crate::engine::Engine as DbEngine;
 
 /// The scan results by database id.
 #[derive(Debug, Default)]

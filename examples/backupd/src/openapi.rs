@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::http::ROUTES;
+use crate::routes::ROUTES;
 
 /// The document.
 pub fn document() -> Value {

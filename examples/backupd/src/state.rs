@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::auth::{Audit, Tokens};
-use super::config::{Config, DatabaseConfig, Engine as DbEngine};
+use super::config::{Config, DatabaseConfig};
+use super::engine::Engine as DbEngine;
 use super::error::ApiError;
 use super::leftovers::Leftovers;
 use super::metrics::Metrics;
@@ -180,25 +181,29 @@ impl App {
             .filter(|d| Some(d.id.as_str()) != replacing)
             .cloned()
             .collect();
-        match tenancy::owner_elsewhere(
-            &entries,
-            &db.tenant,
-            db.engine,
-            &db.host,
-            db.port,
-            &db.database_name,
-        )
-        .await
-        {
-            None => Ok(()),
-            Some(_) => Err(ApiError::forbidden(
-                "database_not_allowed",
-                format!(
-                    "database {:?} on {}:{} belongs to another tenant: tenant {} may not use it",
-                    db.database_name, db.host, db.port, db.tenant
-                ),
-            )),
+        // Another tenant's entry that may name the same database.
+        let mut owned_elsewhere = false;
+        for e in &entries {
+            if e.tenant != db.tenant
+                && e.engine == db.engine
+                && e.port == db.port
+                && tenancy::same_name(&e.database_name, &db.database_name)
+                && tenancy::may_be_same_host(&e.host, &db.host, db.port).await
+            {
+                owned_elsewhere = true;
+                break;
+            }
         }
+        if !owned_elsewhere {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            "database_not_allowed",
+            format!(
+                "database {:?} on {}:{} belongs to another tenant: tenant {} may not use it",
+                db.database_name, db.host, db.port, db.tenant
+            ),
+        ))
     }
 
     /// Checks `db` against every other tenant's databases, then registers

@@ -20,7 +20,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::config::{DatabaseConfig, Engine};
+use crate::engine::Engine;
 
 /// How long a DNS lookup may take before the hosts count as the same.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -236,38 +236,6 @@ pub fn check_database_pattern(p: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Whether two entries certainly name one database, without DNS (for
-/// the configuration file, checked before the daemon starts).
-pub fn same_database_by_name(a: &DatabaseConfig, b: &DatabaseConfig) -> bool {
-    a.engine == b.engine
-        && a.port == b.port
-        && same_name(&a.database_name, &b.database_name)
-        && normalise_host(&a.host) == normalise_host(&b.host)
-}
-
-/// The first entry of another tenant than `tenant` that may name the
-/// database `name` on `host:port`.
-pub async fn owner_elsewhere<'a>(
-    entries: &'a [DatabaseConfig],
-    tenant: &str,
-    engine: Engine,
-    host: &str,
-    port: u16,
-    name: &str,
-) -> Option<&'a DatabaseConfig> {
-    for e in entries {
-        if e.tenant != tenant
-            && e.engine == engine
-            && e.port == port
-            && same_name(&e.database_name, name)
-            && may_be_same_host(&e.host, host, port).await
-        {
-            return Some(e);
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -33,14 +33,7 @@ async fn the_whole_api_over_http() {
     let api = Api::new(&d);
 
     // Register a database at run time; the password is never echoed.
-    let (status, v) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("shop", &db, None, true),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let v = register(&api, ADMIN, database_body("shop", &db, None, true)).await;
     assert_eq!(v["data"]["has_password"], true);
     let (status, v) = api
         .post(
@@ -281,14 +274,7 @@ async fn tokens_roles_and_tenants() {
     }
     let d = Daemon::start("", 2);
     let api = Api::new(&d);
-    let (status, v) = api
-        .post(
-            "/api/v1/databases",
-            TENANT_A,
-            database_body("a_db", &db_a, None, false),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let v = register(&api, TENANT_A, database_body("a_db", &db_a, None, false)).await;
     assert_eq!(
         v["data"]["tenant"], "a",
         "bound tokens register into their tenant"
@@ -301,14 +287,7 @@ async fn tokens_roles_and_tenants() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("b_db", &db_b, Some("b"), false),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    register(&api, ADMIN, database_body("b_db", &db_b, Some("b"), false)).await;
     let backup_a = backup_now(&api, "a_db", TENANT_A).await;
     let backup_b = backup_now(&api, "b_db", ADMIN).await;
 
@@ -451,14 +430,12 @@ async fn fifty_concurrent_backups_with_four_at_a_time() {
     // Ten databases (runs of one database never overlap, so the global
     // limit needs several to be reached).
     for i in 0..10 {
-        let (status, _) = api
-            .post(
-                "/api/v1/databases",
-                ADMIN,
-                database_body(&format!("load{i}"), &db, None, false),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED);
+        register(
+            &api,
+            ADMIN,
+            database_body(&format!("load{i}"), &db, None, false),
+        )
+        .await;
     }
     let started = std::time::Instant::now();
     let requests = (0..50).map(|i| {
@@ -581,14 +558,7 @@ async fn sigterm_lets_running_backups_finish() {
     server.pgbench_init(&db, 3).await.unwrap();
     let mut d = Daemon::start("", 2);
     let api = Api::new(&d);
-    let (status, _) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("term", &db, None, false),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    register(&api, ADMIN, database_body("term", &db, None, false)).await;
     let (status, _) = api
         .post("/api/v1/backups", ADMIN, json!({"database_id": "term"}))
         .await;
@@ -648,15 +618,7 @@ async fn encrypted_backups_through_the_daemon() {
         &[("AGE_KEY", secret.expose())],
     );
     let api = Api::new(&d);
-    let (status, _) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("enc", &db, None, false),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let id = backup_now(&api, "enc", ADMIN).await;
+    let id = register_and_back_up(&api, ADMIN, database_body("enc", &db, None, false)).await;
     let (_, m) = api.get(&format!("/api/v1/backups/{id}"), READER).await;
     assert_eq!(m["data"]["encryption"]["recipients"][0], recipient.as_str());
     let body = api
@@ -698,14 +660,7 @@ async fn incremental_backups_through_the_daemon() {
     server.pgbench_init(&db, 1).await.unwrap();
     let d = Daemon::start("", 2);
     let api = Api::new(&d);
-    let (status, _) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("inc", &db, None, true),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    register(&api, ADMIN, database_body("inc", &db, None, true)).await;
     let run = |t: &'static str| {
         let api = &api;
         async move {
@@ -838,22 +793,13 @@ async fn the_api_cannot_read_the_environment_nor_restore_over_other_databases() 
     let (status, _) = api.post("/api/v1/databases", ADMIN, body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let (status, _) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("sec", &db, None, false),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("other", &other, Some("b"), false),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    register(&api, ADMIN, database_body("sec", &db, None, false)).await;
+    register(
+        &api,
+        ADMIN,
+        database_body("other", &other, Some("b"), false),
+    )
+    .await;
     let id = backup_now(&api, "sec", ADMIN).await;
 
     // Restores go into the source's own database or a new one only.

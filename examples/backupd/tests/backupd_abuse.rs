@@ -333,22 +333,8 @@ async fn every_route_refuses_every_abuse_and_changes_nothing() {
         ..Options::default()
     });
     let api = Api::new(&d);
-    let (status, v) = api
-        .post(
-            "/api/v1/databases",
-            TENANT_A,
-            database_body("a_db", &db_a, None, true),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let (status, v) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("b_db", &db_b, Some("b"), true),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
+    register(&api, TENANT_A, database_body("a_db", &db_a, None, true)).await;
+    register(&api, ADMIN, database_body("b_db", &db_b, Some("b"), true)).await;
     let mut backup = Vec::new();
     let mut job = Vec::new();
     for (db, token) in [("a_db", TENANT_A), ("b_db", ADMIN)] {

@@ -56,22 +56,18 @@ async fn standin_reserved_names_and_other_tenants_databases_are_refused() {
     let d = Daemon::start("", 2);
     let api = Api::new(&d);
 
-    let (status, v) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            mongo_body("b_db", &host, port, &shop_b, Some("b")),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let (status, v) = api
-        .post(
-            "/api/v1/databases",
-            TENANT_A,
-            mongo_body("a_db", &host, port, &shop_a, None),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
+    register(
+        &api,
+        ADMIN,
+        mongo_body("b_db", &host, port, &shop_b, Some("b")),
+    )
+    .await;
+    register(
+        &api,
+        TENANT_A,
+        mongo_body("a_db", &host, port, &shop_a, None),
+    )
+    .await;
 
     // System names, any case, and restore staging names: never registered.
     let reserved = ["admin", "Admin", "local", "LOCAL", "config", "Config"];
@@ -222,8 +218,7 @@ async fn standin_authentication_failure_is_reported_as_such() {
     let mut body = mongo_body("guarded", "127.0.0.1", port, "shop", None);
     body["username"] = json!("backup");
     body["password"] = json!(WRONG);
-    let (status, v) = api.post("/api/v1/databases", ADMIN, body).await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
+    register(&api, ADMIN, body).await;
     let (status, v) = api
         .post(
             "/api/v1/backups?wait=true",

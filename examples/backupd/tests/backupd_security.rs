@@ -53,23 +53,9 @@ async fn a_tenant_cannot_point_its_entries_at_another_tenants_database() {
         ..Options::default()
     });
     let api = Api::new(&d);
-    let (status, v) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("b_db", &db_b, Some("b"), false),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let (status, v) = api
-        .post(
-            "/api/v1/databases",
-            TENANT_A,
-            database_body("a_db", &db_a, None, false),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let backup_a = backup_now(&api, "a_db", TENANT_A).await;
+    register(&api, ADMIN, database_body("b_db", &db_b, Some("b"), false)).await;
+    let backup_a =
+        register_and_back_up(&api, TENANT_A, database_body("a_db", &db_a, None, false)).await;
 
     // The reported attack: repoint the entry at b's database (same server,
     // so the stored credentials are kept), then restore over it.
@@ -215,15 +201,7 @@ async fn system_databases_are_refused_on_every_path() {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {v}");
     }
-    let (status, v) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("sys", &db, None, false),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let id = backup_now(&api, "sys", ADMIN).await;
+    let id = register_and_back_up(&api, ADMIN, database_body("sys", &db, None, false)).await;
     let (status, v) = api
         .patch(
             "/api/v1/databases/sys",
@@ -261,14 +239,7 @@ async fn system_databases_are_refused_on_every_path() {
 /// Two scheduled backups beside the daemon's and `max_backups: 1`: a real
 /// cleanup deletes one, so any body taken for "no options" shows.
 async fn cleanup_fixture(server: &TestServer, d: &Daemon, api: &Api, db: &str) {
-    let (status, v) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("shop", db, None, false),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
+    register(api, ADMIN, database_body("shop", db, None, false)).await;
     let engine = Engine::new(Arc::new(FsStore::new(d.store()).unwrap()));
     for _ in 0..2 {
         engine
@@ -717,14 +688,7 @@ async fn draining_keeps_the_probes_and_refuses_changes() {
     let db = database_with_rows(server, "drain", 1000).await;
     let mut d = Daemon::start("", 2);
     let api = Api::new(&d);
-    let (status, _) = api
-        .post(
-            "/api/v1/databases",
-            ADMIN,
-            database_body("drain", &db, None, false),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    register(&api, ADMIN, database_body("drain", &db, None, false)).await;
     // Hold a lock pg_dump must wait for: the backup runs until the test
     // ends the locking session.
     let marker = format!("drain-lock-{db}");
@@ -846,8 +810,7 @@ async fn upstream_failures_have_specific_codes() {
         (missing, "upstream_database_missing"),
     ] {
         let id = body["id"].as_str().unwrap().to_string();
-        let (status, v) = api.post("/api/v1/databases", ADMIN, body).await;
-        assert_eq!(status, StatusCode::CREATED, "{v}");
+        register(&api, ADMIN, body).await;
         let (status, v) = api
             .post(
                 "/api/v1/backups?wait=true",

@@ -6,10 +6,9 @@
 //! changed by a tenant-bound token always stays in that token's tenant.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use backup_core::{Compression, Schedule};
-use backupd::config::{Config, Defaults, Problems, RawDatabase, load};
+use backupd::config::{Config, Problems, load};
 use backupd::http::{ApiError, fuzzing};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -168,37 +167,6 @@ fn regressions() {
 
 // ---- request bodies ----
 
-fn defaults() -> Defaults {
-    Defaults {
-        schedule: Schedule::Disabled,
-        compression: Compression::default(),
-        retention_days: Some(7),
-        max_backups: None,
-        stale_after: Duration::from_secs(86_400),
-    }
-}
-
-fn base() -> RawDatabase {
-    RawDatabase {
-        id: "pg_main".into(),
-        name: Some("main".into()),
-        engine: "postgres".into(),
-        host: Some("db.internal".into()),
-        port: Some(5432),
-        database_name: "app".into(),
-        username_var: None,
-        password_var: None,
-        schedule: None,
-        compression: Some("zstd:3".into()),
-        retention_days: Some(3),
-        max_backups: Some(5),
-        package: false,
-        tenant: Some("acme".into()),
-        stale_after: Some("86400s".into()),
-        sslmode: None,
-    }
-}
-
 fn client_error(e: &ApiError) {
     let (status, code, message) = fuzzing::describe(e);
     assert!((400..500).contains(&status), "{status} {code}: {message}");
@@ -302,16 +270,11 @@ proptest! {
     ) {
         let bytes = serde_json::to_vec(&body).unwrap();
         let tenant = bound.then_some("acme");
-        let base = base();
-        match fuzzing::database(&bytes, &defaults(), tenant, patch.then_some(&base)) {
+        let base = fuzzing::sample_base();
+        match fuzzing::database(&bytes, &fuzzing::sample_defaults(), tenant, patch.then_some(&base)) {
             Ok(db) => {
-                if let Some(t) = tenant {
-                    prop_assert_eq!(&db.tenant, t);
-                }
-                prop_assert!(db.username_var.is_none() && db.password_var.is_none());
-                prop_assert!(backup_core::validate_id(&db.id).is_ok());
-                prop_assert!(backup_core::validate_id(&db.tenant).is_ok());
-                prop_assert!(chrono::Duration::from_std(db.stale_after).is_ok());
+                let checked = fuzzing::check_registered(&db, tenant);
+                prop_assert!(checked.is_ok(), "{:?}", checked);
             }
             Err(e) => client_error(&e),
         }

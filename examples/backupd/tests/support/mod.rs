@@ -449,3 +449,22 @@ pub fn assert_no_secrets(api: &Api, d: &Daemon, secrets: &[&str]) {
         }
     }
 }
+
+/// Registers the database `body` as `token`, asserting 201; returns the
+/// response.
+pub async fn register(api: &Api, token: &str, body: Value) -> Value {
+    let (status, v) = api.post("/api/v1/databases", token, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    v
+}
+
+/// Registers the database `body` as `token`, backs it up and waits for
+/// the backup; returns its id.
+pub async fn register_and_back_up(api: &Api, token: &str, body: Value) -> String {
+    let id = body["id"]
+        .as_str()
+        .expect("a database body has an id")
+        .to_string();
+    register(api, token, body).await;
+    backup_now(api, &id, token).await
+}

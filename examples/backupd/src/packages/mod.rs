@@ -5,6 +5,12 @@
 //! Layout: `{tenant}/_packages/{YYYY}/{MM}/package-{id}.{zip|tar.gz}` and
 //! `…/package-{id}.manifest.json`, written last like a backup's manifest.
 
+mod archive;
+mod tar;
+#[cfg(test)]
+mod tests;
+mod zip;
+
 use std::sync::Arc;
 
 use backup_core::{
@@ -12,12 +18,16 @@ use backup_core::{
     validate_id,
 };
 use bytes::Bytes;
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
+
+use archive::Archive;
+use tar::TarWriter;
+use zip::ZipWriter;
 
 /// Archive format of a package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,315 +307,6 @@ pub fn dump_file_name(m: &Manifest) -> String {
     };
     format!("{stem}.{ext}")
 }
-
-/// An archive being written entry by entry.
-trait Archive {
-    /// Adds a file of known size from a stream.
-    async fn add(&mut self, name: &str, size: u64, body: backup_core::ByteStream) -> Result<()>;
-}
-
-async fn copy_exact<W: AsyncWrite + Unpin>(
-    out: &mut W,
-    name: &str,
-    size: u64,
-    mut body: backup_core::ByteStream,
-    mut each: impl FnMut(&[u8]),
-) -> Result<()> {
-    let mut written = 0u64;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        each(&chunk);
-        written += chunk.len() as u64;
-        if written > size {
-            return Err(Error::Integrity {
-                what: name.to_string(),
-                detail: format!("longer than its recorded {size} bytes"),
-            });
-        }
-        out.write_all(&chunk)
-            .await
-            .map_err(|e| Error::from_io("writing the package", e))?;
-    }
-    if written != size {
-        return Err(Error::Integrity {
-            what: name.to_string(),
-            detail: format!("{written} bytes, recorded {size}"),
-        });
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------- tar ----
-
-/// A streaming POSIX (ustar) tar writer; long names use the GNU `L` entry,
-/// sizes of 8 GiB and more the GNU base-256 encoding.
-struct TarWriter<W> {
-    out: W,
-    mtime: u64,
-}
-
-impl<W: AsyncWrite + Unpin> TarWriter<W> {
-    fn new(out: W, at: DateTime<Utc>) -> Self {
-        TarWriter {
-            out,
-            mtime: at.timestamp().max(0) as u64,
-        }
-    }
-
-    fn header(&self, name: &[u8], size: u64, kind: u8) -> [u8; 512] {
-        let mut h = [0u8; 512];
-        h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
-        h[100..108].copy_from_slice(b"0000644\0");
-        h[108..116].copy_from_slice(b"0000000\0");
-        h[116..124].copy_from_slice(b"0000000\0");
-        if size < 0o77777777777 {
-            h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
-        } else {
-            h[124] = 0x80;
-            h[128..136].copy_from_slice(&size.to_be_bytes());
-        }
-        h[136..148].copy_from_slice(format!("{:011o}\0", self.mtime).as_bytes());
-        h[156] = kind;
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        h
-    }
-
-    async fn pad(&mut self, size: u64) -> std::io::Result<()> {
-        let rest = (512 - size % 512) % 512;
-        self.out.write_all(&vec![0u8; rest as usize]).await
-    }
-
-    async fn finish(mut self) -> std::io::Result<W> {
-        self.out.write_all(&[0u8; 1024]).await?;
-        self.out.flush().await?;
-        Ok(self.out)
-    }
-}
-
-impl<W: AsyncWrite + Unpin> Archive for TarWriter<W> {
-    async fn add(&mut self, name: &str, size: u64, body: backup_core::ByteStream) -> Result<()> {
-        let io = |e: std::io::Error| Error::from_io("writing the package", e);
-        let bytes = name.as_bytes();
-        if bytes.len() > 100 {
-            let mut long = bytes.to_vec();
-            long.push(0);
-            let h = self.header(b"././@LongLink", long.len() as u64, b'L');
-            self.out.write_all(&h).await.map_err(io)?;
-            self.out.write_all(&long).await.map_err(io)?;
-            self.pad(long.len() as u64).await.map_err(io)?;
-        }
-        let h = self.header(bytes, size, b'0');
-        self.out.write_all(&h).await.map_err(io)?;
-        copy_exact(&mut self.out, name, size, body, |_| {}).await?;
-        self.pad(size).await.map_err(io)
-    }
-}
-
-// ---------------------------------------------------------------- zip ----
-
-struct CentralEntry {
-    name: Vec<u8>,
-    crc: u32,
-    size: u64,
-    offset: u64,
-}
-
-/// A streaming zip writer: entries stored (no compression), CRC-32 in a
-/// data descriptor after the data, ZIP64 fields when sizes, offsets or the
-/// entry count need them.
-struct ZipWriter<W> {
-    out: W,
-    offset: u64,
-    entries: Vec<CentralEntry>,
-    dos_time: u16,
-    dos_date: u16,
-}
-
-const ZIP64_LIMIT: u64 = 0xFFFF_FFFF;
-
-impl<W: AsyncWrite + Unpin> ZipWriter<W> {
-    fn new(out: W, at: DateTime<Utc>) -> Self {
-        let dos_time = ((at.hour() << 11) | (at.minute() << 5) | (at.second() / 2)) as u16;
-        let dos_date = (((at.year().clamp(1980, 2107) - 1980) as u32) << 9
-            | at.month() << 5
-            | at.day()) as u16;
-        ZipWriter {
-            out,
-            offset: 0,
-            entries: Vec::new(),
-            dos_time,
-            dos_date,
-        }
-    }
-
-    async fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.offset += bytes.len() as u64;
-        self.out.write_all(bytes).await
-    }
-
-    async fn finish(mut self) -> std::io::Result<()> {
-        let cd_start = self.offset;
-        let entries = std::mem::take(&mut self.entries);
-        for e in &entries {
-            let zip64_size = e.size >= ZIP64_LIMIT;
-            let zip64_offset = e.offset >= ZIP64_LIMIT;
-            let mut extra = Vec::new();
-            if zip64_size || zip64_offset {
-                let mut data = Vec::new();
-                if zip64_size {
-                    data.extend_from_slice(&e.size.to_le_bytes());
-                    data.extend_from_slice(&e.size.to_le_bytes());
-                }
-                if zip64_offset {
-                    data.extend_from_slice(&e.offset.to_le_bytes());
-                }
-                extra.extend_from_slice(&1u16.to_le_bytes());
-                extra.extend_from_slice(&(data.len() as u16).to_le_bytes());
-                extra.extend_from_slice(&data);
-            }
-            let mut h = Vec::with_capacity(46 + e.name.len() + extra.len());
-            h.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-            h.extend_from_slice(&(0x0300u16 | 45).to_le_bytes()); // made by: unix, 4.5
-            h.extend_from_slice(&45u16.to_le_bytes());
-            h.extend_from_slice(&(0x0008u16 | 0x0800).to_le_bytes());
-            h.extend_from_slice(&0u16.to_le_bytes()); // stored
-            h.extend_from_slice(&self.dos_time.to_le_bytes());
-            h.extend_from_slice(&self.dos_date.to_le_bytes());
-            h.extend_from_slice(&e.crc.to_le_bytes());
-            let size32 = if zip64_size {
-                ZIP64_LIMIT as u32
-            } else {
-                e.size as u32
-            };
-            h.extend_from_slice(&size32.to_le_bytes());
-            h.extend_from_slice(&size32.to_le_bytes());
-            h.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
-            h.extend_from_slice(&(extra.len() as u16).to_le_bytes());
-            h.extend_from_slice(&0u16.to_le_bytes()); // comment
-            h.extend_from_slice(&0u16.to_le_bytes()); // disk
-            h.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
-            h.extend_from_slice(&((0o100644u32) << 16).to_le_bytes());
-            let off32 = if zip64_offset {
-                ZIP64_LIMIT as u32
-            } else {
-                e.offset as u32
-            };
-            h.extend_from_slice(&off32.to_le_bytes());
-            h.extend_from_slice(&e.name);
-            h.extend_from_slice(&extra);
-            self.put(&h).await?;
-        }
-        let cd_size = self.offset - cd_start;
-        let count = entries.len() as u64;
-        let need64 = count >= 0xFFFF || cd_size >= ZIP64_LIMIT || cd_start >= ZIP64_LIMIT;
-        if need64 {
-            let eocd64_at = self.offset;
-            let mut r = Vec::with_capacity(76);
-            r.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
-            r.extend_from_slice(&44u64.to_le_bytes());
-            r.extend_from_slice(&45u16.to_le_bytes());
-            r.extend_from_slice(&45u16.to_le_bytes());
-            r.extend_from_slice(&0u32.to_le_bytes());
-            r.extend_from_slice(&0u32.to_le_bytes());
-            r.extend_from_slice(&count.to_le_bytes());
-            r.extend_from_slice(&count.to_le_bytes());
-            r.extend_from_slice(&cd_size.to_le_bytes());
-            r.extend_from_slice(&cd_start.to_le_bytes());
-            r.extend_from_slice(&0x0706_4b50u32.to_le_bytes());
-            r.extend_from_slice(&0u32.to_le_bytes());
-            r.extend_from_slice(&eocd64_at.to_le_bytes());
-            r.extend_from_slice(&1u32.to_le_bytes());
-            self.put(&r).await?;
-        }
-        let mut r = Vec::with_capacity(22);
-        r.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-        r.extend_from_slice(&0u16.to_le_bytes());
-        r.extend_from_slice(&0u16.to_le_bytes());
-        let count16 = if need64 { 0xFFFF } else { count as u16 };
-        r.extend_from_slice(&count16.to_le_bytes());
-        r.extend_from_slice(&count16.to_le_bytes());
-        let cd_size32 = if need64 {
-            ZIP64_LIMIT as u32
-        } else {
-            cd_size as u32
-        };
-        let cd_start32 = if need64 {
-            ZIP64_LIMIT as u32
-        } else {
-            cd_start as u32
-        };
-        r.extend_from_slice(&cd_size32.to_le_bytes());
-        r.extend_from_slice(&cd_start32.to_le_bytes());
-        r.extend_from_slice(&0u16.to_le_bytes());
-        self.put(&r).await?;
-        self.out.flush().await?;
-        self.out.shutdown().await
-    }
-}
-
-impl<W: AsyncWrite + Unpin> Archive for ZipWriter<W> {
-    async fn add(&mut self, name: &str, size: u64, body: backup_core::ByteStream) -> Result<()> {
-        let io = |e: std::io::Error| Error::from_io("writing the package", e);
-        let offset = self.offset;
-        let zip64 = size >= ZIP64_LIMIT;
-        let name_bytes = name.as_bytes().to_vec();
-        let mut extra = Vec::new();
-        if zip64 {
-            extra.extend_from_slice(&1u16.to_le_bytes());
-            extra.extend_from_slice(&16u16.to_le_bytes());
-            extra.extend_from_slice(&size.to_le_bytes());
-            extra.extend_from_slice(&size.to_le_bytes());
-        }
-        let mut h = Vec::with_capacity(30 + name_bytes.len() + extra.len());
-        h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        h.extend_from_slice(&45u16.to_le_bytes());
-        h.extend_from_slice(&(0x0008u16 | 0x0800).to_le_bytes()); // descriptor, UTF-8
-        h.extend_from_slice(&0u16.to_le_bytes());
-        h.extend_from_slice(&self.dos_time.to_le_bytes());
-        h.extend_from_slice(&self.dos_date.to_le_bytes());
-        h.extend_from_slice(&0u32.to_le_bytes()); // CRC in the descriptor
-        let size32 = if zip64 {
-            ZIP64_LIMIT as u32
-        } else {
-            size as u32
-        };
-        h.extend_from_slice(&size32.to_le_bytes());
-        h.extend_from_slice(&size32.to_le_bytes());
-        h.extend_from_slice(&(name_bytes.len() as u16).to_le_bytes());
-        h.extend_from_slice(&(extra.len() as u16).to_le_bytes());
-        h.extend_from_slice(&name_bytes);
-        h.extend_from_slice(&extra);
-        self.put(&h).await.map_err(io)?;
-        let mut crc = crc32fast::Hasher::new();
-        copy_exact(&mut self.out, name, size, body, |c| crc.update(c)).await?;
-        self.offset += size;
-        let crc = crc.finalize();
-        let mut d = Vec::with_capacity(24);
-        d.extend_from_slice(&0x0807_4b50u32.to_le_bytes());
-        d.extend_from_slice(&crc.to_le_bytes());
-        if zip64 {
-            d.extend_from_slice(&size.to_le_bytes());
-            d.extend_from_slice(&size.to_le_bytes());
-        } else {
-            d.extend_from_slice(&(size as u32).to_le_bytes());
-            d.extend_from_slice(&(size as u32).to_le_bytes());
-        }
-        self.put(&d).await.map_err(io)?;
-        self.entries.push(CentralEntry {
-            name: name_bytes,
-            crc,
-            size,
-            offset,
-        });
-        Ok(())
-    }
-}
-
-// ------------------------------------------------------------- catalog ----
 
 /// Committed packages of `tenant` (all tenants when `None`), newest first.
 pub async fn list(store: &Arc<dyn Store>, tenant: Option<&str>) -> Result<Vec<PackageManifest>> {

@@ -1,0 +1,227 @@
+//! `databases:` entries, from the file and from the REST API.
+
+use std::collections::HashSet;
+
+use backup_core::{Secret, validate_id};
+
+use crate::engine::Engine;
+use crate::tenancy::{check_database_name, normalise_host, same_name};
+
+use super::fields::{
+    EnvLookup, check_range, env_var, parse_compression, parse_duration, parse_schedule,
+};
+use super::schema::RawDatabase;
+use super::types::{DatabaseConfig, Defaults, MAX_BACKUPS, MAX_RETENTION_DAYS, Problems};
+
+/// The `sslmode` values PostgreSQL knows.
+const SSLMODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// Checks one database entry; used for the file and for the REST API.
+pub fn database(
+    raw: &RawDatabase,
+    path: &str,
+    defaults: &Defaults,
+    env: EnvLookup<'_>,
+    problems: &mut Problems,
+) -> Option<DatabaseConfig> {
+    let before = problems.0.len();
+    check_id(&raw.id, &format!("{path}.id"), problems);
+    let engine = engine(&raw.engine, &format!("{path}.engine"), problems);
+    let tenant = raw
+        .tenant
+        .clone()
+        .unwrap_or_else(|| backup_core::DEFAULT_TENANT.to_string());
+    if let Err(e) = validate_id(&tenant) {
+        problems.push(format!("{path}.tenant"), e.to_string());
+    } else if tenant.starts_with('_') {
+        problems.push(
+            format!("{path}.tenant"),
+            "tenants starting with '_' are reserved",
+        );
+    }
+    let schedule = match &raw.schedule {
+        Some(s) => parse_schedule(&s.0, &format!("{path}.schedule"), problems),
+        None => Some(defaults.schedule.clone()),
+    };
+    let compression = match &raw.compression {
+        Some(c) => parse_compression(c, &format!("{path}.compression"), problems),
+        None => Some(defaults.compression),
+    };
+    let stale_after = match &raw.stale_after {
+        Some(s) => match parse_duration(s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                problems.push(format!("{path}.stale_after"), e);
+                None
+            }
+        },
+        None => Some(defaults.stale_after),
+    };
+    check_limits(raw, path, problems);
+    check_placement(raw, engine, path, problems);
+    let username = raw
+        .username_var
+        .as_ref()
+        .and_then(|v| env_var(v, &format!("{path}.username_var"), env, problems));
+    let password = raw
+        .password_var
+        .as_ref()
+        .and_then(|v| env_var(v, &format!("{path}.password_var"), env, problems))
+        .map(Secret::new);
+    if problems.0.len() > before {
+        return None;
+    }
+    let engine = engine?;
+    Some(DatabaseConfig {
+        id: raw.id.clone(),
+        name: raw.name.clone().unwrap_or_else(|| raw.id.clone()),
+        engine,
+        host: raw.host.clone().unwrap_or_else(|| "localhost".into()),
+        port: raw.port.unwrap_or(match engine {
+            Engine::Postgres => 5432,
+            Engine::Mongodb => 27017,
+        }),
+        database_name: raw.database_name.clone(),
+        username,
+        password,
+        username_var: raw.username_var.clone(),
+        password_var: raw.password_var.clone(),
+        schedule: schedule?,
+        compression: compression?,
+        retention_days: raw.retention_days.or(defaults.retention_days),
+        max_backups: raw.max_backups.or(defaults.max_backups),
+        package: raw.package,
+        tenant,
+        stale_after: stale_after?,
+        sslmode: raw.sslmode.clone(),
+    })
+}
+
+fn check_id(id: &str, path: &str, problems: &mut Problems) {
+    if let Err(e) = validate_id(id) {
+        problems.push(path, e.to_string());
+    } else if id.starts_with('_') {
+        problems.push(path, "ids starting with '_' are reserved");
+    }
+}
+
+fn engine(name: &str, path: &str, problems: &mut Problems) -> Option<Engine> {
+    match name {
+        "postgres" | "postgresql" => Some(Engine::Postgres),
+        "mongodb" | "mongo" => Some(Engine::Mongodb),
+        other => {
+            problems.push(
+                path,
+                format!("unknown engine {other:?} (expected postgres or mongodb)"),
+            );
+            None
+        }
+    }
+}
+
+/// Retention and port ranges.
+fn check_limits(raw: &RawDatabase, path: &str, problems: &mut Problems) {
+    check_range(
+        raw.retention_days,
+        1,
+        MAX_RETENTION_DAYS,
+        &format!("{path}.retention_days"),
+        problems,
+    );
+    check_range(
+        raw.max_backups,
+        1,
+        MAX_BACKUPS,
+        &format!("{path}.max_backups"),
+        problems,
+    );
+    check_range(raw.port, 1, u16::MAX, &format!("{path}.port"), problems);
+}
+
+/// Where the database is: host, sslmode, database name, display name.
+fn check_placement(raw: &RawDatabase, engine: Option<Engine>, path: &str, problems: &mut Problems) {
+    if let Some(h) = &raw.host
+        && (h.trim().is_empty()
+            || h.len() > 253
+            || h.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        problems.push(
+            format!("{path}.host"),
+            "must be a host name or address (1 to 253 characters, no spaces)",
+        );
+    }
+    if let Some(mode) = &raw.sslmode
+        && !SSLMODES.contains(&mode.as_str())
+    {
+        problems.push(
+            format!("{path}.sslmode"),
+            format!("unknown sslmode {mode:?} (expected disable, allow, prefer, require, verify-ca or verify-full)"),
+        );
+    }
+    if let Some(engine) = engine
+        && let Err(e) = check_database_name(engine, &raw.database_name)
+    {
+        problems.push(format!("{path}.database_name"), e);
+    }
+    if raw
+        .name
+        .as_ref()
+        .is_some_and(|n| n.len() > 200 || n.chars().any(char::is_control))
+    {
+        problems.push(
+            format!("{path}.name"),
+            "must be at most 200 printable characters",
+        );
+    }
+}
+
+/// The `databases:` section: each entry checked, ids unique, and each
+/// database owned by one tenant.
+pub(super) fn databases(
+    raw: &[RawDatabase],
+    defaults: &Defaults,
+    env: EnvLookup<'_>,
+    problems: &mut Problems,
+) -> Vec<DatabaseConfig> {
+    let mut databases: Vec<(usize, DatabaseConfig)> = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, d) in raw.iter().enumerate() {
+        let path = format!("databases[{i}]");
+        if !seen.insert(d.id.clone()) {
+            problems.push(format!("{path}.id"), format!("duplicate id {:?}", d.id));
+        }
+        if let Some(db) = database(d, &path, defaults, env, problems) {
+            // A database belongs to one tenant.
+            if let Some((j, other)) = databases
+                .iter()
+                .find(|(_, o)| o.tenant != db.tenant && same_database_by_name(o, &db))
+            {
+                problems.push(
+                    &path,
+                    format!(
+                        "database {:?} on {}:{} is already databases[{j}] ({:?}) of tenant {}: a database belongs to one tenant",
+                        db.database_name, db.host, db.port, other.id, other.tenant
+                    ),
+                );
+            }
+            databases.push((i, db));
+        }
+    }
+    databases.into_iter().map(|(_, d)| d).collect()
+}
+
+/// Whether two entries certainly name one database, without DNS (for
+/// the configuration file, checked before the daemon starts).
+pub fn same_database_by_name(a: &DatabaseConfig, b: &DatabaseConfig) -> bool {
+    a.engine == b.engine
+        && a.port == b.port
+        && same_name(&a.database_name, &b.database_name)
+        && normalise_host(&a.host) == normalise_host(&b.host)
+}

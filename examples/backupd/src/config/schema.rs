@@ -1,0 +1,338 @@
+//! The file as written: the serde structs of `config.yaml`. Unknown fields
+//! are errors everywhere; nothing here checks values (see `validate`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The file as written. Unknown fields are errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// IANA zone for schedules (default: `TZ`, else UTC).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Listen address (the `--listen` flag wins).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// A second address serving only `/metrics`, `/healthz` and `/readyz`
+    /// (without a token unless `metrics.token_var` is set).
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// Access to `/metrics`.
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+    /// What tokens bound to each tenant may register.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, RawTenant>,
+    /// Defaults for every database.
+    #[serde(default)]
+    pub global: RawGlobal,
+    /// Packages: bundles of the latest backup of each `package: true`
+    /// database.
+    #[serde(default, rename = "package-conf")]
+    pub package_conf: Option<RawPackageConf>,
+    /// Where backups go.
+    pub storage: RawStorage,
+    /// Bearer tokens.
+    #[serde(default)]
+    pub auth: RawAuth,
+    /// Webhooks.
+    #[serde(default)]
+    pub notifications: RawNotifications,
+    /// age encryption of new backups and the key to restore them.
+    #[serde(default)]
+    pub encryption: Option<RawEncryption>,
+    /// Audit log file (JSON lines); default `audit.log` beside the config.
+    #[serde(default)]
+    pub audit_log: Option<PathBuf>,
+    /// Seconds running backups may take to finish on SIGTERM (default 300).
+    #[serde(default)]
+    pub shutdown_timeout_seconds: Option<u64>,
+    /// How many backupd processes share the storage: `many` (the default)
+    /// takes a lease in the store per scheduled trigger, so each runs once,
+    /// and needs storage with exclusive create-only writes; `one` takes no
+    /// leases (for storage without them, such as Garage).
+    #[serde(default)]
+    pub replicas: Option<Replicas>,
+    /// Databases registered at start-up.
+    #[serde(default)]
+    pub databases: Vec<RawDatabase>,
+}
+
+/// `replicas:` how many daemons share the storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replicas {
+    /// This daemon is the only one using the storage: no leases.
+    One,
+    /// Several daemons may share the storage: a lease per trigger.
+    #[default]
+    Many,
+}
+
+/// `global:`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGlobal {
+    /// Default schedule.
+    pub schedule: Option<RawSchedule>,
+    /// Default compression.
+    pub compression: Option<String>,
+    /// Default age limit in days.
+    pub retention_days: Option<u32>,
+    /// Default count limit.
+    pub max_backups: Option<usize>,
+    /// Runs at once.
+    pub max_parallel_jobs: Option<usize>,
+    /// Default staleness threshold (`24h`).
+    pub stale_after: Option<String>,
+}
+
+/// `metrics:`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Env var holding a bearer token that may read `/metrics` (and
+    /// nothing else); required on `metrics_listen` too when set.
+    #[serde(default)]
+    pub token_var: Option<String>,
+}
+
+/// One `tenants.<name>:` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTenant {
+    /// Hosts (`host` or `host:port`) this tenant's tokens may register
+    /// databases on. Without any, they may register none.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Database names (or prefixes ending in `*`) they may register and
+    /// restore into; empty: any name that is not another tenant's or a
+    /// system database.
+    #[serde(default)]
+    pub allowed_databases: Vec<String>,
+}
+
+/// `package-conf:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPackageConf {
+    /// When packages are built.
+    pub schedule: Option<RawSchedule>,
+    /// `zip` or `tar.gz`.
+    pub compression: Option<String>,
+    /// Age limit in days.
+    pub retention_days: Option<u32>,
+    /// Count limit.
+    pub max_backups: Option<usize>,
+}
+
+/// A schedule: a crontab string, a compact preset string, or a mapping
+/// `{preset: daily, time: "03:00"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSchedule {
+    /// `"0 3 * * *"`, `"@daily"`, `"daily 03:00"`, `"disabled"`.
+    Text(String),
+    /// `{preset: weekly, weekday: mon, time: "04:00"}`.
+    Preset(RawPreset),
+}
+
+/// The mapping form of a preset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreset {
+    /// `disabled`, `daily`, `every_12h`, `every_6h`, `weekly`, `monthly`,
+    /// `scheduled`/`once`.
+    pub preset: String,
+    /// `HH:MM` for daily/weekly/monthly.
+    pub time: Option<String>,
+    /// `HH:MM` base for every_12h/every_6h.
+    pub base: Option<String>,
+    /// `mon`..`sun` for weekly.
+    pub weekday: Option<String>,
+    /// 1-28 for monthly.
+    pub day: Option<u32>,
+    /// `YYYY-MM-DDTHH:MM` for once.
+    pub at: Option<String>,
+}
+
+impl RawSchedule {
+    pub(super) fn compact(&self) -> String {
+        match self {
+            RawSchedule::Text(s) => s.clone(),
+            RawSchedule::Preset(p) => {
+                let time = p.time.clone().unwrap_or_default();
+                match p.preset.as_str() {
+                    "daily" => format!("daily {time}"),
+                    "every_12h" | "every_6h" => {
+                        format!(
+                            "{} {}",
+                            p.preset,
+                            p.base.clone().or(p.time.clone()).unwrap_or_default()
+                        )
+                    }
+                    "weekly" => format!("weekly {} {time}", p.weekday.clone().unwrap_or_default()),
+                    "monthly" => format!("monthly {} {time}", p.day.unwrap_or(0)),
+                    "scheduled" | "once" => format!("once {}", p.at.clone().unwrap_or_default()),
+                    other => other.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// `storage:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RawStorage {
+    /// A local directory.
+    Fs {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// An S3-compatible bucket.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket.
+        #[serde(default)]
+        prefix: Option<String>,
+        /// Endpoint URL (MinIO, R2, Supabase...).
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Region.
+        #[serde(default)]
+        region: Option<String>,
+        /// Env var holding the access key id.
+        #[serde(default)]
+        access_key_var: Option<String>,
+        /// Env var holding the secret key.
+        #[serde(default)]
+        secret_key_var: Option<String>,
+        /// Path-style requests (MinIO and most self-hosted servers).
+        #[serde(default)]
+        path_style: Option<bool>,
+        /// Allow plain HTTP (loopback, tests).
+        #[serde(default)]
+        allow_http: Option<bool>,
+    },
+}
+
+/// `encryption:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryption {
+    /// age recipients (`age1...`): public keys, safe in the file.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Env var holding the identity (`AGE-SECRET-KEY-1...`) used for
+    /// restores; without it, encrypted backups can be made and verified
+    /// (stored bytes) but not restored by the daemon.
+    #[serde(default)]
+    pub identity_var: Option<String>,
+}
+
+/// `auth:`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Tokens.
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+}
+
+/// One token entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    /// Env var holding the token.
+    pub token_var: String,
+    /// `admin` or `reader`.
+    pub role: String,
+    /// Restrict to one tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// `notifications:`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotifications {
+    /// Webhooks.
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
+}
+
+/// One webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Env var holding the URL (it usually embeds a token).
+    pub url_var: String,
+    /// `json` (default) or `slack`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Events to send (default: succeeded, failed, stale).
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+}
+
+/// One `databases:` entry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// Unique id (letters, digits, `-`, `_`, `.`).
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `postgres` or `mongodb`.
+    pub engine: String,
+    /// Host name.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Database to back up.
+    pub database_name: String,
+    /// Env var holding the user name.
+    #[serde(default)]
+    pub username_var: Option<String>,
+    /// Env var holding the password.
+    #[serde(default)]
+    pub password_var: Option<String>,
+    /// Schedule (else the global one).
+    #[serde(default, skip_serializing)]
+    pub schedule: Option<RawScheduleSer>,
+    /// Compression (else the global one).
+    #[serde(default)]
+    pub compression: Option<String>,
+    /// Age limit in days (else global).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    /// Count limit (else global).
+    #[serde(default)]
+    pub max_backups: Option<usize>,
+    /// Include in packages.
+    #[serde(default)]
+    pub package: bool,
+    /// Tenant (default tenant otherwise).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Staleness threshold (`24h`).
+    #[serde(default)]
+    pub stale_after: Option<String>,
+    /// `sslmode` for PostgreSQL.
+    #[serde(default)]
+    pub sslmode: Option<String>,
+}
+
+/// Wrapper so a database entry can derive `Serialize` while the schedule
+/// stays an input-only type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct RawScheduleSer(pub RawSchedule);

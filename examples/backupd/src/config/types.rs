@@ -1,0 +1,280 @@
+//! The validated configuration: defaults applied, secrets resolved from
+//! the environment, every value checked.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backup_core::{Compression, Schedule, Secret};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::packages::PackageFormat;
+use crate::tenancy::TenantPolicy;
+
+use super::schema::Replicas;
+
+/// A token with its secret value, resolved from the environment.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// The env var name: the token's identity in audit logs.
+    pub name: String,
+    /// The token itself.
+    pub secret: Secret,
+    /// Admin or reader.
+    pub role: Role,
+    /// Tenant restriction.
+    pub tenant: Option<String>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// List, get, stats, status, download.
+    Reader,
+}
+
+/// A database entry with defaults applied and credentials resolved.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `postgres` or `mongodb`.
+    pub engine: Engine,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Database name.
+    pub database_name: String,
+    /// User name.
+    pub username: Option<String>,
+    /// Password (process memory only).
+    pub password: Option<Secret>,
+    /// Env var names, kept for display.
+    pub username_var: Option<String>,
+    /// Env var names, kept for display.
+    pub password_var: Option<String>,
+    /// Effective schedule.
+    pub schedule: Schedule,
+    /// Effective compression.
+    pub compression: Compression,
+    /// Effective age limit.
+    pub retention_days: Option<u32>,
+    /// Effective count limit.
+    pub max_backups: Option<usize>,
+    /// In packages.
+    pub package: bool,
+    /// Tenant.
+    pub tenant: String,
+    /// Staleness threshold.
+    pub stale_after: Duration,
+    /// sslmode.
+    pub sslmode: Option<String>,
+}
+/// Package settings with defaults applied.
+#[derive(Debug, Clone)]
+pub struct PackageConfig {
+    /// When packages are built.
+    pub schedule: Schedule,
+    /// Zip or tar.gz.
+    pub format: PackageFormat,
+    /// Age limit.
+    pub retention_days: Option<u32>,
+    /// Count limit.
+    pub max_backups: Option<usize>,
+}
+
+/// Webhook settings.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// The URL (secret).
+    pub url: Secret,
+    /// Slack or JSON.
+    pub slack: bool,
+    /// Event names.
+    pub events: Vec<String>,
+}
+
+/// Storage settings with secrets resolved.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    /// A directory.
+    Fs(PathBuf),
+    /// A bucket.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Prefix.
+        prefix: Option<String>,
+        /// Endpoint.
+        endpoint: Option<String>,
+        /// Region.
+        region: Option<String>,
+        /// Access key id.
+        access_key: Option<String>,
+        /// Secret key.
+        secret_key: Option<Secret>,
+        /// Path-style.
+        path_style: bool,
+        /// Plain HTTP allowed.
+        allow_http: bool,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Schedule zone.
+    pub tz: Tz,
+    /// Listen address from the file.
+    pub listen: Option<String>,
+    /// Separate metrics address.
+    pub metrics_listen: Option<String>,
+    /// Token that may read `/metrics`.
+    pub metrics_token: Option<Secret>,
+    /// Tenant policies by tenant name.
+    pub tenants: BTreeMap<String, TenantPolicy>,
+    /// Global concurrency.
+    pub max_parallel_jobs: usize,
+    /// Default staleness threshold.
+    pub stale_after: Duration,
+    /// Defaults for databases added at run time.
+    pub defaults: Defaults,
+    /// Packages, if configured.
+    pub packages: Option<PackageConfig>,
+    /// Storage.
+    pub storage: StorageConfig,
+    /// Tokens.
+    pub tokens: Vec<TokenConfig>,
+    /// Webhooks.
+    pub webhooks: Vec<WebhookConfig>,
+    /// Encryption of new backups.
+    pub recipients: Option<backup_core::AgeRecipients>,
+    /// Keys for restoring encrypted backups.
+    pub identities: Option<backup_core::AgeIdentities>,
+    /// Audit log path.
+    pub audit_log: PathBuf,
+    /// Shutdown drain time.
+    pub shutdown_timeout: Duration,
+    /// Whether scheduled triggers take leases in the store.
+    pub replicas: Replicas,
+    /// Databases.
+    pub databases: Vec<DatabaseConfig>,
+}
+
+/// Global defaults applied to databases.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Schedule.
+    pub schedule: Schedule,
+    /// Compression.
+    pub compression: Compression,
+    /// Age limit.
+    pub retention_days: Option<u32>,
+    /// Count limit.
+    pub max_backups: Option<usize>,
+    /// Staleness.
+    pub stale_after: Duration,
+}
+
+/// Collects problems with their paths.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<String>);
+
+impl Problems {
+    pub(super) fn push(&mut self, path: impl AsRef<str>, message: impl AsRef<str>) {
+        self.0
+            .push(format!("{}: {}", path.as_ref(), message.as_ref()));
+    }
+}
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for p in &self.0 {
+            writeln!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Longest duration accepted anywhere (`stale_after`): 100 years.
+pub const MAX_DURATION_SECS: u64 = 100 * 365 * 86_400;
+/// Largest `retention_days`.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+/// Largest `max_backups`.
+pub const MAX_BACKUPS: usize = 100_000;
+/// Largest `max_parallel_jobs`.
+pub const MAX_PARALLEL_JOBS: usize = 256;
+/// Largest `shutdown_timeout_seconds` (7 days).
+pub const MAX_SHUTDOWN_SECS: u64 = 7 * 86_400;
+
+/// A database entry as shown by the API: no credentials, only the names of
+/// the variables that hold them.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Engine.
+    pub engine: Engine,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Database.
+    pub database_name: String,
+    /// User name.
+    pub username: Option<String>,
+    /// Whether a password is set (never the password).
+    pub has_password: bool,
+    /// Env var names.
+    pub username_var: Option<String>,
+    /// Env var names.
+    pub password_var: Option<String>,
+    /// Schedule.
+    pub schedule: String,
+    /// Compression.
+    pub compression: String,
+    /// Age limit.
+    pub retention_days: Option<u32>,
+    /// Count limit.
+    pub max_backups: Option<usize>,
+    /// In packages.
+    pub package: bool,
+    /// Tenant.
+    pub tenant: String,
+    /// Staleness threshold in hours.
+    pub stale_after_hours: f64,
+}
+
+impl From<&DatabaseConfig> for DatabaseView {
+    fn from(d: &DatabaseConfig) -> Self {
+        DatabaseView {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            engine: d.engine,
+            host: d.host.clone(),
+            port: d.port,
+            database_name: d.database_name.clone(),
+            username: d.username.clone(),
+            has_password: d.password.is_some(),
+            username_var: d.username_var.clone(),
+            password_var: d.password_var.clone(),
+            schedule: d.schedule.to_string(),
+            compression: d.compression.to_string(),
+            retention_days: d.retention_days,
+            max_backups: d.max_backups,
+            package: d.package,
+            tenant: d.tenant.clone(),
+            stale_after_hours: d.stale_after.as_secs_f64() / 3600.0,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The database engines backupd drives.
+
+use serde::{Deserialize, Serialize};
+
+/// Supported engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// PostgreSQL via pg_dump/pg_restore.
+    Postgres,
+    /// MongoDB via the native driver.
+    Mongodb,
+}

@@ -1,0 +1,82 @@
+//! Asynchronous operations: restores, and the state of any job.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+
+use crate::body;
+use crate::error::ApiError;
+use crate::state::RestoreRequest;
+
+use super::common::{ApiResult, Caller, Shared, admin, job_started, ok, path_id};
+
+/// A restore names its target: the source's own database (to restore
+/// over it) or a new one. `clean` (drop what exists first) defaults to
+/// false, the choice that overwrites nothing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RestoreBody {
+    target_database: String,
+    #[serde(default)]
+    clean: bool,
+}
+
+pub(super) async fn restore_backup(
+    State(app): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    request: Body,
+) -> ApiResult {
+    admin(&caller)?;
+    // Resolve now so unknown ids and other tenants' backups are 404 here,
+    // before the body is read.
+    let m = app
+        .engine
+        .catalog()
+        .get(&id, caller.tenant.as_deref())
+        .await?;
+    let body: RestoreBody = body::json(
+        &headers,
+        request,
+        r#"{"target_database": "...", "clean": false}"#,
+    )
+    .await?;
+    let t = &body.target_database;
+    if t.trim().is_empty() || t.len() > 63 || t.chars().any(|c| c.is_control()) {
+        return Err(ApiError::bad_request(
+            "target_database must be 1 to 63 printable characters",
+        ));
+    }
+    let runner = Arc::clone(&app);
+    let tenant = m.tenant.clone();
+    let request = RestoreRequest {
+        target_database: body.target_database,
+        clean: body.clean,
+        caller_tenant: caller.tenant.clone(),
+    };
+    let job = app.start_operation("restore", Some(&m.tenant), async move {
+        runner.restore(&id, Some(&tenant), request).await
+    });
+    job_started(&job)
+}
+
+pub(super) async fn get_job(
+    State(app): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    path_id(&id)?;
+    let op = app
+        .operations
+        .lock()
+        .expect("operations lock")
+        .get(&id)
+        .filter(|o| caller.tenant.is_none() || o.tenant == caller.tenant)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
+    ok(op)
+}
