@@ -7,8 +7,8 @@
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 
-use crate::Result;
 use crate::dedup::format::{self, ChunkId, ChunkListReader};
+use crate::error::Result;
 use crate::manifest::Digests;
 
 /// A chunk-list entry: the chunk's SHA-256 and its raw length.

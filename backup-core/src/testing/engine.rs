@@ -431,7 +431,7 @@ async fn leftovers_conformance(
         .expect("feeding");
     // The host dies: nothing of the session's clean-up runs.
     std::mem::forget(session);
-    let ours = |found: &[crate::Leftover]| {
+    let ours = |found: &[crate::source::Leftover]| {
         found
             .iter()
             .find(|l| l.target.as_deref() == Some(abandoned.as_str()))
