@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use backup_core::{BackupRequest, DumpOptions, Engine, InMemoryStore, RestoreOptions};
+//! use backup_core::{BackupRequest, source::DumpOptions, Engine, memory::InMemoryStore, RestoreOptions};
 //! use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
 //!
 //! # async fn run() -> backup_core::Result<()> {

@@ -9,7 +9,12 @@ mod support;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backup_core::*;
+use backup_core::prelude::*;
+use backup_core::store::StoreExt;
+use backup_core::{
+    manifest::Manifest, memory::InMemoryStore, source::DumpOptions, source::DumpStream,
+    source::SourceInfo, store::PutOptions,
+};
 use backup_mongo::*;
 use bytes::Bytes;
 use futures::StreamExt;

@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use backup_core::*;
+use backup_core::prelude::*;
+use backup_core::{memory::InMemoryStore, source::DumpOptions};
 use backup_postgres::{PgConnection, PostgresSource, PostgresTarget, TestServer};
 use futures::StreamExt;
 
@@ -217,7 +218,7 @@ fn assert_child_is_clean(pid: u32, kind: &str, conn: &PgConnection) {
     for var in environ.split('\0').filter(|v| !v.is_empty()) {
         let (name, value) = var.split_once('=').unwrap_or((var, ""));
         assert!(
-            child::ENV_ALLOW_LIST.contains(&name) || PG_CHILD_VARS.contains(&name),
+            backup_core::child::ENV_ALLOW_LIST.contains(&name) || PG_CHILD_VARS.contains(&name),
             "{kind}: inherited {name}, which is not on the allow-list"
         );
         if name == "PGPASSFILE" {

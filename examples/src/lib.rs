@@ -12,7 +12,7 @@ pub use store_url::{S3Credentials, S3Settings, StoreLocation, open_store, open_s
 
 use std::sync::Arc;
 
-use backup_core::{Manifest, human_bytes};
+use backup_core::{format::human_bytes, manifest::Manifest};
 
 /// One line per backup, newest first, with a header.
 pub fn backup_table(backups: &[Arc<Manifest>]) -> String {

@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
                         assert_eq!(db.tenant, t, "a tenant-bound caller wrote elsewhere");
                     }
                     assert!(db.username_var.is_none() && db.password_var.is_none());
-                    assert!(backup_core::validate_id(&db.id).is_ok());
+                    assert!(backup_core::key::validate_id(&db.id).is_ok());
                     assert!(chrono::Duration::from_std(db.stale_after).is_ok());
                     Ok(())
                 }

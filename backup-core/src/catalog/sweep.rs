@@ -98,7 +98,7 @@ impl Catalog {
     ///   keeps its file whatever the grace.
     ///
     /// Younger leftovers are reported, not touched. A grace beyond
-    /// [`MAX_DURATION`](crate::MAX_DURATION) is refused. Chunk-store
+    /// [`MAX_DURATION`](crate::duration::MAX_DURATION) is refused. Chunk-store
     /// leftovers of incremental backups need the engine's options:
     /// [`Engine::sweep`](crate::Engine::sweep) covers them too.
     pub async fn sweep(&self, grace: Duration, now: DateTime<Utc>) -> Result<SweepReport> {

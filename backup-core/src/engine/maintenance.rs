@@ -127,7 +127,7 @@ impl Engine {
     /// plus, in every tenant's chunk store, packs without an index older
     /// than `grace` and expired in-flight markers. The chunk stores are
     /// swept under the GC marker, so that part backs off (reported in
-    /// [`ChunkSweep::skipped`](crate::ChunkSweep::skipped)) while an
+    /// [`ChunkSweep::skipped`](crate::catalog::ChunkSweep::skipped)) while an
     /// incremental backup or a GC of the tenant runs. `now` is the time
     /// ages are measured against (`Utc::now()` outside tests).
     pub async fn sweep(&self, grace: Duration, now: DateTime<Utc>) -> Result<SweepReport> {

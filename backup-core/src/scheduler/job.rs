@@ -43,7 +43,7 @@ pub trait Job: fmt::Debug + Send + Sync + 'static {
 
     /// When this job last ran, as recorded somewhere that outlives the
     /// process (a [`BackupJob`](crate::BackupJob) reads its source's
-    /// [`RunRecord`](crate::RunRecord) in the store): the schedule time a
+    /// [`RunRecord`](crate::catalog::RunRecord) in the store): the schedule time a
     /// scheduled run stood for, or when a manual run started.
     ///
     /// The scheduler asks before catching up a missed trigger of a job

@@ -74,8 +74,8 @@ struct Inner {
 ///   exclusive create-only puts) is skipped with an [`Event::Skipped`]
 ///   naming the reason, never run twice.
 ///
-/// Time comes from a [`Clock`]: [`SystemClock`](crate::SystemClock) in
-/// production, [`ManualClock`](crate::ManualClock) in tests.
+/// Time comes from a [`Clock`]: [`SystemClock`](crate::clock::SystemClock) in
+/// production, [`ManualClock`](crate::clock::ManualClock) in tests.
 pub struct Scheduler {
     inner: Arc<Inner>,
     main: Mutex<Option<JoinHandle<()>>>,

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use backup_core::{InMemoryStore, testing::{Capabilities, store_conformance}};
+//! use backup_core::{memory::InMemoryStore, testing::{Capabilities, store_conformance}};
 //! store_conformance(&InMemoryStore::new(), Capabilities::default()).await;
 //! # });
 //! ```

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use backup_core::{Compression, Schedule, Secret, parse_tz, validate_id};
+use backup_core::{Compression, Schedule, Secret, key::validate_id, schedule::parse_tz};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -492,9 +492,9 @@ pub struct Config {
     /// Webhooks.
     pub webhooks: Vec<WebhookConfig>,
     /// Encryption of new backups.
-    pub recipients: Option<backup_core::AgeRecipients>,
+    pub recipients: Option<backup_core::crypto::AgeRecipients>,
     /// Keys for restoring encrypted backups.
-    pub identities: Option<backup_core::AgeIdentities>,
+    pub identities: Option<backup_core::crypto::AgeIdentities>,
     /// Audit log path.
     pub audit_log: PathBuf,
     /// Shutdown drain time.
@@ -686,7 +686,7 @@ pub fn database(
     let tenant = raw
         .tenant
         .clone()
-        .unwrap_or_else(|| backup_core::DEFAULT_TENANT.to_string());
+        .unwrap_or_else(|| backup_core::manifest::DEFAULT_TENANT.to_string());
     if let Err(e) = validate_id(&tenant) {
         problems.push(format!("{path}.tenant"), e.to_string());
     } else if tenant.starts_with('_') {
@@ -1074,7 +1074,7 @@ fn validate(
                 "at least one age recipient (age1...) is required",
             );
         } else {
-            match backup_core::AgeRecipients::parse(&enc.recipients) {
+            match backup_core::crypto::AgeRecipients::parse(&enc.recipients) {
                 Ok(r) => recipients = Some(r),
                 Err(e) => problems.push("encryption.recipients", e.to_string()),
             }
@@ -1082,7 +1082,7 @@ fn validate(
         if let Some(var) = &enc.identity_var
             && let Some(text) = env_var(var, "encryption.identity_var", env, &mut problems)
         {
-            match backup_core::AgeIdentities::parse(&Secret::new(text)) {
+            match backup_core::crypto::AgeIdentities::parse(&Secret::new(text)) {
                 Ok(i) => identities = Some(i),
                 Err(e) => problems.push(
                     "encryption.identity_var",

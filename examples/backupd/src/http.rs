@@ -18,7 +18,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use backup_core::{BackupKind, BackupType, Filter, Page, StoreExt, validate_id};
+use backup_core::{
+    BackupType, Filter, catalog::Page, key::validate_id, manifest::BackupKind, store::StoreExt,
+};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -392,7 +394,7 @@ fn scope(p: &Principal, asked: Option<String>) -> Result<Option<String>, ApiErro
     }
 }
 
-fn backup_view(m: &backup_core::Manifest) -> Value {
+fn backup_view(m: &backup_core::manifest::Manifest) -> Value {
     let mut v = serde_json::to_value(m).expect("manifests serialise");
     v["filename"] = Value::String(
         m.artifact
@@ -402,7 +404,7 @@ fn backup_view(m: &backup_core::Manifest) -> Value {
             .to_string(),
     );
     v["size_bytes"] = json!(m.stored.size);
-    v["size_human"] = Value::String(backup_core::human_bytes(m.stored.size));
+    v["size_human"] = Value::String(backup_core::format::human_bytes(m.stored.size));
     v
 }
 
@@ -484,7 +486,7 @@ async fn delete_backup(
 
 /// A streamed file download with its length and checksums in the headers.
 fn download(
-    got: backup_core::GetResult,
+    got: backup_core::store::GetResult,
     key: &str,
     content_type: &'static str,
     sha256: &str,
@@ -526,8 +528,8 @@ async fn download_backup(
         // as it streams (it ends in an error rather than its last bytes if
         // a chunk is damaged).
         let (m, stream) = app.engine.open_dump(&id, caller.tenant.as_deref()).await?;
-        let got = backup_core::GetResult {
-            meta: backup_core::ObjectMeta {
+        let got = backup_core::store::GetResult {
+            meta: backup_core::store::ObjectMeta {
                 key: m.artifact_key()?,
                 size: m.raw.size,
                 last_modified: m.finished_at,
@@ -702,7 +704,7 @@ async fn status(State(app): State<Shared>, caller: Caller) -> ApiResult {
         .filter(|j| visible.contains(&j.id))
         .collect();
     ok(json!({
-        "healthy": health.iter().all(|h| h.status == backup_core::HealthStatus::Healthy),
+        "healthy": health.iter().all(|h| h.status == backup_core::catalog::HealthStatus::Healthy),
         "sources": health,
         "jobs": jobs,
         "running": app.scheduler.running(),
@@ -1023,7 +1025,7 @@ async fn download_package(
     let p = packages::get(&app.store, &id, caller.tenant.as_deref()).await?;
     let got = app
         .store
-        .get(&backup_core::Key::new(p.artifact.as_str())?)
+        .get(&backup_core::key::Key::new(p.artifact.as_str())?)
         .await?;
     Ok(download(
         got,
@@ -1123,7 +1125,7 @@ async fn ready(State(app): State<Shared>) -> Response {
     if app.stopping.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    let probe = backup_core::Key::new("_readyz").expect("valid key");
+    let probe = backup_core::key::Key::new("_readyz").expect("valid key");
     match app.store.exists(&probe).await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {

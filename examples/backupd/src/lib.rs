@@ -24,9 +24,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use backup_core::{
-    Engine, EventBus, JobSpec, LogNotifier, Notifier, Result, RetryPolicy, Scheduler,
-    SchedulerConfig, Shutdown, Store, SystemClock, WebhookFormat, WebhookNotifier,
-    spawn_health_monitor, spawn_notifier,
+    Engine, EventBus, JobSpec, Result, Scheduler, SchedulerConfig, Store, clock::SystemClock,
+    events::LogNotifier, events::Notifier, events::RetryPolicy, events::spawn_notifier,
+    health::spawn_health_monitor, scheduler::Shutdown, webhook::WebhookFormat,
+    webhook::WebhookNotifier,
 };
 use backup_examples::{S3Credentials, S3Settings, StoreLocation, open_store};
 use tokio_util::sync::CancellationToken;

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use backup_core::{
-    BackupType, Engine, Error, Key, Manifest, Result, Store, StoreExt, is_backup_id, new_backup_id,
-    validate_id,
+    BackupType, Engine, Error, Result, Store, key::Key, key::validate_id, manifest::Manifest,
+    manifest::is_backup_id, manifest::new_backup_id, store::StoreExt,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -301,14 +301,19 @@ pub fn dump_file_name(m: &Manifest) -> String {
 /// An archive being written entry by entry.
 trait Archive {
     /// Adds a file of known size from a stream.
-    async fn add(&mut self, name: &str, size: u64, body: backup_core::ByteStream) -> Result<()>;
+    async fn add(
+        &mut self,
+        name: &str,
+        size: u64,
+        body: backup_core::store::ByteStream,
+    ) -> Result<()>;
 }
 
 async fn copy_exact<W: AsyncWrite + Unpin>(
     out: &mut W,
     name: &str,
     size: u64,
-    mut body: backup_core::ByteStream,
+    mut body: backup_core::store::ByteStream,
     mut each: impl FnMut(&[u8]),
 ) -> Result<()> {
     let mut written = 0u64;
@@ -387,7 +392,12 @@ impl<W: AsyncWrite + Unpin> TarWriter<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Archive for TarWriter<W> {
-    async fn add(&mut self, name: &str, size: u64, body: backup_core::ByteStream) -> Result<()> {
+    async fn add(
+        &mut self,
+        name: &str,
+        size: u64,
+        body: backup_core::store::ByteStream,
+    ) -> Result<()> {
         let io = |e: std::io::Error| Error::from_io("writing the package", e);
         let bytes = name.as_bytes();
         if bytes.len() > 100 {
@@ -548,7 +558,12 @@ impl<W: AsyncWrite + Unpin> ZipWriter<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Archive for ZipWriter<W> {
-    async fn add(&mut self, name: &str, size: u64, body: backup_core::ByteStream) -> Result<()> {
+    async fn add(
+        &mut self,
+        name: &str,
+        size: u64,
+        body: backup_core::store::ByteStream,
+    ) -> Result<()> {
         let io = |e: std::io::Error| Error::from_io("writing the package", e);
         let offset = self.offset;
         let zip64 = size >= ZIP64_LIMIT;

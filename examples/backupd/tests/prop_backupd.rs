@@ -44,8 +44,8 @@ fn check_usable(config: &Config) {
     assert!(chrono::Duration::from_std(config.stale_after).is_ok());
     for db in &config.databases {
         assert!(chrono::Duration::from_std(db.stale_after).is_ok());
-        assert!(backup_core::validate_id(&db.id).is_ok());
-        assert!(backup_core::validate_id(&db.tenant).is_ok());
+        assert!(backup_core::key::validate_id(&db.id).is_ok());
+        assert!(backup_core::key::validate_id(&db.tenant).is_ok());
         assert!(!db.id.starts_with('_') && !db.tenant.starts_with('_'));
     }
 }
@@ -309,8 +309,8 @@ proptest! {
                     prop_assert_eq!(&db.tenant, t);
                 }
                 prop_assert!(db.username_var.is_none() && db.password_var.is_none());
-                prop_assert!(backup_core::validate_id(&db.id).is_ok());
-                prop_assert!(backup_core::validate_id(&db.tenant).is_ok());
+                prop_assert!(backup_core::key::validate_id(&db.id).is_ok());
+                prop_assert!(backup_core::key::validate_id(&db.tenant).is_ok());
                 prop_assert!(chrono::Duration::from_std(db.stale_after).is_ok());
             }
             Err(e) => client_error(&e),
