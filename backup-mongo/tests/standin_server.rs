@@ -28,9 +28,7 @@ fn engine(store: &Arc<InMemoryStore>) -> Engine {
 }
 
 fn only(names: &[&str]) -> DumpOptions {
-    let mut opts = DumpOptions::default();
-    opts.only = names.iter().map(|s| s.to_string()).collect();
-    opts
+    DumpOptions::default().only(names.iter().map(|s| s.to_string()).collect())
 }
 
 fn request(source_id: &str, dump: DumpOptions) -> BackupRequest {
