@@ -9,7 +9,7 @@
 //! lists the store, verifies the backup, restores it into a new database and
 //! checks that every table's row count and content digest match.
 
-use backup_core::{BackupRequest, Engine, Filter, RestoreOptions, human_bytes};
+use backup_core::{BackupRequest, Engine, Filter, RestoreOptions, format::human_bytes};
 use backup_examples::{backup_table, open_store_spec};
 use backup_postgres::{PostgresSource, PostgresTarget, TestServer};
 

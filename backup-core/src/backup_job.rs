@@ -17,7 +17,7 @@ use crate::source::DumpSource;
 
 /// Backs up one source with an [`Engine`]; after each successful
 /// *scheduled* run, prunes that source with its retention policies (manual
-/// backups are kept; see [`plan`](crate::plan)). A failed prune is logged
+/// backups are kept; see [`plan`](crate::retention::plan)). A failed prune is logged
 /// and does not fail the backup. Each attempt's run record (in the store)
 /// tells a restarted scheduler which trigger ran last ([`Job::last_run`]).
 #[derive(Debug, Clone)]

@@ -53,7 +53,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// use backup_core::{Clock, ManualClock};
+/// use backup_core::{clock::Clock, clock::ManualClock};
 /// use chrono::{TimeZone, Utc};
 /// let clock = ManualClock::new(Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap());
 /// let waiter = {

@@ -83,7 +83,7 @@ impl FromStr for Algorithm {
 /// made level 3 peak at ~90 MiB).
 ///
 /// ```
-/// use backup_core::{Algorithm, Compression};
+/// use backup_core::{compression::Algorithm, Compression};
 /// let c: Compression = "zstd:9".parse().unwrap();
 /// assert_eq!((c.algorithm(), c.level()), (Algorithm::Zstd, Some(9)));
 /// assert!("brotli".parse::<Compression>().is_err());

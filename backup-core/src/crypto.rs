@@ -41,7 +41,7 @@ impl AgeRecipients {
     /// X25519 recipients (`age1...`), as printed by `age-keygen -y`.
     ///
     /// ```
-    /// use backup_core::{AgeIdentities, AgeRecipients};
+    /// use backup_core::{crypto::AgeIdentities, crypto::AgeRecipients};
     /// let (_identities, recipient, _secret) = AgeIdentities::generate();
     /// assert!(AgeRecipients::parse([recipient.as_str()]).is_ok());
     /// assert!(AgeRecipients::parse(["not-a-key"]).is_err());

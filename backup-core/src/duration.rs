@@ -19,7 +19,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(1000 * 365 * 86_400);
 /// Values beyond [`MAX_DURATION`] (1000y) are refused, naming the value.
 ///
 /// ```
-/// use backup_core::parse_duration;
+/// use backup_core::duration::parse_duration;
 /// assert_eq!(parse_duration("30d").unwrap().as_secs(), 30 * 86_400);
 /// assert!(parse_duration("30 days").is_err());
 /// assert!(parse_duration("307445734561825861m").is_err()); // 2^64 s + 44 s

@@ -143,7 +143,7 @@ impl Event {
             } => {
                 format!(
                     "backup of {tenant}/{source_id}: {} read",
-                    crate::manifest::human_bytes(*bytes)
+                    crate::format::human_bytes(*bytes)
                 )
             }
             Event::Succeeded {
@@ -155,7 +155,7 @@ impl Event {
                 ..
             } => format!(
                 "backup {backup_id} of {tenant}/{source_id} succeeded: {} in {duration_seconds:.1} s",
-                crate::manifest::human_bytes(*bytes)
+                crate::format::human_bytes(*bytes)
             ),
             Event::Failed {
                 tenant,

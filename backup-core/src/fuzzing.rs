@@ -7,8 +7,8 @@
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 
-use crate::Result;
 use crate::dedup::format::{self, ChunkId, ChunkListReader};
+use crate::error::Result;
 use crate::manifest::Digests;
 
 /// A chunk-list entry: the chunk's SHA-256 and its raw length.
@@ -160,7 +160,7 @@ pub fn check_pack_header(data: &[u8]) -> Result<()> {
 }
 
 /// Formats a duration the way retention labels show it (`30d`, `12h`,
-/// `90s`); [`parse_duration`](crate::parse_duration) reads it back.
+/// `90s`); [`parse_duration`](crate::duration::parse_duration) reads it back.
 pub fn format_duration(d: std::time::Duration) -> String {
     crate::retention::format_duration(d)
 }

@@ -51,8 +51,8 @@
 //! (`{tenant}/_chunks/inflight/{id}`, see the dedup module), which keeps
 //! garbage collection away from their chunks.
 //!
-//! [`Catalog::sweep`]: crate::Catalog::sweep
-//! [`Catalog::delete`]: crate::Catalog::delete
+//! [`Catalog::sweep`]: crate::catalog::Catalog::sweep
+//! [`Catalog::delete`]: crate::catalog::Catalog::delete
 
 use std::sync::Arc;
 use std::time::Duration;

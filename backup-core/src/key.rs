@@ -17,7 +17,7 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// so a traversal such as `../../etc/passwd` can never reach a filesystem.
 ///
 /// ```
-/// use backup_core::Key;
+/// use backup_core::key::Key;
 /// assert!(Key::new("tenant/db/2025/11/backup.dump").is_ok());
 /// assert!(Key::new("../../etc/passwd").is_err());
 /// assert!(Key::new("/etc/passwd").is_err());
@@ -144,7 +144,7 @@ fn validate(key: &str) -> Result<()> {
 /// 1 to 128 characters, not starting with `.`.
 ///
 /// ```
-/// use backup_core::validate_id;
+/// use backup_core::key::validate_id;
 /// assert!(validate_id("pg_ventas-prod.v2").is_ok());
 /// assert!(validate_id("../../etc/passwd").is_err());
 /// assert!(validate_id("a/b").is_err());

@@ -9,19 +9,34 @@
 //!   mongo)
 //! ```
 //!
-//! - [`DumpSource`] / [`RestoreTarget`]: an engine adapter (`backup-postgres`,
-//!   `backup-mongo`) dumps a database as a byte stream and restores one.
-//! - [`Store`]: a storage adapter (`backup-store-fs`, `backup-store-s3`) with
-//!   atomic streaming uploads.
+//! - [`DumpSource`] / [`RestoreTarget`] ([`source`]): an engine adapter
+//!   (`backup-postgres`, `backup-mongo`) dumps a database as a byte stream
+//!   and restores one.
+//! - [`Store`] ([`store`]): a storage adapter (`backup-store-fs`,
+//!   `backup-store-s3`) with atomic streaming uploads;
+//!   [`InMemoryStore`](memory::InMemoryStore) for tests and examples.
 //! - [`Compression`]: the compression stage (none, gzip, zstd), recorded
 //!   in each manifest so restore reads back whatever backup wrote.
-//! - [`RetentionPolicy`]: which backups to keep ([`KeepLast`] is built in).
+//! - [`RetentionPolicy`] ([`retention`]): which backups to keep
+//!   ([`KeepLast`](retention::KeepLast) is built in).
 //! - [`Engine`]: backup, restore, verify and prune over one store, with the
-//!   [`Catalog`] of committed backups read from their [`Manifest`]s.
+//!   [`Catalog`](catalog::Catalog) of committed backups read from their
+//!   [`Manifest`](manifest::Manifest)s.
 //! - [`BackupType::Incremental`]: backups deduplicated into the tenant's
-//!   chunk store (FastCDC chunks in packs, [`DedupOptions`]), each still
-//!   restorable alone; [`Engine::gc`] removes unreferenced chunks and
-//!   [`Engine::check`] reads and checks a whole store.
+//!   chunk store (FastCDC chunks in packs, [`DedupOptions`](dedup::DedupOptions)),
+//!   each still restorable alone; [`Engine::gc`] removes unreferenced chunks
+//!   and [`Engine::check`] reads and checks a whole store.
+//!
+//! ## Layout
+//!
+//! The crate root re-exports only the [`prelude`]: what a host application
+//! needs for the common case (`use backup_core::prelude::*`). Everything
+//! else is reached through the module that defines it: [`store`] (the
+//! trait and helpers for store implementors), [`source`] (for engine
+//! implementors), [`catalog`], [`manifest`], [`retention`], [`schedule`] and
+//! [`scheduler`], [`events`], [`crypto`], [`compression`], [`key`],
+//! [`duration`] and [`format`](mod@format) (presentation helpers), with `testing` (the
+//! conformance suites, feature `testing`) for adapter crates' tests.
 //!
 //! Every stage streams through bounded buffers, so memory stays flat
 //! whatever the size of the database. A backup is committed by writing its
@@ -36,7 +51,11 @@
 //! ```
 //! use std::sync::{Arc, Mutex};
 //! use async_trait::async_trait;
-//! use backup_core::*;
+//! use backup_core::memory::InMemoryStore;
+//! use backup_core::prelude::*;
+//! use backup_core::source::{
+//!     DumpOptions, DumpStream, RestoreReport, RestoreSession, SourceInfo, Versions,
+//! };
 //! use bytes::Bytes;
 //!
 //! #[derive(Debug)]
@@ -101,32 +120,34 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
-mod backup_job;
-mod catalog;
+pub mod backup_job;
+pub mod catalog;
 pub mod child;
-mod clock;
-mod compression;
-mod crypto;
-mod dedup;
-mod duration;
-mod engine;
-mod error;
-mod events;
-mod health;
-mod inflight;
-mod key;
-mod manifest;
-mod memory;
-mod pipeline;
+pub mod clock;
+pub mod compression;
+pub mod crypto;
+pub mod dedup;
+pub mod duration;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod format;
+pub mod health;
+pub mod inflight;
+pub mod key;
+pub mod manifest;
+pub mod memory;
+pub mod pipeline;
+pub mod prelude;
 pub mod redact;
-mod retention;
-mod schedule;
-mod scheduler;
-mod secret;
-mod source;
-mod store;
+pub mod retention;
+pub mod schedule;
+pub mod scheduler;
+pub mod secret;
+pub mod source;
+pub mod store;
 #[cfg(feature = "webhook")]
-mod webhook;
+pub mod webhook;
 
 #[cfg(feature = "testing")]
 #[doc(hidden)]
@@ -134,47 +155,4 @@ pub mod fuzzing;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use backup_job::BackupJob;
-pub use catalog::{
-    BackupPage, Catalog, ChunkSweep, Filter, HealthOptions, HealthStatus, Page, RUN_RECORD_NAME,
-    RunRecord, SourceHealth, Stats, StatsReport, SweepReport,
-};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use compression::{
-    Algorithm, BoxWrite, Compression, DEFAULT_GZIP_LEVEL, DEFAULT_ZSTD_LEVEL, DEFAULT_ZSTD_WORKERS,
-    ZSTD_JOB_SIZE,
-};
-pub use crypto::{AGE_SCHEME, AgeIdentities, AgeRecipients};
-pub use dedup::{CheckReport, CorruptChunk, DedupOptions, GcReport, MissingChunk, Problem};
-pub use duration::{MAX_DURATION, duration_from_minutes, parse_duration};
-pub use engine::{BackupRequest, Engine, PruneReport};
-pub use error::{BoxError, Error, Result};
-pub use events::{Event, EventBus, LogNotifier, Notifier, RetryPolicy, spawn_notifier};
-pub use health::spawn_health_monitor;
-pub use inflight::INFLIGHT_STALE_AFTER;
-pub use key::{Key, MAX_KEY_LEN, validate_id};
-pub use manifest::{
-    BackupKind, BackupType, CompressionInfo, DEFAULT_TENANT, DedupInfo, Digests, EncryptionInfo,
-    Layout, MANIFEST_SUFFIX, MANIFEST_VERSION, Manifest, human_bytes, is_backup_id, new_backup_id,
-    sanitize_name,
-};
-pub use memory::InMemoryStore;
-pub use pipeline::PipelineOptions;
-pub use retention::{
-    Decision, KeepGfs, KeepLast, KeepWithin, PlanOptions, RetentionPlan, RetentionPolicy, plan,
-};
-pub use schedule::{CronExpr, Schedule, parse_tz};
-pub use scheduler::{
-    Job, JobInfo, JobOutcome, JobSpec, MisfirePolicy, Scheduler, SchedulerConfig, Shutdown, Trigger,
-};
-pub use secret::Secret;
-pub use source::{
-    Candidate, DumpOptions, DumpSource, DumpStream, Leftover, LeftoverReport, Removal,
-    RestoreOptions, RestoreReport, RestoreSession, RestoreTarget, SourceInfo, Versions,
-};
-pub use store::{
-    ByteStream, GetResult, MAX_SMALL_OBJECT, ObjectMeta, PutMode, PutOptions, Store, StoreExt,
-    TemporaryObject, TemporarySweep, Upload, check_range, delete_each,
-};
-#[cfg(feature = "webhook")]
-pub use webhook::{WebhookFormat, WebhookNotifier};
+pub use prelude::*;

@@ -76,7 +76,7 @@ impl CronExpr {
     /// `@monthly`, `@weekly`, `@daily`, `@midnight`, `@hourly`).
     ///
     /// ```
-    /// use backup_core::CronExpr;
+    /// use backup_core::schedule::CronExpr;
     /// assert!(CronExpr::parse("0 1 * * 1-5").is_ok());
     /// let err = CronExpr::parse("0 25 * * *").unwrap_err().to_string();
     /// assert!(err.contains(r#"invalid cron "0 25 * * *": hour out of range"#), "{err}");

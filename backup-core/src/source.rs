@@ -50,6 +50,20 @@ pub struct DumpOptions {
     pub only: Vec<String>,
 }
 
+impl DumpOptions {
+    /// Sets [`DumpOptions::only`]: dump just these tables / collections.
+    ///
+    /// ```
+    /// use backup_core::source::DumpOptions;
+    /// let opts = DumpOptions::default().only(vec!["orders".into()]);
+    /// assert_eq!(opts.only, ["orders"]);
+    /// ```
+    pub fn only(mut self, names: Vec<String>) -> Self {
+        self.only = names;
+        self
+    }
+}
+
 /// A running dump: the bytes and what produced them.
 pub struct DumpStream {
     /// The dump's bytes. The stream ends with `Ok` items only if the dump

@@ -23,7 +23,7 @@ pub enum WebhookFormat {
 
 /// Posts events to an HTTP(S) endpoint. The URL is treated as a secret
 /// (chat webhook URLs embed their token): `Debug` shows only its host.
-/// Use with [`spawn_notifier`](crate::spawn_notifier), which retries with
+/// Use with [`spawn_notifier`](crate::events::spawn_notifier), which retries with
 /// backoff and never blocks a backup.
 #[derive(Clone)]
 pub struct WebhookNotifier {

@@ -18,8 +18,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backup_core::prelude::*;
+use backup_core::store::StoreExt;
 use backup_core::testing::ScriptedSource;
-use backup_core::*;
+use backup_core::{
+    clock::ManualClock, clock::SystemClock, dedup::DedupOptions, key::Key, manifest::Manifest,
+    memory::InMemoryStore, scheduler::Job, scheduler::JobOutcome, scheduler::Shutdown,
+    scheduler::Trigger, store::GetResult, store::ObjectMeta, store::PutMode, store::PutOptions,
+    store::Upload,
+};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::stream::BoxStream;

@@ -4,8 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backup_core::prelude::*;
+use backup_core::store::StoreExt;
 use backup_core::testing::{RecordingTarget, ScriptedSource, pattern};
-use backup_core::*;
+use backup_core::{
+    catalog::RUN_RECORD_NAME, crypto::AgeIdentities, crypto::AgeRecipients, dedup::DedupOptions,
+    key::Key, manifest::Manifest, memory::InMemoryStore, retention::KeepLast,
+    retention::PlanOptions, source::DumpOptions, source::DumpStream, source::SourceInfo,
+    source::Versions, store::ObjectMeta, store::PutOptions,
+};
 use bytes::Bytes;
 
 fn engine(store: &Arc<InMemoryStore>) -> Engine {

@@ -3,8 +3,12 @@
 
 use std::sync::Arc;
 
+use backup_core::prelude::*;
+use backup_core::store::StoreExt;
 use backup_core::testing::{RecordingTarget, ScriptedSource};
-use backup_core::*;
+use backup_core::{
+    crypto::AgeIdentities, crypto::AgeRecipients, memory::InMemoryStore, store::PutOptions,
+};
 use bytes::Bytes;
 
 fn engine(store: &Arc<InMemoryStore>) -> Engine {

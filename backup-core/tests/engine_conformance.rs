@@ -13,9 +13,10 @@ use backup_core::testing::{
     EngineCapabilities, EngineHarness, pattern, source_conformance, target_conformance,
 };
 use backup_core::{
-    Candidate, DumpOptions, DumpSource, DumpStream, Error, Leftover, LeftoverReport, Removal,
-    RestoreOptions, RestoreReport, RestoreSession, RestoreTarget, Result, Secret, SourceInfo,
-    Versions,
+    DumpSource, Error, RestoreOptions, RestoreTarget, Result, Secret, source::Candidate,
+    source::DumpOptions, source::DumpStream, source::Leftover, source::LeftoverReport,
+    source::Removal, source::RestoreReport, source::RestoreSession, source::SourceInfo,
+    source::Versions,
 };
 use bytes::Bytes;
 use futures::StreamExt;

@@ -4,8 +4,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backup_core::events::Notifier;
+use backup_core::prelude::*;
 use backup_core::testing::ScriptedSource;
-use backup_core::*;
+use backup_core::{
+    catalog::HealthOptions, clock::ManualClock, events::RetryPolicy, events::spawn_notifier,
+    health::spawn_health_monitor, manifest::BackupKind, memory::InMemoryStore,
+    webhook::WebhookFormat, webhook::WebhookNotifier,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

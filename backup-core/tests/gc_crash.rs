@@ -9,8 +9,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backup_core::prelude::*;
+use backup_core::store::StoreExt;
 use backup_core::testing::{RecordingTarget, ScriptedSource, ascending_pack_ids, pattern};
-use backup_core::*;
+use backup_core::{
+    dedup::DedupOptions, dedup::GcReport, key::Key, memory::InMemoryStore, source::DumpOptions,
+    source::DumpStream, source::SourceInfo, source::Versions, store::GetResult, store::ObjectMeta,
+    store::PutOptions, store::Upload,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;

@@ -8,8 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backup_core::prelude::*;
+use backup_core::store::StoreExt;
 use backup_core::testing::{RecordingTarget, ScriptedSource};
-use backup_core::*;
+use backup_core::{
+    catalog::RUN_RECORD_NAME, clock::ManualClock, duration::parse_duration, key::Key,
+    manifest::MANIFEST_SUFFIX, memory::InMemoryStore, pipeline::PipelineOptions,
+    scheduler::Shutdown, source::DumpOptions, source::DumpStream, source::SourceInfo,
+    source::Versions, store::GetResult, store::ObjectMeta, store::PutOptions, store::Upload,
+};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;

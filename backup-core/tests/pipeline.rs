@@ -3,8 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backup_core::prelude::*;
+use backup_core::store::StoreExt;
 use backup_core::testing::{Capabilities, RecordingTarget, ScriptedSource, store_conformance};
-use backup_core::*;
+use backup_core::{
+    catalog::HealthOptions, catalog::HealthStatus, catalog::Page, catalog::RUN_RECORD_NAME,
+    compression::Algorithm, key::Key, manifest::BackupKind, manifest::Manifest,
+    memory::InMemoryStore, pipeline::PipelineOptions, retention::KeepLast, retention::PlanOptions,
+    store::PutOptions,
+};
 use bytes::Bytes;
 
 fn engine(store: &Arc<InMemoryStore>) -> Engine {

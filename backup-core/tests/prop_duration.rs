@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use backup_core::duration::parse_duration;
 use backup_core::fuzzing::format_duration;
-use backup_core::parse_duration;
 use proptest::prelude::*;
 
 const UNITS: [(&str, u128); 6] = [
@@ -18,9 +18,9 @@ const UNITS: [(&str, u128); 6] = [
     ("y", 365 * 86_400),
 ];
 
-/// The longest duration accepted: `backup_core::MAX_DURATION` (1000 years,
+/// The longest duration accepted: `backup_core::duration::MAX_DURATION` (1000 years,
 /// well within chrono's `TimeDelta`).
-const CHRONO_MAX_SECS: u128 = backup_core::MAX_DURATION.as_secs() as u128;
+const CHRONO_MAX_SECS: u128 = backup_core::duration::MAX_DURATION.as_secs() as u128;
 
 fn check(text: &str) {
     let t = text.trim();
@@ -83,7 +83,7 @@ proptest! {
     }
 
     #[test]
-    fn formatted_durations_parse_back(secs in prop_oneof![0u64..10_000_000, 0u64..=backup_core::MAX_DURATION.as_secs()]) {
+    fn formatted_durations_parse_back(secs in prop_oneof![0u64..10_000_000, 0u64..=backup_core::duration::MAX_DURATION.as_secs()]) {
         let d = Duration::from_secs(secs);
         prop_assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
     }
@@ -100,7 +100,7 @@ fn regressions() {
     ] {
         assert!(parse_duration(text).is_err(), "{text}");
     }
-    let max = backup_core::MAX_DURATION.as_secs();
+    let max = backup_core::duration::MAX_DURATION.as_secs();
     assert_eq!(parse_duration(&format!("{max}s")).unwrap().as_secs(), max);
     assert!(parse_duration(&format!("{}s", max + 1)).is_err());
     assert!(parse_duration("9223372036854775s").is_err());

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use backup_core::{
-    Algorithm, BackupKind, BackupType, Catalog, CompressionInfo, DedupInfo, Digests,
-    EncryptionInfo, Filter, InMemoryStore, Key, Layout, Manifest, PutOptions, Store, Versions,
-    is_backup_id,
+    BackupType, Filter, Store, catalog::Catalog, compression::Algorithm, key::Key,
+    manifest::BackupKind, manifest::CompressionInfo, manifest::DedupInfo, manifest::Digests,
+    manifest::EncryptionInfo, manifest::Layout, manifest::Manifest, manifest::is_backup_id,
+    memory::InMemoryStore, source::Versions, store::PutOptions,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;

@@ -7,7 +7,7 @@
 //! differently). Seconds fields and `L`/`W`/`#`/`?` are always refused.
 //! In every zone, next-fire times strictly increase.
 
-use backup_core::{CronExpr, Schedule};
+use backup_core::{Schedule, schedule::CronExpr};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;

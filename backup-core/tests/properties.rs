@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use backup_core::InMemoryStore;
+use backup_core::memory::InMemoryStore;
 use backup_core::testing::{PropertyOptions, backup_properties};
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use backup_core::InMemoryStore;
+use backup_core::memory::InMemoryStore;
 use backup_core::testing::{RaceOptions, race_cleanup_against_backups};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

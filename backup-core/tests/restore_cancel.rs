@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use backup_core::prelude::*;
 use backup_core::testing::ScriptedSource;
-use backup_core::*;
+use backup_core::{memory::InMemoryStore, source::RestoreReport, source::RestoreSession};
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;

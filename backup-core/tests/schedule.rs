@@ -1,6 +1,6 @@
 //! Schedules as case tables: cron forms, presets, month ends and DST.
 
-use backup_core::{CronExpr, Schedule, parse_tz};
+use backup_core::{Schedule, schedule::CronExpr, schedule::parse_tz};
 use chrono::{DateTime, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 

@@ -5,8 +5,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use backup_core::prelude::*;
 use backup_core::testing::ScriptedSource;
-use backup_core::*;
+use backup_core::{
+    catalog::HealthOptions, catalog::HealthStatus, clock::ManualClock, key::Key,
+    manifest::BackupKind, memory::InMemoryStore, retention::KeepLast, schedule::parse_tz,
+    scheduler::Job, scheduler::JobOutcome, scheduler::MisfirePolicy, scheduler::Shutdown,
+    scheduler::Trigger,
+};
+use backup_core::{clock::Clock, store::StoreExt};
 use chrono::{DateTime, TimeZone, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;

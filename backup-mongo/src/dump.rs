@@ -5,7 +5,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
-use backup_core::{DumpOptions, DumpSource, DumpStream, Error, Result, SourceInfo, Versions};
+use backup_core::{
+    DumpSource, Error, Result, source::DumpOptions, source::DumpStream, source::SourceInfo,
+    source::Versions,
+};
 use bson::{RawDocumentBuf, doc};
 use bytes::Bytes;
 use futures::Stream;

@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use backup_core::{BackupRequest, DumpOptions, Engine, InMemoryStore, RestoreOptions};
+//! use backup_core::{BackupRequest, source::DumpOptions, Engine, memory::InMemoryStore, RestoreOptions};
 //! use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
 //!
 //! # async fn run() -> backup_core::Result<()> {
@@ -22,11 +22,7 @@
 //!
 //! // A point-in-time dump (snapshot reads on a replica set) of two collections.
 //! let mut request = BackupRequest::new("sales");
-//! request.dump = {
-//!     let mut only = DumpOptions::default();
-//!     only.only = vec!["orders".into(), "customers".into()];
-//!     only
-//! };
+//! request.dump = DumpOptions::default().only(vec!["orders".into(), "customers".into()]);
 //! let manifest = engine.backup(&MongoSource::new(conn.clone()), &request).await?;
 //!
 //! // Restore into another database; staged, so a corrupt artifact changes nothing.

@@ -11,8 +11,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use backup_core::prelude::*;
 use backup_core::testing::process_tree;
-use backup_core::*;
+use backup_core::{memory::InMemoryStore, source::DumpOptions};
 use backup_mongo::*;
 use futures::StreamExt;
 use support::server;

@@ -9,7 +9,12 @@ mod support;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backup_core::*;
+use backup_core::prelude::*;
+use backup_core::store::StoreExt;
+use backup_core::{
+    manifest::Manifest, memory::InMemoryStore, source::DumpOptions, source::DumpStream,
+    source::SourceInfo, store::PutOptions,
+};
 use backup_mongo::*;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -23,9 +28,7 @@ fn engine(store: &Arc<InMemoryStore>) -> Engine {
 }
 
 fn only(names: &[&str]) -> DumpOptions {
-    let mut opts = DumpOptions::default();
-    opts.only = names.iter().map(|s| s.to_string()).collect();
-    opts
+    DumpOptions::default().only(names.iter().map(|s| s.to_string()).collect())
 }
 
 fn request(source_id: &str, dump: DumpOptions) -> BackupRequest {

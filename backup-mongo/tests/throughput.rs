@@ -14,7 +14,7 @@
 use std::io::{Read, Write};
 use std::time::Instant;
 
-use backup_core::{DumpOptions, DumpSource, RestoreOptions, RestoreTarget};
+use backup_core::{DumpSource, RestoreOptions, RestoreTarget, source::DumpOptions};
 use backup_mongo::{MongoSource, MongoTarget, TestServer};
 use futures::StreamExt;
 

@@ -3,7 +3,10 @@
 use std::process::Stdio;
 
 use async_trait::async_trait;
-use backup_core::{DumpOptions, DumpSource, DumpStream, Error, Result, SourceInfo, Versions};
+use backup_core::{
+    DumpSource, Error, Result, source::DumpOptions, source::DumpStream, source::SourceInfo,
+    source::Versions,
+};
 use futures::StreamExt;
 use tokio::process::Child;
 use tokio::task::JoinHandle;

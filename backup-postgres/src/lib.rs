@@ -20,7 +20,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use backup_core::{BackupRequest, Engine, InMemoryStore, RestoreOptions};
+//! use backup_core::{BackupRequest, Engine, memory::InMemoryStore, RestoreOptions};
 //! use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
 //!
 //! # async fn run() -> backup_core::Result<()> {

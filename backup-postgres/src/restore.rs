@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{
-    Error, Leftover, LeftoverReport, RestoreOptions, RestoreReport, RestoreSession, RestoreTarget,
-    Result,
+    Error, RestoreOptions, RestoreTarget, Result, source::Leftover, source::LeftoverReport,
+    source::RestoreReport, source::RestoreSession,
 };
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;

@@ -13,7 +13,9 @@
 
 use std::time::Duration;
 
-use backup_core::{Candidate, Error, Leftover, LeftoverReport, Removal, Result};
+use backup_core::{
+    Error, Result, source::Candidate, source::Leftover, source::LeftoverReport, source::Removal,
+};
 
 use crate::conn::PgConnection;
 use crate::tools::{PgTools, psql_all, quote_ident, quote_literal};

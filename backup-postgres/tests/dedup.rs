@@ -5,7 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::*;
+use backup_core::prelude::*;
+use backup_core::store::StoreExt;
+use backup_core::{
+    crypto::AgeIdentities, crypto::AgeRecipients, dedup::DedupOptions, memory::InMemoryStore,
+    source::RestoreReport, store::ObjectMeta, store::PutOptions,
+};
 use backup_postgres::{PostgresSource, PostgresTarget, TestServer};
 use bytes::Bytes;
 

@@ -24,7 +24,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backup_core::*;
+use backup_core::prelude::*;
+use backup_core::{dedup::DedupOptions, memory::InMemoryStore};
 use backup_postgres::{PostgresSource, PostgresTarget, TestServer};
 
 fn server() -> &'static TestServer {

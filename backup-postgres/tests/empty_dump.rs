@@ -6,7 +6,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
-use backup_core::*;
+use backup_core::prelude::*;
+use backup_core::store::StoreExt;
+use backup_core::{catalog::RUN_RECORD_NAME, memory::InMemoryStore};
 use backup_postgres::{PgTools, PostgresSource, TestServer};
 
 fn tools_with_fake_pg_dump(dir: &std::path::Path, body: &str) -> PgTools {

@@ -6,7 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::*;
+use backup_core::prelude::*;
+use backup_core::store::StoreExt;
+use backup_core::{
+    catalog::Catalog, catalog::RUN_RECORD_NAME, key::Key, manifest::Manifest,
+    memory::InMemoryStore, pipeline::PipelineOptions, source::DumpOptions, store::GetResult,
+    store::ObjectMeta, store::PutOptions, store::Upload,
+};
 use backup_postgres::{PgConnection, PgTools, PostgresSource, PostgresTarget, TestServer};
 use bytes::Bytes;
 use futures::StreamExt;

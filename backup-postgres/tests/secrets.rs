@@ -15,8 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use backup_core::prelude::*;
 use backup_core::testing::{ProcessView, process_tree};
-use backup_core::*;
+use backup_core::{memory::InMemoryStore, source::DumpOptions};
 use backup_postgres::{PgConnection, PostgresSource, PostgresTarget, TestServer};
 use futures::StreamExt;
 
@@ -172,7 +173,7 @@ fn assert_child_is_clean(child: &ProcessView, kind: &str, conn: &PgConnection) {
     for var in child.variables() {
         let (name, value) = var.split_once('=').unwrap_or((var, ""));
         assert!(
-            child::ENV_ALLOW_LIST.contains(&name) || PG_CHILD_VARS.contains(&name),
+            backup_core::child::ENV_ALLOW_LIST.contains(&name) || PG_CHILD_VARS.contains(&name),
             "{kind}: inherited {name}, which is not on the allow-list"
         );
         if name == "PGPASSFILE" {

@@ -16,7 +16,7 @@
 //! ## Example
 //!
 //! ```
-//! use backup_core::{Key, PutOptions, Store, StoreExt};
+//! use backup_core::{key::Key, store::PutOptions, Store, store::StoreExt};
 //! use backup_store_fs::FsStore;
 //! use bytes::Bytes;
 //!

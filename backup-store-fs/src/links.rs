@@ -120,7 +120,7 @@ mod tests {
 
     #[tokio::test]
     async fn create_only_puts_probe_once_and_stay_exclusive() {
-        use backup_core::{Key, PutOptions, Store};
+        use backup_core::{Store, key::Key, store::PutOptions};
         let dir = tempfile::tempdir().unwrap();
         let store = crate::FsStore::new(dir.path()).unwrap();
         let key = Key::new("_locks/job/x.json").unwrap();
@@ -151,7 +151,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs BACKUP_TEST_NO_HARDLINKS_DIR on a filesystem without hard links"]
     async fn without_hard_links_create_only_puts_are_unsupported() {
-        use backup_core::{Key, PutOptions, Store, StoreExt};
+        use backup_core::{Store, key::Key, store::PutOptions, store::StoreExt};
         let dir = std::env::var("BACKUP_TEST_NO_HARDLINKS_DIR")
             .expect("BACKUP_TEST_NO_HARDLINKS_DIR names a directory on e.g. vfat");
         let store = crate::FsStore::new(

@@ -10,7 +10,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use backup_core::{Error, Key, ObjectMeta, Result};
+use backup_core::{Error, Result, key::Key, store::ObjectMeta};
 use chrono::{DateTime, Utc};
 
 /// A store root: the directory plus the name errors report (`fs:{root}`).

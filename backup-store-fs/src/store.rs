@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{
-    Error, GetResult, Key, ObjectMeta, PutMode, PutOptions, Result, Store, TemporaryObject,
-    TemporarySweep, Upload, check_range,
+    Error, Result, Store, key::Key, store::GetResult, store::ObjectMeta, store::PutMode,
+    store::PutOptions, store::TemporaryObject, store::TemporarySweep, store::Upload,
+    store::check_range,
 };
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};

@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use backup_core::{Error, Key, PutMode, Result};
+use backup_core::{Error, Result, key::Key, store::PutMode};
 
 use crate::root::{Root, fsync_dir};
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backup_core::{Error, Key, ObjectMeta, PutMode, Result, Upload};
+use backup_core::{Error, Result, key::Key, store::ObjectMeta, store::PutMode, store::Upload};
 use bytes::Bytes;
 
 use crate::root::{Root, object_meta};

@@ -6,7 +6,9 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use backup_core::{Key, ObjectMeta, Result, TemporaryObject, TemporarySweep};
+use backup_core::{
+    Result, key::Key, store::ObjectMeta, store::TemporaryObject, store::TemporarySweep,
+};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use backup_core::testing::{Capabilities, store_conformance};
-use backup_core::{Error, Key, PutOptions, Store, StoreExt};
+use backup_core::{Error, Store, key::Key, store::PutOptions, store::StoreExt};
 use backup_store_fs::FsStore;
 use bytes::Bytes;
 

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use backup_core::{Error, Key, PutOptions, Store, StoreExt};
+use backup_core::{Error, Store, key::Key, store::PutOptions, store::StoreExt};
 use backup_store_fs::FsStore;
 use bytes::Bytes;
 use futures::StreamExt;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use backup_core::Key;
+use backup_core::key::Key;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
 

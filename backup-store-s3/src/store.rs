@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backup_core::{
-    Error, GetResult, Key, ObjectMeta, PutMode, PutOptions, Result, Store, Upload, check_range,
-    delete_each,
+    Error, Result, Store, key::Key, store::GetResult, store::ObjectMeta, store::PutMode,
+    store::PutOptions, store::Upload, store::check_range, store::delete_each,
 };
 use bytes::Bytes;
 use chrono::Utc;
@@ -59,7 +59,7 @@ const PROBE_DIR: &str = "_probe";
 ///   [`S3StoreBuilder::conditional_put`](crate::S3StoreBuilder::conditional_put)`(false)`, every create-only put
 ///   fails with [`Error::Unsupported`] naming the reason; none is ever sent
 ///   as a plain overwrite. Manifests are still written there (they use
-///   [`StoreExt::create_best_effort`](backup_core::StoreExt::create_best_effort));
+///   [`StoreExt::create_best_effort`](backup_core::store::StoreExt::create_best_effort));
 ///   scheduler leases refuse to work and the dedup GC takes its marker
 ///   another way (see `backup_core`).
 ///   A 409 answer (AWS: a concurrent conditional write) is a retryable
@@ -402,8 +402,8 @@ impl Store for S3Store {
     /// (`AbortIncompleteMultipartUpload`) removes them.
     async fn sweep_temporary(
         &self,
-        opts: &backup_core::TemporarySweep,
-    ) -> Result<Vec<backup_core::TemporaryObject>> {
+        opts: &backup_core::store::TemporarySweep,
+    ) -> Result<Vec<backup_core::store::TemporaryObject>> {
         let dir = Key::new(PROBE_DIR)?;
         let mut found = Vec::new();
         let mut listing = self.list(Some(&dir));
@@ -420,7 +420,7 @@ impl Store for S3Store {
                 self.delete(&meta.key).await?;
                 tracing::info!(store = %self, key = %meta.key, "removed the probe object of an interrupted conditional-PUT probe");
             }
-            found.push(backup_core::TemporaryObject::new(
+            found.push(backup_core::store::TemporaryObject::new(
                 meta.key.as_str(),
                 meta.size,
                 meta.last_modified,

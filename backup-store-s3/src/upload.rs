@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backup_core::{Error, Key, ObjectMeta, Result, Upload};
+use backup_core::{Error, Result, key::Key, store::ObjectMeta, store::Upload};
 use bytes::Bytes;
 use chrono::Utc;
 use object_store::path::Path;

@@ -13,8 +13,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backup_core::prelude::*;
 use backup_core::testing::{Capabilities, ScriptedSource, store_conformance};
-use backup_core::*;
+use backup_core::{
+    clock::ManualClock, clock::SystemClock, dedup::DedupOptions, key::Key, manifest::BackupKind,
+    scheduler::Shutdown, store::PutOptions, store::StoreExt,
+};
 use backup_store_s3::{S3Store, S3TestServer};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};

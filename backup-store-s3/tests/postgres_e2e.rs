@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use backup_core::{BackupRequest, Compression, Engine, Filter, RestoreOptions, Store, StoreExt};
+use backup_core::{
+    BackupRequest, Compression, Engine, Filter, RestoreOptions, Store, store::StoreExt,
+};
 use backup_postgres::{PostgresSource, PostgresTarget, TestServer};
 use backup_store_s3::{MIN_PART_SIZE, S3TestServer};
 

@@ -11,8 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backup_core::testing::{Capabilities, ScriptedSource, pattern, store_conformance};
 use backup_core::{
-    BackupRequest, Compression, DumpOptions, DumpSource, DumpStream, Engine, Error, Filter, Key,
-    PutOptions, RUN_RECORD_NAME, Secret, SourceInfo, Store, StoreExt, Versions,
+    BackupRequest, Compression, DumpSource, Engine, Error, Filter, Secret, Store,
+    catalog::RUN_RECORD_NAME, key::Key, source::DumpOptions, source::DumpStream,
+    source::SourceInfo, source::Versions, store::PutOptions, store::StoreExt,
 };
 use backup_store_s3::{MIN_PART_SIZE, S3Store, S3TestServer};
 use bytes::Bytes;
@@ -589,7 +590,7 @@ async fn a_failing_source_aborts_the_multipart_upload() {
 /// `sweep_temporary` and removed once old enough, never while young.
 #[tokio::test]
 async fn a_probe_object_left_by_a_kill_is_a_temporary_object() {
-    use backup_core::TemporarySweep;
+    use backup_core::store::TemporarySweep;
     let server = server();
     let Some(data) = server.data_dir().map(std::path::Path::to_path_buf) else {
         eprintln!("skipped: needs a local s3s-fs to age the object");

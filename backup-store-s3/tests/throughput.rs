@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use backup_core::testing::{ScriptedSource, pattern};
 use backup_core::{
-    BackupRequest, Compression, DumpOptions, DumpSource, DumpStream, Engine, InMemoryStore, Key,
-    SourceInfo, Store, Versions,
+    BackupRequest, Compression, DumpSource, Engine, Store, key::Key, memory::InMemoryStore,
+    source::DumpOptions, source::DumpStream, source::SourceInfo, source::Versions,
 };
 use backup_store_s3::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, S3TestServer};
 use bytes::Bytes;
@@ -168,7 +168,7 @@ async fn s3_throughput() {
         .with_compressor(Arc::new(Compression::none()));
     let engine_no_md5 = engine
         .clone()
-        .with_options(backup_core::PipelineOptions::default().md5(false));
+        .with_options(backup_core::pipeline::PipelineOptions::default().md5(false));
     let lazy = LazySource {
         chunks: mib,
         block: chunks.block.clone(),

@@ -19,7 +19,9 @@ use backup_benches::{
     env_u64, human_bytes, human_duration, load_average, mb_per_s, peak_rss, report_isolated,
     reset_peak_rss, run_isolated, selected, write_dump_like,
 };
-use backup_core::{Algorithm, BackupRequest, Compression, Engine, PipelineOptions};
+use backup_core::{
+    BackupRequest, Compression, Engine, compression::Algorithm, pipeline::PipelineOptions,
+};
 use backup_store_fs::FsStore;
 use serde::{Deserialize, Serialize};
 

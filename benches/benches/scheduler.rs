@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use backup_benches::{cpu_time, human_duration, peak_rss};
 use backup_core::testing::ScriptedSource;
 use backup_core::{
-    BackupRequest, Catalog, Engine, EventBus, Filter, HealthOptions, Job, JobOutcome, JobSpec,
-    Result, Schedule, Scheduler, SchedulerConfig, Shutdown, Store, SystemClock, Trigger, parse_tz,
+    BackupRequest, Engine, EventBus, Filter, JobSpec, Result, Schedule, Scheduler, SchedulerConfig,
+    Store, catalog::Catalog, catalog::HealthOptions, clock::SystemClock, schedule::parse_tz,
+    scheduler::Job, scheduler::JobOutcome, scheduler::Shutdown, scheduler::Trigger,
 };
 use backup_store_fs::FsStore;
 use chrono::Utc;

@@ -12,8 +12,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 use backup_core::{
-    DumpOptions, DumpSource, DumpStream, Error, RestoreOptions, RestoreReport, RestoreSession,
-    RestoreTarget, Result, SourceInfo,
+    DumpSource, Error, RestoreOptions, RestoreTarget, Result, source::DumpOptions,
+    source::DumpStream, source::RestoreReport, source::RestoreSession, source::SourceInfo,
 };
 use bytes::Bytes;
 use futures::StreamExt;

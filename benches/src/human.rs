@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// `1.5 GiB`, `12.0 MiB`, `512 B` (binary units).
 pub fn human_bytes(bytes: u64) -> String {
-    backup_core::human_bytes(bytes)
+    backup_core::format::human_bytes(bytes)
 }
 
 /// `1.234 s`, `56.7 ms`.

@@ -4,7 +4,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use backup_core::{DumpOptions, DumpSource, DumpStream, Error, Result, SourceInfo, Versions};
+use backup_core::{
+    DumpSource, Error, Result, source::DumpOptions, source::DumpStream, source::SourceInfo,
+    source::Versions,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;

@@ -15,7 +15,7 @@ pub use store_url::{
 
 use std::sync::Arc;
 
-use backup_core::{Manifest, human_bytes};
+use backup_core::{format::human_bytes, manifest::Manifest};
 
 /// One line per backup, newest first, with a header: its type (full or
 /// incremental), its logical size (the dump's bytes, what a restore

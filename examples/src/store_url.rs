@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backup_core::{Error, Key, Result, Secret, Store, StoreExt};
+use backup_core::key::Key;
+use backup_core::store::StoreExt;
+use backup_core::{Error, Result, Secret, Store};
 use backup_store_fs::FsStore;
 use backup_store_s3::{S3Store, S3StoreBuilder};
 

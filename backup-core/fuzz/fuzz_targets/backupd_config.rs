@@ -29,8 +29,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(chrono::Duration::from_std(config.stale_after).is_ok());
         for db in &config.databases {
             assert!(chrono::Duration::from_std(db.stale_after).is_ok());
-            assert!(backup_core::validate_id(&db.id).is_ok());
-            assert!(backup_core::validate_id(&db.tenant).is_ok());
+            assert!(backup_core::key::validate_id(&db.id).is_ok());
+            assert!(backup_core::key::validate_id(&db.tenant).is_ok());
         }
         assert!(!config.tokens.is_empty());
     }

@@ -3,7 +3,7 @@
 #![no_main]
 
 use backup_core::fuzzing::format_duration;
-use backup_core::parse_duration;
+use backup_core::duration::parse_duration;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

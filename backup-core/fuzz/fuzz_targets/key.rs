@@ -4,7 +4,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use backup_core::{Key, MAX_KEY_LEN, validate_id};
+use backup_core::{key::Key, key::MAX_KEY_LEN, key::validate_id};
 use libfuzzer_sys::fuzz_target;
 
 fn check_key(s: &str, key: &Key) {

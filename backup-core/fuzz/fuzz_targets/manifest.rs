@@ -3,7 +3,7 @@
 //! back to the same manifest.
 #![no_main]
 
-use backup_core::{Key, Layout, Manifest, is_backup_id};
+use backup_core::{key::Key, manifest::Layout, manifest::Manifest, manifest::is_backup_id};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

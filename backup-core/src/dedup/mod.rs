@@ -120,7 +120,7 @@ mod gc;
 mod leftovers;
 mod lock;
 mod options;
-mod packs;
+pub(crate) mod packs;
 mod restore;
 
 pub(crate) use backup::{DedupBackup, Started as DedupStarted};

@@ -32,13 +32,39 @@ pub(crate) fn index_key(tenant: &str, id: &str) -> Result<Key> {
 }
 
 /// A fresh random pack id: 32 hex digits (ascending ones in tests that ask,
-/// see `testing::ascending_pack_ids`).
+/// see [`ascending_pack_ids`]).
 pub(crate) fn new_pack_id() -> String {
     #[cfg(feature = "testing")]
-    if let Some(id) = crate::testing::next_pack_id() {
+    if let Some(id) = next_pack_id() {
         return id;
     }
     format!("{:032x}", rand::random::<u128>())
+}
+
+/// When non-zero, the next ascending pack id (see [`ascending_pack_ids`]).
+#[cfg(feature = "testing")]
+static NEXT_PACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Makes every pack written from now on (in this process) get an id that
+/// sorts after those of all packs written before, or, with `false`, random
+/// ids again. Garbage collection keeps the first copy of a chunk in pack id
+/// order, so tests of what a GC leaves use this to get the same order (the
+/// worst one for copies: newest last) on every run.
+#[cfg(feature = "testing")]
+pub fn ascending_pack_ids(on: bool) {
+    NEXT_PACK.store(u64::from(on), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The next ascending pack id, if [`ascending_pack_ids`] is on.
+#[cfg(feature = "testing")]
+fn next_pack_id() -> Option<String> {
+    use std::sync::atomic::Ordering;
+    let n = NEXT_PACK
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n != 0).then(|| n + 1)
+        })
+        .ok()?;
+    Some(format!("{n:016x}{:016x}", rand::random::<u64>()))
 }
 
 /// The packs and indexes of a tenant, by pack id.

@@ -56,7 +56,7 @@ impl Engine {
     /// Takes a backup of `source` and commits it by writing its manifest
     /// last. On any failure nothing is listed and no artifact remains
     /// (the upload is aborted; a crash mid-way leaves at most an orphan for
-    /// [`Catalog::sweep`](crate::Catalog::sweep)).
+    /// [`Catalog::sweep`](crate::catalog::Catalog::sweep)).
     pub async fn backup(&self, source: &dyn DumpSource, req: &BackupRequest) -> Result<Manifest> {
         validate_id(&req.tenant)?;
         validate_id(&req.source_id)?;

@@ -39,7 +39,7 @@ impl Engine {
     /// ones, leaving packs younger than `grace` alone. Backs off (reported
     /// in [`GcReport::skipped`], nothing deleted) while a deduplicating
     /// backup of the tenant is in flight; see the protocol in
-    /// [`DedupOptions`]' module docs. `dry_run` only reports the plan.
+    /// [`DedupOptions`](crate::dedup::DedupOptions)' module docs. `dry_run` only reports the plan.
     ///
     /// Needs no key: encrypted chunks are copied as they are.
     pub async fn gc(&self, tenant: &str, grace: Duration, dry_run: bool) -> Result<GcReport> {
@@ -122,12 +122,12 @@ impl Engine {
     }
 
     /// Removes what failed and crashed backups left behind: everything
-    /// [`Catalog::sweep`] removes (orphaned artifacts of backups no longer
+    /// [`Catalog::sweep`](crate::catalog::Catalog::sweep) removes (orphaned artifacts of backups no longer
     /// running, stale in-progress markers, the store's temporary objects),
     /// plus, in every tenant's chunk store, packs without an index older
     /// than `grace` and expired in-flight markers. The chunk stores are
     /// swept under the GC marker, so that part backs off (reported in
-    /// [`ChunkSweep::skipped`](crate::ChunkSweep::skipped)) while an
+    /// [`ChunkSweep::skipped`](crate::catalog::ChunkSweep::skipped)) while an
     /// incremental backup or a GC of the tenant runs. `now` is the time
     /// ages are measured against (`Utc::now()` outside tests).
     pub async fn sweep(&self, grace: Duration, now: DateTime<Utc>) -> Result<SweepReport> {

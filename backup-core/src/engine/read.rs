@@ -23,7 +23,7 @@ impl Engine {
     /// mismatch the session is aborted before its end of input, so nothing
     /// is committed. `tenant` scopes the lookup. Cancelling
     /// [`RestoreOptions::cancel`] (or the engine's
-    /// [`PipelineOptions::cancel`](crate::PipelineOptions::cancel)) aborts
+    /// [`PipelineOptions::cancel`](crate::pipeline::PipelineOptions::cancel)) aborts
     /// the session the same way.
     pub async fn restore(
         &self,

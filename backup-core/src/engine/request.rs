@@ -14,12 +14,12 @@ use crate::source::DumpOptions;
 pub struct BackupRequest {
     /// Id of the configured source (database entry); part of every key.
     pub source_id: String,
-    /// Tenant the backup belongs to ([`DEFAULT_TENANT`](crate::DEFAULT_TENANT) by default).
+    /// Tenant the backup belongs to ([`DEFAULT_TENANT`](crate::manifest::DEFAULT_TENANT) by default).
     pub tenant: String,
     /// Manual or scheduled.
     pub kind: BackupKind,
     /// Full (one self-contained artifact, the default) or incremental
-    /// (deduplicated into the tenant's chunk store; see [`DedupOptions`](crate::DedupOptions)).
+    /// (deduplicated into the tenant's chunk store; see [`DedupOptions`](crate::dedup::DedupOptions)).
     pub backup_type: BackupType,
     /// What the source should dump.
     pub dump: DumpOptions,
@@ -30,7 +30,7 @@ pub struct BackupRequest {
     /// Cancels this backup (cleanly: nothing is committed) when triggered.
     pub cancel: Option<CancellationToken>,
     /// The schedule time a scheduled backup stands for, recorded in the
-    /// source's [`RunRecord`](crate::RunRecord) so a restarted scheduler knows that trigger
+    /// source's [`RunRecord`](crate::catalog::RunRecord) so a restarted scheduler knows that trigger
     /// ran ([`BackupJob`](crate::BackupJob) sets it).
     pub scheduled_for: Option<DateTime<Utc>>,
 }

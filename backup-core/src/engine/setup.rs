@@ -17,7 +17,7 @@ use crate::store::Store;
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use backup_core::{Engine, InMemoryStore, Compression};
+/// # use backup_core::{Engine, memory::InMemoryStore, Compression};
 /// let engine = Engine::new(Arc::new(InMemoryStore::new()))
 ///     .with_compression(Compression::gzip(6));
 /// ```

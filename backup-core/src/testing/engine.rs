@@ -27,7 +27,7 @@ pub struct EngineCapabilities {
     /// insist on seeing at least one while a dump runs.
     pub children: bool,
     /// Restores that create their database stage it and leave a
-    /// [`Leftover`](crate::Leftover) when the host dies.
+    /// [`Leftover`](crate::source::Leftover) when the host dies.
     pub staging: bool,
     /// How long the server may take to notice that a killed restore's
     /// session ended (default 60 s); the suite polls until then.
@@ -134,7 +134,7 @@ fn assert_no_secret(what: &str, text: &str, secrets: &[Secret]) {
 /// - wrong credentials fail it with [`Error::Authentication`], the
 ///   password nowhere in the error;
 /// - a complete dump ends without error, is not empty and starts with
-///   [`SourceInfo::magic`](crate::SourceInfo::magic);
+///   [`SourceInfo::magic`](crate::source::SourceInfo::magic);
 /// - a dump killed from outside ([`EngineHarness::kill_dump`]) ends its
 ///   stream with an error, never as if complete;
 /// - the harness's secrets are absent from the source's `Debug`, its
@@ -383,7 +383,7 @@ async fn leftovers_conformance(
         .expect("feeding");
     // The host dies: nothing of the session's clean-up runs.
     std::mem::forget(session);
-    let ours = |found: &[crate::Leftover]| {
+    let ours = |found: &[crate::source::Leftover]| {
         found
             .iter()
             .find(|l| l.target.as_deref() == Some(abandoned.as_str()))

@@ -15,11 +15,11 @@ use futures::stream::BoxStream;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::store::{
     GetResult, ObjectMeta, PutOptions, Store, TemporaryObject, TemporarySweep, Upload,
 };
-use crate::{Error, Result};
 
 /// A store operation a fault can hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

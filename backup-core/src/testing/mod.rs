@@ -10,19 +10,19 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use backup_core::{InMemoryStore, testing::{Capabilities, store_conformance}};
+//! use backup_core::{memory::InMemoryStore, testing::{Capabilities, store_conformance}};
 //! store_conformance(&InMemoryStore::new(), Capabilities::default()).await;
 //! # });
 //! ```
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
 mod engine;
 mod faults;
+mod fixtures;
 mod processes;
 mod property;
 mod race;
@@ -32,36 +32,17 @@ pub mod server;
 pub use engine::{EngineCapabilities, EngineHarness, source_conformance, target_conformance};
 pub use processes::{ProcessView, descendant_processes, process_tree};
 
-/// When non-zero, the next ascending pack id (see [`ascending_pack_ids`]).
-static NEXT_PACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Makes every pack written from now on (in this process) get an id that
-/// sorts after those of all packs written before, or, with `false`, random
-/// ids again. Garbage collection keeps the first copy of a chunk in pack id
-/// order, so tests of what a GC leaves use this to get the same order (the
-/// worst one for copies: newest last) on every run.
-pub fn ascending_pack_ids(on: bool) {
-    NEXT_PACK.store(u64::from(on), std::sync::atomic::Ordering::SeqCst);
-}
-
-/// The next ascending pack id, if [`ascending_pack_ids`] is on.
-pub(crate) fn next_pack_id() -> Option<String> {
-    use std::sync::atomic::Ordering;
-    let n = NEXT_PACK
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n != 0).then(|| n + 1)
-        })
-        .ok()?;
-    Some(format!("{n:016x}{:016x}", rand::random::<u64>()))
-}
-
+pub use crate::dedup::packs::ascending_pack_ids;
 pub use faults::{Faults, FaultyStore, Operation};
+pub use fixtures::{Recording, RecordingTarget, ScriptedSource, pattern};
 pub use property::{PropertyOptions, PropertyReport, backup_properties};
 pub use race::{RaceOptions, RaceReport, race_cleanup_against_backups};
 pub use serialized::SerializedCreates;
 
+use crate::error::Error;
+use crate::key::Key;
+use crate::store::ObjectMeta;
 use crate::store::{PutOptions, Store, StoreExt};
-use crate::{DumpOptions, DumpSource, DumpStream, Error, Key, Result, SourceInfo, Versions};
 
 /// What the store under test supports beyond the required contract.
 #[derive(Debug, Clone, Copy)]
@@ -99,20 +80,6 @@ impl Capabilities {
 
 fn key(prefix: &str, rest: &str) -> Key {
     Key::new(format!("{prefix}/{rest}")).expect("suite keys are valid")
-}
-
-/// Deterministic bytes that differ at every position (so misplaced chunks
-/// are caught).
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// Runs every conformance check against `store`, under a fresh random
@@ -318,7 +285,7 @@ async fn listing(store: &dyn Store, prefix: &str) {
             .await
             .unwrap();
     }
-    let names = |items: Vec<crate::ObjectMeta>| -> Vec<String> {
+    let names = |items: Vec<ObjectMeta>| -> Vec<String> {
         items
             .into_iter()
             .map(|m| {
@@ -421,166 +388,4 @@ async fn create_only(store: &dyn Store, prefix: &str, supported: bool) {
     let winners = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(winners, 1, "racing create-only puts: {results:?}");
     store.delete_many(&[k, race]).await.unwrap();
-}
-
-/// A source that produces `len` pseudo-random bytes in `chunk`-sized
-/// pieces, then ends cleanly — or, with [`ScriptedSource::fail_after`],
-/// with an error, or with [`ScriptedSource::stall_after`], by going quiet.
-#[derive(Debug, Clone)]
-pub struct ScriptedSource {
-    /// Bytes produced before the scripted ending.
-    pub len: usize,
-    /// Chunk size.
-    pub chunk: usize,
-    /// End with this error message instead of cleanly.
-    pub fail: Option<String>,
-    /// Stop producing bytes (forever) instead of ending.
-    pub stall: bool,
-    /// Seed of the content.
-    pub seed: u64,
-}
-
-impl ScriptedSource {
-    /// A source that succeeds with `len` bytes.
-    pub fn ok(len: usize) -> Self {
-        ScriptedSource {
-            len,
-            chunk: 64 * 1024,
-            fail: None,
-            stall: false,
-            seed: 7,
-        }
-    }
-
-    /// Fails after `len` bytes.
-    pub fn fail_after(len: usize, message: &str) -> Self {
-        ScriptedSource {
-            fail: Some(message.to_string()),
-            ..Self::ok(len)
-        }
-    }
-
-    /// Goes quiet after `len` bytes.
-    pub fn stall_after(len: usize) -> Self {
-        ScriptedSource {
-            stall: true,
-            ..Self::ok(len)
-        }
-    }
-
-    /// Everything this source emits before its ending.
-    pub fn content(&self) -> Vec<u8> {
-        pattern(self.len, self.seed)
-    }
-}
-
-#[async_trait]
-impl DumpSource for ScriptedSource {
-    fn info(&self) -> SourceInfo {
-        SourceInfo {
-            engine: "scripted".into(),
-            database: "synthetic".into(),
-            format: "bin".into(),
-            extension: "bin".into(),
-            magic: None,
-        }
-    }
-
-    async fn dump(&self, _opts: &DumpOptions) -> Result<DumpStream> {
-        let data = Bytes::from(self.content());
-        let chunk = self.chunk.max(1);
-        let pieces: Vec<Result<Bytes>> = (0..data.len())
-            .step_by(chunk)
-            .map(|i| Ok(data.slice(i..(i + chunk).min(data.len()))))
-            .collect();
-        let body = futures::stream::iter(pieces);
-        let stream = match (&self.fail, self.stall) {
-            (Some(msg), _) => body
-                .chain(futures::stream::once(futures::future::ready(Err(
-                    Error::Dump {
-                        engine: "scripted",
-                        detail: msg.clone(),
-                    },
-                ))))
-                .boxed(),
-            (None, true) => body.chain(futures::stream::pending()).boxed(),
-            (None, false) => body.boxed(),
-        };
-        Ok(DumpStream {
-            stream,
-            versions: Versions {
-                tool: Some("scripted 1".into()),
-                server: None,
-            },
-        })
-    }
-}
-
-/// What a [`RecordingTarget`] saw.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Recording {
-    /// Bytes received by the session so far.
-    pub received: Vec<u8>,
-    /// Bytes applied by a successful commit.
-    pub committed: Option<Vec<u8>>,
-    /// Whether the session was aborted.
-    pub aborted: bool,
-}
-
-/// A [`RestoreTarget`](crate::RestoreTarget) that records what it receives
-/// and applies it only on commit, to observe the pipeline's guarantees.
-#[derive(Debug, Clone, Default)]
-pub struct RecordingTarget {
-    /// Shared record of the last session.
-    pub state: std::sync::Arc<std::sync::Mutex<Recording>>,
-}
-
-impl RecordingTarget {
-    /// A snapshot of what was seen.
-    pub fn recording(&self) -> Recording {
-        self.state.lock().expect("recording lock").clone()
-    }
-}
-
-#[derive(Debug)]
-struct RecordingSession(std::sync::Arc<std::sync::Mutex<Recording>>);
-
-#[async_trait]
-impl crate::RestoreTarget for RecordingTarget {
-    fn engine(&self) -> &str {
-        "scripted"
-    }
-    fn accepts_format(&self, format: &str) -> bool {
-        format == "bin"
-    }
-    async fn begin(&self, _opts: &crate::RestoreOptions) -> Result<Box<dyn crate::RestoreSession>> {
-        *self.state.lock().expect("recording lock") = Recording::default();
-        Ok(Box::new(RecordingSession(std::sync::Arc::clone(
-            &self.state,
-        ))))
-    }
-}
-
-#[async_trait]
-impl crate::RestoreSession for RecordingSession {
-    async fn write(&mut self, data: Bytes) -> Result<()> {
-        self.0
-            .lock()
-            .expect("recording lock")
-            .received
-            .extend_from_slice(&data);
-        Ok(())
-    }
-    async fn commit(self: Box<Self>) -> Result<crate::RestoreReport> {
-        let mut state = self.0.lock().expect("recording lock");
-        state.committed = Some(state.received.clone());
-        Ok(crate::RestoreReport {
-            database: "synthetic".into(),
-            warnings: Vec::new(),
-        })
-    }
-    async fn abort(self: Box<Self>) -> Result<()> {
-        self.0.lock().expect("recording lock").aborted = true;
-        Ok(())
-    }
 }

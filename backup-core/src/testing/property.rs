@@ -20,7 +20,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::faults::{Faults, FaultyStore};
-use super::{RecordingTarget, ScriptedSource};
+use super::fixtures::{RecordingTarget, ScriptedSource};
 use crate::catalog::Filter;
 use crate::compression::Compression;
 use crate::crypto::{AgeIdentities, AgeRecipients};

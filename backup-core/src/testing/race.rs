@@ -21,16 +21,16 @@ use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
-use super::{RecordingTarget, ScriptedSource};
+use super::fixtures::{RecordingTarget, ScriptedSource};
 use crate::catalog::Filter;
 use crate::dedup::DedupOptions;
 use crate::engine::{BackupRequest, Engine};
+use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
 use crate::manifest::{BackupKind, BackupType, Manifest};
 use crate::retention::{KeepLast, PlanOptions};
 use crate::source::RestoreOptions;
 use crate::store::{Store, StoreExt};
-use crate::{Error, Result};
 
 /// How hard [`race_cleanup_against_backups`] pushes.
 #[derive(Debug, Clone)]

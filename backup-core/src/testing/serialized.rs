@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-use crate::Result;
+use crate::error::Result;
 use crate::key::Key;
 use crate::store::{
     GetResult, ObjectMeta, PutMode, PutOptions, Store, TemporaryObject, TemporarySweep, Upload,

@@ -154,7 +154,7 @@ pub fn list_reader(mut input: impl Read) -> Result<ArchiveListing, ArchiveError>
 }
 
 /// Lists an archive arriving as a byte stream, such as a
-/// [`backup_core::ByteStream`] from a store (already decompressed).
+/// [`backup_core::store::ByteStream`] from a store (already decompressed).
 /// Archive errors become [`backup_core::Error::Integrity`].
 pub async fn list_stream<S>(stream: S) -> backup_core::Result<ArchiveListing>
 where

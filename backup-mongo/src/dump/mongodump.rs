@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use backup_core::child::cleared_command;
-use backup_core::{DumpStream, Error, Result, Versions};
+use backup_core::{Error, Result, source::DumpStream, source::Versions};
 use futures::StreamExt;
 use mongodb::Client;
 use tokio::sync::mpsc;

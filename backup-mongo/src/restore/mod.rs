@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{
-    Error, Leftover, LeftoverReport, RestoreOptions, RestoreSession, RestoreTarget, Result,
+    Error, RestoreOptions, RestoreTarget, Result, source::Leftover, source::LeftoverReport,
+    source::RestoreSession,
 };
 
 use crate::archive::{ArchiveError, CollectionType, MetadataDocument, Namespace, Prelude};

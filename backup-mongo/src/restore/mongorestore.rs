@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use async_trait::async_trait;
 use backup_core::child::cleared_command;
-use backup_core::{Error, RestoreReport, RestoreSession, Result};
+use backup_core::{Error, Result, source::RestoreReport, source::RestoreSession};
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};

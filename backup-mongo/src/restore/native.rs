@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use backup_core::{Error, RestoreReport, RestoreSession, Result};
+use backup_core::{Error, Result, source::RestoreReport, source::RestoreSession};
 use bson::{Bson, Document, RawDocumentBuf, doc};
 use bytes::Bytes;
 use tokio::task::JoinSet;

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use backup_core::{Candidate, Error, Leftover, LeftoverReport, Removal, Result};
+use backup_core::{
+    Error, Result, source::Candidate, source::Leftover, source::LeftoverReport, source::Removal,
+};
 use bson::{DateTime, Document, doc};
 use mongodb::Client;
 use tokio::task::JoinHandle;

@@ -23,7 +23,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use backup_core::{GetResult, Key, ObjectMeta, PutMode, PutOptions, Secret, Store, Upload};
+use backup_core::{
+    Secret, Store, key::Key, store::GetResult, store::ObjectMeta, store::PutMode,
+    store::PutOptions, store::Upload,
+};
 use backup_store_s3::{S3Store, S3TestServer};
 use bytes::Bytes;
 use futures::stream::BoxStream;

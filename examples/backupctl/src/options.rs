@@ -96,7 +96,7 @@ impl S3Options {
 impl CryptoOptions {
     /// Applies the flags to an engine.
     pub fn apply(&self, mut engine: backup_core::Engine) -> Result<backup_core::Engine> {
-        use backup_core::{AgeIdentities, AgeRecipients, Secret};
+        use backup_core::{Secret, crypto::AgeIdentities, crypto::AgeRecipients};
         let env = |var: &str| {
             std::env::var(var)
                 .map(Secret::new)

@@ -349,7 +349,7 @@ async fn encrypted_backups_with_age_keys() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("backups");
     let store_s = store.to_str().unwrap();
-    let (_, recipient, secret) = backup_core::AgeIdentities::generate();
+    let (_, recipient, secret) = backup_core::crypto::AgeIdentities::generate();
     let key_file = dir.path().join("key.txt");
     std::fs::write(
         &key_file,
@@ -377,7 +377,7 @@ async fn encrypted_backups_with_age_keys() {
     let err = fails(&["verify", id, "--store", store_s]);
     assert!(err.contains("no identity"), "{err}");
     ok(&["verify", id, "--store", store_s, "--identity", key_s]);
-    let (_, _, other) = backup_core::AgeIdentities::generate();
+    let (_, _, other) = backup_core::crypto::AgeIdentities::generate();
     let wrong = dir.path().join("wrong.txt");
     std::fs::write(&wrong, other.expose()).unwrap();
     let err = fails(&[

@@ -65,7 +65,7 @@ async fn incremental_backup_stats_restore_gc_and_check() {
         assert!(header.contains(column), "{table}");
     }
     let line = table.lines().find(|l| l.starts_with(id2)).unwrap();
-    let human = |n: u64| backup_core::human_bytes(n);
+    let human = |n: u64| backup_core::format::human_bytes(n);
     assert!(line.contains("incremental"), "{line}");
     assert!(
         line.contains(&human(b["logical_size"].as_u64().unwrap()))

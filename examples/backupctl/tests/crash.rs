@@ -159,7 +159,7 @@ async fn crash_harness_long() {
 /// must report those as `LastModified` in listings and HEAD.
 #[tokio::test]
 async fn s3s_fs_reports_file_mtimes_as_last_modified() {
-    use backup_core::{Key, PutOptions, Store};
+    use backup_core::{Store, key::Key, store::PutOptions};
     use futures::StreamExt;
     let s3 = backup_store_s3::S3TestServer::start().expect("s3s-fs");
     let builder = s3.store_builder().prefix("mtime-check");

@@ -5,11 +5,12 @@ use std::future::IntoFuture;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use backup_core::{
-    Engine, EventBus, JobSpec, LogNotifier, Notifier, Result, RetryPolicy, Scheduler,
-    SchedulerConfig, Shutdown, Store, SystemClock, WebhookFormat, WebhookNotifier,
-    spawn_health_monitor, spawn_notifier,
-};
+use backup_core::clock::SystemClock;
+use backup_core::events::{LogNotifier, Notifier, RetryPolicy, spawn_notifier};
+use backup_core::health::spawn_health_monitor;
+use backup_core::scheduler::Shutdown;
+use backup_core::webhook::{WebhookFormat, WebhookNotifier};
+use backup_core::{Engine, EventBus, JobSpec, Result, Scheduler, SchedulerConfig, Store};
 use backup_examples::{S3Credentials, S3Settings, StoreLocation, open_store};
 use tokio_util::sync::CancellationToken;
 

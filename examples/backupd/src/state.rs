@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use backup_core::{
-    BackupJob, BackupKind, BackupRequest, DumpSource, Engine, Error, EventBus, Filter,
-    HealthOptions, Job, JobOutcome, JobSpec, KeepLast, KeepWithin, PlanOptions, PruneReport,
-    RestoreOptions, RestoreTarget, Result, RetentionPolicy, Scheduler, Store, Trigger,
+    BackupJob, BackupRequest, DumpSource, Engine, Error, EventBus, Filter, JobSpec, RestoreOptions,
+    RestoreTarget, Result, RetentionPolicy, Scheduler, Store, catalog::HealthOptions,
+    engine::PruneReport, manifest::BackupKind, retention::KeepLast, retention::KeepWithin,
+    retention::PlanOptions, scheduler::Job, scheduler::JobOutcome, scheduler::Trigger,
 };
 use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
 use chrono::{DateTime, Utc};
@@ -315,7 +316,7 @@ impl App {
             + Send
             + 'static,
     {
-        let id = backup_core::new_backup_id(Utc::now());
+        let id = backup_core::manifest::new_backup_id(Utc::now());
         let op = Operation {
             id: id.clone(),
             kind: kind.to_string(),
@@ -509,7 +510,8 @@ impl App {
             .as_ref()
             .map(|p| p.format)
             .unwrap_or(packages::PackageFormat::Zip);
-        let mut by_tenant: BTreeMap<String, Vec<Arc<backup_core::Manifest>>> = BTreeMap::new();
+        let mut by_tenant: BTreeMap<String, Vec<Arc<backup_core::manifest::Manifest>>> =
+            BTreeMap::new();
         for db in self.databases_for(tenant).into_iter().filter(|d| d.package) {
             let latest = self
                 .engine

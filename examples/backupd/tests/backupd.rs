@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{BackupKind, BackupRequest, Engine};
+use backup_core::{BackupRequest, Engine, manifest::BackupKind};
 use backup_postgres::{PostgresSource, TestServer};
 use backup_store_fs::FsStore;
 use backupd::http::ROUTES;
@@ -611,7 +611,7 @@ async fn encrypted_backups_through_the_daemon() {
         )
         .await
         .unwrap();
-    let (_, recipient, secret) = backup_core::AgeIdentities::generate();
+    let (_, recipient, secret) = backup_core::crypto::AgeIdentities::generate();
     let d = Daemon::start_with_env(
         &format!("encryption: {{recipients: [{recipient}], identity_var: AGE_KEY}}"),
         2,

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{BackupKind, BackupRequest, Engine};
+use backup_core::{BackupRequest, Engine, manifest::BackupKind};
 use backup_postgres::{PostgresSource, TestServer};
 use backup_store_fs::FsStore;
 use reqwest::{Method, StatusCode};

@@ -43,8 +43,8 @@ fn check_usable(config: &Config) {
     assert!(chrono::Duration::from_std(config.stale_after).is_ok());
     for db in &config.databases {
         assert!(chrono::Duration::from_std(db.stale_after).is_ok());
-        assert!(backup_core::validate_id(&db.id).is_ok());
-        assert!(backup_core::validate_id(&db.tenant).is_ok());
+        assert!(backup_core::key::validate_id(&db.id).is_ok());
+        assert!(backup_core::key::validate_id(&db.tenant).is_ok());
         assert!(!db.id.starts_with('_') && !db.tenant.starts_with('_'));
     }
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use backup_core::{
-    BackupKind, BackupRequest, BackupType, Compression, Result, human_bytes, sanitize_name,
+    BackupRequest, BackupType, Compression, Result, format::human_bytes, format::sanitize_name,
+    manifest::BackupKind,
 };
 
 use crate::commands::{Context, Outcome, print_json};
@@ -32,7 +33,7 @@ pub(crate) struct BackupArgs {
     #[arg(long, default_value = "zstd")]
     pub(crate) compression: Compression,
     /// Tenant the backup belongs to.
-    #[arg(long, default_value = backup_core::DEFAULT_TENANT)]
+    #[arg(long, default_value = backup_core::manifest::DEFAULT_TENANT)]
     pub(crate) tenant: String,
     /// Source id (default: the database name).
     #[arg(long)]

@@ -1,6 +1,6 @@
 //! `backupctl check`: read everything and report missing, corrupt and orphaned objects.
 
-use backup_core::{Result, human_bytes};
+use backup_core::{Result, format::human_bytes};
 
 use crate::commands::{Context, Outcome, print_json};
 

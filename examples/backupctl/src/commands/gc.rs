@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backup_core::{Engine, Result, human_bytes};
+use backup_core::{Engine, Result, format::human_bytes};
 
 use crate::commands::{Context, Outcome, parse_duration_arg, print_json};
 
@@ -66,7 +66,7 @@ pub(crate) async fn run(args: GcArgs, ctx: &Context<'_>) -> Result<Outcome> {
 
 /// Tenants that have a chunk store (`{tenant}/_chunks/...`).
 async fn chunk_store_tenants(engine: &Engine) -> Result<Vec<String>> {
-    use backup_core::StoreExt;
+    use backup_core::store::StoreExt;
     let mut tenants = std::collections::BTreeSet::new();
     for meta in engine.store().list_all(None).await? {
         let mut segments = meta.key.segments();

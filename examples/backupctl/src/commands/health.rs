@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backup_core::{Filter, HealthOptions, HealthStatus, Result};
+use backup_core::{Filter, Result, catalog::HealthOptions, catalog::HealthStatus};
 
 use crate::commands::{Context, Outcome, parse_duration_arg, print_json};
 

@@ -60,5 +60,5 @@ pub(crate) fn print_json(value: &impl serde::Serialize) {
 }
 
 pub(crate) fn parse_duration_arg(s: &str) -> std::result::Result<Duration, String> {
-    backup_core::parse_duration(s).map_err(|e| e.to_string())
+    backup_core::duration::parse_duration(s).map_err(|e| e.to_string())
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use backup_core::{
-    Error, Filter, KeepGfs, KeepLast, KeepWithin, PlanOptions, Result, RetentionPolicy, human_bytes,
+    Error, Filter, Result, RetentionPolicy, format::human_bytes, retention::KeepGfs,
+    retention::KeepLast, retention::KeepWithin, retention::PlanOptions,
 };
 
 use crate::commands::{Context, Outcome, parse_duration_arg, print_json};

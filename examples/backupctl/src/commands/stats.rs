@@ -1,6 +1,6 @@
 //! `backupctl stats`: count, total size, newest and oldest backup, per tenant and source.
 
-use backup_core::{Filter, Result, Stats, human_bytes};
+use backup_core::{Filter, Result, catalog::Stats, format::human_bytes};
 
 use crate::commands::{Context, Outcome, print_json};
 

@@ -1,6 +1,8 @@
 //! `backupctl sweep`: remove what failed and crashed backups left: artifacts without a
 
-use backup_core::{Result, SweepReport, duration_from_minutes, human_bytes};
+use backup_core::{
+    Result, catalog::SweepReport, duration::duration_from_minutes, format::human_bytes,
+};
 
 use std::time::Duration;
 

@@ -78,7 +78,9 @@ impl StoreUnderTest {
 /// (`…-YYYYMMDDTHHMMSSZ-xxxxxxxx`).
 fn backup_id_in(base: &str) -> Option<String> {
     let id = base.get(base.len().checked_sub(25)?..)?;
-    (backup_core::is_backup_id(id) && base.len() > 25 && base.as_bytes()[base.len() - 26] == b'-')
+    (backup_core::manifest::is_backup_id(id)
+        && base.len() > 25
+        && base.as_bytes()[base.len() - 26] == b'-')
         .then(|| id.to_string())
 }
 

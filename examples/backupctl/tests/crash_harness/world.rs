@@ -99,7 +99,7 @@ impl World {
             .prefix("crash-harness-")
             .tempdir()
             .expect("scratch directory");
-        let (_, recipient, age_secret) = backup_core::AgeIdentities::generate();
+        let (_, recipient, age_secret) = backup_core::crypto::AgeIdentities::generate();
 
         // A MongoDB user, so the victim authenticates with MONGODB_PASSWORD.
         let mongo_user = format!("crash_{:08x}", rand::random::<u32>());

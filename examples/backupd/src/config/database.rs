@@ -2,7 +2,8 @@
 
 use std::collections::HashSet;
 
-use backup_core::{Secret, validate_id};
+use backup_core::Secret;
+use backup_core::key::validate_id;
 
 use crate::engine::Engine;
 use crate::tenancy::{check_database_name, normalise_host, same_name};
@@ -37,7 +38,7 @@ pub fn database(
     let tenant = raw
         .tenant
         .clone()
-        .unwrap_or_else(|| backup_core::DEFAULT_TENANT.to_string());
+        .unwrap_or_else(|| backup_core::manifest::DEFAULT_TENANT.to_string());
     if let Err(e) = validate_id(&tenant) {
         problems.push(format!("{path}.tenant"), e.to_string());
     } else if tenant.starts_with('_') {

@@ -16,10 +16,10 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// Parses `90m`, `12h`, `30d`, `2w`, `1y` (or `s`) with checked
 /// arithmetic: zero, overflow and anything above 100 years are errors.
 ///
-/// The grammar is [`backup_core::parse_duration`]'s; backupd's bounds are
+/// The grammar is [`backup_core::duration::parse_duration`]'s; backupd's bounds are
 /// narrower (a staleness threshold of zero or above 100 years is a typo).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = backup_core::parse_duration(s).map_err(|e| without_prefix(&e))?;
+    let d = backup_core::duration::parse_duration(s).map_err(|e| without_prefix(&e))?;
     if d.is_zero() || d.as_secs() > MAX_DURATION_SECS {
         return Err(format!("duration {s:?} is out of range (1s to 100y)"));
     }

@@ -156,9 +156,9 @@ pub struct Config {
     /// Webhooks.
     pub webhooks: Vec<WebhookConfig>,
     /// Encryption of new backups.
-    pub recipients: Option<backup_core::AgeRecipients>,
+    pub recipients: Option<backup_core::crypto::AgeRecipients>,
     /// Keys for restoring encrypted backups.
-    pub identities: Option<backup_core::AgeIdentities>,
+    pub identities: Option<backup_core::crypto::AgeIdentities>,
     /// Audit log path.
     pub audit_log: PathBuf,
     /// Shutdown drain time.

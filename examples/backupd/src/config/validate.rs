@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use backup_core::{
-    AgeIdentities, AgeRecipients, Compression, Schedule, Secret, parse_tz, validate_id,
-};
+use backup_core::crypto::{AgeIdentities, AgeRecipients};
+use backup_core::key::validate_id;
+use backup_core::schedule::parse_tz;
+use backup_core::{Compression, Schedule, Secret};
 use chrono_tz::Tz;
 
 use crate::packages::PackageFormat;

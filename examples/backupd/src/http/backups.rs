@@ -7,7 +7,9 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use backup_core::{BackupKind, BackupType, Filter, Page};
+use backup_core::catalog::Page;
+use backup_core::manifest::BackupKind;
+use backup_core::{BackupType, Filter};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,7 +37,7 @@ pub(super) struct ListQuery {
     limit: Option<usize>,
 }
 
-pub(super) fn backup_view(m: &backup_core::Manifest) -> Value {
+pub(super) fn backup_view(m: &backup_core::manifest::Manifest) -> Value {
     let mut v = serde_json::to_value(m).expect("manifests serialise");
     v["filename"] = Value::String(
         m.artifact
@@ -45,7 +47,7 @@ pub(super) fn backup_view(m: &backup_core::Manifest) -> Value {
             .to_string(),
     );
     v["size_bytes"] = json!(m.stored.size);
-    v["size_human"] = Value::String(backup_core::human_bytes(m.stored.size));
+    v["size_human"] = Value::String(backup_core::format::human_bytes(m.stored.size));
     v
 }
 
@@ -140,8 +142,8 @@ pub(super) async fn download_backup(
         // as it streams (it ends in an error rather than its last bytes if
         // a chunk is damaged).
         let (m, stream) = app.engine.open_dump(&id, caller.tenant.as_deref()).await?;
-        let got = backup_core::GetResult {
-            meta: backup_core::ObjectMeta {
+        let got = backup_core::store::GetResult {
+            meta: backup_core::store::ObjectMeta {
                 key: m.artifact_key()?,
                 size: m.raw.size,
                 last_modified: m.finished_at,

@@ -9,7 +9,7 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use backup_core::validate_id;
+use backup_core::key::validate_id;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -88,7 +88,7 @@ pub(super) fn scope(p: &Principal, asked: Option<String>) -> Result<Option<Strin
 
 /// A streamed file download with its length and checksums in the headers.
 pub(super) fn download(
-    got: backup_core::GetResult,
+    got: backup_core::store::GetResult,
     key: &str,
     content_type: &'static str,
     sha256: &str,

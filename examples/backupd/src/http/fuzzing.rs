@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use axum::extract::Query;
 use axum::http::Uri;
-use backup_core::{Compression, Schedule, validate_id};
+use backup_core::key::validate_id;
+use backup_core::{Compression, Schedule};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 

@@ -54,7 +54,7 @@ pub(super) async fn download_package(
     let p = packages::get(&app.store, &id, caller.tenant.as_deref()).await?;
     let got = app
         .store
-        .get(&backup_core::Key::new(p.artifact.as_str())?)
+        .get(&backup_core::key::Key::new(p.artifact.as_str())?)
         .await?;
     Ok(download(
         got,

@@ -4,7 +4,8 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use backup_core::{Filter, StoreExt};
+use backup_core::Filter;
+use backup_core::store::StoreExt;
 use chrono::Utc;
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -38,7 +39,7 @@ pub(super) async fn status(State(app): State<Shared>, caller: Caller) -> ApiResu
         .filter(|j| visible.contains(&j.id))
         .collect();
     ok(json!({
-        "healthy": health.iter().all(|h| h.status == backup_core::HealthStatus::Healthy),
+        "healthy": health.iter().all(|h| h.status == backup_core::catalog::HealthStatus::Healthy),
         "sources": health,
         "jobs": jobs,
         "running": app.scheduler.running(),
@@ -124,7 +125,7 @@ pub(super) async fn ready(State(app): State<Shared>) -> Response {
     if app.stopping.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
-    let probe = backup_core::Key::new("_readyz").expect("valid key");
+    let probe = backup_core::key::Key::new("_readyz").expect("valid key");
     match app.store.exists(&probe).await {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {

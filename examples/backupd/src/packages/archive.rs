@@ -8,14 +8,19 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// An archive being written entry by entry.
 pub(super) trait Archive {
     /// Adds a file of known size from a stream.
-    async fn add(&mut self, name: &str, size: u64, body: backup_core::ByteStream) -> Result<()>;
+    async fn add(
+        &mut self,
+        name: &str,
+        size: u64,
+        body: backup_core::store::ByteStream,
+    ) -> Result<()>;
 }
 
 pub(super) async fn copy_exact<W: AsyncWrite + Unpin>(
     out: &mut W,
     name: &str,
     size: u64,
-    mut body: backup_core::ByteStream,
+    mut body: backup_core::store::ByteStream,
     mut each: impl FnMut(&[u8]),
 ) -> Result<()> {
     let mut written = 0u64;

@@ -13,10 +13,10 @@ mod zip;
 
 use std::sync::Arc;
 
-use backup_core::{
-    BackupType, Engine, Error, Key, Manifest, Result, Store, StoreExt, is_backup_id, new_backup_id,
-    validate_id,
-};
+use backup_core::key::{Key, validate_id};
+use backup_core::manifest::{Manifest, is_backup_id, new_backup_id};
+use backup_core::store::StoreExt;
+use backup_core::{BackupType, Engine, Error, Result, Store};
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Utc};
 use futures::StreamExt;

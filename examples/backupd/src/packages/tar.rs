@@ -61,7 +61,12 @@ impl<W: AsyncWrite + Unpin> TarWriter<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Archive for TarWriter<W> {
-    async fn add(&mut self, name: &str, size: u64, body: backup_core::ByteStream) -> Result<()> {
+    async fn add(
+        &mut self,
+        name: &str,
+        size: u64,
+        body: backup_core::store::ByteStream,
+    ) -> Result<()> {
         let io = |e: std::io::Error| Error::from_io("writing the package", e);
         let bytes = name.as_bytes();
         if bytes.len() > 100 {

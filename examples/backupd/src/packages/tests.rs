@@ -22,7 +22,7 @@ const CHUNK: usize = 1 << 20;
 const BIG: u64 = 5 << 30;
 
 /// `BIG` bytes made of one shared 1 MiB chunk: nothing is held but it.
-fn generated(size: u64) -> backup_core::ByteStream {
+fn generated(size: u64) -> backup_core::store::ByteStream {
     let chunk = Bytes::from(
         (0..CHUNK)
             .map(|i| (i * 31 % 251) as u8)
@@ -42,7 +42,7 @@ fn peak_rss_kib() -> u64 {
         .unwrap()
 }
 
-fn small(text: &'static str) -> backup_core::ByteStream {
+fn small(text: &'static str) -> backup_core::store::ByteStream {
     futures::stream::once(async move { Ok(Bytes::from_static(text.as_bytes())) }).boxed()
 }
 

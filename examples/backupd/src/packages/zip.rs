@@ -152,7 +152,12 @@ impl<W: AsyncWrite + Unpin> ZipWriter<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Archive for ZipWriter<W> {
-    async fn add(&mut self, name: &str, size: u64, body: backup_core::ByteStream) -> Result<()> {
+    async fn add(
+        &mut self,
+        name: &str,
+        size: u64,
+        body: backup_core::store::ByteStream,
+    ) -> Result<()> {
         let io = |e: std::io::Error| Error::from_io("writing the package", e);
         let offset = self.offset;
         let zip64 = size >= ZIP64_LIMIT;

@@ -1,6 +1,4 @@
-//! The in-process scheduler: jobs on schedules, a global concurrency limit,
-//! no overlapping runs of one job, misfire handling, leases for several
-//! replicas, and graceful shutdown.
+//! The [`Scheduler`]: its loop, firing due triggers, and runs.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,177 +6,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::config::SchedulerConfig;
+use super::job::{Job, JobInfo, JobOutcome, JobSpec, MisfirePolicy, Trigger, already_ran};
+use super::lease::{LOCKS, acquire_lease};
 use crate::clock::Clock;
 use crate::duration::{MAX_DURATION, to_chrono};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
 use crate::key::{Key, validate_id};
 use crate::manifest::{BackupKind, BackupType};
-use crate::schedule::Schedule;
-use crate::store::{PutOptions, Store, StoreExt};
-
-/// Why a job runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trigger {
-    /// The job's id.
-    pub job_id: String,
-    /// Manual (`run_now`) or scheduled.
-    pub kind: BackupKind,
-    /// The schedule time this run stands for (scheduled runs only).
-    pub scheduled_for: Option<DateTime<Utc>>,
-    /// What to store, when the caller of a manual run asked for a type
-    /// (`None`: the job's own setting).
-    pub backup_type: Option<BackupType>,
-}
-
-/// What a finished run reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobOutcome {
-    /// Id of the backup the run committed, if any.
-    pub backup_id: Option<String>,
-}
-
-/// The work a scheduled job does (usually a [`BackupJob`](crate::BackupJob)).
-#[async_trait]
-pub trait Job: fmt::Debug + Send + Sync + 'static {
-    /// Runs once. `cancel` fires on a cancelling shutdown; the job must then
-    /// stop cleanly (nothing half-committed) and return an error.
-    async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome>;
-
-    /// When this job last ran, as recorded somewhere that outlives the
-    /// process (a [`BackupJob`](crate::BackupJob) reads its source's
-    /// [`RunRecord`](crate::RunRecord) in the store): the schedule time a
-    /// scheduled run stood for, or when a manual run started.
-    ///
-    /// The scheduler asks before catching up a missed trigger of a job
-    /// registered without [`JobSpec::last_run`], and skips the catch-up
-    /// (an [`Event::Skipped`]) when the trigger already ran: a host that
-    /// registers its jobs at every start does not back up at every start.
-    /// The default knows nothing (`Ok(None)`), so such jobs always catch up.
-    async fn last_run(&self) -> Result<Option<DateTime<Utc>>> {
-        Ok(None)
-    }
-}
-
-/// What to do about triggers that passed while the process was down or too
-/// busy to fire them on time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MisfirePolicy {
-    /// Run once as soon as possible, however many triggers were missed.
-    #[default]
-    RunOnce,
-    /// Do not catch up; record the skip and wait for the next trigger.
-    Skip,
-}
-
-/// A job as registered with the scheduler.
-#[derive(Debug, Clone)]
-pub struct JobSpec {
-    /// Unique id (letters, digits, `-`, `_`, `.`).
-    pub id: String,
-    /// When it runs.
-    pub schedule: Schedule,
-    /// What it does.
-    pub job: Arc<dyn Job>,
-    /// Missed-trigger handling.
-    pub misfire: MisfirePolicy,
-    /// When it last ran on a schedule, as the host knows it (for example
-    /// the newest scheduled backup in the catalog). With
-    /// [`MisfirePolicy::RunOnce`], a job whose last run is older than its
-    /// latest trigger runs once right after being added. When `None`, the
-    /// scheduler asks the job itself ([`Job::last_run`]) before that
-    /// catch-up, so a trigger that ran before a restart is not run again.
-    pub last_run: Option<DateTime<Utc>>,
-}
-
-impl JobSpec {
-    /// A job with the default misfire policy and no run history.
-    pub fn new(id: impl Into<String>, schedule: Schedule, job: Arc<dyn Job>) -> Self {
-        JobSpec {
-            id: id.into(),
-            schedule,
-            job,
-            misfire: MisfirePolicy::default(),
-            last_run: None,
-        }
-    }
-
-    /// Sets the misfire policy.
-    pub fn misfire(mut self, policy: MisfirePolicy) -> Self {
-        self.misfire = policy;
-        self
-    }
-
-    /// Sets the last known scheduled run.
-    pub fn last_run(mut self, at: Option<DateTime<Utc>>) -> Self {
-        self.last_run = at;
-        self
-    }
-}
-
-/// Scheduler settings.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct SchedulerConfig {
-    /// Zone schedules are evaluated in (default UTC).
-    pub tz: Tz,
-    /// Most runs at once, across all jobs (manual runs included).
-    pub max_parallel_jobs: usize,
-    /// A trigger found this late is a misfire (default 60 s; anything
-    /// beyond [`MAX_DURATION`] means never).
-    pub misfire_grace: Duration,
-    /// Store used for leases so that several processes sharing it run each
-    /// scheduled trigger once (`None`: no leases).
-    pub lease_store: Option<Arc<dyn Store>>,
-}
-
-impl Default for SchedulerConfig {
-    fn default() -> Self {
-        SchedulerConfig {
-            tz: Tz::UTC,
-            max_parallel_jobs: 4,
-            misfire_grace: Duration::from_secs(60),
-            lease_store: None,
-        }
-    }
-}
-
-impl SchedulerConfig {
-    /// Sets the time zone.
-    pub fn tz(mut self, tz: Tz) -> Self {
-        self.tz = tz;
-        self
-    }
-
-    /// Sets the global concurrency limit (at least 1; at most
-    /// [`tokio::sync::Semaphore::MAX_PERMITS`], which is far beyond anything
-    /// useful).
-    pub fn max_parallel_jobs(mut self, n: usize) -> Self {
-        self.max_parallel_jobs = n.max(1);
-        self
-    }
-
-    /// Enables leases in `store`, for several replicas sharing it: each
-    /// scheduled trigger runs in the replica that creates its lease object
-    /// first. The store needs exclusive create-only puts (see
-    /// [`Scheduler::try_start`], which checks); a trigger whose lease cannot
-    /// be taken is skipped, never run without it.
-    pub fn leases(mut self, store: Arc<dyn Store>) -> Self {
-        self.lease_store = Some(store);
-        self
-    }
-}
+use crate::store::StoreExt;
 
 /// How [`Scheduler::shutdown`] treats runs in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,23 +30,6 @@ pub enum Shutdown {
     Drain(Duration),
     /// Cancel running jobs now (they abort cleanly; nothing is committed).
     Cancel,
-}
-
-/// The state of a job, for status pages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobInfo {
-    /// Job id.
-    pub id: String,
-    /// Its schedule.
-    pub schedule: String,
-    /// Next scheduled run, if any.
-    pub next_run: Option<DateTime<Utc>>,
-    /// Whether a run is in progress.
-    pub running: bool,
-    /// When the last run (of any kind) finished.
-    pub last_finished: Option<DateTime<Utc>>,
-    /// Its error, if it failed.
-    pub last_error: Option<String>,
 }
 
 struct Entry {
@@ -234,7 +60,7 @@ struct Inner {
     run_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Runs [`Job`]s on their [`Schedule`]s.
+/// Runs [`Job`]s on their [`Schedule`](crate::schedule::Schedule)s.
 ///
 /// - Jobs can be added, changed and removed while it runs.
 /// - At most `max_parallel_jobs` runs at once; manual runs
@@ -248,8 +74,8 @@ struct Inner {
 ///   exclusive create-only puts) is skipped with an [`Event::Skipped`]
 ///   naming the reason, never run twice.
 ///
-/// Time comes from a [`Clock`]: [`SystemClock`](crate::SystemClock) in
-/// production, [`ManualClock`](crate::ManualClock) in tests.
+/// Time comes from a [`Clock`]: [`SystemClock`](crate::clock::SystemClock) in
+/// production, [`ManualClock`](crate::clock::ManualClock) in tests.
 pub struct Scheduler {
     inner: Arc<Inner>,
     main: Mutex<Option<JoinHandle<()>>>,
@@ -673,96 +499,4 @@ impl Inner {
         }
         result
     }
-}
-
-/// Where leases live: `_locks/{job id}/{trigger time}.json`.
-const LOCKS: &str = "_locks";
-
-/// Attempts at taking a lease before its trigger is skipped.
-const LEASE_ATTEMPTS: u32 = 3;
-
-/// Pause before the second attempt, doubled before each further one.
-const LEASE_RETRY_DELAY: Duration = Duration::from_millis(250);
-
-/// The job's last run if it covers `trigger` (it ran for this schedule
-/// time or later). A job that cannot tell is caught up: a redundant backup
-/// is better than a missing one.
-async fn already_ran(job: &dyn Job, trigger: &Trigger) -> Option<DateTime<Utc>> {
-    let due = trigger.scheduled_for?;
-    match job.last_run().await {
-        Ok(Some(last)) if last >= due => Some(last),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::warn!(job = %trigger.job_id, error = %e, "could not read the job's last run; catching up");
-            None
-        }
-    }
-}
-
-/// Claims `trigger` in the store: the first process to create the lease
-/// object (create-only, so exclusive) runs it. Retryable failures are
-/// retried briefly; any other failure, including a store without exclusive
-/// create-only puts ([`Error::Unsupported`]), is returned so the caller
-/// skips the trigger. A lease found after a failed attempt is ours only if
-/// it carries this attempt's random token (the failed put may have been
-/// written). Leases of the same job older than a week are removed.
-async fn acquire_lease(store: &dyn Store, trigger: &Trigger, now: DateTime<Utc>) -> Result<bool> {
-    let at = trigger.scheduled_for.unwrap_or(now);
-    let prefix = Key::new(format!("{LOCKS}/{}", trigger.job_id))?;
-    let key = prefix.join(&format!("{}.json", at.format("%Y%m%dT%H%M%SZ")))?;
-    let token = format!("{:032x}", rand::random::<u128>());
-    let body = Bytes::from(
-        serde_json::json!({
-            "job_id": trigger.job_id,
-            "scheduled_for": at,
-            "holder": format!("{}:{}", hostname(), std::process::id()),
-            "acquired_at": now,
-            "token": token,
-        })
-        .to_string(),
-    );
-    let mut attempt = 1;
-    let mut delay = LEASE_RETRY_DELAY;
-    loop {
-        match store.put(&key, body.clone(), PutOptions::create()).await {
-            Ok(_) => break,
-            Err(Error::AlreadyExists { .. }) if attempt == 1 => return Ok(false),
-            Err(Error::AlreadyExists { .. }) => {
-                let lease = store.get_bytes(&key).await?;
-                let holder = serde_json::from_slice::<serde_json::Value>(&lease)
-                    .ok()
-                    .and_then(|v| v.get("token").and_then(|t| t.as_str()).map(str::to_owned));
-                if holder.as_deref() != Some(token.as_str()) {
-                    return Ok(false);
-                }
-                break;
-            }
-            Err(e) if e.is_retryable() && attempt < LEASE_ATTEMPTS => {
-                tracing::info!(%key, attempt, error = %e, "taking a lease failed; retrying");
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-                delay *= 2;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let week = chrono::Duration::days(7);
-    if let Ok(old) = store.list_all(Some(&prefix)).await {
-        let stale: Vec<Key> = old
-            .into_iter()
-            .filter(|m| now - m.last_modified > week)
-            .map(|m| m.key)
-            .collect();
-        if !stale.is_empty() {
-            let _ = store.delete_many(&stale).await;
-        }
-    }
-    Ok(true)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
 }
