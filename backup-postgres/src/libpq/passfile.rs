@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use backup_core::{Error, Result, Secret};
 
-use super::LibpqEnv;
+use super::env::LibpqEnv;
 use crate::conn::PgConnection;
 
 /// Splits one passfile field off `line` (up to an unescaped `:`), with

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use backup_core::{Error, Result};
 
-use super::LibpqEnv;
+use super::env::LibpqEnv;
 
 /// The default system configuration directory of Debian's libpq, where a
 /// system-wide `pg_service.conf` lives (`PGSYSCONFDIR` overrides it).
