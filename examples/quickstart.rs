@@ -59,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     print!("{}", backup_table(&listed[..listed.len().min(5)]));
 
     println!("5. verifying the artifact (size, SHA-256, MD5, decompressed digest)...");
-    engine.verify(&manifest.id, None).await?;
+    engine.verify(&manifest.id).await?;
     println!("   OK");
 
     let restored = format!("{db}_restored");
@@ -68,7 +68,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     engine
         .restore(
             &manifest.id,
-            None,
             &target,
             &RestoreOptions::into_database(&restored).create(true),
         )

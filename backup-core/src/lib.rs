@@ -111,9 +111,9 @@
 //! let listed = engine.catalog().list(&Filter::all()).await?;
 //! assert_eq!(listed[0].id, manifest.id);
 //!
-//! engine.verify(&manifest.id, None).await?;
+//! engine.verify(&manifest.id).await?;
 //! let target = Collect::default();
-//! engine.restore(&manifest.id, None, &target, &RestoreOptions::default()).await?;
+//! engine.restore(&manifest.id, &target, &RestoreOptions::default()).await?;
 //! assert_eq!(&*target.0.lock().unwrap(), b"hello, world");
 //! # Ok::<(), Error>(()) }).unwrap();
 //! ```
@@ -121,6 +121,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod backup_job;
+pub mod backup_ref;
 pub mod catalog;
 pub mod child;
 pub mod clock;

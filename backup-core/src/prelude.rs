@@ -12,6 +12,7 @@
 //! Everything else lives in the module that defines it.
 
 pub use crate::backup_job::BackupJob;
+pub use crate::backup_ref::BackupRef;
 pub use crate::catalog::Filter;
 pub use crate::compression::Compression;
 pub use crate::engine::{BackupRequest, Engine};

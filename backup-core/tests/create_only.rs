@@ -257,7 +257,7 @@ async fn backups_commit_on_stores_without_create_only_puts() {
             )
             .await
             .unwrap();
-        engine.verify(&m.id, None).await.unwrap();
+        engine.verify(&m.id).await.unwrap();
     }
     assert_eq!(
         engine.catalog().list(&Filter::all()).await.unwrap().len(),
@@ -521,7 +521,7 @@ async fn garbage(engine: &Engine) -> Manifest {
         ..ScriptedSource::ok(400_000)
     };
     let second = engine.backup(&source, &request).await.unwrap();
-    engine.catalog().delete(&first.id, None).await.unwrap();
+    engine.catalog().delete(&first.id).await.unwrap();
     second
 }
 
@@ -540,7 +540,7 @@ async fn gc_without_create_only_puts_takes_its_marker_by_token() {
     assert!(!report.deleted_packs.is_empty(), "{report:?}");
     assert!(packs(store.as_ref()).await.len() < before.len());
     assert!(!store.exists(&key(GC_MARKER)).await.unwrap(), "marker left");
-    engine.verify(&kept.id, None).await.unwrap();
+    engine.verify(&kept.id).await.unwrap();
     assert!(engine.check(None).await.unwrap().is_ok());
 }
 
@@ -613,6 +613,6 @@ async fn a_gc_stops_before_deleting_once_another_took_its_marker() {
         // The other holder's marker is left alone.
         let marker = store.get_bytes(&key(GC_MARKER)).await.unwrap();
         assert!(String::from_utf8_lossy(&marker).contains("someone-else"));
-        engine.verify(&kept.id, None).await.unwrap();
+        engine.verify(&kept.id).await.unwrap();
     }
 }

@@ -81,7 +81,7 @@ impl DumpSource for Rows {
 async fn restored(engine: &Engine, id: &str) -> Vec<u8> {
     let target = RecordingTarget::default();
     engine
-        .restore(id, None, &target, &RestoreOptions::default())
+        .restore(id, &target, &RestoreOptions::default())
         .await
         .unwrap();
     target.recording().committed.expect("committed")
@@ -117,8 +117,8 @@ async fn round_trips_with_every_compression_and_with_encryption() {
         assert_eq!(m.encryption.is_some(), encrypted);
         let listed = engine.catalog().list(&Filter::all()).await.unwrap();
         assert_eq!(listed.len(), 1, "one backup listed, no chunk objects");
-        engine.verify(&m.id, None).await.unwrap();
-        engine.verify_stored(&m.id, None).await.unwrap();
+        engine.verify(&m.id).await.unwrap();
+        engine.verify_stored(&m.id).await.unwrap();
         assert!(
             restored(&engine, &m.id).await == source.content(),
             "{compression} encrypted={encrypted}"
@@ -150,7 +150,7 @@ async fn encrypted_chunks_need_the_identity_and_are_not_shared_with_plaintext() 
     // Without the identity: refused before anything is written.
     let target = RecordingTarget::default();
     let err = encrypting
-        .restore(&enc.id, None, &target, &RestoreOptions::default())
+        .restore(&enc.id, &target, &RestoreOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Decryption { .. }), "{err}");
@@ -158,7 +158,7 @@ async fn encrypted_chunks_need_the_identity_and_are_not_shared_with_plaintext() 
     let (wrong, _, _) = AgeIdentities::generate();
     let err = engine(&store)
         .with_identities(wrong)
-        .restore(&enc.id, None, &target, &RestoreOptions::default())
+        .restore(&enc.id, &target, &RestoreOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Decryption { .. }), "{err}");
@@ -227,7 +227,7 @@ async fn one_byte_dumps_round_trip() {
     let source = ScriptedSource::ok(1);
     let m = engine.backup(&source, &incremental("e")).await.unwrap();
     assert_eq!(m.dedup.as_ref().unwrap().chunks, 1);
-    engine.verify(&m.id, None).await.unwrap();
+    engine.verify(&m.id).await.unwrap();
     assert_eq!(restored(&engine, &m.id).await, source.content());
 }
 
@@ -324,7 +324,7 @@ async fn corrupt_chunks_and_missing_packs_are_refused_before_commit() {
         }
         let target = RecordingTarget::default();
         let err = engine
-            .restore(&m.id, None, &target, &RestoreOptions::default())
+            .restore(&m.id, &target, &RestoreOptions::default())
             .await
             .unwrap_err();
         let rec = target.recording();
@@ -340,7 +340,7 @@ async fn corrupt_chunks_and_missing_packs_are_refused_before_commit() {
             "{damage}: {err}"
         );
         assert!(
-            engine.verify(&m.id, None).await.is_err(),
+            engine.verify(&m.id).await.is_err(),
             "{damage}: verify passed"
         );
         let report = engine.check(None).await.unwrap();
@@ -417,7 +417,7 @@ async fn gc_after_deleting_the_first_backup_keeps_the_second_and_removes_orphans
         "{idle:?}"
     );
 
-    engine.catalog().delete(&first.id, None).await.unwrap();
+    engine.catalog().delete(&first.id).await.unwrap();
     let orphaned = engine.check(None).await.unwrap();
     assert!(orphaned.is_ok(), "{orphaned:?}");
     assert!(orphaned.unreferenced_chunks > 0, "{orphaned:?}");
@@ -448,7 +448,7 @@ async fn gc_after_deleting_the_first_backup_keeps_the_second_and_removes_orphans
     assert_eq!(after.orphaned_packs, Vec::<String>::new());
     // Only what the second backup needs remains.
     assert!(after.chunks_checked <= second.dedup.as_ref().unwrap().chunks);
-    engine.verify(&second.id, None).await.unwrap();
+    engine.verify(&second.id).await.unwrap();
     assert!(restored(&engine, &second.id).await == rows.content());
     // No marker is left behind.
     assert!(chunk_store_keys(&store, "gc-running").await.is_empty());
@@ -467,7 +467,7 @@ async fn repacking_keeps_encrypted_chunks_readable_without_a_key_in_the_gc() {
                 .repack_threshold(0.0),
         );
     let (first, second, rows) = two_backups(&writer).await;
-    writer.catalog().delete(&first.id, None).await.unwrap();
+    writer.catalog().delete(&first.id).await.unwrap();
     let gc = writer.gc("default", Duration::ZERO, false).await.unwrap();
     assert!(
         !gc.repacked_packs.is_empty() || !gc.deleted_packs.is_empty(),
@@ -488,7 +488,7 @@ async fn gc_backs_off_while_a_backup_is_in_flight_and_spares_young_packs() {
     let store = Arc::new(InMemoryStore::new());
     let engine = engine(&store);
     let (first, second, _) = two_backups(&engine).await;
-    engine.catalog().delete(&first.id, None).await.unwrap();
+    engine.catalog().delete(&first.id).await.unwrap();
     let packs = chunk_store_keys(&store, ".pack").await;
 
     let marker = Key::new("default/_chunks/inflight/20990101T000000Z-0badf00d").unwrap();
@@ -517,7 +517,7 @@ async fn gc_backs_off_while_a_backup_is_in_flight_and_spares_young_packs() {
 
     let gc = engine.gc("default", Duration::ZERO, false).await.unwrap();
     assert!(!gc.deleted_packs.is_empty(), "{gc:?}");
-    engine.verify(&second.id, None).await.unwrap();
+    engine.verify(&second.id).await.unwrap();
 }
 
 #[tokio::test]

@@ -47,10 +47,10 @@ async fn encrypted_backups_round_trip_and_record_only_public_ids() {
         "a plain age file"
     );
 
-    engine.verify(&m.id, None).await.unwrap();
+    engine.verify(&m.id).await.unwrap();
     let target = RecordingTarget::default();
     engine
-        .restore(&m.id, None, &target, &RestoreOptions::default())
+        .restore(&m.id, &target, &RestoreOptions::default())
         .await
         .unwrap();
     assert!(target.recording().committed.unwrap() == source.content());
@@ -95,7 +95,7 @@ async fn wrong_or_missing_keys_are_refused_and_nothing_is_applied() {
     // No identity at all: refused before any session starts.
     let target = RecordingTarget::default();
     let err = engine(&store)
-        .restore(&m.id, None, &target, &RestoreOptions::default())
+        .restore(&m.id, &target, &RestoreOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Decryption { .. }), "{err}");
@@ -106,7 +106,7 @@ async fn wrong_or_missing_keys_are_refused_and_nothing_is_applied() {
     let target = RecordingTarget::default();
     let err = engine(&store)
         .with_identities(wrong.clone())
-        .restore(&m.id, None, &target, &RestoreOptions::default())
+        .restore(&m.id, &target, &RestoreOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Decryption { .. }), "{err}");
@@ -116,13 +116,13 @@ async fn wrong_or_missing_keys_are_refused_and_nothing_is_applied() {
     assert!(rec.received.is_empty());
     let err = engine(&store)
         .with_identities(wrong)
-        .verify(&m.id, None)
+        .verify(&m.id)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Decryption { .. }), "{err}");
 
     // Stored bytes can be checked without any key.
-    engine(&store).verify_stored(&m.id, None).await.unwrap();
+    engine(&store).verify_stored(&m.id).await.unwrap();
 }
 
 #[tokio::test]
@@ -149,13 +149,13 @@ async fn tampered_ciphertext_is_an_integrity_error() {
         .unwrap();
     let target = RecordingTarget::default();
     let err = engine
-        .restore(&m.id, None, &target, &RestoreOptions::default())
+        .restore(&m.id, &target, &RestoreOptions::default())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Integrity { .. }), "{err}");
     assert_eq!(target.recording().committed, None);
     assert!(matches!(
-        engine.verify_stored(&m.id, None).await,
+        engine.verify_stored(&m.id).await,
         Err(Error::Integrity { .. })
     ));
 }
@@ -177,13 +177,13 @@ async fn passphrase_mode_for_humans() {
     let target = RecordingTarget::default();
     engine(&store)
         .with_identities(AgeIdentities::passphrase(&pass))
-        .restore(&m.id, None, &target, &RestoreOptions::default())
+        .restore(&m.id, &target, &RestoreOptions::default())
         .await
         .unwrap();
     assert!(target.recording().committed.unwrap() == source.content());
     let err = engine(&store)
         .with_identities(AgeIdentities::passphrase(&Secret::new("wrong")))
-        .verify(&m.id, None)
+        .verify(&m.id)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Decryption { .. }), "{err}");

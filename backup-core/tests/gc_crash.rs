@@ -223,7 +223,7 @@ async fn base(store: &Arc<InMemoryStore>) -> Vec<(String, Vec<u8>)> {
         let rows = Rows::new(12_000, version);
         let m = engine.backup(&rows, &request).await.unwrap();
         if version % 2 == 0 {
-            engine.catalog().delete(&m.id, None).await.unwrap();
+            engine.catalog().delete(&m.id).await.unwrap();
         } else {
             kept.push((m.id, rows.0));
         }
@@ -299,10 +299,10 @@ async fn one_gc_after_a_gc_killed_anywhere_leaves_nothing_to_do() {
                     ));
                 }
                 for (id, content) in &kept {
-                    plain.verify(id, None).await.unwrap();
+                    plain.verify(id).await.unwrap();
                     let target = RecordingTarget::default();
                     plain
-                        .restore(id, None, &target, &RestoreOptions::default())
+                        .restore(id, &target, &RestoreOptions::default())
                         .await
                         .unwrap();
                     assert!(

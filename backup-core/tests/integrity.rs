@@ -141,7 +141,7 @@ async fn sweep_between_upload_and_manifest_never_breaks_a_commit() {
         let manifest = running.await.unwrap().unwrap();
         let listed = engine.catalog().list(&Filter::all()).await.unwrap();
         assert_eq!(listed.len(), 1);
-        engine.verify(&manifest.id, None).await.unwrap();
+        engine.verify(&manifest.id).await.unwrap();
     }
 }
 
@@ -195,16 +195,16 @@ async fn delete_racing_a_read_is_a_clear_not_found() {
                 if restore {
                     let target = RecordingTarget::default();
                     engine
-                        .restore(&id, None, &target, &RestoreOptions::default())
+                        .restore(&id, &target, &RestoreOptions::default())
                         .await
                         .map(|_| ())
                 } else {
-                    engine.verify(&id, None).await.map(|_| ())
+                    engine.verify(&id).await.map(|_| ())
                 }
             })
         };
         store.reached.notified().await;
-        engine.catalog().delete(&m.id, None).await.unwrap();
+        engine.catalog().delete(&m.id).await.unwrap();
         store.open();
         let err = reading.await.unwrap().unwrap_err();
         assert!(matches!(err, Error::NotFound { .. }), "{err:?}");

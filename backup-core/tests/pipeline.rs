@@ -1,5 +1,6 @@
 //! The pipeline's guarantees, end to end over the in-memory store.
 
+use backup_core::backup_ref::BackupRef;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,10 +53,14 @@ async fn round_trip_with_every_compression() {
         assert_eq!(m.labels["k"], "v");
         assert_eq!(keys(&store).await.len(), 2, "artifact + manifest");
 
-        engine.verify(&m.id, None).await.unwrap();
+        engine.verify(&m.id).await.unwrap();
         let target = RecordingTarget::default();
         let report = engine
-            .restore(&m.id, Some("acme"), &target, &RestoreOptions::default())
+            .restore(
+                BackupRef::in_tenant("acme", &m.id),
+                &target,
+                &RestoreOptions::default(),
+            )
             .await
             .unwrap();
         assert_eq!(report.database, "synthetic");
@@ -155,14 +160,14 @@ async fn corrupt_artifacts_are_refused_before_commit() {
                 .await
                 .unwrap();
             tamper(&store, &m, damage).await;
-            let err = engine.verify(&m.id, None).await.unwrap_err();
+            let err = engine.verify(&m.id).await.unwrap_err();
             assert!(
                 matches!(err, Error::Integrity { .. }),
                 "{compression} {what}: {err}"
             );
             let target = RecordingTarget::default();
             let err = engine
-                .restore(&m.id, None, &target, &RestoreOptions::default())
+                .restore(&m.id, &target, &RestoreOptions::default())
                 .await
                 .unwrap_err();
             assert!(
@@ -214,7 +219,7 @@ async fn catalog_lists_only_committed_backups_and_sweeps_orphans() {
         .unwrap();
     assert_eq!(swept.removed, [orphan.to_string()]);
     // The committed backup is untouched.
-    engine.verify(&m.id, None).await.unwrap();
+    engine.verify(&m.id).await.unwrap();
 }
 
 #[tokio::test]
@@ -229,11 +234,21 @@ async fn ids_are_validated_and_scoped_by_tenant() {
         .await
         .unwrap();
     for bad in ["../../etc/passwd", "/etc/passwd", "a/b", ""] {
-        let err = engine.catalog().get(bad, None).await.unwrap_err();
+        let err = engine.catalog().get(bad).await.unwrap_err();
         assert!(matches!(err, Error::InvalidKey { .. }), "{bad}: {err}");
     }
-    assert!(engine.catalog().get(&m.id, Some("a")).await.is_ok());
-    let err = engine.catalog().get(&m.id, Some("b")).await.unwrap_err();
+    assert!(
+        engine
+            .catalog()
+            .get(BackupRef::in_tenant("a", &m.id))
+            .await
+            .is_ok()
+    );
+    let err = engine
+        .catalog()
+        .get(BackupRef::in_tenant("b", &m.id))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     let err = engine
         .backup(
@@ -296,7 +311,7 @@ async fn delete_and_prune_remove_manifest_then_artifact() {
         .collect();
     assert_eq!(left, [manual.id.clone(), ids[3].clone(), ids[2].clone()]);
     assert_eq!(keys(&store).await.len(), 6, "no orphans after prune");
-    engine.catalog().delete(&manual.id, None).await.unwrap();
+    engine.catalog().delete(&manual.id).await.unwrap();
     assert_eq!(keys(&store).await.len(), 4);
 }
 
@@ -416,11 +431,11 @@ async fn md5_can_be_turned_off_and_unchanged_dumps_are_hashed_once() {
         "stored unchanged: same digest"
     );
     assert_eq!(m.raw.size, source.len as u64);
-    engine.verify(&m.id, None).await.unwrap();
-    engine.verify_stored(&m.id, None).await.unwrap();
+    engine.verify(&m.id).await.unwrap();
+    engine.verify_stored(&m.id).await.unwrap();
     let target = RecordingTarget::default();
     engine
-        .restore(&m.id, None, &target, &RestoreOptions::default())
+        .restore(&m.id, &target, &RestoreOptions::default())
         .await
         .unwrap();
     assert!(target.recording().committed.unwrap() == source.content());
@@ -450,7 +465,7 @@ async fn a_manifest_naming_another_key_is_refused() {
         .unwrap();
     let err = engine
         .catalog()
-        .get(&forged.id, Some("a"))
+        .get(BackupRef::in_tenant("a", &forged.id))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Manifest { .. }), "{err}");
@@ -464,7 +479,10 @@ async fn a_manifest_naming_another_key_is_refused() {
         0
     );
     // Tenant b's backup is intact.
-    engine.verify(&victim.id, Some("b")).await.unwrap();
+    engine
+        .verify(BackupRef::in_tenant("b", &victim.id))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -161,13 +161,13 @@ proptest! {
         let catalog = Catalog::new(store.clone());
         runtime().block_on(async {
             store.put(&key, forged.to_json().into(), PutOptions::default()).await.unwrap();
-            let err = catalog.get(&m.id, None).await.unwrap_err();
+            let err = catalog.get(&m.id).await.unwrap_err();
             assert!(err.to_string().contains("is not beside it"), "{err}");
             assert!(catalog.list(&Filter::all()).await.unwrap().is_empty());
             // The honest manifest is listed.
             store.put(&key, m.to_json().into(), PutOptions::default()).await.unwrap();
             let fresh = Catalog::new(store.clone());
-            assert_eq!(*fresh.get(&m.id, None).await.unwrap(), m);
+            assert_eq!(*fresh.get(&m.id).await.unwrap(), m);
         });
     }
 }

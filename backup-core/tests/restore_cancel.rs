@@ -68,7 +68,7 @@ async fn cancelling_a_restore_aborts_its_session() {
     let target = Hanging::default();
     let cancel = CancellationToken::new();
     let opts = RestoreOptions::default().cancel_token(cancel.clone());
-    let restore = engine.restore(&m.id, None, &target, &opts);
+    let restore = engine.restore(&m.id, &target, &opts);
     tokio::pin!(restore);
     let result = tokio::select! {
         early = &mut restore => panic!("the restore ended before it was cancelled: {early:?}"),
@@ -86,7 +86,7 @@ async fn cancelling_a_restore_aborts_its_session() {
     // The engine itself is not cancelled: the next restore runs.
     let target = backup_core::testing::RecordingTarget::default();
     engine
-        .restore(&m.id, None, &target, &RestoreOptions::default())
+        .restore(&m.id, &target, &RestoreOptions::default())
         .await
         .unwrap();
     assert_eq!(target.recording().committed.unwrap(), source.content());
@@ -117,7 +117,7 @@ async fn a_target_of_another_engine_is_refused_as_incompatible_not_as_configurat
         .await
         .unwrap();
     let err = engine
-        .restore(&m.id, None, &OtherEngine, &RestoreOptions::default())
+        .restore(&m.id, &OtherEngine, &RestoreOptions::default())
         .await
         .unwrap_err();
     assert!(

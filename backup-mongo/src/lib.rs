@@ -27,7 +27,7 @@
 //!
 //! // Restore into another database; staged, so a corrupt artifact changes nothing.
 //! engine
-//!     .restore(&manifest.id, None, &MongoTarget::new(conn), &RestoreOptions::into_database("sales_copy"))
+//!     .restore(&manifest.id, &MongoTarget::new(conn), &RestoreOptions::into_database("sales_copy"))
 //!     .await?;
 //! # Ok(()) }
 //! ```

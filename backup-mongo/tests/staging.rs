@@ -229,7 +229,6 @@ async fn standin_a_killed_restore_leaves_a_staging_database_that_is_found_and_dr
     engine
         .restore(
             &m.id,
-            None,
             &admin_target(),
             &RestoreOptions::into_database(&target),
         )

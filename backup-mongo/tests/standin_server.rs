@@ -121,7 +121,7 @@ async fn standin_end_to_end_backup_restore_equal_100k_mixed_documents() {
     let tool = manifest.versions.tool.as_deref().unwrap();
     assert!(tool.contains("mongodb driver 3."), "{tool}");
     assert!(manifest.versions.server.is_some());
-    engine.verify(&manifest.id, None).await.unwrap();
+    engine.verify(&manifest.id).await.unwrap();
 
     // The artifact is a mongodump archive: list it without restoring.
     let archive = raw_archive(&store, &manifest).await;
@@ -147,7 +147,6 @@ async fn standin_end_to_end_backup_restore_equal_100k_mixed_documents() {
     let report = engine
         .restore(
             &manifest.id,
-            None,
             &target,
             &RestoreOptions::into_database(&target_db),
         )
@@ -172,7 +171,6 @@ async fn standin_end_to_end_backup_restore_equal_100k_mixed_documents() {
     engine
         .restore(
             &manifest.id,
-            None,
             &direct,
             &RestoreOptions::into_database(&direct_db),
         )
@@ -235,7 +233,6 @@ async fn standin_selected_collections_dump_and_restore() {
     engine
         .restore(
             &full.id,
-            None,
             &target,
             &RestoreOptions::into_database(&target_db).only(vec!["log".into(), "recent".into()]),
         )
@@ -250,7 +247,6 @@ async fn standin_selected_collections_dump_and_restore() {
     let err = engine
         .restore(
             &full.id,
-            None,
             &target,
             &RestoreOptions::into_database(&target_db).only(vec!["missing".into()]),
         )
@@ -282,7 +278,7 @@ async fn standin_drop_before_restore_replaces_and_plain_restore_refuses() {
     let target_db = format!("{source_db}_t");
     let target = MongoTarget::new(server().connection(&target_db));
     engine
-        .restore(&m.id, None, &target, &RestoreOptions::default())
+        .restore(&m.id, &target, &RestoreOptions::default())
         .await
         .unwrap();
     let t = client.database(&target_db);
@@ -299,7 +295,7 @@ async fn standin_drop_before_restore_replaces_and_plain_restore_refuses() {
 
     // Without clean: refused before writing anything.
     let err = engine
-        .restore(&m.id, None, &target, &RestoreOptions::default())
+        .restore(&m.id, &target, &RestoreOptions::default())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already exist"), "{err}");
@@ -310,7 +306,7 @@ async fn standin_drop_before_restore_replaces_and_plain_restore_refuses() {
     for strategy in [RestoreStrategy::Staging, RestoreStrategy::Direct] {
         let target = MongoTarget::new(server().connection(&target_db)).with_strategy(strategy);
         engine
-            .restore(&m.id, None, &target, &RestoreOptions::default().clean(true))
+            .restore(&m.id, &target, &RestoreOptions::default().clean(true))
             .await
             .unwrap();
         let mut after = fingerprint(&client, &target_db).await;
@@ -438,7 +434,6 @@ async fn standin_corrupt_or_truncated_archives_fail_naming_collections_and_leave
             engine
                 .restore(
                     &good.id,
-                    None,
                     &MongoTarget::new(target_conn),
                     &RestoreOptions::default(),
                 )
@@ -467,12 +462,7 @@ async fn standin_corrupt_or_truncated_archives_fail_naming_collections_and_leave
                 .unwrap();
             let clean = strategy == RestoreStrategy::Staging;
             let err = engine
-                .restore(
-                    &bad.id,
-                    None,
-                    &target,
-                    &RestoreOptions::default().clean(clean),
-                )
+                .restore(&bad.id, &target, &RestoreOptions::default().clean(clean))
                 .await
                 .unwrap_err();
             let text = err.to_string();
@@ -511,7 +501,6 @@ async fn standin_corrupt_or_truncated_archives_fail_naming_collections_and_leave
     let err = engine
         .restore(
             &good.id,
-            None,
             &MongoTarget::new(server().connection(&target_db)),
             &RestoreOptions::default().clean(true),
         )
@@ -647,7 +636,7 @@ async fn tools_mode_mongodump_and_mongorestore_round_trip() {
         .with_method(Method::Tools(tools))
         .with_strategy(RestoreStrategy::Direct);
     engine
-        .restore(&m.id, None, &target, &RestoreOptions::default())
+        .restore(&m.id, &target, &RestoreOptions::default())
         .await
         .unwrap();
     assert_eq!(

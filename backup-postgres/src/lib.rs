@@ -32,7 +32,6 @@
 //! engine
 //!     .restore(
 //!         &manifest.id,
-//!         None,
 //!         &PostgresTarget::new(conn),
 //!         &RestoreOptions::into_database("sales_copy").create(true),
 //!     )

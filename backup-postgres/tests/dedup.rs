@@ -25,12 +25,7 @@ fn incremental(source_id: &str) -> BackupRequest {
 async fn restore_into(engine: &Engine, id: &str, db: &str) -> Result<RestoreReport> {
     let target = PostgresTarget::new(server().connection("postgres"));
     engine
-        .restore(
-            id,
-            None,
-            &target,
-            &RestoreOptions::into_database(db).create(true),
-        )
+        .restore(id, &target, &RestoreOptions::into_database(db).create(true))
         .await
 }
 
@@ -84,7 +79,7 @@ async fn incremental_backups_restore_equal_to_the_source() {
             second.bytes_stored(),
             first.bytes_stored()
         );
-        engine.verify(&second.id, None).await.unwrap();
+        engine.verify(&second.id).await.unwrap();
         let copy2 = format!("{copy}_second");
         restore_into(&engine, &second.id, &copy2).await.unwrap();
         let after = server().fingerprint(&db).await.unwrap();
@@ -92,7 +87,7 @@ async fn incremental_backups_restore_equal_to_the_source() {
         assert_eq!(server().fingerprint(&copy2).await.unwrap(), after);
 
         // The first backup deleted and collected: the second still restores.
-        engine.catalog().delete(&first.id, None).await.unwrap();
+        engine.catalog().delete(&first.id).await.unwrap();
         // (Repack any pack with garbage: at this size everything fits in
         // one 16 MiB pack, which the default threshold would keep.)
         let gc = engine
@@ -163,12 +158,7 @@ async fn a_corrupt_chunk_is_refused_before_pg_restore_commits() {
         .unwrap();
     let target = PostgresTarget::new(server().connection("postgres"));
     let err = engine
-        .restore(
-            &m.id,
-            None,
-            &target,
-            &RestoreOptions::into_database(&target_db),
-        )
+        .restore(&m.id, &target, &RestoreOptions::into_database(&target_db))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Integrity { .. }), "{err}");

@@ -102,7 +102,6 @@ async fn run_case(template: &str, accounts: u64, case: &Case, restore: bool) -> 
         engine
             .restore(
                 &second.id,
-                None,
                 &target,
                 &RestoreOptions::into_database(&target_db).create(true),
             )
@@ -178,7 +177,6 @@ async fn bench_data_set(data: &str, scale: u32, template: &str, accounts: u64) {
     engine
         .restore(
             &full.id,
-            None,
             &target,
             &RestoreOptions::into_database(&target_db).create(true),
         )

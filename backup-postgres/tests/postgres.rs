@@ -67,14 +67,13 @@ async fn pgbench_backup_restores_equal_into_a_new_database() {
     assert!(manifest.raw.size > 50_000_000, "raw {}", manifest.raw.size);
     assert!(manifest.stored.size < manifest.raw.size / 3);
 
-    engine.verify(&manifest.id, None).await.unwrap();
+    engine.verify(&manifest.id).await.unwrap();
 
     let target_db = format!("{source_db}_restored");
     let target = PostgresTarget::new(server().connection("postgres"));
     let report = engine
         .restore(
             &manifest.id,
-            None,
             &target,
             &RestoreOptions::into_database(&target_db).create(true),
         )
@@ -95,7 +94,6 @@ async fn pgbench_backup_restores_equal_into_a_new_database() {
     engine
         .restore(
             &manifest.id,
-            None,
             &target,
             &RestoreOptions::into_database(&target_db).clean(true),
         )
@@ -157,7 +155,6 @@ async fn corrupt_or_truncated_artifacts_change_nothing_in_the_target() {
             let err = engine
                 .restore(
                     &m.id,
-                    None,
                     &PostgresTarget::new(server().connection(&target_db)),
                     &RestoreOptions::default(),
                 )
@@ -172,7 +169,7 @@ async fn corrupt_or_truncated_artifacts_change_nothing_in_the_target() {
                 before,
                 "{compression}, {what}: the target changed"
             );
-            let err = engine.verify(&m.id, None).await.unwrap_err();
+            let err = engine.verify(&m.id).await.unwrap_err();
             assert!(matches!(err, Error::Integrity { .. }), "{err}");
             server().drop_database(&target_db).await.unwrap();
         }
@@ -196,7 +193,6 @@ async fn corrupt_or_truncated_artifacts_change_nothing_in_the_target() {
     engine
         .restore(
             &m.id,
-            None,
             &PostgresTarget::new(server().connection("postgres")),
             &RestoreOptions::into_database(&fresh).create(true),
         )
@@ -438,7 +434,6 @@ async fn clear_errors_for_common_mistakes() {
     let err = engine
         .restore(
             &m.id,
-            None,
             &PostgresTarget::new(conn.clone()),
             &RestoreOptions::into_database("no_such_target_db"),
         )
@@ -469,7 +464,6 @@ async fn selected_tables_dump_and_restore() {
     engine
         .restore(
             &m.id,
-            None,
             &PostgresTarget::new(server().connection("postgres")),
             &RestoreOptions::into_database(&target_db)
                 .create(true)

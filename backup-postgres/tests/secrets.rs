@@ -518,7 +518,7 @@ async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
         .await
         .unwrap();
     engine
-        .restore(&m.id, None, &PostgresTarget::new(conn.clone()), &{
+        .restore(&m.id, &PostgresTarget::new(conn.clone()), &{
             let mut opts = RestoreOptions::into_database(&target).create(true);
             opts.must_be_new = true;
             opts
@@ -585,7 +585,6 @@ async fn logs_errors_and_manifests_never_hold_the_password() {
     let report = engine
         .restore(
             &m.id,
-            None,
             &PostgresTarget::new(conn.clone()),
             &RestoreOptions::into_database(&target).create(true),
         )

@@ -49,7 +49,7 @@
 //!
 //! let engine = Engine::new(Arc::new(store));
 //! let manifest = engine.backup(source, &BackupRequest::new("sales")).await?;
-//! engine.verify(&manifest.id, None).await?;
+//! engine.verify(&manifest.id).await?;
 //! # Ok(()) }
 //! ```
 //!

@@ -203,7 +203,7 @@ async fn backups_commit_on_a_server_that_ignores_if_none_match() {
             )
             .await
             .unwrap();
-        engine.verify(&m.id, None).await.unwrap();
+        engine.verify(&m.id).await.unwrap();
     }
     assert_eq!(
         engine.catalog().list(&Filter::all()).await.unwrap().len(),
@@ -414,7 +414,7 @@ async fn gc_on_a_server_that_ignores_if_none_match_never_deletes_what_a_backup_u
     for round in 1..=9u64 {
         for m in engine.catalog().list(&Filter::all()).await.unwrap() {
             if m.id != newest.id {
-                engine.catalog().delete(&m.id, None).await.unwrap();
+                engine.catalog().delete(&m.id).await.unwrap();
             }
         }
         let this = source(round);
@@ -475,7 +475,7 @@ async fn gc_on_a_server_that_ignores_if_none_match_never_deletes_what_a_backup_u
         "GCs: {ran} ran, {backed_off} backed off, {stopped} stopped before a deletion; {reused} of 9 backups reused chunks"
     );
     for m in engine.catalog().list(&Filter::all()).await.unwrap() {
-        engine.verify(&m.id, None).await.unwrap();
+        engine.verify(&m.id).await.unwrap();
     }
     let check = engine.check(None).await.unwrap();
     assert!(check.is_ok(), "{check:?}");
@@ -484,13 +484,13 @@ async fn gc_on_a_server_that_ignores_if_none_match_never_deletes_what_a_backup_u
     // restores.
     for m in engine.catalog().list(&Filter::all()).await.unwrap() {
         if m.id != newest.id {
-            engine.catalog().delete(&m.id, None).await.unwrap();
+            engine.catalog().delete(&m.id).await.unwrap();
         }
     }
     let last = engine.gc("default", Duration::ZERO, false).await.unwrap();
     assert_eq!(last.skipped, None, "{last:?}");
     assert!(!last.deleted_packs.is_empty(), "{last:?}");
-    engine.verify(&newest.id, None).await.unwrap();
+    engine.verify(&newest.id).await.unwrap();
     assert!(
         !store
             .exists(&key("default/_chunks/gc-running"))

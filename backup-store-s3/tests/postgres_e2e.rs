@@ -4,6 +4,7 @@
 //! `BACKUP_TEST_PG_URL`); S3 is a local `s3s-fs` (or
 //! `BACKUP_TEST_S3_ENDPOINT`).
 
+use backup_core::backup_ref::BackupRef;
 use std::sync::Arc;
 
 use backup_core::{
@@ -51,13 +52,15 @@ async fn pgbench_backup_to_s3_verifies_and_restores_equal() {
         .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, manifest.id);
-    engine.verify(&manifest.id, Some("acme")).await.unwrap();
+    engine
+        .verify(BackupRef::in_tenant("acme", &manifest.id))
+        .await
+        .unwrap();
 
     let target_db = format!("{source_db}_restored");
     let report = engine
         .restore(
-            &manifest.id,
-            Some("acme"),
+            BackupRef::in_tenant("acme", &manifest.id),
             &PostgresTarget::new(pg.connection("postgres")),
             &RestoreOptions::into_database(&target_db).create(true),
         )
@@ -75,7 +78,7 @@ async fn pgbench_backup_to_s3_verifies_and_restores_equal() {
     // Deleting the backup removes manifest and artifact.
     engine
         .catalog()
-        .delete(&manifest.id, Some("acme"))
+        .delete(BackupRef::in_tenant("acme", &manifest.id))
         .await
         .unwrap();
     assert!(

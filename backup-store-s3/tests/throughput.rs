@@ -216,7 +216,7 @@ async fn s3_throughput() {
                     .await
                     .unwrap();
                 assert_eq!(m.stored.size, bytes);
-                engine.catalog().delete(&m.id, None).await.unwrap();
+                engine.catalog().delete(&m.id).await.unwrap();
             })
             .await,
         );
@@ -231,7 +231,7 @@ async fn s3_throughput() {
                         .await
                         .unwrap();
                     assert_eq!(m.stored.size, bytes);
-                    engine_no_md5.catalog().delete(&m.id, None).await.unwrap();
+                    engine_no_md5.catalog().delete(&m.id).await.unwrap();
                 },
             )
             .await,
@@ -249,7 +249,7 @@ async fn s3_throughput() {
                 .await
                 .unwrap();
             assert_eq!(m.stored.size, bytes);
-            memory.catalog().delete(&m.id, None).await.unwrap();
+            memory.catalog().delete(&m.id).await.unwrap();
         })
         .await,
     );
@@ -267,7 +267,7 @@ async fn s3_throughput() {
                 .await
                 .unwrap();
             assert_eq!(m.stored.size, bytes);
-            engine.catalog().delete(&m.id, None).await.unwrap();
+            engine.catalog().delete(&m.id).await.unwrap();
         })
         .await,
     );

@@ -108,7 +108,7 @@ impl Job {
                 let target: &dyn RestoreTarget = if *write_behind > 0 { &behind } else { &target };
                 let opts = RestoreOptions::into_database(database.as_str()).create(true);
                 let (baseline, cpu, started) = start_measuring();
-                rt.block_on(engine.restore(&manifest.id, None, target, &opts))
+                rt.block_on(engine.restore(&manifest.id, target, &opts))
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
                 let (wall, cpu, peak) = stop_measuring(cpu, started);
                 Measurement::new(name, manifest.raw.size, wall)

@@ -148,7 +148,7 @@ async fn catalog_bench() {
     let one_tenant = fresh.list(&Filter::tenant("t3")).await.unwrap();
     let tenant_time = start.elapsed();
     let start = Instant::now();
-    fresh.get(&all[count / 2].id, None).await.unwrap();
+    fresh.get(&all[count / 2].id).await.unwrap();
     let get_time = start.elapsed();
     let start = Instant::now();
     let health = fresh

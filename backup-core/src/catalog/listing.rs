@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 
 use super::filter::Filter;
+use crate::backup_ref::BackupRef;
 use crate::error::{Error, Result};
 use crate::key::{Key, validate_id};
 use crate::manifest::{Layout, Manifest, is_backup_id};
@@ -76,12 +77,15 @@ impl Catalog {
         Ok(out)
     }
 
-    /// The backup with this id. `tenant` restricts the search to one
-    /// tenant's backups (another tenant's id is then [`Error::NotFound`]).
+    /// The backup `backup` names (an id, or a [`BackupRef`]). A reference
+    /// within a tenant restricts the search to that tenant's backups
+    /// (another tenant's id is then [`Error::NotFound`]).
     /// Ids that are not backup ids (traversal attempts included) are
     /// rejected with [`Error::InvalidKey`] before the store is touched.
-    pub async fn get(&self, id: &str, tenant: Option<&str>) -> Result<Arc<Manifest>> {
-        let key = self.find_manifest_key(id, tenant).await?;
+    pub async fn get(&self, backup: impl Into<BackupRef>) -> Result<Arc<Manifest>> {
+        let backup = backup.into();
+        let id = backup.id();
+        let key = self.find_manifest_key(id, backup.tenant()).await?;
         let manifest = self.load(&key).await?;
         if manifest.id != id {
             return Err(Error::Manifest {
@@ -95,8 +99,8 @@ impl Catalog {
     /// Deletes a backup: the manifest first (so it stops being listed), then
     /// the artifact. A crash in between leaves an orphan that
     /// [`Catalog::sweep`] removes, never a listed backup without data.
-    pub async fn delete(&self, id: &str, tenant: Option<&str>) -> Result<Arc<Manifest>> {
-        let manifest = self.get(id, tenant).await?;
+    pub async fn delete(&self, backup: impl Into<BackupRef>) -> Result<Arc<Manifest>> {
+        let manifest = self.get(backup).await?;
         self.delete_manifest(&manifest).await?;
         Ok(manifest)
     }

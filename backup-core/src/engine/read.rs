@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use super::setup::Engine;
+use crate::backup_ref::BackupRef;
 use crate::compression::Compression;
 use crate::dedup::{ChunkMap, group_of, precheck, pump_chunks};
 use crate::error::{Error, Result};
@@ -18,21 +19,20 @@ use crate::source::{RestoreOptions, RestoreReport, RestoreTarget};
 use crate::store::{ByteStream, StoreExt};
 
 impl Engine {
-    /// Restores backup `id` into `target`. The artifact is verified while it
+    /// Restores `backup` (an id, or a [`BackupRef`]) into `target`. The artifact is verified while it
     /// streams (stored and decompressed digests against the manifest); on a
     /// mismatch the session is aborted before its end of input, so nothing
-    /// is committed. `tenant` scopes the lookup. Cancelling
+    /// is committed. A [`BackupRef`] within a tenant scopes the lookup. Cancelling
     /// [`RestoreOptions::cancel`] (or the engine's
     /// [`PipelineOptions::cancel`](crate::pipeline::PipelineOptions::cancel)) aborts
     /// the session the same way.
     pub async fn restore(
         &self,
-        id: &str,
-        tenant: Option<&str>,
+        backup: impl Into<BackupRef>,
         target: &dyn RestoreTarget,
         opts: &RestoreOptions,
     ) -> Result<RestoreReport> {
-        let manifest = self.catalog.get(id, tenant).await?;
+        let manifest = self.catalog.get(backup).await?;
         match self.restore_manifest(&manifest, target, opts).await {
             Ok(report) => Ok(report),
             Err(e) => Err(self.explain_read_failure(&manifest, e).await),
@@ -70,7 +70,7 @@ impl Engine {
         Ok(report)
     }
 
-    /// The plain dump of backup `id` (decrypted, decompressed, for an
+    /// The plain dump of `backup` (decrypted, decompressed, for an
     /// incremental backup reassembled from its chunks) as a stream, verified
     /// as it goes: the stream ends with an error instead of its last bytes
     /// if any digest does not match, so a consumer that sees a clean end
@@ -79,10 +79,9 @@ impl Engine {
     /// stream is dropped.
     pub async fn open_dump(
         &self,
-        id: &str,
-        tenant: Option<&str>,
+        backup: impl Into<BackupRef>,
     ) -> Result<(Arc<Manifest>, ByteStream)> {
-        let manifest = self.catalog.get(id, tenant).await?;
+        let manifest = self.catalog.get(backup).await?;
         let stream = match self.read_verified(&manifest).await {
             Ok(stream) => stream,
             Err(e) => return Err(self.explain_read_failure(&manifest, e).await),
@@ -103,12 +102,12 @@ impl Engine {
         Ok((manifest, stream))
     }
 
-    /// Re-reads backup `id`, checking size, SHA-256 and MD5 of the stored
+    /// Re-reads `backup`, checking size, SHA-256 and MD5 of the stored
     /// bytes and, after decompression, of the dump itself. For an
     /// incremental backup: the chunk list's digests, that every chunk is in
     /// the store and hashes to its id, and the whole dump's digest.
-    pub async fn verify(&self, id: &str, tenant: Option<&str>) -> Result<Arc<Manifest>> {
-        let manifest = self.catalog.get(id, tenant).await?;
+    pub async fn verify(&self, backup: impl Into<BackupRef>) -> Result<Arc<Manifest>> {
+        let manifest = self.catalog.get(backup).await?;
         let verified = async {
             let plain = self.read_verified(&manifest).await?;
             drain(plain, self.options.cancel.cancelled()).await
@@ -171,8 +170,8 @@ impl Engine {
     /// not hold the identity. [`Engine::verify`] checks the dump too. For
     /// an incremental backup: the chunk list's digests and that every
     /// chunk it names is in a pack index of the tenant.
-    pub async fn verify_stored(&self, id: &str, tenant: Option<&str>) -> Result<Arc<Manifest>> {
-        let manifest = self.catalog.get(id, tenant).await?;
+    pub async fn verify_stored(&self, backup: impl Into<BackupRef>) -> Result<Arc<Manifest>> {
+        let manifest = self.catalog.get(backup).await?;
         match self.verify_stored_manifest(&manifest).await {
             Ok(()) => Ok(manifest),
             Err(e) => Err(self.explain_read_failure(&manifest, e).await),

@@ -11,6 +11,7 @@
 //! and, at the end of each case, that a sweep and a GC past every grace
 //! leave nothing orphaned (`check` finds no garbage and no damage).
 
+use crate::backup_ref::BackupRef;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -289,8 +290,7 @@ impl Case {
                 if self
                     .plain
                     .restore(
-                        &m.id,
-                        Some(&self.tenant),
+                        BackupRef::in_tenant(&self.tenant, &m.id),
                         &target,
                         &RestoreOptions::default(),
                     )
@@ -303,14 +303,21 @@ impl Case {
             }
             Step::Verify => {
                 if let Some(m) = self.random_listed().await {
-                    let _ = self.plain.verify(&m.id, Some(&self.tenant)).await;
+                    let _ = self
+                        .plain
+                        .verify(BackupRef::in_tenant(&self.tenant, &m.id))
+                        .await;
                 }
             }
             Step::Delete => {
                 if let Some(m) = self.random_listed().await {
                     // Gone or not, it is no longer owed.
                     self.expected.remove(&m.id);
-                    let _ = self.plain.catalog().delete(&m.id, Some(&self.tenant)).await;
+                    let _ = self
+                        .plain
+                        .catalog()
+                        .delete(BackupRef::in_tenant(&self.tenant, &m.id))
+                        .await;
                 }
             }
             Step::Sweep => {
@@ -368,15 +375,19 @@ impl Case {
             }
         }
         for m in &listed {
-            if verify && let Err(e) = self.plain.verify(&m.id, Some(&self.tenant)).await {
+            if verify
+                && let Err(e) = self
+                    .plain
+                    .verify(BackupRef::in_tenant(&self.tenant, &m.id))
+                    .await
+            {
                 self.fail(format!("listed backup {} does not verify: {e}", m.id));
             }
             let target = RecordingTarget::default();
             if let Err(e) = self
                 .plain
                 .restore(
-                    &m.id,
-                    Some(&self.tenant),
+                    BackupRef::in_tenant(&self.tenant, &m.id),
                     &target,
                     &RestoreOptions::default(),
                 )

@@ -12,6 +12,7 @@
 //!   missing artifact or a failed verification of a backup whose manifest
 //!   still exists is a violation.
 
+use crate::backup_ref::BackupRef;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -278,7 +279,10 @@ pub async fn race_cleanup_against_backups(store: Arc<dyn Store>, opts: RaceOptio
                     // Now and then delete one outright, racing everything else.
                     if rng.random_range(0..8) == 0 {
                         deleted.lock().expect("race lock").insert(m.id.clone());
-                        if let Err(e) = engine.catalog().delete(&m.id, Some(&m.tenant)).await
+                        if let Err(e) = engine
+                            .catalog()
+                            .delete(BackupRef::in_tenant(&m.tenant, &m.id))
+                            .await
                             && !matches!(e, Error::NotFound { .. })
                         {
                             tracing::info!(error = %e, "delete failed");
@@ -407,9 +411,15 @@ async fn read_back(
 ) -> Option<String> {
     let target = RecordingTarget::default();
     let result = async {
-        engine.verify(&m.id, Some(&m.tenant)).await?;
         engine
-            .restore(&m.id, Some(&m.tenant), &target, &RestoreOptions::default())
+            .verify(BackupRef::in_tenant(&m.tenant, &m.id))
+            .await?;
+        engine
+            .restore(
+                BackupRef::in_tenant(&m.tenant, &m.id),
+                &target,
+                &RestoreOptions::default(),
+            )
             .await
     }
     .await;

@@ -1,6 +1,7 @@
 //! The daemon's state: the engine, the scheduler, the registered databases
 //! and the asynchronous operations the API started.
 
+use backup_core::backup_ref::BackupRef;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -367,24 +368,25 @@ impl App {
         id
     }
 
-    /// Restores backup `id` (visible to `tenant`) into the target database
-    /// on its database's server: the source's own database, or a new one.
+    /// Restores `backup` (within the caller's tenant, for a tenant-bound
+    /// caller) into the target database on its database's server: the
+    /// source's own database, or a new one.
     /// Never a system database, another registered database, or one of
     /// another tenant; `clean` only over the source's own database. A
     /// tenant-bound caller also stays within its tenant's
     /// `allowed_databases`.
     pub async fn restore(
         &self,
-        id: &str,
-        tenant: Option<&str>,
+        backup: BackupRef,
         request: RestoreRequest,
     ) -> std::result::Result<serde_json::Value, ApiError> {
+        let id = backup.id().to_string();
         let RestoreRequest {
             target_database,
             clean,
             caller_tenant,
         } = request;
-        let manifest = self.engine.catalog().get(id, tenant).await?;
+        let manifest = self.engine.catalog().get(backup).await?;
         let db = self
             .database(&manifest.source_id, Some(&manifest.tenant))
             .ok_or_else(|| {
@@ -448,7 +450,11 @@ impl App {
             .clean(clean);
         let report = self
             .engine
-            .restore(id, Some(&manifest.tenant), target.as_ref(), &options)
+            .restore(
+                BackupRef::in_tenant(&manifest.tenant, id),
+                target.as_ref(),
+                &options,
+            )
             .await?;
         Ok(serde_json::to_value(report).expect("reports serialise"))
     }

@@ -595,7 +595,7 @@ async fn sigterm_lets_running_backups_finish() {
         .await
         .unwrap();
     assert_eq!(listed.len(), 1, "{}", d.logs());
-    engine.verify(&listed[0].id, None).await.unwrap();
+    engine.verify(&listed[0].id).await.unwrap();
     assert!(d.logs().contains("shutting down"), "{}", d.logs());
     server.drop_database(&db).await.unwrap();
 }

@@ -16,7 +16,7 @@ pub(crate) struct DeleteArgs {
 pub(crate) async fn run(args: DeleteArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let DeleteArgs { id, store } = args;
     let engine = ctx.engine(&store).await?;
-    let m = engine.catalog().delete(&id, None).await?;
+    let m = engine.catalog().delete(&id).await?;
     println!("backup {} deleted ({})", m.id, m.artifact);
     Ok(Outcome::Ok)
 }

@@ -79,7 +79,7 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
         .clean(clean)
         .no_owner(no_owner)
         .only(tables);
-    let report = engine.restore(&id, None, target.as_ref(), &options).await?;
+    let report = engine.restore(&id, target.as_ref(), &options).await?;
     if json {
         print_json(&report);
     } else {

@@ -19,7 +19,7 @@ pub(crate) struct VerifyArgs {
 pub(crate) async fn run(args: VerifyArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let VerifyArgs { id, store, json } = args;
     let verified = match ctx.engine(&store).await {
-        Ok(engine) => engine.verify(&id, None).await,
+        Ok(engine) => engine.verify(&id).await,
         Err(e) => Err(e),
     };
     let m = match verified {

@@ -1,6 +1,7 @@
 //! `/api/v1/backups`: list, stats, one manifest, delete, download and
 //! manual backups.
 
+use backup_core::backup_ref::BackupRef;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -99,7 +100,7 @@ pub(super) async fn get_backup(
     let m = app
         .engine
         .catalog()
-        .get(&id, caller.tenant.as_deref())
+        .get(BackupRef::scoped(&id, caller.tenant.as_deref()))
         .await?;
     ok(backup_view(&m))
 }
@@ -116,13 +117,13 @@ pub(super) async fn delete_backup(
     // whatever the body.
     app.engine
         .catalog()
-        .get(&id, caller.tenant.as_deref())
+        .get(BackupRef::scoped(&id, caller.tenant.as_deref()))
         .await?;
     body::none(&headers, request).await?;
     let m = app
         .engine
         .catalog()
-        .delete(&id, caller.tenant.as_deref())
+        .delete(BackupRef::scoped(&id, caller.tenant.as_deref()))
         .await?;
     ok(json!({"deleted": m.id}))
 }
@@ -135,13 +136,16 @@ pub(super) async fn download_backup(
     let m = app
         .engine
         .catalog()
-        .get(&id, caller.tenant.as_deref())
+        .get(BackupRef::scoped(&id, caller.tenant.as_deref()))
         .await?;
     if m.backup_type == BackupType::Incremental {
         // The artifact is a chunk list: send the reassembled dump, verified
         // as it streams (it ends in an error rather than its last bytes if
         // a chunk is damaged).
-        let (m, stream) = app.engine.open_dump(&id, caller.tenant.as_deref()).await?;
+        let (m, stream) = app
+            .engine
+            .open_dump(BackupRef::scoped(&id, caller.tenant.as_deref()))
+            .await?;
         let got = backup_core::store::GetResult {
             meta: backup_core::store::ObjectMeta {
                 key: m.artifact_key()?,
@@ -214,7 +218,7 @@ pub(super) async fn create_backup(
             .run_now_as(&db_id, Some(backup_type))
             .await?;
         let id = outcome.backup_id.unwrap_or_default();
-        let m = runner.engine.catalog().get(&id, None).await?;
+        let m = runner.engine.catalog().get(&id).await?;
         Ok::<_, ApiError>(backup_view(&m))
     };
     run_or_start(

@@ -1,5 +1,6 @@
 //! Asynchronous operations: restores, and the state of any job.
 
+use backup_core::backup_ref::BackupRef;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -37,7 +38,7 @@ pub(super) async fn restore_backup(
     let m = app
         .engine
         .catalog()
-        .get(&id, caller.tenant.as_deref())
+        .get(BackupRef::scoped(&id, caller.tenant.as_deref()))
         .await?;
     let body: RestoreBody = body::json(
         &headers,
@@ -59,7 +60,9 @@ pub(super) async fn restore_backup(
         caller_tenant: caller.tenant.clone(),
     };
     let job = app.start_operation("restore", Some(&m.tenant), async move {
-        runner.restore(&id, Some(&tenant), request).await
+        runner
+            .restore(BackupRef::in_tenant(&tenant, &id), request)
+            .await
     });
     job_started(&job)
 }

@@ -11,6 +11,7 @@ mod tar;
 mod tests;
 mod zip;
 
+use backup_core::backup_ref::BackupRef;
 use std::sync::Arc;
 
 use backup_core::key::{Key, validate_id};
@@ -243,7 +244,10 @@ async fn add_all<A: Archive>(
             )
             .await?;
         let body = if incremental {
-            engine.open_dump(&m.id, Some(&m.tenant)).await?.1
+            engine
+                .open_dump(BackupRef::in_tenant(&m.tenant, &m.id))
+                .await?
+                .1
         } else {
             let got = store.get(&artifact_key).await?;
             if got.meta.size != m.stored.size {
