@@ -46,3 +46,42 @@ pub(super) async fn copy_exact<W: AsyncWrite + Unpin>(
     }
     Ok(())
 }
+
+/// `body` as an I/O stream that ends with an [`Error::Integrity`] (carried
+/// in the `io::Error`, see [`Error::from_io`]) instead of yielding a byte
+/// past `size`, or instead of ending short of it: a crate writer fed from
+/// it fails rather than closing an entry whose header says otherwise.
+pub(super) fn exact(
+    name: &str,
+    size: u64,
+    body: backup_core::store::ByteStream,
+) -> futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>> {
+    let name = name.to_string();
+    futures::stream::unfold(Some((body, 0u64)), move |state| {
+        let name = name.clone();
+        async move {
+            let (mut body, written) = state?;
+            let integrity = |detail: String| Error::Integrity {
+                what: name.clone(),
+                detail,
+            };
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    let written = written + chunk.len() as u64;
+                    if written > size {
+                        let e = integrity(format!("longer than its recorded {size} bytes"));
+                        return Some((Err(e.into_io()), None));
+                    }
+                    Some((Ok(chunk), Some((body, written))))
+                }
+                Some(Err(e)) => Some((Err(e.into_io()), None)),
+                None if written != size => {
+                    let e = integrity(format!("{written} bytes, recorded {size}"));
+                    Some((Err(e.into_io()), None))
+                }
+                None => None,
+            }
+        }
+    })
+    .boxed()
+}

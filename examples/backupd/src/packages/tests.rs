@@ -120,3 +120,46 @@ async fn a_five_gib_tar_gz_streams_with_flat_memory_and_passes_tar() {
         after - before
     );
 }
+
+/// An entry whose stream is longer or shorter than its recorded size fails
+/// with `Error::Integrity`, for each writer.
+#[tokio::test]
+async fn an_entry_of_the_wrong_size_is_an_integrity_error() {
+    for (recorded, what) in [(1, "longer"), (3, "shorter")] {
+        let mut tar = TarWriter::new(Vec::new(), Utc::now());
+        let e = tar.add("a/x", recorded, small("{}")).await.unwrap_err();
+        assert!(
+            matches!(e, backup_core::Error::Integrity { .. }),
+            "tar, {what}: {e:?}"
+        );
+        let mut zip = ZipWriter::new(Vec::new(), Utc::now());
+        let e = zip.add("a/x", recorded, small("{}")).await.unwrap_err();
+        assert!(
+            matches!(e, backup_core::Error::Integrity { .. }),
+            "zip, {what}: {e:?}"
+        );
+    }
+}
+
+/// A small tar with a name past the 100 bytes of a ustar header lists
+/// under its whole name with the system's `tar`.
+#[tokio::test]
+async fn a_tar_with_a_long_name_lists_with_tar() {
+    let long = format!("{}/x.dump", "d".repeat(150));
+    let mut tar = TarWriter::new(Vec::new(), Utc::now());
+    tar.add(&long, 2, small("{}")).await.unwrap();
+    tar.add("package.json", 2, small("[]")).await.unwrap();
+    let bytes = tar.finish().await.unwrap();
+    let mut child = std::process::Command::new("tar")
+        .args(["-tvf", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{listing}");
+    assert!(listing.contains(&long), "{listing}");
+    assert!(listing.contains("package.json"), "{listing}");
+}
