@@ -270,6 +270,17 @@ async fn prune_stats_and_health() {
         "the manual backup is also the newest: {out}"
     );
     let listed: Value = serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
+    // `latest` and unique id prefixes wherever an id goes; an ambiguous
+    // prefix names the candidates.
+    let newest = listed[0]["id"].as_str().unwrap().to_string();
+    let out = ok(&["verify", "latest", "--store", store_s]);
+    assert!(out.contains(&newest), "{out}");
+    let out = ok(&["verify", &newest[..newest.len() - 3], "--store", store_s]);
+    assert!(out.contains(&newest), "{out}");
+    let err = fails(&["verify", &newest[..4], "--store", store_s]);
+    assert!(err.contains("ambiguous") && err.contains(&newest), "{err}");
+    let err = fails(&["verify", "1999", "--store", store_s]);
+    assert!(err.contains("no backup id starts with it"), "{err}");
     let kinds: Vec<&str> = listed
         .as_array()
         .unwrap()

@@ -15,7 +15,8 @@ pub(crate) mod verify;
 
 use std::time::Duration;
 
-use backup_core::{Engine, Result};
+use backup_core::manifest::is_backup_id;
+use backup_core::{Engine, Error, Filter, Result};
 
 use crate::options::{CryptoOptions, S3Options};
 
@@ -40,6 +41,48 @@ impl Context<'_> {
     pub(crate) async fn engine_creating_store(&self, spec: &str) -> Result<Engine> {
         self.crypto
             .apply(Engine::new(self.s3.open_for_writing(spec).await?))
+    }
+}
+
+/// The backup an `<ID>` argument names: a full id; `latest` (the newest
+/// backup in the store); or a unique prefix of an id (at least 4
+/// characters, e.g. `20250101T03`). An ambiguous prefix is refused with the
+/// candidates; anything else is passed on as given, so the engine refuses
+/// it precisely (an invalid key, a backup not found).
+pub(crate) async fn resolve_id(engine: &Engine, arg: &str) -> Result<String> {
+    if is_backup_id(arg) {
+        return Ok(arg.to_string());
+    }
+    let id_like = arg.len() >= 4
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'T' | b'Z' | b'-' | b'a'..=b'f'));
+    if arg != "latest" && !id_like {
+        return Ok(arg.to_string());
+    }
+    let backups = engine.catalog().list(&Filter::all()).await?;
+    if arg == "latest" {
+        return backups
+            .first()
+            .map(|m| m.id.clone())
+            .ok_or_else(|| Error::not_found("latest backup: the store holds none"));
+    }
+    let matching: Vec<&str> = backups
+        .iter()
+        .map(|m| m.id.as_str())
+        .filter(|id| id.starts_with(arg))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err(Error::not_found(format!(
+            "backup {arg} (no backup id starts with it)"
+        ))),
+        many => Err(Error::Config(format!(
+            "backup id prefix {arg} is ambiguous: {} backups start with it ({}{}); give more characters",
+            many.len(),
+            many.iter().take(5).copied().collect::<Vec<_>>().join(", "),
+            if many.len() > 5 { ", ..." } else { "" }
+        ))),
     }
 }
 

@@ -2,12 +2,12 @@
 
 use backup_core::{RestoreOptions, Result};
 
-use crate::commands::{Context, Outcome, print_json};
+use crate::commands::{Context, Outcome, print_json, resolve_id};
 use crate::connect::{TargetArgs, restore_target};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RestoreArgs {
-    /// Backup id (YYYYMMDDTHHMMSSZ-xxxxxxxx, as `list` shows it).
+    /// Backup id as `list` shows it (YYYYMMDDTHHMMSSZ-xxxxxxxx), `latest`, or a unique prefix of an id.
     pub(crate) id: String,
     /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
@@ -79,6 +79,7 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
         .clean(clean)
         .no_owner(no_owner)
         .only(tables);
+    let id = resolve_id(&engine, &id).await?;
     let report = engine.restore(&id, target.as_ref(), &options).await?;
     if json {
         print_json(&report);

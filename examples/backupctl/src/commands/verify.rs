@@ -2,11 +2,11 @@
 
 use backup_core::Result;
 
-use crate::commands::{Context, Outcome, print_json};
+use crate::commands::{Context, Outcome, print_json, resolve_id};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// Backup id (YYYYMMDDTHHMMSSZ-xxxxxxxx, as `list` shows it).
+    /// Backup id as `list` shows it (YYYYMMDDTHHMMSSZ-xxxxxxxx), `latest`, or a unique prefix of an id.
     pub(crate) id: String,
     /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
@@ -19,7 +19,10 @@ pub(crate) struct VerifyArgs {
 pub(crate) async fn run(args: VerifyArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let VerifyArgs { id, store, json } = args;
     let verified = match ctx.engine(&store).await {
-        Ok(engine) => engine.verify(&id).await,
+        Ok(engine) => match resolve_id(&engine, &id).await {
+            Ok(id) => engine.verify(&id).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let m = match verified {
