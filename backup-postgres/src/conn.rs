@@ -326,7 +326,7 @@ pub fn redact_url(input: &str) -> String {
 
 /// Decodes `%XX` escapes; `None` for a `%` not followed by two hex digits
 /// or a result that is not UTF-8 (refused, never taken literally).
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let well_formed = s.split('%').skip(1).all(|rest| {
         rest.as_bytes()
             .get(..2)

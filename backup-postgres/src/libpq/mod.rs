@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use backup_core::{Error, Result, Secret};
 
-use crate::conn::{PgConnection, redact_url};
+use crate::conn::{PgConnection, percent_decode, redact_url};
 
 use passfile::passfile_password;
 use service::load_service;
@@ -104,15 +104,13 @@ fn take_service(url: &str) -> Result<(String, Option<String>)> {
     for pair in query.split('&') {
         match pair.split_once('=') {
             Some(("service", value)) => {
-                let value = percent_encoding::percent_decode_str(value)
-                    .decode_utf8()
-                    .map_err(|_| {
-                        Error::Config(format!(
-                            "invalid PostgreSQL URL {}: bad percent-encoding in service",
-                            redact_url(url)
-                        ))
-                    })?;
-                service = Some(value.into_owned());
+                let value = percent_decode(value).ok_or_else(|| {
+                    Error::Config(format!(
+                        "invalid PostgreSQL URL {}: bad percent-encoding in service",
+                        redact_url(url)
+                    ))
+                })?;
+                service = Some(value);
             }
             _ => kept.push(pair),
         }
