@@ -27,6 +27,9 @@ command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)    # interoperability tests
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+# The README's runnable blocks (examples/tests/readme.rs) use these.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}"
 fi

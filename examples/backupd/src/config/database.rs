@@ -66,7 +66,67 @@ pub fn database(
         None => Some(defaults.stale_after),
     };
     check_limits(raw, path, problems);
-    check_placement(raw, engine, path, problems);
+    let placement = match &raw.url_var {
+        Some(var) => url_placement(raw, engine, var, path, env, problems),
+        None if raw.database_name.is_empty() => {
+            problems.push(
+                format!("{path}.database_name"),
+                "required (or url_var naming a variable with the whole URL)",
+            );
+            None
+        }
+        None => {
+            check_placement(raw, engine, path, problems);
+            Some(fields_placement(raw, engine, path, env, problems))
+        }
+    };
+    if problems.0.len() > before {
+        return None;
+    }
+    let engine = engine?;
+    let placement = placement?;
+    Some(DatabaseConfig {
+        id: raw.id.clone(),
+        name: raw.name.clone().unwrap_or_else(|| raw.id.clone()),
+        engine,
+        host: placement.host,
+        port: placement.port,
+        database_name: placement.database_name,
+        username: placement.username,
+        password: placement.password,
+        url_var: raw.url_var.clone(),
+        username_var: raw.username_var.clone(),
+        password_var: raw.password_var.clone(),
+        schedule: schedule?,
+        compression: compression?,
+        sslmode: placement.sslmode,
+        retention_days: raw.retention_days.or(defaults.retention_days),
+        max_backups: raw.max_backups.or(defaults.max_backups),
+        package: raw.package,
+        tenant,
+        stale_after: stale_after?,
+    })
+}
+
+/// Where an entry's database is and who connects to it.
+struct Placement {
+    host: String,
+    port: u16,
+    database_name: String,
+    username: Option<String>,
+    password: Option<Secret>,
+    sslmode: Option<String>,
+}
+
+/// The placement from `host`, `port`, `database_name`, `username_var`,
+/// `password_var` and `sslmode`.
+fn fields_placement(
+    raw: &RawDatabase,
+    engine: Option<Engine>,
+    path: &str,
+    env: EnvLookup<'_>,
+    problems: &mut Problems,
+) -> Placement {
     let username = raw
         .username_var
         .as_ref()
@@ -76,33 +136,111 @@ pub fn database(
         .as_ref()
         .and_then(|v| env_var(v, &format!("{path}.password_var"), env, problems))
         .map(Secret::new);
-    if problems.0.len() > before {
-        return None;
-    }
-    let engine = engine?;
-    Some(DatabaseConfig {
-        id: raw.id.clone(),
-        name: raw.name.clone().unwrap_or_else(|| raw.id.clone()),
-        engine,
+    Placement {
         host: raw.host.clone().unwrap_or_else(|| "localhost".into()),
         port: raw.port.unwrap_or(match engine {
-            Engine::Postgres => 5432,
-            Engine::Mongodb => 27017,
+            Some(Engine::Mongodb) => 27017,
+            _ => 5432,
         }),
         database_name: raw.database_name.clone(),
         username,
         password,
-        username_var: raw.username_var.clone(),
-        password_var: raw.password_var.clone(),
-        schedule: schedule?,
-        compression: compression?,
-        retention_days: raw.retention_days.or(defaults.retention_days),
-        max_backups: raw.max_backups.or(defaults.max_backups),
-        package: raw.package,
-        tenant,
-        stale_after: stale_after?,
         sslmode: raw.sslmode.clone(),
-    })
+    }
+}
+
+/// The placement from the URL in the variable `url_var` names: every
+/// part given in the URL (user and database included, so nothing comes
+/// from the daemon's own `PG*` variables), `sslmode` its only parameter,
+/// and none of the fields it replaces beside it.
+fn url_placement(
+    raw: &RawDatabase,
+    engine: Option<Engine>,
+    var: &str,
+    path: &str,
+    env: EnvLookup<'_>,
+    problems: &mut Problems,
+) -> Option<Placement> {
+    let at = format!("{path}.url_var");
+    let beside = [
+        ("host", raw.host.is_some()),
+        ("port", raw.port.is_some()),
+        ("database_name", !raw.database_name.is_empty()),
+        ("username_var", raw.username_var.is_some()),
+        ("password_var", raw.password_var.is_some()),
+        ("sslmode", raw.sslmode.is_some()),
+    ];
+    let given: Vec<&str> = beside
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| *k)
+        .collect();
+    if !given.is_empty() {
+        problems.push(
+            &at,
+            format!(
+                "the URL names the server, database and credentials: remove {} or url_var",
+                given.join(", ")
+            ),
+        );
+        return None;
+    }
+    if engine.is_some_and(|e| e != Engine::Postgres) {
+        problems.push(
+            &at,
+            "url_var is supported for postgres entries; use host, port, database_name, username_var and password_var",
+        );
+        return None;
+    }
+    let url = env_var(var, &at, env, problems)?;
+    let conn = match backup_postgres::PgConnection::from_url(&url) {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(&at, format!("{var}: {e}"));
+            return None;
+        }
+    };
+    let parsed = url::Url::parse(&url).ok();
+    let named = |part: &str| match (&parsed, part) {
+        (Some(u), "user") => !u.username().is_empty() || u.query_pairs().any(|(k, _)| k == "user"),
+        (Some(u), _) => {
+            !u.path().trim_start_matches('/').is_empty()
+                || u.query_pairs().any(|(k, _)| k == "dbname")
+        }
+        (None, _) => false,
+    };
+    for (part, example) in [("user", "app@"), ("database", "/sales")] {
+        if !named(part) {
+            problems.push(
+                &at,
+                format!("{var} must name the {part} (e.g. postgres://{example}...); it is not taken from the daemon's environment"),
+            );
+        }
+    }
+    if let Some(u) = &parsed
+        && let Some((k, _)) = u
+            .query_pairs()
+            .find(|(k, _)| !matches!(&**k, "sslmode" | "host" | "port" | "user" | "dbname"))
+    {
+        problems.push(
+            &at,
+            format!("{var}: parameter {k:?} is not supported here (only sslmode)"),
+        );
+    }
+    let placement = Placement {
+        host: conn.host().to_string(),
+        port: conn.port(),
+        database_name: conn.database().to_string(),
+        username: Some(conn.user().to_string()),
+        password: conn.password().cloned(),
+        sslmode: conn.sslmode().map(str::to_string),
+    };
+    let mut as_fields = raw.clone();
+    as_fields.host = Some(placement.host.clone());
+    as_fields.sslmode = placement.sslmode.clone();
+    as_fields.database_name = placement.database_name.clone();
+    check_placement(&as_fields, engine, path, problems);
+    Some(placement)
 }
 
 fn check_id(id: &str, path: &str, problems: &mut Problems) {

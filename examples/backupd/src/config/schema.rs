@@ -297,8 +297,15 @@ pub struct RawDatabase {
     /// Port.
     #[serde(default)]
     pub port: Option<u16>,
-    /// Database to back up.
+    /// Database to back up (required unless `url_var` names it).
+    #[serde(default)]
     pub database_name: String,
+    /// Env var holding a whole `postgres://user:password@host:port/db`
+    /// URL (the `DATABASE_URL` convention), instead of `host`, `port`,
+    /// `database_name`, `username_var`, `password_var` and `sslmode`.
+    /// Configuration file only; PostgreSQL entries only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_var: Option<String>,
     /// Env var holding the user name.
     #[serde(default)]
     pub username_var: Option<String>,

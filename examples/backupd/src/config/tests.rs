@@ -275,3 +275,102 @@ fn tenants_metrics_and_one_owner_per_database() {
         );
     assert!(load_with(&text, &env()).is_ok());
 }
+
+/// The README's one-command configuration, with its two variables.
+const LOCAL: &str = include_str!("../../config.local.yaml");
+
+#[test]
+fn the_local_config_takes_the_whole_url_from_one_variable() {
+    let vars = HashMap::from([
+        (
+            "SALES_DATABASE_URL",
+            "postgres://app:p%40ss@localhost:6543/sales?sslmode=disable",
+        ),
+        ("BACKUPD_ADMIN_TOKEN", "admin-token-0123456789"),
+    ]);
+    let c = load_with(LOCAL, &vars).unwrap();
+    let db = &c.databases[0];
+    assert_eq!(
+        (db.host.as_str(), db.port, db.database_name.as_str()),
+        ("localhost", 6543, "sales")
+    );
+    assert_eq!(db.username.as_deref(), Some("app"));
+    assert_eq!(db.password.as_ref().unwrap().expose(), "p@ss");
+    assert_eq!(db.sslmode.as_deref(), Some("disable"));
+    assert_eq!(db.url_var.as_deref(), Some("SALES_DATABASE_URL"));
+    assert!(!format!("{c:?}").contains("p@ss") && !format!("{c:?}").contains("p%40ss"));
+    let view = serde_json::to_string(&DatabaseView::from(db)).unwrap();
+    assert!(
+        view.contains("SALES_DATABASE_URL") && !view.contains("p@ss"),
+        "{view}"
+    );
+}
+
+#[test]
+fn a_url_var_is_refused_unless_it_says_everything_exactly() {
+    let admin = ("BACKUPD_ADMIN_TOKEN", "admin-token-0123456789");
+    let refused = |url: Option<&'static str>, entry_extra: &str, expect: &str| {
+        let mut vars = HashMap::from([admin]);
+        if let Some(u) = url {
+            vars.insert("SALES_DATABASE_URL", u);
+        }
+        let text = match entry_extra.strip_prefix(", engine: ") {
+            Some(engine) => LOCAL.replace("engine: postgres", &format!("engine: {engine}")),
+            None => LOCAL.replace(
+                "url_var: SALES_DATABASE_URL}",
+                &format!("url_var: SALES_DATABASE_URL{entry_extra}}}"),
+            ),
+        };
+        let problems = load_with(&text, &vars).unwrap_err();
+        let all = problems.0.join("\n");
+        assert!(all.contains(expect), "expected {expect:?} in:\n{all}");
+        assert!(all.contains("databases[0]"), "{all}");
+        assert!(!all.contains("hunter2"), "a password in an error: {all}");
+    };
+    refused(None, "", "SALES_DATABASE_URL is not set");
+    refused(
+        Some("postgres://app:hunter2@db/sales"),
+        ", host: other",
+        "remove host or url_var",
+    );
+    refused(
+        Some("postgres://app:hunter2@db/sales"),
+        ", password_var: X",
+        "remove password_var or url_var",
+    );
+    refused(
+        Some("postgres://:hunter2@db/sales"),
+        "",
+        "must name the user",
+    );
+    refused(
+        Some("postgres://app:hunter2@db"),
+        "",
+        "must name the database",
+    );
+    refused(
+        Some("postgres://app:hunter2@db/sales?connect_timeout=3"),
+        "",
+        "\"connect_timeout\" is not supported here",
+    );
+    refused(
+        Some("mysql://app:hunter2@db/sales"),
+        "",
+        "scheme must be postgres",
+    );
+    refused(
+        Some("postgres://app:hunter2@db/sales"),
+        ", engine: mongodb",
+        "url_var is supported for postgres entries",
+    );
+    // Without url_var the database name is still required.
+    let text = LOCAL.replace("url_var: SALES_DATABASE_URL}", "host: db, username_var: U}");
+    let problems = load_with(&text, &HashMap::from([admin, ("U", "app")])).unwrap_err();
+    assert!(
+        problems
+            .0
+            .iter()
+            .any(|p| p.contains("databases[0].database_name: required")),
+        "{problems:?}"
+    );
+}

@@ -57,6 +57,8 @@ pub struct DatabaseConfig {
     pub username: Option<String>,
     /// Password (process memory only).
     pub password: Option<Secret>,
+    /// The env var the whole URL came from (`url_var`), kept for display.
+    pub url_var: Option<String>,
     /// Env var names, kept for display.
     pub username_var: Option<String>,
     /// Env var names, kept for display.
@@ -235,6 +237,9 @@ pub struct DatabaseView {
     pub username: Option<String>,
     /// Whether a password is set (never the password).
     pub has_password: bool,
+    /// The env var the whole URL came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_var: Option<String>,
     /// Env var names.
     pub username_var: Option<String>,
     /// Env var names.
@@ -266,6 +271,7 @@ impl From<&DatabaseConfig> for DatabaseView {
             database_name: d.database_name.clone(),
             username: d.username.clone(),
             has_password: d.password.is_some(),
+            url_var: d.url_var.clone(),
             username_var: d.username_var.clone(),
             password_var: d.password_var.clone(),
             schedule: d.schedule.to_string(),

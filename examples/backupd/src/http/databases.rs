@@ -57,7 +57,7 @@ pub(super) fn body_to_database(
     // Credentials come in the body only. `*_var` names are accepted in the
     // configuration file, never over the API: looking them up would let a
     // caller read any variable of the daemon's environment.
-    for key in ["username_var", "password_var"] {
+    for key in ["username_var", "password_var", "url_var"] {
         if fields.contains_key(key) {
             return Err(ApiError::bad_request(format!(
                 "{key} is accepted only in the configuration file; send `username` and `password` instead"
@@ -200,6 +200,7 @@ pub(super) async fn patch_database(
         host: Some(current.host.clone()),
         port: Some(current.port),
         database_name: current.database_name.clone(),
+        url_var: None,
         username_var: None,
         password_var: None,
         schedule: None,

@@ -97,6 +97,7 @@ pub fn sample_base() -> RawDatabase {
         host: Some("db.internal".into()),
         port: Some(5432),
         database_name: "app".into(),
+        url_var: None,
         username_var: None,
         password_var: None,
         schedule: None,
@@ -123,7 +124,7 @@ pub fn check_registered(db: &DatabaseConfig, tenant: Option<&str>) -> Result<(),
             db.tenant
         ));
     }
-    if db.username_var.is_some() || db.password_var.is_some() {
+    if db.username_var.is_some() || db.password_var.is_some() || db.url_var.is_some() {
         return Err("an entry from the API carries *_var names".into());
     }
     validate_id(&db.id).map_err(|e| format!("id: {e}"))?;
