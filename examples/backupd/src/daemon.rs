@@ -11,18 +11,21 @@ use backup_core::health::spawn_health_monitor;
 use backup_core::scheduler::Shutdown;
 use backup_core::webhook::{WebhookFormat, WebhookNotifier};
 use backup_core::{Engine, EventBus, JobSpec, Result, Scheduler, SchedulerConfig, Store};
-use backup_examples::{S3Credentials, S3Settings, StoreLocation, open_store};
+use backup_examples::{S3Credentials, S3Settings, StoreLocation, open_store_for_writing};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Replicas, StorageConfig};
 use crate::state::{App, PACKAGE_JOB, PackageJob};
 use crate::{auth, http, leftovers, metrics, state};
 
-/// Opens the configured store.
-pub fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn Store>> {
+/// Opens the configured store, creating (a directory) and marking it
+/// (`_store.json`) if needed, as `backupctl backup` does: the daemon
+/// writes to it, and `backupctl list` on it then finds a store, not a
+/// mistyped path.
+pub async fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn Store>> {
     match storage {
         StorageConfig::Fs(path) => {
-            open_store(StoreLocation::Dir(path.clone()), &S3Settings::default())
+            open_store_for_writing(StoreLocation::Dir(path.clone()), &S3Settings::default()).await
         }
         StorageConfig::S3 {
             bucket,
@@ -33,22 +36,25 @@ pub fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn Store>> {
             secret_key,
             path_style,
             allow_http,
-        } => open_store(
-            StoreLocation::s3(bucket.clone(), prefix.clone()),
-            &S3Settings {
-                endpoint: endpoint.clone(),
-                region: region.clone(),
-                path_style: Some(*path_style),
-                allow_http: Some(*allow_http),
-                credentials: match (access_key, secret_key) {
-                    (Some(a), Some(s)) => Some(S3Credentials {
-                        access_key_id: a.clone(),
-                        secret_access_key: s.clone(),
-                    }),
-                    _ => None,
+        } => {
+            open_store_for_writing(
+                StoreLocation::s3(bucket.clone(), prefix.clone()),
+                &S3Settings {
+                    endpoint: endpoint.clone(),
+                    region: region.clone(),
+                    path_style: Some(*path_style),
+                    allow_http: Some(*allow_http),
+                    credentials: match (access_key, secret_key) {
+                        (Some(a), Some(s)) => Some(S3Credentials {
+                            access_key_id: a.clone(),
+                            secret_access_key: s.clone(),
+                        }),
+                        _ => None,
+                    },
                 },
-            },
-        ),
+            )
+            .await
+        }
     }
 }
 
@@ -82,7 +88,7 @@ impl Daemon {
     /// Opens the store, starts the scheduler, registers the configured
     /// databases and the package job.
     pub async fn start(config: Config) -> Result<Daemon> {
-        let store = open_storage(&config.storage)?;
+        let store = open_storage(&config.storage).await?;
         let events = EventBus::default();
         let mut engine = Engine::new(Arc::clone(&store))
             .with_events(events.clone())
@@ -278,5 +284,28 @@ impl Daemon {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_daemon_marks_the_store_it_writes_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        open_storage(&StorageConfig::Fs(root.clone()))
+            .await
+            .unwrap();
+        assert!(root.join(backup_examples::STORE_MARKER).is_file());
+        // A second start finds the mark and leaves it.
+        open_storage(&StorageConfig::Fs(root.clone()))
+            .await
+            .unwrap();
+        let existing =
+            backup_examples::open_existing_store(StoreLocation::Dir(root), &S3Settings::default())
+                .await;
+        assert!(existing.is_ok(), "backupctl's read-only open: {existing:?}");
     }
 }
