@@ -117,7 +117,7 @@ where
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Unhealthy) => ExitCode::FAILURE,
         Err(e) => {
-            let e: Error = e;
+            let e: Error = crate::connect::tool_hint(e);
             match (&e, crate::connect::auth_hint()) {
                 (Error::Authentication { .. }, Some(hint)) => {
                     eprintln!("backupctl: error: {e}; {hint}")

@@ -4,7 +4,7 @@
 
 use backup_core::{DumpSource, Error, RestoreTarget, Result, Secret};
 use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
-use backup_postgres::{LibpqEnv, PgConnection, PostgresSource, PostgresTarget};
+use backup_postgres::{LibpqEnv, PgConnection, PgTools, PostgresSource, PostgresTarget};
 
 /// Which engine a connection string is for, in messages.
 #[derive(Clone, Copy)]
@@ -152,11 +152,44 @@ fn mongo_connection(uri: &str, password_file: Option<&std::path::Path>) -> Resul
     }
 }
 
+/// The PostgreSQL tools of `--pg-bin DIR`, else discovery.
+fn pg_tools(pg_bin: Option<&std::path::Path>) -> Result<PgTools> {
+    match pg_bin {
+        None => Ok(PgTools::auto()),
+        Some(dir) if dir.is_dir() => Ok(PgTools::in_dir(dir)),
+        Some(dir) => Err(Error::Config(format!(
+            "--pg-bin {} is not a directory",
+            dir.display()
+        ))),
+    }
+}
+
+/// Says how backupctl points at other tools when they are too old.
+pub(crate) fn tool_hint(e: Error) -> Error {
+    match e {
+        Error::ToolTooOld {
+            tool,
+            found,
+            server,
+            hint,
+        } => Error::ToolTooOld {
+            tool,
+            found,
+            server: server.clone(),
+            hint: format!(
+                "{hint}; with backupctl: --pg-bin DIR (tools of PostgreSQL {server} or newer)"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// The source named by `--pg` or `--mongo`, and its database name.
 pub(crate) fn dump_source(
     pg: Option<String>,
     mongo: Option<String>,
     password_file: Option<&std::path::Path>,
+    pg_bin: Option<&std::path::Path>,
     allow_system_db: bool,
 ) -> Result<(Box<dyn DumpSource>, String)> {
     match (pg, mongo) {
@@ -169,7 +202,8 @@ pub(crate) fn dump_source(
         (Some(url), None) => {
             let conn = pg_connection(&url, password_file)?;
             let database = conn.database().to_string();
-            Ok((Box::new(PostgresSource::new(conn)), database))
+            let source = PostgresSource::new(conn).with_tools(pg_tools(pg_bin)?);
+            Ok((Box::new(source), database))
         }
         (None, None) => Err(Error::Config("give --pg or --mongo".into())),
     }
@@ -179,6 +213,7 @@ pub(crate) fn dump_source(
 pub(crate) struct TargetArgs<'a> {
     pub(crate) target_db: Option<String>,
     pub(crate) password_file: Option<&'a std::path::Path>,
+    pub(crate) pg_bin: Option<&'a std::path::Path>,
     pub(crate) allow_system_db: bool,
 }
 
@@ -210,7 +245,9 @@ pub(crate) fn restore_target(
             let database = args
                 .target_db
                 .unwrap_or_else(|| conn.database().to_string());
-            let target = PostgresTarget::new(conn).allow_system_databases(args.allow_system_db);
+            let target = PostgresTarget::new(conn)
+                .with_tools(pg_tools(args.pg_bin)?)
+                .allow_system_databases(args.allow_system_db);
             Ok((Box::new(target), Some(database)))
         }
         (None, None) => Err(Error::Config("give --pg or --mongo".into())),

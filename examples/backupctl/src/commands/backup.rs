@@ -23,6 +23,11 @@ pub(crate) struct BackupArgs {
     /// readable by other users) instead of PGPASSWORD / MONGODB_PASSWORD.
     #[arg(long)]
     pub(crate) password_file: Option<std::path::PathBuf>,
+    /// Directory of the PostgreSQL client tools to run (pg_dump, pg_restore, psql), e.g.
+    /// /usr/lib/postgresql/18/bin; by default the server's major version under
+    /// /usr/lib/postgresql, then a newer one, then $PATH. Tools older than the server are refused.
+    #[arg(long, value_name = "DIR", conflicts_with = "mongo")]
+    pub(crate) pg_bin: Option<std::path::PathBuf>,
     /// Allow dumping a MongoDB system database (admin, local, config).
     #[arg(long)]
     pub(crate) allow_system_db: bool,
@@ -55,6 +60,7 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         pg,
         mongo,
         password_file,
+        pg_bin,
         allow_system_db,
         store,
         compression,
@@ -64,7 +70,13 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         backup_type,
         json,
     } = args;
-    let (source, database) = dump_source(pg, mongo, password_file.as_deref(), allow_system_db)?;
+    let (source, database) = dump_source(
+        pg,
+        mongo,
+        password_file.as_deref(),
+        pg_bin.as_deref(),
+        allow_system_db,
+    )?;
     let source_id = source_id.unwrap_or_else(|| sanitize_name(&database));
     let engine = ctx
         .engine_creating_store(&store)

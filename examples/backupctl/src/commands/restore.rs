@@ -23,6 +23,11 @@ pub(crate) struct RestoreArgs {
     /// readable by other users) instead of PGPASSWORD / MONGODB_PASSWORD.
     #[arg(long)]
     pub(crate) password_file: Option<std::path::PathBuf>,
+    /// Directory of the PostgreSQL client tools to run (pg_dump, pg_restore, psql), e.g.
+    /// /usr/lib/postgresql/18/bin; by default the server's major version under
+    /// /usr/lib/postgresql, then a newer one, then $PATH. Tools older than the server are refused.
+    #[arg(long, value_name = "DIR", conflicts_with = "mongo")]
+    pub(crate) pg_bin: Option<std::path::PathBuf>,
     /// Restore into this database instead of the one in the URL.
     #[arg(long)]
     pub(crate) target_db: Option<String>,
@@ -54,6 +59,7 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
         pg,
         mongo,
         password_file,
+        pg_bin,
         target_db,
         allow_system_db,
         create,
@@ -68,6 +74,7 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
         TargetArgs {
             target_db,
             password_file: password_file.as_deref(),
+            pg_bin: pg_bin.as_deref(),
             allow_system_db,
         },
     )?;
