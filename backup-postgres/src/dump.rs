@@ -7,7 +7,9 @@ use backup_core::{
     DumpSource, Error, Result, source::DumpOptions, source::DumpStream, source::SourceInfo,
     source::Versions,
 };
+use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio::process::Child;
 use tokio::task::JoinHandle;
 use tokio_util::io::ReaderStream;
@@ -85,35 +87,13 @@ impl DumpSource for PostgresSource {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .map_err(|e| Error::io(format!("starting {}", pg_dump.path.display()), e))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = drain_stderr(child.stderr.take().expect("stderr is piped"));
         tracing::debug!(tool = %pg_dump.path.display(), database = %self.conn.database(), "pg_dump started");
-        let state = Running {
-            reader: ReaderStream::with_capacity(stdout, READ_CHUNK),
-            child,
-            stderr: Some(stderr),
-            conn: self.conn.clone(),
-        };
-        let stream = futures::stream::unfold(Some(state), |state| async move {
-            let mut state = state?;
-            match state.reader.next().await {
-                Some(Ok(bytes)) => Some((Ok(bytes), Some(state))),
-                Some(Err(e)) => {
-                    let _ = state.child.start_kill();
-                    let err = Error::Dump {
-                        engine: "postgres",
-                        detail: format!("reading pg_dump output: {e}"),
-                    };
-                    Some((Err(err), None))
-                }
-                None => state.finish().await.err().map(|e| (Err(e), None)),
-            }
-        });
+        let stream = child_stream(child, "pg_dump", Step::Dump, &self.conn);
         Ok(DumpStream {
-            stream: stream.boxed(),
+            stream,
             versions: Versions {
                 tool: Some(pg_dump.version),
                 server: Some(server.version),
@@ -122,36 +102,76 @@ impl DumpSource for PostgresSource {
     }
 }
 
-/// A running pg_dump. Dropping it kills the child (`kill_on_drop`).
+/// The stdout of a running tool (`pg_dump`, `pg_basebackup`) as a dump
+/// stream: it ends with an error, never quietly, when reading fails or
+/// the tool exits unsuccessfully (its stderr, redacted and classified, in
+/// the error). Dropping the stream kills the child (`kill_on_drop`).
+pub(crate) fn child_stream(
+    mut child: Child,
+    tool: &'static str,
+    step: Step,
+    conn: &PgConnection,
+) -> BoxStream<'static, Result<Bytes>> {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = drain_stderr(child.stderr.take().expect("stderr is piped"));
+    let state = Running {
+        reader: ReaderStream::with_capacity(stdout, READ_CHUNK),
+        child,
+        stderr: Some(stderr),
+        conn: conn.clone(),
+        tool,
+        step,
+    };
+    futures::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        match state.reader.next().await {
+            Some(Ok(bytes)) => Some((Ok(bytes), Some(state))),
+            Some(Err(e)) => {
+                let _ = state.child.start_kill();
+                let err = Error::Dump {
+                    engine: "postgres",
+                    detail: format!("reading {} output: {e}", state.tool),
+                };
+                Some((Err(err), None))
+            }
+            None => state.finish().await.err().map(|e| (Err(e), None)),
+        }
+    })
+    .boxed()
+}
+
+/// A running tool. Dropping it kills the child (`kill_on_drop`).
 struct Running {
     reader: ReaderStream<tokio::process::ChildStdout>,
     child: Child,
     stderr: Option<JoinHandle<String>>,
     conn: PgConnection,
+    tool: &'static str,
+    step: Step,
 }
 
 impl Running {
-    /// After stdout ended: the exit status decides whether the dump is good.
+    /// After stdout ended: the exit status decides whether the output is good.
     async fn finish(&mut self) -> Result<()> {
         let status = self
             .child
             .wait()
             .await
-            .map_err(|e| Error::io("waiting for pg_dump", e))?;
+            .map_err(|e| Error::io(format!("waiting for {}", self.tool), e))?;
         let stderr = match self.stderr.take() {
             Some(task) => task.await.unwrap_or_default(),
             None => String::new(),
         };
         if status.success() {
             if !stderr.is_empty() {
-                tracing::warn!(stderr = %crate::tools::redact(&stderr, &self.conn), "pg_dump succeeded with messages");
+                tracing::warn!(tool = self.tool, stderr = %crate::tools::redact(&stderr, &self.conn), "succeeded with messages");
             }
             return Ok(());
         }
         Err(classify(
-            Step::Dump,
+            self.step,
             &stderr,
-            &format!("pg_dump {status}"),
+            &format!("{} {status}", self.tool),
             &self.conn,
         ))
     }

@@ -47,6 +47,7 @@
 mod conn;
 mod dump;
 mod libpq;
+mod physical;
 mod restore;
 mod staging;
 mod tools;
@@ -61,6 +62,7 @@ pub use cluster::{
 pub use conn::{PgConnection, redact_url};
 pub use dump::{FORMAT, PostgresSource};
 pub use libpq::{DEFAULT_SOCKET_DIR, LibpqEnv, PasswordOrigin, Resolved};
+pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource};
 pub use restore::PostgresTarget;
 pub use staging::DEFAULT_STAGING_GRACE;
 pub use tools::PgTools;
