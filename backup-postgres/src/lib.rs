@@ -45,6 +45,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod conn;
+mod datadir;
 mod dump;
 mod libpq;
 mod physical;
@@ -60,6 +61,7 @@ pub use cluster::{
     TEST_PG18_BIN_VAR, TEST_PG18_URL_VAR, TEST_URL_VAR, TestServer, ThrowawayCluster,
 };
 pub use conn::{PgConnection, redact_url};
+pub use datadir::DataDirTarget;
 pub use dump::{FORMAT, PostgresSource};
 pub use libpq::{DEFAULT_SOCKET_DIR, LibpqEnv, PasswordOrigin, Resolved};
 pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource};

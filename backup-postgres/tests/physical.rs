@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use backup_core::memory::InMemoryStore;
-use backup_core::{BackupRequest, Engine, Filter};
-use backup_postgres::{BASEBACKUP_FORMAT, BaseBackupSource, TestServer};
+use backup_core::{BackupRequest, Engine, Filter, RestoreOptions};
+use backup_postgres::{BASEBACKUP_FORMAT, BaseBackupSource, DataDirTarget, TestServer};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
@@ -182,4 +182,181 @@ async fn a_role_without_replication_is_refused_with_what_to_change() {
         .psql("postgres", &format!("DROP ROLE {role}"))
         .await
         .unwrap();
+}
+
+/// Starts a server on a restored data directory (as `postgres` when this
+/// process is root), runs `sql` in `database` over its socket, stops it.
+fn query_restored(bin: &Path, data: &Path, database: &str, sql: &str) -> String {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap();
+    let sock = data.parent().unwrap().join("sock");
+    std::fs::create_dir_all(&sock).unwrap();
+    if root {
+        for path in [data, sock.as_path()] {
+            assert!(
+                std::process::Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(path)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+    }
+    let run = |tool: &str, args: &[&str]| {
+        let mut cmd = if root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ]);
+            c.arg(bin.join(tool));
+            c
+        } else {
+            std::process::Command::new(bin.join(tool))
+        };
+        cmd.env_clear().env("LC_MESSAGES", "C").args(args);
+        cmd.output().unwrap()
+    };
+    let port = backup_core::testing::server::free_port()
+        .unwrap()
+        .to_string();
+    let options = format!("-p {port} -k {} -c listen_addresses=''", sock.display());
+    let log = sock.join("restored.log");
+    let data_s = data.to_str().unwrap();
+    let started = run(
+        "pg_ctl",
+        &[
+            "-D",
+            data_s,
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &options,
+            "start",
+        ],
+    );
+    assert!(
+        started.status.success(),
+        "the restored cluster starts: {} {}",
+        String::from_utf8_lossy(&started.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let out = run(
+        "psql",
+        &[
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            sock.to_str().unwrap(),
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-c",
+            sql,
+        ],
+    );
+    let _ = run("pg_ctl", &["-D", data_s, "-m", "fast", "-w", "stop"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+async fn restore_round_trip(server: &TestServer) {
+    let db = server.create_database("physical_restore").await.unwrap();
+    server
+        .psql(
+            &db,
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g;",
+        )
+        .await
+        .unwrap();
+    let digest_sql = "SELECT count(*) || ' ' || md5(string_agg(v, ',' ORDER BY id)) FROM t";
+    let expected = server.psql(&db, digest_sql).await.unwrap();
+    let engine = Engine::new(Arc::new(InMemoryStore::new()));
+    let source = BaseBackupSource::new(server.connection(&db)).with_tools(server.tools());
+    let manifest = engine
+        .backup(&source, &BackupRequest::new("cluster"))
+        .await
+        .unwrap();
+    // Changes after the backup are not in it.
+    server
+        .psql(&db, "INSERT INTO t VALUES (999999, 'after')")
+        .await
+        .unwrap();
+
+    let root = backup_core::testing::server::temp_dir("physical-restore-", 0o755).unwrap();
+    let bin = bin_dir(server, "pg_ctl").await;
+
+    // Into a non-empty directory: refused, left as it was.
+    let busy = root.join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("keep"), "x").unwrap();
+    let err = engine
+        .restore(
+            manifest.backup_ref(),
+            &DataDirTarget::new(&busy).with_tools(server.tools()),
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
+
+    // A database option makes no sense for a cluster: refused.
+    let data = root.join("data");
+    let err = engine
+        .restore(
+            manifest.backup_ref(),
+            &DataDirTarget::new(&data).with_tools(server.tools()),
+            &RestoreOptions::into_database("x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("whole cluster"), "{err}");
+
+    let report = engine
+        .restore(
+            manifest.backup_ref(),
+            &DataDirTarget::new(&data).with_tools(server.tools()),
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.database, data.display().to_string());
+    let leftovers: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "no staging directory left");
+    assert_eq!(query_restored(&bin, &data, &db, digest_sql), expected);
+    let _ = std::fs::remove_dir_all(&root);
+    server.drop_database(&db).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_backups_of_postgres_15_restore_into_a_new_data_directory() {
+    restore_round_trip(TestServer::shared()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_backups_of_postgres_18_restore_into_a_new_data_directory() {
+    restore_round_trip(pg18()).await;
 }
