@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backup_core::prelude::*;
-use backup_core::testing::{Capabilities, ScriptedSource, store_conformance};
+use backup_core::testing::{
+    Capabilities, ScriptedSource, assert_full_and_incremental_commit, store_conformance,
+};
 use backup_core::{
     clock::ManualClock, clock::SystemClock, dedup::DedupOptions, key::Key, manifest::BackupKind,
     scheduler::Shutdown, store::PutOptions, store::StoreExt,
@@ -195,20 +197,7 @@ async fn backups_commit_on_a_server_that_ignores_if_none_match() {
     let proxy = Proxy::stripping(&server).await;
     let store = proxy.store_builder(&server).build().unwrap();
     let engine = Engine::new(Arc::new(store.clone()));
-    for backup_type in [BackupType::Full, BackupType::Incremental] {
-        let m = engine
-            .backup(
-                &ScriptedSource::ok(300_000),
-                &BackupRequest::new("db").backup_type(backup_type),
-            )
-            .await
-            .unwrap();
-        engine.verify(&m.id).await.unwrap();
-    }
-    assert_eq!(
-        engine.catalog().list(&Filter::all()).await.unwrap().len(),
-        2
-    );
+    assert_full_and_incremental_commit(&engine).await;
 }
 
 // ---------------------------------------------------------------------------
