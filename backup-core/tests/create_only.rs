@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backup_core::prelude::*;
 use backup_core::store::StoreExt;
-use backup_core::testing::{ScriptedSource, assert_full_and_incremental_commit};
+use backup_core::testing::{ScriptedSource, assert_full_and_incremental_commit, listed_keys};
 use backup_core::{
     clock::ManualClock, clock::SystemClock, dedup::DedupOptions, key::Key, manifest::Manifest,
     memory::InMemoryStore, scheduler::Job, scheduler::JobOutcome, scheduler::Shutdown,
@@ -176,13 +176,7 @@ fn key(k: &str) -> Key {
 }
 
 async fn keys(store: &dyn Store, under: &str) -> Vec<String> {
-    store
-        .list_all(Some(&key(under)))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect()
+    listed_keys(store, Some(&key(under))).await
 }
 
 // ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use backup_core::prelude::*;
 use backup_core::testing::{
-    DECOY_SECRETS, HelperProcess, process_tree, read_all, write_from_reader,
+    DECOY_SECRETS, HelperProcess, process_tree, read_all, run_helper, write_from_reader,
 };
 use backup_core::{memory::InMemoryStore, source::DumpOptions};
 use backup_mongo::*;
@@ -58,15 +58,7 @@ fn start_helper(mode: &str, extra: &[(&str, &str)]) -> HelperProcess {
 
 #[test]
 fn helper_process() {
-    let Ok(mode) = std::env::var("STAGING_HELPER") else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    run_helper("STAGING_HELPER", |mode| async move {
         let uri = std::env::var("HELPER_URI").unwrap();
         let conn = MongoConnection::from_uri(&uri).unwrap();
         match mode.as_str() {

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use backup_core::prelude::*;
 use backup_core::testing::{
-    DECOY_SECRETS, HelperProcess, ProcessView, process_tree, read_all, write_from_reader,
+    DECOY_SECRETS, HelperProcess, ProcessView, process_tree, read_all, run_helper,
+    write_from_reader,
 };
 use backup_core::{memory::InMemoryStore, source::DumpOptions};
 use backup_postgres::{PgConnection, PostgresSource, PostgresTarget, TestServer};
@@ -259,15 +260,10 @@ impl std::ops::DerefMut for Helper {
 /// The helper's side: runs only when started by [`Helper::start`].
 #[test]
 fn helper_process() {
-    let Ok(mode) = std::env::var("SECRETS_HELPER") else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(helper_main(&mode));
+    run_helper(
+        "SECRETS_HELPER",
+        |mode| async move { helper_main(&mode).await },
+    );
 }
 
 async fn helper_main(mode: &str) {

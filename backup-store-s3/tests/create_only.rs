@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use backup_core::prelude::*;
 use backup_core::testing::{
-    Capabilities, ScriptedSource, assert_full_and_incremental_commit, store_conformance,
+    Capabilities, ScriptedSource, assert_full_and_incremental_commit, listed_keys,
+    store_conformance,
 };
 use backup_core::{
     clock::ManualClock, clock::SystemClock, dedup::DedupOptions, key::Key, manifest::BackupKind,
@@ -38,13 +39,7 @@ fn key(k: &str) -> Key {
 }
 
 async fn listed(store: &dyn Store) -> Vec<String> {
-    store
-        .list_all(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect()
+    listed_keys(store, None).await
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::testing::{
-    Capabilities, ScriptedSource, assert_no_backup_listed, assert_nothing_left,
+    Capabilities, ScriptedSource, assert_no_backup_listed, assert_nothing_left, listed_keys,
     objects_besides_run_records, pattern, store_conformance,
 };
 use backup_core::{
@@ -132,22 +132,10 @@ async fn prefixes_keep_stores_apart() {
     b.put(&key("x/1"), Bytes::from_static(b"b"), PutOptions::default())
         .await
         .unwrap();
-    let in_a: Vec<String> = a
-        .list_all(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect();
+    let in_a = listed_keys(&a, None).await;
     assert_eq!(in_a, ["x/1"], "a prefix lists by whole segments");
     assert_eq!(&a.get_bytes(&key("x/1")).await.unwrap()[..], b"a");
-    let in_parent: Vec<String> = parent
-        .list_all(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect();
+    let in_parent = listed_keys(&parent, None).await;
     assert_eq!(in_parent, ["a/x/1", "ab/x/1"]);
     parent
         .delete_many(&[key("a/x/1"), key("ab/x/1")])

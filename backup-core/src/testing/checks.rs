@@ -9,19 +9,27 @@ use futures::StreamExt;
 use super::fixtures::ScriptedSource;
 use crate::catalog::{Filter, RUN_RECORD_NAME};
 use crate::engine::{BackupRequest, Engine};
+use crate::key::Key;
 use crate::manifest::{BackupType, Manifest};
 use crate::store::{ByteStream, PutOptions, Store, StoreExt};
 
 /// The keys of every object in `store` but the engine's run records
 /// ([`RUN_RECORD_NAME`]), in listing order.
 pub async fn objects_besides_run_records(store: &dyn Store) -> Vec<String> {
+    let mut keys = listed_keys(store, None).await;
+    keys.retain(|k| !k.ends_with(RUN_RECORD_NAME));
+    keys
+}
+
+/// The keys of every object in `store` under `prefix` (everything
+/// without one), in listing order.
+pub async fn listed_keys(store: &dyn Store, prefix: Option<&Key>) -> Vec<String> {
     store
-        .list_all(None)
+        .list_all(prefix)
         .await
         .expect("list the store")
         .into_iter()
         .map(|m| m.key.to_string())
-        .filter(|k| !k.ends_with(RUN_RECORD_NAME))
         .collect()
 }
 

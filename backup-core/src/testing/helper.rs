@@ -114,6 +114,22 @@ impl Drop for HelperProcess {
     }
 }
 
+/// The helper's side: when environment variable `var` is set (by the
+/// test that started this binary with [`HelperProcess::command`]), runs
+/// `main` with its value on a two-worker multi-thread runtime; otherwise
+/// (a normal test run) does nothing.
+pub fn run_helper<F: std::future::Future<Output = ()>>(var: &str, main: impl FnOnce(String) -> F) {
+    let Ok(mode) = std::env::var(var) else {
+        return;
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime for the helper")
+        .block_on(main(mode));
+}
+
 /// Writes all of `reader` into `session` in chunks of `chunk` bytes,
 /// calling `written` with each chunk's length once the session took it.
 /// Reads block the thread (`block_in_place`): call it on a multi-thread

@@ -745,22 +745,11 @@ async fn the_api_cannot_read_the_environment_nor_restore_over_other_databases() 
             "restore into {target} must be refused: {job}"
         );
     }
-    let (_, job) = restore(
-        &api,
-        &id,
-        ADMIN,
-        json!({"target_database": format!("{db}_new")}),
-    )
-    .await;
+    let into_new = json!({"target_database": format!("{db}_new")});
+    let (_, job) = restore(&api, &id, ADMIN, into_new.clone()).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     // An existing, unregistered database is not overwritten either.
-    let (_, job) = restore(
-        &api,
-        &id,
-        ADMIN,
-        json!({"target_database": format!("{db}_new")}),
-    )
-    .await;
+    let (_, job) = restore(&api, &id, ADMIN, into_new).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert!(
         job["error"].as_str().unwrap().contains("already exists"),
