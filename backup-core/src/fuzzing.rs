@@ -164,3 +164,48 @@ pub fn check_pack_header(data: &[u8]) -> Result<()> {
 pub fn format_duration(d: std::time::Duration) -> String {
     crate::retention::format_duration(d)
 }
+
+/// Panics unless `key` (parsed from `s`) is what a store may safely use:
+/// the same text, within [`MAX_KEY_LEN`](crate::key::MAX_KEY_LEN),
+/// relative, no backslash or control character, and its segments pushed
+/// onto a root (what the fs store does) stay below it, one normal
+/// component per segment; its parent joined with its file name gives it
+/// back.
+pub fn check_key(s: &str, key: &crate::key::Key) {
+    use std::path::{Component, Path, PathBuf};
+    assert_eq!(key.as_str(), s);
+    assert!(!s.is_empty() && s.len() <= crate::key::MAX_KEY_LEN, "{s:?}");
+    assert!(!s.starts_with('/') && !s.contains('\\'), "{s:?}");
+    assert!(!s.chars().any(char::is_control), "{s:?}");
+    let root = Path::new("/srv/store-root");
+    let mut path = PathBuf::from(root);
+    for segment in key.segments() {
+        assert!(
+            !segment.is_empty() && segment != "." && segment != "..",
+            "{s:?}"
+        );
+        path.push(segment);
+    }
+    assert!(
+        path.starts_with(root),
+        "{s:?} escapes to {}",
+        path.display()
+    );
+    let below: Vec<Component<'_>> = path
+        .strip_prefix(root)
+        .expect("below the root")
+        .components()
+        .collect();
+    assert_eq!(below.len(), key.segments().count(), "{s:?}");
+    assert!(
+        below.iter().all(|c| matches!(c, Component::Normal(_))),
+        "{s:?}"
+    );
+    if let Some(parent) = key.parent() {
+        assert_eq!(
+            parent.join(key.file_name()).expect("parent + file name"),
+            *key
+        );
+        assert!(key.starts_with(&parent));
+    }
+}

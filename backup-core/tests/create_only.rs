@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backup_core::prelude::*;
 use backup_core::store::StoreExt;
-use backup_core::testing::ScriptedSource;
+use backup_core::testing::{ScriptedSource, assert_full_and_incremental_commit, listed_keys};
 use backup_core::{
     clock::ManualClock, clock::SystemClock, dedup::DedupOptions, key::Key, manifest::Manifest,
     memory::InMemoryStore, scheduler::Job, scheduler::JobOutcome, scheduler::Shutdown,
@@ -176,13 +176,7 @@ fn key(k: &str) -> Key {
 }
 
 async fn keys(store: &dyn Store, under: &str) -> Vec<String> {
-    store
-        .list_all(Some(&key(under)))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect()
+    listed_keys(store, Some(&key(under))).await
 }
 
 // ---------------------------------------------------------------------------
@@ -249,20 +243,7 @@ async fn create_best_effort_falls_back_only_on_unsupported() {
 async fn backups_commit_on_stores_without_create_only_puts() {
     let store = TestStore::new(Creates::Unsupported);
     let engine = Engine::new(store.clone() as Arc<dyn Store>);
-    for backup_type in [BackupType::Full, BackupType::Incremental] {
-        let m = engine
-            .backup(
-                &ScriptedSource::ok(300_000),
-                &BackupRequest::new("db").backup_type(backup_type),
-            )
-            .await
-            .unwrap();
-        engine.verify(&m.id).await.unwrap();
-    }
-    assert_eq!(
-        engine.catalog().list(&Filter::all()).await.unwrap().len(),
-        2
-    );
+    assert_full_and_incremental_commit(&engine).await;
 }
 
 // ---------------------------------------------------------------------------

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use backup_core::prelude::*;
 use backup_core::store::StoreExt;
-use backup_core::testing::{RecordingTarget, ScriptedSource, pattern};
+use backup_core::testing::{
+    RecordingTarget, ScriptedSource, assert_no_backup_listed, listed_keys, pattern,
+};
 use backup_core::{
     catalog::RUN_RECORD_NAME, crypto::AgeIdentities, crypto::AgeRecipients, dedup::DedupOptions,
     key::Key, manifest::Manifest, memory::InMemoryStore, retention::KeepLast,
@@ -243,21 +245,8 @@ async fn failing_source_leaves_no_backup_and_no_marker() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("boom"), "{err}");
-    assert!(
-        engine
-            .catalog()
-            .list(&Filter::all())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let keys: Vec<String> = store
-        .list_all(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect();
+    assert_no_backup_listed(&engine).await;
+    let keys = listed_keys(&*store, None).await;
     assert!(
         keys.iter()
             .all(|k| k.contains("/_chunks/packs/") || k.ends_with(RUN_RECORD_NAME)),

@@ -10,12 +10,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backup_core::prelude::*;
 use backup_core::store::StoreExt;
-use backup_core::testing::{RecordingTarget, ScriptedSource};
+use backup_core::testing::{
+    RecordingTarget, ScriptedSource, assert_no_backup_listed, assert_nothing_left,
+};
 use backup_core::{
-    catalog::RUN_RECORD_NAME, clock::ManualClock, duration::parse_duration, key::Key,
-    manifest::MANIFEST_SUFFIX, memory::InMemoryStore, pipeline::PipelineOptions,
-    scheduler::Shutdown, source::DumpOptions, source::DumpStream, source::SourceInfo,
-    source::Versions, store::GetResult, store::ObjectMeta, store::PutOptions, store::Upload,
+    clock::ManualClock, duration::parse_duration, key::Key, manifest::MANIFEST_SUFFIX,
+    memory::InMemoryStore, pipeline::PipelineOptions, scheduler::Shutdown, source::DumpOptions,
+    source::DumpStream, source::SourceInfo, source::Versions, store::GetResult, store::ObjectMeta,
+    store::PutOptions, store::Upload,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -168,14 +170,7 @@ async fn a_backup_whose_artifact_vanished_does_not_commit() {
     store.open();
     let err = running.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("vanished"), "{err}");
-    assert!(
-        engine
-            .catalog()
-            .list(&Filter::all())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_backup_listed(&engine).await;
 }
 
 /// Deleting a backup while it is being verified or restored gives a clear
@@ -231,23 +226,7 @@ async fn empty_dumps_are_refused() {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("empty"), "{backup_type:?}: {err}");
-        assert!(
-            engine
-                .catalog()
-                .list(&Filter::all())
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let left: Vec<String> = store
-            .list_all(None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.key.to_string())
-            .filter(|k| !k.ends_with(RUN_RECORD_NAME))
-            .collect();
-        assert!(left.is_empty(), "{backup_type:?} left {left:?}");
+        assert_nothing_left(&engine, &format!("{backup_type:?}")).await;
     }
 }
 

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::prelude::*;
-use backup_core::store::StoreExt;
-use backup_core::testing::{Capabilities, RecordingTarget, ScriptedSource, store_conformance};
+use backup_core::testing::{
+    Capabilities, RecordingTarget, ScriptedSource, objects_besides_run_records, store_conformance,
+    tamper_artifact,
+};
 use backup_core::{
-    catalog::HealthOptions, catalog::HealthStatus, catalog::Page, catalog::RUN_RECORD_NAME,
-    compression::Algorithm, key::Key, manifest::BackupKind, manifest::Manifest,
-    memory::InMemoryStore, pipeline::PipelineOptions, retention::KeepLast, retention::PlanOptions,
-    store::PutOptions,
+    catalog::HealthOptions, catalog::HealthStatus, catalog::Page, compression::Algorithm, key::Key,
+    manifest::BackupKind, manifest::Manifest, memory::InMemoryStore, pipeline::PipelineOptions,
+    retention::KeepLast, retention::PlanOptions, store::PutOptions,
 };
 use bytes::Bytes;
 
@@ -20,14 +21,7 @@ fn engine(store: &Arc<InMemoryStore>) -> Engine {
 }
 
 async fn keys(store: &InMemoryStore) -> Vec<String> {
-    store
-        .list_all(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.key.file_name() != RUN_RECORD_NAME)
-        .map(|m| m.key.to_string())
-        .collect()
+    objects_besides_run_records(store).await
 }
 
 #[tokio::test]
@@ -122,16 +116,6 @@ async fn cancelled_backup_leaves_nothing() {
     assert!(keys(&store).await.is_empty());
 }
 
-async fn tamper(store: &InMemoryStore, m: &Manifest, f: impl FnOnce(&mut Vec<u8>)) {
-    let key = m.artifact_key().unwrap();
-    let mut bytes = store.get_bytes(&key).await.unwrap().to_vec();
-    f(&mut bytes);
-    store
-        .put(&key, Bytes::from(bytes), PutOptions::default())
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn corrupt_artifacts_are_refused_before_commit() {
     type Damage = fn(&mut Vec<u8>);
@@ -159,7 +143,7 @@ async fn corrupt_artifacts_are_refused_before_commit() {
                 )
                 .await
                 .unwrap();
-            tamper(&store, &m, damage).await;
+            tamper_artifact(&*store, &m, damage).await;
             let err = engine.verify(&m.id).await.unwrap_err();
             assert!(
                 matches!(err, Error::Integrity { .. }),

@@ -408,17 +408,7 @@ mod tests {
         // Every password over an alphabet of URI metacharacters, up to 4
         // long, and session tokens: errors, Display, Debug and redaction
         // never show them.
-        let alphabet = ['/', '?', '@', ':', '#', '%', 'a', '1'];
-        let mut passwords = vec![String::new()];
-        for _ in 0..4 {
-            let next: Vec<String> = passwords
-                .iter()
-                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
-                .collect();
-            passwords.extend(next);
-        }
-        for pw in passwords.iter().filter(|p| p.len() >= 2) {
-            let secret = format!("S3cr{pw}");
+        for secret in backup_core::testing::hostile_secrets(2) {
             for uri in [
                 format!("mongodb://u:{secret}@h:27017/db?authSource=admin"),
                 format!("mongodb://u:{secret}@h1,h2/db"),

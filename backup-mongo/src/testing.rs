@@ -106,6 +106,36 @@ impl ThrowawaySecantus {
         Ok(())
     }
 
+    /// Starts a server, creates `user` with `password` and role `role` on
+    /// database `db` (`"root"` on `"admin"` for a superuser), then
+    /// restarts it with authentication required
+    /// ([`restart_with_auth`](Self::restart_with_auth)). The blocking
+    /// steps run on tokio's blocking pool.
+    pub async fn start_with_user(
+        user: &str,
+        password: &str,
+        role: &str,
+        db: &str,
+    ) -> Result<ThrowawaySecantus> {
+        let mut server = tokio::task::spawn_blocking(Self::start)
+            .await
+            .map_err(|e| Error::task("starting the stand-in", e))??;
+        let conn = MongoConnection::from_uri(&server.uri())?.with_database(db);
+        conn.client()
+            .await?
+            .database(db)
+            .run_command(bson::doc! {
+                "createUser": user, "pwd": password, "roles": [{ "role": role, "db": db }],
+            })
+            .await
+            .map_err(|e| {
+                crate::error::classify(&e, crate::error::Side::Restore, "creating a user", &conn)
+            })?;
+        tokio::task::spawn_blocking(move || server.restart_with_auth().map(|()| server))
+            .await
+            .map_err(|e| Error::task("restarting the stand-in", e))?
+    }
+
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.process.port()

@@ -51,24 +51,10 @@ impl Harness {
                 .map(Secret::new);
             (uri, password, None)
         } else {
-            let mut own = tokio::task::spawn_blocking(ThrowawaySecantus::start)
-                .await
-                .unwrap()
-                .expect("starting a SecantusDB stand-in");
             let password = format!("Pw-{:016x}", rand::random::<u64>());
-            let admin = mongodb::Client::with_uri_str(own.uri()).await.unwrap();
-            admin
-                .database("admin")
-                .run_command(doc! {
-                    "createUser": "backup", "pwd": &password, "roles": [{ "role": "root", "db": "admin" }],
-                })
+            let own = ThrowawaySecantus::start_with_user("backup", &password, "root", "admin")
                 .await
-                .expect("creating the backup user");
-            drop(admin);
-            let own = tokio::task::spawn_blocking(move || own.restart_with_auth().map(|()| own))
-                .await
-                .unwrap()
-                .expect("restarting the stand-in with --auth");
+                .expect("starting a SecantusDB stand-in with a backup user and --auth");
             let uri = own
                 .uri()
                 .replacen("mongodb://", &format!("mongodb://backup:{password}@"), 1)

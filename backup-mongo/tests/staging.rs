@@ -7,40 +7,25 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use backup_core::prelude::*;
-use backup_core::testing::process_tree;
+use backup_core::testing::{
+    DECOY_SECRETS, HelperProcess, process_tree, read_all, run_helper, write_from_reader,
+};
 use backup_core::{memory::InMemoryStore, source::DumpOptions};
 use backup_mongo::*;
-use futures::StreamExt;
 use support::server;
-
-const DECOYS: &[(&str, &str)] = &[
-    ("AWS_SECRET_ACCESS_KEY", "decoy-aws-secret-4f9a0c"),
-    ("BACKUPD_ADMIN_TOKEN", "decoy-admin-token-77c1e2"),
-    ("MONGODB_PASSWORD", "decoy-mongodb-password-31"),
-    (
-        "BACKUP_AGE_IDENTITY",
-        "AGE-SECRET-KEY-1DECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDEC",
-    ),
-];
 
 /// The archive of a sample database (dumped once per test).
 async fn sample_archive(db: &str) -> Vec<u8> {
     server().create_sample(db, 5_000).await.unwrap();
-    let mut stream = MongoSource::new(server().connection(db))
+    let dump = MongoSource::new(server().connection(db))
         .dump(&DumpOptions::default())
         .await
-        .unwrap()
-        .stream;
-    let mut archive = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        archive.extend_from_slice(&chunk.unwrap());
-    }
-    archive
+        .unwrap();
+    read_all(dump.stream).await
 }
 
 async fn database_names() -> Vec<String> {
@@ -61,76 +46,19 @@ fn admin_target() -> MongoTarget {
     MongoTarget::new(server().connection("admin"))
 }
 
-struct Helper {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Helper {
-    fn start(mode: &str, extra: &[(&str, &str)]) -> Helper {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "helper_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("STAGING_HELPER", mode)
+/// This binary as a helper running the library against the test server,
+/// in mode `mode` (see [`helper_process`]).
+fn start_helper(mode: &str, extra: &[(&str, &str)]) -> HelperProcess {
+    let mut cmd = HelperProcess::command("helper_process");
+    cmd.env("STAGING_HELPER", mode)
         .env("HELPER_URI", server().uri().expose())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        for (k, v) in DECOYS.iter().chain(extra) {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Helper { child, lines }
-    }
-
-    fn expect_line(&self) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(120))
-                .expect("the helper said nothing");
-            if let Some(at) = line.find("HELPER ") {
-                return line[at + "HELPER ".len()..].to_string();
-            }
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+        .envs(extra.iter().copied());
+    HelperProcess::spawn(cmd)
 }
 
 #[test]
 fn helper_process() {
-    let Ok(mode) = std::env::var("STAGING_HELPER") else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    run_helper("STAGING_HELPER", |mode| async move {
         let uri = std::env::var("HELPER_URI").unwrap();
         let conn = MongoConnection::from_uri(&uri).unwrap();
         match mode.as_str() {
@@ -142,20 +70,10 @@ fn helper_process() {
                     .await
                     .unwrap();
                 println!("HELPER restoring");
-                let mut stdin = std::io::stdin();
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    use std::io::Read;
-                    let n = tokio::task::block_in_place(|| stdin.read(&mut buf)).unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    session
-                        .write(bytes::Bytes::copy_from_slice(&buf[..n]))
-                        .await
-                        .unwrap();
-                    println!("HELPER wrote {n}");
-                }
+                write_from_reader(&mut *session, std::io::stdin(), 64 * 1024, |n| {
+                    println!("HELPER wrote {n}")
+                })
+                .await;
                 session.commit().await.unwrap();
             }
             // mongodump left blocked on its full stdout pipe.
@@ -181,17 +99,11 @@ async fn standin_a_killed_restore_leaves_a_staging_database_that_is_found_and_dr
     let source = TestServer::unique_name("killed_src");
     let archive = sample_archive(&source).await;
     let target = TestServer::unique_name("killed_dst");
-    let mut helper = Helper::start("restore", &[("HELPER_TARGET", &target)]);
+    let mut helper = start_helper("restore", &[("HELPER_TARGET", &target)]);
     assert_eq!(helper.expect_line(), "restoring");
     // Half the archive, written and acknowledged, then kill -9.
     let half = archive.len() / 2;
-    helper
-        .child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(&archive[..half])
-        .unwrap();
+    helper.stdin().write_all(&archive[..half]).unwrap();
     let mut written = 0;
     while written < half {
         let line = helper.expect_line();
@@ -345,9 +257,9 @@ async fn tools_mongodump_sees_no_secret() {
     }
     let source = TestServer::unique_name("tools_env");
     server().create_sample(&source, 20_000).await.unwrap();
-    let helper = Helper::start("tools-dump", &[("HELPER_DB", &source)]);
+    let helper = start_helper("tools-dump", &[("HELPER_DB", &source)]);
     assert_eq!(helper.expect_line(), "dumping");
-    let pid = helper.child.id();
+    let pid = helper.pid();
     let child = process_tree(pid)
         .into_iter()
         .find(|p| p.ppid == pid && p.comm == "mongodump")
@@ -355,7 +267,7 @@ async fn tools_mongodump_sees_no_secret() {
     let cmdline = child.command_line();
     let environ = &child.environ;
     let uri = server().uri().expose().to_string();
-    for (_, secret) in DECOYS {
+    for (_, secret) in DECOY_SECRETS {
         assert!(!cmdline.contains(secret) && !environ.contains(secret));
     }
     assert!(!cmdline.contains(&uri) && !environ.contains(&uri));

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use backup_core::prelude::*;
 use backup_core::store::StoreExt;
+use backup_core::testing::read_all;
 use backup_core::{
     manifest::Manifest, memory::InMemoryStore, source::DumpOptions, source::DumpStream,
     source::SourceInfo, store::PutOptions,
@@ -47,42 +48,11 @@ async fn staging_leftovers(client: &mongodb::Client, target: &str) -> Vec<String
 }
 
 /// The raw (decompressed) archive of a backup.
-async fn raw_archive(store: &InMemoryStore, m: &Manifest) -> Vec<u8> {
-    use std::sync::Mutex;
-    use tokio::io::AsyncWriteExt;
-
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl tokio::io::AsyncWrite for Sink {
-        fn poll_write(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> std::task::Poll<std::io::Result<usize>> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            std::task::Poll::Ready(Ok(buf.len()))
-        }
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-    }
-
-    let bytes = store.get_bytes(&m.artifact_key().unwrap()).await.unwrap();
-    let algorithm = Compression::for_algorithm(m.compression.algorithm);
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let mut decoder = algorithm.decoder(Box::pin(Sink(out.clone())));
-    decoder.write_all(&bytes).await.unwrap();
-    decoder.shutdown().await.unwrap();
-    drop(decoder);
-    std::mem::take(&mut *out.lock().unwrap())
+/// The plain archive of backup `m`, read back (and verified) through the
+/// engine.
+async fn raw_archive(store: &Arc<InMemoryStore>, m: &Manifest) -> Vec<u8> {
+    let (_, stream) = engine(store).open_dump(&m.id).await.unwrap();
+    read_all(stream).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -766,24 +736,10 @@ async fn standin_wrong_password_is_an_authentication_error_that_never_shows_it()
     // The shared stand-in runs without --auth and then accepts any
     // credentials (a deviation: mongod refuses an unknown user even so), so
     // this test starts its own server with authentication on.
-    let mut own = tokio::task::spawn_blocking(ThrowawaySecantus::start)
+    let own = ThrowawaySecantus::start_with_user("backup", "R1ght-Pa55", "root", "admin")
         .await
-        .unwrap()
         .unwrap();
     let port = own.port();
-    let admin = mongodb::Client::with_uri_str(own.uri()).await.unwrap();
-    admin
-        .database("admin")
-        .run_command(bson::doc! {
-            "createUser": "backup", "pwd": "R1ght-Pa55", "roles": [{ "role": "root", "db": "admin" }],
-        })
-        .await
-        .unwrap();
-    drop(admin);
-    let own = tokio::task::spawn_blocking(move || own.restart_with_auth().map(|()| own))
-        .await
-        .unwrap()
-        .unwrap();
     let uri = |password: &str| {
         format!(
             "mongodb://backup:{password}@127.0.0.1:{port}/shop?directConnection=true&authSource=admin"

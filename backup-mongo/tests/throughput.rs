@@ -11,9 +11,10 @@
 //! loading the data does not count; RSS is also sampled as the dump
 //! advances to show that it does not grow with the collection.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Instant;
 
+use backup_core::testing::write_from_reader;
 use backup_core::{DumpSource, RestoreOptions, RestoreTarget, source::DumpOptions};
 use backup_mongo::{MongoSource, MongoTarget, TestServer};
 use futures::StreamExt;
@@ -103,17 +104,7 @@ async fn mongo_dump_throughput() {
     let base = status_kib("VmRSS:");
     let started = Instant::now();
     let mut session = target.begin(&RestoreOptions::default()).await.unwrap();
-    let mut buf = vec![0u8; 1024 * 1024];
-    loop {
-        let n = file.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        session
-            .write(bytes::Bytes::copy_from_slice(&buf[..n]))
-            .await
-            .unwrap();
-    }
+    write_from_reader(&mut *session, &mut file, 1024 * 1024, |_| {}).await;
     session.commit().await.unwrap();
     let seconds = started.elapsed().as_secs_f64();
     let peak = status_kib("VmHWM:");

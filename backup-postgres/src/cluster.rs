@@ -432,6 +432,14 @@ impl TestServer {
         Ok(name)
     }
 
+    /// [`create_database`](Self::create_database), then runs `sql` in the
+    /// new database (to fill it).
+    pub async fn create_database_with(&self, prefix: &str, sql: &str) -> Result<String> {
+        let name = self.create_database(prefix).await?;
+        self.psql(&name, sql).await?;
+        Ok(name)
+    }
+
     /// Fills `database` with `pgbench -i -s <scale>` (scale 1 ≈ 100k
     /// accounts, 13 MB dumped).
     pub async fn pgbench_init(&self, database: &str, scale: u32) -> Result<()> {
@@ -484,6 +492,31 @@ impl TestServer {
             ));
         }
         Ok(out)
+    }
+
+    /// Whether a database named `name` exists.
+    pub async fn database_exists(&self, name: &str) -> Result<bool> {
+        let count = self
+            .psql(
+                "postgres",
+                &format!(
+                    "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+                    name.replace('\'', "''")
+                ),
+            )
+            .await?;
+        Ok(count.trim() != "0")
+    }
+
+    /// Panics unless databases `a` and `b` hold the same data (equal
+    /// [`fingerprint`](Self::fingerprint)s).
+    pub async fn assert_same_data(&self, a: &str, b: &str) {
+        let (left, right) = (self.fingerprint(a).await, self.fingerprint(b).await);
+        assert_eq!(
+            left.expect("fingerprint"),
+            right.expect("fingerprint"),
+            "{a} and {b} differ"
+        );
     }
 
     /// Drops a database if it exists (terminating its connections).

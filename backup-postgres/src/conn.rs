@@ -404,17 +404,7 @@ mod tests {
     fn hostile_passwords_never_show() {
         // Every password over an alphabet of URL metacharacters, up to 4
         // long: errors, Display, Debug and redaction never show it.
-        let alphabet = ['/', '?', '@', ':', '#', '%', 'a', '1'];
-        let mut passwords = vec![String::new()];
-        for _ in 0..4 {
-            let next: Vec<String> = passwords
-                .iter()
-                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
-                .collect();
-            passwords.extend(next);
-        }
-        for pw in passwords.iter().filter(|p| p.len() >= 3) {
-            let secret = format!("S3cr{pw}");
+        for secret in backup_core::testing::hostile_secrets(3) {
             for url in [
                 format!("postgres://u:{secret}@h:5432/db"),
                 format!("postgres://u:{secret}@h/db?sslmode=require"),

@@ -68,17 +68,7 @@ impl EngineHarness for Harness {
     }
 
     async fn digest(&self, database: &str) -> Result<Option<String>> {
-        let exists = self
-            .server
-            .psql(
-                "postgres",
-                &format!(
-                    "SELECT count(*) FROM pg_database WHERE datname = {}",
-                    literal(database)
-                ),
-            )
-            .await?;
-        if exists.trim() == "0" {
+        if !self.server.database_exists(database).await? {
             return Ok(None);
         }
         Ok(Some(format!(

@@ -6,9 +6,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
+use backup_core::memory::InMemoryStore;
 use backup_core::prelude::*;
-use backup_core::store::StoreExt;
-use backup_core::{catalog::RUN_RECORD_NAME, memory::InMemoryStore};
+use backup_core::testing::assert_nothing_left;
 use backup_postgres::{PgTools, PostgresSource, TestServer};
 
 fn tools_with_fake_pg_dump(dir: &std::path::Path, body: &str) -> PgTools {
@@ -48,23 +48,7 @@ async fn a_pg_dump_that_succeeds_without_a_dump_commits_nothing() {
             .unwrap_err();
         assert!(matches!(err, Error::InvalidDump { .. }), "{err:?}");
         assert!(err.to_string().contains(needle), "{err}");
-        assert!(
-            engine
-                .catalog()
-                .list(&Filter::all())
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let left: Vec<String> = store
-            .list_all(None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.key.to_string())
-            .filter(|k| !k.ends_with(RUN_RECORD_NAME))
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
+        assert_nothing_left(&engine, needle).await;
     }
     server.drop_database(&db).await.unwrap();
 }

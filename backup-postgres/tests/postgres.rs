@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::prelude::*;
-use backup_core::store::StoreExt;
+use backup_core::testing::{objects_besides_run_records, tamper_artifact};
 use backup_core::{
-    catalog::Catalog, catalog::RUN_RECORD_NAME, key::Key, manifest::Manifest,
-    memory::InMemoryStore, pipeline::PipelineOptions, source::DumpOptions, store::GetResult,
-    store::ObjectMeta, store::PutOptions, store::Upload,
+    catalog::Catalog, key::Key, memory::InMemoryStore, pipeline::PipelineOptions,
+    source::DumpOptions, store::GetResult, store::ObjectMeta, store::PutOptions, store::Upload,
 };
 use backup_postgres::{PgConnection, PgTools, PostgresSource, PostgresTarget, TestServer};
 use bytes::Bytes;
@@ -34,13 +33,7 @@ fn engine(store: &Arc<InMemoryStore>) -> Engine {
 
 /// Objects other than run records (which note failures on purpose).
 async fn object_count(store: &InMemoryStore) -> usize {
-    store
-        .list_all(None)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|m| m.key.file_name() != RUN_RECORD_NAME)
-        .count()
+    objects_besides_run_records(store).await.len()
 }
 
 #[tokio::test]
@@ -105,16 +98,6 @@ async fn pgbench_backup_restores_equal_into_a_new_database() {
     server().drop_database(&target_db).await.unwrap();
 }
 
-async fn tamper(store: &InMemoryStore, m: &Manifest, f: impl FnOnce(&mut Vec<u8>)) {
-    let key = m.artifact_key().unwrap();
-    let mut bytes = store.get_bytes(&key).await.unwrap().to_vec();
-    f(&mut bytes);
-    store
-        .put(&key, Bytes::from(bytes), PutOptions::default())
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn corrupt_or_truncated_artifacts_change_nothing_in_the_target() {
     let source_db = pgbench_db("corrupt_src", 1).await;
@@ -141,12 +124,11 @@ async fn corrupt_or_truncated_artifacts_change_nothing_in_the_target() {
                 )
                 .await
                 .unwrap();
-            tamper(&store, &m, damage).await;
+            tamper_artifact(&*store, &m, damage).await;
             // The target exists and holds a marker table.
-            let target_db = server().create_database("corrupt_dst").await.unwrap();
-            server()
-                .psql(
-                    &target_db,
+            let target_db = server()
+                .create_database_with(
+                    "corrupt_dst",
                     "CREATE TABLE marker(x int); INSERT INTO marker VALUES (42)",
                 )
                 .await
@@ -184,7 +166,7 @@ async fn corrupt_or_truncated_artifacts_change_nothing_in_the_target() {
         )
         .await
         .unwrap();
-    tamper(&store, &m, |b| {
+    tamper_artifact(&*store, &m, |b| {
         let i = b.len() - 100;
         b[i] ^= 0xff
     })
@@ -198,15 +180,8 @@ async fn corrupt_or_truncated_artifacts_change_nothing_in_the_target() {
         )
         .await
         .unwrap_err();
-    let exists = server()
-        .psql(
-            "postgres",
-            &format!("SELECT count(*) FROM pg_database WHERE datname = '{fresh}'"),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        exists, "0",
+    assert!(
+        !server().database_exists(&fresh).await.unwrap(),
         "the database created for the failed restore remains"
     );
     server().drop_database(&source_db).await.unwrap();

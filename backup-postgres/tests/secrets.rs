@@ -9,33 +9,22 @@
 //! password was read from. The test reads `/proc/<pid>/environ` and
 //! `cmdline` of the helper's children while they run.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use backup_core::prelude::*;
-use backup_core::testing::{ProcessView, process_tree};
+use backup_core::testing::{
+    DECOY_SECRETS, HelperProcess, ProcessView, process_tree, read_all, run_helper,
+    write_from_reader,
+};
 use backup_core::{memory::InMemoryStore, source::DumpOptions};
 use backup_postgres::{PgConnection, PostgresSource, PostgresTarget, TestServer};
-use futures::StreamExt;
 
 /// A password with every character a password file must escape, and the
 /// URL and shell metacharacters.
 const HOSTILE_PASSWORD: &str = r"p:a\ss/w?rd@x#%&' *z";
-
-const DECOYS: &[(&str, &str)] = &[
-    ("AWS_SECRET_ACCESS_KEY", "decoy-aws-secret-4f9a0c"),
-    ("S3_SECRET_FROM_SECRET_KEY_VAR", "decoy-s3-secret-var-93d1"),
-    ("BACKUPD_ADMIN_TOKEN", "decoy-admin-token-77c1e2"),
-    ("BACKUPD_TOKEN_ACME", "decoy-tenant-token-5b8e"),
-    ("PGPASSWORD", "decoy-pgpassword-12ab34"),
-    (
-        "BACKUP_AGE_IDENTITY",
-        "AGE-SECRET-KEY-1DECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDECOYDEC",
-    ),
-];
 
 /// Environment variables a libpq tool may get: the allow-list plus what
 /// the adapter sets itself.
@@ -118,7 +107,7 @@ fn url_of(conn: &PgConnection) -> String {
 /// Everything that must never show up in a child's environment or
 /// arguments.
 fn forbidden(conn: &PgConnection) -> Vec<String> {
-    let mut out: Vec<String> = DECOYS.iter().map(|(_, v)| v.to_string()).collect();
+    let mut out: Vec<String> = DECOY_SECRETS.iter().map(|(_, v)| v.to_string()).collect();
     out.push(conn.password().unwrap().expose().to_string());
     out.push(url_encode(conn.password().unwrap().expose()));
     out
@@ -231,93 +220,50 @@ fn files_containing(dir: &Path, needle: &str, since: Option<SystemTime>) -> Vec<
 // The helper process
 
 /// A helper running the library with decoy secrets in its environment
-/// and `TMPDIR` pointing at a fresh directory.
+/// and `TMPDIR` pointing at a fresh directory (removed after the helper
+/// is killed).
 struct Helper {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
+    process: HelperProcess,
     tmpdir: tempfile::TempDir,
 }
 
 impl Helper {
     fn start(mode: &str, conn: &PgConnection, extra: &[(&str, &str)]) -> Helper {
         let tmpdir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "helper_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("SECRETS_HELPER", mode)
-        // Where backupd's `password_var` would have the password.
-        .env("BACKUPD_DB_PASSWORD", conn.password().unwrap().expose())
-        .env("HELPER_PG_URL", url_of(conn))
-        .env("TMPDIR", tmpdir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        for (k, v) in DECOYS.iter().chain(extra) {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut cmd = HelperProcess::command("helper_process");
+        cmd.env("SECRETS_HELPER", mode)
+            // Where backupd's `password_var` would have the password.
+            .env("BACKUPD_DB_PASSWORD", conn.password().unwrap().expose())
+            .env("HELPER_PG_URL", url_of(conn))
+            .env("TMPDIR", tmpdir.path())
+            .envs(extra.iter().copied());
         Helper {
-            child,
-            lines,
+            process: HelperProcess::spawn(cmd),
             tmpdir,
         }
     }
+}
 
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next line starting with `HELPER `, without that prefix.
-    fn expect_line(&self) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(120))
-                .expect("the helper said nothing");
-            // libtest may print "test helper_process ... " first.
-            if let Some(at) = line.find("HELPER ") {
-                return line[at + "HELPER ".len()..].to_string();
-            }
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
+impl std::ops::Deref for Helper {
+    type Target = HelperProcess;
+    fn deref(&self) -> &HelperProcess {
+        &self.process
     }
 }
 
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.kill9();
+impl std::ops::DerefMut for Helper {
+    fn deref_mut(&mut self) -> &mut HelperProcess {
+        &mut self.process
     }
 }
 
 /// The helper's side: runs only when started by [`Helper::start`].
 #[test]
 fn helper_process() {
-    let Ok(mode) = std::env::var("SECRETS_HELPER") else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(helper_main(&mode));
+    run_helper(
+        "SECRETS_HELPER",
+        |mode| async move { helper_main(&mode).await },
+    );
 }
 
 async fn helper_main(mode: &str) {
@@ -342,19 +288,7 @@ async fn helper_main(mode: &str) {
             opts.must_be_new = true;
             let mut session = PostgresTarget::new(conn).begin(&opts).await.unwrap();
             println!("HELPER restoring");
-            let mut stdin = std::io::stdin();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                use std::io::Read;
-                let n = tokio::task::block_in_place(|| stdin.read(&mut buf)).unwrap();
-                if n == 0 {
-                    break;
-                }
-                session
-                    .write(bytes::Bytes::copy_from_slice(&buf[..n]))
-                    .await
-                    .unwrap();
-            }
+            write_from_reader(&mut *session, std::io::stdin(), 64 * 1024, |_| {}).await;
             let report = session.commit().await.unwrap();
             println!("HELPER committed {}", report.database);
         }
@@ -380,15 +314,11 @@ async fn source_and_dump() -> &'static (String, Vec<u8>) {
         .get_or_init(|| async {
             let db = server().create_database("secrets_src").await.unwrap();
             server().pgbench_init(&db, 1).await.unwrap();
-            let mut stream = PostgresSource::new(server().connection(&db))
+            let dump = PostgresSource::new(server().connection(&db))
                 .dump(&DumpOptions::default())
                 .await
-                .unwrap()
-                .stream;
-            let mut dump = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                dump.extend_from_slice(&chunk.unwrap());
-            }
+                .unwrap();
+            let dump = read_all(dump.stream).await;
             (db, dump)
         })
         .await
@@ -457,21 +387,12 @@ async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
     assert_child_is_clean(&pg_restore, "pg_restore", &conn);
 
     // Half the archive, then kill -9 mid-restore.
-    let stdin = helper.child.stdin.as_mut().unwrap();
+    let stdin = helper.stdin();
     stdin.write_all(&dump[..dump.len() / 2]).unwrap();
     stdin.flush().unwrap();
     helper.kill9();
 
-    let exists = |name: String| async move {
-        server()
-            .psql(
-                "postgres",
-                &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
-            )
-            .await
-            .unwrap()
-            == "1"
-    };
+    let exists = |name: String| async move { server().database_exists(&name).await.unwrap() };
     assert!(
         !exists(target.clone()).await,
         "a killed restore --create left database {target} behind"
@@ -525,10 +446,7 @@ async fn pg_restore_sees_no_secret_and_a_killed_create_leaves_no_target() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        server().fingerprint(&target).await.unwrap(),
-        server().fingerprint(db).await.unwrap()
-    );
+    server().assert_same_data(&target, db).await;
     let comment = server()
         .psql(
             "postgres",
@@ -660,16 +578,7 @@ async fn a_create_killed_before_marking_leaves_a_staging_database_cleanup_drops(
         .psql("postgres", &format!("CREATE DATABASE \"{users}\""))
         .await
         .unwrap();
-    let exists = |name: String| async move {
-        server()
-            .psql(
-                "postgres",
-                &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
-            )
-            .await
-            .unwrap()
-            == "1"
-    };
+    let exists = |name: String| async move { server().database_exists(&name).await.unwrap() };
 
     let found = admin.leftovers().await.unwrap();
     assert!(

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backup_core::prelude::*;
-use backup_core::testing::{Capabilities, ScriptedSource, store_conformance};
+use backup_core::testing::{
+    Capabilities, ScriptedSource, assert_full_and_incremental_commit, listed_keys,
+    store_conformance,
+};
 use backup_core::{
     clock::ManualClock, clock::SystemClock, dedup::DedupOptions, key::Key, manifest::BackupKind,
     scheduler::Shutdown, store::PutOptions, store::StoreExt,
@@ -36,13 +39,7 @@ fn key(k: &str) -> Key {
 }
 
 async fn listed(store: &dyn Store) -> Vec<String> {
-    store
-        .list_all(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect()
+    listed_keys(store, None).await
 }
 
 #[tokio::test]
@@ -195,20 +192,7 @@ async fn backups_commit_on_a_server_that_ignores_if_none_match() {
     let proxy = Proxy::stripping(&server).await;
     let store = proxy.store_builder(&server).build().unwrap();
     let engine = Engine::new(Arc::new(store.clone()));
-    for backup_type in [BackupType::Full, BackupType::Incremental] {
-        let m = engine
-            .backup(
-                &ScriptedSource::ok(300_000),
-                &BackupRequest::new("db").backup_type(backup_type),
-            )
-            .await
-            .unwrap();
-        engine.verify(&m.id).await.unwrap();
-    }
-    assert_eq!(
-        engine.catalog().list(&Filter::all()).await.unwrap().len(),
-        2
-    );
+    assert_full_and_incremental_commit(&engine).await;
 }
 
 // ---------------------------------------------------------------------------

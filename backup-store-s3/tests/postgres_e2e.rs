@@ -7,6 +7,7 @@
 use backup_core::backup_ref::BackupRef;
 use std::sync::Arc;
 
+use backup_core::testing::assert_no_backup_listed;
 use backup_core::{
     BackupRequest, Compression, Engine, Filter, RestoreOptions, Store, store::StoreExt,
 };
@@ -81,14 +82,7 @@ async fn pgbench_backup_to_s3_verifies_and_restores_equal() {
         .delete(BackupRef::in_tenant("acme", &manifest.id))
         .await
         .unwrap();
-    assert!(
-        engine
-            .catalog()
-            .list(&Filter::all())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_backup_listed(&engine).await;
     assert!(
         !store
             .exists(&manifest.artifact_key().unwrap())

@@ -9,11 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::testing::{Capabilities, ScriptedSource, pattern, store_conformance};
+use backup_core::testing::{
+    Capabilities, ScriptedSource, assert_no_backup_listed, assert_nothing_left, listed_keys,
+    objects_besides_run_records, pattern, store_conformance,
+};
 use backup_core::{
-    BackupRequest, Compression, DumpSource, Engine, Error, Filter, Secret, Store,
-    catalog::RUN_RECORD_NAME, key::Key, source::DumpOptions, source::DumpStream,
-    source::SourceInfo, source::Versions, store::PutOptions, store::StoreExt,
+    BackupRequest, Compression, DumpSource, Engine, Error, Secret, Store, key::Key,
+    source::DumpOptions, source::DumpStream, source::SourceInfo, source::Versions,
+    store::PutOptions, store::StoreExt,
 };
 use backup_store_s3::{MIN_PART_SIZE, S3Store, S3TestServer};
 use bytes::Bytes;
@@ -43,18 +46,6 @@ fn multipart_files(server: &S3TestServer) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// Every object but the engine's `last-run.json` records.
-async fn objects_besides_run_records(store: &S3Store) -> Vec<String> {
-    store
-        .list_all(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .filter(|k| !k.ends_with(RUN_RECORD_NAME))
-        .collect()
 }
 
 async fn eventually_no_multipart_files(server: &S3TestServer) {
@@ -141,22 +132,10 @@ async fn prefixes_keep_stores_apart() {
     b.put(&key("x/1"), Bytes::from_static(b"b"), PutOptions::default())
         .await
         .unwrap();
-    let in_a: Vec<String> = a
-        .list_all(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect();
+    let in_a = listed_keys(&a, None).await;
     assert_eq!(in_a, ["x/1"], "a prefix lists by whole segments");
     assert_eq!(&a.get_bytes(&key("x/1")).await.unwrap()[..], b"a");
-    let in_parent: Vec<String> = parent
-        .list_all(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.to_string())
-        .collect();
+    let in_parent = listed_keys(&parent, None).await;
     assert_eq!(in_parent, ["a/x/1", "ab/x/1"]);
     parent
         .delete_many(&[key("a/x/1"), key("ab/x/1")])
@@ -508,8 +487,7 @@ async fn server_killed_mid_upload_leaves_no_backup() {
     );
 
     server.restart().unwrap();
-    let listed = engine.catalog().list(&Filter::all()).await.unwrap();
-    assert!(listed.is_empty(), "no backup is listed: {listed:?}");
+    assert_no_backup_listed(&engine).await;
     // The backup's in-progress marker could not be removed while the
     // server was down: it is the only object left, and a sweep removes it
     // once it is stale.
@@ -533,14 +511,7 @@ async fn server_killed_mid_upload_leaves_no_backup() {
     let swept = engine.catalog().sweep(Duration::ZERO, later).await.unwrap();
     assert_eq!(swept.stale_markers, markers);
     assert!(objects_besides_run_records(&store).await.is_empty());
-    assert!(
-        engine
-            .catalog()
-            .list(&Filter::all())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_backup_listed(&engine).await;
     // What is left is the parts of the interrupted upload, outside the
     // bucket (see the doc comment).
     let leftovers = multipart_files(&server);
@@ -572,15 +543,7 @@ async fn a_failing_source_aborts_the_multipart_upload() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("disk on fire"), "{err}");
-    assert!(
-        engine
-            .catalog()
-            .list(&Filter::all())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(objects_besides_run_records(&store).await.is_empty());
+    assert_nothing_left(&engine, "a failed upload").await;
     eventually_no_multipart_files(&server).await;
 }
 

@@ -20,9 +20,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 
+mod checks;
 mod engine;
 mod faults;
 mod fixtures;
+mod helper;
 mod processes;
 mod property;
 mod race;
@@ -33,8 +35,16 @@ pub use engine::{EngineCapabilities, EngineHarness, source_conformance, target_c
 pub use processes::{ProcessView, descendant_processes, process_tree};
 
 pub use crate::dedup::packs::ascending_pack_ids;
+pub use checks::{
+    assert_full_and_incremental_commit, assert_no_backup_listed, assert_nothing_left, listed_keys,
+    objects_besides_run_records, read_all, tamper_artifact,
+};
 pub use faults::{Faults, FaultyStore, Operation};
 pub use fixtures::{Recording, RecordingTarget, ScriptedSource, pattern};
+pub use helper::{
+    DECOY_SECRETS, HELPER_PREFIX, HelperProcess, assert_success, hostile_secrets, run_helper,
+    write_from_reader,
+};
 pub use property::{PropertyOptions, PropertyReport, backup_properties};
 pub use race::{RaceOptions, RaceReport, race_cleanup_against_backups};
 pub use serialized::SerializedCreates;

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use backup_core::testing::assert_success;
 use backup_postgres::TestServer;
 use serde_json::Value;
 
@@ -77,10 +78,7 @@ async fn backup_list_verify_restore_delete() {
         &server.url(&target),
         "--create",
     ]);
-    assert_eq!(
-        server.fingerprint(&db).await.unwrap(),
-        server.fingerprint(&target).await.unwrap()
-    );
+    server.assert_same_data(&db, &target).await;
 
     // Again into the now non-empty target without --clean: one line that
     // names the conflict and says what to do, not pg_restore's cut-off
@@ -176,9 +174,8 @@ async fn bad_input_gets_one_clear_line() {
 #[tokio::test]
 async fn password_from_pgpassword_env() {
     let server = TestServer::shared();
-    let db = server.create_database("cli_env").await.unwrap();
-    server
-        .psql(&db, "CREATE TABLE t AS SELECT 1 AS x")
+    let db = server
+        .create_database_with("cli_env", "CREATE TABLE t AS SELECT 1 AS x")
         .await
         .unwrap();
     let conn = server.connection(&db);
@@ -201,21 +198,16 @@ async fn password_from_pgpassword_env() {
         .env("PGPASSWORD", conn.password().unwrap().expose())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     server.drop_database(&db).await.unwrap();
 }
 
 #[tokio::test]
 async fn prune_stats_and_health() {
     let server = TestServer::shared();
-    let db = server.create_database("cli_prune").await.unwrap();
-    server
-        .psql(
-            &db,
+    let db = server
+        .create_database_with(
+            "cli_prune",
             "CREATE TABLE t AS SELECT generate_series(1, 1000) AS x",
         )
         .await
@@ -413,10 +405,7 @@ async fn encrypted_backups_with_age_keys() {
         "--identity",
         key_s,
     ]);
-    assert_eq!(
-        server.fingerprint(&db).await.unwrap(),
-        server.fingerprint(&target).await.unwrap()
-    );
+    server.assert_same_data(&db, &target).await;
 
     // Without this library: the age format decrypted by the age crate
     // alone, then the standard zstd tool, then pg_restore.
@@ -468,15 +457,8 @@ async fn encrypted_backups_with_age_keys() {
         .env("PGPASSFILE", &pwfile)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        server.fingerprint(&db).await.unwrap(),
-        server.fingerprint(&manual).await.unwrap()
-    );
+    assert_success(&out);
+    server.assert_same_data(&db, &manual).await;
     for d in [&db, &target, &manual] {
         server.drop_database(d).await.unwrap();
     }
@@ -629,9 +611,8 @@ fn write_private(path: &Path, text: &str, mode: u32) {
 #[tokio::test]
 async fn connects_like_pg_dump_with_the_same_environment() {
     let server = TestServer::shared();
-    let db = server.create_database("cli_libpq").await.unwrap();
-    server
-        .psql(&db, "CREATE TABLE t AS SELECT 1 AS x")
+    let db = server
+        .create_database_with("cli_libpq", "CREATE TABLE t AS SELECT 1 AS x")
         .await
         .unwrap();
     let conn = server.connection(&db);

@@ -83,10 +83,7 @@ async fn incremental_backup_stats_restore_gc_and_check() {
         &server.url(&copy),
         "--create",
     ]);
-    assert_eq!(
-        server.fingerprint(&copy).await.unwrap(),
-        server.fingerprint(&db).await.unwrap()
-    );
+    server.assert_same_data(&copy, &db).await;
 
     ok(&["delete", id1, "--store", store_s]);
     let plan = json(&[

@@ -4,6 +4,7 @@
 
 use std::process::Output;
 
+use backup_core::testing::assert_success;
 use backup_mongo::TestServer;
 use serde_json::Value;
 
@@ -115,19 +116,15 @@ async fn standin_backupctl_mongo_password_from_env_or_file_never_from_argv() {
     use std::os::unix::fs::PermissionsExt;
     // An own stand-in with authentication on (the shared one accepts any
     // credentials).
-    let mut own = tokio::task::spawn_blocking(ThrowawaySecantus::start)
+    let own = ThrowawaySecantus::start_with_user("backup", "R1ght/Pa?55", "root", "admin")
         .await
-        .unwrap()
         .unwrap();
     let port = own.port();
-    let admin = mongodb::Client::with_uri_str(own.uri()).await.unwrap();
-    admin
-        .database("admin")
-        .run_command(bson::doc! {
-            "createUser": "backup", "pwd": "R1ght/Pa?55", "roles": [{ "role": "root", "db": "admin" }],
-        })
-        .await
-        .unwrap();
+    let admin = mongodb::Client::with_uri_str(format!(
+        "mongodb://backup:R1ght%2FPa%3F55@127.0.0.1:{port}/?directConnection=true&authSource=admin"
+    ))
+    .await
+    .unwrap();
     admin
         .database("shop")
         .collection::<bson::Document>("orders")
@@ -135,10 +132,6 @@ async fn standin_backupctl_mongo_password_from_env_or_file_never_from_argv() {
         .await
         .unwrap();
     drop(admin);
-    let own = tokio::task::spawn_blocking(move || own.restart_with_auth().map(|()| own))
-        .await
-        .unwrap()
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("backups");
     let store = store.to_str().unwrap();
@@ -152,11 +145,7 @@ async fn standin_backupctl_mongo_password_from_env_or_file_never_from_argv() {
 
     // MONGODB_PASSWORD, like PGPASSWORD for --pg.
     let out = backup(&[("MONGODB_PASSWORD", "R1ght/Pa?55")], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     // No password: the server refuses.
     let out = backup(&[], &[]);
     assert!(!out.status.success());
@@ -165,11 +154,7 @@ async fn standin_backupctl_mongo_password_from_env_or_file_never_from_argv() {
     std::fs::write(&file, "R1ght/Pa?55\n").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = backup(&[], &["--password-file", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     // A file others can read is refused, naming the fix.
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = backup(&[], &["--password-file", file.to_str().unwrap()]);

@@ -7,9 +7,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{BackupRequest, Engine, manifest::BackupKind};
+use backup_core::testing::assert_success;
+use backup_core::{BackupRequest, manifest::BackupKind};
 use backup_postgres::{PostgresSource, TestServer};
-use backup_store_fs::FsStore;
 use backupd::http::ROUTES;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -17,6 +17,15 @@ use sha2::{Digest, Sha256};
 
 mod support;
 use support::*;
+
+/// Restores backup `id` as the admin with `body` and asserts that the job
+/// succeeded and database `target` holds what `db` holds.
+async fn restore_equal(api: &Api, id: &str, body: Value, db: &str, target: &str) {
+    let (status, job) = restore(api, id, ADMIN, body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["status"], "succeeded", "{job}");
+    TestServer::shared().assert_same_data(db, target).await;
+}
 
 #[tokio::test]
 async fn the_whole_api_over_http() {
@@ -62,12 +71,8 @@ async fn the_whole_api_over_http() {
 
     // Download: streamed, with Content-Length and checksums that match.
     let resp = api
-        .client
-        .get(format!("{}/api/v1/backups/{id}/download", d.base))
-        .bearer_auth(READER)
-        .send()
-        .await
-        .unwrap();
+        .download(&format!("/api/v1/backups/{id}/download"), READER)
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let length: u64 = resp.headers()["content-length"]
         .to_str()
@@ -88,26 +93,18 @@ async fn the_whole_api_over_http() {
 
     // Restore into a new database, asynchronously, and compare.
     let target = format!("{db}_restored");
-    let (status, v) = api
-        .post(
-            &format!("/api/v1/backups/{id}/restore"),
-            ADMIN,
-            json!({"target_database": target, "clean": false}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-    let job = api
-        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-        .await;
-    assert_eq!(job["status"], "succeeded", "{job}");
-    assert_eq!(
-        server.fingerprint(&db).await.unwrap(),
-        server.fingerprint(&target).await.unwrap()
-    );
+    restore_equal(
+        &api,
+        &id,
+        json!({"target_database": target, "clean": false}),
+        &db,
+        &target,
+    )
+    .await;
 
     // Cleanup with retention: two scheduled backups written beside the
     // daemon's; max_backups 1 keeps the newest scheduled one and the manual.
-    let engine = Engine::new(Arc::new(FsStore::new(d.store()).unwrap()));
+    let engine = d.engine();
     for _ in 0..2 {
         engine
             .backup(
@@ -139,25 +136,13 @@ async fn the_whole_api_over_http() {
     assert_eq!(listed["data"]["total"], 2);
 
     // A package, listed and downloaded; its entries are the latest backup.
-    let (status, v) = api
-        .call(
-            Method::POST,
-            "/api/v1/packages?wait=true",
-            Some(ADMIN),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let v = api.make_packages().await;
     let package_id = v["data"][0]["id"].as_str().unwrap().to_string();
     let (_, packages) = api.get("/api/v1/packages", READER).await;
     assert_eq!(packages["data"][0]["id"], package_id.as_str());
     let zip = api
-        .client
-        .get(format!("{}/api/v1/packages/{package_id}/download", d.base))
-        .bearer_auth(READER)
-        .send()
+        .download(&format!("/api/v1/packages/{package_id}/download"), READER)
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -249,11 +234,7 @@ fn zip_entries(path: &Path) -> Vec<String> {
         .arg(path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -417,10 +398,9 @@ async fn openapi_matches_the_routes() {
 #[tokio::test]
 async fn fifty_concurrent_backups_with_four_at_a_time() {
     let server = TestServer::shared();
-    let db = server.create_database("api_load").await.unwrap();
-    server
-        .psql(
-            &db,
+    let db = server
+        .create_database_with(
+            "api_load",
             "CREATE TABLE t AS SELECT i, md5(i::text) FROM generate_series(1, 20000) i",
         )
         .await
@@ -588,14 +568,9 @@ async fn sigterm_lets_running_backups_finish() {
     let (exit, d) = status;
     assert!(exit.success(), "exit {exit:?}: {}", d.logs());
     // The backup that was running when SIGTERM arrived was committed.
-    let engine = Engine::new(Arc::new(FsStore::new(d.store()).unwrap()));
-    let listed = engine
-        .catalog()
-        .list(&backup_core::Filter::all())
-        .await
-        .unwrap();
+    let listed = d.listed_backups().await;
     assert_eq!(listed.len(), 1, "{}", d.logs());
-    engine.verify(&listed[0].id).await.unwrap();
+    d.engine().verify(&listed[0].id).await.unwrap();
     assert!(d.logs().contains("shutting down"), "{}", d.logs());
     server.drop_database(&db).await.unwrap();
 }
@@ -603,10 +578,9 @@ async fn sigterm_lets_running_backups_finish() {
 #[tokio::test]
 async fn encrypted_backups_through_the_daemon() {
     let server = TestServer::shared();
-    let db = server.create_database("api_enc").await.unwrap();
-    server
-        .psql(
-            &db,
+    let db = server
+        .create_database_with(
+            "api_enc",
             "CREATE TABLE t AS SELECT i, md5(i::text) AS h FROM generate_series(1, 5000) i",
         )
         .await
@@ -622,32 +596,14 @@ async fn encrypted_backups_through_the_daemon() {
     let (_, m) = api.get(&format!("/api/v1/backups/{id}"), READER).await;
     assert_eq!(m["data"]["encryption"]["recipients"][0], recipient.as_str());
     let body = api
-        .client
-        .get(format!("{}/api/v1/backups/{id}/download", d.base))
-        .bearer_auth(READER)
-        .send()
+        .download(&format!("/api/v1/backups/{id}/download"), READER)
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
     assert!(body.starts_with(b"age-encryption.org/v1\n"));
     let target = format!("{db}_r");
-    let (_, v) = api
-        .post(
-            &format!("/api/v1/backups/{id}/restore"),
-            ADMIN,
-            json!({"target_database": target}),
-        )
-        .await;
-    let job = api
-        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-        .await;
-    assert_eq!(job["status"], "succeeded", "{job}");
-    assert_eq!(
-        server.fingerprint(&db).await.unwrap(),
-        server.fingerprint(&target).await.unwrap()
-    );
+    restore_equal(&api, &id, json!({"target_database": target}), &db, &target).await;
     assert!(!d.logs().contains(secret.expose()), "identity in the logs");
     server.drop_database(&db).await.unwrap();
     server.drop_database(&target).await.unwrap();
@@ -707,12 +663,8 @@ async fn incremental_backups_through_the_daemon() {
     // Download: the reassembled dump, with the raw dump's length and SHA-256.
     let id = second["id"].as_str().unwrap();
     let resp = api
-        .client
-        .get(format!("{}/api/v1/backups/{id}/download", d.base))
-        .bearer_auth(READER)
-        .send()
-        .await
-        .unwrap();
+        .download(&format!("/api/v1/backups/{id}/download"), READER)
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let sha = resp.headers()["x-checksum-sha256"]
         .to_str()
@@ -730,32 +682,10 @@ async fn incremental_backups_through_the_daemon() {
 
     // Restore the incremental into a new database.
     let target = format!("{db}_r");
-    let (_, v) = api
-        .post(
-            &format!("/api/v1/backups/{id}/restore"),
-            ADMIN,
-            json!({"target_database": target}),
-        )
-        .await;
-    let job = api
-        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-        .await;
-    assert_eq!(job["status"], "succeeded", "{job}");
-    assert_eq!(
-        server.fingerprint(&db).await.unwrap(),
-        server.fingerprint(&target).await.unwrap()
-    );
+    restore_equal(&api, id, json!({"target_database": target}), &db, &target).await;
 
     // A package holds the reassembled dump of the latest (incremental) backup.
-    let (status, v) = api
-        .call(
-            Method::POST,
-            "/api/v1/packages?wait=true",
-            Some(ADMIN),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let v = api.make_packages().await;
     let entry = &v["data"][0]["entries"][0];
     assert!(
         entry["artifact"].as_str().unwrap().ends_with(".dump"),
@@ -769,14 +699,12 @@ async fn incremental_backups_through_the_daemon() {
 #[tokio::test]
 async fn the_api_cannot_read_the_environment_nor_restore_over_other_databases() {
     let server = TestServer::shared();
-    let db = server.create_database("api_sec").await.unwrap();
-    server
-        .psql(&db, "CREATE TABLE t AS SELECT 1 AS x")
+    let db = server
+        .create_database_with("api_sec", "CREATE TABLE t AS SELECT 1 AS x")
         .await
         .unwrap();
-    let other = server.create_database("api_other").await.unwrap();
-    server
-        .psql(&other, "CREATE TABLE keep AS SELECT 42 AS x")
+    let other = server
+        .create_database_with("api_other", "CREATE TABLE keep AS SELECT 42 AS x")
         .await
         .unwrap();
     let d = Daemon::start("", 2);
@@ -804,44 +732,24 @@ async fn the_api_cannot_read_the_environment_nor_restore_over_other_databases() 
 
     // Restores go into the source's own database or a new one only.
     for target in [other.as_str(), "postgres", "template1"] {
-        let (status, v) = api
-            .post(
-                &format!("/api/v1/backups/{id}/restore"),
-                ADMIN,
-                json!({"target_database": target, "clean": true}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-        let job = api
-            .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-            .await;
+        let (status, job) = restore(
+            &api,
+            &id,
+            ADMIN,
+            json!({"target_database": target, "clean": true}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
         assert_eq!(
             job["status"], "failed",
             "restore into {target} must be refused: {job}"
         );
     }
-    let (_, v) = api
-        .post(
-            &format!("/api/v1/backups/{id}/restore"),
-            ADMIN,
-            json!({"target_database": format!("{db}_new")}),
-        )
-        .await;
-    let job = api
-        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-        .await;
+    let into_new = json!({"target_database": format!("{db}_new")});
+    let (_, job) = restore(&api, &id, ADMIN, into_new.clone()).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     // An existing, unregistered database is not overwritten either.
-    let (_, v) = api
-        .post(
-            &format!("/api/v1/backups/{id}/restore"),
-            ADMIN,
-            json!({"target_database": format!("{db}_new")}),
-        )
-        .await;
-    let job = api
-        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-        .await;
+    let (_, job) = restore(&api, &id, ADMIN, into_new).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert!(
         job["error"].as_str().unwrap().contains("already exists"),
@@ -928,16 +836,7 @@ async fn start_up_drops_old_restore_leftovers_and_reports_the_rest() {
         remaining[0].as_str().unwrap().starts_with(&fresh),
         "{status}"
     );
-    let exists = |name: String| async move {
-        server
-            .psql(
-                "postgres",
-                &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
-            )
-            .await
-            .unwrap()
-            == "1"
-    };
+    let exists = |name: String| async move { server.database_exists(&name).await.unwrap() };
     assert!(!exists(old).await, "the old leftover is still there");
     assert!(
         exists(fresh.clone()).await,

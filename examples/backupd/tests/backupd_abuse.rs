@@ -319,9 +319,11 @@ async fn every_route_refuses_every_abuse_and_changes_nothing() {
     let server = TestServer::shared();
     let mut dbs = Vec::new();
     for prefix in ["abuse_a", "abuse_b"] {
-        let db = server.create_database(prefix).await.unwrap();
-        server
-            .psql(&db, "CREATE TABLE t AS SELECT generate_series(1, 500) AS x")
+        let db = server
+            .create_database_with(
+                prefix,
+                "CREATE TABLE t AS SELECT generate_series(1, 500) AS x",
+            )
             .await
             .unwrap();
         dbs.push(db);
@@ -348,15 +350,7 @@ async fn every_route_refuses_every_abuse_and_changes_nothing() {
         backup.push(record["result"]["id"].as_str().unwrap().to_string());
         job.push(id);
     }
-    let (status, v) = api
-        .call(
-            Method::POST,
-            "/api/v1/packages?wait=true",
-            Some(ADMIN),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let v = api.make_packages().await;
     let package_of = |tenant: &str| {
         v["data"]
             .as_array()

@@ -189,19 +189,15 @@ async fn standin_reserved_names_and_other_tenants_databases_are_refused() {
 async fn standin_authentication_failure_is_reported_as_such() {
     const PASSWORD: &str = "R1ght-Pa55-for-backupd";
     const WRONG: &str = "wr0ng-Pa55-for-backupd";
-    let mut own = tokio::task::spawn_blocking(ThrowawaySecantus::start)
+    let own = ThrowawaySecantus::start_with_user("backup", PASSWORD, "readWrite", "shop")
         .await
-        .unwrap()
         .unwrap();
     let port = own.port();
-    let client = mongodb::Client::with_uri_str(own.uri()).await.unwrap();
-    client
-        .database("shop")
-        .run_command(bson::doc! {
-            "createUser": "backup", "pwd": PASSWORD, "roles": [{ "role": "readWrite", "db": "shop" }],
-        })
-        .await
-        .unwrap();
+    let client = mongodb::Client::with_uri_str(format!(
+        "mongodb://backup:{PASSWORD}@127.0.0.1:{port}/shop?directConnection=true&authSource=shop"
+    ))
+    .await
+    .unwrap();
     client
         .database("shop")
         .collection::<bson::Document>("orders")
@@ -209,10 +205,6 @@ async fn standin_authentication_failure_is_reported_as_such() {
         .await
         .unwrap();
     drop(client);
-    let own = tokio::task::spawn_blocking(move || own.restart_with_auth().map(|()| own))
-        .await
-        .unwrap()
-        .unwrap();
     let d = Daemon::start("", 2);
     let api = Api::new(&d);
     let mut body = mongo_body("guarded", "127.0.0.1", port, "shop", None);

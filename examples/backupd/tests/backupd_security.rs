@@ -4,12 +4,10 @@
 //! codes for upstream failures. The real daemon binary over real HTTP, a
 //! real PostgreSQL (throwaway cluster) and a real S3 server (`s3s-fs`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{BackupRequest, Engine, manifest::BackupKind};
+use backup_core::{BackupRequest, manifest::BackupKind};
 use backup_postgres::{PostgresSource, TestServer};
-use backup_store_fs::FsStore;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -30,15 +28,13 @@ async fn checksum(server: &TestServer, db: &str) -> String {
 }
 
 async fn database_with_rows(server: &TestServer, prefix: &str, rows: u32) -> String {
-    let db = server.create_database(prefix).await.unwrap();
     server
-        .psql(
-            &db,
+        .create_database_with(
+            prefix,
             &format!("CREATE TABLE t AS SELECT generate_series(1, {rows}) AS x"),
         )
         .await
-        .unwrap();
-    db
+        .unwrap()
 }
 
 #[tokio::test]
@@ -240,7 +236,7 @@ async fn system_databases_are_refused_on_every_path() {
 /// cleanup deletes one, so any body taken for "no options" shows.
 async fn cleanup_fixture(server: &TestServer, d: &Daemon, api: &Api, db: &str) {
     register(api, ADMIN, database_body("shop", db, None, false)).await;
-    let engine = Engine::new(Arc::new(FsStore::new(d.store()).unwrap()));
+    let engine = d.engine();
     for _ in 0..2 {
         engine
             .backup(
@@ -783,12 +779,7 @@ async fn draining_keeps_the_probes_and_refuses_changes() {
     .await
     .unwrap();
     assert!(exit.success(), "exit {exit:?}: {}", d.logs());
-    let engine = Engine::new(Arc::new(FsStore::new(d.store()).unwrap()));
-    let listed = engine
-        .catalog()
-        .list(&backup_core::Filter::all())
-        .await
-        .unwrap();
+    let listed = d.listed_backups().await;
     assert_eq!(listed.len(), 1, "{}", d.logs());
     server.drop_database(&db).await.unwrap();
 }

@@ -37,22 +37,7 @@ pub(crate) async fn round(w: &mut World, store: StoreId, incremental: bool, encr
 
     let before = w.ids(store);
     let digest = w.pg_digest.clone();
-    let delay = w.pick_delay(typical);
-    let mode = w.pick_mode();
-    let dir = w.victim_dir();
-    let outcome = victim::run_and_kill(w.command(&args), &dir, delay, mode, &w.server_ports());
-    eprintln!(
-        "  killed {} after {delay:?} ({mode:?}, io {:?}): {}",
-        outcome.killed,
-        outcome.io,
-        outcome.stderr.trim()
-    );
-    w.lap("victim");
-    assert!(
-        outcome.killed || outcome.success,
-        "backup failed without a kill: {}",
-        outcome.stderr
-    );
+    let outcome = w.kill_run("backup", typical, &args);
 
     // A backup the victim committed before it died (or finished) is
     // listed: its content is the source's, which nobody wrote meanwhile.

@@ -138,19 +138,7 @@ async fn kill_and_check(w: &mut World, op: Op, args: &[&str]) {
         let mut changed = || store.files() != before;
         victim::run_and_kill_after(cmd, &dir, &mut changed, delay, mode, &ports)
     };
-    let delay = outcome.delay;
-    eprintln!(
-        "  killed {} after {delay:?} ({mode:?}, io {:?}): {}",
-        outcome.killed,
-        outcome.io,
-        outcome.stderr.trim()
-    );
-    w.lap("victim");
-    assert!(
-        outcome.killed || outcome.success,
-        "{name} failed without a kill: {}",
-        outcome.stderr
-    );
+    w.victim_ended(&name, &outcome);
     let after = w.stores[&StoreId::Maint].files();
     let removed = before.difference(&after).count();
     let added = after.difference(&before).count();

@@ -148,41 +148,14 @@ pub(crate) async fn mongo_new(w: &mut World) {
         ],
     );
     let empty = Digest::Mongo(Default::default());
-    let now = w.content(&digest, &target).await;
-    let mixed = check_mongo_target(&target, &now, &empty, &digest);
-    assert!(!outcome.success || now == digest);
-    let staged = mongo_staging_cleanup(w).await;
-    w.figures.mongo_mid_commit += usize::from(mixed);
-    let phase = if !outcome.killed {
-        "finished first"
-    } else if now == digest {
-        "after commit"
-    } else if mixed {
-        "mid-commit"
-    } else if staged.1 > 0 {
-        "mid-stream"
-    } else if staged.0 > 0 {
-        "staging created, no data yet"
-    } else {
-        "before writing"
+    let kill = MongoKill {
+        name: &name,
+        backup: &backup,
+        target: &target,
+        old: &empty,
+        new: &digest,
     };
-    w.figures.record(&name, &outcome, phase);
-    // The next restore succeeds (with clean: a mid-commit kill left some
-    // collections in the target).
-    w.ctl_ok(&[
-        "restore",
-        &backup,
-        "--store",
-        &spec,
-        "--mongo",
-        &uri,
-        "--target-db",
-        &target,
-        "--clean",
-    ]);
-    assert_eq!(w.content(&digest, &target).await, digest);
-    w.figures.restores_compared += 1;
-    w.mongo.drop_database(&target).await.expect("drop");
+    settle_mongo_kill(w, kill, outcome).await;
 }
 
 /// Kill a MongoDB `--clean` restore over a database holding another
@@ -223,14 +196,41 @@ pub(crate) async fn mongo_clean(w: &mut World) {
             "--clean",
         ],
     );
-    let now = w.content(&new_digest, &target).await;
-    let mixed = check_mongo_target(&target, &now, &old_digest, &new_digest);
-    assert!(!outcome.success || now == new_digest);
+    let kill = MongoKill {
+        name: &name,
+        backup: &new,
+        target: &target,
+        old: &old_digest,
+        new: &new_digest,
+    };
+    settle_mongo_kill(w, kill, outcome).await;
+}
+
+/// A killed MongoDB restore: `backup` (content `new`) into `target`, which
+/// held `old` before.
+struct MongoKill<'a> {
+    name: &'a str,
+    backup: &'a str,
+    target: &'a str,
+    old: &'a Digest,
+    new: &'a Digest,
+}
+
+/// After a killed MongoDB restore: the target is old, new or (a kill while
+/// collections were being moved) every collection old or new; a restore
+/// that reported success left it new; its staging databases are found and
+/// dropped; the phase is recorded. Then the same restore with `--clean`
+/// (a mid-commit kill left some collections in the target) succeeds and
+/// the target is dropped.
+async fn settle_mongo_kill(w: &mut World, kill: MongoKill<'_>, outcome: Outcome) {
+    let now = w.content(kill.new, kill.target).await;
+    let mixed = check_mongo_target(kill.target, &now, kill.old, kill.new);
+    assert!(!outcome.success || now == *kill.new);
     let staged = mongo_staging_cleanup(w).await;
     w.figures.mongo_mid_commit += usize::from(mixed);
     let phase = if !outcome.killed {
         "finished first"
-    } else if now == new_digest {
+    } else if now == *kill.new {
         "after commit"
     } else if mixed {
         "mid-commit"
@@ -241,21 +241,23 @@ pub(crate) async fn mongo_clean(w: &mut World) {
     } else {
         "before writing"
     };
-    w.figures.record(&name, &outcome, phase);
+    w.figures.record(kill.name, &outcome, phase);
+    let spec = w.spec(StoreId::Mongo);
+    let uri = w.mongo_uri("admin");
     w.ctl_ok(&[
         "restore",
-        &new,
+        kill.backup,
         "--store",
         &spec,
         "--mongo",
         &uri,
         "--target-db",
-        &target,
+        kill.target,
         "--clean",
     ]);
-    assert_eq!(w.content(&new_digest, &target).await, new_digest);
+    assert_eq!(w.content(kill.new, kill.target).await, *kill.new);
     w.figures.restores_compared += 1;
-    w.mongo.drop_database(&target).await.expect("drop");
+    w.mongo.drop_database(kill.target).await.expect("drop");
 }
 
 /// A listed PostgreSQL backup of the fs or S3 store, at random; with
@@ -344,23 +346,7 @@ async fn typical_restore(w: &mut World, key: &str, store: StoreId, backup: &str)
 
 /// Runs a restore as the victim and kills it after a random delay.
 fn kill_restore(w: &mut World, typical: Duration, args: &[&str]) -> Outcome {
-    let delay = w.pick_delay(typical);
-    let mode = w.pick_mode();
-    let dir = w.victim_dir();
-    let outcome = victim::run_and_kill(w.command(args), &dir, delay, mode, &w.server_ports());
-    eprintln!(
-        "  killed {} after {delay:?} ({mode:?}, io {:?}): {}",
-        outcome.killed,
-        outcome.io,
-        outcome.stderr.trim()
-    );
-    w.lap("victim");
-    assert!(
-        outcome.killed || outcome.success,
-        "restore failed without a kill: {}",
-        outcome.stderr
-    );
-    outcome
+    w.kill_run("restore", typical, args)
 }
 
 /// Whether a PostgreSQL restore was feeding `pg_restore`.

@@ -17,7 +17,7 @@ use crate::support::{files, secrets};
 
 use super::figures::Figures;
 use super::store::{self, StoreUnderTest};
-use super::victim::KillMode;
+use super::victim::{self, KillMode, Outcome};
 use super::{Config, IDENTITY_VAR, Op, StoreId, TIME_TRAVEL};
 
 /// What a backup holds: per table (PostgreSQL: rows and an ordered md5)
@@ -316,6 +316,38 @@ impl World {
     }
 
     /// A kill delay drawn uniformly over `[0, typical]`.
+    /// Runs `backupctl args...` and kills it after a random delay up to
+    /// about `typical`, in a random [`KillMode`] (see
+    /// [`victim::run_and_kill`]); then [`victim_ended`](Self::victim_ended).
+    pub(crate) fn kill_run(&mut self, what: &str, typical: Duration, args: &[&str]) -> Outcome {
+        let delay = self.pick_delay(typical);
+        let mode = self.pick_mode();
+        let dir = self.victim_dir();
+        let ports = self.server_ports();
+        let outcome = victim::run_and_kill(self.command(args), &dir, delay, mode, &ports);
+        self.victim_ended(what, &outcome);
+        outcome
+    }
+
+    /// Reports how a victim ended, notes the lap, and asserts that it was
+    /// killed or succeeded (`what` names it in the message).
+    pub(crate) fn victim_ended(&mut self, what: &str, outcome: &Outcome) {
+        eprintln!(
+            "  killed {} after {:?} ({:?}, io {:?}): {}",
+            outcome.killed,
+            outcome.delay,
+            outcome.mode,
+            outcome.io,
+            outcome.stderr.trim()
+        );
+        self.lap("victim");
+        assert!(
+            outcome.killed || outcome.success,
+            "{what} failed without a kill: {}",
+            outcome.stderr
+        );
+    }
+
     pub(crate) fn pick_delay(&mut self, typical: Duration) -> Duration {
         let ms = u64::try_from(typical.as_millis()).expect("a sane duration");
         Duration::from_millis(self.rng.random_range(0..=ms))
@@ -515,18 +547,10 @@ impl World {
 
     /// Whether a PostgreSQL database exists.
     pub(crate) async fn pg_exists(&self, database: &str) -> bool {
-        let out = self
-            .pg
-            .psql(
-                "postgres",
-                &format!(
-                    "SELECT count(*) FROM pg_database WHERE datname = '{}'",
-                    database.replace('\'', "''")
-                ),
-            )
+        self.pg
+            .database_exists(database)
             .await
-            .expect("query pg_database");
-        out.trim() == "1"
+            .expect("query pg_database")
     }
 
     // --- stores ----------------------------------------------------------

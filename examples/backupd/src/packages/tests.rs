@@ -8,6 +8,7 @@
 
 use std::process::Stdio;
 
+use backup_core::testing::assert_success;
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
@@ -77,11 +78,7 @@ async fn a_five_gib_zip_streams_with_flat_memory_and_passes_unzip() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(
         after - before < 64 * 1024,
         "memory grew by {} KiB",

@@ -7,9 +7,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
+use backup_core::{Engine, Filter, manifest::Manifest};
 use backup_postgres::TestServer;
+use backup_store_fs::FsStore;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
@@ -221,6 +224,16 @@ impl Daemon {
         self.dir.path().join("backups")
     }
 
+    /// An engine over the daemon's fs store, to look behind its back.
+    pub fn engine(&self) -> Engine {
+        Engine::new(Arc::new(FsStore::new(self.store()).unwrap()))
+    }
+
+    /// Every backup of the daemon's store, as its catalog lists them.
+    pub async fn listed_backups(&self) -> Vec<Arc<Manifest>> {
+        self.engine().catalog().list(&Filter::all()).await.unwrap()
+    }
+
     pub fn audit(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default()
     }
@@ -360,6 +373,32 @@ impl Api {
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::PATCH, path, Some(token), Some(body))
             .await
+    }
+
+    /// GET `path` as `token`: the raw response, for downloads (headers and
+    /// bytes).
+    pub async fn download(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Builds packages now as the admin (`POST /api/v1/packages?wait=true`),
+    /// asserting 201; returns the response.
+    pub async fn make_packages(&self) -> Value {
+        let (status, v) = self
+            .call(
+                Method::POST,
+                "/api/v1/packages?wait=true",
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        v
     }
 
     /// Polls a job until it ends; returns its record.
