@@ -398,7 +398,9 @@ fn preset_usage(preset: &str) -> Option<&'static str> {
 
 /// `every_12h` -> 12 (any number; [`Schedule::every`] checks it divides 24).
 fn every_hours(word: &str) -> Option<u32> {
-    word.strip_prefix("every_")?.strip_suffix('h').and_then(digits)
+    word.strip_prefix("every_")?
+        .strip_suffix('h')
+        .and_then(digits)
 }
 
 impl FromStr for Schedule {
@@ -541,17 +543,28 @@ mod tests {
             ("weekly 04:00", "expected weekly DAY HH:MM"),
             ("monthly x 05:00", "the day of month must be 1-28"),
             ("once", "expected once YYYY-MM-DDTHH:MM"),
-            ("dayly 03:00", r#"unknown schedule "dayly"; expected a crontab line"#),
+            (
+                "dayly 03:00",
+                r#"unknown schedule "dayly"; expected a crontab line"#,
+            ),
             ("", "empty schedule; expected"),
             ("0 3 * *", "expected 5 fields"),
         ];
         for (text, want) in refused {
             let err = text.parse::<Schedule>().unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");
-            assert!(!err.contains("wrong number of arguments"), "{text:?}: {err}");
+            assert!(
+                !err.contains("wrong number of arguments"),
+                "{text:?}: {err}"
+            );
         }
         let err = "dayly 03:00".parse::<Schedule>().unwrap_err().to_string();
-        for form in ["\"daily 03:00\"", "\"every_12h 15:00\"", "\"weekly mon 04:00\"", "\"@daily\""] {
+        for form in [
+            "\"daily 03:00\"",
+            "\"every_12h 15:00\"",
+            "\"weekly mon 04:00\"",
+            "\"@daily\"",
+        ] {
             assert!(err.contains(form), "{form} missing: {err}");
         }
     }
