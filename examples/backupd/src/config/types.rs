@@ -278,7 +278,7 @@ impl From<&DatabaseConfig> for DatabaseView {
             retention_days: d
                 .retention
                 .max_age
-                .filter(|a| a.as_secs() % 86_400 == 0)
+                .filter(|a| a.as_secs().is_multiple_of(86_400))
                 .map(|a| a.as_secs() / 86_400),
             max_backups: d.retention.keep_last,
             stale_after_hours: d.stale_after.as_secs_f64() / 3600.0,
