@@ -61,6 +61,44 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Ok(d)
 }
 
+/// `d` in the syntax [`parse_duration`] reads, in the largest unit that
+/// divides it exactly (`30d`, `13h`, `90m`, `45s`): what JSON outputs and
+/// messages show, so a value can be copied back into a flag or a config.
+///
+/// ```
+/// use std::time::Duration;
+/// use backup_core::duration::{format_duration, parse_duration};
+/// assert_eq!(format_duration(Duration::from_secs(13 * 3600)), "13h");
+/// assert_eq!(format_duration(Duration::from_secs(5400)), "90m");
+/// assert_eq!(parse_duration(&format_duration(Duration::from_secs(61))).unwrap().as_secs(), 61);
+/// ```
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs != 0 && secs.is_multiple_of(size) {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
+/// Serde for a duration field written as text (`24h`): [`format_duration`]
+/// out, [`parse_duration`] in. Use with `#[serde(with = "backup_core::duration::text")]`.
+pub mod text {
+    use std::time::Duration;
+
+    /// Writes `d` as [`format_duration`](crate::duration::format_duration) does.
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::duration::format_duration(*d))
+    }
+
+    /// Reads a duration as [`parse_duration`](crate::duration::parse_duration) does.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        crate::duration::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Minutes (a CLI's `--grace-minutes`) as a duration, checked.
 pub fn duration_from_minutes(n: u64) -> Result<Duration> {
     n.checked_mul(60)
@@ -118,6 +156,21 @@ mod tests {
             let err = parse_duration(over).unwrap_err();
             assert!(err.to_string().contains(over), "{over}: {err}");
             assert!(err.to_string().contains("out of range"), "{over}: {err}");
+        }
+    }
+
+    #[test]
+    fn formatted_durations_parse_back() {
+        for (secs, text) in [
+            (0, "0s"),
+            (59, "59s"),
+            (5400, "90m"),
+            (86_400, "1d"),
+            (90_000, "25h"),
+        ] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text).unwrap(), d);
         }
     }
 

@@ -379,12 +379,47 @@ fn parse_weekday(s: &str) -> Result<Weekday> {
         .map_err(|_| Error::Config(format!("invalid weekday {s:?} (expected mon..sun)")))
 }
 
+/// The accepted schedule strings, one example each, for error messages.
+pub const SCHEDULE_FORMS: &str = "a crontab line (\"0 3 * * *\"), an alias (\"@daily\"), \"disabled\", \"daily 03:00\", \"every_12h 15:00\" (every 1, 2, 3, 4, 6, 8 or 12 hours counted from 15:00), \"weekly mon 04:00\", \"monthly 1 05:00\" or \"once 2026-01-01T03:00\"";
+
+/// The preset words and the arguments each takes, for error messages.
+fn preset_usage(preset: &str) -> Option<&'static str> {
+    Some(match preset {
+        "daily" => "daily HH:MM (e.g. daily 03:00)",
+        "weekly" => "weekly DAY HH:MM (e.g. weekly mon 04:00)",
+        "monthly" => "monthly DAY-OF-MONTH HH:MM (e.g. monthly 1 05:00)",
+        "once" | "scheduled" => "once YYYY-MM-DDTHH:MM (e.g. once 2026-01-01T03:00)",
+        p if every_hours(p).is_some() => {
+            "every_Nh BASE (e.g. every_12h 15:00: at 03:00 and 15:00; N divides 24)"
+        }
+        _ => return None,
+    })
+}
+
+/// `every_12h` -> 12 (any number; [`Schedule::every`] checks it divides 24).
+fn every_hours(word: &str) -> Option<u32> {
+    word.strip_prefix("every_")?
+        .strip_suffix('h')
+        .and_then(digits)
+}
+
 impl FromStr for Schedule {
     type Err = Error;
 
     /// Accepts a crontab string or alias, `disabled`, or a preset:
-    /// `daily 03:00`, `every_12h 15:00`, `every_6h 15:00`,
+    /// `daily 03:00`, `every_12h 15:00` (any `every_Nh` with N dividing 24),
     /// `weekly mon 04:00`, `monthly 1 05:00`, `once 2025-12-01T03:00`.
+    /// An unknown word or a preset with the wrong arguments is refused with
+    /// the accepted forms ([`SCHEDULE_FORMS`]).
+    ///
+    /// ```
+    /// use backup_core::Schedule;
+    /// assert!("every_8h 01:00".parse::<Schedule>().is_ok());
+    /// let err = "daily".parse::<Schedule>().unwrap_err().to_string();
+    /// assert!(err.contains("expected daily HH:MM (e.g. daily 03:00)"), "{err}");
+    /// let err = "dayly 03:00".parse::<Schedule>().unwrap_err().to_string();
+    /// assert!(err.contains(r#"unknown schedule "dayly""#), "{err}");
+    /// ```
     fn from_str(s: &str) -> Result<Schedule> {
         let s = s.trim();
         let words: Vec<&str> = s.split_whitespace().collect();
@@ -392,18 +427,30 @@ impl FromStr for Schedule {
         match words.as_slice() {
             ["disabled" | "never" | "manual"] => Ok(Schedule::Disabled),
             ["daily", at] => Ok(Schedule::daily(parse_time(at)?)),
-            ["every_12h", base] => Schedule::every(12, parse_time(base)?),
-            ["every_6h", base] => Schedule::every(6, parse_time(base)?),
+            [every, base] if every_hours(every).is_some() => Schedule::every(
+                every_hours(every).expect("checked by the guard"),
+                parse_time(base)?,
+            ),
             ["weekly", day, at] => Ok(Schedule::weekly(parse_weekday(day)?, parse_time(at)?)),
             ["monthly", day, at] => {
-                let day: u32 = day.parse().map_err(|_| bad("day must be 1-28"))?;
+                let day = digits(day).ok_or_else(|| bad("the day of month must be 1-28"))?;
                 Schedule::monthly(day, parse_time(at)?)
             }
             ["once" | "scheduled", at] => Ok(Schedule::Once(parse_datetime(at)?)),
-            [
-                "daily" | "every_12h" | "every_6h" | "weekly" | "monthly" | "once" | "scheduled",
-                ..,
-            ] => Err(bad("wrong number of arguments for the preset")),
+            [preset, ..] if preset_usage(preset).is_some() => Err(bad(&format!(
+                "expected {}",
+                preset_usage(preset).expect("checked by the guard")
+            ))),
+            // A crontab line starts with a minute (digits or `*`), an alias
+            // with `@`: a word is a mistyped preset.
+            [word, ..] if word.starts_with(|c: char| c.is_ascii_alphabetic()) => {
+                Err(Error::Config(format!(
+                    "unknown schedule {word:?}; expected {SCHEDULE_FORMS}"
+                )))
+            }
+            [] => Err(Error::Config(format!(
+                "empty schedule; expected {SCHEDULE_FORMS}"
+            ))),
             _ => CronExpr::parse(s).map(Schedule::Cron),
         }
     }
@@ -464,4 +511,61 @@ pub fn parse_tz(name: &str) -> Result<Tz> {
             "unknown time zone {name:?} (expected an IANA name such as Europe/Madrid)"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_strings_parse_or_name_the_accepted_forms() {
+        let ok = [
+            ("0 3 * * *", "0 3 * * *"),
+            ("@daily", "@daily"),
+            ("daily 03:00", "0 3 * * *"),
+            ("every_12h 15:00", "0 3,15 * * *"),
+            ("every_6h 15:00", "0 3,9,15,21 * * *"),
+            ("every_8h 01:30", "30 1,9,17 * * *"),
+            ("weekly mon 04:00", "0 4 * * 1"),
+            ("monthly 1 05:00", "0 5 1 * *"),
+            ("once 2026-01-01T03:00", "once 2026-01-01T03:00"),
+            ("disabled", "disabled"),
+        ];
+        for (text, shown) in ok {
+            let s: Schedule = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(s.to_string(), shown, "{text}");
+        }
+        let refused = [
+            ("daily", "expected daily HH:MM (e.g. daily 03:00)"),
+            ("daily 03:00 04:00", "expected daily HH:MM"),
+            ("every_12h", "expected every_Nh BASE (e.g. every_12h 15:00"),
+            ("every_5h 01:00", "the interval must divide 24"),
+            ("weekly 04:00", "expected weekly DAY HH:MM"),
+            ("monthly x 05:00", "the day of month must be 1-28"),
+            ("once", "expected once YYYY-MM-DDTHH:MM"),
+            (
+                "dayly 03:00",
+                r#"unknown schedule "dayly"; expected a crontab line"#,
+            ),
+            ("", "empty schedule; expected"),
+            ("0 3 * *", "expected 5 fields"),
+        ];
+        for (text, want) in refused {
+            let err = text.parse::<Schedule>().unwrap_err().to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+            assert!(
+                !err.contains("wrong number of arguments"),
+                "{text:?}: {err}"
+            );
+        }
+        let err = "dayly 03:00".parse::<Schedule>().unwrap_err().to_string();
+        for form in [
+            "\"daily 03:00\"",
+            "\"every_12h 15:00\"",
+            "\"weekly mon 04:00\"",
+            "\"@daily\"",
+        ] {
+            assert!(err.contains(form), "{form} missing: {err}");
+        }
+    }
 }

@@ -39,8 +39,12 @@ pub struct SourceHealth {
     pub hours_since_success: Option<f64>,
     /// The error of the latest attempt, when it failed.
     pub last_error: Option<String>,
-    /// The threshold applied, in hours.
+    /// The threshold applied, in hours (older field: see `stale_after`).
     pub stale_after_hours: f64,
+    /// The threshold applied (`24h`), in the syntax `--stale-after` and
+    /// `stale_after:` take; written beside `stale_after_hours` for a release.
+    #[serde(with = "crate::duration::text", default)]
+    pub stale_after: Duration,
 }
 
 /// Thresholds for [`Catalog::health`].
@@ -152,6 +156,7 @@ impl Catalog {
                     .filter(|r| !r.succeeded)
                     .and_then(|r| r.error.clone()),
                 stale_after_hours: threshold.as_secs_f64() / 3600.0,
+                stale_after: threshold,
             });
         }
         Ok(out)

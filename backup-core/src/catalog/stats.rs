@@ -40,25 +40,66 @@ pub struct BackupPage {
     pub next_offset: Option<usize>,
 }
 
-/// Counts and sizes of a set of backups.
+/// Counts and sizes of a set of backups. In JSON the newest start time is
+/// `last_success` (the name health uses) and, for a release, also `last`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StatsJson", into = "StatsJson")]
 pub struct Stats {
     /// Number of backups.
     pub count: usize,
     /// Bytes they added to the store (for incremental backups the new
     /// chunks, not the size of the dump: see [`Manifest::bytes_stored`]).
     pub total_bytes: u64,
-    /// Start time of the newest.
-    pub last: Option<DateTime<Utc>>,
+    /// Start time of the newest (every listed backup succeeded).
+    pub last_success: Option<DateTime<Utc>>,
     /// Start time of the oldest.
     pub oldest: Option<DateTime<Utc>>,
+}
+
+/// [`Stats`] as JSON: `last` is the older name of `last_success`, written
+/// beside it and read when it is the only one, for a release.
+#[derive(Serialize, Deserialize)]
+struct StatsJson {
+    count: usize,
+    total_bytes: u64,
+    #[serde(default)]
+    last_success: Option<DateTime<Utc>>,
+    #[serde(default)]
+    last: Option<DateTime<Utc>>,
+    oldest: Option<DateTime<Utc>>,
+}
+
+impl From<StatsJson> for Stats {
+    fn from(j: StatsJson) -> Stats {
+        Stats {
+            count: j.count,
+            total_bytes: j.total_bytes,
+            last_success: j.last_success.or(j.last),
+            oldest: j.oldest,
+        }
+    }
+}
+
+impl From<Stats> for StatsJson {
+    fn from(s: Stats) -> StatsJson {
+        StatsJson {
+            count: s.count,
+            total_bytes: s.total_bytes,
+            last_success: s.last_success,
+            last: s.last_success,
+            oldest: s.oldest,
+        }
+    }
 }
 
 impl Stats {
     pub(super) fn add(&mut self, m: &Manifest) {
         self.count += 1;
         self.total_bytes = self.total_bytes.saturating_add(m.bytes_stored());
-        self.last = Some(self.last.map_or(m.started_at, |t| t.max(m.started_at)));
+        self.last_success = Some(
+            self.last_success
+                .map_or(m.started_at, |t| t.max(m.started_at)),
+        );
         self.oldest = Some(self.oldest.map_or(m.started_at, |t| t.min(m.started_at)));
     }
 }

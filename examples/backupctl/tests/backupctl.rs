@@ -287,12 +287,24 @@ async fn prune_stats_and_health() {
 
     let stats: Value = serde_json::from_str(&ok(&["stats", "--store", store_s, "--json"])).unwrap();
     assert_eq!(stats["total"]["count"], 2);
+    // `last_success` is health's name for the newest backup; `last` stays
+    // beside it for a release.
+    assert!(stats["total"]["last_success"].is_string(), "{stats}");
+    assert_eq!(stats["total"]["last"], stats["total"]["last_success"]);
+    assert_eq!(listed[0]["created_by"], "backupctl");
     assert_eq!(stats["sources"]["default/shop"]["count"], 2);
     assert!(stats["total"]["total_bytes"].as_u64().unwrap() > 0);
 
     let health: Value =
         serde_json::from_str(&ok(&["health", "--store", store_s, "--json"])).unwrap();
     assert_eq!(health[0]["status"], "healthy");
+    // The threshold in the syntax --stale-after takes, and in hours (older).
+    assert_eq!(health[0]["stale_after"], "1d", "{health}");
+    assert_eq!(health[0]["stale_after_hours"], 24.0, "{health}");
+    assert_eq!(
+        health[0]["last_success"],
+        stats["sources"]["default/shop"]["last_success"]
+    );
     let out = backupctl(&["health", "--store", store_s, "--stale-after", "0s"]);
     assert!(
         !out.status.success(),
@@ -531,15 +543,25 @@ fn out_of_range_durations_are_refused_and_sweep_sees_leftovers() {
         "{text}"
     );
 
-    let swept: Value = serde_json::from_str(&ok(&[
+    // `--grace-minutes` is the older spelling of `--grace`: still taken, with
+    // a one-line warning.
+    let args = [
         "sweep",
         "--store",
         store_s,
         "--grace-minutes",
         "60",
         "--json",
-    ]))
-    .unwrap();
+    ];
+    let out = backupctl(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        stderr.contains(
+            "warning: --grace-minutes is the older spelling of --grace (e.g. --grace 60m)"
+        ),
+        "{stderr}"
+    );
+    let swept: Value = serde_json::from_str(&succeeded(&args, out)).unwrap();
     assert_eq!(
         swept["temporary_removed"].as_array().unwrap().len(),
         1,

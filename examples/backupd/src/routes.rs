@@ -49,7 +49,7 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/backups",
         "Start a manual backup (`?wait=true` waits)",
         true,
-        Some(r#"{"database_id": "...", "type": "full"}"#),
+        Some(r#"{"source_id": "...", "type": "full"}"#),
     ),
     route(
         "get",

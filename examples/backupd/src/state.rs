@@ -151,11 +151,11 @@ fn pg_connection(db: &DatabaseConfig, database: &str) -> PgConnection {
 /// Retention policies of a database entry.
 pub fn retention(db: &DatabaseConfig) -> Vec<Arc<dyn RetentionPolicy>> {
     let mut out: Vec<Arc<dyn RetentionPolicy>> = Vec::new();
-    if let Some(n) = db.max_backups {
+    if let Some(n) = db.retention.keep_last {
         out.push(Arc::new(KeepLast(n)));
     }
-    if let Some(days) = db.retention_days {
-        out.push(Arc::new(KeepWithin::days(days)));
+    if let Some(age) = db.retention.max_age {
+        out.push(Arc::new(KeepWithin(age)));
     }
     out
 }
@@ -241,7 +241,9 @@ impl App {
         let job = BackupJob {
             engine: self.engine_for(&db),
             source,
-            request: BackupRequest::new(&db.id).tenant(&db.tenant),
+            request: BackupRequest::new(&db.id)
+                .tenant(&db.tenant)
+                .created_by("backupd"),
             retention: retention(&db),
         };
         let guarded = GuardedJob {
@@ -493,8 +495,8 @@ impl App {
                 packages::prune(
                     &self.store,
                     &t,
-                    pc.max_backups,
-                    pc.retention_days,
+                    pc.retention.keep_last,
+                    pc.retention.max_age,
                     Utc::now(),
                 )
                 .await?;
@@ -542,8 +544,8 @@ impl App {
                 packages::prune(
                     &self.store,
                     &t,
-                    pc.max_backups,
-                    pc.retention_days,
+                    pc.retention.keep_last,
+                    pc.retention.max_age,
                     Utc::now(),
                 )
                 .await?;

@@ -493,6 +493,145 @@ databases:
 }
 
 #[test]
+fn schedule_typos_name_the_field_and_the_accepted_forms() {
+    let config = config_text(&Options {
+        extra_config: r#"databases:
+  - {id: a, engine: postgres, database_name: a, schedule: {preset: daily, time: "03:00"}}
+  - {id: b, engine: postgres, database_name: b, schedule: {preset: every_12h, base: "15:00"}}
+  - {id: c, engine: postgres, database_name: c, schedule: {preset: dayly, time: "03:00"}}
+  - {id: d, engine: postgres, database_name: d, schedule: {preset: every_12h, time: "15:00"}}
+  - {id: e, engine: postgres, database_name: e, schedule: "weekly 04:00"}
+"#
+        .into(),
+        ..Options::default()
+    });
+    let (code, stderr) = run_to_exit(&config, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    for want in [
+        r#"databases[2].schedule: unknown preset "dayly"; expected a schedule: a string ("0 3 * * *", "@daily", "daily 03:00""#,
+        r#"{preset: weekly, weekday: mon, time: "04:00"}"#,
+        "databases[3].schedule: every_12h has no time of day: give `base`, the hour its cycle is counted from; expected e.g. {preset: every_12h, base: \"15:00\"}",
+        r#"databases[4].schedule: invalid schedule "weekly 04:00": expected weekly DAY HH:MM (e.g. weekly mon 04:00)"#,
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+    for leak in [
+        "untagged",
+        "wrong number of arguments",
+        "databases[0]",
+        "databases[1]",
+    ] {
+        assert!(!stderr.contains(leak), "{leak:?} in:\n{stderr}");
+    }
+    // A value of the wrong type is refused by the parser with its path.
+    let config = config_text(&Options {
+        extra_config:
+            "databases:\n  - {id: a, engine: postgres, database_name: a, schedule: [daily]}\n"
+                .into(),
+        ..Options::default()
+    });
+    let (code, stderr) = run_to_exit(&config, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "databases[0].schedule: invalid type: sequence, expected a schedule: a string"
+        ),
+        "{stderr}"
+    );
+}
+
+/// One name per concept (README "Names"): the new names work in the config,
+/// the API and the JSON, and the older ones still do, with a warning.
+#[tokio::test]
+async fn new_names_and_their_older_spellings_through_the_daemon() {
+    let server = TestServer::shared();
+    let db = server.create_database("names_db").await.unwrap();
+    let conn = server.connection(&db);
+    let entry = |id: &str, limits: &str| {
+        format!(
+            "  - {{id: {id}, engine: postgres, host: {}, port: {}, database_name: {db}, username_var: DB_USER, password_var: DB_PASSWORD, schedule: disabled, {limits}}}\n",
+            conn.host(),
+            conn.port()
+        )
+    };
+    let d = Daemon::start(
+        &format!(
+            "databases:\n{}{}",
+            entry("new_names", "keep_last: 3, max_age: 7d, stale_after: 13h"),
+            entry("old_names", "max_backups: 3, retention_days: 7"),
+        ),
+        2,
+    );
+    let api = Api::new(&d);
+    let (status, v) = api.get("/api/v1/databases", ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    for view in v["data"].as_array().unwrap() {
+        assert_eq!(view["keep_last"], 3, "{view}");
+        assert_eq!(view["max_age"], "7d", "{view}");
+        // The older names, written beside the new ones for a release.
+        assert_eq!(view["max_backups"], 3, "{view}");
+        assert_eq!(view["retention_days"], 7, "{view}");
+        assert!(view.get("password").is_none(), "{view}");
+    }
+    let new = &v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "new_names")
+        .unwrap();
+    assert_eq!(new["stale_after"], "13h", "{new}");
+    assert_eq!(new["stale_after_hours"], 13.0, "{new}");
+    let logs = d.logs();
+    for warned in [
+        "databases[1].max_backups is the older spelling of keep_last",
+        "databases[1].retention_days is the older spelling of max_age",
+    ] {
+        assert!(logs.contains(warned), "no warning {warned:?}:\n{logs}");
+    }
+    assert!(!logs.contains("databases[0].max_backups"), "{logs}");
+
+    // PATCH with either spelling replaces the value.
+    for (body, field, want) in [
+        (json!({"keep_last": 5}), "keep_last", json!(5)),
+        (json!({"max_backups": 4}), "keep_last", json!(4)),
+        (json!({"max_age": "36h"}), "max_age", json!("36h")),
+        (json!({"retention_days": 2}), "max_age", json!("2d")),
+    ] {
+        let (status, v) = api
+            .patch("/api/v1/databases/old_names", ADMIN, body.clone())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}: {v}");
+        assert_eq!(v["data"][field], want, "{body}: {v}");
+    }
+
+    // POST /backups takes `source_id` (backup_now) and the older `database_id`.
+    let first = backup_now(&api, "new_names", ADMIN).await;
+    let (status, v) = api
+        .post(
+            "/api/v1/backups",
+            ADMIN,
+            json!({"database_id": "new_names"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (_, backup) = api.get(&format!("/api/v1/backups/{first}"), ADMIN).await;
+    assert_eq!(backup["data"]["source_id"], "new_names", "{backup}");
+    assert_eq!(backup["data"]["created_by"], "backupd", "{backup}");
+    assert_eq!(backup["data"]["kind"], "manual", "{backup}");
+    let (_, stats) = api.get("/api/v1/backups/stats", ADMIN).await;
+    let total = &stats["data"]["total"];
+    assert_eq!(total["count"], 2, "{stats}");
+    assert!(total["last_success"].is_string(), "{stats}");
+    assert_eq!(total["last"], total["last_success"], "{stats}");
+    drop(d);
+    server.drop_database(&db).await.unwrap();
+}
+
+#[test]
 fn grafana_dashboard_uses_the_exported_metrics() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

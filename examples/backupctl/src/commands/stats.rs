@@ -58,7 +58,7 @@ pub(crate) async fn run(args: StatsArgs, ctx: &Context<'_>) -> Result<Outcome> {
                 "{name:<32} {:>6} backups {:>10}  last {}  oldest {}",
                 s.count,
                 human_bytes(s.total_bytes),
-                s.last
+                s.last_success
                     .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
                 s.oldest
                     .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),

@@ -35,7 +35,14 @@ pub(crate) async fn run(args: SweepArgs, ctx: &Context<'_>) -> Result<Outcome> {
     } = args;
     let grace = match (grace, grace_minutes) {
         (Some(grace), _) => grace,
-        (None, Some(minutes)) => duration_from_minutes(minutes)?,
+        (None, Some(minutes)) => {
+            // Checked first, so an out-of-range value gets one error line.
+            let grace = duration_from_minutes(minutes)?;
+            eprintln!(
+                "backupctl: warning: --grace-minutes is the older spelling of --grace (e.g. --grace {minutes}m); it will be removed in a future release"
+            );
+            grace
+        }
         (None, None) => Duration::from_secs(3600),
     };
     let engine = ctx.engine(&store).await?;

@@ -9,10 +9,10 @@ use crate::engine::Engine;
 use crate::tenancy::{check_database_name, normalise_host, same_name};
 
 use super::fields::{
-    EnvLookup, check_range, env_var, parse_compression, parse_duration, parse_schedule,
+    EnvLookup, check_range, env_var, parse_compression, parse_duration, parse_schedule, retention,
 };
-use super::schema::RawDatabase;
-use super::types::{DatabaseConfig, Defaults, MAX_BACKUPS, MAX_RETENTION_DAYS, Problems};
+use super::schema::{RENAMED_FIELDS, RawDatabase};
+use super::types::{DatabaseConfig, Defaults, Problems};
 
 /// The `sslmode` values PostgreSQL knows.
 const SSLMODES: [&str; 6] = [
@@ -65,7 +65,8 @@ pub fn database(
         },
         None => Some(defaults.stale_after),
     };
-    check_limits(raw, path, problems);
+    let limits = retention(raw.retention(), path, problems).or(defaults.retention);
+    check_range(raw.port, 1, u16::MAX, &format!("{path}.port"), problems);
     let placement = match &raw.url_var {
         Some(var) => url_placement(raw, engine, var, path, env, problems),
         None if raw.database_name.is_empty() => {
@@ -100,8 +101,7 @@ pub fn database(
         schedule: schedule?,
         compression: compression?,
         sslmode: placement.sslmode,
-        retention_days: raw.retention_days.or(defaults.retention_days),
-        max_backups: raw.max_backups.or(defaults.max_backups),
+        retention: limits,
         package: raw.package,
         tenant,
         stale_after: stale_after?,
@@ -265,25 +265,6 @@ fn engine(name: &str, path: &str, problems: &mut Problems) -> Option<Engine> {
     }
 }
 
-/// Retention and port ranges.
-fn check_limits(raw: &RawDatabase, path: &str, problems: &mut Problems) {
-    check_range(
-        raw.retention_days,
-        1,
-        MAX_RETENTION_DAYS,
-        &format!("{path}.retention_days"),
-        problems,
-    );
-    check_range(
-        raw.max_backups,
-        1,
-        MAX_BACKUPS,
-        &format!("{path}.max_backups"),
-        problems,
-    );
-    check_range(raw.port, 1, u16::MAX, &format!("{path}.port"), problems);
-}
-
 /// Where the database is: host, sslmode, database name, display name.
 fn check_placement(raw: &RawDatabase, engine: Option<Engine>, path: &str, problems: &mut Problems) {
     if let Some(h) = &raw.host
@@ -354,6 +335,24 @@ pub(super) fn databases(
         }
     }
     databases.into_iter().map(|(_, d)| d).collect()
+}
+
+/// Before the fields of a `PATCH` body are laid over the entry it starts
+/// from (`base`, as JSON): a field the body gives under its older name
+/// (`max_backups`) or its newer one (`keep_last`) removes the other
+/// spelling from `base`, so the body's value wins instead of clashing.
+pub fn drop_renamed_fields(
+    base: &mut serde_json::Map<String, serde_json::Value>,
+    body: &serde_json::Map<String, serde_json::Value>,
+) {
+    for (old, new) in RENAMED_FIELDS {
+        if body.contains_key(old) {
+            base.remove(new);
+        }
+        if body.contains_key(new) {
+            base.remove(old);
+        }
+    }
 }
 
 /// Whether two entries certainly name one database, without DNS (for

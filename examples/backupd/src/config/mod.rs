@@ -16,17 +16,17 @@ mod validate;
 mod tests;
 
 pub use crate::engine::Engine;
-pub use database::{database, same_database_by_name};
+pub use database::{database, drop_renamed_fields, same_database_by_name};
 pub use fields::{EnvLookup, parse_duration};
 pub use schema::{
-    RawAuth, RawConfig, RawDatabase, RawEncryption, RawGlobal, RawMetrics, RawNotifications,
-    RawPackageConf, RawPreset, RawSchedule, RawScheduleSer, RawStorage, RawTenant, RawToken,
-    RawWebhook, Replicas,
+    RENAMED_FIELDS, RawAuth, RawConfig, RawDatabase, RawEncryption, RawGlobal, RawMetrics,
+    RawNotifications, RawPackageConf, RawPreset, RawRetention, RawSchedule, RawScheduleSer,
+    RawStorage, RawTenant, RawToken, RawWebhook, Replicas,
 };
 pub use types::{
     Config, DatabaseConfig, DatabaseView, Defaults, MAX_BACKUPS, MAX_DURATION_SECS,
-    MAX_PARALLEL_JOBS, MAX_RETENTION_DAYS, MAX_SHUTDOWN_SECS, PackageConfig, Problems, Role,
-    StorageConfig, TokenConfig, WebhookConfig,
+    MAX_PARALLEL_JOBS, MAX_RETENTION_DAYS, MAX_SHUTDOWN_SECS, PackageConfig, Problems, Retention,
+    Role, StorageConfig, TokenConfig, WebhookConfig,
 };
 
 /// Parses and validates `text`. `base_dir` resolves relative paths;

@@ -80,10 +80,14 @@ pub struct RawGlobal {
     pub schedule: Option<RawSchedule>,
     /// Default compression.
     pub compression: Option<String>,
-    /// Default age limit in days.
-    pub retention_days: Option<u32>,
-    /// Default count limit.
+    /// Default count limit: keep the newest N.
+    pub keep_last: Option<usize>,
+    /// Default age limit (`30d`).
+    pub max_age: Option<String>,
+    /// Older spelling of `keep_last` (accepted for a release, with a warning).
     pub max_backups: Option<usize>,
+    /// Older form of `max_age`, in days (accepted for a release, with a warning).
+    pub retention_days: Option<u32>,
     /// Runs at once.
     pub max_parallel_jobs: Option<usize>,
     /// Default staleness threshold (`24h`).
@@ -123,16 +127,21 @@ pub struct RawPackageConf {
     pub schedule: Option<RawSchedule>,
     /// `zip` or `tar.gz`.
     pub compression: Option<String>,
-    /// Age limit in days.
-    pub retention_days: Option<u32>,
-    /// Count limit.
+    /// Count limit: keep the newest N.
+    pub keep_last: Option<usize>,
+    /// Age limit (`30d`).
+    pub max_age: Option<String>,
+    /// Older spelling of `keep_last`.
     pub max_backups: Option<usize>,
+    /// Older form of `max_age`, in days.
+    pub retention_days: Option<u32>,
 }
 
-/// A schedule: a crontab string, a compact preset string, or a mapping
-/// `{preset: daily, time: "03:00"}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// A schedule: a string (`"0 3 * * *"`, `"@daily"`, `"daily 03:00"`,
+/// `"disabled"`) or a mapping (`{preset: daily, time: "03:00"}`). Anything
+/// else is refused with the accepted forms (see `fields::parse_schedule`
+/// for the checks of each preset's fields).
+#[derive(Debug, Clone)]
 pub enum RawSchedule {
     /// `"0 3 * * *"`, `"@daily"`, `"daily 03:00"`, `"disabled"`.
     Text(String),
@@ -140,16 +149,48 @@ pub enum RawSchedule {
     Preset(RawPreset),
 }
 
-/// The mapping form of a preset.
+/// What a schedule may be, with an example of each form, for errors.
+pub(super) const SCHEDULE_EXPECTED: &str = r#"a schedule: a string ("0 3 * * *", "@daily", "daily 03:00", "every_12h 15:00", "weekly mon 04:00", "monthly 1 05:00", "once 2026-01-01T03:00", "disabled") or a mapping ({preset: daily, time: "03:00"}, {preset: every_12h, base: "15:00"}, {preset: weekly, weekday: mon, time: "04:00"}, {preset: monthly, day: 1, time: "05:00"}, {preset: once, at: "2026-01-01T03:00"}, {preset: disabled})"#;
+
+impl<'de> Deserialize<'de> for RawSchedule {
+    // Not `#[serde(untagged)]`: its error ("data did not match any variant
+    // of untagged enum") says neither what was wrong nor what is accepted.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawSchedule;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(SCHEDULE_EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSchedule, E> {
+                Ok(RawSchedule::Text(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawSchedule, A::Error> {
+                RawPreset::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawSchedule::Preset)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// The mapping form of a preset. Each preset takes its own fields and no
+/// others: `daily` a `time`; `every_Nh` a `base` (the cycle's hour, not a
+/// time of day: `every_12h` from `15:00` runs at 03:00 and 15:00);
+/// `weekly` a `weekday` and a `time`; `monthly` a `day` and a `time`;
+/// `once` an `at`; `disabled` nothing.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPreset {
-    /// `disabled`, `daily`, `every_12h`, `every_6h`, `weekly`, `monthly`,
-    /// `scheduled`/`once`.
+    /// `disabled`, `daily`, `every_Nh` (N dividing 24), `weekly`,
+    /// `monthly`, `once` (`scheduled` is an older spelling).
     pub preset: String,
     /// `HH:MM` for daily/weekly/monthly.
     pub time: Option<String>,
-    /// `HH:MM` base for every_12h/every_6h.
+    /// `HH:MM` the cycle of every_Nh is counted from.
     pub base: Option<String>,
     /// `mon`..`sun` for weekly.
     pub weekday: Option<String>,
@@ -157,31 +198,6 @@ pub struct RawPreset {
     pub day: Option<u32>,
     /// `YYYY-MM-DDTHH:MM` for once.
     pub at: Option<String>,
-}
-
-impl RawSchedule {
-    pub(super) fn compact(&self) -> String {
-        match self {
-            RawSchedule::Text(s) => s.clone(),
-            RawSchedule::Preset(p) => {
-                let time = p.time.clone().unwrap_or_default();
-                match p.preset.as_str() {
-                    "daily" => format!("daily {time}"),
-                    "every_12h" | "every_6h" => {
-                        format!(
-                            "{} {}",
-                            p.preset,
-                            p.base.clone().or(p.time.clone()).unwrap_or_default()
-                        )
-                    }
-                    "weekly" => format!("weekly {} {time}", p.weekday.clone().unwrap_or_default()),
-                    "monthly" => format!("monthly {} {time}", p.day.unwrap_or(0)),
-                    "scheduled" | "once" => format!("once {}", p.at.clone().unwrap_or_default()),
-                    other => other.to_string(),
-                }
-            }
-        }
-    }
 }
 
 /// `storage:`
@@ -318,12 +334,18 @@ pub struct RawDatabase {
     /// Compression (else the global one).
     #[serde(default)]
     pub compression: Option<String>,
-    /// Age limit in days (else global).
-    #[serde(default)]
-    pub retention_days: Option<u32>,
-    /// Count limit (else global).
-    #[serde(default)]
+    /// Count limit: keep the newest N (else global).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<usize>,
+    /// Age limit, `30d` (else global).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+    /// Older spelling of `keep_last` (accepted for a release, with a warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_backups: Option<usize>,
+    /// Older form of `max_age`, in days (accepted for a release, with a warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
     /// Include in packages.
     #[serde(default)]
     pub package: bool,
@@ -337,6 +359,43 @@ pub struct RawDatabase {
     #[serde(default)]
     pub sslmode: Option<String>,
 }
+
+/// The retention fields of a section, as written (`global:`,
+/// `package-conf:`, a database): checked by `retention::retention`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawRetention<'a> {
+    /// `keep_last`.
+    pub keep_last: Option<usize>,
+    /// `max_age`.
+    pub max_age: Option<&'a str>,
+    /// `max_backups`, the older spelling of `keep_last`.
+    pub max_backups: Option<usize>,
+    /// `retention_days`, the older form of `max_age`.
+    pub retention_days: Option<u32>,
+}
+
+/// Sections with retention fields.
+macro_rules! raw_retention {
+    ($($section:ty),*) => {$(
+        impl $section {
+            /// Its retention fields.
+            pub fn retention(&self) -> RawRetention<'_> {
+                RawRetention {
+                    keep_last: self.keep_last,
+                    max_age: self.max_age.as_deref(),
+                    max_backups: self.max_backups,
+                    retention_days: self.retention_days,
+                }
+            }
+        }
+    )*};
+}
+raw_retention!(RawGlobal, RawPackageConf, RawDatabase);
+
+/// Older field names of a database entry and the names that replace them:
+/// a `PATCH` that sends one drops the other from the entry it starts from.
+pub const RENAMED_FIELDS: [(&str, &str); 2] =
+    [("max_backups", "keep_last"), ("retention_days", "max_age")];
 
 /// Wrapper so a database entry can derive `Serialize` while the schedule
 /// stays an input-only type.

@@ -47,7 +47,14 @@ fn the_seed_config_is_accepted_as_written() {
     let pg = &c.databases[0];
     assert_eq!(pg.schedule.to_string(), "0 3 * * *");
     assert_eq!(pg.compression.to_string(), "gzip:6");
-    assert_eq!((pg.retention_days, pg.max_backups), (Some(15), Some(10)));
+    // The seed spells retention the older way (`retention_days`, `max_backups`).
+    assert_eq!(
+        pg.retention,
+        Retention {
+            keep_last: Some(10),
+            max_age: Some(Duration::from_secs(15 * 86_400))
+        }
+    );
     assert_eq!(pg.password.as_ref().unwrap().expose(), "s3cret-pw");
     assert!(pg.package);
     let mongo = &c.databases[1];
@@ -373,4 +380,136 @@ fn a_url_var_is_refused_unless_it_says_everything_exactly() {
             .any(|p| p.contains("databases[0].database_name: required")),
         "{problems:?}"
     );
+}
+
+#[test]
+fn schedule_mistakes_name_the_field_and_the_accepted_forms() {
+    let base = "storage: {type: fs, path: ./b}\nauth: {tokens: [{token_var: BACKUPD_ADMIN_TOKEN, role: admin}]}\ndatabases:\n";
+    let entry = |schedule: &str| {
+        format!("{base}  - {{id: a, engine: postgres, database_name: x, schedule: {schedule}}}\n")
+    };
+    let cases = [
+        (
+            r#"{preset: every_12h, time: "15:00"}"#,
+            "databases[0].schedule: every_12h has no time of day: give `base`",
+        ),
+        (
+            r#"{preset: dayly, time: "03:00"}"#,
+            r#"databases[0].schedule: unknown preset "dayly"; expected a schedule"#,
+        ),
+        (
+            r#"{preset: daily}"#,
+            r#"databases[0].schedule: daily needs `time`; expected e.g. {preset: daily, time: "03:00"}"#,
+        ),
+        (
+            r#"{preset: weekly, time: "04:00"}"#,
+            "databases[0].schedule: weekly needs `weekday`",
+        ),
+        (
+            r#"{preset: daily, time: "03:00", day: 3}"#,
+            "databases[0].schedule: daily takes no `day`",
+        ),
+        (
+            r#""daily""#,
+            "databases[0].schedule: invalid schedule \"daily\": expected daily HH:MM (e.g. daily 03:00)",
+        ),
+        (
+            r#""dayly 03:00""#,
+            r#"databases[0].schedule: unknown schedule "dayly"; expected a crontab line"#,
+        ),
+        (
+            "3",
+            "databases[0].schedule: invalid type: integer `3`, expected a schedule: a string",
+        ),
+        (
+            r#"{preset: daily, tme: "03:00"}"#,
+            "databases[0].schedule: unknown field `tme`",
+        ),
+    ];
+    for (schedule, want) in cases {
+        let err = load_with(&entry(schedule), &env()).unwrap_err().to_string();
+        assert!(err.contains(want), "{schedule}: want {want:?} in:\n{err}");
+        assert!(!err.contains("untagged"), "{schedule}: {err}");
+        assert!(
+            !err.contains("wrong number of arguments"),
+            "{schedule}: {err}"
+        );
+    }
+    let ok = [
+        (r#"{preset: every_12h, base: "15:00"}"#, "0 3,15 * * *"),
+        (r#"{preset: daily, time: "03:00"}"#, "0 3 * * *"),
+        (
+            r#"{preset: weekly, weekday: mon, time: "04:00"}"#,
+            "0 4 * * 1",
+        ),
+        (r#"{preset: monthly, day: 1, time: "05:00"}"#, "0 5 1 * *"),
+        (
+            r#"{preset: once, at: "2026-01-01T03:00"}"#,
+            "once 2026-01-01T03:00",
+        ),
+        (r#"{preset: disabled}"#, "disabled"),
+    ];
+    for (schedule, shown) in ok {
+        let c = load_with(&entry(schedule), &env()).unwrap_or_else(|e| panic!("{schedule}: {e}"));
+        assert_eq!(c.databases[0].schedule.to_string(), shown, "{schedule}");
+    }
+}
+
+#[test]
+fn retention_names_and_their_older_spellings() {
+    let text = |global: &str, db: &str| {
+        format!(
+            "global: {{{global}}}\nstorage: {{type: fs, path: ./b}}\nauth: {{tokens: [{{token_var: BACKUPD_ADMIN_TOKEN, role: admin}}]}}\ndatabases:\n  - {{id: a, engine: postgres, database_name: x{db}}}\n"
+        )
+    };
+    let week = Some(Duration::from_secs(7 * 86_400));
+    let cases = [
+        ("keep_last: 3, max_age: 7d", "", Some(3), week),
+        ("max_backups: 3, retention_days: 7", "", Some(3), week),
+        (
+            "keep_last: 9",
+            ", keep_last: 3, max_age: 36h",
+            Some(3),
+            Some(Duration::from_secs(36 * 3600)),
+        ),
+        ("", ", max_backups: 3, retention_days: 7", Some(3), week),
+    ];
+    for (global, db, keep_last, max_age) in cases {
+        let c =
+            load_with(&text(global, db), &env()).unwrap_or_else(|e| panic!("{global}{db}: {e}"));
+        assert_eq!(
+            c.databases[0].retention,
+            Retention { keep_last, max_age },
+            "{global}{db}"
+        );
+        let view = serde_json::to_value(DatabaseView::from(&c.databases[0])).unwrap();
+        assert_eq!(view["keep_last"], serde_json::json!(keep_last), "{view}");
+        assert_eq!(view["max_backups"], serde_json::json!(keep_last), "{view}");
+        assert_eq!(view["stale_after"], "1d", "{view}");
+        assert_eq!(view["stale_after_hours"], 24.0, "{view}");
+        assert!(view.get("password").is_none(), "{view}");
+    }
+    for (global, db, want) in [
+        (
+            "keep_last: 3, max_backups: 3",
+            "",
+            "global.max_backups: max_backups is the older spelling of keep_last; give only keep_last",
+        ),
+        (
+            "",
+            ", max_age: 7d, retention_days: 7",
+            "databases[0].retention_days: retention_days is the older spelling of max_age; give only max_age",
+        ),
+        ("max_age: 7", "", r#"global.max_age: invalid duration "7""#),
+        (
+            "",
+            ", keep_last: 0",
+            "databases[0].keep_last: 0 is out of range",
+        ),
+    ] {
+        let err = load_with(&text(global, db), &env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{global}{db}: want {want:?} in:\n{err}");
+    }
 }

@@ -38,10 +38,44 @@ pub enum Role {
     Reader,
 }
 
-/// A database entry with defaults applied and credentials resolved.
-#[derive(Debug, Clone)]
+/// How many backups retention keeps and for how long: `keep_last` and
+/// `max_age` (the names of `backupctl prune --keep-last/--max-age`) in
+/// `global:`, `package-conf:`, each database and the API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    /// Keep the newest N.
+    pub keep_last: Option<usize>,
+    /// Keep what is younger than this (`30d`).
+    #[serde(serialize_with = "optional_duration")]
+    pub max_age: Option<Duration>,
+}
+
+impl Retention {
+    /// Each limit of `self`, else the one of `fallback`.
+    pub fn or(self, fallback: Retention) -> Retention {
+        Retention {
+            keep_last: self.keep_last.or(fallback.keep_last),
+            max_age: self.max_age.or(fallback.max_age),
+        }
+    }
+}
+
+fn optional_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => backup_core::duration::text::serialize(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// A database entry with defaults applied and credentials resolved. Its
+/// JSON (through [`DatabaseView`]) never holds the password.
+#[derive(Debug, Clone, Serialize)]
 pub struct DatabaseConfig {
-    /// Id.
+    /// Id: the `source_id` of its backups.
     pub id: String,
     /// Display name.
     pub name: String,
@@ -56,8 +90,10 @@ pub struct DatabaseConfig {
     /// User name.
     pub username: Option<String>,
     /// Password (process memory only).
+    #[serde(skip)]
     pub password: Option<Secret>,
     /// The env var the whole URL came from (`url_var`), kept for display.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url_var: Option<String>,
     /// Env var names, kept for display.
     pub username_var: Option<String>,
@@ -66,16 +102,17 @@ pub struct DatabaseConfig {
     /// Effective schedule.
     pub schedule: Schedule,
     /// Effective compression.
+    #[serde(serialize_with = "display")]
     pub compression: Compression,
-    /// Effective age limit.
-    pub retention_days: Option<u32>,
-    /// Effective count limit.
-    pub max_backups: Option<usize>,
+    /// Effective limits.
+    #[serde(flatten)]
+    pub retention: Retention,
     /// In packages.
     pub package: bool,
     /// Tenant.
     pub tenant: String,
-    /// Staleness threshold.
+    /// Staleness threshold (`24h`).
+    #[serde(with = "backup_core::duration::text")]
     pub stale_after: Duration,
     /// sslmode.
     pub sslmode: Option<String>,
@@ -87,10 +124,8 @@ pub struct PackageConfig {
     pub schedule: Schedule,
     /// Zip or tar.gz.
     pub format: PackageFormat,
-    /// Age limit.
-    pub retention_days: Option<u32>,
-    /// Count limit.
-    pub max_backups: Option<usize>,
+    /// Count and age limits.
+    pub retention: Retention,
 }
 
 /// Webhook settings.
@@ -178,10 +213,8 @@ pub struct Defaults {
     pub schedule: Schedule,
     /// Compression.
     pub compression: Compression,
-    /// Age limit.
-    pub retention_days: Option<u32>,
-    /// Count limit.
-    pub max_backups: Option<usize>,
+    /// Count and age limits.
+    pub retention: Retention,
     /// Staleness.
     pub stale_after: Duration,
 }
@@ -217,69 +250,40 @@ pub const MAX_PARALLEL_JOBS: usize = 256;
 /// Largest `shutdown_timeout_seconds` (7 days).
 pub const MAX_SHUTDOWN_SECS: u64 = 7 * 86_400;
 
-/// A database entry as shown by the API: no credentials, only the names of
-/// the variables that hold them.
+/// A database entry as shown by the API: the entry's fields (no
+/// credentials, only the names of the variables that hold them) and, for
+/// a release, the older names `retention_days`, `max_backups` and
+/// `stale_after_hours` beside `max_age`, `keep_last` and `stale_after`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DatabaseView {
-    /// Id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// Engine.
-    pub engine: Engine,
-    /// Host.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Database.
-    pub database_name: String,
-    /// User name.
-    pub username: Option<String>,
+    /// The entry, its password cleared.
+    #[serde(flatten)]
+    pub entry: DatabaseConfig,
     /// Whether a password is set (never the password).
     pub has_password: bool,
-    /// The env var the whole URL came from.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url_var: Option<String>,
-    /// Env var names.
-    pub username_var: Option<String>,
-    /// Env var names.
-    pub password_var: Option<String>,
-    /// Schedule.
-    pub schedule: String,
-    /// Compression.
-    pub compression: String,
-    /// Age limit.
-    pub retention_days: Option<u32>,
-    /// Count limit.
+    /// Older name of `max_age`, in whole days (`null` when `max_age` is
+    /// not a whole number of days).
+    pub retention_days: Option<u64>,
+    /// Older name of `keep_last`.
     pub max_backups: Option<usize>,
-    /// In packages.
-    pub package: bool,
-    /// Tenant.
-    pub tenant: String,
-    /// Staleness threshold in hours.
+    /// Older form of `stale_after`, in hours.
     pub stale_after_hours: f64,
 }
 
 impl From<&DatabaseConfig> for DatabaseView {
     fn from(d: &DatabaseConfig) -> Self {
         DatabaseView {
-            id: d.id.clone(),
-            name: d.name.clone(),
-            engine: d.engine,
-            host: d.host.clone(),
-            port: d.port,
-            database_name: d.database_name.clone(),
-            username: d.username.clone(),
+            entry: DatabaseConfig {
+                password: None,
+                ..d.clone()
+            },
             has_password: d.password.is_some(),
-            url_var: d.url_var.clone(),
-            username_var: d.username_var.clone(),
-            password_var: d.password_var.clone(),
-            schedule: d.schedule.to_string(),
-            compression: d.compression.to_string(),
-            retention_days: d.retention_days,
-            max_backups: d.max_backups,
-            package: d.package,
-            tenant: d.tenant.clone(),
+            retention_days: d
+                .retention
+                .max_age
+                .filter(|a| a.as_secs().is_multiple_of(86_400))
+                .map(|a| a.as_secs() / 86_400),
+            max_backups: d.retention.keep_last,
             stale_after_hours: d.stale_after.as_secs_f64() / 3600.0,
         }
     }

@@ -17,15 +17,15 @@ use crate::tenancy::{HostPattern, TenantPolicy, check_database_pattern};
 
 use super::database::databases;
 use super::fields::{
-    EnvLookup, check_range, env_var, parse_compression, parse_duration, parse_schedule,
+    EnvLookup, check_range, env_var, parse_compression, parse_duration, parse_schedule, retention,
 };
 use super::schema::{
     RawAuth, RawConfig, RawEncryption, RawGlobal, RawMetrics, RawNotifications, RawPackageConf,
     RawStorage, RawTenant,
 };
 use super::types::{
-    Config, Defaults, MAX_BACKUPS, MAX_PARALLEL_JOBS, MAX_RETENTION_DAYS, MAX_SHUTDOWN_SECS,
-    PackageConfig, Problems, Role, StorageConfig, TokenConfig, WebhookConfig,
+    Config, Defaults, MAX_PARALLEL_JOBS, MAX_SHUTDOWN_SECS, PackageConfig, Problems, Role,
+    StorageConfig, TokenConfig, WebhookConfig,
 };
 
 /// Staleness threshold without `stale_after`.
@@ -135,38 +135,13 @@ fn global(g: &RawGlobal, problems: &mut Problems) -> (Defaults, usize) {
         problems,
     )
     .unwrap_or(1);
-    check_retention(g.retention_days, g.max_backups, "global", problems);
     let defaults = Defaults {
         schedule,
         compression,
-        retention_days: g.retention_days,
-        max_backups: g.max_backups,
+        retention: retention(g.retention(), "global", problems),
         stale_after,
     };
     (defaults, max_parallel_jobs)
-}
-
-/// `<section>.retention_days` and `<section>.max_backups`.
-fn check_retention(
-    retention_days: Option<u32>,
-    max_backups: Option<usize>,
-    section: &str,
-    problems: &mut Problems,
-) {
-    check_range(
-        retention_days,
-        1,
-        MAX_RETENTION_DAYS,
-        &format!("{section}.retention_days"),
-        problems,
-    );
-    check_range(
-        max_backups,
-        1,
-        MAX_BACKUPS,
-        &format!("{section}.max_backups"),
-        problems,
-    );
 }
 
 /// `package-conf:`
@@ -188,12 +163,10 @@ fn packages(p: &RawPackageConf, problems: &mut Problems) -> PackageConfig {
             PackageFormat::Zip
         }
     };
-    check_retention(p.retention_days, p.max_backups, "package-conf", problems);
     PackageConfig {
         schedule,
         format,
-        retention_days: p.retention_days,
-        max_backups: p.max_backups,
+        retention: retention(p.retention(), "package-conf", problems),
     }
 }
 

@@ -176,7 +176,10 @@ pub(super) async fn download_backup(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateBackup {
-    database_id: String,
+    /// The database entry's id (the backups' `source_id`); `database_id`
+    /// is the older name, accepted for a release.
+    #[serde(alias = "database_id")]
+    source_id: String,
     #[serde(rename = "type", default)]
     backup_type: Option<String>,
 }
@@ -190,12 +193,8 @@ pub(super) async fn create_backup(
 ) -> ApiResult {
     admin(&caller)?;
     let wait = query(wait)?;
-    let body: CreateBackup = body::json(
-        &headers,
-        request,
-        r#"{"database_id": "...", "type": "full"}"#,
-    )
-    .await?;
+    let body: CreateBackup =
+        body::json(&headers, request, r#"{"source_id": "...", "type": "full"}"#).await?;
     let backup_type = match body.backup_type.as_deref().unwrap_or("full") {
         "full" => BackupType::Full,
         "incremental" => BackupType::Incremental,
@@ -205,11 +204,11 @@ pub(super) async fn create_backup(
             )));
         }
     };
-    path_id(&body.database_id)
-        .map_err(|_| ApiError::not_found(format!("database {:?}", body.database_id)))?;
+    path_id(&body.source_id)
+        .map_err(|_| ApiError::not_found(format!("database {:?}", body.source_id)))?;
     let db = app
-        .database(&body.database_id, caller.tenant.as_deref())
-        .ok_or_else(|| ApiError::not_found(format!("database {}", body.database_id)))?;
+        .database(&body.source_id, caller.tenant.as_deref())
+        .ok_or_else(|| ApiError::not_found(format!("database {}", body.source_id)))?;
     let runner = Arc::clone(&app);
     let db_id = db.id.clone();
     let work = async move {

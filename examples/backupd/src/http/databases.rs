@@ -8,10 +8,13 @@ use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::body;
-use crate::config::{DatabaseConfig, DatabaseView, Defaults, Problems, RawDatabase, database};
+use crate::config::{
+    DatabaseConfig, DatabaseView, Defaults, Problems, RawDatabase, database, drop_renamed_fields,
+};
 use crate::engine::Engine;
 use crate::error::ApiError;
 use crate::state::App;
+use backup_core::duration::format_duration;
 
 use super::common::{ApiResult, Caller, Shared, admin, created, ok, path_id};
 
@@ -82,6 +85,9 @@ pub(super) fn body_to_database(
         Some(b) => serde_json::to_value(b).expect("raw databases serialise"),
         None => json!({}),
     };
+    if let Value::Object(base) = &mut merged {
+        drop_renamed_fields(base, &fields);
+    }
     for (k, v) in fields {
         merged[k] = v;
     }
@@ -205,8 +211,10 @@ pub(super) async fn patch_database(
         password_var: None,
         schedule: None,
         compression: Some(current.compression.to_string()),
-        retention_days: current.retention_days,
-        max_backups: current.max_backups,
+        keep_last: current.retention.keep_last,
+        max_age: current.retention.max_age.map(format_duration),
+        max_backups: None,
+        retention_days: None,
         package: current.package,
         tenant: Some(current.tenant.clone()),
         stale_after: Some(format!("{}s", current.stale_after.as_secs())),

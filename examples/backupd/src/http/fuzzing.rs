@@ -18,7 +18,7 @@ use super::databases::body_to_database;
 use super::jobs::RestoreBody;
 use crate::auth::Principal;
 use crate::body::parse_object;
-use crate::config::{DatabaseConfig, Defaults, RawDatabase};
+use crate::config::{DatabaseConfig, Defaults, RawDatabase, Retention};
 use crate::error::ApiError;
 
 /// The status, code and message of an [`ApiError`].
@@ -82,8 +82,10 @@ pub fn sample_defaults() -> Defaults {
     Defaults {
         schedule: Schedule::Disabled,
         compression: Compression::default(),
-        retention_days: Some(7),
-        max_backups: None,
+        retention: Retention {
+            keep_last: None,
+            max_age: Some(Duration::from_secs(7 * 86_400)),
+        },
         stale_after: Duration::from_secs(86_400),
     }
 }
@@ -102,8 +104,10 @@ pub fn sample_base() -> RawDatabase {
         password_var: None,
         schedule: None,
         compression: Some("zstd:3".into()),
-        retention_days: Some(3),
-        max_backups: Some(5),
+        keep_last: Some(5),
+        max_age: Some("3d".into()),
+        max_backups: None,
+        retention_days: None,
         package: false,
         tenant: Some("acme".into()),
         stale_after: Some("86400s".into()),

@@ -383,18 +383,23 @@ pub async fn prune(
     store: &Arc<dyn Store>,
     tenant: &str,
     max: Option<usize>,
-    retention_days: Option<u32>,
+    max_age: Option<std::time::Duration>,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>> {
-    if max.is_none() && retention_days.is_none() {
+    if max.is_none() && max_age.is_none() {
         return Ok(Vec::new());
     }
     let packages = list(store, Some(tenant)).await?;
     let mut deleted = Vec::new();
     for (i, p) in packages.iter().enumerate() {
         let by_count = max.is_some_and(|n| i < n);
-        let by_age = retention_days
-            .is_some_and(|d| now - p.created_at <= chrono::Duration::days(i64::from(d)));
+        let by_age = max_age.is_some_and(|age| {
+            // Ages beyond chrono's range keep everything.
+            match chrono::Duration::from_std(age) {
+                Ok(age) => now - p.created_at <= age,
+                Err(_) => true,
+            }
+        });
         if i == 0 || by_count || by_age {
             continue;
         }

@@ -445,7 +445,7 @@ pub async fn backup_now(api: &Api, db_id: &str, token: &str) -> String {
         .post(
             "/api/v1/backups",
             token,
-            json!({"database_id": db_id, "type": "full"}),
+            json!({"source_id": db_id, "type": "full"}),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
