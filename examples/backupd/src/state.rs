@@ -31,6 +31,10 @@ use super::tenancy;
 /// database can take it).
 pub const PACKAGE_JOB: &str = "_packages";
 
+/// What every job id starts with (`job-20250101T000000Z-1a2b3c4d`), so a
+/// job id is never taken for a backup id, nor a backup id for a job's.
+pub const JOB_PREFIX: &str = "job-";
+
 /// State of an asynchronous operation started through the API.
 #[derive(Debug, Clone, Serialize)]
 pub struct Operation {
@@ -317,7 +321,10 @@ impl App {
             + Send
             + 'static,
     {
-        let id = backup_core::manifest::new_backup_id(Utc::now());
+        let id = format!(
+            "{JOB_PREFIX}{}",
+            backup_core::manifest::new_backup_id(Utc::now())
+        );
         let op = Operation {
             id: id.clone(),
             kind: kind.to_string(),
@@ -483,24 +490,33 @@ impl App {
                 .await?;
             report.sources.extend(part.sources);
         }
-        if !dry_run && let Some(pc) = &self.config.packages {
+        if !dry_run && self.config.packages.is_some() {
             let tenants: std::collections::BTreeSet<String> = self
                 .databases_for(tenant)
                 .into_iter()
                 .map(|d| d.tenant)
                 .collect();
             for t in tenants {
-                packages::prune(
-                    &self.store,
-                    &t,
-                    pc.max_backups,
-                    pc.retention_days,
-                    Utc::now(),
-                )
-                .await?;
+                self.prune_packages(&t).await?;
             }
         }
         Ok(report)
+    }
+
+    /// Applies `packages`' retention to `tenant`'s packages (nothing
+    /// without a `packages` section).
+    async fn prune_packages(&self, tenant: &str) -> Result<()> {
+        if let Some(pc) = &self.config.packages {
+            packages::prune(
+                &self.store,
+                tenant,
+                pc.max_backups,
+                pc.retention_days,
+                Utc::now(),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Builds one package per tenant (within `tenant` if given) from the
@@ -538,16 +554,7 @@ impl App {
         for (t, latest) in by_tenant {
             let p = packages::build(&self.engine, &t, format, kind, latest).await?;
             self.metrics.package_built(&t);
-            if let Some(pc) = &self.config.packages {
-                packages::prune(
-                    &self.store,
-                    &t,
-                    pc.max_backups,
-                    pc.retention_days,
-                    Utc::now(),
-                )
-                .await?;
-            }
+            self.prune_packages(&t).await?;
             built.push(p);
         }
         Ok(built)
