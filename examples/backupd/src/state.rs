@@ -2,15 +2,16 @@
 //! and the asynchronous operations the API started.
 
 use backup_core::backup_ref::BackupRef;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use backup_core::{
     BackupJob, BackupRequest, DumpSource, Engine, Error, EventBus, Filter, JobSpec, RestoreOptions,
     RestoreTarget, Result, RetentionPolicy, Scheduler, Store, catalog::HealthOptions,
-    engine::PruneReport, manifest::BackupKind, retention::KeepLast, retention::KeepWithin,
-    retention::PlanOptions, scheduler::Job, scheduler::JobOutcome, scheduler::Trigger,
+    engine::PruneReport, manifest::BackupKind, manifest::new_backup_id, retention::KeepLast,
+    retention::KeepWithin, retention::PlanOptions, scheduler::Job, scheduler::JobOutcome,
+    scheduler::Trigger,
 };
 use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
 use chrono::{DateTime, Utc};
@@ -31,8 +32,8 @@ use super::tenancy;
 /// database can take it).
 pub const PACKAGE_JOB: &str = "_packages";
 
-/// What every job id starts with (`job-20250101T000000Z-1a2b3c4d`), so a
-/// job id is never taken for a backup id, nor a backup id for a job's.
+/// What every job id starts with (`job-20250101T000000Z-1a2b3c4d`): never
+/// taken for a backup id, nor a backup id for a job's.
 pub const JOB_PREFIX: &str = "job-";
 
 /// State of an asynchronous operation started through the API.
@@ -321,10 +322,7 @@ impl App {
             + Send
             + 'static,
     {
-        let id = format!(
-            "{JOB_PREFIX}{}",
-            backup_core::manifest::new_backup_id(Utc::now())
-        );
+        let id = format!("{JOB_PREFIX}{}", new_backup_id(Utc::now()));
         let op = Operation {
             id: id.clone(),
             kind: kind.to_string(),
@@ -491,7 +489,7 @@ impl App {
             report.sources.extend(part.sources);
         }
         if !dry_run && self.config.packages.is_some() {
-            let tenants: std::collections::BTreeSet<String> = self
+            let tenants: BTreeSet<String> = self
                 .databases_for(tenant)
                 .into_iter()
                 .map(|d| d.tenant)
@@ -503,19 +501,13 @@ impl App {
         Ok(report)
     }
 
-    /// Applies `packages`' retention to `tenant`'s packages (nothing
-    /// without a `packages` section).
+    /// Applies `packages`' retention to `tenant`'s packages, if configured.
     async fn prune_packages(&self, tenant: &str) -> Result<()> {
-        if let Some(pc) = &self.config.packages {
-            packages::prune(
-                &self.store,
-                tenant,
-                pc.max_backups,
-                pc.retention_days,
-                Utc::now(),
-            )
-            .await?;
-        }
+        let Some(pc) = &self.config.packages else {
+            return Ok(());
+        };
+        let (keep, days) = (pc.max_backups, pc.retention_days);
+        packages::prune(&self.store, tenant, keep, days, Utc::now()).await?;
         Ok(())
     }
 
