@@ -2,15 +2,16 @@
 //! and the asynchronous operations the API started.
 
 use backup_core::backup_ref::BackupRef;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use backup_core::{
     BackupJob, BackupRequest, DumpSource, Engine, Error, EventBus, Filter, JobSpec, RestoreOptions,
     RestoreTarget, Result, RetentionPolicy, Scheduler, Store, catalog::HealthOptions,
-    engine::PruneReport, manifest::BackupKind, retention::KeepLast, retention::KeepWithin,
-    retention::PlanOptions, scheduler::Job, scheduler::JobOutcome, scheduler::Trigger,
+    engine::PruneReport, manifest::BackupKind, manifest::new_backup_id, retention::KeepLast,
+    retention::KeepWithin, retention::PlanOptions, scheduler::Job, scheduler::JobOutcome,
+    scheduler::Trigger,
 };
 use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
 use chrono::{DateTime, Utc};
@@ -30,6 +31,10 @@ use super::tenancy;
 /// Scheduler job id of the package builder (`_` ids are reserved, so no
 /// database can take it).
 pub const PACKAGE_JOB: &str = "_packages";
+
+/// What every job id starts with (`job-20250101T000000Z-1a2b3c4d`): never
+/// taken for a backup id, nor a backup id for a job's.
+pub const JOB_PREFIX: &str = "job-";
 
 /// State of an asynchronous operation started through the API.
 #[derive(Debug, Clone, Serialize)]
@@ -319,7 +324,7 @@ impl App {
             + Send
             + 'static,
     {
-        let id = backup_core::manifest::new_backup_id(Utc::now());
+        let id = format!("{JOB_PREFIX}{}", new_backup_id(Utc::now()));
         let op = Operation {
             id: id.clone(),
             kind: kind.to_string(),
@@ -485,24 +490,34 @@ impl App {
                 .await?;
             report.sources.extend(part.sources);
         }
-        if !dry_run && let Some(pc) = &self.config.packages {
-            let tenants: std::collections::BTreeSet<String> = self
+        if !dry_run && self.config.packages.is_some() {
+            let tenants: BTreeSet<String> = self
                 .databases_for(tenant)
                 .into_iter()
                 .map(|d| d.tenant)
                 .collect();
             for t in tenants {
-                packages::prune(
-                    &self.store,
-                    &t,
-                    pc.retention.keep_last,
-                    pc.retention.max_age,
-                    Utc::now(),
-                )
-                .await?;
+                self.prune_packages(&t).await?;
             }
         }
         Ok(report)
+    }
+
+    /// Applies `packages`' retention to `tenant`'s packages, if configured.
+    async fn prune_packages(&self, tenant: &str) -> Result<()> {
+        let Some(pc) = &self.config.packages else {
+            return Ok(());
+        };
+        let keep = &pc.retention;
+        packages::prune(
+            &self.store,
+            tenant,
+            keep.keep_last,
+            keep.max_age,
+            Utc::now(),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Builds one package per tenant (within `tenant` if given) from the
@@ -540,16 +555,7 @@ impl App {
         for (t, latest) in by_tenant {
             let p = packages::build(&self.engine, &t, format, kind, latest).await?;
             self.metrics.package_built(&t);
-            if let Some(pc) = &self.config.packages {
-                packages::prune(
-                    &self.store,
-                    &t,
-                    pc.retention.keep_last,
-                    pc.retention.max_age,
-                    Utc::now(),
-                )
-                .await?;
-            }
+            self.prune_packages(&t).await?;
             built.push(p);
         }
         Ok(built)

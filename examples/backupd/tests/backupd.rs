@@ -360,17 +360,127 @@ async fn tokens_roles_and_tenants() {
     server.drop_database(&db_b).await.unwrap();
 }
 
+/// The OpenAPI 3.1 schema (see `fixtures/README.md` for its source).
+fn openapi_validator() -> jsonschema::Validator {
+    let schema: Value =
+        serde_json::from_str(include_str!("fixtures/openapi-3.1-schema.json")).unwrap();
+    jsonschema::validator_for(&schema).expect("the OpenAPI 3.1 schema compiles")
+}
+
+fn problems(v: &jsonschema::Validator, doc: &Value) -> Vec<String> {
+    v.iter_errors(doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
 #[tokio::test]
 async fn openapi_matches_the_routes() {
     let d = Daemon::start("", 2);
     let api = Api::new(&d);
     let (status, doc) = api.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc, backupd::openapi::document());
+    // A valid OpenAPI 3.1 document, by the OpenAPI Initiative's schema;
+    // the validator is real: a broken document is refused.
+    let validator = openapi_validator();
+    assert_eq!(problems(&validator, &doc), Vec::<String>::new());
+    let mut broken = doc.clone();
+    broken["paths"]["/healthz"]["get"]["responses"]["200"] = json!({"content": 5});
+    broken["info"].as_object_mut().unwrap().remove("title");
+    let found = problems(&validator, &broken);
+    assert!(found.iter().any(|p| p.starts_with("/info:")), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("/paths/~1healthz/get/responses/200")),
+        "{found:?}"
+    );
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
+        for (method, op) in item.as_object().unwrap() {
             documented.push((method.clone(), path.clone()));
+            // Every schema in it is a valid JSON Schema (2020-12).
+            let mut schemas: Vec<&Value> = op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| &p["schema"])
+                .collect();
+            if let Some(body) = op.get("requestBody") {
+                schemas.push(&body["content"]["application/json"]["schema"]);
+            }
+            for schema in schemas {
+                let mut schema = schema.clone();
+                schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+                assert!(
+                    jsonschema::meta::is_valid(&schema),
+                    "{method} {path}: {schema}"
+                );
+            }
+            // A route with a body documents its fields and refuses others.
+            if let Some(body) = op.get("requestBody") {
+                let schema = &body["content"]["application/json"]["schema"];
+                assert_eq!(schema["additionalProperties"], false, "{method} {path}");
+                assert!(
+                    schema["properties"]
+                        .as_object()
+                        .is_some_and(|p| !p.is_empty())
+                );
+                let example = &body["content"]["application/json"]["example"];
+                let fits = jsonschema::validator_for(schema).unwrap();
+                assert!(fits.is_valid(example), "{method} {path}: {example}");
+            }
+            let responses = op["responses"].as_object().unwrap();
+            let takes_input = path.contains('{')
+                || method != "get"
+                || !op["parameters"].as_array().unwrap().is_empty();
+            if takes_input {
+                assert!(responses.contains_key("400"), "{method} {path}");
+            }
+            if path.starts_with("/api/") {
+                assert!(responses.contains_key("401"), "{method} {path}");
+                assert_eq!(
+                    responses["401"]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/Error"
+                );
+            }
+            if method != "get" {
+                for status in ["403", "413", "415"] {
+                    assert!(responses.contains_key(status), "{method} {path}: {status}");
+                }
+            }
         }
+    }
+    // `?wait=true` answers 201, otherwise 202 with a job.
+    for path in ["/api/v1/backups", "/api/v1/packages"] {
+        let op = &doc["paths"][path]["post"];
+        assert!(op["responses"].get("201").is_some() && op["responses"].get("202").is_some());
+        assert!(
+            op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "wait")
+        );
+    }
+    let list = &doc["paths"]["/api/v1/backups"]["get"]["parameters"];
+    for name in [
+        "tenant",
+        "source_id",
+        "kind",
+        "type",
+        "since",
+        "until",
+        "offset",
+        "limit",
+    ] {
+        assert!(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == name && p["in"] == "query"),
+            "{name}"
+        );
     }
     documented.sort();
     let mut routes: Vec<(String, String)> = ROUTES
@@ -380,18 +490,222 @@ async fn openapi_matches_the_routes() {
     routes.sort();
     assert_eq!(documented, routes);
     // Every documented route exists: it answers with our JSON envelope (or
-    // plain text for the root probes), never the router's bare 404/405.
-    for route in ROUTES {
-        let (method, path) = (route.method, route.path);
+    // plain text for the root probes), never the router's bare 404/405;
+    // and the router has no method on these paths the table lacks (405).
+    for path in doc["paths"].as_object().unwrap().keys() {
         let url_path = path.replace("{id}", "20250101T000000Z-00000000");
-        let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({}));
-        let (status, v) = api.call(method.clone(), &url_path, Some(ADMIN), body).await;
-        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
-        if status == StatusCode::NOT_FOUND {
-            assert_eq!(v["success"], false, "{method} {path} is not routed: {v}");
-            assert_ne!(v["error"]["code"], "no_such_route", "{method} {path}: {v}");
+        for method in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ] {
+            let body = matches!(method, Method::POST | Method::PATCH).then(|| json!({}));
+            let (status, v) = api.call(method.clone(), &url_path, Some(ADMIN), body).await;
+            let lower = method.as_str().to_lowercase();
+            if doc["paths"][path].get(&lower).is_none() {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}: {v}"
+                );
+                assert_eq!(v["error"]["code"], "method_not_allowed", "{method} {path}");
+                continue;
+            }
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            if status == StatusCode::NOT_FOUND {
+                assert_eq!(v["success"], false, "{method} {path} is not routed: {v}");
+                assert_ne!(v["error"]["code"], "no_such_route", "{method} {path}: {v}");
+            }
         }
+    }
+}
+
+/// An error answer: the envelope, a stable code, a one-line message.
+#[track_caller]
+fn assert_error(reply: &(StatusCode, Value), status: StatusCode, code: &str) -> String {
+    let (got, v) = reply;
+    assert_eq!(*got, status, "{v}");
+    assert_eq!(v["success"], false, "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
+    let message = v["error"]["message"].as_str().unwrap().to_string();
+    assert!(!message.is_empty() && !message.contains('\n'), "{v}");
+    message
+}
+
+#[tokio::test]
+async fn every_error_is_an_envelope_with_a_code() {
+    let d = Daemon::start("", 2);
+    let api = Api::new(&d);
+    // Query strings: the parameter and the form it accepts are named.
+    for (query, named) in [
+        ("since=yesterday", ["since", "RFC 3339"]),
+        ("limit=ten", ["limit", "1 to 1000"]),
+        ("kind=nightly", ["kind", "manual or scheduled"]),
+        ("sinse=2025-01-01T00:00:00Z", ["sinse", "accepted: tenant"]),
+        ("offset=1&offset=2", ["offset", "more than once"]),
+    ] {
+        let reply = api.get(&format!("/api/v1/backups?{query}"), ADMIN).await;
+        let m = assert_error(&reply, StatusCode::BAD_REQUEST, "invalid_query");
+        assert!(named.iter().all(|n| m.contains(n)), "{query}: {m}");
+    }
+    let (status, v) = api
+        .get("/api/v1/backups?since=2025-01-01T00:00:00Z&limit=5", ADMIN)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let m = assert_error(
+        &api.call(
+            Method::POST,
+            "/api/v1/packages?wait=maybe",
+            Some(ADMIN),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
+    assert!(m.contains("wait") && m.contains("true or false"), "{m}");
+    // Bodies.
+    let post_raw = |body: RawBody| async {
+        let r = api
+            .raw(Method::POST, "/api/v1/cleanup", Some(ADMIN), Some(body))
+            .await;
+        (r.status, r.body)
+    };
+    let m = assert_error(
+        &post_raw(RawBody::json(&json!({"dry_run": true, "dry_rn": true}))).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert!(m.contains("dry_rn"), "{m}");
+    assert_error(
+        &post_raw(RawBody {
+            content_type: Some("text/plain"),
+            bytes: b"{\"dry_run\": true}".to_vec(),
+        })
+        .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    assert_error(
+        &post_raw(RawBody::json(
+            &json!({"dry_run": true, "pad": "x".repeat(70_000)}),
+        ))
+        .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    // Routes and methods that do not exist.
+    for path in ["/nothing-here", "/api/v1/nothing-here", "/api/v2/backups"] {
+        assert_error(
+            &api.get(path, ADMIN).await,
+            StatusCode::NOT_FOUND,
+            "no_such_route",
+        );
+    }
+    for (method, path) in [
+        (Method::DELETE, "/api/v1/status"),
+        (Method::PUT, "/api/v1/backups"),
+        (Method::POST, "/healthz"),
+        (Method::DELETE, "/openapi.json"),
+    ] {
+        let reply = api.call(method, path, Some(ADMIN), None).await;
+        assert_error(&reply, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    }
+    // Ids in the path that fail validation, and ids of the wrong kind.
+    for path in [
+        "/api/v1/backups/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/databases/a%20b",
+        "/api/v1/jobs/%FF",
+        "/api/v1/packages/x%00y/download",
+    ] {
+        assert_error(
+            &api.get(path, ADMIN).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        );
+    }
+    let m = assert_error(
+        &api.get("/api/v1/jobs/20250101T000000Z-00000000", ADMIN)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_a_job_id",
+    );
+    assert!(m.contains("job-"), "{m}");
+    let m = assert_error(
+        &api.get("/api/v1/backups/job-20250101T000000Z-00000000", ADMIN)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_a_backup_id",
+    );
+    assert!(m.contains("/api/v1/jobs/"), "{m}");
+    // Job ids have their own form.
+    let (status, v) = api
+        .call(Method::POST, "/api/v1/packages", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let job = v["data"]["job_id"].as_str().unwrap();
+    assert!(job.starts_with("job-"), "{job}");
+    assert_eq!(v["data"]["status_url"], format!("/api/v1/jobs/{job}"));
+    let (status, v) = api.get(&format!("/api/v1/jobs/{job}"), ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["id"], job);
+}
+
+#[tokio::test]
+async fn callers_who_may_not_act_are_refused_before_any_parsing() {
+    let d = Daemon::start("", 2);
+    let api = Api::new(&d);
+    let garbage = || RawBody {
+        content_type: Some("text/plain"),
+        bytes: vec![b'x'; 100_000],
+    };
+    // Query strings, bodies and ids that would each be refused are never
+    // looked at for a caller without a token (401) or the role (403).
+    for (method, path) in [
+        (Method::POST, "/api/v1/backups?wait=maybe&bogus=1"),
+        (Method::POST, "/api/v1/packages?wait=maybe"),
+        (Method::POST, "/api/v1/cleanup"),
+        (Method::DELETE, "/api/v1/backups/..%2Fetc"),
+        (Method::PATCH, "/api/v1/databases/a%20b"),
+        (Method::POST, "/api/v1/backups/job-x/restore"),
+        (Method::DELETE, "/api/v1/packages/%FF"),
+    ] {
+        let r = api.raw(method.clone(), path, None, Some(garbage())).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}: {}",
+            r.body
+        );
+        assert_eq!(r.body["error"]["code"], "unauthorized");
+        let r = api
+            .raw(method.clone(), path, Some(READER), Some(garbage()))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {}",
+            r.body
+        );
+        assert_eq!(r.body["error"]["code"], "forbidden");
+    }
+    let r = api
+        .raw(Method::GET, "/api/v1/backups?since=yesterday", None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    // A tenant-bound admin asking for a thing it cannot see gets 404
+    // before its body is read (not 413 or 415).
+    for path in [
+        "/api/v1/backups/20250101T000000Z-00000000",
+        "/api/v1/databases/not_registered",
+        "/api/v1/packages/20250101T000000Z-00000000",
+    ] {
+        let r = api
+            .raw(Method::DELETE, path, Some(TENANT_A), Some(garbage()))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.body);
     }
 }
 

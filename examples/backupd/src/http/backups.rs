@@ -5,11 +5,10 @@ use backup_core::backup_ref::BackupRef;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use backup_core::catalog::Page;
-use backup_core::manifest::BackupKind;
+use backup_core::manifest::{BackupKind, Manifest};
 use backup_core::{BackupType, Filter};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -20,8 +19,11 @@ use crate::error::ApiError;
 use crate::packages;
 
 use super::common::{
-    ApiResult, Caller, Shared, WaitQuery, admin, download, ok, path_id, query, run_or_start, scope,
+    ApiResult, Caller, Found, Params, Shared, WaitQuery, download, ok, path_id, run_or_start, scope,
 };
+
+/// The backup a path's `{id}` names, within the caller's tenant.
+type Backup = Found<Arc<Manifest>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,9 +57,8 @@ pub(super) fn backup_view(m: &backup_core::manifest::Manifest) -> Value {
 pub(super) async fn list_backups(
     State(app): State<Shared>,
     caller: Caller,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    Params(q): Params<ListQuery>,
 ) -> ApiResult {
-    let q = query(q)?;
     let tenant = scope(&caller, q.tenant)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -92,59 +93,36 @@ pub(super) async fn stats(State(app): State<Shared>, caller: Caller) -> ApiResul
     ok(app.engine.catalog().stats(&filter).await?)
 }
 
-pub(super) async fn get_backup(
-    State(app): State<Shared>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let m = app
-        .engine
-        .catalog()
-        .get(BackupRef::scoped(&id, caller.tenant.as_deref()))
-        .await?;
-    ok(backup_view(&m))
+pub(super) async fn get_backup(found: Backup) -> ApiResult {
+    ok(backup_view(&found.item))
 }
 
 pub(super) async fn delete_backup(
     State(app): State<Shared>,
-    caller: Caller,
-    Path(id): Path<String>,
+    Found { item: m, .. }: Backup,
     headers: HeaderMap,
     request: Body,
 ) -> ApiResult {
-    admin(&caller)?;
-    // Resolve first: unknown ids and other tenants' backups are 404
-    // whatever the body.
-    app.engine
-        .catalog()
-        .get(BackupRef::scoped(&id, caller.tenant.as_deref()))
-        .await?;
     body::none(&headers, request).await?;
     let m = app
         .engine
         .catalog()
-        .delete(BackupRef::scoped(&id, caller.tenant.as_deref()))
+        .delete(BackupRef::in_tenant(&m.tenant, &m.id))
         .await?;
     ok(json!({"deleted": m.id}))
 }
 
 pub(super) async fn download_backup(
     State(app): State<Shared>,
-    caller: Caller,
-    Path(id): Path<String>,
+    Found { item: m, .. }: Backup,
 ) -> ApiResult {
-    let m = app
-        .engine
-        .catalog()
-        .get(BackupRef::scoped(&id, caller.tenant.as_deref()))
-        .await?;
     if m.backup_type == BackupType::Incremental {
         // The artifact is a chunk list: send the reassembled dump, verified
         // as it streams (it ends in an error rather than its last bytes if
         // a chunk is damaged).
         let (m, stream) = app
             .engine
-            .open_dump(BackupRef::scoped(&id, caller.tenant.as_deref()))
+            .open_dump(BackupRef::in_tenant(&m.tenant, &m.id))
             .await?;
         let got = backup_core::store::GetResult {
             meta: backup_core::store::ObjectMeta {
@@ -187,12 +165,10 @@ pub(super) struct CreateBackup {
 pub(super) async fn create_backup(
     State(app): State<Shared>,
     caller: Caller,
-    wait: Result<Query<WaitQuery>, QueryRejection>,
+    Params(wait): Params<WaitQuery>,
     headers: HeaderMap,
     request: Body,
 ) -> ApiResult {
-    admin(&caller)?;
-    let wait = query(wait)?;
     let body: CreateBackup =
         body::json(&headers, request, r#"{"source_id": "...", "type": "full"}"#).await?;
     let backup_type = match body.backup_type.as_deref().unwrap_or("full") {
@@ -228,4 +204,40 @@ pub(super) async fn create_backup(
         work,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::*;
+    use crate::http::common::parse_query;
+    use crate::routes::find_route;
+
+    #[test]
+    fn every_documented_list_parameter_is_read() {
+        let params = find_route(&Method::GET, "/api/v1/backups").unwrap().query;
+        for p in params {
+            let value = match p.name {
+                "kind" => "manual",
+                "type" => "incremental",
+                "since" | "until" => "2025-01-31T00:00:00Z",
+                "offset" | "limit" => "5",
+                _ => "x",
+            };
+            parse_query::<ListQuery>(&format!("{}={value}", p.name), params)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        }
+        let e = parse_query::<ListQuery>("since=yesterday", params).unwrap_err();
+        assert_eq!(e.code, "invalid_query");
+        assert!(e.message.contains("since=\"yesterday\""), "{e}");
+        assert!(e.message.contains("RFC 3339"), "{e}");
+        let e = parse_query::<ListQuery>("limit=1&limit=2", params).unwrap_err();
+        assert!(e.message.contains("more than once"), "{e}");
+        let e = parse_query::<ListQuery>("zzz=1", params).unwrap_err();
+        assert!(
+            e.message.contains("zzz") && e.message.contains("since"),
+            "{e}"
+        );
+    }
 }

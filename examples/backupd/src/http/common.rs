@@ -1,22 +1,29 @@
-//! What every handler shares: the response envelope, the role check, ids
-//! and query strings from the request, downloads and asynchronous jobs.
+//! What every handler shares: the response envelope, the authorized
+//! caller and the thing a path's `{id}` names ([`Caller`], [`Found`]),
+//! query strings, downloads and asynchronous jobs.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::Query;
-use axum::extract::rejection::QueryRejection;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{FromRequestParts, MatchedPath, Path};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use backup_core::backup_ref::BackupRef;
 use backup_core::key::validate_id;
+use backup_core::manifest::Manifest;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::auth::Principal;
-use crate::config::Role;
+use crate::config::{DatabaseConfig, Role};
 use crate::error::ApiError;
-use crate::state::App;
+use crate::packages::{self, PackageManifest};
+use crate::routes::{Param, find_route};
+use crate::state::{App, JOB_PREFIX, Operation};
 
 pub(super) type Shared = Arc<App>;
 
@@ -59,14 +66,198 @@ pub(super) fn path_id(id: &str) -> Result<(), ApiError> {
     validate_id(id).map_err(ApiError::from)
 }
 
-/// A query string, refused with our envelope when it has unknown keys,
-/// wrong types or repeated keys.
-pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(t)| t)
-        .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
+/// A route's query string, parsed against its parameters in the route
+/// table: an unknown, repeated or malformed parameter is `400
+/// invalid_query`, naming the parameter and the form it accepts.
+#[derive(Debug)]
+pub(super) struct Params<T>(pub(super) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = parts
+            .extensions
+            .get::<MatchedPath>()
+            .and_then(|m| find_route(&parts.method, m.as_str()))
+            .map_or(&[][..], |r| r.query);
+        parse_query(parts.uri.query().unwrap_or(""), params).map(Params)
+    }
 }
 
-pub(super) type Caller = axum::Extension<Principal>;
+/// Parses `text` (a query string) into `T`, whose fields are `params`.
+pub(super) fn parse_query<T: DeserializeOwned>(
+    text: &str,
+    params: &[Param],
+) -> Result<T, ApiError> {
+    let invalid = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m);
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text)
+        .map_err(|e| invalid(format!("invalid query string: {e}")))?;
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, value) in &pairs {
+        let shown: String = name.chars().take(40).collect();
+        let Some(param) = params.iter().find(|p| p.name == name) else {
+            let accepted: Vec<&str> = params.iter().map(|p| p.name).collect();
+            return Err(invalid(if accepted.is_empty() {
+                format!("unknown query parameter {shown:?}: this route takes none")
+            } else {
+                format!(
+                    "unknown query parameter {shown:?} (accepted: {})",
+                    accepted.join(", ")
+                )
+            }));
+        };
+        if !seen.insert(name) {
+            return Err(invalid(format!(
+                "query parameter {name} is given more than once"
+            )));
+        }
+        let alone = serde_urlencoded::to_string([(name, value)])
+            .map_err(|e| invalid(format!("invalid query string: {e}")))?;
+        if let Err(e) = serde_urlencoded::from_str::<T>(&alone) {
+            let value: String = value.chars().take(80).collect();
+            return Err(invalid(format!(
+                "invalid query parameter {name}={value:?}: expected {} ({e})",
+                param.form
+            )));
+        }
+    }
+    serde_urlencoded::from_str(text).map_err(|e| invalid(format!("invalid query string: {e}")))
+}
+
+/// The caller of a request, authorized for its route: the principal the
+/// middleware authenticated, with the route's role checked again here (a
+/// route missing from the table, or any method but `GET` and `HEAD`,
+/// needs an admin).
+/// Extracted before anything of the request is parsed.
+#[derive(Debug, Clone)]
+pub(super) struct Caller(pub(super) Principal);
+
+impl std::ops::Deref for Caller {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(p) = parts.extensions.get::<Principal>().cloned() else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or invalid bearer token",
+            ));
+        };
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .and_then(|m| find_route(&parts.method, m.as_str()));
+        if route.is_none_or(|r| r.admin) || !matches!(parts.method, Method::GET | Method::HEAD) {
+            admin(&p)?;
+        }
+        Ok(Caller(p))
+    }
+}
+
+/// Something a path's `{id}` names, looked up within a tenant (`None`:
+/// any); absent and other tenants' things are both `404`.
+pub(super) trait Lookup: Sized + Send {
+    /// The thing `id` names, visible to `tenant`.
+    fn find(
+        app: &App,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> impl Future<Output = Result<Self, ApiError>> + Send;
+}
+
+/// What every handler of a `/{id}` route starts with, in this order: the
+/// caller authorized for the route ([`Caller`]), the `{id}` validated
+/// (`400 invalid_id`), and the thing it names looked up within the
+/// caller's tenant (`404`). Handlers read their body only after it.
+#[derive(Debug)]
+pub(super) struct Found<T> {
+    /// The `{id}` of the path.
+    pub(super) id: String,
+    /// What it names.
+    pub(super) item: T,
+    /// Who asks.
+    pub(super) caller: Caller,
+}
+
+impl<T: Lookup> FromRequestParts<Shared> for Found<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Shared) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, app).await?;
+        let Path(id) = Path::<String>::from_request_parts(parts, app)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_id",
+                    format!("invalid id in the path: {}", e.body_text()),
+                )
+            })?;
+        path_id(&id)?;
+        let item = T::find(app, &id, caller.tenant.as_deref()).await?;
+        Ok(Found { id, item, caller })
+    }
+}
+
+impl Lookup for Arc<Manifest> {
+    async fn find(app: &App, id: &str, tenant: Option<&str>) -> Result<Self, ApiError> {
+        if id.starts_with(JOB_PREFIX) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_a_backup_id",
+                format!("{id} is a job id, not a backup id: GET /api/v1/jobs/{id}"),
+            ));
+        }
+        Ok(app
+            .engine
+            .catalog()
+            .get(BackupRef::scoped(id, tenant))
+            .await?)
+    }
+}
+
+impl Lookup for DatabaseConfig {
+    async fn find(app: &App, id: &str, tenant: Option<&str>) -> Result<Self, ApiError> {
+        app.database(id, tenant)
+            .ok_or_else(|| ApiError::not_found(format!("database {id}")))
+    }
+}
+
+impl Lookup for Operation {
+    async fn find(app: &App, id: &str, tenant: Option<&str>) -> Result<Self, ApiError> {
+        if !id.starts_with(JOB_PREFIX) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_a_job_id",
+                format!(
+                    "{id} is not a job id (job ids start with {JOB_PREFIX}; a backup is at /api/v1/backups/{id})"
+                ),
+            ));
+        }
+        app.operations
+            .lock()
+            .expect("operations lock")
+            .get(id)
+            .filter(|o| tenant.is_none() || o.tenant.as_deref() == tenant)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("job {id}")))
+    }
+}
+
+impl Lookup for PackageManifest {
+    async fn find(app: &App, id: &str, tenant: Option<&str>) -> Result<Self, ApiError> {
+        Ok(packages::get(&app.store, id, tenant).await?)
+    }
+}
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -2,7 +2,7 @@
 //! at run time within the caller's tenant policy.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
@@ -16,7 +16,10 @@ use crate::error::ApiError;
 use crate::state::App;
 use backup_core::duration::format_duration;
 
-use super::common::{ApiResult, Caller, Shared, admin, created, ok, path_id};
+use super::common::{ApiResult, Caller, Found, Shared, created, ok};
+
+/// The database a path's `{id}` names, within the caller's tenant.
+type Database = Found<DatabaseConfig>;
 
 pub(super) async fn list_databases(State(app): State<Shared>, caller: Caller) -> ApiResult {
     let views: Vec<DatabaseView> = app
@@ -27,16 +30,8 @@ pub(super) async fn list_databases(State(app): State<Shared>, caller: Caller) ->
     ok(views)
 }
 
-pub(super) async fn get_database(
-    State(app): State<Shared>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult {
-    path_id(&id)?;
-    let db = app
-        .database(&id, caller.tenant.as_deref())
-        .ok_or_else(|| ApiError::not_found(format!("database {id}")))?;
-    ok(DatabaseView::from(&db))
+pub(super) async fn get_database(found: Database) -> ApiResult {
+    ok(DatabaseView::from(&found.item))
 }
 
 /// A database in a request: the file's fields plus `username` and
@@ -155,7 +150,6 @@ pub(super) async fn create_database(
     headers: HeaderMap,
     request: Body,
 ) -> ApiResult {
-    admin(&caller)?;
     let body: DatabaseBody = body::json(&headers, request, DATABASE_EXAMPLE).await?;
     let db = body_to_database(&app.config.defaults, &caller, body, None)?;
     tenant_policy(&app, &caller, &db)?;
@@ -178,16 +172,14 @@ pub(super) async fn create_database(
 
 pub(super) async fn patch_database(
     State(app): State<Shared>,
-    caller: Caller,
-    Path(id): Path<String>,
+    Found {
+        id,
+        item: current,
+        caller,
+    }: Database,
     headers: HeaderMap,
     request: Body,
 ) -> ApiResult {
-    admin(&caller)?;
-    path_id(&id)?;
-    let current = app
-        .database(&id, caller.tenant.as_deref())
-        .ok_or_else(|| ApiError::not_found(format!("database {id}")))?;
     let fields: DatabaseBody = body::json(&headers, request, r#"{"max_backups": 10}"#).await?;
     if fields
         .get("id")
@@ -264,16 +256,10 @@ pub(super) async fn patch_database(
 
 pub(super) async fn delete_database(
     State(app): State<Shared>,
-    caller: Caller,
-    Path(id): Path<String>,
+    Found { id, .. }: Database,
     headers: HeaderMap,
     request: Body,
 ) -> ApiResult {
-    admin(&caller)?;
-    path_id(&id)?;
-    if app.database(&id, caller.tenant.as_deref()).is_none() {
-        return Err(ApiError::not_found(format!("database {id}")));
-    }
     body::none(&headers, request).await?;
     app.unregister(&id);
     ok(json!({"deleted": id}))

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use axum::extract::Query;
-use axum::http::Uri;
+use axum::http::Method;
 use backup_core::key::validate_id;
 use backup_core::{Compression, Schedule};
 use serde::de::DeserializeOwned;
@@ -13,13 +12,14 @@ use serde_json::Value;
 
 use super::backups::{CreateBackup, ListQuery};
 use super::cleanup::CleanupBody;
-use super::common::{WaitQuery, query as parse_query};
+use super::common::{WaitQuery, parse_query};
 use super::databases::body_to_database;
 use super::jobs::RestoreBody;
 use crate::auth::Principal;
 use crate::body::parse_object;
 use crate::config::{DatabaseConfig, Defaults, RawDatabase, Retention};
 use crate::error::ApiError;
+use crate::routes::find_route;
 
 /// The status, code and message of an [`ApiError`].
 pub fn describe(e: &ApiError) -> (u16, &'static str, &str) {
@@ -52,11 +52,13 @@ pub fn cleanup(bytes: &[u8]) -> Result<(), ApiError> {
 /// The query string of `GET /api/v1/backups` (`ListQuery`) and of the
 /// `?wait=` endpoints.
 pub fn queries(query: &str) -> Result<(), ApiError> {
-    let uri: Uri = format!("/api/v1/backups?{query}")
-        .parse()
-        .map_err(|_| ApiError::bad_request("not a URI"))?;
-    parse_query(Query::<WaitQuery>::try_from_uri(&uri))?;
-    parse_query(Query::<ListQuery>::try_from_uri(&uri)).map(drop)
+    let params = |method: Method| {
+        find_route(&method, "/api/v1/backups")
+            .expect("backups are routed")
+            .query
+    };
+    parse_query::<WaitQuery>(query, params(Method::POST))?;
+    parse_query::<ListQuery>(query, params(Method::GET)).map(drop)
 }
 
 /// `POST /api/v1/databases` (`base: None`) or `PATCH` (`base`: the

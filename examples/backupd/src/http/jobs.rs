@@ -4,15 +4,16 @@ use backup_core::backup_ref::BackupRef;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
+use backup_core::manifest::Manifest;
 use serde::Deserialize;
 
 use crate::body;
 use crate::error::ApiError;
-use crate::state::RestoreRequest;
+use crate::state::{Operation, RestoreRequest};
 
-use super::common::{ApiResult, Caller, Shared, admin, job_started, ok, path_id};
+use super::common::{ApiResult, Found, Shared, job_started, ok};
 
 /// A restore names its target: the source's own database (to restore
 /// over it) or a new one. `clean` (drop what exists first) defaults to
@@ -27,19 +28,14 @@ pub(super) struct RestoreBody {
 
 pub(super) async fn restore_backup(
     State(app): State<Shared>,
-    caller: Caller,
-    Path(id): Path<String>,
+    Found {
+        id,
+        item: m,
+        caller,
+    }: Found<Arc<Manifest>>,
     headers: HeaderMap,
     request: Body,
 ) -> ApiResult {
-    admin(&caller)?;
-    // Resolve now so unknown ids and other tenants' backups are 404 here,
-    // before the body is read.
-    let m = app
-        .engine
-        .catalog()
-        .get(BackupRef::scoped(&id, caller.tenant.as_deref()))
-        .await?;
     let body: RestoreBody = body::json(
         &headers,
         request,
@@ -67,19 +63,6 @@ pub(super) async fn restore_backup(
     job_started(&job)
 }
 
-pub(super) async fn get_job(
-    State(app): State<Shared>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult {
-    path_id(&id)?;
-    let op = app
-        .operations
-        .lock()
-        .expect("operations lock")
-        .get(&id)
-        .filter(|o| caller.tenant.is_none() || o.tenant == caller.tenant)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
-    ok(op)
+pub(super) async fn get_job(found: Found<Operation>) -> ApiResult {
+    ok(found.item)
 }

@@ -3,9 +3,13 @@
 //!
 //! Every API request goes through the same steps, in this order: the
 //! token (401), the route's role (403, from [`ROUTES`]), shutdown (503 for
-//! changes), the ids in the path (400 if malformed, 404 if not visible to
-//! the caller's tenant), and only then the body ([`crate::body`]: 415,
-//! 413, 400). Nothing is parsed for a caller who may not act.
+//! changes), the query string (400 `invalid_query`, naming the
+//! parameter), the ids in the path (400 if malformed, 404 if not visible
+//! to the caller's tenant: one extractor, `common::Found`, for every
+//! `{id}` route), and only then the body ([`crate::body`]: 415, 413,
+//! 400). Nothing is parsed for a caller who may not act. Every error,
+//! unknown routes (404) and methods (405) included, is the JSON envelope
+//! with a code.
 //!
 //! One module per resource (`backups`, `jobs`, `databases`, `packages`,
 //! `cleanup`, `status`), the middleware in `guard`, what handlers share in
@@ -26,7 +30,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware;
 use axum::routing::{delete, get, post};
 
@@ -63,9 +67,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/packages", get(list_packages).post(create_packages))
         .route("/packages/{id}/download", get(download_package))
         .route("/packages/{id}", delete(delete_package))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such API route")
-        })
+        .method_not_allowed_fallback(wrong_method)
+        .fallback(no_such_route)
         .layer(middleware::from_fn_with_state(app.clone(), authenticate));
     Router::new()
         .nest("/api/v1", api)
@@ -76,6 +79,8 @@ pub fn router(app: Arc<App>) -> Router {
             "/openapi.json",
             get(|| async { Json(crate::openapi::document()) }),
         )
+        .method_not_allowed_fallback(wrong_method)
+        .fallback(no_such_route)
         .layer(middleware::from_fn(crate::body::finish_body))
         .with_state(app)
 }
@@ -86,6 +91,27 @@ pub fn metrics_router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics_open))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .method_not_allowed_fallback(wrong_method)
+        .fallback(no_such_route)
         .layer(middleware::from_fn(crate::body::finish_body))
         .with_state(app)
+}
+
+/// `404 no_such_route` in the envelope, for a path no route has.
+async fn no_such_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        "no such route: /openapi.json lists them",
+    )
+}
+
+/// `405 method_not_allowed` in the envelope, for a route asked with a
+/// method it does not take.
+async fn wrong_method(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route does not take {method}: /openapi.json lists its methods"),
+    )
 }

@@ -3,17 +3,16 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::json;
 
 use crate::body;
 use crate::error::ApiError;
-use crate::packages;
+use crate::packages::{self, PackageManifest};
 
 use super::common::{
-    ApiResult, Caller, Shared, WaitQuery, admin, download, ok, query, run_or_start,
+    ApiResult, Caller, Found, Params, Shared, WaitQuery, download, ok, run_or_start,
 };
 
 pub(super) async fn list_packages(State(app): State<Shared>, caller: Caller) -> ApiResult {
@@ -23,12 +22,10 @@ pub(super) async fn list_packages(State(app): State<Shared>, caller: Caller) -> 
 pub(super) async fn create_packages(
     State(app): State<Shared>,
     caller: Caller,
-    wait: Result<Query<WaitQuery>, QueryRejection>,
+    Params(wait): Params<WaitQuery>,
     headers: HeaderMap,
     request: Body,
 ) -> ApiResult {
-    admin(&caller)?;
-    let wait = query(wait)?;
     body::none(&headers, request).await?;
     let runner = Arc::clone(&app);
     let tenant = caller.tenant.clone();
@@ -48,10 +45,8 @@ pub(super) async fn create_packages(
 
 pub(super) async fn download_package(
     State(app): State<Shared>,
-    caller: Caller,
-    Path(id): Path<String>,
+    Found { item: p, .. }: Found<PackageManifest>,
 ) -> ApiResult {
-    let p = packages::get(&app.store, &id, caller.tenant.as_deref()).await?;
     let got = app
         .store
         .get(&backup_core::key::Key::new(p.artifact.as_str())?)
@@ -67,13 +62,10 @@ pub(super) async fn download_package(
 
 pub(super) async fn delete_package(
     State(app): State<Shared>,
-    caller: Caller,
-    Path(id): Path<String>,
+    Found { item: p, .. }: Found<PackageManifest>,
     headers: HeaderMap,
     request: Body,
 ) -> ApiResult {
-    admin(&caller)?;
-    let p = packages::get(&app.store, &id, caller.tenant.as_deref()).await?;
     body::none(&headers, request).await?;
     packages::delete(&app.store, &p).await?;
     ok(json!({"deleted": p.id}))
