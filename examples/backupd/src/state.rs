@@ -306,6 +306,7 @@ impl App {
                 .iter()
                 .map(|d| (d.tenant.clone(), d.id.clone()))
                 .collect(),
+            ..HealthOptions::default()
         }
     }
 
