@@ -266,6 +266,6 @@ pub(super) async fn delete_database(
         return Err(ApiError::not_found(format!("database {id}")));
     }
     body::none(&headers, request).await?;
-    app.unregister(&id);
+    app.unregister(&id).await;
     ok(json!({"deleted": id}))
 }

@@ -20,6 +20,7 @@ pub mod fuzzing;
 mod guard;
 mod jobs;
 mod packages;
+mod sources;
 mod status;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use databases::{create_database, delete_database, get_database, list_databases, 
 use guard::authenticate;
 use jobs::{get_job, restore_backup};
 use packages::{create_packages, delete_package, download_package, list_packages};
+use sources::forget_run_record;
 use status::{metrics, metrics_open, ready, status};
 
 /// The router.
@@ -63,6 +65,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/packages", get(list_packages).post(create_packages))
         .route("/packages/{id}/download", get(download_package))
         .route("/packages/{id}", delete(delete_package))
+        .route("/sources/{tenant}/{id}/run-record", delete(forget_run_record))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such API route")
         })
