@@ -65,7 +65,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/packages", get(list_packages).post(create_packages))
         .route("/packages/{id}/download", get(download_package))
         .route("/packages/{id}", delete(delete_package))
-        .route("/sources/{tenant}/{id}/run-record", delete(forget_run_record))
+        .route(
+            "/sources/{tenant}/{id}/run-record",
+            delete(forget_run_record),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such API route")
         })
