@@ -22,6 +22,18 @@ pub enum HealthStatus {
     Stale,
     /// The latest attempt failed.
     Failing,
+    /// A source expected on a schedule that has had no backup and no
+    /// attempt yet, while its first scheduled run is not overdue (it is due
+    /// within [`HealthOptions::first_due`] plus the threshold): no alert yet.
+    Pending,
+}
+
+impl HealthStatus {
+    /// Whether nothing needs attention: healthy, or pending its first
+    /// scheduled run. What exit statuses and alerts go by.
+    pub fn is_ok(self) -> bool {
+        matches!(self, HealthStatus::Healthy | HealthStatus::Pending)
+    }
 }
 
 /// The health of one source, as [`Catalog::health`] reports it.
@@ -55,8 +67,15 @@ pub struct HealthOptions {
     /// Per-source thresholds, keyed `tenant/source_id`.
     pub per_source: HashMap<String, Duration>,
     /// Sources to report even if the store has nothing for them yet
-    /// (`(tenant, source_id)`); they are stale until their first backup.
+    /// (`(tenant, source_id)`); they are stale until their first backup,
+    /// unless [`HealthOptions::first_due`] gives them a grace.
     pub expected: Vec<(String, String)>,
+    /// When the first scheduled run of a source is due, keyed
+    /// `tenant/source_id` (a host sets it for the sources it schedules): a
+    /// source with no backup and no recorded attempt is
+    /// [`HealthStatus::Pending`] until that time plus its threshold, then
+    /// stale. A source without an entry gets no grace.
+    pub first_due: HashMap<String, DateTime<Utc>>,
 }
 
 impl Default for HealthOptions {
@@ -65,6 +84,7 @@ impl Default for HealthOptions {
             stale_after: Duration::from_secs(24 * 3600),
             per_source: HashMap::new(),
             expected: Vec::new(),
+            first_due: HashMap::new(),
         }
     }
 }
@@ -95,9 +115,22 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Forgets the run record of a source (`{tenant}/{source_id}/last-run.json`),
+    /// so a failed attempt (a mistyped database, a source removed for good)
+    /// no longer makes it `failing`: its health follows its backups again,
+    /// and a source with neither backups nor a record is no longer listed.
+    /// Backups are never deleted. Returns the record removed;
+    /// [`Error::NotFound`] when the source has none.
+    pub async fn forget_source(&self, tenant: &str, source_id: &str) -> Result<RunRecord> {
+        RunRecord::delete(self.store.as_ref(), tenant, source_id).await
+    }
+
     /// Health of every source with backups or run records under `filter`
     /// (plus `opts.expected`): `failing` if the latest attempt failed,
-    /// `stale` if no backup succeeded within the threshold, else `healthy`.
+    /// `stale` if no backup succeeded within the threshold, `pending` if
+    /// it never ran and its first scheduled run
+    /// ([`HealthOptions::first_due`]) is not overdue by the threshold, else
+    /// `healthy`.
     pub async fn health(
         &self,
         filter: &Filter,
@@ -140,11 +173,22 @@ impl Catalog {
             let record = records.get(&key);
             let failing = record.is_some_and(|r| !r.succeeded);
             let stale = age_seconds.is_none_or(|s| s > threshold.as_secs_f64());
+            let pending = last.is_none()
+                && record.is_none()
+                && opts.first_due.get(&key).is_some_and(|due| {
+                    // A threshold too large for chrono never runs out.
+                    crate::duration::to_chrono(threshold, "stale threshold")
+                        .ok()
+                        .and_then(|t| due.checked_add_signed(t))
+                        .is_none_or(|until| now <= until)
+                });
             out.push(SourceHealth {
                 tenant,
                 source_id,
                 status: if failing {
                     HealthStatus::Failing
+                } else if pending {
+                    HealthStatus::Pending
                 } else if stale {
                     HealthStatus::Stale
                 } else {
@@ -160,5 +204,111 @@ impl Catalog {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::error::Error;
+    use crate::manifest::BackupKind;
+    use crate::memory::InMemoryStore;
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, h, 0, 0).unwrap()
+    }
+
+    fn failed(tenant: &str, source: &str) -> RunRecord {
+        RunRecord {
+            tenant: tenant.into(),
+            source_id: source.into(),
+            kind: BackupKind::Manual,
+            started_at: at(1),
+            finished_at: at(1),
+            succeeded: false,
+            backup_id: None,
+            error: Some("database \"salez\" does not exist".into()),
+            scheduled_for: None,
+        }
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::new(Arc::new(InMemoryStore::new()))
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_source_is_no_longer_failing_and_a_second_forget_is_not_found() {
+        let catalog = catalog();
+        failed("default", "salez")
+            .save(catalog.store().as_ref())
+            .await
+            .unwrap();
+        failed("other", "salez")
+            .save(catalog.store().as_ref())
+            .await
+            .unwrap();
+        let opts = HealthOptions::default();
+        let before = catalog.health(&Filter::all(), &opts, at(2)).await.unwrap();
+        assert_eq!(before.len(), 2);
+        assert!(before.iter().all(|h| h.status == HealthStatus::Failing));
+
+        let removed = catalog.forget_source("default", "salez").await.unwrap();
+        assert_eq!(removed, failed("default", "salez"));
+        let after = catalog.health(&Filter::all(), &opts, at(2)).await.unwrap();
+        // Only the other tenant's record is left.
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].tenant, "other");
+
+        match catalog.forget_source("default", "salez").await {
+            Err(Error::NotFound { what }) => {
+                assert!(what.contains("default/salez"), "{what}")
+            }
+            other => panic!("expected not found, got {other:?}"),
+        }
+        assert!(catalog.forget_source("default", "../x").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_source_is_pending_until_its_first_run_is_overdue() {
+        let catalog = catalog();
+        let opts = HealthOptions {
+            stale_after: Duration::from_secs(3600),
+            expected: vec![
+                ("t".into(), "db".into()),
+                ("t".into(), "unscheduled".into()),
+            ],
+            first_due: [("t/db".to_string(), at(3))].into_iter().collect(),
+            ..HealthOptions::default()
+        };
+        // (now, status of t/db): pending through due + threshold, then stale.
+        for (now, want) in [
+            (at(0), HealthStatus::Pending),
+            (at(3), HealthStatus::Pending),
+            (at(4), HealthStatus::Pending),
+            (at(4) + chrono::Duration::seconds(1), HealthStatus::Stale),
+        ] {
+            let health = catalog.health(&Filter::all(), &opts, now).await.unwrap();
+            let status: Vec<(&str, HealthStatus)> = health
+                .iter()
+                .map(|h| (h.source_id.as_str(), h.status))
+                .collect();
+            assert_eq!(
+                status,
+                [("db", want), ("unscheduled", HealthStatus::Stale)],
+                "at {now}"
+            );
+            assert_eq!(health[0].status.is_ok(), want == HealthStatus::Pending);
+        }
+        // A failed first attempt is failing at once, grace or not.
+        failed("t", "db")
+            .save(catalog.store().as_ref())
+            .await
+            .unwrap();
+        let health = catalog.health(&Filter::all(), &opts, at(0)).await.unwrap();
+        assert_eq!(health[0].status, HealthStatus::Failing);
     }
 }

@@ -68,6 +68,21 @@ impl RunRecord {
         self.scheduled_for.unwrap_or(self.started_at)
     }
 
+    /// Removes the record of a source, so health no longer reports its
+    /// latest attempt (its backups are not touched). Returns the removed
+    /// record; `Error::NotFound` when the source has none.
+    pub async fn delete(store: &dyn Store, tenant: &str, source_id: &str) -> Result<Self> {
+        let record = Self::load(store, tenant, source_id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "run record of source {tenant}/{source_id} (it has no recorded attempt: nothing to forget)"
+                ))
+            })?;
+        store.delete(&Self::key(tenant, source_id)?).await?;
+        Ok(record)
+    }
+
     /// Writes the record (overwriting the previous one).
     pub async fn save(&self, store: &dyn Store) -> Result<()> {
         let key = Self::key(&self.tenant, &self.source_id)?;

@@ -89,6 +89,14 @@ impl Engine {
             error: result.as_ref().err().map(|e| e.to_string()),
             scheduled_for: req.scheduled_for,
         };
+        if matches!(result, Err(Error::Cancelled)) {
+            // Stopped on purpose (a shutdown, a removed source): not a
+            // failure of the source, so no `Failed` event and the previous
+            // run record stays. A scheduled trigger cancelled this way is
+            // not marked as run, so a restarted scheduler may catch it up.
+            tracing::info!(source = %req.source_id, tenant = %req.tenant, "backup cancelled; nothing was committed");
+            return result;
+        }
         match &result {
             Ok(m) => self.events.emit(Event::Succeeded {
                 tenant: m.tenant.clone(),

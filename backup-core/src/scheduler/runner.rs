@@ -485,6 +485,12 @@ impl Inner {
         let result = job.run(&trigger, self.cancel_runs.child_token()).await;
         drop(counted);
         drop(permit);
+        // A run cancelled by a shutdown did not fail: the job keeps the
+        // outcome of its previous run.
+        if matches!(result, Err(Error::Cancelled)) {
+            tracing::info!(job = %trigger.job_id, kind = %trigger.kind, "job cancelled");
+            return result;
+        }
         if let Some(entry) = self
             .jobs
             .lock()
@@ -498,5 +504,62 @@ impl Inner {
             tracing::warn!(job = %trigger.job_id, kind = %trigger.kind, error = %e, "job failed");
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup_job::BackupJob;
+    use crate::catalog::RunRecord;
+    use crate::clock::SystemClock;
+    use crate::engine::{BackupRequest, Engine};
+    use crate::memory::InMemoryStore;
+    use crate::schedule::Schedule;
+    use crate::testing::ScriptedSource;
+
+    /// A backup cancelled by a shutdown is no failure: no run record, no
+    /// `Failed` event, no error on the job.
+    #[tokio::test]
+    async fn a_run_cancelled_by_shutdown_is_not_recorded_as_a_failure() {
+        let store = Arc::new(InMemoryStore::new());
+        let events = EventBus::default();
+        let mut rx = events.subscribe();
+        let engine = Engine::new(store.clone()).with_events(events.clone());
+        let scheduler = Arc::new(Scheduler::start(
+            SchedulerConfig::default(),
+            Arc::new(SystemClock),
+            events,
+        ));
+        let job = BackupJob {
+            engine,
+            source: Arc::new(ScriptedSource::stall_after(1024)),
+            request: BackupRequest::new("db").tenant("t"),
+            retention: Vec::new(),
+        };
+        scheduler
+            .upsert(JobSpec::new("db", Schedule::Disabled, Arc::new(job)))
+            .unwrap();
+        let running = {
+            let s = Arc::clone(&scheduler);
+            tokio::spawn(async move { s.run_now("db").await })
+        };
+        // Wait until the backup has started, then cancel it.
+        loop {
+            if let Event::Started { .. } = rx.recv().await.unwrap() {
+                break;
+            }
+        }
+        scheduler.shutdown(Shutdown::Cancel).await;
+        assert!(matches!(running.await.unwrap(), Err(Error::Cancelled)));
+        assert_eq!(
+            RunRecord::load(store.as_ref(), "t", "db").await.unwrap(),
+            None
+        );
+        let info = &scheduler.jobs()[0];
+        assert_eq!(info.last_error, None);
+        while let Ok(e) = rx.try_recv() {
+            assert!(!matches!(e, Event::Failed { .. }), "{e:?}");
+        }
     }
 }

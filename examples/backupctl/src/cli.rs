@@ -7,8 +7,8 @@ use backup_core::{Error, Result};
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    Context, Outcome, backup, check, delete, gc, health, init, list, prune, restore, stats, sweep,
-    verify,
+    Context, Outcome, backup, check, delete, forget_source, gc, health, init, list, prune, restore,
+    stats, sweep, verify,
 };
 use crate::options::{CryptoOptions, S3Options};
 
@@ -50,6 +50,13 @@ enum Command {
     /// Health per source: healthy, stale (no success within the threshold)
     /// or failing (last attempt failed). Exit status 1 unless all healthy.
     Health(health::HealthArgs),
+    /// Forget a source's last-run record, so a failed attempt (a mistyped
+    /// --pg database, a source removed for good) no longer makes `health`
+    /// report it failing. Removes only `<tenant>/<source>/last-run.json`:
+    /// backups are never deleted (`delete` and `prune` do that), and a
+    /// source with backups is then healthy or stale by its newest one.
+    /// Refused when the source has no record.
+    ForgetSource(forget_source::ForgetSourceArgs),
     /// Remove chunks no incremental backup references any more (after
     /// deleting or pruning backups). Backs off while a backup is running.
     Gc(gc::GcArgs),
@@ -77,6 +84,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
         Command::Prune(args) => prune::run(args, &ctx).await,
         Command::Stats(args) => stats::run(args, &ctx).await,
         Command::Health(args) => health::run(args, &ctx).await,
+        Command::ForgetSource(args) => forget_source::run(args, &ctx).await,
         Command::Gc(args) => gc::run(args, &ctx).await,
         Command::Check(args) => check::run(args, &ctx).await,
         Command::Sweep(args) => sweep::run(args, &ctx).await,
@@ -118,12 +126,14 @@ where
         Ok(Outcome::Unhealthy) => ExitCode::FAILURE,
         Err(e) => {
             let e: Error = crate::connect::tool_hint(e);
-            match (&e, crate::connect::auth_hint()) {
-                (Error::Authentication { .. }, Some(hint)) => {
-                    eprintln!("backupctl: error: {e}; {hint}")
-                }
-                _ => eprintln!("backupctl: error: {e}"),
+            let mut line = format!("backupctl: error: {e}");
+            if let (Error::Authentication { .. }, Some(hint)) = (&e, crate::connect::auth_hint()) {
+                line.push_str(&format!("; {hint}"));
             }
+            if let Some(hint) = backup::failed_record_hint() {
+                line.push_str(&format!("; {hint}"));
+            }
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }

@@ -121,6 +121,10 @@ impl Daemon {
             StorageConfig::S3 { .. } => None,
         };
         let metrics = Arc::new(metrics::Metrics::new(fs_root));
+        // Before any backup runs, so no newer event is overwritten.
+        if let Err(e) = metrics.seed(engine.catalog()).await {
+            tracing::warn!(error = %e, "could not read the catalog: backup_bytes and backup_last_success_timestamp_seconds start empty");
+        }
         let audit = auth::Audit::open(config.audit_log.clone()).map_err(|e| {
             backup_core::Error::io(
                 format!("opening the audit log {}", config.audit_log.display()),
@@ -168,6 +172,9 @@ impl Daemon {
             app.register_checked(db, None)
                 .await
                 .map_err(|e| backup_core::Error::Config(format!("databases[{i}] ({id}): {e}")))?;
+        }
+        if let Err(e) = app.forget_removed_sources().await {
+            tracing::warn!(error = %e, "could not read the run records to forget those of removed databases");
         }
         if let Some(pc) = &app.config.packages {
             app.scheduler.upsert(

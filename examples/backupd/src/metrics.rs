@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use backup_core::{Event, EventBus, manifest::BackupKind};
+use backup_core::{Event, EventBus, Filter, Result, catalog::Catalog, manifest::BackupKind};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -192,6 +192,32 @@ impl Metrics {
         let _ = self.packages.get_or_create(&TenantLabels {
             tenant: tenant.to_string(),
         });
+    }
+
+    /// Sets `backup_bytes` and `backup_last_success_timestamp_seconds` of
+    /// every source from its newest backup in `catalog` (a committed backup
+    /// is a successful one), so they survive a restart instead of staying
+    /// absent until the next backup. Call before backups start: a newer
+    /// event is not looked at.
+    pub async fn seed(&self, catalog: &Catalog) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        // Newest first: the first backup of each source is its latest.
+        for m in catalog.list(&Filter::all()).await? {
+            if !seen.insert((m.tenant.clone(), m.source_id.clone())) {
+                continue;
+            }
+            let labels = SourceLabels {
+                source: m.source_id.clone(),
+                tenant: m.tenant.clone(),
+            };
+            self.bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(m.bytes_stored()).unwrap_or(i64::MAX));
+            self.last_success
+                .get_or_create(&labels)
+                .set(m.finished_at.timestamp_millis() as f64 / 1000.0);
+        }
+        Ok(())
     }
 
     /// Counts a built package.

@@ -365,6 +365,13 @@ pub const ROUTES: &[Route] = &[
         None,
     ),
     route(
+        "delete",
+        "/api/v1/sources/{tenant}/{id}/run-record",
+        "Forget a source's run record (its latest attempt), so a failed attempt no longer makes it failing; its backups are never deleted (404 when it has none)",
+        true,
+        None,
+    ),
+    route(
         "get",
         "/metrics",
         "Prometheus metrics (bearer: a tenant-less token or metrics.token_var)",

@@ -268,14 +268,66 @@ impl App {
         Ok(())
     }
 
-    /// Removes a database and its job (its backups stay).
-    pub fn unregister(&self, id: &str) -> bool {
+    /// Removes a database and its job, and forgets its run record so
+    /// health does not keep reporting its last attempt (its backups stay).
+    /// A run still in progress forgets the record when it ends
+    /// ([`GuardedJob`]).
+    pub async fn unregister(&self, id: &str) -> bool {
         self.scheduler.remove(id);
-        self.databases
-            .write()
-            .expect("databases lock")
-            .remove(id)
-            .is_some()
+        let removed = self.databases.write().expect("databases lock").remove(id);
+        match removed {
+            Some(db) => {
+                self.forget_run_record(&db.tenant, &db.id).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the run record of a source that is no longer registered
+    /// (none is fine); a store failure is logged, not fatal.
+    async fn forget_run_record(&self, tenant: &str, id: &str) {
+        match self.engine.catalog().forget_source(tenant, id).await {
+            Ok(_) => tracing::info!(
+                tenant,
+                source = id,
+                "run record of a removed database forgotten"
+            ),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(tenant, source = id, error = %e, "could not forget the run record of a removed database")
+            }
+        }
+    }
+
+    /// At start: forgets the run records a scheduler wrote for databases
+    /// that are no longer configured (removed from the configuration, or
+    /// registered through the API before a restart), in the tenants this
+    /// daemon has databases or a policy in, so their last attempt (a run
+    /// cancelled by the shutdown) does not stay `failing`. Records without
+    /// a schedule time (`backupctl`, manual runs) are kept, and so are all
+    /// backups.
+    pub async fn forget_removed_sources(&self) -> Result<()> {
+        let configured: std::collections::BTreeSet<(String, String)> = self
+            .databases_for(None)
+            .into_iter()
+            .map(|d| (d.tenant, d.id))
+            .collect();
+        let tenants: std::collections::BTreeSet<&str> = configured
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .chain(self.config.tenants.keys().map(String::as_str))
+            .collect();
+        let records = self.engine.catalog().run_records(&Filter::all()).await?;
+        for r in records.into_values() {
+            if r.scheduled_for.is_some()
+                && tenants.contains(r.tenant.as_str())
+                && !configured.contains(&(r.tenant.clone(), r.source_id.clone()))
+            {
+                self.forget_run_record(&r.tenant, &r.source_id).await;
+            }
+        }
+        Ok(())
     }
 
     /// A database visible to `tenant` (every one when `None`).
@@ -300,9 +352,21 @@ impl App {
     }
 
     /// Health options: the registered databases are expected sources with
-    /// their own thresholds.
+    /// their own thresholds, `pending` until their first scheduled run is
+    /// overdue (their job's next run stands for it while they have never
+    /// run).
     pub fn health_options(&self, tenant: Option<&str>) -> HealthOptions {
         let dbs = self.databases_for(tenant);
+        let next_runs: HashMap<String, DateTime<Utc>> = self
+            .scheduler
+            .jobs()
+            .into_iter()
+            .filter_map(|j| Some((j.id, j.next_run?)))
+            .collect();
+        let first_due: HashMap<String, DateTime<Utc>> = dbs
+            .iter()
+            .filter_map(|d| Some((format!("{}/{}", d.tenant, d.id), *next_runs.get(&d.id)?)))
+            .collect();
         HealthOptions {
             stale_after: self.config.stale_after,
             per_source: dbs
@@ -313,6 +377,7 @@ impl App {
                 .iter()
                 .map(|d| (d.tenant.clone(), d.id.clone()))
                 .collect(),
+            first_due,
         }
     }
 
@@ -583,7 +648,12 @@ impl Job for GuardedJob {
         app.check_owner(&self.db, Some(&self.db.id))
             .await
             .map_err(|e| Error::Config(e.message))?;
-        self.inner.run(trigger, cancel).await
+        let result = self.inner.run(trigger, cancel).await;
+        // Removed while it ran: the record it just wrote is forgotten too.
+        if app.database(&self.db.id, Some(&self.db.tenant)).is_none() {
+            app.forget_run_record(&self.db.tenant, &self.db.id).await;
+        }
+        result
     }
 }
 

@@ -70,6 +70,8 @@ enum IdKind {
     Job,
     Database,
     Package,
+    /// `{tenant}/{id}` of a source.
+    Source,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +130,8 @@ fn spec(method: &str, path: &str, ids: &Ids) -> Spec {
         Some(IdKind::Database)
     } else if path.starts_with("/api/v1/packages/{id}") {
         Some(IdKind::Package)
+    } else if path.starts_with("/api/v1/sources/{tenant}/{id}") {
+        Some(IdKind::Source)
     } else {
         assert!(!path.contains('{'), "{path}: unknown path parameter");
         None
@@ -183,6 +187,10 @@ impl Ids {
             IdKind::Job => pair(&self.job),
             IdKind::Package => pair(&self.package),
             IdKind::Database => pair(&["a_db".into(), "b_db".into()]),
+            IdKind::Source => match id {
+                Id::Foreign => format!("b/{}", pair(&["a_db".into(), "b_db".into()])),
+                _ => format!("a/{}", pair(&["a_db".into(), "b_db".into()])),
+            },
         }
     }
 }
@@ -394,7 +402,10 @@ async fn every_route_refuses_every_abuse_and_changes_nothing() {
         for caller in Caller::ALL {
             for id in &id_variants {
                 let url = match (s.id, id) {
-                    (Some(kind), Some(id)) => path.replace("{id}", &ids.path_id(kind, *id)),
+                    (Some(kind), Some(id)) => {
+                        let v = ids.path_id(kind, *id);
+                        path.replace("{tenant}/{id}", &v).replace("{id}", &v)
+                    }
                     _ => path.to_string(),
                 };
                 let bodies: &[Body] = if admin_route { &BODIES } else { &[Body::None] };

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use backup_core::{
-    BackupRequest, BackupType, Compression, Result, format::human_bytes, format::sanitize_name,
-    manifest::BackupKind,
+    BackupRequest, BackupType, Compression, Engine, Result, catalog::RunRecord,
+    format::human_bytes, format::sanitize_name, manifest::BackupKind,
 };
 
 use crate::commands::{Context, Outcome, print_json};
@@ -82,12 +82,18 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         .engine_creating_store(&store)
         .await?
         .with_compressor(Arc::new(compression));
-    let request = BackupRequest::new(source_id)
-        .tenant(tenant)
+    let request = BackupRequest::new(&source_id)
+        .tenant(&tenant)
         .kind(kind)
         .backup_type(backup_type)
         .created_by("backupctl");
-    let m = engine.backup(source.as_ref(), &request).await?;
+    let m = match engine.backup(source.as_ref(), &request).await {
+        Ok(m) => m,
+        Err(e) => {
+            note_failed_record(&engine, &tenant, &source_id, &store).await;
+            return Err(e);
+        }
+    };
     if json {
         print_json(&m);
     } else if let Some(d) = &m.dedup {
@@ -112,4 +118,29 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         );
     }
     Ok(Outcome::Ok)
+}
+
+/// Where the failure of this process's backup was recorded, for the error
+/// line (set by [`note_failed_record`]).
+static FAILED_RECORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// What to add to a failed backup's error: which source the failed attempt
+/// was recorded for and how to forget it, when it was recorded.
+pub(crate) fn failed_record_hint() -> Option<&'static str> {
+    FAILED_RECORD.get().map(String::as_str)
+}
+
+/// After a failed backup, notes which source the failure was recorded for
+/// (when it was) and how to forget it: one mistyped database must not
+/// leave `health` failing with no way out.
+async fn note_failed_record(engine: &Engine, tenant: &str, source_id: &str, store: &str) {
+    if let Ok(Some(r)) = RunRecord::load(engine.store().as_ref(), tenant, source_id).await
+        && !r.succeeded
+    {
+        let _ = FAILED_RECORD.set(format!(
+            "recorded as a failed attempt of source {tenant}/{source_id}: `health` reports it \
+             failing until a backup of it succeeds, or \
+             `backupctl forget-source {source_id} --tenant {tenant} --store {store}` forgets it"
+        ));
+    }
 }

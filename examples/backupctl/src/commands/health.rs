@@ -59,7 +59,14 @@ pub(crate) async fn run(args: HealthArgs, ctx: &Context<'_>) -> Result<Outcome> 
             );
         }
     }
-    if health.iter().any(|h| h.status != HealthStatus::Healthy) {
+    if health.iter().any(|h| h.status == HealthStatus::Failing) {
+        eprintln!(
+            "backupctl: a failing source stays failing until a backup of it succeeds; \
+             `backupctl forget-source <SOURCE> --tenant <TENANT> --store {store}` forgets one that \
+             should not be there (a mistyped database); its backups are kept"
+        );
+    }
+    if !health.iter().all(|h| h.status.is_ok()) {
         return Ok(Outcome::Unhealthy);
     }
     Ok(Outcome::Ok)

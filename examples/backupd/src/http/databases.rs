@@ -261,6 +261,6 @@ pub(super) async fn delete_database(
     request: Body,
 ) -> ApiResult {
     body::none(&headers, request).await?;
-    app.unregister(&id);
+    app.unregister(&id).await;
     ok(json!({"deleted": id}))
 }

@@ -24,6 +24,7 @@ pub mod fuzzing;
 mod guard;
 mod jobs;
 mod packages;
+mod sources;
 mod status;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use databases::{create_database, delete_database, get_database, list_databases, 
 use guard::authenticate;
 use jobs::{get_job, restore_backup};
 use packages::{create_packages, delete_package, download_package, list_packages};
+use sources::forget_run_record;
 use status::{metrics, metrics_open, ready, status};
 
 /// The router.
@@ -67,6 +69,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/packages", get(list_packages).post(create_packages))
         .route("/packages/{id}/download", get(download_package))
         .route("/packages/{id}", delete(delete_package))
+        .route(
+            "/sources/{tenant}/{id}/run-record",
+            delete(forget_run_record),
+        )
         .method_not_allowed_fallback(wrong_method)
         .fallback(no_such_route)
         .layer(middleware::from_fn_with_state(app.clone(), authenticate));

@@ -39,7 +39,7 @@ pub(super) async fn status(State(app): State<Shared>, caller: Caller) -> ApiResu
         .filter(|j| visible.contains(&j.id))
         .collect();
     ok(json!({
-        "healthy": health.iter().all(|h| h.status == backup_core::catalog::HealthStatus::Healthy),
+        "healthy": health.iter().all(|h| h.status.is_ok()),
         "sources": health,
         "jobs": jobs,
         "running": app.scheduler.running(),
