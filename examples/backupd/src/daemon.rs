@@ -11,22 +11,37 @@ use backup_core::health::spawn_health_monitor;
 use backup_core::scheduler::Shutdown;
 use backup_core::webhook::{WebhookFormat, WebhookNotifier};
 use backup_core::{Engine, EventBus, JobSpec, Result, Scheduler, SchedulerConfig, Store};
-use backup_examples::{S3Credentials, S3Settings, StoreLocation, open_store_for_writing};
+use backup_examples::{
+    S3Credentials, S3Settings, StoreLocation, open_store, open_store_for_writing,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Replicas, StorageConfig};
 use crate::state::{App, PACKAGE_JOB, PackageJob};
 use crate::{auth, http, leftovers, metrics, state};
 
-/// Opens the configured store, creating (a directory) and marking it
-/// (`_store.json`) if needed, as `backupctl backup` does: the daemon
-/// writes to it, and `backupctl list` on it then finds a store, not a
-/// mistyped path.
+/// Opens the configured store and marks it (`_store.json`, created with
+/// the directory if needed) as `backupctl backup` does, so `backupctl
+/// list` on it finds a store, not a mistyped path. Storage the daemon
+/// cannot write to yet (refused keys, a server down) does not stop it:
+/// the mark is left for later, a warning says why, and `/readyz` and
+/// every storage call report the problem with its code.
 pub async fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn Store>> {
-    match storage {
-        StorageConfig::Fs(path) => {
-            open_store_for_writing(StoreLocation::Dir(path.clone()), &S3Settings::default()).await
+    let (location, settings) = storage_location(storage);
+    match open_store_for_writing(location.clone(), &settings).await {
+        Ok(store) => Ok(store),
+        Err(e @ backup_core::Error::Config(_)) => Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not mark the store; continuing (backups will report the storage error)");
+            open_store(location, &settings)
         }
+    }
+}
+
+/// Where the configured store lives, and its S3 settings.
+fn storage_location(storage: &StorageConfig) -> (StoreLocation, S3Settings) {
+    match storage {
+        StorageConfig::Fs(path) => (StoreLocation::Dir(path.clone()), S3Settings::default()),
         StorageConfig::S3 {
             bucket,
             prefix,
@@ -36,25 +51,22 @@ pub async fn open_storage(storage: &StorageConfig) -> Result<Arc<dyn Store>> {
             secret_key,
             path_style,
             allow_http,
-        } => {
-            open_store_for_writing(
-                StoreLocation::s3(bucket.clone(), prefix.clone()),
-                &S3Settings {
-                    endpoint: endpoint.clone(),
-                    region: region.clone(),
-                    path_style: Some(*path_style),
-                    allow_http: Some(*allow_http),
-                    credentials: match (access_key, secret_key) {
-                        (Some(a), Some(s)) => Some(S3Credentials {
-                            access_key_id: a.clone(),
-                            secret_access_key: s.clone(),
-                        }),
-                        _ => None,
-                    },
+        } => (
+            StoreLocation::s3(bucket.clone(), prefix.clone()),
+            S3Settings {
+                endpoint: endpoint.clone(),
+                region: region.clone(),
+                path_style: Some(*path_style),
+                allow_http: Some(*allow_http),
+                credentials: match (access_key, secret_key) {
+                    (Some(a), Some(s)) => Some(S3Credentials {
+                        access_key_id: a.clone(),
+                        secret_access_key: s.clone(),
+                    }),
+                    _ => None,
                 },
-            )
-            .await
-        }
+            },
+        ),
     }
 }
 
