@@ -332,6 +332,21 @@ impl TestServer {
         })
     }
 
+    /// The shared PostgreSQL 18 server of this process, for the tests that
+    /// run on a second major version (see
+    /// [`TestServer::pg18_from_env_or_throwaway`]; blocking on first call).
+    ///
+    /// # Panics
+    ///
+    /// If there is none: those tests cannot run without it.
+    pub fn shared_pg18() -> &'static TestServer {
+        static SERVER: OnceLock<TestServer> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            TestServer::pg18_from_env_or_throwaway()
+                .unwrap_or_else(|e| panic!("no PostgreSQL 18 server for the tests: {e}"))
+        })
+    }
+
     /// The server named by [`TEST_URL_VAR`], or a new [`ThrowawayCluster`]
     /// owned by the returned value (stopped when it is dropped). Blocking.
     pub fn from_env_or_throwaway() -> Result<TestServer> {

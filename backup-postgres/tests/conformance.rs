@@ -144,11 +144,7 @@ async fn postgres_passes_the_engine_conformance_suites() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_18_passes_the_engine_conformance_suites() {
-    static PG18: std::sync::OnceLock<TestServer> = std::sync::OnceLock::new();
-    let server = PG18.get_or_init(|| {
-        TestServer::pg18_from_env_or_throwaway()
-            .unwrap_or_else(|e| panic!("no PostgreSQL 18 server for the tests: {e}"))
-    });
+    let server = TestServer::shared_pg18();
     assert!(
         server
             .psql("postgres", "SHOW server_version_num")

@@ -5,9 +5,14 @@
 //! version checks every file against PostgreSQL's `backup_manifest` and
 //! the WAL the backup needs. The preflight refuses a role without
 //! replication rights with an error that says what to change.
+//!
+//! Base backups of one cluster run one at a time here: with `-X fetch`
+//! the WAL a backup needs is read at its end, and a concurrent backup's
+//! checkpoint can recycle it first ("requested WAL segment ... has
+//! already been removed"); the WAL archive of issue #14 is the cure.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use backup_core::memory::InMemoryStore;
 use backup_core::{BackupRequest, Engine, Filter, RestoreOptions};
@@ -15,13 +20,8 @@ use backup_postgres::{BASEBACKUP_FORMAT, BaseBackupSource, DataDirTarget, TestSe
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-fn pg18() -> &'static TestServer {
-    static PG18: OnceLock<TestServer> = OnceLock::new();
-    PG18.get_or_init(|| {
-        TestServer::pg18_from_env_or_throwaway()
-            .unwrap_or_else(|e| panic!("no PostgreSQL 18 server for the tests: {e}"))
-    })
-}
+/// One base backup at a time per test binary (see the module docs).
+static ONE_BASE_BACKUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The bin directory of `server`'s tools (its own for a throwaway of a
 /// given directory, else Debian's of its major version).
@@ -46,10 +46,9 @@ async fn bin_dir(server: &TestServer, tool: &str) -> std::path::PathBuf {
 }
 
 async fn base_backup_round_trip(server: &TestServer) {
-    let db = server.create_database("physical").await.unwrap();
-    server
-        .psql(
-            &db,
+    let db = server
+        .create_database_with(
+            "physical",
             "CREATE TABLE t (id int PRIMARY KEY, v text);
              INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g;",
         )
@@ -57,10 +56,13 @@ async fn base_backup_round_trip(server: &TestServer) {
         .unwrap();
     let engine = Engine::new(Arc::new(InMemoryStore::new()));
     let source = BaseBackupSource::new(server.connection(&db)).with_tools(server.tools());
-    let manifest = engine
-        .backup(&source, &BackupRequest::new("cluster"))
-        .await
-        .unwrap();
+    let manifest = {
+        let _one = ONE_BASE_BACKUP.lock().await;
+        engine
+            .backup(&source, &BackupRequest::new("cluster"))
+            .await
+            .unwrap()
+    };
     assert_eq!(manifest.format, BASEBACKUP_FORMAT);
     assert!(manifest.raw.size > 1_000_000, "{}", manifest.raw.size);
     assert!(
@@ -138,7 +140,7 @@ async fn base_backups_of_postgres_15_verify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn base_backups_of_postgres_18_verify() {
-    base_backup_round_trip(pg18()).await;
+    base_backup_round_trip(TestServer::shared_pg18()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,10 +280,9 @@ fn query_restored(bin: &Path, data: &Path, database: &str, sql: &str) -> String 
 }
 
 async fn restore_round_trip(server: &TestServer) {
-    let db = server.create_database("physical_restore").await.unwrap();
-    server
-        .psql(
-            &db,
+    let db = server
+        .create_database_with(
+            "physical_restore",
             "CREATE TABLE t (id int PRIMARY KEY, v text);
              INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g;",
         )
@@ -291,10 +292,13 @@ async fn restore_round_trip(server: &TestServer) {
     let expected = server.psql(&db, digest_sql).await.unwrap();
     let engine = Engine::new(Arc::new(InMemoryStore::new()));
     let source = BaseBackupSource::new(server.connection(&db)).with_tools(server.tools());
-    let manifest = engine
-        .backup(&source, &BackupRequest::new("cluster"))
-        .await
-        .unwrap();
+    let manifest = {
+        let _one = ONE_BASE_BACKUP.lock().await;
+        engine
+            .backup(&source, &BackupRequest::new("cluster"))
+            .await
+            .unwrap()
+    };
     // Changes after the backup are not in it.
     server
         .psql(&db, "INSERT INTO t VALUES (999999, 'after')")
@@ -358,5 +362,5 @@ async fn base_backups_of_postgres_15_restore_into_a_new_data_directory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn base_backups_of_postgres_18_restore_into_a_new_data_directory() {
-    restore_round_trip(pg18()).await;
+    restore_round_trip(TestServer::shared_pg18()).await;
 }

@@ -6,7 +6,7 @@
 //! anything is stored, naming both versions and how to point the adapter
 //! at matching tools.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use backup_core::memory::InMemoryStore;
 use backup_core::{BackupRequest, Engine, Error, Filter, RestoreOptions};
@@ -14,14 +14,6 @@ use backup_postgres::{PgTools, PostgresSource, PostgresTarget, TestServer};
 
 fn pg15() -> &'static TestServer {
     TestServer::shared()
-}
-
-fn pg18() -> &'static TestServer {
-    static PG18: OnceLock<TestServer> = OnceLock::new();
-    PG18.get_or_init(|| {
-        TestServer::pg18_from_env_or_throwaway()
-            .unwrap_or_else(|e| panic!("no PostgreSQL 18 server for the tests: {e}"))
-    })
 }
 
 async fn major(server: &TestServer) -> u32 {
@@ -40,22 +32,20 @@ fn engine() -> Engine {
 }
 
 async fn filled(server: &TestServer) -> String {
-    let db = server.create_database("versions").await.unwrap();
     server
-        .psql(
-            &db,
+        .create_database_with(
+            "versions",
             "CREATE TABLE t (id int PRIMARY KEY, v text, j jsonb);
              INSERT INTO t SELECT g, md5(g::text), jsonb_build_object('g', g) FROM generate_series(1, 3000) g;
              CREATE VIEW odd AS SELECT * FROM t WHERE id % 2 = 1;",
         )
         .await
-        .unwrap();
-    db
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dump_of_15_by_the_18_tools_restores_into_18() {
-    let (old, new) = (pg15(), pg18());
+    let (old, new) = (pg15(), TestServer::shared_pg18());
     assert_eq!(major(new).await, 18);
     let old_major = major(old).await;
     assert!(old_major < 18, "the first server must be the older one");
@@ -106,7 +96,7 @@ async fn a_dump_of_15_by_the_18_tools_restores_into_18() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn older_tools_are_refused_for_a_newer_server_before_anything_is_stored() {
-    let new = pg18();
+    let new = TestServer::shared_pg18();
     let db = filled(new).await;
     let engine = engine();
     // Debian's PostgreSQL 15 client tools (what the first server runs).

@@ -6,32 +6,21 @@
 
 mod support;
 
-use std::sync::OnceLock;
-
 use backup_postgres::{TEST_PG18_BIN_VAR, TestServer};
 use support::{backupctl, failed, fails, json, ok};
 
-fn pg18() -> &'static TestServer {
-    static PG18: OnceLock<TestServer> = OnceLock::new();
-    PG18.get_or_init(|| {
-        TestServer::pg18_from_env_or_throwaway()
-            .unwrap_or_else(|e| panic!("no PostgreSQL 18 server for the tests: {e}"))
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_bin_names_the_tools_for_a_newer_server() {
-    let server = pg18();
+    let server = TestServer::shared_pg18();
     let Some(bin) = std::env::var_os(TEST_PG18_BIN_VAR) else {
         panic!(
             "{TEST_PG18_BIN_VAR} must name the PostgreSQL 18 bin directory (.ci/test.sh sets it)"
         );
     };
     let bin = bin.to_str().unwrap().to_string();
-    let db = server.create_database("cli18").await.unwrap();
-    server
-        .psql(
-            &db,
+    let db = server
+        .create_database_with(
+            "cli18",
             "CREATE TABLE t (id int PRIMARY KEY, v text);
              INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 2000) g;",
         )
