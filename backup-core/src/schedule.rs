@@ -442,8 +442,12 @@ impl FromStr for Schedule {
                 preset_usage(preset).expect("checked by the guard")
             ))),
             // A crontab line starts with a minute (digits or `*`), an alias
-            // with `@`: a word is a mistyped preset.
-            [word, ..] if word.starts_with(|c: char| c.is_ascii_alphabetic()) => {
+            // with `@`: a word is a mistyped preset — unless the line has
+            // a crontab's five fields, where the cron parser names the
+            // field that is wrong.
+            [word, ..]
+                if words.len() != 5 && word.starts_with(|c: char| c.is_ascii_alphabetic()) =>
+            {
                 Err(Error::Config(format!(
                     "unknown schedule {word:?}; expected {SCHEDULE_FORMS}"
                 )))
