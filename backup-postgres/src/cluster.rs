@@ -46,6 +46,7 @@ pub struct ThrowawayCluster {
     password: Secret,
     as_postgres: bool,
     running: bool,
+    settings: Vec<(String, String)>,
 }
 
 impl ThrowawayCluster {
@@ -61,7 +62,30 @@ impl ThrowawayCluster {
     /// as root the server runs as `postgres`, which must be able to read
     /// and run them.
     pub fn start_in(bin: impl Into<PathBuf>) -> Result<ThrowawayCluster> {
+        ThrowawayCluster::start_with(bin, &[])
+    }
+
+    /// Like [`ThrowawayCluster::start_in`], with extra server settings
+    /// written to `postgresql.conf` before the first start, e.g.
+    /// `[("archive_mode", "on"), ("archive_command", "cp %p /x/%f")]`.
+    /// Names must be plain identifiers; values are quoted as PostgreSQL
+    /// string literals, so any value is passed exactly.
+    pub fn start_with(
+        bin: impl Into<PathBuf>,
+        settings: &[(&str, &str)],
+    ) -> Result<ThrowawayCluster> {
         let bin = bin.into();
+        for (name, _) in settings {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            {
+                return Err(Error::Config(format!(
+                    "{name:?} is not a PostgreSQL setting name"
+                )));
+            }
+        }
         for tool in ["initdb", "pg_ctl", "postgres"] {
             if !bin.join(tool).is_file() {
                 return Err(Error::ToolNotFound {
@@ -80,6 +104,10 @@ impl ThrowawayCluster {
             password: Secret::new(format!("pw-{:016x}", rand::random::<u64>())),
             as_postgres,
             running: false,
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         cluster.init()?;
         let mut last = None;
@@ -142,7 +170,53 @@ impl ThrowawayCluster {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
+        if !self.settings.is_empty() {
+            let extra: String = self
+                .settings
+                .iter()
+                .map(|(k, v)| format!("{k} = '{}'\n", v.replace('\'', "''")))
+                .collect();
+            let conf = self.dir.join("data").join("postgresql.conf");
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&conf)
+                .map_err(|e| Error::io("opening postgresql.conf", e))?;
+            std::io::Write::write_all(&mut file, extra.as_bytes())
+                .map_err(|e| Error::io("writing postgresql.conf", e))?;
+        }
         Ok(())
+    }
+
+    /// Restarts the server (fast shutdown, then start on the same port;
+    /// blocking), e.g. to test what survives a server restart.
+    pub fn restart(&self) -> Result<()> {
+        let out = self
+            .server_command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "fast", "-w", "-t", "60", "stop"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::io("running pg_ctl stop", e))?;
+        if !out.status.success() {
+            return Err(Error::Config(format!(
+                "pg_ctl stop failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        self.pg_ctl_start()
+    }
+
+    /// The cluster's data directory (owned by `postgres` when this
+    /// process runs as root).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Whether the server runs as the `postgres` user (this process is
+    /// root): files the server must read or write need that owner.
+    pub fn runs_as_postgres(&self) -> bool {
+        self.as_postgres
     }
 
     fn pg_ctl_start(&self) -> Result<()> {
@@ -314,7 +388,7 @@ fn find_server_bin() -> Result<PathBuf> {
 pub struct TestServer {
     admin: PgConnection,
     tools: PgTools,
-    _cluster: Option<ThrowawayCluster>,
+    cluster: Option<ThrowawayCluster>,
 }
 
 impl TestServer {
@@ -355,7 +429,7 @@ impl TestServer {
                 admin: PgConnection::from_url(&url)
                     .map_err(|e| Error::Config(format!("{TEST_URL_VAR}: {e}")))?,
                 tools: PgTools::auto(),
-                _cluster: None,
+                cluster: None,
             }),
             Err(_) => TestServer::throwaway(),
         }
@@ -373,11 +447,30 @@ impl TestServer {
         TestServer::owning(ThrowawayCluster::start_in(&bin)?, PgTools::in_dir(bin))
     }
 
+    /// A new [`ThrowawayCluster`] of the binaries in `bin` with extra
+    /// server settings (see [`ThrowawayCluster::start_with`]). Blocking.
+    pub fn throwaway_with(
+        bin: impl Into<PathBuf>,
+        settings: &[(&str, &str)],
+    ) -> Result<TestServer> {
+        let bin = bin.into();
+        TestServer::owning(
+            ThrowawayCluster::start_with(&bin, settings)?,
+            PgTools::in_dir(bin),
+        )
+    }
+
+    /// The throwaway cluster behind this server, if it owns one (not for
+    /// a server named by an environment variable).
+    pub fn cluster(&self) -> Option<&ThrowawayCluster> {
+        self.cluster.as_ref()
+    }
+
     fn owning(cluster: ThrowawayCluster, tools: PgTools) -> Result<TestServer> {
         Ok(TestServer {
             admin: cluster.connection("postgres"),
             tools,
-            _cluster: Some(cluster),
+            cluster: Some(cluster),
         })
     }
 
@@ -393,7 +486,7 @@ impl TestServer {
                 admin: PgConnection::from_url(&url)
                     .map_err(|e| Error::Config(format!("{TEST_PG18_URL_VAR}: {e}")))?,
                 tools: bin.map(PgTools::in_dir).unwrap_or_default(),
-                _cluster: None,
+                cluster: None,
             });
         }
         let bin = bin.ok_or_else(|| Error::ToolNotFound {

@@ -364,3 +364,42 @@ async fn base_backups_of_postgres_15_restore_into_a_new_data_directory() {
 async fn base_backups_of_postgres_18_restore_into_a_new_data_directory() {
     restore_round_trip(TestServer::shared_pg18()).await;
 }
+
+/// Throwaway clusters take extra settings (quoted exactly, so a value
+/// with spaces and quotes survives) and restart on the same port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throwaway_cluster_takes_settings_and_restarts() {
+    let bin = backup_postgres::ThrowawayCluster::start()
+        .unwrap()
+        .bin_dir()
+        .to_path_buf();
+    let command = "test -f '%p' && true";
+    let server = tokio::task::spawn_blocking(move || {
+        TestServer::throwaway_with(bin, &[("archive_mode", "on"), ("archive_command", command)])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        server
+            .psql("postgres", "SHOW archive_command")
+            .await
+            .unwrap()
+            .trim(),
+        command
+    );
+    let cluster = server.cluster().expect("a throwaway");
+    assert!(cluster.data_dir().join("PG_VERSION").is_file());
+    cluster.restart().unwrap();
+    assert_eq!(
+        server
+            .psql("postgres", "SHOW archive_mode")
+            .await
+            .unwrap()
+            .trim(),
+        "on"
+    );
+    assert!(
+        backup_postgres::ThrowawayCluster::start_with(cluster.bin_dir(), &[("x; y", "1")]).is_err()
+    );
+}
