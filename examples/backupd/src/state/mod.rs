@@ -5,15 +5,11 @@ use backup_core::backup_ref::BackupRef;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use async_trait::async_trait;
 use backup_core::{
-    BackupJob, BackupRequest, DumpSource, Engine, Error, EventBus, Filter, JobSpec, RestoreOptions,
-    RestoreTarget, Result, RetentionPolicy, Scheduler, Store, catalog::HealthOptions,
-    engine::PruneReport, manifest::BackupKind, manifest::new_backup_id, retention::KeepLast,
-    retention::KeepWithin, retention::PlanOptions, scheduler::Job, scheduler::JobOutcome,
-    scheduler::Trigger,
+    BackupJob, BackupRequest, Engine, Error, EventBus, Filter, JobSpec, RestoreOptions, Result,
+    RetentionPolicy, Scheduler, Store, catalog::HealthOptions, engine::PruneReport,
+    manifest::BackupKind, manifest::new_backup_id, retention::PlanOptions,
 };
-use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -21,12 +17,17 @@ use tokio_util::task::TaskTracker;
 
 use super::auth::{Audit, Tokens};
 use super::config::{Config, DatabaseConfig};
-use super::engine::Engine as DbEngine;
 use super::error::ApiError;
 use super::leftovers::Leftovers;
 use super::metrics::Metrics;
 use super::packages;
 use super::tenancy;
+
+mod entries;
+mod jobs;
+
+pub use entries::{make_source, make_target, retention};
+pub use jobs::{GuardedJob, PackageJob};
 
 /// Scheduler job id of the package builder (`_` ids are reserved, so no
 /// database can take it).
@@ -113,56 +114,6 @@ impl std::fmt::Debug for App {
             .field("store", &self.store)
             .finish_non_exhaustive()
     }
-}
-
-/// Builds the source for a database entry.
-pub fn make_source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
-    match db.engine {
-        DbEngine::Postgres => Ok(Arc::new(PostgresSource::new(pg_connection(
-            db,
-            &db.database_name,
-        )))),
-        DbEngine::Mongodb => crate::mongo::source(db),
-    }
-}
-
-/// Builds the restore target for a database entry.
-pub fn make_target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
-    match db.engine {
-        DbEngine::Postgres => Ok(Arc::new(PostgresTarget::new(pg_connection(
-            db,
-            &db.database_name,
-        )))),
-        DbEngine::Mongodb => crate::mongo::target(db),
-    }
-}
-
-fn pg_connection(db: &DatabaseConfig, database: &str) -> PgConnection {
-    let mut conn = PgConnection::new(
-        db.host.clone(),
-        db.port,
-        db.username.clone().unwrap_or_else(|| "postgres".into()),
-        database,
-    );
-    if let Some(p) = &db.password {
-        conn = conn.with_password(p.clone());
-    }
-    if let Some(mode) = &db.sslmode {
-        conn = conn.with_sslmode(mode.clone());
-    }
-    conn
-}
-
-/// Retention policies of a database entry.
-pub fn retention(db: &DatabaseConfig) -> Vec<Arc<dyn RetentionPolicy>> {
-    let mut out: Vec<Arc<dyn RetentionPolicy>> = Vec::new();
-    if let Some(n) = db.retention.keep_last {
-        out.push(Arc::new(KeepLast(n)));
-    }
-    if let Some(age) = db.retention.max_age {
-        out.push(Arc::new(KeepWithin(age)));
-    }
-    out
 }
 
 impl App {
@@ -624,53 +575,5 @@ impl App {
             built.push(p);
         }
         Ok(built)
-    }
-}
-
-/// A database's backup job, preceded on every run by the ownership check:
-/// a run never dumps a database that another tenant has registered.
-#[derive(Debug)]
-pub struct GuardedJob {
-    /// The daemon (weak, so the scheduler does not keep it alive).
-    pub app: std::sync::Weak<App>,
-    /// The entry the job was built from.
-    pub db: DatabaseConfig,
-    /// The backup itself.
-    pub inner: BackupJob,
-}
-
-#[async_trait]
-impl Job for GuardedJob {
-    async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome> {
-        let app = self.app.upgrade().ok_or(Error::Cancelled)?;
-        tenancy::check_database_name(self.db.engine, &self.db.database_name)
-            .map_err(|e| Error::Config(format!("database {}: {e}", self.db.id)))?;
-        app.check_owner(&self.db, Some(&self.db.id))
-            .await
-            .map_err(|e| Error::Config(e.message))?;
-        let result = self.inner.run(trigger, cancel).await;
-        // Removed while it ran: the record it just wrote is forgotten too.
-        if app.database(&self.db.id, Some(&self.db.tenant)).is_none() {
-            app.forget_run_record(&self.db.tenant, &self.db.id).await;
-        }
-        result
-    }
-}
-
-/// The scheduler job that builds packages on `package-conf.schedule`.
-#[derive(Debug)]
-pub struct PackageJob {
-    /// The daemon (weak, so the scheduler does not keep it alive).
-    pub app: std::sync::Weak<App>,
-}
-
-#[async_trait]
-impl Job for PackageJob {
-    async fn run(&self, trigger: &Trigger, _cancel: CancellationToken) -> Result<JobOutcome> {
-        let app = self.app.upgrade().ok_or(Error::Cancelled)?;
-        let built = app.build_packages(None, trigger.kind.as_str()).await?;
-        Ok(JobOutcome {
-            backup_id: built.first().map(|p| p.id.clone()),
-        })
     }
 }

@@ -1,0 +1,62 @@
+//! What a database entry of the configuration turns into: its source,
+//! restore target, connection and retention policies.
+
+use std::sync::Arc;
+
+use backup_core::{
+    DumpSource, RestoreTarget, Result, RetentionPolicy, retention::KeepLast, retention::KeepWithin,
+};
+use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
+
+use crate::config::DatabaseConfig;
+use crate::engine::Engine as DbEngine;
+
+/// Builds the source for a database entry.
+pub fn make_source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
+    match db.engine {
+        DbEngine::Postgres => Ok(Arc::new(PostgresSource::new(pg_connection(
+            db,
+            &db.database_name,
+        )))),
+        DbEngine::Mongodb => crate::mongo::source(db),
+    }
+}
+
+/// Builds the restore target for a database entry.
+pub fn make_target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
+    match db.engine {
+        DbEngine::Postgres => Ok(Arc::new(PostgresTarget::new(pg_connection(
+            db,
+            &db.database_name,
+        )))),
+        DbEngine::Mongodb => crate::mongo::target(db),
+    }
+}
+
+fn pg_connection(db: &DatabaseConfig, database: &str) -> PgConnection {
+    let mut conn = PgConnection::new(
+        db.host.clone(),
+        db.port,
+        db.username.clone().unwrap_or_else(|| "postgres".into()),
+        database,
+    );
+    if let Some(p) = &db.password {
+        conn = conn.with_password(p.clone());
+    }
+    if let Some(mode) = &db.sslmode {
+        conn = conn.with_sslmode(mode.clone());
+    }
+    conn
+}
+
+/// Retention policies of a database entry.
+pub fn retention(db: &DatabaseConfig) -> Vec<Arc<dyn RetentionPolicy>> {
+    let mut out: Vec<Arc<dyn RetentionPolicy>> = Vec::new();
+    if let Some(n) = db.retention.keep_last {
+        out.push(Arc::new(KeepLast(n)));
+    }
+    if let Some(age) = db.retention.max_age {
+        out.push(Arc::new(KeepWithin(age)));
+    }
+    out
+}
