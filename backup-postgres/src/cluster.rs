@@ -529,6 +529,15 @@ impl TestServer {
         psql(&self.tools, &self.connection(database), sql).await
     }
 
+    /// The server's major version (`server_version_num / 10000`).
+    pub async fn major(&self) -> Result<u32> {
+        let num = self.psql("postgres", "SHOW server_version_num").await?;
+        num.trim()
+            .parse::<u32>()
+            .map(|n| n / 10_000)
+            .map_err(|_| Error::Config(format!("unexpected server_version_num {num:?}")))
+    }
+
     /// Creates a database with a unique name starting with `prefix`.
     pub async fn create_database(&self, prefix: &str) -> Result<String> {
         let name = format!("{prefix}_{:08x}", rand::random::<u32>());

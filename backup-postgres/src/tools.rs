@@ -43,6 +43,12 @@ impl PgTools {
         }
     }
 
+    /// The directory given to [`PgTools::in_dir`]; `None` when the tools
+    /// are discovered.
+    pub fn bin_dir(&self) -> Option<&Path> {
+        self.bin_dir.as_deref()
+    }
+
     fn versioned_root(&self) -> PathBuf {
         self.search_root
             .clone()

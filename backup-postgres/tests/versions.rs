@@ -17,14 +17,7 @@ fn pg15() -> &'static TestServer {
 }
 
 async fn major(server: &TestServer) -> u32 {
-    let num: u32 = server
-        .psql("postgres", "SHOW server_version_num")
-        .await
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    num / 10_000
+    server.major().await.unwrap()
 }
 
 fn engine() -> Engine {
