@@ -27,6 +27,7 @@ const STDERR_KEEP: usize = 16 * 1024;
 pub struct PgTools {
     bin_dir: Option<PathBuf>,
     search_root: Option<PathBuf>,
+    setting: Option<String>,
 }
 
 impl PgTools {
@@ -39,14 +40,26 @@ impl PgTools {
     pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
         PgTools {
             bin_dir: Some(dir.into()),
-            search_root: None,
+            ..PgTools::default()
         }
+    }
+
+    /// Names the setting through which the host's user chooses the bin
+    /// directory (`--pg-bin DIR`, `the entry's pg_bin`): a tool older than
+    /// the server is refused with a hint that says to set it.
+    pub fn configured_by(mut self, setting: impl Into<String>) -> Self {
+        self.setting = Some(setting.into());
+        self
     }
 
     /// The directory given to [`PgTools::in_dir`]; `None` when the tools
     /// are discovered.
     pub fn bin_dir(&self) -> Option<&Path> {
         self.bin_dir.as_deref()
+    }
+
+    fn setting(&self) -> &str {
+        self.setting.as_deref().unwrap_or("PgTools::in_dir")
     }
 
     fn versioned_root(&self) -> PathBuf {
@@ -81,7 +94,7 @@ impl PgTools {
                     hint: format!("{} does not exist", path.display()),
                 });
             }
-            return ToolPath::checked(path, tool, server_major).await;
+            return ToolPath::checked(path, tool, server_major, self.setting()).await;
         }
         if let Some(major) = server_major {
             let exact = self
@@ -90,17 +103,17 @@ impl PgTools {
                 .join("bin")
                 .join(tool);
             if exact.is_file() {
-                return ToolPath::checked(exact, tool, server_major).await;
+                return ToolPath::checked(exact, tool, server_major, self.setting()).await;
             }
         }
         for (major, dir) in self.installed() {
             let path = dir.join(tool);
             if path.is_file() && server_major.is_none_or(|m| major >= m) {
-                return ToolPath::checked(path, tool, server_major).await;
+                return ToolPath::checked(path, tool, server_major, self.setting()).await;
             }
         }
         match which(tool) {
-            Some(path) => ToolPath::checked(path, tool, server_major).await,
+            Some(path) => ToolPath::checked(path, tool, server_major, self.setting()).await,
             None => Err(Error::ToolNotFound {
                 tool: tool.into(),
                 hint: "install the PostgreSQL client tools (Debian: apt-get install postgresql-client) or configure their directory".into(),
@@ -117,7 +130,12 @@ pub(crate) struct ToolPath {
 }
 
 impl ToolPath {
-    async fn checked(path: PathBuf, tool: &str, server_major: Option<u32>) -> Result<ToolPath> {
+    async fn checked(
+        path: PathBuf,
+        tool: &str,
+        server_major: Option<u32>,
+        setting: &str,
+    ) -> Result<ToolPath> {
         let out = cleared_command(&path)
             .arg("--version")
             .stdin(Stdio::null())
@@ -137,7 +155,7 @@ impl ToolPath {
                 found: version,
                 server: server.to_string(),
                 hint: format!(
-                    "install the PostgreSQL {server} client tools (e.g. /usr/lib/postgresql/{server}/bin) or point the adapter at a bin directory of {server} or newer (PgTools::in_dir)"
+                    "install the PostgreSQL {server} client tools (e.g. /usr/lib/postgresql/{server}/bin) or name a bin directory of {server} or newer ({setting})"
                 ),
             });
         }

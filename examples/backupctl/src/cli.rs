@@ -125,7 +125,6 @@ where
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Unhealthy) => ExitCode::FAILURE,
         Err(e) => {
-            let e: Error = crate::connect::tool_hint(e);
             let mut line = format!("backupctl: error: {e}");
             if let (Error::Authentication { .. }, Some(hint)) = (&e, crate::connect::auth_hint()) {
                 line.push_str(&format!("; {hint}"));

@@ -155,32 +155,12 @@ fn mongo_connection(uri: &str, password_file: Option<&std::path::Path>) -> Resul
 /// The PostgreSQL tools of `--pg-bin DIR`, else discovery.
 fn pg_tools(pg_bin: Option<&std::path::Path>) -> Result<PgTools> {
     match pg_bin {
-        None => Ok(PgTools::auto()),
-        Some(dir) if dir.is_dir() => Ok(PgTools::in_dir(dir)),
+        None => Ok(PgTools::auto().configured_by("--pg-bin DIR")),
+        Some(dir) if dir.is_dir() => Ok(PgTools::in_dir(dir).configured_by("--pg-bin DIR")),
         Some(dir) => Err(Error::Config(format!(
             "--pg-bin {} is not a directory",
             dir.display()
         ))),
-    }
-}
-
-/// Says how backupctl points at other tools when they are too old.
-pub(crate) fn tool_hint(e: Error) -> Error {
-    match e {
-        Error::ToolTooOld {
-            tool,
-            found,
-            server,
-            hint,
-        } => Error::ToolTooOld {
-            tool,
-            found,
-            server: server.clone(),
-            hint: format!(
-                "{hint}; with backupctl: --pg-bin DIR (tools of PostgreSQL {server} or newer)"
-            ),
-        },
-        other => other,
     }
 }
 

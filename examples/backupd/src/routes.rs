@@ -421,12 +421,13 @@ mod tests {
             max_age: Some("1d".into()),
             max_backups: Some(1),
             retention_days: Some(1),
+            pg_bin: Some("/x".into()),
             ..Default::default()
         })
         .unwrap();
         let mut parsed: std::collections::BTreeSet<String> =
             entry.as_object().unwrap().keys().cloned().collect();
-        for refused in ["url_var", "username_var", "password_var"] {
+        for refused in ["url_var", "username_var", "password_var", "pg_bin"] {
             assert!(parsed.remove(refused), "{refused} is an entry field");
         }
         parsed.extend(["schedule", "username", "password"].map(String::from));

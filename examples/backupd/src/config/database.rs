@@ -81,6 +81,7 @@ pub fn database(
             Some(fields_placement(raw, engine, path, env, problems))
         }
     };
+    check_pg_bin(raw, engine, path, problems);
     if problems.0.len() > before {
         return None;
     }
@@ -101,11 +102,43 @@ pub fn database(
         schedule: schedule?,
         compression: compression?,
         sslmode: placement.sslmode,
+        pg_bin: raw.pg_bin.clone(),
         retention: limits,
         package: raw.package,
         tenant,
         stale_after: stale_after?,
     })
+}
+
+/// `pg_bin`: PostgreSQL entries only, an absolute path to a directory
+/// holding `pg_dump`, `pg_restore` and `psql`.
+fn check_pg_bin(raw: &RawDatabase, engine: Option<Engine>, path: &str, problems: &mut Problems) {
+    let Some(dir) = &raw.pg_bin else {
+        return;
+    };
+    let at = format!("{path}.pg_bin");
+    if engine.is_some_and(|e| e != Engine::Postgres) {
+        problems.push(&at, "pg_bin is for postgres entries");
+    } else if !dir.is_absolute() {
+        problems.push(
+            &at,
+            format!(
+                "{} is not an absolute path (e.g. /usr/lib/postgresql/18/bin)",
+                dir.display()
+            ),
+        );
+    } else if let Some(missing) = ["pg_dump", "pg_restore", "psql"]
+        .into_iter()
+        .find(|tool| !dir.join(tool).is_file())
+    {
+        problems.push(
+            &at,
+            format!(
+                "{} has no {missing}: name the bin directory of a PostgreSQL installation",
+                dir.display()
+            ),
+        );
+    }
 }
 
 /// Where an entry's database is and who connects to it.

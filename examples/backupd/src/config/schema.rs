@@ -358,6 +358,13 @@ pub struct RawDatabase {
     /// `sslmode` for PostgreSQL.
     #[serde(default)]
     pub sslmode: Option<String>,
+    /// PostgreSQL: the directory of the client tools (`pg_dump`,
+    /// `pg_restore`, `psql`) for this entry, e.g. a newer major's
+    /// `/usr/lib/postgresql/18/bin`, instead of discovery. An absolute
+    /// path to an existing directory; configuration file only (over the
+    /// API it would let a caller choose what the daemon runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_bin: Option<std::path::PathBuf>,
 }
 
 /// The retention fields of a section, as written (`global:`,

@@ -513,3 +513,52 @@ fn retention_names_and_their_older_spellings() {
         assert!(err.contains(want), "{global}{db}: want {want:?} in:\n{err}");
     }
 }
+
+/// `pg_bin` names the client tools of one entry: an absolute directory
+/// with pg_dump, pg_restore and psql, for PostgreSQL entries only.
+#[test]
+fn pg_bin_is_an_absolute_directory_of_postgres_tools() {
+    let tools = tempfile::tempdir().unwrap();
+    for tool in ["pg_dump", "pg_restore", "psql"] {
+        std::fs::write(tools.path().join(tool), "").unwrap();
+    }
+    let with = |value: &str| {
+        SEED.replacen(
+            "database_name: ventasdb,",
+            &format!("database_name: ventasdb, pg_bin: {value:?},"),
+            1,
+        )
+    };
+    let good = load_with(&with(tools.path().to_str().unwrap()), &env()).unwrap();
+    assert_eq!(good.databases[0].pg_bin.as_deref(), Some(tools.path()));
+    assert!(
+        good.databases[1].pg_bin.is_none(),
+        "the other entries keep discovery"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    for (value, says) in [
+        ("usr/lib/postgresql/18/bin", "is not an absolute path"),
+        (empty.path().to_str().unwrap(), "has no pg_dump"),
+    ] {
+        let problems = load_with(&with(value), &env()).unwrap_err().0;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("databases[0].pg_bin") && p.contains(says)),
+            "{value}: {problems:?}"
+        );
+    }
+    let mongo = SEED.replacen(
+        "database_name: logsdb}",
+        &format!("database_name: logsdb, pg_bin: {:?}}}", tools.path()),
+        1,
+    );
+    let problems = load_with(&mongo, &env()).unwrap_err().0;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("databases[1].pg_bin") && p.contains("postgres entries")),
+        "{problems:?}"
+    );
+}

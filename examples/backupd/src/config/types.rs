@@ -116,6 +116,9 @@ pub struct DatabaseConfig {
     pub stale_after: Duration,
     /// sslmode.
     pub sslmode: Option<String>,
+    /// PostgreSQL client tools' directory (`pg_bin`), else discovery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_bin: Option<PathBuf>,
 }
 /// Package settings with defaults applied.
 #[derive(Debug, Clone)]

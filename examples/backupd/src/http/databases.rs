@@ -62,6 +62,12 @@ pub(super) fn body_to_database(
             )));
         }
     }
+    // Which programs the daemon runs is the operator's choice.
+    if fields.contains_key("pg_bin") {
+        return Err(ApiError::bad_request(
+            "pg_bin is accepted only in the configuration file",
+        ));
+    }
     let text = |v: Value, what: &str| match v {
         Value::String(s) if !s.is_empty() && s.len() <= 1024 => Ok(s),
         _ => Err(ApiError::bad_request(format!(
@@ -211,6 +217,7 @@ pub(super) async fn patch_database(
         tenant: Some(current.tenant.clone()),
         stale_after: Some(format!("{}s", current.stale_after.as_secs())),
         sslmode: current.sslmode.clone(),
+        pg_bin: current.pg_bin.clone(),
     };
     let mut fields = fields;
     fields

@@ -114,6 +114,7 @@ pub fn sample_base() -> RawDatabase {
         tenant: Some("acme".into()),
         stale_after: Some("86400s".into()),
         sslmode: None,
+        pg_bin: None,
     }
 }
 
@@ -132,6 +133,9 @@ pub fn check_registered(db: &DatabaseConfig, tenant: Option<&str>) -> Result<(),
     }
     if db.username_var.is_some() || db.password_var.is_some() || db.url_var.is_some() {
         return Err("an entry from the API carries *_var names".into());
+    }
+    if db.pg_bin.is_some() {
+        return Err("an entry from the API names pg_bin".into());
     }
     validate_id(&db.id).map_err(|e| format!("id: {e}"))?;
     validate_id(&db.tenant).map_err(|e| format!("tenant: {e}"))?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use backup_core::{
     DumpSource, RestoreTarget, Result, RetentionPolicy, retention::KeepLast, retention::KeepWithin,
 };
-use backup_postgres::{PgConnection, PostgresSource, PostgresTarget};
+use backup_postgres::{PgConnection, PgTools, PostgresSource, PostgresTarget};
 
 use crate::config::DatabaseConfig;
 use crate::engine::Engine as DbEngine;
@@ -14,10 +14,9 @@ use crate::engine::Engine as DbEngine;
 /// Builds the source for a database entry.
 pub fn make_source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
     match db.engine {
-        DbEngine::Postgres => Ok(Arc::new(PostgresSource::new(pg_connection(
-            db,
-            &db.database_name,
-        )))),
+        DbEngine::Postgres => Ok(Arc::new(
+            PostgresSource::new(pg_connection(db, &db.database_name)).with_tools(pg_tools(db)),
+        )),
         DbEngine::Mongodb => crate::mongo::source(db),
     }
 }
@@ -25,12 +24,20 @@ pub fn make_source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
 /// Builds the restore target for a database entry.
 pub fn make_target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
     match db.engine {
-        DbEngine::Postgres => Ok(Arc::new(PostgresTarget::new(pg_connection(
-            db,
-            &db.database_name,
-        )))),
+        DbEngine::Postgres => Ok(Arc::new(
+            PostgresTarget::new(pg_connection(db, &db.database_name)).with_tools(pg_tools(db)),
+        )),
         DbEngine::Mongodb => crate::mongo::target(db),
     }
+}
+
+/// The entry's `pg_bin`, else discovery by the server's major version.
+fn pg_tools(db: &DatabaseConfig) -> PgTools {
+    db.pg_bin
+        .clone()
+        .map(PgTools::in_dir)
+        .unwrap_or_default()
+        .configured_by("the database entry's pg_bin")
 }
 
 fn pg_connection(db: &DatabaseConfig, database: &str) -> PgConnection {
