@@ -4,7 +4,10 @@
 //! names the backups it wants to keep and why. Policies combine by union
 //! (a backup survives if any policy keeps it), and [`plan`] adds the
 //! invariants no policy can override: the newest backup of a source is
-//! always kept, and manual backups are kept unless the caller opts in.
+//! always kept, manual backups are kept unless the caller opts in, and a
+//! backup another kept backup depends on ([`Manifest::parent`], followed
+//! transitively: the links of an incremental chain) is kept with it. So
+//! "keep the last 7" keeps 7 restorable points, whatever their chains.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -181,6 +184,9 @@ pub struct Decision {
     pub started_at: DateTime<Utc>,
     /// Why it is kept; empty when it is deleted.
     pub reasons: Vec<String>,
+    /// The backup it depends on (its chain's previous link), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// What retention would do for one source: nothing is deleted by planning.
@@ -239,6 +245,7 @@ pub fn plan(
     if !sorted.is_empty() {
         reasons.entry(0).or_default().push("newest backup".into());
     }
+    keep_parents(&sorted, &mut reasons);
     let mut out = RetentionPlan::default();
     for (i, m) in sorted.iter().enumerate() {
         let decision = Decision {
@@ -246,6 +253,7 @@ pub fn plan(
             source_id: m.source_id.clone(),
             started_at: m.started_at,
             reasons: reasons.remove(&i).unwrap_or_default(),
+            parent: m.parent.clone(),
         };
         if decision.reasons.is_empty() {
             out.delete.push(decision);
@@ -254,6 +262,34 @@ pub fn plan(
         }
     }
     out
+}
+
+/// Keeps every link a kept backup depends on, transitively: each parent
+/// gets the reason `parent of <child id>`. A parent outside `sorted` (of
+/// another source, or gone) adds nothing; a cycle in corrupt manifests
+/// ends the walk.
+fn keep_parents(sorted: &[Arc<Manifest>], reasons: &mut BTreeMap<usize, Vec<String>>) {
+    let index: BTreeMap<&str, usize> = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.as_str(), i))
+        .collect();
+    let kept: Vec<usize> = reasons.keys().copied().collect();
+    for start in kept {
+        let mut seen = std::collections::BTreeSet::from([start]);
+        let mut child = start;
+        while let Some(&p) = sorted[child].parent.as_deref().and_then(|id| index.get(id)) {
+            if !seen.insert(p) {
+                break;
+            }
+            let why = format!("parent of {}", sorted[child].id);
+            let entry = reasons.entry(p).or_default();
+            if !entry.contains(&why) {
+                entry.push(why);
+            }
+            child = p;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -467,5 +503,57 @@ pub(crate) mod tests {
         ];
         let p = plan(&backups, &[], now, PlanOptions::default());
         assert!(p.delete.is_empty());
+    }
+
+    /// A chain full ← inc1 ← inc2 (and a second full): keeping the newest
+    /// point keeps its whole chain, whatever the policy says of the links.
+    #[test]
+    fn a_kept_incremental_keeps_its_chain() {
+        let now = at("2025-02-01T00:00:00Z");
+        let with_parent = |day: u32, parent: Option<&Arc<Manifest>>| {
+            let mut m = (*manifest(day, BackupKind::Scheduled)).clone();
+            m.parent = parent.map(|p| p.id.clone());
+            Arc::new(m)
+        };
+        let full = with_parent(1, None);
+        let inc1 = with_parent(2, Some(&full));
+        let inc2 = with_parent(3, Some(&inc1));
+        let other = with_parent(4, None);
+        let backups = vec![other.clone(), inc2.clone(), inc1.clone(), full.clone()];
+
+        let p = plan(&backups, &[&KeepLast(1)], now, PlanOptions::default());
+        let kept: Vec<&str> = p.keep.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(kept, [other.id.as_str()], "the newest full needs nothing");
+
+        let p = plan(&backups, &[&KeepLast(2)], now, PlanOptions::default());
+        let kept: Vec<&str> = p.keep.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(kept, [&other.id, &inc2.id, &inc1.id, &full.id]);
+        assert!(p.delete.is_empty());
+        let reasons = |id: &str| p.keep.iter().find(|d| d.id == id).unwrap().reasons.clone();
+        assert_eq!(reasons(&inc1.id), [format!("parent of {}", inc2.id)]);
+        assert_eq!(reasons(&full.id), [format!("parent of {}", inc1.id)]);
+        assert_eq!(
+            p.keep
+                .iter()
+                .find(|d| d.id == inc2.id)
+                .unwrap()
+                .parent
+                .as_deref(),
+            Some(inc1.id.as_str()),
+            "the plan shows the chain"
+        );
+
+        // A corrupt cycle ends the walk instead of looping.
+        let mut a = (*with_parent(5, None)).clone();
+        let mut b = (*with_parent(6, None)).clone();
+        a.parent = Some(b.id.clone());
+        b.parent = Some(a.id.clone());
+        let p = plan(
+            &[Arc::new(b), Arc::new(a)],
+            &[&KeepLast(1)],
+            now,
+            PlanOptions::default(),
+        );
+        assert_eq!(p.keep.len(), 2);
     }
 }
