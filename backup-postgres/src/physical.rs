@@ -154,12 +154,12 @@ impl DumpSource for BaseBackupSource {
             .spawn()
             .map_err(|e| Error::io(format!("starting {}", tool.path.display()), e))?;
         tracing::debug!(tool = %tool.path.display(), "pg_basebackup started");
-        Ok(DumpStream {
-            stream: child_stream(child, "pg_basebackup", Step::Dump, &self.conn),
-            versions: Versions {
+        Ok(DumpStream::new(
+            child_stream(child, "pg_basebackup", Step::Dump, &self.conn),
+            Versions {
                 tool: Some(tool.version),
                 server: Some(server.version),
             },
-        })
+        ))
     }
 }
