@@ -74,7 +74,7 @@
 //!     }
 //!     async fn dump(&self, _: &DumpOptions) -> Result<DumpStream> {
 //!         let chunks = vec![Ok(Bytes::from_static(b"hello, ")), Ok(Bytes::from_static(b"world"))];
-//!         Ok(DumpStream { stream: Box::pin(futures::stream::iter(chunks)), versions: Versions::default() })
+//!         Ok(DumpStream::new(Box::pin(futures::stream::iter(chunks)), Versions::default()))
 //!     }
 //! }
 //!

@@ -211,6 +211,12 @@ pub struct Manifest {
     /// Chunk figures of a deduplicated backup; absent for full backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup: Option<DedupInfo>,
+    /// Facts the source learned while streaming
+    /// ([`Details`](crate::source::Details)), keys namespaced by engine
+    /// (`postgres.start_lsn`); empty (and absent from the JSON) for
+    /// sources that deliver none. Engines offer typed views of them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
 }
 
 impl Manifest {

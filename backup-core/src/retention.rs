@@ -331,6 +331,7 @@ pub(crate) mod tests {
             created_by: None,
             labels: Default::default(),
             dedup: None,
+            details: Default::default(),
         })
     }
 

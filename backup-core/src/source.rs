@@ -1,16 +1,20 @@
 //! Engine-facing traits: [`DumpSource`] produces a dump, [`RestoreTarget`]
 //! applies one.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::ByteStream;
 
 /// How a source describes itself; recorded in every manifest.
@@ -64,7 +68,28 @@ impl DumpOptions {
     }
 }
 
-/// A running dump: the bytes and what produced them.
+/// Facts an engine learns while it dumps and records in the manifest
+/// ([`Manifest::details`](crate::manifest::Manifest::details)): a base
+/// backup's start and stop LSN, timeline, WAL range, ... Keys are
+/// namespaced by the engine (`postgres.start_lsn`); values are plain text.
+pub type Details = BTreeMap<String, String>;
+
+/// Receives a dump's [`Details`]; see [`DumpStream::with_details`].
+pub type DetailsReceiver = oneshot::Receiver<Details>;
+
+/// Sends a dump's [`Details`]; see [`DumpStream::with_details`].
+pub type DetailsSender = oneshot::Sender<Details>;
+
+/// Most details one dump may deliver, and most bytes of keys and values
+/// together: they go into every manifest and every listing.
+pub const MAX_DETAILS: usize = 64;
+const MAX_DETAILS_BYTES: usize = 16 * 1024;
+
+/// A running dump: the bytes, what produced them and, when the source
+/// learns facts only while streaming, a promise of those.
+///
+/// Build one with [`DumpStream::new`] (plus [`DumpStream::with_details`]);
+/// fields added later get defaults there, so sources need not change.
 pub struct DumpStream {
     /// The dump's bytes. The stream ends with `Ok` items only if the dump
     /// succeeded completely (tool exit status checked); any failure is
@@ -73,12 +98,118 @@ pub struct DumpStream {
     pub stream: ByteStream,
     /// Tool and server versions.
     pub versions: Versions,
+    details: Option<DetailsReceiver>,
+}
+
+impl DumpStream {
+    /// A dump of `stream`, produced by `versions`, without details.
+    pub fn new(stream: ByteStream, versions: Versions) -> Self {
+        DumpStream {
+            stream,
+            versions,
+            details: None,
+        }
+    }
+
+    /// Promises [`Details`]: the source sends them on the paired
+    /// [`DetailsSender`] once the stream ended successfully (before its
+    /// last `None`, or right after). The engine waits for them after the
+    /// last byte and records them in the manifest; a sender dropped
+    /// without sending fails the backup (nothing is committed), as do
+    /// more than [`MAX_DETAILS`] entries, more than 16 KiB of them or an
+    /// empty key.
+    ///
+    /// ```
+    /// use backup_core::source::{DumpStream, Versions};
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// let dump = DumpStream::new(Box::pin(futures::stream::empty()), Versions::default())
+    ///     .with_details(rx);
+    /// // ... later, once the tool exited successfully:
+    /// let _ = tx.send([("toy.rows".to_string(), "42".to_string())].into());
+    /// # drop(dump);
+    /// ```
+    pub fn with_details(mut self, details: DetailsReceiver) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// Whether this dump promised [`Details`].
+    pub fn has_details(&self) -> bool {
+        self.details.is_some()
+    }
+
+    /// Replaces the byte stream by `f(stream)`, keeping versions and the
+    /// promise of details: for wrappers (read-ahead, throttling) that
+    /// pass the bytes through.
+    pub fn map_stream(mut self, f: impl FnOnce(ByteStream) -> ByteStream) -> Self {
+        let stream = std::mem::replace(&mut self.stream, Box::pin(futures::stream::empty()));
+        self.stream = f(stream);
+        self
+    }
+
+    /// Splits the dump for the engine: a stream that, after the source's
+    /// last byte, waits for the promised details (ending with an
+    /// [`Error::InvalidDump`] if they never come or are out of bounds),
+    /// the versions, and the slot the details land in once that stream
+    /// ended.
+    pub(crate) fn into_engine_parts(
+        self,
+        engine: &str,
+    ) -> (ByteStream, Versions, Arc<Mutex<Details>>) {
+        let slot = Arc::new(Mutex::new(Details::new()));
+        let Some(promised) = self.details else {
+            return (self.stream, self.versions, slot);
+        };
+        let engine = engine.to_string();
+        let filled = Arc::clone(&slot);
+        let tail = futures::stream::once(async move {
+            let refused = |detail: String| Err(Error::InvalidDump { engine, detail });
+            let details = match promised.await {
+                Ok(details) => details,
+                Err(_) => {
+                    return Some(refused(
+                        "the source ended its dump without the details it promised (WAL positions \
+                         and the like); nothing was committed: run the backup again"
+                            .into(),
+                    ));
+                }
+            };
+            if let Err(why) = check_details(&details) {
+                return Some(refused(why));
+            }
+            *filled.lock().expect("details slot") = details;
+            None
+        })
+        .filter_map(futures::future::ready);
+        (self.stream.chain(tail).boxed(), self.versions, slot)
+    }
+}
+
+/// Why `details` cannot go into a manifest, if they cannot.
+fn check_details(details: &Details) -> std::result::Result<(), String> {
+    if details.len() > MAX_DETAILS {
+        return Err(format!(
+            "the source delivered {} details, more than the {MAX_DETAILS} allowed",
+            details.len()
+        ));
+    }
+    let bytes: usize = details.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_DETAILS_BYTES {
+        return Err(format!(
+            "the source delivered {bytes} bytes of details, more than the {MAX_DETAILS_BYTES} allowed"
+        ));
+    }
+    if details.keys().any(|k| k.trim().is_empty()) {
+        return Err("the source delivered a detail with an empty key".into());
+    }
+    Ok(())
 }
 
 impl fmt::Debug for DumpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DumpStream")
             .field("versions", &self.versions)
+            .field("details", &self.details.is_some())
             .finish_non_exhaustive()
     }
 }

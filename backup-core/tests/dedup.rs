@@ -73,10 +73,10 @@ impl DumpSource for Rows {
             .step_by(100_000)
             .map(|i| Ok(data.slice(i..(i + 100_000).min(data.len()))))
             .collect();
-        Ok(DumpStream {
-            stream: Box::pin(futures::stream::iter(pieces)),
-            versions: Versions::default(),
-        })
+        Ok(DumpStream::new(
+            Box::pin(futures::stream::iter(pieces)),
+            Versions::default(),
+        ))
     }
 }
 

@@ -172,10 +172,7 @@ impl DumpSource for ToySource {
             rx.recv().await.map(|item| (item, rx))
         })
         .boxed();
-        Ok(DumpStream {
-            stream,
-            versions: Versions::default(),
-        })
+        Ok(DumpStream::new(stream, Versions::default()))
     }
 }
 

@@ -206,10 +206,10 @@ impl DumpSource for Rows {
             .step_by(50_000)
             .map(|i| Ok(data.slice(i..(i + 50_000).min(data.len()))))
             .collect();
-        Ok(DumpStream {
-            stream: Box::pin(futures::stream::iter(pieces)),
-            versions: Versions::default(),
-        })
+        Ok(DumpStream::new(
+            Box::pin(futures::stream::iter(pieces)),
+            Versions::default(),
+        ))
     }
 }
 

@@ -363,10 +363,7 @@ impl DumpSource for HeldSource {
                 Ok(Bytes::from_static(b" and last"))
             }),
         );
-        Ok(DumpStream {
-            stream: Box::pin(stream),
-            versions: Versions::default(),
-        })
+        Ok(DumpStream::new(Box::pin(stream), Versions::default()))
     }
 }
 

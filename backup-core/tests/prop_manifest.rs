@@ -59,6 +59,7 @@ prop_compose! {
         created_by in proptest::option::of(text()),
         labels in prop::collection::btree_map(text(), text(), 0..4),
         dedup in proptest::option::of((any::<[u64; 6]>(), "[a-z0-9/]{1,20}")),
+        details in prop::collection::btree_map("[a-z.]{1,12}", text(), 0..4),
     ) -> Manifest {
         let id = format!("{}-{random:08x}", started_at.format("%Y%m%dT%H%M%SZ"));
         let layout = Layout::new(&tenant, &source_id, kind, &format, &database, &id, started_at)
@@ -93,6 +94,7 @@ prop_compose! {
                 packs: n[4],
                 logical_size: n[5],
             }),
+            details,
         }
     }
 }

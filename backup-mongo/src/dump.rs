@@ -206,17 +206,17 @@ impl DumpSource for MongoSource {
             tx,
         };
         let task = tokio::spawn(producer.run(server.clone()));
-        Ok(DumpStream {
-            stream: Box::pin(ProducerStream {
+        Ok(DumpStream::new(
+            Box::pin(ProducerStream {
                 rx,
                 task,
                 done: false,
             }),
-            versions: Versions {
+            Versions {
                 tool: Some(tool_version()),
                 server: Some(server.version),
             },
-        })
+        ))
     }
 }
 

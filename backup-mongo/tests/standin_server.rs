@@ -336,10 +336,10 @@ impl<S: DumpSource> DumpSource for Damaged<S> {
             .chunks(64 * 1024)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
-        Ok(DumpStream {
-            stream: futures::stream::iter(chunks).boxed(),
-            versions: dump.versions,
-        })
+        Ok(DumpStream::new(
+            futures::stream::iter(chunks).boxed(),
+            dump.versions,
+        ))
     }
 }
 

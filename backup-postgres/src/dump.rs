@@ -92,13 +92,13 @@ impl DumpSource for PostgresSource {
             .map_err(|e| Error::io(format!("starting {}", pg_dump.path.display()), e))?;
         tracing::debug!(tool = %pg_dump.path.display(), database = %self.conn.database(), "pg_dump started");
         let stream = child_stream(child, "pg_dump", Step::Dump, &self.conn);
-        Ok(DumpStream {
+        Ok(DumpStream::new(
             stream,
-            versions: Versions {
+            Versions {
                 tool: Some(pg_dump.version),
                 server: Some(server.version),
             },
-        })
+        ))
     }
 }
 

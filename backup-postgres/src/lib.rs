@@ -44,18 +44,22 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod baseinfo;
 mod conn;
 mod datadir;
 mod dump;
 mod libpq;
+mod lsn;
 mod physical;
 mod restore;
 mod staging;
+mod tarscan;
 mod tools;
 
 #[cfg(feature = "throwaway")]
 mod cluster;
 
+pub use baseinfo::BaseBackupInfo;
 #[cfg(feature = "throwaway")]
 pub use cluster::{
     TEST_PG18_BIN_VAR, TEST_PG18_URL_VAR, TEST_URL_VAR, TestServer, ThrowawayCluster,
@@ -64,6 +68,7 @@ pub use conn::{PgConnection, redact_url};
 pub use datadir::DataDirTarget;
 pub use dump::{FORMAT, PostgresSource};
 pub use libpq::{DEFAULT_SOCKET_DIR, LibpqEnv, PasswordOrigin, Resolved};
+pub use lsn::{Lsn, check_segment_size, parse_segment_file_name, segment_file_name};
 pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource};
 pub use restore::PostgresTarget;
 pub use staging::DEFAULT_STAGING_GRACE;

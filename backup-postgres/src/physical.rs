@@ -17,12 +17,16 @@ use std::process::Stdio;
 
 use async_trait::async_trait;
 use backup_core::{
-    DumpSource, Error, Result, source::DumpOptions, source::DumpStream, source::SourceInfo,
-    source::Versions,
+    DumpSource, Error, Result, source::DetailsSender, source::DumpOptions, source::DumpStream,
+    source::SourceInfo, source::Versions, store::ByteStream,
 };
+use futures::StreamExt;
 
+use crate::baseinfo::{BaseBackupInfo, ServerFacts};
 use crate::conn::PgConnection;
 use crate::dump::child_stream;
+use crate::lsn::check_segment_size;
+use crate::tarscan::TarScan;
 use crate::tools::{PassFile, PgTools, Step, pg_command, preflight, psql};
 
 /// The format name recorded in manifests: a `pg_basebackup` tar archive
@@ -63,19 +67,41 @@ impl BaseBackupSource {
         self
     }
 
-    /// Checks the server can serve a base backup to this role.
-    async fn check_server(&self) -> Result<()> {
+    /// Checks the server can serve a base backup to this role and asks
+    /// what the archive will not say: `wal_segment_size` and, before
+    /// PostgreSQL 17 (whose backup manifest names it), the system
+    /// identifier.
+    async fn check_server(&self, major: u32) -> Result<ServerFacts> {
+        // Only servers before 17 are asked: `pg_control_system()` may
+        // need a grant for a replication role that is no superuser.
+        let system_identifier = if major < 17 {
+            "(SELECT system_identifier FROM pg_control_system())::text"
+        } else {
+            "''"
+        };
         let answer = psql(
             &self.tools,
             &self.conn,
-            "SELECT (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) \
-             || '|' || current_setting('max_wal_senders') \
-             || '|' || current_setting('wal_level') \
-             || '|' || (SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global'))",
+            &format!(
+                "SELECT (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) \
+                 || '|' || current_setting('max_wal_senders') \
+                 || '|' || current_setting('wal_level') \
+                 || '|' || (SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')) \
+                 || '|' || (SELECT setting || ' ' || coalesce(unit, '') FROM pg_settings WHERE name = 'wal_segment_size') \
+                 || '|' || {system_identifier}"
+            ),
         )
         .await?;
         let parts: Vec<&str> = answer.trim().split('|').collect();
-        let [replication, senders, wal_level, tablespaces] = parts[..] else {
+        let [
+            replication,
+            senders,
+            wal_level,
+            tablespaces,
+            segment_size,
+            system_id,
+        ] = parts[..]
+        else {
             return Err(refused(format!("unexpected preflight answer {answer:?}")));
         };
         if replication != "true" {
@@ -101,8 +127,93 @@ impl BaseBackupSource {
                 tablespaces.trim()
             )));
         }
-        Ok(())
+        let system_identifier = match system_id.trim() {
+            "" => None,
+            id => Some(id.parse().map_err(|_| {
+                refused(format!(
+                    "unexpected system identifier {id:?} from pg_control_system()"
+                ))
+            })?),
+        };
+        Ok(ServerFacts {
+            system_identifier,
+            wal_segment_size: segment_size_bytes(segment_size.trim())?,
+        })
     }
+}
+
+/// `wal_segment_size` as `pg_settings` gives it (`16777216 B`) in bytes.
+fn segment_size_bytes(answer: &str) -> Result<u64> {
+    let bad = || refused(format!("unexpected wal_segment_size {answer:?}"));
+    let (value, unit) = answer.split_once(' ').ok_or_else(bad)?;
+    let unit: u64 = match unit {
+        "B" => 1,
+        "kB" => 1024,
+        "8kB" => 8192,
+        "MB" => 1024 * 1024,
+        _ => return Err(bad()),
+    };
+    let bytes = value
+        .parse::<u64>()
+        .ok()
+        .and_then(|v| v.checked_mul(unit))
+        .ok_or_else(bad)?;
+    check_segment_size(bytes).map_err(|_| bad())?;
+    Ok(bytes)
+}
+
+/// Passes the archive through, looking at it as it goes
+/// ([`TarScan`]); once `pg_basebackup` exited successfully and the archive
+/// ended cleanly, sends its facts on `details`. A malformed archive, or
+/// one without `backup_label` or `backup_manifest`, ends the stream with
+/// an error instead.
+fn inspect_archive(stream: ByteStream, server: ServerFacts, details: DetailsSender) -> ByteStream {
+    struct Inspecting {
+        inner: ByteStream,
+        scan: TarScan,
+        server: ServerFacts,
+        details: DetailsSender,
+    }
+    let rejected = |why: String| Error::InvalidDump {
+        engine: ENGINE.into(),
+        detail: format!("pg_basebackup's archive: {why}"),
+    };
+    let state = Inspecting {
+        inner: stream,
+        scan: TarScan::new(),
+        server,
+        details,
+    };
+    futures::stream::unfold(Some(state), move |state| async move {
+        let mut st = state?;
+        match st.inner.next().await {
+            Some(Ok(chunk)) => match st.scan.feed(&chunk) {
+                Ok(()) => Some((Ok(chunk), Some(st))),
+                Err(why) => Some((Err(rejected(why)), None)),
+            },
+            Some(Err(e)) => Some((Err(e), None)),
+            None => {
+                let Inspecting {
+                    scan,
+                    server,
+                    details,
+                    ..
+                } = st;
+                match scan
+                    .finish()
+                    .and_then(|captured| BaseBackupInfo::from_archive(&captured, server))
+                {
+                    Ok(info) => {
+                        tracing::debug!(start = %info.start_lsn, stop = %info.stop_lsn, timeline = info.timeline, "base backup archive inspected");
+                        let _ = details.send(info.details());
+                        None
+                    }
+                    Err(why) => Some((Err(rejected(why)), None)),
+                }
+            }
+        }
+    })
+    .boxed()
 }
 
 fn refused(why: String) -> Error {
@@ -131,7 +242,7 @@ impl DumpSource for BaseBackupSource {
             ));
         }
         let server = preflight(&self.tools, &self.conn).await?;
-        self.check_server().await?;
+        let facts = self.check_server(server.major).await?;
         let tool = self
             .tools
             .resolve("pg_basebackup", Some(server.major))
@@ -154,12 +265,19 @@ impl DumpSource for BaseBackupSource {
             .spawn()
             .map_err(|e| Error::io(format!("starting {}", tool.path.display()), e))?;
         tracing::debug!(tool = %tool.path.display(), "pg_basebackup started");
-        Ok(DumpStream {
-            stream: child_stream(child, "pg_basebackup", Step::Dump, &self.conn),
-            versions: Versions {
+        let (details, promised) = tokio::sync::oneshot::channel();
+        let stream = inspect_archive(
+            child_stream(child, "pg_basebackup", Step::Dump, &self.conn),
+            facts,
+            details,
+        );
+        Ok(DumpStream::new(
+            stream,
+            Versions {
                 tool: Some(tool.version),
                 server: Some(server.version),
             },
-        })
+        )
+        .with_details(promised))
     }
 }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use backup_core::memory::InMemoryStore;
 use backup_core::{BackupRequest, Engine, Filter, RestoreOptions};
-use backup_postgres::{BASEBACKUP_FORMAT, BaseBackupSource, DataDirTarget, TestServer};
+use backup_postgres::{
+    BASEBACKUP_FORMAT, BaseBackupInfo, BaseBackupSource, DataDirTarget, Lsn, TestServer,
+};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
@@ -106,6 +108,7 @@ async fn base_backup_round_trip(server: &TestServer) {
         .filter(|e| e.file_name().len() == 24)
         .collect();
     assert!(!wal.is_empty(), "the WAL the backup needs is in it");
+    physical_facts_match_the_server(server, &manifest, &data).await;
     let verify = bin_dir(server, "pg_verifybackup")
         .await
         .join("pg_verifybackup");
@@ -131,6 +134,79 @@ async fn base_backup_round_trip(server: &TestServer) {
         "a changed file must fail verification"
     );
     server.drop_database(&db).await.unwrap();
+}
+
+/// The facts the manifest records are the server's and the archive's:
+/// system identifier (`pg_control_system()`), timeline
+/// (`pg_control_checkpoint()`, no promotion happened), LSNs in order and
+/// behind the server's current position, segment names as the server
+/// names them (`pg_walfile_name`) and present in the archive's `pg_wal`.
+async fn physical_facts_match_the_server(
+    server: &TestServer,
+    manifest: &backup_core::manifest::Manifest,
+    data: &Path,
+) {
+    println!(
+        "manifest of a base backup:\n{}",
+        String::from_utf8_lossy(&manifest.to_json())
+    );
+    let info = BaseBackupInfo::from_manifest(manifest).unwrap();
+    let ask = |sql: String| async move {
+        server
+            .psql("postgres", &sql)
+            .await
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let system: u64 = ask("SELECT system_identifier FROM pg_control_system()".into())
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(info.system_identifier, system);
+    let timeline: u32 = ask("SELECT timeline_id FROM pg_control_checkpoint()".into())
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!((info.timeline, info.stop_timeline), (timeline, timeline));
+    let segment_size: u64 =
+        ask("SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'".into())
+            .await
+            .parse()
+            .unwrap();
+    assert_eq!(info.wal_segment_size, segment_size);
+    assert!(info.checkpoint_lsn >= info.start_lsn, "{info:?}");
+    assert!(info.start_lsn <= info.stop_lsn, "{info:?}");
+    let now: Lsn = ask("SELECT pg_current_wal_lsn()".into())
+        .await
+        .parse()
+        .unwrap();
+    assert!(info.stop_lsn <= now, "{info:?} now {now}");
+    let first = ask(format!("SELECT pg_walfile_name('{}')", info.start_lsn)).await;
+    assert_eq!(info.wal_first_segment, first);
+    // pg_walfile_name of a segment's first byte names the previous one,
+    // as the last segment a backup needs does.
+    let last = ask(format!("SELECT pg_walfile_name('{}')", info.stop_lsn)).await;
+    assert_eq!(info.wal_last_segment, last);
+    assert!(info.wal_first_segment <= info.wal_last_segment);
+    for segment in [&info.wal_first_segment, &info.wal_last_segment] {
+        assert!(
+            data.join("pg_wal").join(segment).is_file(),
+            "{segment} is in the archive's pg_wal"
+        );
+    }
+    let label = std::fs::read_to_string(data.join("backup_label")).unwrap();
+    assert!(
+        label.contains(&format!(
+            "START WAL LOCATION: {} (file {})",
+            info.start_lsn, info.wal_first_segment
+        )),
+        "{label}"
+    );
+    // The typed view refuses what is no base backup.
+    let mut other = manifest.clone();
+    other.format = "pgdump".into();
+    assert!(BaseBackupInfo::from_manifest(&other).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

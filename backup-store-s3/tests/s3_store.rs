@@ -414,10 +414,7 @@ impl DumpSource for CountingSource {
                 }
             })
             .boxed();
-        Ok(DumpStream {
-            stream,
-            versions: Versions::default(),
-        })
+        Ok(DumpStream::new(stream, Versions::default()))
     }
 }
 

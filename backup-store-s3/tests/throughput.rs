@@ -80,10 +80,7 @@ impl DumpSource for LazySource {
         let stream = futures::stream::iter(0..self.chunks)
             .map(move |i| Ok(chunks.get(i)))
             .boxed();
-        Ok(DumpStream {
-            stream,
-            versions: Versions::default(),
-        })
+        Ok(DumpStream::new(stream, Versions::default()))
     }
 }
 

@@ -46,25 +46,21 @@ impl<S: DumpSource> DumpSource for ReadAhead<S> {
     }
 
     async fn dump(&self, opts: &DumpOptions) -> Result<DumpStream> {
-        let DumpStream {
-            mut stream,
-            versions,
-        } = self.inner.dump(opts).await?;
-        let (tx, rx) = mpsc::channel(self.depth);
-        tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
-                if tx.send(item).await.is_err() {
-                    break;
+        let depth = self.depth;
+        Ok(self.inner.dump(opts).await?.map_stream(|mut stream| {
+            let (tx, rx) = mpsc::channel(depth);
+            tokio::spawn(async move {
+                while let Some(item) = stream.next().await {
+                    if tx.send(item).await.is_err() {
+                        break;
+                    }
                 }
-            }
-        });
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        Ok(DumpStream {
-            stream: stream.boxed(),
-            versions,
-        })
+            });
+            futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            })
+            .boxed()
+        }))
     }
 }
 

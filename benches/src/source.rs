@@ -105,10 +105,7 @@ impl DumpSource for FileSource {
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        Ok(DumpStream {
-            stream: stream.boxed(),
-            versions: Versions::default(),
-        })
+        Ok(DumpStream::new(stream.boxed(), Versions::default()))
     }
 }
 

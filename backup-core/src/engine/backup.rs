@@ -20,7 +20,7 @@ use crate::manifest::{
     Manifest, new_backup_id,
 };
 use crate::pipeline::{ObjectWriter, Progress, check_dump};
-use crate::source::{DumpSource, SourceInfo, Versions};
+use crate::source::{Details, DumpSource, SourceInfo, Versions};
 use crate::store::{StoreExt, Upload};
 
 /// An artifact opened for writing, full or deduplicated: what
@@ -209,10 +209,13 @@ impl Engine {
             }
         };
         tracing::info!(id = %to.id, source = %req.source_id, tenant = %req.tenant, backup_type = ?req.backup_type, "backup started");
-        let written = writer
-            .write(self, to, check_dump(dump.stream, &to.info))
-            .await?;
-        let manifest = self.manifest_for(to, &written, dump.versions);
+        // The details the source promised are awaited after its last byte
+        // and before the artifact completes: a source that does not
+        // deliver them fails the write, so nothing is committed.
+        let (stream, versions, details) = dump.into_engine_parts(&to.info.engine);
+        let written = writer.write(self, to, check_dump(stream, &to.info)).await?;
+        let details = std::mem::take(&mut *details.lock().expect("details slot"));
+        let manifest = self.manifest_for(to, &written, versions, details);
         let committed = self
             .commit(&manifest, &to.layout.manifest_key()?, &to.artifact)
             .await;
@@ -278,7 +281,13 @@ impl Engine {
     }
 
     /// The manifest committing `written`.
-    fn manifest_for(&self, to: &Target<'_>, written: &Written<'_>, versions: Versions) -> Manifest {
+    fn manifest_for(
+        &self,
+        to: &Target<'_>,
+        written: &Written<'_>,
+        versions: Versions,
+        details: Details,
+    ) -> Manifest {
         let req = to.req;
         Manifest {
             manifest_version: MANIFEST_VERSION,
@@ -308,6 +317,7 @@ impl Engine {
             created_by: req.created_by.clone(),
             labels: req.labels.clone(),
             dedup: written.dedup.clone(),
+            details,
         }
     }
 

@@ -109,13 +109,13 @@ impl DumpSource for ScriptedSource {
             (None, true) => body.chain(futures::stream::pending()).boxed(),
             (None, false) => body.boxed(),
         };
-        Ok(DumpStream {
+        Ok(DumpStream::new(
             stream,
-            versions: Versions {
+            Versions {
                 tool: Some("scripted 1".into()),
                 server: None,
             },
-        })
+        ))
     }
 }
 

@@ -92,15 +92,15 @@ pub(super) async fn dump(
         };
         let _ = tx.send(message).await;
     });
-    Ok(DumpStream {
-        stream: Box::pin(ProducerStream {
+    Ok(DumpStream::new(
+        Box::pin(ProducerStream {
             rx,
             task,
             done: false,
         }),
-        versions: Versions {
+        Versions {
             tool: Some(tool.version),
             server: Some(server.version.clone()),
         },
-    })
+    ))
 }
