@@ -52,6 +52,7 @@ mod physical;
 mod restore;
 mod staging;
 mod tools;
+mod wal;
 
 #[cfg(feature = "throwaway")]
 mod cluster;
@@ -68,3 +69,7 @@ pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource};
 pub use restore::PostgresTarget;
 pub use staging::DEFAULT_STAGING_GRACE;
 pub use tools::PgTools;
+pub use wal::{
+    PushOutcome, WAL_DIR, WalArchive, WalConflict, WalFileKind, WalFileName, WalPruneReport,
+    WalRecord,
+};
