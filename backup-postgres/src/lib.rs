@@ -55,6 +55,7 @@ mod restore;
 mod staging;
 mod tarscan;
 mod tools;
+mod wal;
 
 #[cfg(feature = "throwaway")]
 mod cluster;
@@ -73,3 +74,7 @@ pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource};
 pub use restore::PostgresTarget;
 pub use staging::DEFAULT_STAGING_GRACE;
 pub use tools::PgTools;
+pub use wal::{
+    PushOutcome, WAL_DIR, WalArchive, WalConflict, WalFileKind, WalFileName, WalPruneReport,
+    WalRecord,
+};

@@ -7,10 +7,12 @@
 
 mod backup;
 mod maintenance;
+mod objects;
 mod read;
 mod request;
 mod setup;
 
 pub use maintenance::PruneReport;
+pub use objects::{SealOptions, SealedRecord};
 pub use request::BackupRequest;
 pub use setup::Engine;

@@ -8,7 +8,7 @@ use crate::crypto::{AGE_SCHEME, AgeIdentities, AgeRecipients};
 use crate::dedup::DedupOptions;
 use crate::error::{Error, Result};
 use crate::events::EventBus;
-use crate::manifest::Manifest;
+use crate::manifest::{EncryptionInfo, Manifest};
 use crate::pipeline::PipelineOptions;
 use crate::store::Store;
 
@@ -75,14 +75,24 @@ impl Engine {
     /// The identities for an encrypted manifest, or an error saying that
     /// one is needed.
     pub(super) fn identities_for(&self, manifest: &Manifest) -> Result<Option<AgeIdentities>> {
-        match &manifest.encryption {
+        self.identities_for_info(&manifest.artifact, manifest.encryption.as_ref())
+    }
+
+    /// The identities for an object of `encryption` (`what` names it in
+    /// errors), or an error saying that one is needed.
+    pub(super) fn identities_for_info(
+        &self,
+        what: &str,
+        encryption: Option<&EncryptionInfo>,
+    ) -> Result<Option<AgeIdentities>> {
+        match encryption {
             None => Ok(None),
             Some(_) if self.identities.is_empty() => Err(Error::Decryption {
-                what: manifest.artifact.clone(),
-                detail: "the backup is encrypted and no identity was supplied".into(),
+                what: what.to_string(),
+                detail: "the object is encrypted and no identity was supplied".into(),
             }),
             Some(e) if e.scheme != AGE_SCHEME => Err(Error::Decryption {
-                what: manifest.artifact.clone(),
+                what: what.to_string(),
                 detail: format!("unknown encryption scheme {:?}", e.scheme),
             }),
             Some(_) => Ok(Some(self.identities.clone())),

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     Context, Outcome, backup, check, delete, forget_source, gc, health, init, list, prune, restore,
-    stats, sweep, verify,
+    stats, sweep, verify, wal_fetch, wal_push,
 };
 use crate::options::{CryptoOptions, S3Options};
 
@@ -67,6 +67,17 @@ enum Command {
     /// manifest, stale in-progress markers, temporary files of killed
     /// uploads, packs without index. Running backups are never touched.
     Sweep(sweep::SweepArgs),
+    /// Store one WAL file in the source's WAL archive: PostgreSQL's
+    /// archive_command (`backupctl wal-push %p --store S --source ID`).
+    /// Exit 0 only once it is stored, or already was with the same
+    /// content; other content under the same name is refused, never
+    /// overwritten.
+    WalPush(wal_push::WalPushArgs),
+    /// Write one archived WAL file, verified, where recovery wants it:
+    /// PostgreSQL's restore_command (`backupctl wal-fetch %f %p --store S
+    /// --source ID`). Exit 1 when the archive does not hold it, 126 (stops
+    /// recovery) when it is corrupt or cannot be read.
+    WalFetch(wal_fetch::WalFetchArgs),
 }
 
 async fn run(cli: Cli) -> Result<Outcome> {
@@ -88,6 +99,8 @@ async fn run(cli: Cli) -> Result<Outcome> {
         Command::Gc(args) => gc::run(args, &ctx).await,
         Command::Check(args) => check::run(args, &ctx).await,
         Command::Sweep(args) => sweep::run(args, &ctx).await,
+        Command::WalPush(args) => wal_push::run(args, &ctx).await,
+        Command::WalFetch(args) => wal_fetch::run(args, &ctx).await,
     }
 }
 
@@ -124,6 +137,7 @@ where
     match runtime.block_on(run(cli)) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Unhealthy) => ExitCode::FAILURE,
+        Ok(Outcome::Fatal) => ExitCode::from(126),
         Err(e) => {
             let mut line = format!("backupctl: error: {e}");
             if let (Error::Authentication { .. }, Some(hint)) = (&e, crate::connect::auth_hint()) {

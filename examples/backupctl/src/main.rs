@@ -20,6 +20,8 @@
 //! backupctl prune   ... --gc-grace 1h                   # then collect garbage as `gc` does
 //! backupctl check   --store ./backups [--tenant T] [--json]        # exit 0 only if nothing is missing or corrupt
 //! backupctl init    --store ./backups                            # create and mark a store; every command but backup refuses a missing one
+//! backupctl wal-push  %p --store ./backups --source ID [--tenant T]      # archive_command: exit 0 once stored (or already, same content)
+//! backupctl wal-fetch %f %p --store ./backups --source ID [--tenant T]   # restore_command: exit 1 if not archived, 126 if corrupt
 //! ```
 //!
 //! `--store` is a directory or `s3://bucket/prefix`. For S3, credentials come

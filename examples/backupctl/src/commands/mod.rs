@@ -13,6 +13,8 @@ pub(crate) mod restore;
 pub(crate) mod stats;
 pub(crate) mod sweep;
 pub(crate) mod verify;
+pub(crate) mod wal_fetch;
+pub(crate) mod wal_push;
 
 use std::time::Duration;
 
@@ -94,6 +96,11 @@ pub(crate) enum Outcome {
     Ok,
     /// Status 1 without an error (`check`, `health`).
     Unhealthy,
+    /// Status 126, the error already printed: a failure that must stop
+    /// the caller rather than read as "not found" (`wal-fetch` under
+    /// PostgreSQL's `restore_command`, which aborts recovery on a status
+    /// above 125).
+    Fatal,
 }
 
 pub(crate) fn print_json(value: &impl serde::Serialize) {

@@ -1,0 +1,11 @@
+//! The WAL archive: PostgreSQL's write-ahead log files kept in a backup
+//! store beside the base backups they continue, for point-in-time
+//! recovery. [`WalArchive`] stores and fetches them (what
+//! `archive_command` / `restore_command` and the streaming archiver use);
+//! [`WalFileName`] says which names it accepts.
+
+mod archive;
+mod name;
+
+pub use archive::{PushOutcome, WAL_DIR, WalArchive, WalConflict, WalPruneReport, WalRecord};
+pub use name::{WalFileKind, WalFileName};
