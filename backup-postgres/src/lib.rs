@@ -44,6 +44,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod archiver;
 mod conn;
 mod datadir;
 mod dump;
@@ -56,6 +57,10 @@ mod tools;
 #[cfg(feature = "throwaway")]
 mod cluster;
 
+pub use archiver::{
+    ArchiverOptions, ArchiverStatus, DirSink, SegmentSink, SinkOutcome, WalArchiver,
+    WalArchiverHandle,
+};
 #[cfg(feature = "throwaway")]
 pub use cluster::{
     TEST_PG18_BIN_VAR, TEST_PG18_URL_VAR, TEST_URL_VAR, TestServer, ThrowawayCluster,

@@ -23,7 +23,7 @@ use backup_core::{
 
 use crate::conn::PgConnection;
 use crate::dump::child_stream;
-use crate::tools::{PassFile, PgTools, Step, pg_command, preflight, psql};
+use crate::tools::{PassFile, PgTools, Step, pg_command, preflight, psql, replication_refusal};
 
 /// The format name recorded in manifests: a `pg_basebackup` tar archive
 /// with WAL and `backup_manifest`.
@@ -65,36 +65,15 @@ impl BaseBackupSource {
 
     /// Checks the server can serve a base backup to this role.
     async fn check_server(&self) -> Result<()> {
-        let answer = psql(
+        if let Some(why) = replication_refusal(&self.tools, &self.conn).await? {
+            return Err(refused(why));
+        }
+        let tablespaces = psql(
             &self.tools,
             &self.conn,
-            "SELECT (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) \
-             || '|' || current_setting('max_wal_senders') \
-             || '|' || current_setting('wal_level') \
-             || '|' || (SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global'))",
+            "SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')",
         )
         .await?;
-        let parts: Vec<&str> = answer.trim().split('|').collect();
-        let [replication, senders, wal_level, tablespaces] = parts[..] else {
-            return Err(refused(format!("unexpected preflight answer {answer:?}")));
-        };
-        if replication != "true" {
-            return Err(refused(format!(
-                "role {:?} may not open replication connections; ALTER ROLE {} REPLICATION (and allow it in pg_hba.conf: host replication ...)",
-                self.conn.user(),
-                crate::tools::quote_ident(self.conn.user())
-            )));
-        }
-        if senders.trim() == "0" {
-            return Err(refused(
-                "max_wal_senders is 0; set it to at least 2 and restart the server".into(),
-            ));
-        }
-        if wal_level.trim() == "minimal" {
-            return Err(refused(
-                "wal_level is minimal; set it to replica and restart the server".into(),
-            ));
-        }
         if tablespaces.trim() != "0" {
             return Err(refused(format!(
                 "the cluster has {} tablespace(s) besides pg_default and pg_global; base backups of clusters with tablespaces are not supported yet",
