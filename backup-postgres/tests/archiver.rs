@@ -196,6 +196,20 @@ fn assert_no_gap(fx: &Fixture, first: &str, last: &str) {
     }
 }
 
+/// Panics if the sink was handed any file twice.
+fn assert_handed_once(fx: &Fixture) {
+    let mut names = fx.sink.names();
+    let pushes = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(
+        names.len(),
+        pushes,
+        "a file handed twice: {:?}",
+        fx.sink.names()
+    );
+}
+
 async fn running_pid(handle: &WalArchiverHandle, not: Option<u32>) -> u32 {
     wait_for("a running pg_receivewal", || async {
         handle.status().receiver_pid.filter(|pid| Some(*pid) != not)
@@ -263,6 +277,11 @@ async fn a_killed_receiver_is_restarted_with_no_gap(server: &TestServer) {
     let handle = fx.start(server, server.connection("postgres"));
     let pid = running_pid(&handle, None).await;
     let (first, _) = archive_one(server, &fx).await;
+    // Handed over and the spool cleaned (what a kill must not undo).
+    wait_for("the spool to be cleaned", || async {
+        (handle.status().last_segment.as_deref() == Some(first.as_str())).then_some(())
+    })
+    .await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -283,6 +302,9 @@ async fn a_killed_receiver_is_restarted_with_no_gap(server: &TestServer) {
         "{status:?}"
     );
     assert_no_gap(&fx, &first, &last);
+    // The spool keeps the newest archived segment, so the new
+    // pg_receivewal starts after it, not at the slot's (older) position.
+    assert_handed_once(&fx);
     fx.drop_slot(server).await;
 }
 
