@@ -398,6 +398,74 @@ async fn a_role_without_replication_is_a_clear_error(server: &TestServer) {
     handle.stop().await;
 }
 
+/// The name of the segment after `name` (16 MB segments).
+fn next_segment(name: &str) -> String {
+    let (tli, number) = position(name);
+    let next = number + 1;
+    format!("{tli:08X}{:08X}{:08X}", next / 256, next % 256)
+}
+
+async fn a_conflicting_segment_stops_archiving_until_resolved(server: &TestServer) {
+    let fx = Fixture::new();
+    let mut events = fx.events.subscribe();
+    let handle = fx.start(server, server.connection("postgres"));
+    running_pid(&handle, None).await;
+    let (first, _) = archive_one(server, &fx).await;
+    // The archive already holds other bytes under the next name.
+    let conflicting = next_segment(&first);
+    let planted = fx.dir.path().join("archive").join(&conflicting);
+    std::fs::write(&planted, b"WAL of another cluster").unwrap();
+    assert_eq!(switch_wal(server).await, conflicting);
+    let status = wait_for("the conflict in the status", || async {
+        let s = handle.status();
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(&conflicting))
+            .then_some(s)
+    })
+    .await;
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("different file"),
+        "{status:?}"
+    );
+    let event = loop {
+        match events.try_recv() {
+            Ok(Event::WalArchiveError { segment, error, .. }) => break (segment, error),
+            Ok(_) => continue,
+            Err(e) => panic!("no error event: {e}"),
+        }
+    };
+    assert_eq!(
+        event.0.as_deref(),
+        Some(conflicting.as_str()),
+        "{}",
+        event.1
+    );
+    // Kept in the spool; nothing later is archived past it.
+    let after = switch_wal(server).await;
+    let spool = fx.dir.path().join("spool");
+    wait_for("the next segment in the spool", || async {
+        spool.join(&after).is_file().then_some(())
+    })
+    .await;
+    assert!(spool.join(&conflicting).is_file());
+    assert_eq!(fx.sink.pushed(&after), None);
+    assert_eq!(fx.sink.names(), vec![first.clone()]);
+    // Resolved (the wrong copy removed): archiving resumes, in order.
+    std::fs::remove_file(&planted).unwrap();
+    wait_for(&format!("{after} in the sink"), || async {
+        fx.sink.pushed(&after)
+    })
+    .await;
+    handle.stop().await;
+    assert_eq!(fx.sink.names()[..3], [first, conflicting, after]);
+    fx.drop_slot(server).await;
+}
+
 async fn credentials_never_reach_argv_or_environment(server: &TestServer) {
     let conn = server.connection("postgres");
     let password = conn.password().expect("a password").expose().to_string();
@@ -505,6 +573,16 @@ async fn a_role_without_replication_is_a_clear_error_on_postgres_15() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_without_replication_is_a_clear_error_on_postgres_18() {
     a_role_without_replication_is_a_clear_error(pg18()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_segment_stops_archiving_until_resolved_on_postgres_15() {
+    a_conflicting_segment_stops_archiving_until_resolved(pg15()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_segment_stops_archiving_until_resolved_on_postgres_18() {
+    a_conflicting_segment_stops_archiving_until_resolved(pg18()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
