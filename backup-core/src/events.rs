@@ -108,6 +108,49 @@ pub enum Event {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A WAL archiver handed a completed WAL segment (or timeline
+    /// `.history` file) to its archive.
+    WalArchived {
+        /// Tenant of the source.
+        tenant: String,
+        /// Source id (the cluster).
+        source_id: String,
+        /// The file's name (`000000010000000000000003`, `00000002.history`).
+        segment: String,
+        /// `false` when the archive already held it, byte for byte.
+        stored: bool,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A WAL archiver could not archive: a segment the archive refused
+    /// (kept in the spool, retried; nothing later is archived past it), or
+    /// the receiver could not run (kept retrying with backoff).
+    WalArchiveError {
+        /// Tenant of the source.
+        tenant: String,
+        /// Source id (the cluster).
+        source_id: String,
+        /// The segment concerned, if the error is about one.
+        segment: Option<String>,
+        /// The error, one line, without secrets.
+        error: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A WAL archiver restarted its receiver (`pg_receivewal`) after it
+    /// exited or failed to start.
+    WalReceiverRestarted {
+        /// Tenant of the source.
+        tenant: String,
+        /// Source id (the cluster).
+        source_id: String,
+        /// Restarts since the archiver started, this one included.
+        restarts: u64,
+        /// Why the previous run ended, one line, without secrets.
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl Event {
@@ -121,6 +164,9 @@ impl Event {
             Event::Skipped { .. } => "skipped",
             Event::Pruned { .. } => "pruned",
             Event::Stale { .. } => "stale",
+            Event::WalArchived { .. } => "wal_archived",
+            Event::WalArchiveError { .. } => "wal_archive_error",
+            Event::WalReceiverRestarted { .. } => "wal_receiver_restarted",
         }
     }
 
@@ -190,6 +236,41 @@ impl Event {
                 Some(h) => format!("{tenant}/{source_id}: no successful backup for {h:.1} h"),
                 None => format!("{tenant}/{source_id}: no successful backup yet"),
             },
+            Event::WalArchived {
+                tenant,
+                source_id,
+                segment,
+                stored,
+                ..
+            } => {
+                let how = if *stored {
+                    "archived"
+                } else {
+                    "already archived"
+                };
+                format!("WAL {segment} of {tenant}/{source_id} {how}")
+            }
+            Event::WalArchiveError {
+                tenant,
+                source_id,
+                segment,
+                error,
+                ..
+            } => match segment {
+                Some(segment) => {
+                    format!("WAL archiving of {tenant}/{source_id} FAILED at {segment}: {error}")
+                }
+                None => format!("WAL archiving of {tenant}/{source_id} FAILED: {error}"),
+            },
+            Event::WalReceiverRestarted {
+                tenant,
+                source_id,
+                restarts,
+                reason,
+                ..
+            } => format!(
+                "WAL receiver of {tenant}/{source_id} restarted (restart {restarts}): {reason}"
+            ),
         }
     }
 }
@@ -239,9 +320,13 @@ impl EventBus {
 #[async_trait]
 pub trait Notifier: fmt::Debug + Send + Sync + 'static {
     /// Whether this notifier wants the event (default: successes, failures,
-    /// skips, prunes and staleness; not starts or progress).
+    /// skips, prunes, staleness and WAL archiving errors and restarts; not
+    /// starts, progress or each archived WAL segment).
     fn wants(&self, event: &Event) -> bool {
-        !matches!(event, Event::Started { .. } | Event::Progress { .. })
+        !matches!(
+            event,
+            Event::Started { .. } | Event::Progress { .. } | Event::WalArchived { .. }
+        )
     }
 
     /// Delivers one event. Errors are retried by [`spawn_notifier`].
@@ -261,8 +346,15 @@ impl Notifier for LogNotifier {
 
     async fn notify(&self, event: &Event) -> Result<()> {
         match event {
-            Event::Failed { .. } | Event::Stale { .. } | Event::Skipped { .. } => {
+            Event::Failed { .. }
+            | Event::Stale { .. }
+            | Event::Skipped { .. }
+            | Event::WalArchiveError { .. }
+            | Event::WalReceiverRestarted { .. } => {
                 tracing::warn!(event = event.name(), "{}", event.summary())
+            }
+            Event::WalArchived { .. } => {
+                tracing::debug!(event = event.name(), "{}", event.summary())
             }
             _ => tracing::info!(event = event.name(), "{}", event.summary()),
         }

@@ -44,6 +44,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod archiver;
 mod baseinfo;
 mod conn;
 mod datadir;
@@ -60,6 +61,10 @@ mod wal;
 #[cfg(feature = "throwaway")]
 mod cluster;
 
+pub use archiver::{
+    ArchiverOptions, ArchiverStatus, DirSink, SegmentSink, SinkOutcome, WalArchiver,
+    WalArchiverHandle,
+};
 pub use baseinfo::BaseBackupInfo;
 #[cfg(feature = "throwaway")]
 pub use cluster::{

@@ -27,7 +27,7 @@ use crate::conn::PgConnection;
 use crate::dump::child_stream;
 use crate::lsn::check_segment_size;
 use crate::tarscan::TarScan;
-use crate::tools::{PassFile, PgTools, Step, pg_command, preflight, psql};
+use crate::tools::{PassFile, PgTools, Step, pg_command, preflight, psql, replication_refusal};
 
 /// The format name recorded in manifests: a `pg_basebackup` tar archive
 /// with WAL and `backup_manifest`.
@@ -72,6 +72,9 @@ impl BaseBackupSource {
     /// PostgreSQL 17 (whose backup manifest names it), the system
     /// identifier.
     async fn check_server(&self, major: u32) -> Result<ServerFacts> {
+        if let Some(why) = replication_refusal(&self.tools, &self.conn).await? {
+            return Err(refused(why));
+        }
         // Only servers before 17 are asked: `pg_control_system()` may
         // need a grant for a replication role that is no superuser.
         let system_identifier = if major < 17 {
@@ -83,44 +86,16 @@ impl BaseBackupSource {
             &self.tools,
             &self.conn,
             &format!(
-                "SELECT (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) \
-                 || '|' || current_setting('max_wal_senders') \
-                 || '|' || current_setting('wal_level') \
-                 || '|' || (SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')) \
+                "SELECT (SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')) \
                  || '|' || (SELECT setting || ' ' || coalesce(unit, '') FROM pg_settings WHERE name = 'wal_segment_size') \
                  || '|' || {system_identifier}"
             ),
         )
         .await?;
         let parts: Vec<&str> = answer.trim().split('|').collect();
-        let [
-            replication,
-            senders,
-            wal_level,
-            tablespaces,
-            segment_size,
-            system_id,
-        ] = parts[..]
-        else {
+        let [tablespaces, segment_size, system_id] = parts[..] else {
             return Err(refused(format!("unexpected preflight answer {answer:?}")));
         };
-        if replication != "true" {
-            return Err(refused(format!(
-                "role {:?} may not open replication connections; ALTER ROLE {} REPLICATION (and allow it in pg_hba.conf: host replication ...)",
-                self.conn.user(),
-                crate::tools::quote_ident(self.conn.user())
-            )));
-        }
-        if senders.trim() == "0" {
-            return Err(refused(
-                "max_wal_senders is 0; set it to at least 2 and restart the server".into(),
-            ));
-        }
-        if wal_level.trim() == "minimal" {
-            return Err(refused(
-                "wal_level is minimal; set it to replica and restart the server".into(),
-            ));
-        }
         if tablespaces.trim() != "0" {
             return Err(refused(format!(
                 "the cluster has {} tablespace(s) besides pg_default and pg_global; base backups of clusters with tablespaces are not supported yet",

@@ -403,6 +403,47 @@ pub(crate) async fn preflight(tools: &PgTools, conn: &PgConnection) -> Result<Se
     })
 }
 
+/// Why the server cannot stream WAL to the role of `conn` over a
+/// replication connection (`pg_basebackup`, `pg_receivewal`), as a
+/// sentence that says what to change: a role without the `REPLICATION`
+/// attribute, `max_wal_senders = 0`, `wal_level = minimal`. `None` when
+/// it can (`pg_hba.conf` is only known when the tool connects).
+pub(crate) async fn replication_refusal(
+    tools: &PgTools,
+    conn: &PgConnection,
+) -> Result<Option<String>> {
+    let answer = psql(
+        tools,
+        conn,
+        "SELECT (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) \
+         || '|' || current_setting('max_wal_senders') \
+         || '|' || current_setting('wal_level')",
+    )
+    .await?;
+    let parts: Vec<&str> = answer.trim().split('|').collect();
+    let [replication, senders, wal_level] = parts[..] else {
+        return Ok(Some(format!("unexpected preflight answer {answer:?}")));
+    };
+    if replication != "true" {
+        return Ok(Some(format!(
+            "role {:?} may not open replication connections; ALTER ROLE {} REPLICATION (and allow it in pg_hba.conf: host replication ...)",
+            conn.user(),
+            quote_ident(conn.user())
+        )));
+    }
+    if senders.trim() == "0" {
+        return Ok(Some(
+            "max_wal_senders is 0; set it to at least 2 and restart the server".into(),
+        ));
+    }
+    if wal_level.trim() == "minimal" {
+        return Ok(Some(
+            "wal_level is minimal; set it to replica and restart the server".into(),
+        ));
+    }
+    Ok(None)
+}
+
 /// Runs one SQL command with `psql` and returns its unaligned output.
 pub(crate) async fn psql(tools: &PgTools, conn: &PgConnection, sql: &str) -> Result<String> {
     psql_all(tools, conn, &[sql]).await
