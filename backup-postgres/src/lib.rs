@@ -49,6 +49,7 @@ mod datadir;
 mod dump;
 mod libpq;
 mod physical;
+mod recovery;
 mod restore;
 mod staging;
 mod tools;
@@ -65,6 +66,10 @@ pub use datadir::DataDirTarget;
 pub use dump::{FORMAT, PostgresSource};
 pub use libpq::{DEFAULT_SOCKET_DIR, LibpqEnv, PasswordOrigin, Resolved};
 pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource};
+pub use recovery::{
+    DirWalSource, PointInTimeRestore, RESTORE_FAILED_FILE, RecoveredServer, RecoveryReport,
+    RecoveryTarget, StartOptions, WalSource,
+};
 pub use restore::PostgresTarget;
 pub use staging::DEFAULT_STAGING_GRACE;
 pub use tools::PgTools;
