@@ -141,6 +141,10 @@ pub struct RecoveryReport {
 pub struct RecoveredServer {
     /// Where replay ended (`redo done at`: the last record replayed).
     pub end_lsn: Option<String>,
+    /// Why replay ended, for [`RecoveryTarget::Latest`] (the message
+    /// logged before `redo done`, e.g. `invalid record length at ...`:
+    /// the end of the WAL).
+    pub end_reason: Option<String>,
     /// The record recovery stopped at, for a time, LSN or name target
     /// (PostgreSQL's `recovery stopping ...` line).
     pub stopped_at: Option<String>,
@@ -462,6 +466,7 @@ impl PointInTimeRestore {
         };
         Ok(RecoveredServer {
             end_lsn: facts.redo_done_at,
+            end_reason: facts.end_reason,
             stopped_at: facts.stopped,
             last_transaction: facts.last_transaction,
             port: options.port,
@@ -495,10 +500,10 @@ impl PointInTimeRestore {
         Err(Error::Integrity {
             what: format!("WAL segment {}", plan.geometry.name(plan.timeline, segno)),
             detail: format!(
-                "replay ended at {} in it, but the archive holds WAL up to segment {}: PostgreSQL refused a damaged record there; log: {}",
+                "replay ended at {} in it ({}), but the archive holds WAL up to segment {}: PostgreSQL refused a damaged record there",
                 format_lsn(end),
+                facts.end_reason.as_deref().unwrap_or("no reason logged"),
                 plan.geometry.name(plan.timeline, plan.last),
-                server::tail(log, 4)
             ),
         })
     }
@@ -506,6 +511,10 @@ impl PointInTimeRestore {
     /// Marks the data directory unusable after a failure (see the module
     /// docs) and returns the error saying so.
     async fn mark_unusable(&self, plan: &Plan, cause: Error) -> Error {
+        let cause = match cause {
+            Error::Restore { detail, .. } => detail,
+            other => other.to_string(),
+        };
         remove_dir(&plan.work_dir.join("wal")).await;
         let control = plan.data_dir.join("global").join("pg_control");
         let renamed = std::fs::rename(&control, control.with_extension("restore-failed"));

@@ -106,6 +106,10 @@ impl Server {
             "logging_collector=off",
             "log_destination=stderr",
             "log_min_messages=warning",
+            // Read-only queries during recovery are not needed, and
+            // without them recovery does not insist on settings at least
+            // the original's (max_connections, ...).
+            "hot_standby=off",
         ] {
             cmd.arg("-c").arg(setting);
         }
@@ -221,6 +225,10 @@ pub(crate) struct LogFacts {
     pub(crate) stopped: Option<String>,
     /// `last completed transaction was at log time ...`.
     pub(crate) last_transaction: Option<String>,
+    /// The message logged just before `redo done`: why replay ended
+    /// (e.g. `invalid record length ...`, `record with incorrect
+    /// prev-link ...`).
+    pub(crate) end_reason: Option<String>,
 }
 
 impl LogFacts {
@@ -238,8 +246,23 @@ impl LogFacts {
                     .map(|i| l[i..].trim().to_string())
             }),
             last_transaction: after("last completed transaction was at log time "),
+            end_reason: log
+                .lines()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .rev()
+                .find(|pair| pair[1].contains("redo done at "))
+                .map(|pair| message(pair[0]).to_string()),
         }
     }
+}
+
+/// A log line without its prefix (time, pid, level).
+fn message(line: &str) -> &str {
+    ["LOG:", "FATAL:", "PANIC:", "WARNING:"]
+        .iter()
+        .find_map(|level| line.split_once(level).map(|(_, m)| m.trim()))
+        .unwrap_or(line.trim())
 }
 
 /// Turns the log of a server that stopped during recovery into the
@@ -252,7 +275,20 @@ pub(crate) fn explain_failure(log: &str) -> String {
     } else {
         "recovery failed"
     };
-    format!("{reason}; log: {}", tail(log, 5))
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            ["FATAL:", "PANIC:", "DETAIL:"]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .collect();
+    let shown = if errors.is_empty() {
+        tail(log, 5)
+    } else {
+        errors[errors.len().saturating_sub(3)..].join(" | ")
+    };
+    format!("{reason}; log: {shown}")
 }
 
 /// The last `lines` non-empty lines of `text`, joined by ` | `.
@@ -269,6 +305,7 @@ mod tests {
     fn log_facts() {
         let log = "2026-12-02 07:40:01.1 UTC [9] LOG:  starting point-in-time recovery to 2026-12-02 07:40:00+00\n\
                    2026-12-02 07:40:02.1 UTC [9] LOG:  recovery stopping before commit of transaction 812, time 2026-12-02 07:40:00.5+00\n\
+                   2026-12-02 07:40:02.1 UTC [9] LOG:  invalid record length at 0/5000A48: expected at least 24, got 0\n\
                    2026-12-02 07:40:02.1 UTC [9] LOG:  redo done at 0/5000A10 system usage: CPU: user: 0.01 s\n\
                    2026-12-02 07:40:02.1 UTC [9] LOG:  last completed transaction was at log time 2026-12-02 07:39:59.9+00\n";
         let facts = LogFacts::parse(log);
@@ -278,6 +315,10 @@ mod tests {
             Some(
                 "recovery stopping before commit of transaction 812, time 2026-12-02 07:40:00.5+00"
             )
+        );
+        assert_eq!(
+            facts.end_reason.as_deref(),
+            Some("invalid record length at 0/5000A48: expected at least 24, got 0")
         );
         assert_eq!(
             facts.last_transaction.as_deref(),
