@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use backup_core::manifest::Manifest;
 use backup_core::memory::InMemoryStore;
+use backup_core::testing::server::Watcher;
 use backup_core::{BackupRequest, Engine, RestoreOptions};
 use backup_postgres::{
     BaseBackupSource, DataDirTarget, DirWalSource, PointInTimeRestore, RESTORE_FAILED_FILE,
@@ -143,7 +144,12 @@ fn psql(bin: &Path, report: &RecoveryReport, db: &str, sql: &str) -> Result<Stri
 }
 
 /// [`TestServer::fingerprint`]'s query on the recovered server.
-fn fingerprint(bin: &Path, report: &RecoveryReport, db: &str, tables: &Fingerprint) -> Fingerprint {
+fn fingerprint(
+    bin: &Path,
+    report: &RecoveryReport,
+    db: &str,
+    tables: &Fingerprint,
+) -> Result<Fingerprint, String> {
     tables
         .iter()
         .map(|(table, _, _)| {
@@ -154,10 +160,10 @@ fn fingerprint(bin: &Path, report: &RecoveryReport, db: &str, tables: &Fingerpri
                 &format!(
                     "SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM public.{table} t"
                 ),
-            )
-            .unwrap();
-            let (count, md5) = row.split_once(' ').unwrap();
-            (table.clone(), count.parse().unwrap(), md5.to_string())
+            )?;
+            let (count, md5) = row.split_once(' ').ok_or(row.clone())?;
+            let count = count.parse().map_err(|_| row.clone())?;
+            Ok((table.clone(), count, md5.to_string()))
         })
         .collect()
 }
@@ -247,12 +253,13 @@ impl Restorer<'_> {
         let (_, result) = self.restore(label, archive, target).await;
         let mut report = result.unwrap();
         let bin = &self.cluster.bin;
+        // Read everything, stop the server, then judge.
         let content = fingerprint(bin, &report, db, tables);
         let amcheck = psql(bin, &report, db, AMCHECK);
         let server = report.server.as_mut().unwrap();
-        assert!(server.is_running());
+        assert!(server.is_running() && server.pid().is_some());
         server.stop().await.unwrap();
-        (content, amcheck, report)
+        (content.unwrap(), amcheck, report)
     }
 }
 
@@ -282,6 +289,15 @@ fn assert_untouched(dir: &Path) {
 
 async fn scenario(bin: PathBuf) {
     let root = backup_core::testing::server::temp_dir("pitr-", 0o755).unwrap();
+    // Should this process die, servers on restored directories stop
+    // (immediate shutdown) and the files go.
+    Watcher::new()
+        .stop(format!(
+            "for f in '{}'/*/postmaster.pid; do [ -f \"$f\" ] && kill -QUIT \"$(head -n 1 \"$f\")\"; done",
+            root.display()
+        ))
+        .remove(&root)
+        .spawn();
     let archive = root.join("archive");
     std::fs::create_dir(&archive).unwrap();
     chown_postgres(&archive);
