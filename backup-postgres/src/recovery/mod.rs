@@ -8,7 +8,8 @@
 //!    timeline the base backup starts at. The archive ([`WalSource`]) must
 //!    hold every segment of that timeline from there on, without a gap, up
 //!    to the newest it has: a gap is an error naming the first missing
-//!    segment. A time or LSN target before the backup's start is refused.
+//!    segment. A time or LSN target before the backup's start is refused,
+//!    and so is staging onto a file system without room for it.
 //! 2. **Staging.** Every segment from the backup's start to the newest is
 //!    fetched (verified by the source: a store checks its digests) into
 //!    `.<data dir name>.pitr/wal/` beside the data directory, and its size
@@ -46,19 +47,22 @@
 
 mod label;
 mod server;
+mod settings;
+mod start;
 mod target;
 mod wal;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use backup_core::{Error, Result};
 
 use crate::tools::PgTools;
 use label::{BackupLabel, ControlData, major_version};
 use server::{Launch, LogFacts, Server, chown_tree, explain_failure, server_user};
+use settings::{recovery_settings, write_settings};
+pub use start::{RecoveredServer, StartOptions};
 pub use target::RecoveryTarget;
 use target::{format_lsn, parse_lsn};
 pub use wal::{DirWalSource, WalSource};
@@ -82,37 +86,6 @@ pub struct PointInTimeRestore {
     start: Option<StartOptions>,
 }
 
-/// Starting the server on the restored directory once it is prepared.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct StartOptions {
-    /// The port (TCP, and the name of the Unix socket).
-    pub port: u16,
-    /// `listen_addresses`; empty (the default): Unix socket only.
-    pub listen_addresses: String,
-    /// The Unix socket directory; `None`: the work directory beside the
-    /// data directory (`.<name>.pitr`).
-    pub socket_dir: Option<PathBuf>,
-    /// Leave the promoted server running ([`RecoveredServer::stop`] stops
-    /// it); by default it is stopped once recovery is confirmed.
-    pub leave_running: bool,
-    /// How long recovery may take before it is given up (default 1 h).
-    pub timeout: Duration,
-}
-
-impl StartOptions {
-    /// Start on `port`, Unix socket only, stop when confirmed.
-    pub fn on_port(port: u16) -> StartOptions {
-        StartOptions {
-            port,
-            listen_addresses: String::new(),
-            socket_dir: None,
-            leave_running: false,
-            timeout: Duration::from_secs(3600),
-        }
-    }
-}
-
 /// What a point-in-time restore did.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -133,50 +106,6 @@ pub struct RecoveryReport {
     pub work_dir: PathBuf,
     /// The recovered server, when [`StartOptions`] were given.
     pub server: Option<RecoveredServer>,
-}
-
-/// The server that replayed the WAL, promoted.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct RecoveredServer {
-    /// Where replay ended (`redo done at`: the last record replayed).
-    pub end_lsn: Option<String>,
-    /// Why replay ended, for [`RecoveryTarget::Latest`] (the message
-    /// logged before `redo done`, e.g. `invalid record length at ...`:
-    /// the end of the WAL).
-    pub end_reason: Option<String>,
-    /// The record recovery stopped at, for a time, LSN or name target
-    /// (PostgreSQL's `recovery stopping ...` line).
-    pub stopped_at: Option<String>,
-    /// The commit time of the last transaction replayed.
-    pub last_transaction: Option<String>,
-    /// The port it listens on.
-    pub port: u16,
-    /// Its Unix socket directory.
-    pub socket_dir: PathBuf,
-    /// Its log file.
-    pub log: PathBuf,
-    running: Option<Server>,
-}
-
-impl RecoveredServer {
-    /// Whether it was left running ([`StartOptions::leave_running`]).
-    pub fn is_running(&self) -> bool {
-        self.running.is_some()
-    }
-
-    /// The process id of a server left running.
-    pub fn pid(&self) -> Option<u32> {
-        self.running.as_ref().and_then(Server::pid)
-    }
-
-    /// Stops a server left running (fast shutdown); nothing otherwise.
-    pub async fn stop(&mut self) -> Result<()> {
-        match self.running.take() {
-            Some(server) => server.stop("fast").await,
-            None => Ok(()),
-        }
-    }
 }
 
 /// What the checks found: the plan the writes follow.
@@ -291,6 +220,10 @@ impl PointInTimeRestore {
             )));
         }
         let last = self.contiguous_from(geometry, tli, first).await?;
+        check_space(
+            &work_dir,
+            (last - first + 1).saturating_mul(geometry.segment_size),
+        )?;
         Ok(Plan {
             data_dir,
             work_dir,
@@ -380,7 +313,10 @@ impl PointInTimeRestore {
             check_header(&dest, &name, segno, plan.geometry, plan.system_id).await?;
             staged_bytes = staged_bytes.saturating_add(plan.geometry.segment_size);
         }
-        write_settings(&plan.data_dir, &self.settings(&wal_dir)?)?;
+        write_settings(
+            &plan.data_dir,
+            &recovery_settings(&self.target, self.keep_archiving, &wal_dir)?,
+        )?;
         let server = match &self.start {
             Some(options) => Some(self.recover(plan, options).await?),
             None => None,
@@ -400,30 +336,6 @@ impl PointInTimeRestore {
             work_dir: plan.work_dir.clone(),
             server,
         })
-    }
-
-    /// The lines appended to `postgresql.auto.conf`.
-    fn settings(&self, wal_dir: &Path) -> Result<String> {
-        let wal = wal_dir
-            .to_str()
-            .ok_or_else(|| Error::Config(format!("{} is not valid UTF-8", wal_dir.display())))?;
-        let command = format!(
-            "cp {} '%p'",
-            shell_quote(&format!("{}/%f", wal.replace('%', "%%")))
-        );
-        let mut lines = vec![
-            format!("# point-in-time restore to {}", self.target).replace('\n', " "),
-            format!("restore_command = {}", conf_quote(&command)?),
-        ];
-        if let Some((name, value)) = self.target.setting() {
-            lines.push(format!("{name} = {}", conf_quote(&value)?));
-        }
-        lines.push("recovery_target_action = 'promote'".into());
-        lines.push("recovery_target_timeline = 'latest'".into());
-        if !self.keep_archiving {
-            lines.push("archive_mode = 'off'".into());
-        }
-        Ok(lines.join("\n") + "\n")
     }
 
     /// Step 4: start, wait for promotion, confirm the target.
@@ -559,21 +471,26 @@ fn work_dir_of(data_dir: &Path) -> Result<PathBuf> {
     Ok(parent.join(format!(".{name}.pitr")))
 }
 
-/// `recovery.signal`, and `settings` appended to `postgresql.auto.conf`
-/// (later lines win there, so they override earlier ones).
-fn write_settings(data_dir: &Path, settings: &str) -> Result<()> {
-    use std::io::Write;
-    let conf = data_dir.join("postgresql.auto.conf");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&conf)
-        .map_err(|e| Error::io(format!("opening {}", conf.display()), e))?;
-    file.write_all(settings.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", conf.display()), e))?;
-    let signal = data_dir.join("recovery.signal");
-    std::fs::write(&signal, b"").map_err(|e| Error::io(format!("writing {}", signal.display()), e))
+/// Refuses to stage `needed` bytes beside the data directory when its
+/// file system has less free.
+fn check_space(work_dir: &Path, needed: u64) -> Result<()> {
+    let parent = work_dir.parent().unwrap_or(work_dir);
+    let stat = nix::sys::statvfs::statvfs(parent).map_err(|e| {
+        Error::io(
+            format!("reading the free space of {}", parent.display()),
+            e.into(),
+        )
+    })?;
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+    if needed > free {
+        return Err(Error::StorageFull {
+            store: format!(
+                "{} to stage the WAL ({needed} bytes needed, {free} free; nothing was written): free space or restore where there is more",
+                parent.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 async fn remove_dir(dir: &Path) {
@@ -581,59 +498,16 @@ async fn remove_dir(dir: &Path) {
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
 }
 
-/// `s` as one POSIX shell word.
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// `s` as a `postgresql.conf` string value; a line break or NUL cannot be
-/// written there and is refused.
-fn conf_quote(s: &str) -> Result<String> {
-    if s.contains(['\n', '\r', '\0']) {
-        return Err(Error::Config(format!(
-            "{s:?} cannot be written to postgresql.auto.conf (line break or NUL)"
-        )));
-    }
-    Ok(format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("/a b/it's"), "'/a b/it'\\''s'");
-        assert_eq!(conf_quote("a'b\\c").unwrap(), "'a''b\\\\c'");
-        assert!(conf_quote("a\nb").is_err());
-    }
-
-    #[test]
-    fn settings_quote_the_stage_path() {
-        let restore = PointInTimeRestore::new(
-            "/x/data",
-            Arc::new(DirWalSource::new("/archive")),
-            RecoveryTarget::Name("it's".into()),
-            "/bin",
-        );
-        let text = restore
-            .settings(Path::new("/x/.data.pitr/50% o'clock"))
-            .unwrap();
-        assert!(
-            text.contains(
-                r"restore_command = 'cp ''/x/.data.pitr/50%% o''\\''''clock/%f'' ''%p'''"
-            ),
-            "{text}"
-        );
-        assert!(text.contains("recovery_target_name = 'it''s'"), "{text}");
-        assert!(text.contains("recovery_target_action = 'promote'"));
-        assert!(text.contains("archive_mode = 'off'"));
-        assert!(
-            !restore
-                .keep_archiving(true)
-                .settings(Path::new("/w"))
-                .unwrap()
-                .contains("archive_mode")
-        );
+    fn staging_needs_room() {
+        let work = std::env::temp_dir().join(".data.pitr");
+        assert!(check_space(&work, 0).is_ok());
+        let err = check_space(&work, u64::MAX).unwrap_err();
+        assert!(matches!(err, Error::StorageFull { .. }), "{err}");
+        assert!(err.to_string().contains("nothing was written"), "{err}");
     }
 }
