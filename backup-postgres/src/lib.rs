@@ -39,6 +39,38 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Physical backups: [`BaseBackupSource`] streams `pg_basebackup` into
+//! the store, [`DataDirTarget`] restores one into a new data directory,
+//! and [`PointInTimeRestore`] then replays archived WAL (any
+//! [`WalSource`]; [`DirWalSource`] for an `archive_command = 'cp ...'`
+//! directory) up to a [`RecoveryTarget`]: it either reaches the target or
+//! fails and leaves the directory marked unusable.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use backup_core::{Engine, RestoreOptions};
+//! use backup_postgres::{
+//!     DataDirTarget, DirWalSource, PointInTimeRestore, RecoveryTarget, StartOptions,
+//! };
+//!
+//! # async fn run(engine: Engine, backup_id: &str) -> backup_core::Result<()> {
+//! let data = "/srv/pg/restored";
+//! engine
+//!     .restore(backup_id, &DataDirTarget::new(data), &RestoreOptions::default())
+//!     .await?;
+//! let report = PointInTimeRestore::new(
+//!     data,
+//!     Arc::new(DirWalSource::new("/srv/pg/archive")),
+//!     RecoveryTarget::time("2026-12-02T07:17:29Z")?,
+//!     "/usr/lib/postgresql/15/bin",
+//! )
+//! .start_server(StartOptions::on_port(5433))
+//! .run()
+//! .await?;
+//! println!("replayed up to {:?}", report.server.and_then(|s| s.end_lsn));
+//! # Ok(()) }
+//! ```
+//!
 //! With the `throwaway` feature, [`ThrowawayCluster`] starts a disposable
 //! local server for tests, demos and benchmarks.
 #![warn(missing_docs, unreachable_pub)]
@@ -52,6 +84,7 @@ mod dump;
 mod libpq;
 mod lsn;
 mod physical;
+mod recovery;
 mod restore;
 mod staging;
 mod tarscan;
@@ -76,6 +109,10 @@ pub use dump::{FORMAT, PostgresSource};
 pub use libpq::{DEFAULT_SOCKET_DIR, LibpqEnv, PasswordOrigin, Resolved};
 pub use lsn::{Lsn, check_segment_size, parse_segment_file_name, segment_file_name};
 pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource};
+pub use recovery::{
+    DirWalSource, PointInTimeRestore, RESTORE_FAILED_FILE, RecoveredServer, RecoveryReport,
+    RecoveryTarget, StartOptions, WalSource,
+};
 pub use restore::PostgresTarget;
 pub use staging::DEFAULT_STAGING_GRACE;
 pub use tools::PgTools;

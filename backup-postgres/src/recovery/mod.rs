@@ -1,0 +1,513 @@
+//! Point-in-time restore ([`PointInTimeRestore`]): replays archived WAL
+//! over a data directory that [`DataDirTarget`](crate::DataDirTarget) has
+//! just restored from a base backup, up to a [`RecoveryTarget`].
+//!
+//! # Steps
+//!
+//! 1. **Checks, nothing written.** `backup_label` names the segment and
+//!    timeline the base backup starts at. The archive ([`WalSource`]) must
+//!    hold every segment of that timeline from there on, without a gap, up
+//!    to the newest it has: a gap is an error naming the first missing
+//!    segment. A time or LSN target before the backup's start is refused,
+//!    and so is staging onto a file system without room for it.
+//! 2. **Staging.** Every segment from the backup's start to the newest is
+//!    fetched (verified by the source: a store checks its digests) into
+//!    `.<data dir name>.pitr/wal/` beside the data directory, and its size
+//!    and first page header are checked against the cluster (system
+//!    identifier, segment size, position). That costs disk: one segment
+//!    size (16 MiB by default) per archived segment from the backup's
+//!    start on, until recovery is over (the stage is removed once the
+//!    server this type started is promoted). Staging instead of a
+//!    `restore_command` that reaches the store keeps store credentials and
+//!    decryption keys in this process (the server's command line and
+//!    configuration never see them) and catches a corrupt or missing
+//!    segment before the server reads anything.
+//! 3. **Settings.** `recovery.signal`, and appended to
+//!    `postgresql.auto.conf`: `restore_command` copying from the stage
+//!    (shell- and configuration-quoted), the `recovery_target_*` setting,
+//!    `recovery_target_action = 'promote'`, `recovery_target_timeline =
+//!    'latest'`, and `archive_mode = 'off'` unless
+//!    [`keep_archiving`](PointInTimeRestore::keep_archiving) (a restored
+//!    copy must not write into the archive of the cluster it came from).
+//! 4. **Optionally, recovery** ([`StartOptions`]): the server starts on
+//!    the given port (as `postgres` when this process is root), replays,
+//!    and must be promoted. A time, LSN or name target it does not reach
+//!    stops it ("recovery ended before configured recovery target was
+//!    reached", PostgreSQL 13 and later, the oldest supported here); for
+//!    [`RecoveryTarget::Latest`] replay must end in the newest staged
+//!    segment: ending earlier means PostgreSQL refused a damaged record
+//!    (its CRC), and that is an error, not a silent early stop. Damage in
+//!    the newest archived segment itself cannot be told from the end of
+//!    the WAL by PostgreSQL; a source with digests catches it when fetched.
+//!
+//! Any failure after the checks leaves the data directory **marked
+//! unusable**: `global/pg_control` renamed to
+//! `global/pg_control.restore-failed` (no server starts on it) and a
+//! `RESTORE_FAILED` file saying why; restore the base backup again.
+
+mod label;
+mod server;
+mod settings;
+mod start;
+mod target;
+mod wal;
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use backup_core::{Error, Result};
+
+use crate::tools::PgTools;
+use label::{BackupLabel, ControlData, major_version};
+use server::{Launch, LogFacts, Server, chown_tree, explain_failure, server_user};
+use settings::{recovery_settings, write_settings};
+pub use start::{RecoveredServer, StartOptions};
+pub use target::RecoveryTarget;
+use target::{format_lsn, parse_lsn};
+pub use wal::{DirWalSource, WalSource};
+use wal::{Geometry, check_header};
+
+const ENGINE: &str = "postgres";
+/// The oldest major version that reports an unreached recovery target.
+const OLDEST_MAJOR: u32 = 13;
+/// The file that says why a data directory must not be started.
+pub const RESTORE_FAILED_FILE: &str = "RESTORE_FAILED";
+
+/// Replays archived WAL over a freshly restored base backup up to a
+/// target (see the module docs for the steps and what each checks).
+#[derive(Debug, Clone)]
+pub struct PointInTimeRestore {
+    data_dir: PathBuf,
+    source: Arc<dyn WalSource>,
+    target: RecoveryTarget,
+    bin_dir: PathBuf,
+    keep_archiving: bool,
+    start: Option<StartOptions>,
+}
+
+/// What a point-in-time restore did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// The target recovery was set to.
+    pub target: RecoveryTarget,
+    /// The base backup's timeline (the one staged).
+    pub timeline: u32,
+    /// The first and last segment staged.
+    pub segments: (String, String),
+    /// How many segments were staged, and their bytes.
+    pub staged_segments: u64,
+    /// Bytes staged.
+    pub staged_bytes: u64,
+    /// `.<name>.pitr` beside the data directory: the server log
+    /// (`server.log`) and, until a server this restore started is
+    /// promoted, the staged segments (`wal/`).
+    pub work_dir: PathBuf,
+    /// The recovered server, when [`StartOptions`] were given.
+    pub server: Option<RecoveredServer>,
+}
+
+/// What the checks found: the plan the writes follow.
+#[derive(Debug)]
+struct Plan {
+    data_dir: PathBuf,
+    work_dir: PathBuf,
+    timeline: u32,
+    geometry: Geometry,
+    system_id: u64,
+    /// Segment numbers to stage, contiguous.
+    first: u64,
+    last: u64,
+}
+
+impl PointInTimeRestore {
+    /// Recovery of `data_dir` (restored by
+    /// [`DataDirTarget`](crate::DataDirTarget), not started since) from
+    /// `source` to `target`, with the server binaries (`postgres`,
+    /// `pg_ctl`, `pg_controldata`) of `bin_dir`, which must be of the
+    /// backup's major version.
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        source: Arc<dyn WalSource>,
+        target: RecoveryTarget,
+        bin_dir: impl Into<PathBuf>,
+    ) -> PointInTimeRestore {
+        PointInTimeRestore {
+            data_dir: data_dir.into(),
+            source,
+            target,
+            bin_dir: bin_dir.into(),
+            keep_archiving: false,
+            start: None,
+        }
+    }
+
+    /// Keep the cluster's `archive_mode` (off by default after a restore,
+    /// so a copy never archives into the original's archive).
+    pub fn keep_archiving(mut self, keep: bool) -> PointInTimeRestore {
+        self.keep_archiving = keep;
+        self
+    }
+
+    /// Start the server once prepared and confirm recovery (step 4).
+    pub fn start_server(mut self, options: StartOptions) -> PointInTimeRestore {
+        self.start = Some(options);
+        self
+    }
+
+    /// Runs the restore (see the module docs).
+    pub async fn run(&self) -> Result<RecoveryReport> {
+        let plan = self.plan().await?;
+        match self.apply(&plan).await {
+            Ok(report) => Ok(report),
+            Err(e) => Err(self.mark_unusable(&plan, e).await),
+        }
+    }
+
+    /// Step 1: everything that can be refused before writing.
+    async fn plan(&self) -> Result<Plan> {
+        let data_dir = std::fs::canonicalize(&self.data_dir).map_err(|e| {
+            Error::io(
+                format!("opening the data directory {}", self.data_dir.display()),
+                e,
+            )
+        })?;
+        for (file, why) in [
+            (RESTORE_FAILED_FILE, "an earlier restore into it failed"),
+            ("recovery.signal", "it already has recovery settings"),
+            ("standby.signal", "it is set up as a standby"),
+            ("postmaster.pid", "a server may be running on it"),
+        ] {
+            if data_dir.join(file).exists() {
+                return Err(Error::Config(format!(
+                    "{} has {file} ({why}): restore the base backup into a new directory first",
+                    data_dir.display()
+                )));
+            }
+        }
+        let work_dir = work_dir_of(&data_dir)?;
+        if work_dir.exists() {
+            return Err(Error::AlreadyExists {
+                key: format!(
+                    "{} (left by an earlier point-in-time restore: remove it)",
+                    work_dir.display()
+                ),
+            });
+        }
+        let label = BackupLabel::read(&data_dir)?;
+        let major = major_version(&data_dir)?;
+        if major < OLDEST_MAJOR {
+            return Err(Error::Config(format!(
+                "point-in-time restore needs PostgreSQL {OLDEST_MAJOR} or newer (older servers do not report an unreached target); this cluster is {major}"
+            )));
+        }
+        let control = ControlData::read(&PgTools::in_dir(&self.bin_dir), major, &data_dir).await?;
+        let geometry = Geometry {
+            segment_size: control.segment_size,
+        };
+        self.check_target(&label)?;
+        let (tli, first) = geometry.parse(&label.start_segment).ok_or_else(|| {
+            Error::Config(format!(
+                "backup_label names {:?}, not a WAL segment",
+                label.start_segment
+            ))
+        })?;
+        if tli != label.timeline {
+            return Err(Error::Config(format!(
+                "backup_label's segment {} is not on its START TIMELINE {}",
+                label.start_segment, label.timeline
+            )));
+        }
+        let last = self.contiguous_from(geometry, tli, first).await?;
+        check_space(
+            &work_dir,
+            (last - first + 1).saturating_mul(geometry.segment_size),
+        )?;
+        Ok(Plan {
+            data_dir,
+            work_dir,
+            timeline: tli,
+            geometry,
+            system_id: control.system_id,
+            first,
+            last,
+        })
+    }
+
+    /// Refuses a time or LSN target before the base backup's start.
+    fn check_target(&self, label: &BackupLabel) -> Result<()> {
+        let before = match &self.target {
+            RecoveryTarget::Time(t) => label.start_time.filter(|start| t < start).map(|start| {
+                format!(
+                    "time {} is before the base backup started ({start})",
+                    t.to_rfc3339()
+                )
+            }),
+            RecoveryTarget::Lsn(lsn) if *lsn < label.start_lsn => Some(format!(
+                "LSN {} is before the base backup's start {}",
+                format_lsn(*lsn),
+                format_lsn(label.start_lsn)
+            )),
+            _ => None,
+        };
+        match before {
+            Some(why) => Err(Error::Config(format!(
+                "recovery target {why}: choose a later target or an older base backup"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The newest segment of a gap-free run from `first`, or the first
+    /// missing segment as an error.
+    async fn contiguous_from(&self, geometry: Geometry, tli: u32, first: u64) -> Result<u64> {
+        let mut numbers: Vec<u64> = self
+            .source
+            .list(tli)
+            .await?
+            .iter()
+            .filter_map(|n| geometry.parse(n))
+            .filter(|&(t, segno)| t == tli && segno >= first)
+            .map(|(_, segno)| segno)
+            .collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        let Some(&newest) = numbers.last() else {
+            return Err(Error::NotFound {
+                what: format!(
+                    "WAL segment {} in the archive (it holds none of timeline {tli} from the base backup's start on: is archiving running?); nothing was written",
+                    geometry.name(tli, first)
+                ),
+            });
+        };
+        for (expected, &found) in (first..).zip(&numbers) {
+            if found != expected {
+                return Err(Error::NotFound {
+                    what: format!(
+                        "WAL segment {} in the archive (segments {} to {} must all be there to replay past it); nothing was written",
+                        geometry.name(tli, expected),
+                        geometry.name(tli, first),
+                        geometry.name(tli, newest)
+                    ),
+                });
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Steps 2 to 4.
+    async fn apply(&self, plan: &Plan) -> Result<RecoveryReport> {
+        let wal_dir = plan.work_dir.join("wal");
+        for dir in [&plan.work_dir, &wal_dir] {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        let mut staged_bytes = 0u64;
+        for segno in plan.first..=plan.last {
+            let name = plan.geometry.name(plan.timeline, segno);
+            let dest = wal_dir.join(&name);
+            self.source.fetch(&name, &dest).await?;
+            check_header(&dest, &name, segno, plan.geometry, plan.system_id).await?;
+            staged_bytes = staged_bytes.saturating_add(plan.geometry.segment_size);
+        }
+        write_settings(
+            &plan.data_dir,
+            &recovery_settings(&self.target, self.keep_archiving, &wal_dir)?,
+        )?;
+        let server = match &self.start {
+            Some(options) => Some(self.recover(plan, options).await?),
+            None => None,
+        };
+        if server.is_some() {
+            remove_dir(&wal_dir).await;
+        }
+        Ok(RecoveryReport {
+            target: self.target.clone(),
+            timeline: plan.timeline,
+            segments: (
+                plan.geometry.name(plan.timeline, plan.first),
+                plan.geometry.name(plan.timeline, plan.last),
+            ),
+            staged_segments: plan.last - plan.first + 1,
+            staged_bytes,
+            work_dir: plan.work_dir.clone(),
+            server,
+        })
+    }
+
+    /// Step 4: start, wait for promotion, confirm the target.
+    async fn recover(&self, plan: &Plan, options: &StartOptions) -> Result<RecoveredServer> {
+        let user = server_user()?;
+        if let Some((uid, gid)) = user {
+            chown_tree(plan.data_dir.clone(), uid, gid).await?;
+            chown_tree(plan.work_dir.clone(), uid, gid).await?;
+        }
+        let socket_dir = options
+            .socket_dir
+            .clone()
+            .unwrap_or_else(|| plan.work_dir.clone());
+        let log = plan.work_dir.join("server.log");
+        let mut server = Server::start(&Launch {
+            bin_dir: &self.bin_dir,
+            data_dir: &plan.data_dir,
+            port: options.port,
+            socket_dir: &socket_dir,
+            listen_addresses: &options.listen_addresses,
+            log: &log,
+            user,
+        })?;
+        let facts = match server.wait_promoted(options.timeout).await {
+            Ok(()) => LogFacts::parse(&server.log_text()),
+            Err(e) => {
+                let _ = server.stop("immediate").await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.confirm_latest(plan, &facts, &server.log_text()) {
+            let _ = server.stop("immediate").await;
+            return Err(e);
+        }
+        let running = if options.leave_running {
+            Some(server)
+        } else {
+            server.stop("fast").await?;
+            None
+        };
+        Ok(RecoveredServer {
+            end_lsn: facts.redo_done_at,
+            end_reason: facts.end_reason,
+            stopped_at: facts.stopped,
+            last_transaction: facts.last_transaction,
+            port: options.port,
+            socket_dir,
+            log,
+            running,
+        })
+    }
+
+    /// For [`RecoveryTarget::Latest`]: replay ended in the newest staged
+    /// segment, not before (a damaged record ends replay early).
+    fn confirm_latest(&self, plan: &Plan, facts: &LogFacts, log: &str) -> Result<()> {
+        if self.target != RecoveryTarget::Latest {
+            return Ok(());
+        }
+        let end = facts
+            .redo_done_at
+            .as_deref()
+            .and_then(parse_lsn)
+            .ok_or_else(|| Error::Restore {
+                engine: ENGINE,
+                detail: format!(
+                    "the server's log does not say where replay ended, so reaching the archive's end cannot be confirmed; {}",
+                    explain_failure(log)
+                ),
+            })?;
+        let segno = plan.geometry.segment_of(end);
+        if segno >= plan.last {
+            return Ok(());
+        }
+        Err(Error::Integrity {
+            what: format!("WAL segment {}", plan.geometry.name(plan.timeline, segno)),
+            detail: format!(
+                "replay ended at {} in it ({}), but the archive holds WAL up to segment {}: PostgreSQL refused a damaged record there",
+                format_lsn(end),
+                facts.end_reason.as_deref().unwrap_or("no reason logged"),
+                plan.geometry.name(plan.timeline, plan.last),
+            ),
+        })
+    }
+
+    /// Marks the data directory unusable after a failure (see the module
+    /// docs) and returns the error saying so.
+    async fn mark_unusable(&self, plan: &Plan, cause: Error) -> Error {
+        let cause = match cause {
+            Error::Restore { detail, .. } => detail,
+            other => other.to_string(),
+        };
+        remove_dir(&plan.work_dir.join("wal")).await;
+        let control = plan.data_dir.join("global").join("pg_control");
+        let renamed = std::fs::rename(&control, control.with_extension("restore-failed"));
+        let note = format!(
+            "Point-in-time restore to {} failed: {cause}\nDo not start a server on this directory: restore the base backup again.\n",
+            self.target
+        );
+        let written = std::fs::write(plan.data_dir.join(RESTORE_FAILED_FILE), note);
+        let marked = if renamed.is_ok() && written.is_ok() {
+            "it is marked unusable (global/pg_control renamed to pg_control.restore-failed, RESTORE_FAILED written)".to_string()
+        } else {
+            format!(
+                "marking it unusable failed ({}): do not start a server on it",
+                [renamed.err(), written.err()]
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        Error::Restore {
+            engine: ENGINE,
+            detail: format!(
+                "point-in-time restore of {} to {} failed: {cause}; {marked}: restore the base backup again",
+                plan.data_dir.display(),
+                self.target
+            ),
+        }
+    }
+}
+
+/// `.<name>.pitr` beside `data_dir`.
+fn work_dir_of(data_dir: &Path) -> Result<PathBuf> {
+    let name = data_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Config(format!("{} has no directory name", data_dir.display())))?;
+    let parent = data_dir
+        .parent()
+        .ok_or_else(|| Error::Config(format!("{} has no parent directory", data_dir.display())))?;
+    Ok(parent.join(format!(".{name}.pitr")))
+}
+
+/// Refuses to stage `needed` bytes beside the data directory when its
+/// file system has less free.
+fn check_space(work_dir: &Path, needed: u64) -> Result<()> {
+    let parent = work_dir.parent().unwrap_or(work_dir);
+    let stat = nix::sys::statvfs::statvfs(parent).map_err(|e| {
+        Error::io(
+            format!("reading the free space of {}", parent.display()),
+            e.into(),
+        )
+    })?;
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+    if needed > free {
+        return Err(Error::StorageFull {
+            store: format!(
+                "{} to stage the WAL ({needed} bytes needed, {free} free; nothing was written): free space or restore where there is more",
+                parent.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+async fn remove_dir(dir: &Path) {
+    let dir = dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_needs_room() {
+        let work = std::env::temp_dir().join(".data.pitr");
+        assert!(check_space(&work, 0).is_ok());
+        let err = check_space(&work, u64::MAX).unwrap_err();
+        assert!(matches!(err, Error::StorageFull { .. }), "{err}");
+        assert!(err.to_string().contains("nothing was written"), "{err}");
+    }
+}
