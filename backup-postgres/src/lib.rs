@@ -90,6 +90,7 @@ mod staging;
 mod tarscan;
 mod tools;
 mod wal;
+mod window;
 
 #[cfg(feature = "throwaway")]
 mod cluster;
@@ -120,3 +121,4 @@ pub use wal::{
     PushOutcome, WAL_DIR, WalArchive, WalConflict, WalFileKind, WalFileName, WalPruneReport,
     WalRecord,
 };
+pub use window::{PitrRange, PitrWindow, base_backups, pitr_window, prune_wal};

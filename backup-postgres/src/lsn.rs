@@ -134,6 +134,13 @@ pub fn parse_segment_file_name(name: &str, segment_size: u64) -> Result<(u32, u6
     Ok((timeline, u64::from(log_id) * per_log_id + u64::from(seg)))
 }
 
+impl serde::Serialize for Lsn {
+    /// As PostgreSQL prints it (`0/3000028`).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,6 +192,17 @@ impl WalArchive {
         self.load_record(&name).await
     }
 
+    /// When the record of `name` was stored (the store's clock): when the
+    /// file became part of the archive. `None` when it is not archived.
+    pub async fn archived_at(&self, name: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let name = WalFileName::parse(name)?;
+        match self.engine.store().head(&self.record_key(&name)?).await {
+            Ok(meta) => Ok(Some(meta.last_modified)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn load_record(&self, name: &WalFileName) -> Result<Option<WalRecord>> {
         let key = self.record_key(name)?;
         let bytes = match self.engine.store().get_bytes(&key).await {

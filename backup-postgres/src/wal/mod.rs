@@ -4,6 +4,7 @@
 //! `archive_command` / `restore_command` and the streaming archiver use);
 //! [`WalFileName`] says which names it accepts.
 
+mod adapters;
 mod archive;
 mod name;
 

@@ -7,8 +7,8 @@ use backup_core::{Error, Result};
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    Context, Outcome, backup, check, delete, forget_source, gc, health, init, list, prune, restore,
-    stats, sweep, verify, wal_fetch, wal_push,
+    Context, Outcome, backup, check, delete, forget_source, gc, health, init, list, pitr_window,
+    prune, restore, stats, sweep, verify, wal_archive, wal_fetch, wal_push,
 };
 use crate::options::{CryptoOptions, S3Options};
 
@@ -78,6 +78,14 @@ enum Command {
     /// --source ID`). Exit 1 when the archive does not hold it, 126 (stops
     /// recovery) when it is corrupt or cannot be read.
     WalFetch(wal_fetch::WalFetchArgs),
+    /// Archive a cluster's WAL continuously into the store over the
+    /// replication protocol (pg_receivewal from a physical slot,
+    /// restarted when it exits) until Ctrl-C or SIGTERM.
+    WalArchive(wal_archive::WalArchiveArgs),
+    /// From when to when a PostgreSQL source can be restored: per base
+    /// backup, its end and the end of the WAL archived after it without a
+    /// gap. Exit 1 when it has no base backup.
+    PitrWindow(pitr_window::PitrWindowArgs),
 }
 
 async fn run(cli: Cli) -> Result<Outcome> {
@@ -101,6 +109,8 @@ async fn run(cli: Cli) -> Result<Outcome> {
         Command::Sweep(args) => sweep::run(args, &ctx).await,
         Command::WalPush(args) => wal_push::run(args, &ctx).await,
         Command::WalFetch(args) => wal_fetch::run(args, &ctx).await,
+        Command::WalArchive(args) => wal_archive::run(args, &ctx).await,
+        Command::PitrWindow(args) => pitr_window::run(args, &ctx).await,
     }
 }
 

@@ -233,3 +233,13 @@ pub(crate) fn restore_target(
         (None, None) => Err(Error::Config("give --pg or --mongo".into())),
     }
 }
+
+/// The PostgreSQL connection of `--pg URL` (libpq's rules, as for
+/// `backup`) and the tools of `--pg-bin`: for the physical commands.
+pub(crate) fn postgres(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+    pg_bin: Option<&std::path::Path>,
+) -> Result<(PgConnection, PgTools)> {
+    Ok((pg_connection(url, password_file)?, pg_tools(pg_bin)?))
+}

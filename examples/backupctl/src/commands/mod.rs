@@ -8,11 +8,13 @@ pub(crate) mod gc;
 pub(crate) mod health;
 pub(crate) mod init;
 pub(crate) mod list;
+pub(crate) mod pitr_window;
 pub(crate) mod prune;
 pub(crate) mod restore;
 pub(crate) mod stats;
 pub(crate) mod sweep;
 pub(crate) mod verify;
+pub(crate) mod wal_archive;
 pub(crate) mod wal_fetch;
 pub(crate) mod wal_push;
 
