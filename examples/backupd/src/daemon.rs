@@ -177,6 +177,7 @@ impl Daemon {
             registration: tokio::sync::Mutex::new(()),
             tracker: tokio_util::task::TaskTracker::new(),
             leftovers: Default::default(),
+            wal: Default::default(),
             config,
         });
         for (i, db) in app.config.databases.clone().into_iter().enumerate() {
@@ -268,6 +269,7 @@ impl Daemon {
         let drain = app.config.shutdown_timeout;
         let started = tokio::time::Instant::now();
         app.scheduler.shutdown(Shutdown::Drain(drain)).await;
+        app.wal.stop_all().await;
         app.tracker.close();
         let left = drain.saturating_sub(started.elapsed());
         if tokio::time::timeout(left, app.tracker.wait())

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use backup_core::{Event, EventBus, Filter, Result, catalog::Catalog, manifest::BackupKind};
+use backup_postgres::ArchiverStatus;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -62,6 +63,11 @@ pub struct Metrics {
     last_success: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     packages: Family<TenantLabels, Counter>,
     disk: Family<PathLabels, Gauge>,
+    wal_archived: Family<SourceLabels, Counter>,
+    wal_errors: Family<SourceLabels, Counter>,
+    wal_lag_bytes: Family<SourceLabels, Gauge>,
+    wal_lag_seconds: Family<SourceLabels, Gauge<f64, AtomicU64>>,
+    wal_last_archived: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     fs_root: Option<PathBuf>,
 }
 
@@ -84,6 +90,36 @@ impl Metrics {
         let last_success = Family::<SourceLabels, Gauge<f64, AtomicU64>>::default();
         let packages = Family::<TenantLabels, Counter>::default();
         let disk = Family::<PathLabels, Gauge>::default();
+        let wal_archived = Family::<SourceLabels, Counter>::default();
+        let wal_errors = Family::<SourceLabels, Counter>::default();
+        let wal_lag_bytes = Family::<SourceLabels, Gauge>::default();
+        let wal_lag_seconds = Family::<SourceLabels, Gauge<f64, AtomicU64>>::default();
+        let wal_last_archived = Family::<SourceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "backup_wal_archived",
+            "WAL files archived (segments and history files)",
+            wal_archived.clone(),
+        );
+        registry.register(
+            "backup_wal_archive_errors",
+            "WAL archiving errors (a segment refused, the receiver failing)",
+            wal_errors.clone(),
+        );
+        registry.register(
+            "backup_wal_archive_lag_bytes",
+            "WAL the server has flushed beyond the newest archived segment",
+            wal_lag_bytes.clone(),
+        );
+        registry.register(
+            "backup_wal_archive_lag_seconds",
+            "Seconds since the archive last covered the server's flush position",
+            wal_lag_seconds.clone(),
+        );
+        registry.register(
+            "backup_wal_last_archived_timestamp_seconds",
+            "Unix time the newest WAL file was archived",
+            wal_last_archived.clone(),
+        );
         registry.register(
             "backup",
             "Backups attempted, by outcome",
@@ -120,13 +156,59 @@ impl Metrics {
             last_success,
             packages,
             disk,
+            wal_archived,
+            wal_errors,
+            wal_lag_bytes,
+            wal_lag_seconds,
+            wal_last_archived,
             fs_root,
+        }
+    }
+
+    /// Sets the WAL archive gauges of one source from its archiver.
+    pub fn wal_status(&self, tenant: &str, source: &str, status: &ArchiverStatus) {
+        let labels = SourceLabels {
+            source: source.to_string(),
+            tenant: tenant.to_string(),
+        };
+        if let Some(bytes) = status.lag_bytes {
+            self.wal_lag_bytes
+                .get_or_create(&labels)
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        if let Some(seconds) = status.lag_seconds {
+            self.wal_lag_seconds.get_or_create(&labels).set(seconds);
+        }
+        if let Some(at) = status.last_archived_at {
+            self.wal_last_archived
+                .get_or_create(&labels)
+                .set(at.timestamp_millis() as f64 / 1000.0);
         }
     }
 
     /// Updates metrics from one event.
     pub fn observe(&self, event: &Event) {
         match event {
+            Event::WalArchived {
+                tenant, source_id, ..
+            } => {
+                self.wal_archived
+                    .get_or_create(&SourceLabels {
+                        source: source_id.clone(),
+                        tenant: tenant.clone(),
+                    })
+                    .inc();
+            }
+            Event::WalArchiveError {
+                tenant, source_id, ..
+            } => {
+                self.wal_errors
+                    .get_or_create(&SourceLabels {
+                        source: source_id.clone(),
+                        tenant: tenant.clone(),
+                    })
+                    .inc();
+            }
             Event::Succeeded {
                 tenant,
                 source_id,

@@ -422,12 +422,23 @@ mod tests {
             max_backups: Some(1),
             retention_days: Some(1),
             pg_bin: Some("/x".into()),
+            mode: Some("physical".into()),
+            wal_archiving: true,
+            slot: Some("s".into()),
             ..Default::default()
         })
         .unwrap();
         let mut parsed: std::collections::BTreeSet<String> =
             entry.as_object().unwrap().keys().cloned().collect();
-        for refused in ["url_var", "username_var", "password_var", "pg_bin"] {
+        for refused in [
+            "url_var",
+            "username_var",
+            "password_var",
+            "pg_bin",
+            "mode",
+            "wal_archiving",
+            "slot",
+        ] {
             assert!(parsed.remove(refused), "{refused} is an entry field");
         }
         parsed.extend(["schedule", "username", "password"].map(String::from));

@@ -12,7 +12,7 @@ use super::fields::{
     EnvLookup, check_range, env_var, parse_compression, parse_duration, parse_schedule, retention,
 };
 use super::schema::{RENAMED_FIELDS, RawDatabase};
-use super::types::{DatabaseConfig, Defaults, Problems};
+use super::types::{BackupMode, DatabaseConfig, Defaults, Problems};
 
 /// The `sslmode` values PostgreSQL knows.
 const SSLMODES: [&str; 6] = [
@@ -82,6 +82,7 @@ pub fn database(
         }
     };
     check_pg_bin(raw, engine, path, problems);
+    let (mode, wal_slot) = physical(raw, engine, path, problems);
     if problems.0.len() > before {
         return None;
     }
@@ -103,6 +104,8 @@ pub fn database(
         compression: compression?,
         sslmode: placement.sslmode,
         pg_bin: raw.pg_bin.clone(),
+        mode,
+        wal_slot,
         retention: limits,
         package: raw.package,
         tenant,
@@ -139,6 +142,71 @@ fn check_pg_bin(raw: &RawDatabase, engine: Option<Engine>, path: &str, problems:
             ),
         );
     }
+}
+
+/// `mode`, `wal_archiving` and `slot`: physical backups and WAL archiving
+/// are for PostgreSQL entries; WAL is archived for physical entries only,
+/// from a slot with a valid name.
+fn physical(
+    raw: &RawDatabase,
+    engine: Option<Engine>,
+    path: &str,
+    problems: &mut Problems,
+) -> (BackupMode, Option<String>) {
+    let mode = match raw.mode.as_deref() {
+        None | Some("logical") => BackupMode::Logical,
+        Some("physical") => BackupMode::Physical,
+        Some(other) => {
+            problems.push(
+                format!("{path}.mode"),
+                format!("unknown mode {other:?} (expected logical or physical)"),
+            );
+            return (BackupMode::Logical, None);
+        }
+    };
+    if mode == BackupMode::Physical && engine.is_some_and(|e| e != Engine::Postgres) {
+        problems.push(
+            format!("{path}.mode"),
+            "physical backups are for postgres entries",
+        );
+    }
+    if !raw.wal_archiving {
+        if raw.slot.is_some() {
+            problems.push(format!("{path}.slot"), "a slot is for wal_archiving: true");
+        }
+        return (mode, None);
+    }
+    if mode != BackupMode::Physical {
+        problems.push(
+            format!("{path}.wal_archiving"),
+            "WAL archiving continues base backups: set mode: physical",
+        );
+        return (mode, None);
+    }
+    let slot = raw.slot.clone().unwrap_or_else(|| {
+        let id: String = raw
+            .id
+            .chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9' | '_') => c,
+                _ => '_',
+            })
+            .collect();
+        format!("backupd_{id}").chars().take(63).collect()
+    });
+    let valid = (1..=63).contains(&slot.len())
+        && slot
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        problems.push(
+            format!("{path}.slot"),
+            format!(
+                "{slot:?} is not a replication slot name (1 to 63 lower-case letters, digits, _)"
+            ),
+        );
+    }
+    (mode, Some(slot))
 }
 
 /// Where an entry's database is and who connects to it.
@@ -391,8 +459,9 @@ pub fn drop_renamed_fields(
 /// Whether two entries certainly name one database, without DNS (for
 /// the configuration file, checked before the daemon starts).
 pub fn same_database_by_name(a: &DatabaseConfig, b: &DatabaseConfig) -> bool {
+    let whole_server = a.mode == BackupMode::Physical || b.mode == BackupMode::Physical;
     a.engine == b.engine
         && a.port == b.port
-        && same_name(&a.database_name, &b.database_name)
+        && (whole_server || same_name(&a.database_name, &b.database_name))
         && normalise_host(&a.host) == normalise_host(&b.host)
 }

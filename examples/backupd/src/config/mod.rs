@@ -24,7 +24,7 @@ pub use schema::{
     RawStorage, RawTenant, RawToken, RawWebhook, Replicas,
 };
 pub use types::{
-    Config, DatabaseConfig, DatabaseView, Defaults, MAX_BACKUPS, MAX_DURATION_SECS,
+    BackupMode, Config, DatabaseConfig, DatabaseView, Defaults, MAX_BACKUPS, MAX_DURATION_SECS,
     MAX_PARALLEL_JOBS, MAX_RETENTION_DAYS, MAX_SHUTDOWN_SECS, PackageConfig, Problems, Retention,
     Role, StorageConfig, TokenConfig, WebhookConfig,
 };

@@ -47,6 +47,11 @@ pub struct RawConfig {
     /// Audit log file (JSON lines); default `audit.log` beside the config.
     #[serde(default)]
     pub audit_log: Option<PathBuf>,
+    /// Directory where the WAL archivers of `wal_archiving` entries spool
+    /// what they receive, one subdirectory per entry (default `wal-spool`
+    /// beside the config); keep it between runs.
+    #[serde(default)]
+    pub wal_spool: Option<PathBuf>,
     /// Seconds running backups may take to finish on SIGTERM (default 300).
     #[serde(default)]
     pub shutdown_timeout_seconds: Option<u64>,
@@ -365,6 +370,21 @@ pub struct RawDatabase {
     /// API it would let a caller choose what the daemon runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pg_bin: Option<std::path::PathBuf>,
+    /// PostgreSQL: `logical` (pg_dump of `database_name`, the default) or
+    /// `physical` (a base backup of the whole cluster with pg_basebackup;
+    /// restored with `backupctl restore ID --datadir DIR`). Configuration
+    /// file only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// `physical` entries: archive the cluster's WAL continuously
+    /// (pg_receivewal from a replication slot) for point-in-time restore.
+    /// Configuration file only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wal_archiving: bool,
+    /// The replication slot of `wal_archiving` (default `backupd_` and the
+    /// id, lower-cased, other characters as `_`). Configuration file only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
 }
 
 /// The retention fields of a section, as written (`global:`,

@@ -562,3 +562,60 @@ fn pg_bin_is_an_absolute_directory_of_postgres_tools() {
         "{problems:?}"
     );
 }
+
+/// `mode: physical` is for PostgreSQL entries, `wal_archiving` for
+/// physical ones, `slot` for archiving ones; the slot defaults from the id.
+#[test]
+fn physical_entries_and_wal_archiving() {
+    let entry = |fields: &str| {
+        SEED.replacen(
+            "database_name: ventasdb,",
+            &format!("database_name: ventasdb, {fields},"),
+            1,
+        )
+    };
+    let c = load_with(&entry("mode: physical, wal_archiving: true"), &env()).unwrap();
+    let db = &c.databases[0];
+    assert_eq!(db.mode, BackupMode::Physical);
+    assert_eq!(db.wal_slot.as_deref(), Some("backupd_pg_ventas_prod"));
+    assert_eq!(c.databases[1].mode, BackupMode::Logical);
+    assert!(c.wal_spool.ends_with("wal-spool"));
+    let c = load_with(
+        &entry("mode: physical, wal_archiving: true, slot: ventas_wal"),
+        &env(),
+    )
+    .unwrap();
+    assert_eq!(c.databases[0].wal_slot.as_deref(), Some("ventas_wal"));
+
+    for (fields, field, says) in [
+        ("mode: physcal", "mode", "unknown mode"),
+        ("wal_archiving: true", "wal_archiving", "mode: physical"),
+        ("mode: physical, slot: x", "slot", "wal_archiving"),
+        (
+            "mode: physical, wal_archiving: true, slot: Bad-Slot",
+            "slot",
+            "not a replication slot name",
+        ),
+    ] {
+        let problems = load_with(&entry(fields), &env()).unwrap_err().0;
+        let at = format!("databases[0].{field}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(&at) && p.contains(says)),
+            "{fields}: {problems:?}"
+        );
+    }
+    let mongo = SEED.replacen(
+        "database_name: logsdb}",
+        "database_name: logsdb, mode: physical}",
+        1,
+    );
+    let problems = load_with(&mongo, &env()).unwrap_err().0;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("databases[1].mode") && p.contains("postgres entries")),
+        "{problems:?}"
+    );
+}

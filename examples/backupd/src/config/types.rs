@@ -119,6 +119,23 @@ pub struct DatabaseConfig {
     /// PostgreSQL client tools' directory (`pg_bin`), else discovery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pg_bin: Option<PathBuf>,
+    /// Logical dumps or physical base backups.
+    pub mode: BackupMode,
+    /// The replication slot WAL is archived from, when `wal_archiving` is
+    /// on (physical entries only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_slot: Option<String>,
+}
+
+/// What a PostgreSQL entry's backups are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupMode {
+    /// `pg_dump` of one database (and every MongoDB entry).
+    #[default]
+    Logical,
+    /// `pg_basebackup` of the whole cluster.
+    Physical,
 }
 /// Package settings with defaults applied.
 #[derive(Debug, Clone)]
@@ -203,6 +220,8 @@ pub struct Config {
     pub audit_log: PathBuf,
     /// Shutdown drain time.
     pub shutdown_timeout: Duration,
+    /// Where WAL archivers spool (`wal_spool`).
+    pub wal_spool: PathBuf,
     /// Whether scheduled triggers take leases in the store.
     pub replicas: Replicas,
     /// Databases.

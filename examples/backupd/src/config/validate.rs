@@ -93,6 +93,7 @@ pub(super) fn validate(
         identities,
         audit_log: base_dir.join(raw.audit_log.unwrap_or_else(|| PathBuf::from("audit.log"))),
         shutdown_timeout: Duration::from_secs(shutdown_timeout),
+        wal_spool: base_dir.join(raw.wal_spool.unwrap_or_else(|| PathBuf::from("wal-spool"))),
         replicas: raw.replicas.unwrap_or_default(),
         databases,
     })

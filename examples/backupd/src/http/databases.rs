@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::body;
 use crate::config::{
-    DatabaseConfig, DatabaseView, Defaults, Problems, RawDatabase, database, drop_renamed_fields,
+    BackupMode, DatabaseConfig, DatabaseView, Defaults, Problems, RawDatabase, database,
+    drop_renamed_fields,
 };
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -62,11 +63,14 @@ pub(super) fn body_to_database(
             )));
         }
     }
-    // Which programs the daemon runs is the operator's choice.
-    if fields.contains_key("pg_bin") {
-        return Err(ApiError::bad_request(
-            "pg_bin is accepted only in the configuration file",
-        ));
+    // Which programs the daemon runs, and whole-cluster backups and WAL
+    // archiving (long-running replication), are the operator's choice.
+    for key in ["pg_bin", "mode", "wal_archiving", "slot"] {
+        if fields.contains_key(key) {
+            return Err(ApiError::bad_request(format!(
+                "{key} is accepted only in the configuration file"
+            )));
+        }
     }
     let text = |v: Value, what: &str| match v {
         Value::String(s) if !s.is_empty() && s.len() <= 1024 => Ok(s),
@@ -218,6 +222,9 @@ pub(super) async fn patch_database(
         stale_after: Some(format!("{}s", current.stale_after.as_secs())),
         sslmode: current.sslmode.clone(),
         pg_bin: current.pg_bin.clone(),
+        mode: (current.mode == BackupMode::Physical).then(|| "physical".into()),
+        wal_archiving: current.wal_slot.is_some(),
+        slot: current.wal_slot.clone(),
     };
     let mut fields = fields;
     fields

@@ -17,7 +17,7 @@ use super::databases::body_to_database;
 use super::jobs::RestoreBody;
 use crate::auth::Principal;
 use crate::body::parse_object;
-use crate::config::{DatabaseConfig, Defaults, RawDatabase, Retention};
+use crate::config::{BackupMode, DatabaseConfig, Defaults, RawDatabase, Retention};
 use crate::error::ApiError;
 use crate::routes::find_route;
 
@@ -115,6 +115,9 @@ pub fn sample_base() -> RawDatabase {
         stale_after: Some("86400s".into()),
         sslmode: None,
         pg_bin: None,
+        mode: None,
+        wal_archiving: false,
+        slot: None,
     }
 }
 
@@ -134,8 +137,8 @@ pub fn check_registered(db: &DatabaseConfig, tenant: Option<&str>) -> Result<(),
     if db.username_var.is_some() || db.password_var.is_some() || db.url_var.is_some() {
         return Err("an entry from the API carries *_var names".into());
     }
-    if db.pg_bin.is_some() {
-        return Err("an entry from the API names pg_bin".into());
+    if db.pg_bin.is_some() || db.wal_slot.is_some() || db.mode != BackupMode::Logical {
+        return Err("an entry from the API names pg_bin, a physical mode or WAL archiving".into());
     }
     validate_id(&db.id).map_err(|e| format!("id: {e}"))?;
     validate_id(&db.tenant).map_err(|e| format!("tenant: {e}"))?;

@@ -47,10 +47,14 @@ pub(super) async fn status(State(app): State<Shared>, caller: Caller) -> ApiResu
         "max_parallel_jobs": app.config.max_parallel_jobs,
         "time_zone": app.config.tz.name(),
         "restore_leftovers": app.leftovers.visible(&visible),
+        "wal_archiving": app.wal.views(&visible).await,
     }))
 }
 
 pub(super) fn metrics_text(app: &App) -> Response {
+    for (tenant, source, status) in app.wal.statuses() {
+        app.metrics.wal_status(&tenant, &source, &status);
+    }
     (
         [(
             header::CONTENT_TYPE,

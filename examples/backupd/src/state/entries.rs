@@ -4,16 +4,20 @@
 use std::sync::Arc;
 
 use backup_core::{
-    DumpSource, RestoreTarget, Result, RetentionPolicy, retention::KeepLast, retention::KeepWithin,
+    DumpSource, Error, RestoreTarget, Result, RetentionPolicy, retention::KeepLast,
+    retention::KeepWithin,
 };
-use backup_postgres::{PgConnection, PgTools, PostgresSource, PostgresTarget};
+use backup_postgres::{BaseBackupSource, PgConnection, PgTools, PostgresSource, PostgresTarget};
 
-use crate::config::DatabaseConfig;
+use crate::config::{BackupMode, DatabaseConfig};
 use crate::engine::Engine as DbEngine;
 
 /// Builds the source for a database entry.
 pub fn make_source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
     match db.engine {
+        DbEngine::Postgres if db.mode == BackupMode::Physical => Ok(Arc::new(
+            BaseBackupSource::new(pg_connection(db, &db.database_name)).with_tools(pg_tools(db)),
+        )),
         DbEngine::Postgres => Ok(Arc::new(
             PostgresSource::new(pg_connection(db, &db.database_name)).with_tools(pg_tools(db)),
         )),
@@ -24,6 +28,10 @@ pub fn make_source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
 /// Builds the restore target for a database entry.
 pub fn make_target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
     match db.engine {
+        DbEngine::Postgres if db.mode == BackupMode::Physical => Err(Error::Config(format!(
+            "{} takes physical backups of the whole cluster: restore them into a new data directory with `backupctl restore ID --datadir DIR` (point-in-time: --target-time, --target-name, --target-lsn)",
+            db.id
+        ))),
         DbEngine::Postgres => Ok(Arc::new(
             PostgresTarget::new(pg_connection(db, &db.database_name)).with_tools(pg_tools(db)),
         )),
@@ -32,7 +40,7 @@ pub fn make_target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
 }
 
 /// The entry's `pg_bin`, else discovery by the server's major version.
-fn pg_tools(db: &DatabaseConfig) -> PgTools {
+pub fn pg_tools(db: &DatabaseConfig) -> PgTools {
     db.pg_bin
         .clone()
         .map(PgTools::in_dir)
@@ -40,7 +48,8 @@ fn pg_tools(db: &DatabaseConfig) -> PgTools {
         .configured_by("the database entry's pg_bin")
 }
 
-fn pg_connection(db: &DatabaseConfig, database: &str) -> PgConnection {
+/// The connection of a PostgreSQL entry to `database`.
+pub fn pg_connection(db: &DatabaseConfig, database: &str) -> PgConnection {
     let mut conn = PgConnection::new(
         db.host.clone(),
         db.port,

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::auth::{Audit, Tokens};
-use super::config::{Config, DatabaseConfig};
+use super::config::{BackupMode, Config, DatabaseConfig};
 use super::error::ApiError;
 use super::leftovers::Leftovers;
 use super::metrics::Metrics;
@@ -26,7 +26,7 @@ use super::tenancy;
 mod entries;
 mod jobs;
 
-pub use entries::{make_source, make_target, retention};
+pub use entries::{make_source, make_target, pg_connection, pg_tools, retention};
 pub use jobs::{GuardedJob, PackageJob};
 
 /// Scheduler job id of the package builder (`_` ids are reserved, so no
@@ -106,6 +106,8 @@ pub struct App {
     /// What the start-up scan for leftovers of interrupted restores found,
     /// by database id (see [`crate::leftovers`]).
     pub leftovers: Arc<Leftovers>,
+    /// The WAL archivers of `wal_archiving` entries.
+    pub wal: crate::wal::WalArchivers,
 }
 
 impl std::fmt::Debug for App {
@@ -139,21 +141,33 @@ impl App {
             .filter(|d| Some(d.id.as_str()) != replacing)
             .cloned()
             .collect();
-        // Another tenant's entry that may name the same database.
-        let mut owned_elsewhere = false;
+        // Another tenant's entry that may name the same database, or the
+        // same server when either backs up the whole cluster (physical).
+        let mut owned_elsewhere = None;
         for e in &entries {
+            let whole_server = e.mode == BackupMode::Physical || db.mode == BackupMode::Physical;
             if e.tenant != db.tenant
                 && e.engine == db.engine
                 && e.port == db.port
-                && tenancy::same_name(&e.database_name, &db.database_name)
+                && (whole_server || tenancy::same_name(&e.database_name, &db.database_name))
                 && tenancy::may_be_same_host(&e.host, &db.host, db.port).await
             {
-                owned_elsewhere = true;
+                owned_elsewhere = Some(whole_server);
                 break;
             }
         }
-        if !owned_elsewhere {
-            return Ok(());
+        match owned_elsewhere {
+            None => return Ok(()),
+            Some(true) => {
+                return Err(ApiError::forbidden(
+                    "database_not_allowed",
+                    format!(
+                        "the server {}:{} has a physical (whole cluster) entry and entries of another tenant: tenant {} may not use it",
+                        db.host, db.port, db.tenant
+                    ),
+                ));
+            }
+            Some(false) => {}
         }
         Err(ApiError::forbidden(
             "database_not_allowed",
@@ -212,6 +226,14 @@ impl App {
                 .last_run(last_run.or(Some(Utc::now()))),
         )?;
         self.metrics.touch(&db.tenant, &db.id);
+        self.wal
+            .replace(
+                &db,
+                self.engine_for(&db),
+                &self.events,
+                &self.config.wal_spool,
+            )
+            .await?;
         self.databases
             .write()
             .expect("databases lock")
@@ -225,6 +247,7 @@ impl App {
     /// ([`GuardedJob`]).
     pub async fn unregister(&self, id: &str) -> bool {
         self.scheduler.remove(id);
+        self.wal.stop(id).await;
         let removed = self.databases.write().expect("databases lock").remove(id);
         match removed {
             Some(db) => {
