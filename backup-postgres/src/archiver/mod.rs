@@ -1,41 +1,6 @@
-//! [`WalArchiver`]: continuous WAL archiving over the replication
-//! protocol (issue #14, item 2), embeddable like the scheduler: started on
-//! the host's tokio runtime, stopped cleanly, observable through
-//! [`WalArchiverHandle::status`] and [`Event`]s.
-//!
-//! `pg_receivewal` (of the server's major version or newer) streams WAL
-//! from a physical replication slot into a spool directory; the archiver
-//! supervises it (restarted with exponential backoff whenever it exits)
-//! and polls the spool, handing each completed segment and timeline
-//! `.history` file to a [`SegmentSink`] in name order, deleting it from
-//! the spool only once the sink has it. A `.partial` segment is never
-//! handed over. The slot keeps the server's WAL while the archiver is
-//! down, the spool keeps what was received, so a restarted archiver
-//! resumes with no gap and no segment received twice (see `spool.rs`).
-//!
-//! `pg_receivewal` runs with `--slot NAME --no-loop --no-password` and
-//! *without* `--synchronous`: only completed segments are archived, and
-//! `pg_receivewal` flushes each segment before giving it its final name
-//! whatever that flag says; `--synchronous` would add an fsync per
-//! message and make it report itself as a synchronous standby, so a
-//! server with `synchronous_standby_names = '*'` would wait for the
-//! archiver on every commit.
-//!
-//! ```no_run
-//! use std::sync::Arc;
-//! use backup_postgres::{ArchiverOptions, DirSink, PgConnection, WalArchiver};
-//!
-//! # async fn run() -> backup_core::Result<()> {
-//! let conn = PgConnection::from_url("postgres://replicator@db.internal/postgres")?
-//!     .with_password_from_env();
-//! let sink = Arc::new(DirSink::new("/var/lib/backup/wal")?);
-//! let options = ArchiverOptions::new("backup_wal", "/var/lib/backup/wal-spool");
-//! let archiver = WalArchiver::new(conn, sink, options)?.start();
-//! // ... later
-//! println!("{:?}", archiver.status().last_segment);
-//! archiver.stop().await;
-//! # Ok(()) }
-//! ```
+//! [`WalArchiver`]: continuous WAL archiving with `pg_receivewal`
+//! (issue #14, item 2). `receiver` runs the tool, `spool` knows its
+//! directory, `sink` is where completed files go.
 
 mod receiver;
 mod sink;
@@ -206,9 +171,51 @@ pub struct ArchiverStatus {
     pub receiver_pid: Option<u32>,
 }
 
-/// Streams a cluster's WAL into a [`SegmentSink`]; see the module docs
-/// of [`archiver`](self). Build it with [`WalArchiver::new`], run it with
-/// [`WalArchiver::start`].
+/// Continuous WAL archiving over the replication
+/// protocol (issue #14, item 2), embeddable like the scheduler: started on
+/// the host's tokio runtime, stopped cleanly, observable through
+/// [`WalArchiverHandle::status`] and [`Event`](backup_core::events::Event)s.
+///
+/// `pg_receivewal` (of the server's major version or newer) streams WAL
+/// from a physical replication slot into a spool directory; the archiver
+/// supervises it (restarted with exponential backoff whenever it exits)
+/// and polls the spool, handing each completed segment and timeline
+/// `.history` file to a [`SegmentSink`] in name order, deleting it from
+/// the spool only once the sink has it. A `.partial` segment is never
+/// handed over. The slot keeps the server's WAL while the archiver is
+/// down, the spool keeps what was received, so a restarted archiver
+/// resumes with no gap and no segment received twice: the spool keeps
+/// the newest archived segment (named in its `archived-through` file), so
+/// a restarted `pg_receivewal` starts right after it rather than at the
+/// slot's position, which it reports only every few seconds.
+///
+/// `pg_receivewal` runs with `--slot NAME --no-loop --no-password` and
+/// *without* `--synchronous`: only completed segments are archived, and
+/// `pg_receivewal` fsyncs each segment before giving it its final name
+/// whatever that flag says, so `--synchronous` (an fsync and a status
+/// message per message received) would cost a busy server's archiver
+/// without making the archive any more complete. The archiver is not
+/// meant to be a synchronous standby: keep its `application_name`
+/// (`backup-postgres` unless the connection sets another) out of
+/// `synchronous_standby_names`, and do not set that to `*`.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use backup_postgres::{ArchiverOptions, DirSink, PgConnection, WalArchiver};
+///
+/// # async fn run() -> backup_core::Result<()> {
+/// let conn = PgConnection::from_url("postgres://replicator@db.internal/postgres")?
+///     .with_password_from_env();
+/// let sink = Arc::new(DirSink::new("/var/lib/backup/wal")?);
+/// let options = ArchiverOptions::new("backup_wal", "/var/lib/backup/wal-spool");
+/// let archiver = WalArchiver::new(conn, sink, options)?.start();
+/// // ... later
+/// println!("{:?}", archiver.status().last_segment);
+/// archiver.stop().await;
+/// # Ok(()) }
+/// ```
+///
+/// Build it with [`WalArchiver::new`], run it with [`WalArchiver::start`].
 #[derive(Debug)]
 pub struct WalArchiver {
     ctx: Context,
