@@ -530,3 +530,48 @@ async fn poll_lag(ctx: &Context) {
         s.status.lag_seconds = Some(s.covered_at.elapsed().as_secs_f64());
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked() {
+        let ok = |o: &ArchiverOptions| o.validate().map_err(|e| e.to_string());
+        assert!(ok(&ArchiverOptions::new("backup_wal_1", "/x")).is_ok());
+        assert!(ok(&ArchiverOptions::new("a".repeat(63), "/x")).is_ok());
+        for bad in ["", "Backup", "wal-1", "wal 1", "wal;drop", "é"] {
+            let err = ok(&ArchiverOptions::new(bad, "/x")).unwrap_err();
+            assert!(err.contains("replication slot name"), "{bad}: {err}");
+        }
+        assert!(ok(&ArchiverOptions::new("a".repeat(64), "/x")).is_err());
+        let base = || ArchiverOptions::new("s", "/x");
+        let cases = [
+            base().poll_interval(Duration::ZERO),
+            base().status_interval(Duration::ZERO),
+            base().backoff(Duration::ZERO, Duration::from_secs(1)),
+            base().backoff(Duration::from_secs(2), Duration::from_secs(1)),
+        ];
+        for options in cases {
+            assert!(ok(&options).is_err(), "{options:?}");
+        }
+    }
+
+    #[test]
+    fn a_spool_path_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        let conn = PgConnection::new("h", 5432, "u", "d");
+        let sink = Arc::new(DirSink::new(dir.path().join("archive")).unwrap());
+        let err = WalArchiver::new(conn.clone(), sink.clone(), ArchiverOptions::new("s", &file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a directory"), "{err}");
+        let spool = dir.path().join("spool");
+        WalArchiver::new(conn, sink, ArchiverOptions::new("s", &spool)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&spool).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "spool mode {mode:o}");
+    }
+}
