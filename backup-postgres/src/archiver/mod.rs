@@ -388,10 +388,7 @@ async fn supervise(ctx: Arc<Context>, stop: CancellationToken) {
 /// Hands every completed file of the spool newer than the marker to the
 /// sink, in name order, stopping at the first the sink refuses.
 async fn drain(ctx: &Context) -> std::result::Result<(), ()> {
-    let spool = &ctx.spool;
-    let listed = spool
-        .marker()
-        .and_then(|m| Ok((m, spool.complete_files()?)));
+    let listed = on_spool(ctx, |s| Ok((s.marker()?, s.complete_files()?))).await;
     let (mut marker, names) = listed.map_err(|e| ctx.failed(None, &e.to_string()))?;
     for name in names {
         if let Some(m) = &marker
@@ -399,30 +396,34 @@ async fn drain(ctx: &Context) -> std::result::Result<(), ()> {
         {
             // Archived before; the marker's own segment stays (see spool.rs).
             if name != *m {
-                spool
-                    .remove(&name)
+                let stale = name.clone();
+                on_spool(ctx, move |s| s.remove(&stale))
+                    .await
                     .map_err(|e| ctx.failed(None, &e.to_string()))?;
             }
             continue;
         }
         let outcome = ctx
             .sink
-            .push(&name, &spool.path(&name))
+            .push(&name, &ctx.spool.path(&name))
             .await
             .map_err(|e| ctx.failed(Some(&name), &e.to_string()))?;
-        let cleaned = match wal_file_kind(&name) {
-            Some(WalFile::Segment) => {
-                spool
-                    .set_marker(&name)
-                    .and_then(|()| match marker.replace(name.clone()) {
-                        Some(previous) => spool.remove(&previous),
-                        None => Ok(()),
-                    })
-            }
-            _ => spool.remove(&name),
-        };
-        cleaned.map_err(|e| ctx.failed(Some(&name), &e.to_string()))?;
         let is_segment = wal_file_kind(&name) == Some(WalFile::Segment);
+        let previous = if is_segment {
+            marker.replace(name.clone())
+        } else {
+            None
+        };
+        let done = name.clone();
+        on_spool(ctx, move |s| {
+            if !is_segment {
+                return s.remove(&done);
+            }
+            s.set_marker(&done)?;
+            previous.map_or(Ok(()), |previous| s.remove(&previous))
+        })
+        .await
+        .map_err(|e| ctx.failed(Some(&name), &e.to_string()))?;
         ctx.update(|s| {
             if is_segment {
                 s.status.last_segment = Some(name.clone());
@@ -440,6 +441,18 @@ async fn drain(ctx: &Context) -> std::result::Result<(), ()> {
         });
     }
     Ok(())
+}
+
+/// Runs spool file operations (listing, fsync, deleting) on the blocking
+/// pool, off the runtime's workers.
+async fn on_spool<T: Send + 'static>(
+    ctx: &Context,
+    op: impl FnOnce(&Spool) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let spool = ctx.spool.clone();
+    tokio::task::spawn_blocking(move || op(&spool))
+        .await
+        .map_err(|e| Error::task("WAL spool file operation", e))?
 }
 
 /// Runs `pg_receivewal` again and again until `stop`, with backoff.
