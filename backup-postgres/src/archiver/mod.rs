@@ -19,12 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::PgConnection;
 use crate::tools::{PgTools, psql};
-use receiver::Ended;
+use receiver::{Ended, Receiver};
 use spool::{Spool, WalFile, parse_lsn, segment_end, wal_file_kind};
 
 pub use sink::{DirSink, SegmentSink, SinkOutcome};
-
-const ENGINE: &str = "postgres";
 
 /// Settings of a [`WalArchiver`]: the slot, the spool directory and the
 /// rest with defaults (tools found automatically, backoff 1 s doubling to
@@ -461,7 +459,13 @@ async fn receive_loop(ctx: Arc<Context>, stop: CancellationToken) {
     let mut delay = initial;
     loop {
         let started = Instant::now();
-        let (error, ran) = match receiver::run(&ctx, &stop).await {
+        let receiver = Receiver {
+            conn: &ctx.conn,
+            tools: &ctx.options.tools,
+            slot: &ctx.options.slot,
+            spool: ctx.spool.dir(),
+        };
+        let (error, ran) = match receiver::run(&receiver, &stop, |pid| ctx.set_pid(pid)).await {
             Ended::Stopped => return,
             Ended::Failed { error, ran } => (error.to_string(), ran),
         };
