@@ -241,13 +241,14 @@ async fn segments_reach_the_sink(server: &TestServer) {
     assert!(status.archived >= 3, "{status:?}");
     assert!(status.last_archived_at.is_some());
     assert_eq!(status.restarts, 0, "{status:?}");
+    // Sent right after the sink has the file and the spool is cleaned.
     let archived = loop {
-        match events.try_recv() {
-            Ok(Event::WalArchived {
+        match tokio::time::timeout(DEADLINE, events.recv()).await {
+            Ok(Ok(Event::WalArchived {
                 segment, stored, ..
-            }) if segment == last => break stored,
-            Ok(_) => continue,
-            Err(e) => panic!("no WalArchived event for {last}: {e}"),
+            })) if segment == last => break stored,
+            Ok(Ok(_)) => continue,
+            other => panic!("no WalArchived event for {last}: {other:?}"),
         }
     };
     assert!(archived);
@@ -415,7 +416,9 @@ async fn a_conflicting_segment_stops_archiving_until_resolved(server: &TestServe
     let conflicting = next_segment(&first);
     let planted = fx.dir.path().join("archive").join(&conflicting);
     std::fs::write(&planted, b"WAL of another cluster").unwrap();
-    assert_eq!(switch_wal(server).await, conflicting);
+    // Completes it (or a later one, when a test running beside this one
+    // switched first: then it is complete already).
+    switch_wal(server).await;
     let status = wait_for("the conflict in the status", || async {
         let s = handle.status();
         s.last_error
@@ -433,10 +436,10 @@ async fn a_conflicting_segment_stops_archiving_until_resolved(server: &TestServe
         "{status:?}"
     );
     let event = loop {
-        match events.try_recv() {
-            Ok(Event::WalArchiveError { segment, error, .. }) => break (segment, error),
-            Ok(_) => continue,
-            Err(e) => panic!("no error event: {e}"),
+        match tokio::time::timeout(DEADLINE, events.recv()).await {
+            Ok(Ok(Event::WalArchiveError { segment, error, .. })) => break (segment, error),
+            Ok(Ok(_)) => continue,
+            other => panic!("no error event: {other:?}"),
         }
     };
     assert_eq!(
@@ -462,7 +465,9 @@ async fn a_conflicting_segment_stops_archiving_until_resolved(server: &TestServe
     })
     .await;
     handle.stop().await;
-    assert_eq!(fx.sink.names()[..3], [first, conflicting, after]);
+    let names = fx.sink.names();
+    assert_eq!(names[..2], [first, conflicting]);
+    assert!(names.is_sorted() && names.contains(&after), "{names:?}");
     fx.drop_slot(server).await;
 }
 

@@ -1,41 +1,6 @@
-//! [`WalArchiver`]: continuous WAL archiving over the replication
-//! protocol (issue #14, item 2), embeddable like the scheduler: started on
-//! the host's tokio runtime, stopped cleanly, observable through
-//! [`WalArchiverHandle::status`] and [`Event`]s.
-//!
-//! `pg_receivewal` (of the server's major version or newer) streams WAL
-//! from a physical replication slot into a spool directory; the archiver
-//! supervises it (restarted with exponential backoff whenever it exits)
-//! and polls the spool, handing each completed segment and timeline
-//! `.history` file to a [`SegmentSink`] in name order, deleting it from
-//! the spool only once the sink has it. A `.partial` segment is never
-//! handed over. The slot keeps the server's WAL while the archiver is
-//! down, the spool keeps what was received, so a restarted archiver
-//! resumes with no gap and no segment received twice (see `spool.rs`).
-//!
-//! `pg_receivewal` runs with `--slot NAME --no-loop --no-password` and
-//! *without* `--synchronous`: only completed segments are archived, and
-//! `pg_receivewal` flushes each segment before giving it its final name
-//! whatever that flag says; `--synchronous` would add an fsync per
-//! message and make it report itself as a synchronous standby, so a
-//! server with `synchronous_standby_names = '*'` would wait for the
-//! archiver on every commit.
-//!
-//! ```no_run
-//! use std::sync::Arc;
-//! use backup_postgres::{ArchiverOptions, DirSink, PgConnection, WalArchiver};
-//!
-//! # async fn run() -> backup_core::Result<()> {
-//! let conn = PgConnection::from_url("postgres://replicator@db.internal/postgres")?
-//!     .with_password_from_env();
-//! let sink = Arc::new(DirSink::new("/var/lib/backup/wal")?);
-//! let options = ArchiverOptions::new("backup_wal", "/var/lib/backup/wal-spool");
-//! let archiver = WalArchiver::new(conn, sink, options)?.start();
-//! // ... later
-//! println!("{:?}", archiver.status().last_segment);
-//! archiver.stop().await;
-//! # Ok(()) }
-//! ```
+//! [`WalArchiver`]: continuous WAL archiving with `pg_receivewal`
+//! (issue #14, item 2). `receiver` runs the tool, `spool` knows its
+//! directory, `sink` is where completed files go.
 
 mod receiver;
 mod sink;
@@ -54,12 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::PgConnection;
 use crate::tools::{PgTools, psql};
-use receiver::Ended;
+use receiver::{Ended, Receiver};
 use spool::{Spool, WalFile, parse_lsn, segment_end, wal_file_kind};
 
 pub use sink::{DirSink, SegmentSink, SinkOutcome};
-
-const ENGINE: &str = "postgres";
 
 /// Settings of a [`WalArchiver`]: the slot, the spool directory and the
 /// rest with defaults (tools found automatically, backoff 1 s doubling to
@@ -206,9 +169,51 @@ pub struct ArchiverStatus {
     pub receiver_pid: Option<u32>,
 }
 
-/// Streams a cluster's WAL into a [`SegmentSink`]; see the module docs
-/// of [`archiver`](self). Build it with [`WalArchiver::new`], run it with
-/// [`WalArchiver::start`].
+/// Continuous WAL archiving over the replication
+/// protocol (issue #14, item 2), embeddable like the scheduler: started on
+/// the host's tokio runtime, stopped cleanly, observable through
+/// [`WalArchiverHandle::status`] and [`Event`](backup_core::events::Event)s.
+///
+/// `pg_receivewal` (of the server's major version or newer) streams WAL
+/// from a physical replication slot into a spool directory; the archiver
+/// supervises it (restarted with exponential backoff whenever it exits)
+/// and polls the spool, handing each completed segment and timeline
+/// `.history` file to a [`SegmentSink`] in name order, deleting it from
+/// the spool only once the sink has it. A `.partial` segment is never
+/// handed over. The slot keeps the server's WAL while the archiver is
+/// down, the spool keeps what was received, so a restarted archiver
+/// resumes with no gap and no segment received twice: the spool keeps
+/// the newest archived segment (named in its `archived-through` file), so
+/// a restarted `pg_receivewal` starts right after it rather than at the
+/// slot's position, which it reports only every few seconds.
+///
+/// `pg_receivewal` runs with `--slot NAME --no-loop --no-password` and
+/// *without* `--synchronous`: only completed segments are archived, and
+/// `pg_receivewal` fsyncs each segment before giving it its final name
+/// whatever that flag says, so `--synchronous` (an fsync and a status
+/// message per message received) would cost a busy server's archiver
+/// without making the archive any more complete. The archiver is not
+/// meant to be a synchronous standby: keep its `application_name`
+/// (`backup-postgres` unless the connection sets another) out of
+/// `synchronous_standby_names`, and do not set that to `*`.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use backup_postgres::{ArchiverOptions, DirSink, PgConnection, WalArchiver};
+///
+/// # async fn run() -> backup_core::Result<()> {
+/// let conn = PgConnection::from_url("postgres://replicator@db.internal/postgres")?
+///     .with_password_from_env();
+/// let sink = Arc::new(DirSink::new("/var/lib/backup/wal")?);
+/// let options = ArchiverOptions::new("backup_wal", "/var/lib/backup/wal-spool");
+/// let archiver = WalArchiver::new(conn, sink, options)?.start();
+/// // ... later
+/// println!("{:?}", archiver.status().last_segment);
+/// archiver.stop().await;
+/// # Ok(()) }
+/// ```
+///
+/// Build it with [`WalArchiver::new`], run it with [`WalArchiver::start`].
 #[derive(Debug)]
 pub struct WalArchiver {
     ctx: Context,
@@ -381,10 +386,7 @@ async fn supervise(ctx: Arc<Context>, stop: CancellationToken) {
 /// Hands every completed file of the spool newer than the marker to the
 /// sink, in name order, stopping at the first the sink refuses.
 async fn drain(ctx: &Context) -> std::result::Result<(), ()> {
-    let spool = &ctx.spool;
-    let listed = spool
-        .marker()
-        .and_then(|m| Ok((m, spool.complete_files()?)));
+    let listed = on_spool(ctx, |s| Ok((s.marker()?, s.complete_files()?))).await;
     let (mut marker, names) = listed.map_err(|e| ctx.failed(None, &e.to_string()))?;
     for name in names {
         if let Some(m) = &marker
@@ -392,30 +394,34 @@ async fn drain(ctx: &Context) -> std::result::Result<(), ()> {
         {
             // Archived before; the marker's own segment stays (see spool.rs).
             if name != *m {
-                spool
-                    .remove(&name)
+                let stale = name.clone();
+                on_spool(ctx, move |s| s.remove(&stale))
+                    .await
                     .map_err(|e| ctx.failed(None, &e.to_string()))?;
             }
             continue;
         }
         let outcome = ctx
             .sink
-            .push(&name, &spool.path(&name))
+            .push(&name, &ctx.spool.path(&name))
             .await
             .map_err(|e| ctx.failed(Some(&name), &e.to_string()))?;
-        let cleaned = match wal_file_kind(&name) {
-            Some(WalFile::Segment) => {
-                spool
-                    .set_marker(&name)
-                    .and_then(|()| match marker.replace(name.clone()) {
-                        Some(previous) => spool.remove(&previous),
-                        None => Ok(()),
-                    })
-            }
-            _ => spool.remove(&name),
-        };
-        cleaned.map_err(|e| ctx.failed(Some(&name), &e.to_string()))?;
         let is_segment = wal_file_kind(&name) == Some(WalFile::Segment);
+        let previous = if is_segment {
+            marker.replace(name.clone())
+        } else {
+            None
+        };
+        let done = name.clone();
+        on_spool(ctx, move |s| {
+            if !is_segment {
+                return s.remove(&done);
+            }
+            s.set_marker(&done)?;
+            previous.map_or(Ok(()), |previous| s.remove(&previous))
+        })
+        .await
+        .map_err(|e| ctx.failed(Some(&name), &e.to_string()))?;
         ctx.update(|s| {
             if is_segment {
                 s.status.last_segment = Some(name.clone());
@@ -435,13 +441,31 @@ async fn drain(ctx: &Context) -> std::result::Result<(), ()> {
     Ok(())
 }
 
+/// Runs spool file operations (listing, fsync, deleting) on the blocking
+/// pool, off the runtime's workers.
+async fn on_spool<T: Send + 'static>(
+    ctx: &Context,
+    op: impl FnOnce(&Spool) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let spool = ctx.spool.clone();
+    tokio::task::spawn_blocking(move || op(&spool))
+        .await
+        .map_err(|e| Error::task("WAL spool file operation", e))?
+}
+
 /// Runs `pg_receivewal` again and again until `stop`, with backoff.
 async fn receive_loop(ctx: Arc<Context>, stop: CancellationToken) {
     let (initial, max) = (ctx.options.backoff_initial, ctx.options.backoff_max);
     let mut delay = initial;
     loop {
         let started = Instant::now();
-        let (error, ran) = match receiver::run(&ctx, &stop).await {
+        let receiver = Receiver {
+            conn: &ctx.conn,
+            tools: &ctx.options.tools,
+            slot: &ctx.options.slot,
+            spool: ctx.spool.dir(),
+        };
+        let (error, ran) = match receiver::run(&receiver, &stop, |pid| ctx.set_pid(pid)).await {
             Ended::Stopped => return,
             Ended::Failed { error, ran } => (error.to_string(), ran),
         };
@@ -522,4 +546,49 @@ async fn poll_lag(ctx: &Context) {
         s.status.lag_bytes = end.map(|end| flush.saturating_sub(end));
         s.status.lag_seconds = Some(s.covered_at.elapsed().as_secs_f64());
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked() {
+        let ok = |o: &ArchiverOptions| o.validate().map_err(|e| e.to_string());
+        assert!(ok(&ArchiverOptions::new("backup_wal_1", "/x")).is_ok());
+        assert!(ok(&ArchiverOptions::new("a".repeat(63), "/x")).is_ok());
+        for bad in ["", "Backup", "wal-1", "wal 1", "wal;drop", "é"] {
+            let err = ok(&ArchiverOptions::new(bad, "/x")).unwrap_err();
+            assert!(err.contains("replication slot name"), "{bad}: {err}");
+        }
+        assert!(ok(&ArchiverOptions::new("a".repeat(64), "/x")).is_err());
+        let base = || ArchiverOptions::new("s", "/x");
+        let cases = [
+            base().poll_interval(Duration::ZERO),
+            base().status_interval(Duration::ZERO),
+            base().backoff(Duration::ZERO, Duration::from_secs(1)),
+            base().backoff(Duration::from_secs(2), Duration::from_secs(1)),
+        ];
+        for options in cases {
+            assert!(ok(&options).is_err(), "{options:?}");
+        }
+    }
+
+    #[test]
+    fn a_spool_path_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        let conn = PgConnection::new("h", 5432, "u", "d");
+        let sink = Arc::new(DirSink::new(dir.path().join("archive")).unwrap());
+        let err = WalArchiver::new(conn.clone(), sink.clone(), ArchiverOptions::new("s", &file))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a directory"), "{err}");
+        let spool = dir.path().join("spool");
+        WalArchiver::new(conn, sink, ArchiverOptions::new("s", &spool)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&spool).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "spool mode {mode:o}");
+    }
 }

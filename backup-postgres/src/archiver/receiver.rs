@@ -1,5 +1,6 @@
 //! One run of `pg_receivewal`: preflight, slot, start, wait, stop.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -7,11 +8,21 @@ use backup_core::{Error, Result};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
-use crate::archiver::{Context, ENGINE};
+use crate::conn::PgConnection;
 use crate::tools::{
-    PassFile, Step, ToolPath, classify, drain_stderr, pg_command, preflight, psql, quote_literal,
-    replication_refusal,
+    PassFile, PgTools, Step, ToolPath, classify, drain_stderr, pg_command, preflight, psql,
+    quote_literal, replication_refusal,
 };
+
+const ENGINE: &str = "postgres";
+
+/// What a run needs: the server, the tools, the slot and the spool.
+pub(super) struct Receiver<'a> {
+    pub(super) conn: &'a PgConnection,
+    pub(super) tools: &'a PgTools,
+    pub(super) slot: &'a str,
+    pub(super) spool: &'a Path,
+}
 
 /// How long a stopped `pg_receivewal` gets to exit after `SIGINT` before
 /// it is killed.
@@ -32,8 +43,13 @@ pub(super) enum Ended {
 }
 
 /// Checks the server, makes sure the slot exists, runs `pg_receivewal`
-/// until it exits or `stop` is cancelled.
-pub(super) async fn run(ctx: &Context, stop: &CancellationToken) -> Ended {
+/// until it exits or `stop` is cancelled, telling `set_pid` its process id
+/// while it runs.
+pub(super) async fn run(
+    ctx: &Receiver<'_>,
+    stop: &CancellationToken,
+    set_pid: impl Fn(Option<u32>),
+) -> Ended {
     let tool = tokio::select! {
         _ = stop.cancelled() => return Ended::Stopped,
         tool = prepare(ctx) => tool,
@@ -46,8 +62,8 @@ pub(super) async fn run(ctx: &Context, stop: &CancellationToken) -> Ended {
         Ok(started) => started,
         Err(error) => return Ended::Failed { error, ran: false },
     };
-    ctx.set_pid(child.id());
-    tracing::debug!(pid = child.id(), slot = %ctx.options.slot, "pg_receivewal started");
+    set_pid(child.id());
+    tracing::debug!(pid = child.id(), slot = %ctx.slot, "pg_receivewal started");
     let ended = tokio::select! {
         status = child.wait() => {
             let status = match status {
@@ -62,14 +78,14 @@ pub(super) async fn run(ctx: &Context, stop: &CancellationToken) -> Ended {
             Ended::Stopped
         }
     };
-    ctx.set_pid(None);
+    set_pid(None);
     ended
 }
 
 /// Preflight (reachable, credentials, replication allowed), the tool of
 /// the server's major version or newer, and the slot.
-async fn prepare(ctx: &Context) -> Result<ToolPath> {
-    let (tools, conn) = (&ctx.options.tools, &ctx.conn);
+async fn prepare(ctx: &Receiver<'_>) -> Result<ToolPath> {
+    let (tools, conn) = (ctx.tools, ctx.conn);
     let server = preflight(tools, conn).await?;
     if let Some(why) = replication_refusal(tools, conn).await? {
         return Err(Error::Dump {
@@ -86,11 +102,11 @@ async fn prepare(ctx: &Context) -> Result<ToolPath> {
 /// (`immediately_reserve`): `pg_receivewal --create-slot` does not, so the
 /// WAL written until it first connects would not be kept for it, and
 /// would be missing from the archive.
-async fn create_slot(ctx: &Context) -> Result<()> {
-    let slot = quote_literal(&ctx.options.slot);
+async fn create_slot(ctx: &Receiver<'_>) -> Result<()> {
+    let slot = quote_literal(ctx.slot);
     psql(
-        &ctx.options.tools,
-        &ctx.conn,
+        ctx.tools,
+        ctx.conn,
         &format!(
             "SELECT pg_create_physical_replication_slot({slot}, true) \
              WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = {slot})"
@@ -100,13 +116,13 @@ async fn create_slot(ctx: &Context) -> Result<()> {
     .map(|_| ())
 }
 
-fn spawn(ctx: &Context, tool: &ToolPath) -> Result<(Child, tokio::task::JoinHandle<String>)> {
-    let passfile = PassFile::create(&ctx.conn)?;
-    let mut cmd = pg_command(&tool.path, &ctx.conn, &passfile)?;
+fn spawn(ctx: &Receiver<'_>, tool: &ToolPath) -> Result<(Child, tokio::task::JoinHandle<String>)> {
+    let passfile = PassFile::create(ctx.conn)?;
+    let mut cmd = pg_command(&tool.path, ctx.conn, &passfile)?;
     cmd.arg("--directory")
-        .arg(ctx.spool.dir())
+        .arg(ctx.spool)
         .arg("--slot")
-        .arg(&ctx.options.slot)
+        .arg(ctx.slot)
         .args(["--no-loop", "--no-password"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -120,8 +136,8 @@ fn spawn(ctx: &Context, tool: &ToolPath) -> Result<(Child, tokio::task::JoinHand
 }
 
 /// Why `pg_receivewal` exited, as specific as its messages allow.
-fn exited(ctx: &Context, stderr: &str, status: &str) -> Error {
-    match classify(Step::Connect, stderr, status, &ctx.conn) {
+fn exited(ctx: &Receiver<'_>, stderr: &str, status: &str) -> Error {
+    match classify(Step::Connect, stderr, status, ctx.conn) {
         Error::Dump { detail, .. } => Error::Dump {
             engine: ENGINE,
             detail: format!("pg_receivewal exited: {detail}"),
