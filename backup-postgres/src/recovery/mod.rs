@@ -151,6 +151,13 @@ impl PointInTimeRestore {
     }
 
     /// Start the server once prepared and confirm recovery (step 4).
+    /// Without this the caller starts it (as the server's user: when
+    /// this process is root, give the data directory and the work
+    /// directory to that user first); the target is then checked by
+    /// PostgreSQL alone (a time, LSN or name it does not reach stops it),
+    /// not the end of replay of [`RecoveryTarget::Latest`]. A restore
+    /// dropped while the server recovers kills the server; the directory
+    /// is then not marked (it still holds `recovery.signal`).
     pub fn start_server(mut self, options: StartOptions) -> PointInTimeRestore {
         self.start = Some(options);
         self
@@ -371,7 +378,7 @@ impl PointInTimeRestore {
             return Err(e);
         }
         let running = if options.leave_running {
-            Some(server)
+            Some(server.keep_running())
         } else {
             server.stop("fast").await?;
             None
