@@ -8,10 +8,11 @@
 //! restore point `rp`, more transactions and the final content D2, each
 //! phase ending with `pg_switch_wal()` so the archive holds several
 //! segments. Restores to T1 (as a time and as an LSN), to `rp` and to
-//! `latest` find exactly those contents, and `amcheck` passes on each. Faults: a byte range flipped
-//! in an archived segment (latest: replay ends early → error naming the
-//! segment; `rp`: not reached), a segment deleted (refused before
-//! anything is written), a time before the backup (refused).
+//! `latest` find exactly those contents, and `amcheck` passes on each.
+//! Faults: a byte range flipped in an archived segment (latest: replay
+//! ends early → error naming the segment; `rp`: not reached), a segment
+//! deleted (refused before anything is written), a time before the
+//! backup (refused).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
