@@ -40,6 +40,10 @@
 //!    the newest archived segment itself cannot be told from the end of
 //!    the WAL by PostgreSQL; a source with digests catches it when fetched.
 //!
+//! Only the base backup's timeline is staged: segments of later
+//! timelines in the same archive (written by a server promoted from it)
+//! are not followed, so `latest` is the end of that timeline.
+//!
 //! Any failure after the checks leaves the data directory **marked
 //! unusable**: `global/pg_control` renamed to
 //! `global/pg_control.restore-failed` (no server starts on it) and a
@@ -316,7 +320,13 @@ impl PointInTimeRestore {
         for segno in plan.first..=plan.last {
             let name = plan.geometry.name(plan.timeline, segno);
             let dest = wal_dir.join(&name);
-            self.source.fetch(&name, &dest).await?;
+            self.source
+                .fetch(&name, &dest)
+                .await
+                .map_err(|e| Error::Restore {
+                    engine: ENGINE,
+                    detail: format!("fetching WAL segment {name}: {e}"),
+                })?;
             check_header(&dest, &name, segno, plan.geometry, plan.system_id).await?;
             staged_bytes = staged_bytes.saturating_add(plan.geometry.segment_size);
         }
