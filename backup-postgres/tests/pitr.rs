@@ -7,11 +7,12 @@
 //! writes, then a time T1 (and the content at T1), more transactions, a
 //! restore point `rp`, more transactions and the final content D2, each
 //! phase ending with `pg_switch_wal()` so the archive holds several
-//! segments. Restores to T1, to `rp` and to `latest` find exactly those
-//! contents, and `amcheck` passes on each. Faults: a byte range flipped
-//! in an archived segment (latest: replay ends early → error naming the
-//! segment; `rp`: not reached), a segment deleted (refused before
-//! anything is written), a time before the backup (refused).
+//! segments. Restores to T1 (as a time and as an LSN), to `rp` and to
+//! `latest` find exactly those contents, and `amcheck` passes on each.
+//! Faults: a byte range flipped in an archived segment (latest: replay
+//! ends early → error naming the segment; `rp`: not reached), a segment
+//! deleted (refused before anything is written), a time before the
+//! backup (refused).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -341,6 +342,13 @@ async fn scenario(bin: PathBuf) {
     cluster.bench(&db, 100).await;
     let at_t1 = server.fingerprint(&db).await.unwrap();
     let t1 = cluster.now().await;
+    let lsn_t1 = RecoveryTarget::lsn(
+        &server
+            .psql("postgres", "SELECT pg_current_wal_insert_lsn()")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     cluster.bench(&db, 100).await;
     cluster.switch().await;
     let at_rp = server.fingerprint(&db).await.unwrap();
@@ -366,6 +374,9 @@ async fn scenario(bin: PathBuf) {
     let mut first = String::new();
     for (label, target, want) in [
         ("t1", t1.clone(), &at_t1),
+        // Inclusive: the first record at or after T1's insert position is
+        // replayed too; it is not a commit of the next transactions.
+        ("lsn", lsn_t1, &at_t1),
         ("rp", RecoveryTarget::name("rp").unwrap(), &at_rp),
         ("latest", RecoveryTarget::Latest, &d2),
     ] {

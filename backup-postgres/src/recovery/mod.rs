@@ -40,6 +40,10 @@
 //!    the newest archived segment itself cannot be told from the end of
 //!    the WAL by PostgreSQL; a source with digests catches it when fetched.
 //!
+//! Only the base backup's timeline is staged: segments of later
+//! timelines in the same archive (written by a server promoted from it)
+//! are not followed, so `latest` is the end of that timeline.
+//!
 //! Any failure after the checks leaves the data directory **marked
 //! unusable**: `global/pg_control` renamed to
 //! `global/pg_control.restore-failed` (no server starts on it) and a
@@ -151,6 +155,13 @@ impl PointInTimeRestore {
     }
 
     /// Start the server once prepared and confirm recovery (step 4).
+    /// Without this the caller starts it (as the server's user: when
+    /// this process is root, give the data directory and the work
+    /// directory to that user first); the target is then checked by
+    /// PostgreSQL alone (a time, LSN or name it does not reach stops it),
+    /// not the end of replay of [`RecoveryTarget::Latest`]. A restore
+    /// dropped while the server recovers kills the server; the directory
+    /// is then not marked (it still holds `recovery.signal`).
     pub fn start_server(mut self, options: StartOptions) -> PointInTimeRestore {
         self.start = Some(options);
         self
@@ -309,7 +320,13 @@ impl PointInTimeRestore {
         for segno in plan.first..=plan.last {
             let name = plan.geometry.name(plan.timeline, segno);
             let dest = wal_dir.join(&name);
-            self.source.fetch(&name, &dest).await?;
+            self.source
+                .fetch(&name, &dest)
+                .await
+                .map_err(|e| Error::Restore {
+                    engine: ENGINE,
+                    detail: format!("fetching WAL segment {name}: {e}"),
+                })?;
             check_header(&dest, &name, segno, plan.geometry, plan.system_id).await?;
             staged_bytes = staged_bytes.saturating_add(plan.geometry.segment_size);
         }
@@ -371,7 +388,7 @@ impl PointInTimeRestore {
             return Err(e);
         }
         let running = if options.leave_running {
-            Some(server)
+            Some(server.keep_running())
         } else {
             server.stop("fast").await?;
             None

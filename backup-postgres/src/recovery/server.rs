@@ -64,6 +64,17 @@ pub(crate) struct Server {
     log: PathBuf,
     pg_ctl: PathBuf,
     user: Option<(u32, u32)>,
+    /// Killed when dropped (a restore abandoned mid-recovery) unless
+    /// [`Server::keep_running`] was called.
+    kill_on_drop: bool,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.kill_on_drop {
+            let _ = self.child.start_kill();
+        }
+    }
 }
 
 /// How to start the server.
@@ -130,6 +141,7 @@ impl Server {
             log: launch.log.to_path_buf(),
             pg_ctl: launch.bin_dir.join("pg_ctl"),
             user: launch.user,
+            kill_on_drop: true,
         })
     }
 
@@ -169,6 +181,13 @@ impl Server {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Lets the server outlive this value (a promoted server the caller
+    /// asked to keep).
+    pub(crate) fn keep_running(mut self) -> Server {
+        self.kill_on_drop = false;
+        self
     }
 
     pub(crate) fn log_text(&self) -> String {
