@@ -469,4 +469,41 @@ async fn wal_push_and_fetch_on_s3() {
     let out = cli(&absent);
     assert_eq!(out.status.code(), Some(1));
     assert!(failed(&absent, out).contains("not in the archive"));
+
+    // Encrypted: pushed to a recipient, fetched only with the identity.
+    let (_, recipient, secret) = backup_core::crypto::AgeIdentities::generate();
+    let key_file = dir.path().join("key.txt");
+    std::fs::write(&key_file, format!("{}\n", secret.expose())).unwrap();
+    let enc_name = "000000010000000000000044";
+    let enc_seg = dir.path().join(enc_name);
+    std::fs::write(&enc_seg, &data[..1 << 20]).unwrap();
+    let push = [
+        "wal-push",
+        enc_seg.to_str().unwrap(),
+        "--store",
+        &store,
+        "--source",
+        SOURCE,
+        "--encrypt-to",
+        &recipient,
+    ];
+    succeeded(&push, cli(&push));
+    let enc_dest = dir.path().join("enc");
+    let fetch = [
+        "wal-fetch",
+        enc_name,
+        enc_dest.to_str().unwrap(),
+        "--store",
+        &store,
+        "--source",
+        SOURCE,
+    ];
+    let out = cli(&fetch);
+    assert_eq!(out.status.code(), Some(126));
+    assert!(failed(&fetch, out).contains("no identity"));
+    assert!(!enc_dest.exists());
+    let mut with_key = fetch.to_vec();
+    with_key.extend(["--identity", key_file.to_str().unwrap()]);
+    succeeded(&with_key, cli(&with_key));
+    assert!(std::fs::read(&enc_dest).unwrap() == data[..1 << 20]);
 }
