@@ -386,7 +386,10 @@ fn check_placement(raw: &RawDatabase, engine: Option<Engine>, path: &str, proble
             format!("unknown sslmode {mode:?} (expected disable, allow, prefer, require, verify-ca or verify-full)"),
         );
     }
+    // A physical entry's database is only where it connects to (the whole
+    // cluster is backed up): `postgres` is the usual one.
     if let Some(engine) = engine
+        && raw.mode.as_deref() != Some("physical")
         && let Err(e) = check_database_name(engine, &raw.database_name)
     {
         problems.push(format!("{path}.database_name"), e);

@@ -8,7 +8,7 @@ use backup_core::{
 use tokio_util::sync::CancellationToken;
 
 use super::App;
-use crate::config::DatabaseConfig;
+use crate::config::{BackupMode, DatabaseConfig};
 use crate::tenancy;
 
 /// A database's backup job, preceded on every run by the ownership check:
@@ -27,8 +27,10 @@ pub struct GuardedJob {
 impl Job for GuardedJob {
     async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome> {
         let app = self.app.upgrade().ok_or(Error::Cancelled)?;
-        tenancy::check_database_name(self.db.engine, &self.db.database_name)
-            .map_err(|e| Error::Config(format!("database {}: {e}", self.db.id)))?;
+        if self.db.mode == BackupMode::Logical {
+            tenancy::check_database_name(self.db.engine, &self.db.database_name)
+                .map_err(|e| Error::Config(format!("database {}: {e}", self.db.id)))?;
+        }
         app.check_owner(&self.db, Some(&self.db.id))
             .await
             .map_err(|e| Error::Config(e.message))?;

@@ -1,0 +1,158 @@
+//! backupd with a physical PostgreSQL entry (`mode: physical`,
+//! `wal_archiving: true`) on a real cluster: a base backup through the
+//! API, WAL streamed into the store by the daemon's archiver (status and
+//! metrics report it, with the point-in-time window), restore over the
+//! API refused with the command that restores it, and the fields refused
+//! over the API. The daemon stops its archiver on SIGTERM.
+
+use std::time::Duration;
+
+use backup_postgres::TestServer;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+mod support;
+use support::*;
+
+async fn switch_wal(server: &TestServer) -> String {
+    server
+        .psql(
+            "postgres",
+            "CREATE TABLE IF NOT EXISTS wal_filler AS SELECT 1 AS x; \
+             INSERT INTO wal_filler SELECT generate_series(1, 1000); \
+             SELECT pg_walfile_name(pg_switch_wal())",
+        )
+        .await
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Polls `/status` until the archiver of `id` has archived `segment`.
+async fn wait_archived(api: &Api, id: &str, segment: &str) -> Value {
+    for _ in 0..600 {
+        let (status, v) = api.get("/api/v1/status", ADMIN).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let entry = v["data"]["wal_archiving"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["source_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no archiver for {id}: {v}"));
+        if entry["status"]["last_segment"]
+            .as_str()
+            .is_some_and(|s| s >= segment)
+        {
+            return entry;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{segment} was not archived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_physical_entry_backs_up_the_cluster_and_archives_its_wal() {
+    let server = TestServer::shared();
+    let conn = server.connection("postgres");
+    let slot = format!("backupd_phys_{}", std::process::id());
+    let d = Daemon::start_with(Options {
+        extra_config: format!(
+            "databases:\n  - {{id: cluster, engine: postgres, host: {}, port: {}, database_name: postgres, username_var: DB_USER, password_var: DB_PASSWORD, schedule: disabled, mode: physical, wal_archiving: true, slot: {slot}}}\n",
+            conn.host(),
+            conn.port()
+        ),
+        ..Options::default()
+    });
+    let api = Api::new(&d);
+
+    let id = backup_now(&api, "cluster", ADMIN).await;
+    let listed = d.listed_backups().await;
+    let manifest = listed.iter().find(|m| m.id == id).unwrap();
+    assert_eq!(manifest.format, backup_postgres::BASEBACKUP_FORMAT);
+    let info = backup_postgres::BaseBackupInfo::from_manifest(manifest).unwrap();
+
+    let segment = switch_wal(server).await;
+    let archived = wait_archived(&api, "cluster", &segment).await;
+    let window = &archived["pitr_window"]["ranges"][0];
+    assert_eq!(window["backup_id"], id.as_str(), "{archived}");
+    assert_eq!(window["from_lsn"], info.stop_lsn.to_string(), "{archived}");
+    assert!(
+        window["to_segment"]
+            .as_str()
+            .is_some_and(|s| s >= segment.as_str()),
+        "the window reaches the archived WAL: {archived}"
+    );
+    assert!(archived["status"]["archived"].as_u64().unwrap() >= 1);
+
+    let metrics = api
+        .client
+        .get(format!("{}/metrics", d.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("backup_wal_archived_total{source=\"cluster\",tenant=\"default\"}"),
+        "{metrics}"
+    );
+
+    // A physical backup is not restored into a database over the API.
+    let (status, job) = restore(&api, &id, ADMIN, json!({"target_database": "phys_copy"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--datadir"),
+        "{job}"
+    );
+
+    // Whole-cluster backups and WAL archiving are the operator's.
+    for field in [
+        json!({"mode": "physical"}),
+        json!({"wal_archiving": true}),
+        json!({"slot": "x"}),
+    ] {
+        let mut body = database_body("phys_api", "postgres", None, false);
+        for (k, v) in field.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, v) = api.post("/api/v1/databases", ADMIN, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v.to_string().contains("configuration file"), "{v}");
+    }
+
+    // SIGTERM: the archiver stops with the daemon.
+    let pid = d.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (exit, d) = tokio::task::spawn_blocking(move || {
+        let mut d = d;
+        let s = d.child.wait().unwrap();
+        (s, d)
+    })
+    .await
+    .unwrap();
+    assert!(exit.success(), "{}", d.logs());
+    assert!(d.logs().contains("WAL archiver stopped"), "{}", d.logs());
+    server
+        .psql(
+            "postgres",
+            &format!("SELECT pg_drop_replication_slot('{slot}')"),
+        )
+        .await
+        .unwrap();
+}
