@@ -100,9 +100,14 @@ pub fn check_segment_size(segment_size: u64) -> Result<()> {
 pub fn segment_file_name(timeline: u32, segment: u64, segment_size: u64) -> Result<String> {
     check_segment_size(segment_size)?;
     let per_log_id = LOG_ID_BYTES / segment_size;
+    let log_id = segment / per_log_id;
+    if log_id > u64::from(u32::MAX) {
+        return Err(Error::Config(format!(
+            "segment number {segment} is past the end of the WAL"
+        )));
+    }
     Ok(format!(
-        "{timeline:08X}{:08X}{:08X}",
-        segment / per_log_id,
+        "{timeline:08X}{log_id:08X}{:08X}",
         segment % per_log_id
     ))
 }

@@ -53,25 +53,13 @@ pub(crate) fn wal_file_kind(name: &str) -> Option<WalFile> {
 /// timeline, then the segment number as two 32-bit halves), for segments
 /// of `segment_size` bytes. `None` if the name or size is not valid.
 pub(crate) fn segment_end(name: &str, segment_size: u64) -> Option<u64> {
-    if wal_file_kind(name) != Some(WalFile::Segment)
-        || !segment_size.is_power_of_two()
-        || segment_size > 1 << 30
-    {
-        return None;
-    }
-    let log = u64::from_str_radix(&name[8..16], 16).ok()?;
-    let seg = u64::from_str_radix(&name[16..24], 16).ok()?;
-    let per_log = (1u64 << 32) / segment_size;
-    let number = log.checked_mul(per_log)?.checked_add(seg)?;
+    let (_, number) = crate::lsn::parse_segment_file_name(name, segment_size).ok()?;
     number.checked_add(1)?.checked_mul(segment_size)
 }
 
 /// `0/3000060` → its 64-bit position.
 pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
-    let (high, low) = text.trim().split_once('/')?;
-    let high = u64::from_str_radix(high, 16).ok()?;
-    let low = u64::from_str_radix(low, 16).ok()?;
-    (high <= u32::MAX as u64 && low <= u32::MAX as u64).then_some((high << 32) | low)
+    text.trim().parse::<crate::lsn::Lsn>().ok().map(|l| l.0)
 }
 
 /// The spool directory.

@@ -131,18 +131,12 @@ impl fmt::Display for RecoveryTarget {
 
 /// `X/Y` (hexadecimal, at most 8 digits each) as a 64-bit LSN.
 pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
-    let (hi, lo) = text.split_once('/')?;
-    let part = |s: &str| {
-        (!s.is_empty() && s.len() <= 8 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| u32::from_str_radix(s, 16).ok())
-            .flatten()
-    };
-    Some((u64::from(part(hi)?) << 32) | u64::from(part(lo)?))
+    text.parse::<crate::lsn::Lsn>().ok().map(|l| l.0)
 }
 
 /// A 64-bit LSN in PostgreSQL's `X/Y` form.
 pub(crate) fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+    crate::lsn::Lsn(lsn).to_string()
 }
 
 #[cfg(test)]

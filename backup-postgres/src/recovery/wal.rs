@@ -127,29 +127,15 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
-    /// Segments per 4 GiB "xlogid" (the middle part of a name).
-    fn per_id(self) -> u64 {
-        0x1_0000_0000 / self.segment_size
-    }
-
     /// `(timeline, segment number)` of a segment name.
     pub(crate) fn parse(self, name: &str) -> Option<(u32, u64)> {
-        if !is_segment_name(name) {
-            return None;
-        }
-        let part = |r: std::ops::Range<usize>| u32::from_str_radix(&name[r], 16).ok();
-        let (tli, hi, lo) = (part(0..8)?, part(8..16)?, part(16..24)?);
-        (u64::from(lo) < self.per_id())
-            .then(|| (tli, u64::from(hi) * self.per_id() + u64::from(lo)))
+        crate::lsn::parse_segment_file_name(name, self.segment_size).ok()
     }
 
     /// The name of segment `segno` of `timeline`.
     pub(crate) fn name(self, timeline: u32, segno: u64) -> String {
-        format!(
-            "{timeline:08X}{:08X}{:08X}",
-            segno / self.per_id(),
-            segno % self.per_id()
-        )
+        crate::lsn::segment_file_name(timeline, segno, self.segment_size)
+            .expect("a segment of this cluster")
     }
 
     /// The segment holding `lsn`.

@@ -106,50 +106,15 @@ fn is_hex(s: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
 }
 
-/// Segments per 4 GiB "log" of a server with `wal_segment_size`, which must
-/// be a power of two from 1 MiB to 1 GiB (what `initdb` accepts).
-pub(crate) fn segments_per_log(wal_segment_size: u64) -> Result<u64> {
-    if !wal_segment_size.is_power_of_two() || !(1 << 20..=1 << 30).contains(&wal_segment_size) {
-        return Err(Error::Config(format!(
-            "wal_segment_size {wal_segment_size} is not a power of two from 1 MiB to 1 GiB; \
-             give the server's (SHOW wal_segment_size, in bytes)"
-        )));
-    }
-    Ok((1u64 << 32) / wal_segment_size)
-}
-
-/// A segment name as (timeline, segment number).
+/// A segment name as (timeline, segment number), for a server with
+/// `wal_segment_size`-byte segments.
 pub(crate) fn segment_number(name: &str, wal_segment_size: u64) -> Result<(u32, u64)> {
-    let parsed = WalFileName::parse(name)?;
-    if parsed.kind() != WalFileKind::Segment {
-        return Err(Error::Config(format!("{name} is not a WAL segment name")));
-    }
-    let per_log = segments_per_log(wal_segment_size)?;
-    let log = u64::from_str_radix(&name[8..16], 16).expect("checked hex");
-    let seg = u64::from_str_radix(&name[16..24], 16).expect("checked hex");
-    if seg >= per_log {
-        return Err(Error::Config(format!(
-            "{name} is not a segment of a server with {wal_segment_size}-byte segments \
-             (segment part {seg:#x} is past {per_log:#x})"
-        )));
-    }
-    let number = log
-        .checked_mul(per_log)
-        .and_then(|n| n.checked_add(seg))
-        .ok_or_else(|| Error::Config(format!("{name}: segment number overflows")))?;
-    Ok((parsed.timeline(), number))
+    crate::lsn::parse_segment_file_name(name, wal_segment_size)
 }
 
 /// The segment name of segment `number` on `timeline`.
 pub(crate) fn segment_name(timeline: u32, number: u64, wal_segment_size: u64) -> Result<String> {
-    let per_log = segments_per_log(wal_segment_size)?;
-    let log = number / per_log;
-    if log > u64::from(u32::MAX) {
-        return Err(Error::Config(format!(
-            "segment number {number} is past the end of the WAL"
-        )));
-    }
-    Ok(format!("{timeline:08X}{log:08X}{:08X}", number % per_log))
+    crate::lsn::segment_file_name(timeline, number, wal_segment_size)
 }
 
 #[cfg(test)]
@@ -201,7 +166,7 @@ mod tests {
             segment_number("000000030000000200000001", gb).unwrap(),
             (3, 9)
         );
-        assert!(segments_per_log(3 << 20).is_err());
-        assert!(segments_per_log(0).is_err());
+        assert!(segment_number("000000030000000200000001", 3 << 20).is_err());
+        assert!(segment_name(3, 9, 0).is_err());
     }
 }
