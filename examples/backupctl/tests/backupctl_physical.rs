@@ -111,6 +111,12 @@ async fn physical_round_trip(server: &TestServer) {
         "{listed}"
     );
 
+    let shown = ok(&["show", &id, "--store", store]);
+    assert!(shown.contains(&format!("stop LSN:  {stop}")), "{shown}");
+    assert!(shown.contains("format:    basebackup"), "{shown}");
+    let shown = json(&["show", &id, "--store", store, "--json"]);
+    assert_eq!(shown["details"], m["details"]);
+
     // Changes after the backup are not in it.
     server
         .psql(&db, "INSERT INTO t VALUES (999999, 'after')")

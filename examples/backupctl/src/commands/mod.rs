@@ -10,6 +10,7 @@ pub(crate) mod init;
 pub(crate) mod list;
 pub(crate) mod prune;
 pub(crate) mod restore;
+pub(crate) mod show;
 pub(crate) mod stats;
 pub(crate) mod sweep;
 pub(crate) mod verify;
