@@ -8,8 +8,11 @@ use backup_core::source::Details;
 use backup_core::{Error, Result};
 
 use crate::lsn::{Lsn, segment_file_name};
-use crate::physical::BASEBACKUP_FORMAT;
 use crate::tarscan::Captured;
+
+/// The format name recorded in manifests: a `pg_basebackup` tar archive
+/// with WAL and `backup_manifest`.
+pub const BASEBACKUP_FORMAT: &str = "basebackup";
 
 const SYSTEM_IDENTIFIER: &str = "postgres.system_identifier";
 const TIMELINE: &str = "postgres.timeline";

@@ -29,9 +29,7 @@ use crate::lsn::check_segment_size;
 use crate::tarscan::TarScan;
 use crate::tools::{PassFile, PgTools, Step, pg_command, preflight, psql, replication_refusal};
 
-/// The format name recorded in manifests: a `pg_basebackup` tar archive
-/// with WAL and `backup_manifest`.
-pub const BASEBACKUP_FORMAT: &str = "basebackup";
+pub use crate::baseinfo::BASEBACKUP_FORMAT;
 
 const ENGINE: &str = "postgres";
 
@@ -254,5 +252,72 @@ impl DumpSource for BaseBackupSource {
             },
         )
         .with_details(promised))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    const FACTS: ServerFacts = ServerFacts {
+        system_identifier: Some(1),
+        wal_segment_size: 16 * 1024 * 1024,
+    };
+
+    /// Runs `chunks` through [`inspect_archive`]: the items, and what
+    /// arrived on the details channel.
+    async fn inspect(
+        chunks: Vec<Vec<u8>>,
+    ) -> (Vec<Result<Bytes>>, Option<backup_core::source::Details>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inner = futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c)))).boxed();
+        let items = inspect_archive(inner, FACTS, tx).collect::<Vec<_>>().await;
+        (items, rx.await.ok())
+    }
+
+    #[tokio::test]
+    async fn a_malformed_or_incomplete_archive_ends_the_stream_with_an_error_and_no_details() {
+        for (what, chunks, expected) in [
+            ("garbage", vec![vec![b'x'; 1024]], "checksum"),
+            ("empty tar", vec![vec![0; 1024]], "no backup_label"),
+            ("truncated", vec![vec![0; 512]], "truncated"),
+        ] {
+            let (items, details) = inspect(chunks).await;
+            let last = items.last().expect("an item");
+            let err = last.as_ref().expect_err(what);
+            assert!(matches!(err, Error::InvalidDump { .. }), "{what}: {err}");
+            assert!(err.to_string().contains(expected), "{what}: {err}");
+            assert!(
+                details.is_none(),
+                "{what}: no details for a rejected archive"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_tool_passes_its_error_through_without_details() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inner = futures::stream::iter([
+            Ok(Bytes::from_static(&[0; 100])),
+            Err(Error::Dump {
+                engine: ENGINE,
+                detail: "pg_basebackup exited with status 1".into(),
+            }),
+        ])
+        .boxed();
+        let items = inspect_archive(inner, FACTS, tx).collect::<Vec<_>>().await;
+        assert_eq!(items.len(), 2);
+        assert!(matches!(items[1], Err(Error::Dump { .. })));
+        assert!(rx.await.is_err());
+    }
+
+    #[test]
+    fn segment_sizes_from_pg_settings() {
+        assert_eq!(segment_size_bytes("16777216 B").unwrap(), 16 * 1024 * 1024);
+        assert_eq!(segment_size_bytes("16 MB").unwrap(), 16 * 1024 * 1024);
+        for bad in ["16777216", "3 MB", "16 GB", "x B", "99999999999999999 MB"] {
+            assert!(segment_size_bytes(bad).is_err(), "{bad}");
+        }
     }
 }

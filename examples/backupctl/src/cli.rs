@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     Context, Outcome, backup, check, delete, forget_source, gc, health, init, list, pitr_window,
-    prune, restore, stats, sweep, verify, wal_archive, wal_fetch, wal_push,
+    prune, restore, show, stats, sweep, verify, wal_archive, wal_fetch, wal_push,
 };
 use crate::options::{CryptoOptions, S3Options};
 
@@ -38,6 +38,9 @@ enum Command {
     List(list::ListArgs),
     /// Re-read a backup and check its size, SHA-256 and MD5.
     Verify(verify::VerifyArgs),
+    /// Show one backup's manifest (a base backup's timeline, LSNs and WAL
+    /// range included).
+    Show(show::ShowArgs),
     /// Restore a backup into the database named by --pg.
     Restore(restore::RestoreArgs),
     /// Delete a backup (manifest first, then artifact).
@@ -98,6 +101,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
         Command::Backup(args) => backup::run(args, &ctx).await,
         Command::List(args) => list::run(args, &ctx).await,
         Command::Verify(args) => verify::run(args, &ctx).await,
+        Command::Show(args) => show::run(args, &ctx).await,
         Command::Restore(args) => restore::run(args, &ctx).await,
         Command::Delete(args) => delete::run(args, &ctx).await,
         Command::Prune(args) => prune::run(args, &ctx).await,

@@ -4,7 +4,10 @@
 
 use backup_core::{DumpSource, Error, RestoreTarget, Result, Secret};
 use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
-use backup_postgres::{LibpqEnv, PgConnection, PgTools, PostgresSource, PostgresTarget};
+use backup_postgres::{
+    BaseBackupSource, DataDirTarget, LibpqEnv, PgConnection, PgTools, PostgresSource,
+    PostgresTarget,
+};
 
 /// Which engine a connection string is for, in messages.
 #[derive(Clone, Copy)]
@@ -171,6 +174,7 @@ pub(crate) fn dump_source(
     password_file: Option<&std::path::Path>,
     pg_bin: Option<&std::path::Path>,
     allow_system_db: bool,
+    physical: bool,
 ) -> Result<(Box<dyn DumpSource>, String)> {
     match (pg, mongo) {
         (_, Some(uri)) => {
@@ -182,11 +186,25 @@ pub(crate) fn dump_source(
         (Some(url), None) => {
             let conn = pg_connection(&url, password_file)?;
             let database = conn.database().to_string();
+            if physical {
+                let source = BaseBackupSource::new(conn).with_tools(pg_tools(pg_bin)?);
+                return Ok((Box::new(source), database));
+            }
             let source = PostgresSource::new(conn).with_tools(pg_tools(pg_bin)?);
             Ok((Box::new(source), database))
         }
         (None, None) => Err(Error::Config("give --pg or --mongo".into())),
     }
+}
+
+/// The target restoring a base backup into the new data directory `dir`.
+pub(crate) fn datadir_target(
+    dir: &std::path::Path,
+    pg_bin: Option<&std::path::Path>,
+) -> Result<Box<dyn RestoreTarget>> {
+    Ok(Box::new(
+        DataDirTarget::new(dir).with_tools(pg_tools(pg_bin)?),
+    ))
 }
 
 /// What `restore_target` needs besides the connection string.

@@ -7,7 +7,7 @@ use backup_core::{
     format::human_bytes, format::sanitize_name, manifest::BackupKind,
 };
 
-use crate::commands::{Context, Outcome, print_json};
+use crate::commands::{Context, Outcome, physical_line, print_json};
 use crate::connect::dump_source;
 
 #[derive(Debug, clap::Args)]
@@ -28,6 +28,12 @@ pub(crate) struct BackupArgs {
     /// /usr/lib/postgresql, then a newer one, then $PATH. Tools older than the server are refused.
     #[arg(long, value_name = "DIR", conflicts_with = "mongo")]
     pub(crate) pg_bin: Option<std::path::PathBuf>,
+    /// Take a physical base backup of the whole cluster --pg points at
+    /// (pg_basebackup, WAL included, so it restores on its own with
+    /// `restore --datadir`) instead of a pg_dump of one database. The role
+    /// needs the REPLICATION attribute and a pg_hba.conf replication line.
+    #[arg(long, conflicts_with = "mongo")]
+    pub(crate) physical: bool,
     /// Allow dumping a MongoDB system database (admin, local, config).
     #[arg(long)]
     pub(crate) allow_system_db: bool,
@@ -61,6 +67,7 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         mongo,
         password_file,
         pg_bin,
+        physical,
         allow_system_db,
         store,
         compression,
@@ -76,6 +83,7 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         password_file.as_deref(),
         pg_bin.as_deref(),
         allow_system_db,
+        physical,
     )?;
     let source_id = source_id.unwrap_or_else(|| sanitize_name(&database));
     let engine = ctx
@@ -116,6 +124,9 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
             m.duration().num_milliseconds() as f64 / 1000.0,
             m.artifact
         );
+    }
+    if !json && let Some(line) = physical_line(&m) {
+        println!("{line}");
     }
     Ok(Outcome::Ok)
 }

@@ -3,7 +3,7 @@
 use backup_core::{Filter, Result};
 use backup_examples::backup_table;
 
-use crate::commands::{Context, Outcome, print_json};
+use crate::commands::{Context, Outcome, physical_line, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ListArgs {
@@ -38,6 +38,9 @@ pub(crate) async fn run(args: ListArgs, ctx: &Context<'_>) -> Result<Outcome> {
         print_json(&plain);
     } else {
         print!("{}", backup_table(&backups));
+        for line in backups.iter().filter_map(|m| physical_line(m)) {
+            println!("{line}");
+        }
     }
     Ok(Outcome::Ok)
 }

@@ -11,6 +11,7 @@ pub(crate) mod list;
 pub(crate) mod pitr_window;
 pub(crate) mod prune;
 pub(crate) mod restore;
+pub(crate) mod show;
 pub(crate) mod stats;
 pub(crate) mod sweep;
 pub(crate) mod verify;
@@ -103,6 +104,31 @@ pub(crate) enum Outcome {
     /// PostgreSQL's `restore_command`, which aborts recovery on a status
     /// above 125).
     Fatal,
+}
+
+/// One line with a base backup's physical facts (timeline, start and stop
+/// LSN, the WAL segments it needs); `None` for other backups. A base
+/// backup whose facts do not parse says so rather than hiding it.
+pub(crate) fn physical_line(m: &backup_core::manifest::Manifest) -> Option<String> {
+    if m.format != backup_postgres::BASEBACKUP_FORMAT {
+        return None;
+    }
+    Some(match backup_postgres::BaseBackupInfo::from_manifest(m) {
+        Ok(i) => format!(
+            "{}: base backup of system {}, timeline {}, start LSN {}, stop LSN {}, WAL {}..{}",
+            m.id,
+            i.system_identifier,
+            i.timeline,
+            i.start_lsn,
+            i.stop_lsn,
+            i.wal_first_segment,
+            i.wal_last_segment
+        ),
+        Err(e) => format!(
+            "{}: base backup without readable physical facts ({e})",
+            m.id
+        ),
+    })
 }
 
 pub(crate) fn print_json(value: &impl serde::Serialize) {
