@@ -71,7 +71,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! With the `throwaway` feature, [`ThrowawayCluster`] starts a disposable
+//! With the `throwaway` feature, `ThrowawayCluster` starts a disposable
 //! local server for tests, demos and benchmarks.
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -122,3 +122,44 @@ pub use wal::{
     WalRecord,
 };
 pub use window::{PitrRange, PitrWindow, base_backups, pitr_window, prune_wal};
+
+/// (Feature `throwaway`.) Defines a test that runs once per PostgreSQL major version of the test
+/// matrix, as two tests named after them: `<name>::postgres_15` on
+/// [`TestServer::shared`] (Debian's PostgreSQL 15, or the server of
+/// [`TEST_URL_VAR`]) and `<name>::postgres_18` on
+/// [`TestServer::shared_pg18`]. The body gets the server as the named
+/// variable; build sources and targets with its [`TestServer::tools`].
+///
+/// ```ignore
+/// backup_postgres::each_major! {
+///     /// Round trip.
+///     async fn round_trip(server) {
+///         let db = server.create_database("x").await.unwrap();
+///     }
+/// }
+/// ```
+#[cfg(feature = "throwaway")]
+#[macro_export]
+macro_rules! each_major {
+    ($($(#[$meta:meta])* async fn $name:ident($server:ident) $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($server: &'static $crate::TestServer) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_15() {
+                run($crate::TestServer::shared()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_18() {
+                let server = $crate::TestServer::shared_pg18();
+                assert_eq!(server.major().await.unwrap(), 18, "the PostgreSQL 18 server");
+                run(server).await
+            }
+        }
+    )*};
+}

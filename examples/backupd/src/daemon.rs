@@ -17,7 +17,8 @@ use backup_examples::{
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Replicas, StorageConfig};
-use crate::state::{App, PACKAGE_JOB, PackageJob};
+use crate::state::jobs::PackageJob;
+use crate::state::{App, PACKAGE_JOB};
 use crate::{auth, http, leftovers, metrics, state};
 
 /// Opens the configured store and marks it (`_store.json`, created with

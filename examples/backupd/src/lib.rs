@@ -21,7 +21,6 @@ pub mod packages;
 pub mod routes;
 pub mod state;
 pub mod tenancy;
-pub mod wal;
 
 pub use cli::main_with_args;
 pub use daemon::{Daemon, open_storage};

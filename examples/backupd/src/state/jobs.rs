@@ -1,15 +1,70 @@
-//! The scheduler jobs backupd registers: a database's guarded backup and
-//! the package builder.
+//! The scheduler jobs backupd registers: a database's guarded backup
+//! (and its registration) and the package builder.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use backup_core::{
-    BackupJob, Error, Result, scheduler::Job, scheduler::JobOutcome, scheduler::Trigger,
+    BackupJob, BackupRequest, Error, Filter, JobSpec, Result, manifest::BackupKind, scheduler::Job,
+    scheduler::JobOutcome, scheduler::Trigger,
 };
+use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::App;
+use super::entries::{make_source, retention};
 use crate::config::{BackupMode, DatabaseConfig};
 use crate::tenancy;
+
+impl App {
+    /// Registers or replaces a database and its scheduler job, without the
+    /// checks of [`App::register_checked`] (its only caller). The last
+    /// scheduled backup in the catalog drives the misfire check. Each run
+    /// checks again that no other tenant has the database.
+    pub(super) async fn register(self: &Arc<Self>, db: DatabaseConfig) -> Result<()> {
+        let source = make_source(&db)?;
+        let mut filter = Filter::tenant(&db.tenant).source(&db.id);
+        filter.kind = Some(BackupKind::Scheduled);
+        let last_run = self
+            .engine
+            .catalog()
+            .list(&filter)
+            .await
+            .ok()
+            .and_then(|l| l.first().map(|m| m.started_at));
+        let job = BackupJob {
+            engine: self.engine_for(&db),
+            source,
+            request: BackupRequest::new(&db.id)
+                .tenant(&db.tenant)
+                .created_by("backupd"),
+            retention: retention(&db),
+        };
+        let guarded = GuardedJob {
+            app: Arc::downgrade(self),
+            db: db.clone(),
+            inner: job,
+        };
+        self.scheduler.upsert(
+            JobSpec::new(&db.id, db.schedule.clone(), Arc::new(guarded))
+                .last_run(last_run.or(Some(Utc::now()))),
+        )?;
+        self.metrics.touch(&db.tenant, &db.id);
+        self.wal
+            .replace(
+                &db,
+                self.engine_for(&db),
+                &self.events,
+                &self.config.wal_spool,
+            )
+            .await?;
+        self.databases
+            .write()
+            .expect("databases lock")
+            .insert(db.id.clone(), db);
+        Ok(())
+    }
+}
 
 /// A database's backup job, preceded on every run by the ownership check:
 /// a run never dumps a database that another tenant has registered.

@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use backup_core::{
-    BackupJob, BackupRequest, Engine, Error, EventBus, Filter, JobSpec, RestoreOptions, Result,
-    RetentionPolicy, Scheduler, Store, catalog::HealthOptions, engine::PruneReport,
-    manifest::BackupKind, manifest::new_backup_id, retention::PlanOptions,
+    Engine, Error, EventBus, Filter, RestoreOptions, Result, RetentionPolicy, Scheduler, Store,
+    catalog::HealthOptions, engine::PruneReport, manifest::new_backup_id, retention::PlanOptions,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -23,11 +22,11 @@ use super::metrics::Metrics;
 use super::packages;
 use super::tenancy;
 
-mod entries;
-mod jobs;
+pub mod entries;
+pub mod jobs;
+pub mod wal;
 
 pub use entries::{make_source, make_target, pg_connection, pg_tools, retention};
-pub use jobs::{GuardedJob, PackageJob};
 
 /// Scheduler job id of the package builder (`_` ids are reserved, so no
 /// database can take it).
@@ -107,7 +106,7 @@ pub struct App {
     /// by database id (see [`crate::leftovers`]).
     pub leftovers: Arc<Leftovers>,
     /// The WAL archivers of `wal_archiving` entries.
-    pub wal: crate::wal::WalArchivers,
+    pub wal: wal::WalArchivers,
 }
 
 impl std::fmt::Debug for App {
@@ -193,54 +192,6 @@ impl App {
         let _guard = self.registration.lock().await;
         self.check_owner(&db, replacing).await?;
         self.register(db).await.map_err(ApiError::from)
-    }
-
-    /// Registers or replaces a database and its scheduler job, without the
-    /// checks of [`App::register_checked`] (its only caller). The last
-    /// scheduled backup in the catalog drives the misfire check. Each run
-    /// checks again that no other tenant has the database.
-    async fn register(self: &Arc<Self>, db: DatabaseConfig) -> Result<()> {
-        let source = make_source(&db)?;
-        let mut filter = Filter::tenant(&db.tenant).source(&db.id);
-        filter.kind = Some(BackupKind::Scheduled);
-        let last_run = self
-            .engine
-            .catalog()
-            .list(&filter)
-            .await
-            .ok()
-            .and_then(|l| l.first().map(|m| m.started_at));
-        let job = BackupJob {
-            engine: self.engine_for(&db),
-            source,
-            request: BackupRequest::new(&db.id)
-                .tenant(&db.tenant)
-                .created_by("backupd"),
-            retention: retention(&db),
-        };
-        let guarded = GuardedJob {
-            app: Arc::downgrade(self),
-            db: db.clone(),
-            inner: job,
-        };
-        self.scheduler.upsert(
-            JobSpec::new(&db.id, db.schedule.clone(), Arc::new(guarded))
-                .last_run(last_run.or(Some(Utc::now()))),
-        )?;
-        self.metrics.touch(&db.tenant, &db.id);
-        self.wal
-            .replace(
-                &db,
-                self.engine_for(&db),
-                &self.events,
-                &self.config.wal_spool,
-            )
-            .await?;
-        self.databases
-            .write()
-            .expect("databases lock")
-            .insert(db.id.clone(), db);
-        Ok(())
     }
 
     /// Removes a database and its job, and forgets its run record so

@@ -12,8 +12,8 @@ use backup_postgres::{
 };
 use serde::Serialize;
 
+use super::entries::{pg_connection, pg_tools};
 use crate::config::DatabaseConfig;
-use crate::state::{pg_connection, pg_tools};
 
 /// One running archiver.
 #[derive(Debug)]
