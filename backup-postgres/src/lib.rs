@@ -103,6 +103,7 @@ pub use baseinfo::BaseBackupInfo;
 #[cfg(feature = "throwaway")]
 pub use cluster::{
     TEST_PG18_BIN_VAR, TEST_PG18_URL_VAR, TEST_URL_VAR, TestServer, ThrowawayCluster,
+    query_data_dir,
 };
 pub use conn::{PgConnection, redact_url};
 pub use datadir::DataDirTarget;

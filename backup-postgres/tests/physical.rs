@@ -262,99 +262,6 @@ async fn a_role_without_replication_is_refused_with_what_to_change() {
         .unwrap();
 }
 
-/// Starts a server on a restored data directory (as `postgres` when this
-/// process is root), runs `sql` in `database` over its socket, stops it.
-fn query_restored(bin: &Path, data: &Path, database: &str, sql: &str) -> String {
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap();
-    let sock = data.parent().unwrap().join("sock");
-    std::fs::create_dir_all(&sock).unwrap();
-    if root {
-        for path in [data, sock.as_path()] {
-            assert!(
-                std::process::Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(path)
-                    .status()
-                    .unwrap()
-                    .success()
-            );
-        }
-    }
-    let run = |tool: &str, args: &[&str]| {
-        let mut cmd = if root {
-            let mut c = std::process::Command::new("setpriv");
-            c.args([
-                "--reuid=postgres",
-                "--regid=postgres",
-                "--init-groups",
-                "--",
-            ]);
-            c.arg(bin.join(tool));
-            c
-        } else {
-            std::process::Command::new(bin.join(tool))
-        };
-        cmd.env_clear().env("LC_MESSAGES", "C").args(args);
-        cmd.output().unwrap()
-    };
-    let port = backup_core::testing::server::free_port()
-        .unwrap()
-        .to_string();
-    let options = format!("-p {port} -k {} -c listen_addresses=''", sock.display());
-    let log = sock.join("restored.log");
-    let data_s = data.to_str().unwrap();
-    let started = run(
-        "pg_ctl",
-        &[
-            "-D",
-            data_s,
-            "-l",
-            log.to_str().unwrap(),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            &options,
-            "start",
-        ],
-    );
-    assert!(
-        started.status.success(),
-        "the restored cluster starts: {} {}",
-        String::from_utf8_lossy(&started.stderr),
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    let out = run(
-        "psql",
-        &[
-            "-X",
-            "-A",
-            "-t",
-            "-h",
-            sock.to_str().unwrap(),
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-c",
-            sql,
-        ],
-    );
-    let _ = run("pg_ctl", &["-D", data_s, "-m", "fast", "-w", "stop"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 async fn restore_round_trip(server: &TestServer) {
     let db = server
         .create_database_with(
@@ -426,7 +333,10 @@ async fn restore_round_trip(server: &TestServer) {
         .filter(|e| e.file_name().to_string_lossy().contains(".restore-"))
         .collect();
     assert!(leftovers.is_empty(), "no staging directory left");
-    assert_eq!(query_restored(&bin, &data, &db, digest_sql), expected);
+    assert_eq!(
+        backup_postgres::query_data_dir(&bin, &data, &db, digest_sql).unwrap(),
+        expected
+    );
     let _ = std::fs::remove_dir_all(&root);
     server.drop_database(&db).await.unwrap();
 }

@@ -183,104 +183,13 @@ async fn physical_round_trip(server: &TestServer) {
     assert!(out.contains(&format!("stop LSN {stop}")), "{out}");
     assert!(data.join("backup_label").is_file() || data.join("PG_VERSION").is_file());
 
-    let got = query_restored(Path::new(&bin), &data, &db, digest_sql);
+    let got = backup_postgres::query_data_dir(Path::new(&bin), &data, &db, digest_sql).unwrap();
     assert_eq!(
         got,
         expected.trim(),
         "the restored cluster holds the data as of the backup"
     );
     server.drop_database(&db).await.unwrap();
-}
-
-/// Starts a server on a restored data directory (as `postgres` when this
-/// process is root), runs `sql` in `database` over its socket, stops it.
-fn query_restored(bin: &Path, data: &Path, database: &str, sql: &str) -> String {
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap();
-    let sock = data.parent().unwrap().join("sock");
-    std::fs::create_dir_all(&sock).unwrap();
-    if root {
-        for path in [data, sock.as_path()] {
-            let chown = std::process::Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(path)
-                .status()
-                .unwrap();
-            assert!(chown.success());
-        }
-    }
-    let run = |tool: &str, args: &[&str]| {
-        let mut cmd = if root {
-            let mut c = std::process::Command::new("setpriv");
-            c.args([
-                "--reuid=postgres",
-                "--regid=postgres",
-                "--init-groups",
-                "--",
-            ]);
-            c.arg(bin.join(tool));
-            c
-        } else {
-            std::process::Command::new(bin.join(tool))
-        };
-        cmd.env_clear().env("LC_MESSAGES", "C").args(args);
-        cmd.output().unwrap()
-    };
-    let port = backup_core::testing::server::free_port()
-        .unwrap()
-        .to_string();
-    let options = format!("-p {port} -k {} -c listen_addresses=''", sock.display());
-    let log = sock.join("restored.log");
-    let data_s = data.to_str().unwrap();
-    let started = run(
-        "pg_ctl",
-        &[
-            "-D",
-            data_s,
-            "-l",
-            log.to_str().unwrap(),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            &options,
-            "start",
-        ],
-    );
-    assert!(
-        started.status.success(),
-        "the restored cluster starts: {} {}",
-        String::from_utf8_lossy(&started.stderr),
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    let out = run(
-        "psql",
-        &[
-            "-X",
-            "-A",
-            "-t",
-            "-h",
-            sock.to_str().unwrap(),
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-c",
-            sql,
-        ],
-    );
-    let _ = run("pg_ctl", &["-D", data_s, "-m", "fast", "-w", "stop"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

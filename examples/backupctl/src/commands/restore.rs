@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
 use backup_core::{Error, RestoreOptions, Result};
+use backup_postgres::{PointInTimeRestore, RecoveryTarget, StartOptions, WalArchive};
 
 use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
 use crate::connect::{TargetArgs, datadir_target, restore_target};
@@ -22,6 +25,32 @@ pub(crate) struct RestoreArgs {
     /// into place. Then give it to the server's user and start it.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["pg", "mongo", "target_db", "create", "clean", "no_owner", "tables", "allow_system_db"])]
     pub(crate) datadir: Option<std::path::PathBuf>,
+    /// With --datadir: then replay the source's archived WAL (`wal-push`,
+    /// `wal-archive`) up to this time (with a zone: 2026-12-02T07:17:29Z,
+    /// or as PostgreSQL prints it with +00), on a server started for it
+    /// and stopped once the target is confirmed reached.
+    #[arg(long, value_name = "TIME", requires = "datadir", conflicts_with_all = ["target_lsn", "target_name", "target_latest"])]
+    pub(crate) target_time: Option<String>,
+    /// With --datadir: replay archived WAL up to this position (X/Y).
+    #[arg(long, value_name = "LSN", requires = "datadir", conflicts_with_all = ["target_name", "target_latest"])]
+    pub(crate) target_lsn: Option<String>,
+    /// With --datadir: replay archived WAL up to this restore point
+    /// (pg_create_restore_point).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "datadir",
+        conflicts_with = "target_latest"
+    )]
+    pub(crate) target_name: Option<String>,
+    /// With --datadir: replay all the archived WAL (every segment from the
+    /// backup on must be there, without a gap).
+    #[arg(long, requires = "datadir")]
+    pub(crate) target_latest: bool,
+    /// Port of the server started to replay WAL (Unix socket only; default:
+    /// a free port).
+    #[arg(long, value_name = "PORT", requires = "datadir")]
+    pub(crate) recovery_port: Option<u16>,
     /// Store: a directory or s3://bucket/prefix (must exist; only `backup` and `init` create one).
     #[arg(long)]
     pub(crate) store: String,
@@ -70,6 +99,11 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
         id,
         latest,
         datadir,
+        target_time,
+        target_lsn,
+        target_name,
+        target_latest,
+        recovery_port,
         store,
         pg,
         mongo,
@@ -89,7 +123,19 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
         _ => return Err(Error::Config("give a backup id or --latest".into())),
     };
     if let Some(dir) = datadir {
-        return restore_datadir(ctx, &store, &id, &dir, pg_bin.as_deref(), json).await;
+        let target = match (target_time, target_lsn, target_name, target_latest) {
+            (Some(t), ..) => Some(RecoveryTarget::time(&t)?),
+            (_, Some(l), ..) => Some(RecoveryTarget::lsn(&l)?),
+            (_, _, Some(n), _) => Some(RecoveryTarget::name(&n)?),
+            (.., true) => Some(RecoveryTarget::Latest),
+            _ => None,
+        };
+        let to = DataDir {
+            dir: &dir,
+            pg_bin: pg_bin.as_deref(),
+            recovery: target.map(|t| (t, recovery_port)),
+        };
+        return restore_datadir(ctx, &store, &id, to, json).await;
     }
     let (target, database) = restore_target(
         pg,
@@ -119,16 +165,28 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
     Ok(Outcome::Ok)
 }
 
-/// Restores the base backup `id` into the new data directory `dir` and
-/// says what to do next.
+/// Where a base backup goes, and the point-in-time target if any.
+struct DataDir<'a> {
+    dir: &'a Path,
+    pg_bin: Option<&'a Path>,
+    recovery: Option<(RecoveryTarget, Option<u16>)>,
+}
+
+/// Restores the base backup `id` into the new data directory `dir`, then
+/// (with a target) replays the archived WAL up to it; says what to do
+/// next.
 async fn restore_datadir(
     ctx: &Context<'_>,
     store: &str,
     id: &str,
-    dir: &Path,
-    pg_bin: Option<&Path>,
+    to: DataDir<'_>,
     json: bool,
 ) -> Result<Outcome> {
+    let DataDir {
+        dir,
+        pg_bin,
+        recovery,
+    } = to;
     // Checked here too, so a non-empty directory is refused before
     // anything is read from the store.
     if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
@@ -150,6 +208,9 @@ async fn restore_datadir(
     let report = engine
         .restore(&id, target.as_ref(), &RestoreOptions::default())
         .await?;
+    if let Some((target, port)) = recovery {
+        return recover(engine, &manifest, dir, pg_bin, target, port, json).await;
+    }
     if json {
         print_json(&report);
         return Ok(Outcome::Ok);
@@ -165,4 +226,99 @@ async fn restore_datadir(
          sudo -u postgres pg_ctl -D {dir} -o '-p 5433' start   # its postgresql.conf is the original's: check port and paths first"
     );
     Ok(Outcome::Ok)
+}
+
+/// Replays the source's archived WAL over the base backup just restored
+/// into `dir`, up to `target`, on a server started for it (as `postgres`
+/// when run as root), stopped once the target is confirmed.
+async fn recover(
+    engine: backup_core::Engine,
+    manifest: &backup_core::manifest::Manifest,
+    dir: &Path,
+    pg_bin: Option<&Path>,
+    target: RecoveryTarget,
+    port: Option<u16>,
+    json: bool,
+) -> Result<Outcome> {
+    let bin = server_bin(pg_bin, manifest)?;
+    let archive = WalArchive::new(Arc::new(engine), &manifest.tenant, &manifest.source_id)?;
+    let port = match port {
+        Some(p) => p,
+        None => std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| Error::io("finding a free port for the recovery server", e))?,
+    };
+    let report = PointInTimeRestore::new(dir, Arc::new(archive), target.clone(), bin)
+        .start_server(StartOptions::on_port(port))
+        .run()
+        .await?;
+    let server = report.server.as_ref();
+    if json {
+        print_json(&serde_json::json!({
+            "backup_id": manifest.id,
+            "data_dir": dir,
+            "target": target.to_string(),
+            "timeline": report.timeline,
+            "segments": [report.segments.0, report.segments.1],
+            "staged_segments": report.staged_segments,
+            "end_lsn": server.and_then(|s| s.end_lsn.clone()),
+            "stopped_at": server.and_then(|s| s.stopped_at.clone()),
+            "last_transaction": server.and_then(|s| s.last_transaction.clone()),
+        }));
+        return Ok(Outcome::Ok);
+    }
+    println!(
+        "recovered {} to {target}: replayed {} segment(s) {}..{}{}{}",
+        dir.display(),
+        report.staged_segments,
+        report.segments.0,
+        report.segments.1,
+        server
+            .and_then(|s| s.end_lsn.as_deref())
+            .map(|l| format!(", up to {l}"))
+            .unwrap_or_default(),
+        server
+            .and_then(|s| s.last_transaction.as_deref())
+            .map(|t| format!(", last transaction {t}"))
+            .unwrap_or_default()
+    );
+    let dir = dir.display();
+    println!(
+        "next: it is promoted and stopped; check postgresql.conf (port, paths), then start it:\n  \
+         sudo -u postgres pg_ctl -D {dir} start"
+    );
+    Ok(Outcome::Ok)
+}
+
+/// The PostgreSQL server binaries for a recovery: `--pg-bin`, else
+/// `/usr/lib/postgresql/<the backup's major>/bin`.
+fn server_bin(
+    pg_bin: Option<&Path>,
+    manifest: &backup_core::manifest::Manifest,
+) -> Result<std::path::PathBuf> {
+    if let Some(dir) = pg_bin {
+        return Ok(dir.to_path_buf());
+    }
+    let major = manifest
+        .versions
+        .server
+        .as_deref()
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse::<u32>().ok());
+    let dir = major.map(|m| std::path::PathBuf::from(format!("/usr/lib/postgresql/{m}/bin")));
+    match dir {
+        Some(dir) if dir.join("postgres").is_file() => Ok(dir),
+        _ => Err(Error::ToolNotFound {
+            tool: "postgres".into(),
+            hint: format!(
+                "no server binaries of PostgreSQL {} found; name their directory with --pg-bin DIR",
+                manifest
+                    .versions
+                    .server
+                    .as_deref()
+                    .unwrap_or("(unknown version)")
+            ),
+        }),
+    }
 }

@@ -1,0 +1,261 @@
+//! Point-in-time restore with the real binaries, on PostgreSQL 15 and 18:
+//! `backupctl wal-archive` streams a throwaway cluster's WAL into the
+//! store while `backupctl backup --physical` takes a base backup; after a
+//! restore point and more writes, `pitr-window` shows the archive reaching
+//! the last switched segment, and `backupctl restore --datadir` with
+//! `--target-name` and `--target-latest` gives back exactly the data of
+//! those points. A byte flipped in an archived segment makes the restore
+//! fail, naming the segment. `wal-archive` stops cleanly on SIGTERM.
+//!
+//! PostgreSQL 18 needs `BACKUP_TEST_PG18_BIN` (.ci/test.sh sets it).
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use backup_postgres::{TEST_PG18_BIN_VAR, TestServer, query_data_dir};
+use support::{backupctl_command, fails, json, ok};
+
+/// Kills the archiver if the test ends early.
+struct Archiver(Child);
+
+impl Drop for Archiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const DIGEST: &str = "SELECT count(*) || ' ' || md5(string_agg(v, ',' ORDER BY id)) FROM t";
+
+async fn pitr_round_trip(bin: PathBuf) {
+    let server = {
+        let bin = bin.clone();
+        tokio::task::spawn_blocking(move || TestServer::throwaway_in(bin))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let cluster = server.cluster().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = root.join("backups");
+    let store = store.to_str().unwrap();
+    let password_file = root.join("password");
+    std::fs::write(&password_file, cluster.password().expose()).unwrap();
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let password_file = password_file.to_str().unwrap();
+    let bin_s = bin.to_str().unwrap();
+    let db = server
+        .create_database_with(
+            "clipitr",
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g;",
+        )
+        .await
+        .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:{}/{db}", cluster.port());
+    let pg = [
+        "--pg",
+        &url,
+        "--password-file",
+        password_file,
+        "--pg-bin",
+        bin_s,
+    ];
+    ok(&["init", "--store", store]);
+
+    let spool = root.join("spool");
+    let log = root.join("wal-archive.log");
+    let mut archiver = Archiver(
+        backupctl_command()
+            .args(["wal-archive"])
+            .args(pg)
+            .args([
+                "--store", store, "--source", "cluster", "--slot", "pitr_cli", "--spool",
+            ])
+            .arg(&spool)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+
+    let mut backup = vec![
+        "backup",
+        "--physical",
+        "--store",
+        store,
+        "--source-id",
+        "cluster",
+        "--json",
+    ];
+    backup.extend(pg);
+    let manifest = json(&backup);
+    let id = manifest["id"].as_str().unwrap().to_string();
+
+    server
+        .psql(
+            &db,
+            "INSERT INTO t SELECT g, 'before rp ' || g FROM generate_series(1001, 2000) g",
+        )
+        .await
+        .unwrap();
+    let at_rp = server.psql(&db, DIGEST).await.unwrap();
+    server
+        .psql("postgres", "SELECT pg_create_restore_point('rp')")
+        .await
+        .unwrap();
+    server
+        .psql(
+            &db,
+            "INSERT INTO t SELECT g, 'after rp ' || g FROM generate_series(2001, 3000) g",
+        )
+        .await
+        .unwrap();
+    let at_end = server.psql(&db, DIGEST).await.unwrap();
+    assert_ne!(at_rp, at_end);
+    let last = server
+        .psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())")
+        .await
+        .unwrap()
+        .trim()
+        .to_string();
+
+    // The window reaches the switched segment once it is archived.
+    let mut window = serde_json::Value::Null;
+    for _ in 0..600 {
+        window = json(&[
+            "pitr-window",
+            "--store",
+            store,
+            "--source",
+            "cluster",
+            "--json",
+        ]);
+        if window["ranges"][0]["to_segment"]
+            .as_str()
+            .is_some_and(|s| s >= last.as_str())
+        {
+            break;
+        }
+        if let Ok(Some(status)) = archiver.0.try_wait() {
+            panic!(
+                "wal-archive exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let range = &window["ranges"][0];
+    assert_eq!(range["backup_id"], id.as_str(), "{window}");
+    assert!(
+        range["to_segment"]
+            .as_str()
+            .is_some_and(|s| s >= last.as_str()),
+        "{last} archived: {window} {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(range["gap_at"].is_null(), "{window}");
+    let text = ok(&["pitr-window", "--store", store, "--source", "cluster"]);
+    assert!(text.contains(&id) && text.contains(&last), "{text}");
+
+    // Restore to the restore point, and to the end of the archive.
+    for (label, flag, want) in [
+        ("rp", vec!["--target-name", "rp"], &at_rp),
+        ("latest", vec!["--target-latest"], &at_end),
+    ] {
+        let data = root.join(format!("restored-{label}"));
+        let data_s = data.to_str().unwrap();
+        let mut args = vec![
+            "restore",
+            &id,
+            "--store",
+            store,
+            "--datadir",
+            data_s,
+            "--pg-bin",
+            bin_s,
+        ];
+        args.extend(flag.iter());
+        let said = ok(&args);
+        assert!(said.contains("recovered"), "{said}");
+        let got = query_data_dir(&bin, &data, &db, DIGEST).unwrap();
+        assert_eq!(&got, want, "restored to {label}");
+    }
+
+    // wal-archive stops cleanly on SIGTERM.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &archiver.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = archiver.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+
+    // A byte flipped in an archived segment after the backup's first:
+    // the restore fails and names it.
+    let first = manifest["details"]["postgres.wal_first_segment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tli_dir = Path::new(store).join("default/_wal/cluster/00000001");
+    let damaged = std::fs::read_dir(&tli_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.as_str() > first.as_str())
+        .min()
+        .expect("a segment archived after the backup's first");
+    let data_file = std::fs::read_dir(tli_dir.join(&damaged))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&data_file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&data_file, bytes).unwrap();
+    let data = root.join("restored-damaged");
+    let err = fails(&[
+        "restore",
+        &id,
+        "--store",
+        store,
+        "--datadir",
+        data.to_str().unwrap(),
+        "--pg-bin",
+        bin_s,
+        "--target-latest",
+    ]);
+    assert!(err.contains(&damaged), "the error names {damaged}: {err}");
+
+    server
+        .psql("postgres", "SELECT pg_drop_replication_slot('pitr_cli')")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_in_time_restore_with_backupctl_on_postgres_15() {
+    pitr_round_trip(PathBuf::from("/usr/lib/postgresql/15/bin")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_in_time_restore_with_backupctl_on_postgres_18() {
+    let bin = std::env::var_os(TEST_PG18_BIN_VAR)
+        .unwrap_or_else(|| panic!("{TEST_PG18_BIN_VAR} must name the PostgreSQL 18 bin directory"));
+    pitr_round_trip(PathBuf::from(bin)).await;
+}
