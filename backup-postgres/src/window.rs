@@ -161,18 +161,25 @@ pub async fn pitr_window(
 /// Deletes the WAL no kept base backup of `source_id` needs: the segments
 /// of the oldest base backup's timeline before its first segment. Other
 /// timelines and history files stay (conservative: a restore across a
-/// timeline switch may need them). Without any base backup nothing is
-/// deleted: WAL alone restores nothing, but deleting it because backups
-/// are missing would turn one mistake into two. Run it after pruning the
-/// backups themselves; `dry_run` only reports.
+/// timeline switch may need them). `kept` limits the base backups that
+/// count to those ids (a retention plan's keep list, so a dry run shows
+/// what pruning would do); `None`: every listed one. Without any base
+/// backup nothing is deleted: WAL alone restores nothing, but deleting it
+/// because backups are missing would turn one mistake into two. Run it
+/// after pruning the backups themselves; `dry_run` only reports.
 pub async fn prune_wal(
     engine: &Engine,
     archive: &WalArchive,
     tenant: &str,
     source_id: &str,
+    kept: Option<&[String]>,
     dry_run: bool,
 ) -> Result<WalPruneReport> {
-    let backups = base_backups(engine, tenant, source_id).await?;
+    let backups: Vec<_> = base_backups(engine, tenant, source_id)
+        .await?
+        .into_iter()
+        .filter(|(m, _)| kept.is_none_or(|k| k.contains(&m.id)))
+        .collect();
     let Some((_, oldest)) = backups.first() else {
         return Ok(WalPruneReport {
             dry_run,

@@ -6,6 +6,8 @@
 //! `--target-name` and `--target-latest` gives back exactly the data of
 //! those points. A byte flipped in an archived segment makes the restore
 //! fail, naming the segment. `wal-archive` stops cleanly on SIGTERM.
+//! Retention keeping only a newer base backup deletes the WAL before it
+//! (a dry run shows which files and the window before and after).
 //!
 //! PostgreSQL 18 needs `BACKUP_TEST_PG18_BIN` (.ci/test.sh sets it).
 
@@ -241,6 +243,55 @@ async fn pitr_round_trip(bin: PathBuf) {
         "--target-latest",
     ]);
     assert!(err.contains(&damaged), "the error names {damaged}: {err}");
+
+    // A second base backup, then retention keeping only it: the WAL
+    // before its first segment goes, the window starts at its end.
+    let second = json(&backup);
+    let second_first = second["details"]["postgres.wal_first_segment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let prune = [
+        "prune",
+        "--store",
+        store,
+        "--source-id",
+        "cluster",
+        "--keep-last",
+        "1",
+        "--include-manual",
+        "--json",
+    ];
+    let mut dry = prune.to_vec();
+    dry.push("--dry-run");
+    let plan = json(&dry);
+    let wal = &plan["wal"][0];
+    let removed: Vec<&str> = wal["report"]["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(removed.contains(&damaged.as_str()), "{plan}");
+    assert!(removed.iter().all(|n| *n < second_first.as_str()), "{plan}");
+    assert_ne!(wal["from_before"], wal["from_after"], "{plan}");
+    assert!(
+        tli_dir.join(format!("{damaged}.json")).is_file(),
+        "a dry run deletes nothing"
+    );
+    json(&prune);
+    assert!(!tli_dir.join(format!("{damaged}.json")).exists());
+    let window = json(&[
+        "pitr-window",
+        "--store",
+        store,
+        "--source",
+        "cluster",
+        "--json",
+    ]);
+    let ranges = window["ranges"].as_array().unwrap();
+    assert_eq!(ranges.len(), 1, "{window}");
+    assert_eq!(ranges[0]["backup_id"], second["id"], "{window}");
 
     server
         .psql("postgres", "SELECT pg_drop_replication_slot('pitr_cli')")

@@ -1,6 +1,8 @@
 //! `backupctl prune`: apply retention: delete backups no policy keeps (manual ones are kept
 //! unless `--include-manual`, and the output says how many were kept only for that).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::{
@@ -97,6 +99,7 @@ pub(crate) async fn run(args: PruneArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let mut filter = Filter::all();
     filter.tenant = tenant;
     filter.source_id = source_id;
+    let before = wal_windows(&engine, &filter).await?;
     let report = engine
         .prune(
             &filter,
@@ -110,8 +113,12 @@ pub(crate) async fn run(args: PruneArgs, ctx: &Context<'_>) -> Result<Outcome> {
             dry_run,
         )
         .await?;
+    let wal = prune_wal_archives(&engine, &report, &before, dry_run).await?;
     if json {
-        print_json(&report);
+        // The engine's report, plus what was pruned of WAL archives.
+        let mut out = serde_json::to_value(&report).map_err(|e| Error::Config(e.to_string()))?;
+        out["wal"] = serde_json::to_value(&wal).map_err(|e| Error::Config(e.to_string()))?;
+        print_json(&out);
     } else {
         for (source, plan) in &report.sources {
             println!(
@@ -138,6 +145,18 @@ pub(crate) async fn run(args: PruneArgs, ctx: &Context<'_>) -> Result<Outcome> {
                 "note: {kept_as_manual} backup(s) kept only because they are manual; policies never delete manual backups unless --include-manual (take cron backups with `backupctl backup --kind scheduled`)"
             );
         }
+        for w in &wal {
+            println!(
+                "{}/{} WAL: {} {} file(s), {} (point-in-time window from {} before, {} after)",
+                w.tenant,
+                w.source_id,
+                if dry_run { "would delete" } else { "deleted" },
+                w.report.removed.len(),
+                human_bytes(w.report.freed_bytes),
+                w.from_before.as_deref().unwrap_or("nothing"),
+                w.from_after.as_deref().unwrap_or("nothing"),
+            );
+        }
         for (tenant, gc) in &report.gc {
             println!(
                 "gc {tenant}: {} pack(s) deleted, {} repacked, {} freed{}",
@@ -151,4 +170,83 @@ pub(crate) async fn run(args: PruneArgs, ctx: &Context<'_>) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Ok)
+}
+
+/// What pruning did to one source's WAL archive.
+#[derive(Debug, serde::Serialize)]
+struct WalPruned {
+    tenant: String,
+    source_id: String,
+    /// Where the point-in-time window started before, and after.
+    from_before: Option<String>,
+    from_after: Option<String>,
+    report: backup_postgres::WalPruneReport,
+}
+
+/// Sources with base backups and a WAL archive: (tenant, source), the
+/// archive and its point-in-time window before pruning.
+type Windows =
+    BTreeMap<(String, String), (backup_postgres::WalArchive, backup_postgres::PitrWindow)>;
+
+/// The windows of the sources `filter` selects that have base backups
+/// and a WAL archive.
+async fn wal_windows(engine: &backup_core::Engine, filter: &Filter) -> Result<Windows> {
+    let engine = Arc::new(engine.clone());
+    let mut sources = BTreeSet::new();
+    for m in engine.catalog().list(filter).await? {
+        if m.format == backup_postgres::BASEBACKUP_FORMAT {
+            sources.insert((m.tenant.clone(), m.source_id.clone()));
+        }
+    }
+    let mut out = Windows::new();
+    for (tenant, source_id) in sources {
+        let archive = backup_postgres::WalArchive::new(engine.clone(), &tenant, &source_id)?;
+        if archive.timelines().await?.is_empty() {
+            continue;
+        }
+        let window = backup_postgres::pitr_window(&engine, &archive, &tenant, &source_id).await?;
+        out.insert((tenant, source_id), (archive, window));
+    }
+    Ok(out)
+}
+
+/// After the backups: each source with a WAL archive loses the WAL no
+/// kept base backup needs (see [`backup_postgres::prune_wal`]).
+async fn prune_wal_archives(
+    engine: &backup_core::Engine,
+    report: &backup_core::engine::PruneReport,
+    windows: &Windows,
+    dry_run: bool,
+) -> Result<Vec<WalPruned>> {
+    let mut out = Vec::new();
+    for ((tenant, source_id), (archive, window)) in windows {
+        let Some(plan) = report.sources.get(&format!("{tenant}/{source_id}")) else {
+            continue;
+        };
+        let kept: Vec<String> = plan.keep.iter().map(|d| d.id.clone()).collect();
+        let from = |keep: Option<&[String]>| {
+            window
+                .ranges
+                .iter()
+                .find(|r| keep.is_none_or(|k| k.contains(&r.backup_id)))
+                .map(|r| {
+                    format!(
+                        "{} ({})",
+                        r.from_lsn,
+                        r.from_time.format("%Y-%m-%dT%H:%M:%SZ")
+                    )
+                })
+        };
+        let wal =
+            backup_postgres::prune_wal(engine, archive, tenant, source_id, Some(&kept), dry_run)
+                .await?;
+        out.push(WalPruned {
+            tenant: tenant.clone(),
+            source_id: source_id.clone(),
+            from_before: from(None),
+            from_after: from(Some(&kept)),
+            report: wal,
+        });
+    }
+    Ok(out)
 }
