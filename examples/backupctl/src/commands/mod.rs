@@ -26,6 +26,20 @@ use backup_core::{Engine, Error, Filter, Result};
 
 use crate::options::{CryptoOptions, S3Options};
 
+/// The WAL archive a command works on: `--store`, `--tenant`, `--source`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WalSourceArgs {
+    /// Store: a directory or s3://bucket/prefix (must exist: `backupctl init` creates one).
+    #[arg(long)]
+    pub(crate) store: String,
+    /// Tenant the archive belongs to.
+    #[arg(long, default_value = backup_core::manifest::DEFAULT_TENANT)]
+    pub(crate) tenant: String,
+    /// Source id of the cluster (the same as its base backups').
+    #[arg(long = "source")]
+    pub(crate) source_id: String,
+}
+
 /// The global options every subcommand sees.
 #[derive(Debug)]
 pub(crate) struct Context<'a> {

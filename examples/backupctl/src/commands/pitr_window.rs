@@ -6,19 +6,13 @@ use std::sync::Arc;
 use backup_core::Result;
 use backup_postgres::{WalArchive, pitr_window};
 
-use crate::commands::{Context, Outcome, print_json};
+use crate::commands::{Context, Outcome, WalSourceArgs, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct PitrWindowArgs {
-    /// Store: a directory or s3://bucket/prefix (must exist).
-    #[arg(long)]
-    pub(crate) store: String,
-    /// Tenant of the source.
-    #[arg(long, default_value = backup_core::manifest::DEFAULT_TENANT)]
-    pub(crate) tenant: String,
-    /// Source id of the cluster.
-    #[arg(long = "source")]
-    pub(crate) source_id: String,
+    /// The source's WAL archive.
+    #[command(flatten)]
+    pub(crate) wal: WalSourceArgs,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
@@ -27,15 +21,15 @@ pub(crate) struct PitrWindowArgs {
 /// Prints one range per base backup; exit 1 when the source has no base
 /// backup (nothing is restorable).
 pub(crate) async fn run(args: PitrWindowArgs, ctx: &Context<'_>) -> Result<Outcome> {
-    let engine = Arc::new(ctx.engine(&args.store).await?);
-    let archive = WalArchive::new(Arc::clone(&engine), &args.tenant, &args.source_id)?;
-    let window = pitr_window(&engine, &archive, &args.tenant, &args.source_id).await?;
+    let engine = Arc::new(ctx.engine(&args.wal.store).await?);
+    let archive = WalArchive::new(Arc::clone(&engine), &args.wal.tenant, &args.wal.source_id)?;
+    let window = pitr_window(&engine, &archive, &args.wal.tenant, &args.wal.source_id).await?;
     if args.json {
         print_json(&window);
     } else if window.ranges.is_empty() {
         println!(
             "no base backup of {} in tenant {}: nothing is restorable",
-            args.source_id, args.tenant
+            args.wal.source_id, args.wal.tenant
         );
     } else {
         for r in &window.ranges {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use backup_core::{Compression, Result};
 use backup_postgres::{ArchiverOptions, WalArchive, WalArchiver};
 
-use crate::commands::{Context, Outcome, print_json};
+use crate::commands::{Context, Outcome, WalSourceArgs, print_json};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct WalArchiveArgs {
@@ -23,15 +23,9 @@ pub(crate) struct WalArchiveArgs {
     /// Directory of the PostgreSQL client tools (pg_receivewal, psql).
     #[arg(long, value_name = "DIR")]
     pub(crate) pg_bin: Option<std::path::PathBuf>,
-    /// Store: a directory or s3://bucket/prefix (must exist: `backupctl init` creates one).
-    #[arg(long)]
-    pub(crate) store: String,
-    /// Tenant the archive belongs to.
-    #[arg(long, default_value = backup_core::manifest::DEFAULT_TENANT)]
-    pub(crate) tenant: String,
-    /// Source id of the cluster (the same as its base backups').
-    #[arg(long = "source")]
-    pub(crate) source_id: String,
+    /// The source's WAL archive.
+    #[command(flatten)]
+    pub(crate) wal: WalSourceArgs,
     /// Physical replication slot to stream from (created if missing):
     /// 1 to 63 lower-case letters, digits and underscores.
     #[arg(long)]
@@ -58,21 +52,21 @@ pub(crate) async fn run(args: WalArchiveArgs, ctx: &Context<'_>) -> Result<Outco
         args.pg_bin.as_deref(),
     )?;
     let engine = ctx
-        .engine(&args.store)
+        .engine(&args.wal.store)
         .await?
         .with_compression(args.compression);
     let archive = Arc::new(WalArchive::new(
         Arc::new(engine),
-        &args.tenant,
-        &args.source_id,
+        &args.wal.tenant,
+        &args.wal.source_id,
     )?);
     let options = ArchiverOptions::new(&args.slot, &args.spool)
         .tools(tools)
-        .source(&args.tenant, &args.source_id);
+        .source(&args.wal.tenant, &args.wal.source_id);
     let archiver = WalArchiver::new(conn, archive, options)?.start();
     eprintln!(
         "backupctl: archiving WAL of {} from slot {} (Ctrl-C stops after the current segment)",
-        args.source_id, args.slot
+        args.wal.source_id, args.slot
     );
     let mut reported = None;
     let mut tick = tokio::time::interval(Duration::from_secs(10));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use backup_core::{Error, Result};
 use backup_postgres::WalArchive;
 
-use crate::commands::{Context, Outcome};
+use crate::commands::{Context, Outcome, WalSourceArgs};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct WalFetchArgs {
@@ -15,15 +15,9 @@ pub(crate) struct WalFetchArgs {
     /// Where to write it (`%p`: relative to the data directory, which
     /// PostgreSQL runs the command in). Written only once verified.
     pub(crate) path: std::path::PathBuf,
-    /// Store: a directory or s3://bucket/prefix.
-    #[arg(long)]
-    pub(crate) store: String,
-    /// Tenant the archive belongs to.
-    #[arg(long, default_value = backup_core::manifest::DEFAULT_TENANT)]
-    pub(crate) tenant: String,
-    /// Source id of the cluster.
-    #[arg(long = "source")]
-    pub(crate) source_id: String,
+    /// The source's WAL archive.
+    #[command(flatten)]
+    pub(crate) wal: WalSourceArgs,
 }
 
 /// Exits 0 once the verified file is at `path`; 1 when the archive does
@@ -34,8 +28,8 @@ pub(crate) struct WalFetchArgs {
 /// damaged archive. Nothing is left at `path` unless it succeeded.
 pub(crate) async fn run(args: WalFetchArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let fetched = async {
-        let engine = ctx.engine(&args.store).await?;
-        let archive = WalArchive::new(Arc::new(engine), &args.tenant, &args.source_id)?;
+        let engine = ctx.engine(&args.wal.store).await?;
+        let archive = WalArchive::new(Arc::new(engine), &args.wal.tenant, &args.wal.source_id)?;
         archive.fetch(&args.name, &args.path).await
     };
     match fetched.await {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use backup_core::{Compression, Result};
 use backup_postgres::{PushOutcome, WalArchive};
 
-use crate::commands::{Context, Outcome};
+use crate::commands::{Context, Outcome, WalSourceArgs};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct WalPushArgs {
@@ -15,15 +15,9 @@ pub(crate) struct WalPushArgs {
     /// segments, TTTTTTTT.history and backup history files; a .partial
     /// segment is refused.
     pub(crate) path: std::path::PathBuf,
-    /// Store: a directory or s3://bucket/prefix (must exist: `backupctl init` creates one).
-    #[arg(long)]
-    pub(crate) store: String,
-    /// Tenant the archive belongs to.
-    #[arg(long, default_value = backup_core::manifest::DEFAULT_TENANT)]
-    pub(crate) tenant: String,
-    /// Source id of the cluster (the same for its base backups).
-    #[arg(long = "source")]
-    pub(crate) source_id: String,
+    /// The source's WAL archive.
+    #[command(flatten)]
+    pub(crate) wal: WalSourceArgs,
     /// none, gzip[:1-9] or zstd[:1-22].
     #[arg(long, default_value = "zstd")]
     pub(crate) compression: Compression,
@@ -34,10 +28,10 @@ pub(crate) struct WalPushArgs {
 /// content (never overwritten) or anything fails.
 pub(crate) async fn run(args: WalPushArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let engine = ctx
-        .engine(&args.store)
+        .engine(&args.wal.store)
         .await?
         .with_compression(args.compression);
-    let archive = WalArchive::new(Arc::new(engine), &args.tenant, &args.source_id)?;
+    let archive = WalArchive::new(Arc::new(engine), &args.wal.tenant, &args.wal.source_id)?;
     let outcome = archive.push(&args.path).await?;
     let said = match &outcome {
         PushOutcome::Archived(_) => "archived",
