@@ -91,7 +91,7 @@ async fn base_backup_round_trip(server: &TestServer) {
     file.flush().await.unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let status = std::process::Command::new("tar")
+    let status = backup_core::child::cleared_std_command("tar")
         .arg("-xf")
         .arg(&tar_path)
         .arg("-C")
@@ -112,7 +112,7 @@ async fn base_backup_round_trip(server: &TestServer) {
     let verify = bin_dir(server, "pg_verifybackup")
         .await
         .join("pg_verifybackup");
-    let out = std::process::Command::new(&verify)
+    let out = backup_core::child::cleared_std_command(&verify)
         .arg(&data)
         .output()
         .unwrap();
@@ -125,7 +125,7 @@ async fn base_backup_round_trip(server: &TestServer) {
 
     // A changed file in the extracted tree is caught by pg_verifybackup.
     std::fs::write(data.join("PG_VERSION"), "99\n").unwrap();
-    let out = std::process::Command::new(&verify)
+    let out = backup_core::child::cleared_std_command(&verify)
         .arg(&data)
         .output()
         .unwrap();

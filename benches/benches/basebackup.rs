@@ -1,0 +1,291 @@
+//! Physical base backups of a real PostgreSQL cluster, against the shell
+//! pipeline an operator would write (issue #14's figures).
+//!
+//! ```text
+//! cargo bench -p backup-benches --bench basebackup [-- --json results.json]
+//! ```
+//!
+//! Starts a throwaway cluster (or uses `BACKUP_TEST_PG_URL`), loads
+//! `BENCH_PG_ROWS` (default 5M, about 670 MB on disk) rows of random text,
+//! then times `pg_basebackup -D - -Ft -X none` to /dev/null (the floor),
+//! `pg_basebackup ... | zstd -1 -T0 > file`, and our `Engine::backup` of a
+//! `BaseBackupSource` (zstd:1, all digests, `-X fetch`, the archive
+//! scanned for its facts) into a directory store, each ours in a fresh
+//! process so its peak RSS is its own; then a restore into a new data
+//! directory (extract + `pg_verifybackup`) against `zstd -dc | tar -x`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use backup_benches::{
+    BenchArgs, Measurement, PgEnv, Report, cpu_time, current_rss, env_u64, human_bytes,
+    human_duration, load_average, peak_rss, report_isolated, reset_peak_rss, run_isolated,
+};
+use backup_core::{BackupRequest, Compression, Engine, Filter, RestoreOptions};
+use backup_postgres::{BaseBackupSource, DataDirTarget, PgTools, TestServer};
+use backup_store_fs::FsStore;
+use serde::{Deserialize, Serialize};
+
+/// Our side, run in an isolated child that finds the server through
+/// [`PgEnv`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Job {
+    /// A base backup into a fresh store at `store`.
+    Backup {
+        name: String,
+        compression: String,
+        store: PathBuf,
+        bin: Option<PathBuf>,
+    },
+    /// The newest backup in `store` restored into the new `dir`.
+    Restore {
+        name: String,
+        store: PathBuf,
+        dir: PathBuf,
+        bin: Option<PathBuf>,
+    },
+}
+
+fn tools(bin: &Option<PathBuf>) -> PgTools {
+    bin.clone().map(PgTools::in_dir).unwrap_or_default()
+}
+
+impl Job {
+    /// In the child.
+    fn run(&self) -> Measurement {
+        let conn = PgEnv::connection_from_env().expect("connection from the environment");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let baseline = current_rss().expect("VmRSS");
+        reset_peak_rss().expect("resetting VmHWM");
+        let cpu = cpu_time().expect("cpu time");
+        let started = Instant::now();
+        let (name, input, output) = match self {
+            Job::Backup {
+                name,
+                compression,
+                store,
+                bin,
+            } => {
+                let compression: Compression = compression.parse().expect("a compression");
+                let engine = Engine::new(Arc::new(FsStore::new(store).expect("store")))
+                    .with_compressor(Arc::new(compression));
+                let source = BaseBackupSource::new(conn).with_tools(tools(bin));
+                let m = rt
+                    .block_on(engine.backup(&source, &BackupRequest::new("bench")))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                (name, m.raw.size, Some(m.stored.size))
+            }
+            Job::Restore {
+                name,
+                store,
+                dir,
+                bin,
+            } => {
+                let engine = Engine::new(Arc::new(FsStore::new(store).expect("store")));
+                let listed = rt
+                    .block_on(engine.catalog().list(&Filter::all()))
+                    .expect("listing the store");
+                let m = listed.first().expect("a backup to restore");
+                let target = DataDirTarget::new(dir).with_tools(tools(bin));
+                rt.block_on(engine.restore(&m.id, &target, &RestoreOptions::default()))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                (name, m.raw.size, None)
+            }
+        };
+        let wall = started.elapsed();
+        let cpu = cpu_time().expect("cpu time").saturating_sub(cpu);
+        let mut m = Measurement::new(name, input, wall)
+            .peak_rss(peak_rss().expect("VmHWM"))
+            .cpu(cpu)
+            .note(format!(
+                "RSS: bench process (baseline {}); CPU incl. children",
+                human_bytes(baseline)
+            ));
+        if let Some(out) = output {
+            m = m.output(out);
+        }
+        m
+    }
+}
+
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.display())
+}
+
+fn main() {
+    let args = BenchArgs::from_env();
+    if let Some(spec) = &args.isolated {
+        let job: Job = serde_json::from_str(spec).expect("a job spec");
+        report_isolated(&job.run());
+        return;
+    }
+    let rows = env_u64("BENCH_PG_ROWS", 5_000_000);
+    let work = tempfile::tempdir().expect("work directory");
+    let dir = work.path();
+    let mut report = Report::new("postgres: base backups (pg_basebackup -Ft) and restore");
+    report.meta(
+        "machine",
+        format!(
+            "{} cores, load average at start {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load_average()
+        ),
+    );
+
+    eprintln!("starting the server ...");
+    let server = TestServer::from_env_or_throwaway().expect("a PostgreSQL server");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let psql = |db: &str, sql: &str| {
+        rt.block_on(server.psql(db, sql))
+            .unwrap_or_else(|e| panic!("psql {sql:?}: {e}"))
+    };
+    let db = rt
+        .block_on(server.create_database("bench"))
+        .expect("creating the database");
+    eprintln!("loading {rows} rows into {db} ...");
+    let started = Instant::now();
+    psql(
+        &db,
+        &format!(
+            "CREATE TABLE t AS SELECT i AS id, md5(random()::text) a, md5(random()::text) b, \
+             md5(random()::text) c, now() - i * interval '1 second' AS ts \
+             FROM generate_series(1, {rows}) i"
+        ),
+    );
+    psql(&db, "VACUUM (FREEZE, ANALYZE) t");
+    psql(&db, "CHECKPOINT");
+    let size = psql(
+        "postgres",
+        "SELECT sum(pg_database_size(oid)) FROM pg_database",
+    );
+    report.meta(
+        "data",
+        format!(
+            "table t: {rows} rows (id, 3 x md5 text, timestamptz), cluster {} on disk, loaded in {}",
+            human_bytes(size.trim().parse().unwrap_or(0)),
+            human_duration(started.elapsed())
+        ),
+    );
+    let major = psql("postgres", "SHOW server_version_num")
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(0)
+        / 10_000;
+    let bin = server.tools().bin_dir().map(Path::to_path_buf).or_else(|| {
+        let d = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+        d.join("pg_basebackup").is_file().then_some(d)
+    });
+    let prefix = bin
+        .as_ref()
+        .map(|b| format!("{}/", b.display()))
+        .unwrap_or_default();
+    report.meta(
+        "server",
+        format!(
+            "PostgreSQL {} ({}); tools from {}",
+            psql("postgres", "SHOW server_version").trim(),
+            if std::env::var_os("BACKUP_TEST_PG_URL").is_some() {
+                "BACKUP_TEST_PG_URL"
+            } else {
+                "throwaway cluster, fsync=off"
+            },
+            if prefix.is_empty() {
+                "$PATH"
+            } else {
+                prefix.as_str()
+            }
+        ),
+    );
+    let env = PgEnv::new(&server.connection(&db)).expect("the tools' environment");
+    let shell = |name: &str, script: String, output: Option<&Path>| {
+        let run = env
+            .shell(script)
+            .run()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut m = Measurement::new(name, 0, run.wall)
+            .peak_rss(run.peak_rss)
+            .cpu(run.cpu)
+            .note("RSS: largest process; CPU: whole pipeline");
+        if let Some(path) = output {
+            m = m.output(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
+        }
+        m
+    };
+    let ours = |job: Job| {
+        let spec = serde_json::to_string(&job).expect("a job serializes");
+        run_isolated(&spec, env.vars()).unwrap_or_else(|e| panic!("{spec}: {e}"))
+    };
+
+    eprintln!("warming up (one untimed pg_basebackup) ...");
+    shell(
+        "warm-up",
+        format!("{prefix}pg_basebackup -D - -Ft -X none --checkpoint=fast > /dev/null"),
+        None,
+    );
+    let store = dir.join("store");
+    let zst = dir.join("shell.tar.zst");
+    let floor_name = "pg_basebackup -D - -Ft -X none > /dev/null (floor)";
+    let shell_name = "pg_basebackup -D - -Ft -X none | zstd -1 -T0 > file";
+    let ours_name = "ours: BaseBackupSource zstd:1 (-X fetch, digests, facts)";
+    eprintln!("running ...");
+    let ours_backup = ours(Job::Backup {
+        name: ours_name.into(),
+        compression: "zstd:1".into(),
+        store: store.clone(),
+        bin: bin.clone(),
+    });
+    let raw = ours_backup.input;
+    let floor = shell(
+        floor_name,
+        format!("{prefix}pg_basebackup -D - -Ft -X none --checkpoint=fast > /dev/null"),
+        None,
+    );
+    let piped = shell(
+        shell_name,
+        format!(
+            "{prefix}pg_basebackup -D - -Ft -X none --checkpoint=fast | zstd -q -1 -T0 > {}",
+            quoted(&zst)
+        ),
+        Some(&zst),
+    );
+    let restored = dir.join("restored");
+    let ours_restore = ours(Job::Restore {
+        name: "restore: ours (extract + pg_verifybackup + rename)".into(),
+        store: store.clone(),
+        dir: restored.clone(),
+        bin: bin.clone(),
+    });
+    let untar = dir.join("untar");
+    std::fs::create_dir(&untar).expect("untar dir");
+    let shell_restore = shell(
+        "restore: zstd -dc file | tar -x (no verification)",
+        format!("zstd -dc {} | tar -x -C {}", quoted(&zst), quoted(&untar)),
+        None,
+    );
+    let x = ours_backup.wall.as_secs_f64() / piped.wall.as_secs_f64().max(1e-9);
+    let peak = ours_backup.peak_rss.unwrap_or(0);
+    for m in [ours_backup, floor, piped, ours_restore, shell_restore] {
+        report.push(Measurement { input: raw, ..m });
+    }
+    report.line(format!(
+        "targets: backup time ours / shell pipeline {x:.2}x (<= 1.05x) {}; peak RSS ours {} (<= 64 MiB) {}",
+        if x <= 1.05 { "ok" } else { "MISSED" },
+        human_bytes(peak),
+        if peak <= 64 << 20 { "ok" } else { "MISSED" }
+    ));
+    report.meta("load average at end", load_average());
+    rt.block_on(server.drop_database(&db))
+        .expect("dropping the database");
+    println!("{report}");
+    if let Some(path) = &args.json {
+        report.write_json(path).expect("writing the JSON report");
+        eprintln!("wrote {}", path.display());
+    }
+}
