@@ -101,10 +101,11 @@ pub use archiver::{
 };
 pub use baseinfo::BaseBackupInfo;
 #[cfg(feature = "throwaway")]
-pub use cluster::{
-    TEST_PG18_BIN_VAR, TEST_PG18_URL_VAR, TEST_URL_VAR, TestServer, ThrowawayCluster,
-    query_data_dir,
-};
+pub use cluster::restored::query_data_dir;
+#[cfg(feature = "throwaway")]
+pub use cluster::test_server::TestServer;
+#[cfg(feature = "throwaway")]
+pub use cluster::{TEST_PG18_BIN_VAR, TEST_PG18_URL_VAR, TEST_URL_VAR, ThrowawayCluster};
 pub use conn::{PgConnection, redact_url};
 pub use datadir::DataDirTarget;
 pub use dump::{FORMAT, PostgresSource};
