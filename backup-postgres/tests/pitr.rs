@@ -401,8 +401,17 @@ async fn scenario(bin: PathBuf) {
         }
     }
 
-    // A flipped byte range in the segment after the backup's first.
-    let damaged = next_segment(&first, 1);
+    // A flipped byte range in a segment after the backup.
+    // The segment after the backup's own WAL (its stop switches to a new
+    // segment): damage there is past the end of the backup, so replay
+    // reaches consistency and ends early at it (damage inside the
+    // backup's WAL range is refused too, as "WAL ends before end of
+    // online backup", without a segment to name).
+    let damaged = next_segment(&manifest.details["postgres.wal_last_segment"], 1);
+    assert!(
+        damaged > first && damaged < last,
+        "{damaged} in {first}..{last}"
+    );
     let bad_archive = root.join("archive-bad");
     copy_dir(&archive, &bad_archive);
     let path = bad_archive.join(&damaged);
