@@ -113,6 +113,7 @@ pub(crate) fn child_stream(
     conn: &PgConnection,
 ) -> BoxStream<'static, Result<Bytes>> {
     let stdout = child.stdout.take().expect("stdout is piped");
+    widen_pipe(&stdout);
     let stderr = drain_stderr(child.stderr.take().expect("stderr is piped"));
     let state = Running {
         reader: ReaderStream::with_capacity(stdout, READ_CHUNK),
@@ -138,6 +139,18 @@ pub(crate) fn child_stream(
         }
     })
     .boxed()
+}
+
+/// Asks for a pipe of [`READ_CHUNK`] bytes (Linux's default is 64 KiB), so
+/// the tool writes ahead while the pipeline hashes and compresses, and each
+/// read takes up to a whole chunk. Best effort: a system that refuses
+/// (`fs.pipe-max-size`, per-user pipe limits) keeps the default pipe.
+fn widen_pipe(stdout: &tokio::process::ChildStdout) {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let size = i32::try_from(READ_CHUNK).expect("a pipe size fits in i32");
+    if let Err(e) = fcntl(stdout, FcntlArg::F_SETPIPE_SZ(size)) {
+        tracing::debug!(error = %e, "keeping the default pipe size");
+    }
 }
 
 /// A running tool. Dropping it kills the child (`kill_on_drop`).

@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::stages::{AbortOnDrop, ChannelSink, Hasher, ParallelHasher, PipelineOptions};
+use super::stages::{AbortOnDrop, ChannelSink, ParallelHasher, PipelineOptions};
 use crate::compression::Compression;
 use crate::crypto::AgeRecipients;
 use crate::error::{Error, Result};
@@ -193,8 +193,9 @@ async fn pump_source(
     };
     let stored_unchanged = compression.is_identity() && encryption.is_none();
     let mut encoder = compression.encoder(sink);
-    // Unchanged bytes are hashed once, as stored bytes.
-    let mut raw = (!stored_unchanged).then(Hasher::sha256_only);
+    // Unchanged bytes are hashed once, as stored bytes. Raw bytes are
+    // hashed behind the compressor, on the blocking pool.
+    let mut raw = (!stored_unchanged).then(|| ParallelHasher::with_md5(false));
     let mut size = 0u64;
     let mut next_report = PROGRESS_EVERY;
     loop {
@@ -208,7 +209,7 @@ async fn pump_source(
             Some(Err(e)) => return Err(e),
             Some(Ok(chunk)) => {
                 if let Some(raw) = &mut raw {
-                    raw.update(&chunk);
+                    raw.update(&chunk).await;
                 }
                 size += chunk.len() as u64;
                 if let Some(report) = &progress
@@ -229,7 +230,7 @@ async fn pump_source(
         .await
         .map_err(|e| Error::from_io("finishing the compressed stream", e))?;
     Ok(match raw {
-        Some(raw) => RawDigests::Hashed(raw.finish()),
+        Some(raw) => RawDigests::Hashed(raw.finish().await),
         None => RawDigests::SameAsStored { size },
     })
 }

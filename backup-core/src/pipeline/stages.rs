@@ -2,6 +2,7 @@
 //! hashers, the channel sink, the stall watchdog and task ownership.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -142,17 +143,56 @@ impl Hasher {
     }
 }
 
-/// SHA-256 and MD5 of a stream, each chunk hashed by both algorithms at
-/// once on the blocking pool, so hashing costs the slower of the two per
-/// chunk and can overlap other work (the pipeline joins it with the
-/// upload). Chunks are `Bytes`: handing them over is a reference-count
-/// increment. No long-lived thread is kept (that would stall tokio's
-/// paused-time tests and waste a thread per backup).
+/// SHA-256 and (optionally) MD5 of a stream, hashed on the blocking pool
+/// behind the caller: [`update`](Self::update) collects chunks into a
+/// batch of [`HASH_BATCH`] bytes and hands each full batch to one blocking
+/// task per algorithm, waiting only for that algorithm's previous batch.
+/// So hashing overlaps whatever the caller does next (reading,
+/// compressing, uploading) instead of running between its steps, the two
+/// algorithms run at once, and at most two batches per algorithm are held
+/// (one being hashed, one filling). Chunks are `Bytes`: handing them over
+/// is a reference-count increment. No long-lived thread is kept (that
+/// would stall tokio's paused-time tests and waste a thread per backup).
 pub(crate) struct ParallelHasher {
-    sha256: Option<Sha256>,
-    md5: Option<Md5>,
-    with_md5: bool,
+    sha256: Lane<Sha256>,
+    md5: Option<Lane<Md5>>,
+    batch: Vec<Bytes>,
+    batch_len: usize,
     size: u64,
+}
+
+/// Bytes collected before a batch is handed to the blocking pool: large
+/// enough that the hand-over costs nothing next to the hashing.
+pub(crate) const HASH_BATCH: usize = 1024 * 1024;
+
+/// One algorithm's state: idle, or being fed a batch on the blocking pool.
+enum Lane<H> {
+    Idle(H),
+    Busy(JoinHandle<H>),
+    /// Only while a batch is being handed over.
+    Moving,
+}
+
+impl<H: Digest + Send + 'static> Lane<H> {
+    /// Waits for the previous batch, then starts hashing `batch`.
+    async fn feed(&mut self, batch: Arc<[Bytes]>) {
+        let mut h = self.settle().await;
+        *self = Lane::Busy(tokio::task::spawn_blocking(move || {
+            for chunk in batch.iter() {
+                h.update(chunk);
+            }
+            h
+        }));
+    }
+
+    /// The state once every batch handed over is hashed.
+    async fn settle(&mut self) -> H {
+        match std::mem::replace(self, Lane::Moving) {
+            Lane::Idle(h) => h,
+            Lane::Busy(task) => task.await.expect("hashing task"),
+            Lane::Moving => unreachable!("a lane is settled once at a time"),
+        }
+    }
 }
 
 impl ParallelHasher {
@@ -163,59 +203,50 @@ impl ParallelHasher {
     /// SHA-256, and MD5 when `md5`.
     pub(crate) fn with_md5(md5: bool) -> Self {
         ParallelHasher {
-            sha256: Some(Sha256::new()),
-            md5: md5.then(Md5::new),
-            with_md5: md5,
+            sha256: Lane::Idle(Sha256::new()),
+            md5: md5.then(|| Lane::Idle(Md5::new())),
+            batch: Vec::new(),
+            batch_len: 0,
             size: 0,
         }
     }
 
-    /// Hashes one chunk with both algorithms in parallel.
+    /// Adds one chunk; hashes the batch in the background once it is full.
     pub(crate) async fn update(&mut self, chunk: &Bytes) {
         self.size += chunk.len() as u64;
-        let mut sha = self.sha256.take().expect("hasher state");
-        let mut md5 = self.md5.take();
-        if chunk.len() < 64 * 1024 || md5.is_none() {
-            if chunk.len() < 64 * 1024 {
-                sha.update(chunk);
-            } else {
-                let a = chunk.clone();
-                sha = tokio::task::spawn_blocking(move || {
-                    sha.update(&a);
-                    sha
-                })
-                .await
-                .expect("sha256 task");
-            }
-            if let Some(m) = &mut md5 {
-                m.update(chunk);
-            }
-        } else {
-            let mut m = md5.take().expect("md5 present");
-            let (a, b) = (chunk.clone(), chunk.clone());
-            let (sha_done, md5_done) = tokio::join!(
-                tokio::task::spawn_blocking(move || {
-                    sha.update(&a);
-                    sha
-                }),
-                tokio::task::spawn_blocking(move || {
-                    m.update(&b);
-                    m
-                }),
-            );
-            sha = sha_done.expect("sha256 task");
-            md5 = Some(md5_done.expect("md5 task"));
+        self.batch_len += chunk.len();
+        self.batch.push(chunk.clone());
+        if self.batch_len >= HASH_BATCH {
+            self.flush().await;
         }
-        self.sha256 = Some(sha);
-        self.md5 = md5;
     }
 
-    pub(crate) async fn finish(self) -> Digests {
-        debug_assert_eq!(self.md5.is_some(), self.with_md5);
+    async fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch: Arc<[Bytes]> = std::mem::take(&mut self.batch).into();
+        self.batch_len = 0;
+        match &mut self.md5 {
+            Some(md5) => {
+                tokio::join!(self.sha256.feed(batch.clone()), md5.feed(batch));
+            }
+            None => self.sha256.feed(batch).await,
+        }
+    }
+
+    /// The digests, once every chunk is hashed.
+    pub(crate) async fn finish(mut self) -> Digests {
+        self.flush().await;
+        let sha256 = self.sha256.settle().await;
+        let md5 = match &mut self.md5 {
+            Some(lane) => Some(lane.settle().await),
+            None => None,
+        };
         Digests {
             size: self.size,
-            sha256: hex::encode(self.sha256.expect("hasher state").finalize()),
-            md5: self.md5.map(|m| hex::encode(m.finalize())),
+            sha256: hex::encode(sha256.finalize()),
+            md5: md5.map(|m| hex::encode(m.finalize())),
         }
     }
 }
