@@ -7,7 +7,8 @@
 //! without a gap from its first segment on. The window of a source is the
 //! union of those ranges, one per base backup.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use backup_core::manifest::Manifest;
 use backup_core::{Engine, Error, Filter, Result};
@@ -17,7 +18,7 @@ use serde::Serialize;
 use crate::baseinfo::BaseBackupInfo;
 use crate::lsn::{Lsn, parse_segment_file_name, segment_file_name};
 use crate::physical::BASEBACKUP_FORMAT;
-use crate::wal::{WalArchive, WalFileKind, WalFileName, WalPruneReport};
+use crate::wal::{SegmentSet, WalArchive, WalPruneReport};
 
 /// What one base backup makes restorable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,35 +103,20 @@ pub async fn pitr_window(
     source_id: &str,
 ) -> Result<PitrWindow> {
     let mut window = PitrWindow::default();
-    let mut segments_of: std::collections::BTreeMap<u32, BTreeSet<u64>> = Default::default();
+    let mut segments_of: BTreeMap<u32, SegmentSet> = BTreeMap::new();
     for (manifest, info) in base_backups(engine, tenant, source_id).await? {
         let size = info.wal_segment_size;
         let tli = info.stop_timeline;
         let numbers = match segments_of.entry(tli) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let mut numbers = BTreeSet::new();
-                for name in archive.list(tli).await? {
-                    if WalFileName::parse(&name).is_ok_and(|n| n.kind() == WalFileKind::Segment) {
-                        numbers.insert(parse_segment_file_name(&name, size)?.1);
-                    }
-                }
-                e.insert(numbers)
-            }
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(archive.segment_set(tli, size).await?),
         };
         let (_, first) = parse_segment_file_name(&info.wal_first_segment, size)?;
-        let mut last = None;
-        let mut next = first;
-        while numbers.contains(&next) {
-            last = Some(next);
-            next = next
-                .checked_add(1)
-                .ok_or_else(|| Error::Config("WAL segment number overflows".into()))?;
-        }
-        let gap_at = numbers
-            .range(next..)
-            .next()
-            .map(|_| segment_file_name(tli, next, size))
+        let run = numbers.run_from(first);
+        let last = run.last;
+        let gap_at = run
+            .gap
+            .map(|n| segment_file_name(tli, n, size))
             .transpose()?;
         let (to_lsn, to_segment, to_time) = match last {
             Some(n) => {

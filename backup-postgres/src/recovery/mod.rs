@@ -63,6 +63,7 @@ use std::sync::Arc;
 use backup_core::{Error, Result};
 
 use crate::tools::PgTools;
+use crate::wal::SegmentSet;
 use label::{BackupLabel, ControlData, major_version};
 use server::{Launch, LogFacts, Server, chown_tree, explain_failure, server_user};
 use settings::{recovery_settings, write_settings};
@@ -273,18 +274,17 @@ impl PointInTimeRestore {
     /// The newest segment of a gap-free run from `first`, or the first
     /// missing segment as an error.
     async fn contiguous_from(&self, geometry: Geometry, tli: u32, first: u64) -> Result<u64> {
-        let mut numbers: Vec<u64> = self
+        let present: SegmentSet = self
             .source
             .list(tli)
             .await?
             .iter()
             .filter_map(|n| geometry.parse(n))
-            .filter(|&(t, segno)| t == tli && segno >= first)
+            .filter(|&(t, _)| t == tli)
             .map(|(_, segno)| segno)
             .collect();
-        numbers.sort_unstable();
-        numbers.dedup();
-        let Some(&newest) = numbers.last() else {
+        let run = present.run_from(first);
+        let Some(newest) = run.newest else {
             return Err(Error::NotFound {
                 what: format!(
                     "WAL segment {} in the archive (it holds none of timeline {tli} from the base backup's start on: is archiving running?); nothing was written",
@@ -292,17 +292,15 @@ impl PointInTimeRestore {
                 ),
             });
         };
-        for (expected, &found) in (first..).zip(&numbers) {
-            if found != expected {
-                return Err(Error::NotFound {
-                    what: format!(
-                        "WAL segment {} in the archive (segments {} to {} must all be there to replay past it); nothing was written",
-                        geometry.name(tli, expected),
-                        geometry.name(tli, first),
-                        geometry.name(tli, newest)
-                    ),
-                });
-            }
+        if let Some(missing) = run.gap {
+            return Err(Error::NotFound {
+                what: format!(
+                    "WAL segment {} in the archive (segments {} to {} must all be there to replay past it); nothing was written",
+                    geometry.name(tli, missing),
+                    geometry.name(tli, first),
+                    geometry.name(tli, newest)
+                ),
+            });
         }
         Ok(newest)
     }

@@ -7,6 +7,8 @@
 mod adapters;
 mod archive;
 mod name;
+mod segments;
 
 pub use archive::{PushOutcome, WAL_DIR, WalArchive, WalConflict, WalPruneReport, WalRecord};
 pub use name::{WalFileKind, WalFileName};
+pub(crate) use segments::SegmentSet;
