@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use backup_core::{Error, Result};
 use tokio::io::AsyncReadExt;
 
+use crate::wal::{WalFileKind, WalFileName};
+
 /// A WAL archive that a point-in-time restore reads segments from.
 ///
 /// # Contract
@@ -17,16 +19,22 @@ use tokio::io::AsyncReadExt;
 ///   segments of one timeline (24 hexadecimal digits, e.g.
 ///   `000000010000000000000003`; never `.partial`, `.history` or
 ///   `.backup` files), in any order.
-/// - [`fetch`](WalSource::fetch) writes one segment's bytes to `dest` (a
-///   file path that does not exist yet) and returns `Ok` only once they
-///   are all there and verified as far as the source can (a store checks
-///   its digests). A segment that is missing is [`Error::NotFound`].
+/// - [`histories`](WalSource::histories) returns the timelines that have
+///   a history file (`TTTTTTTT.history`) in the archive, in any order.
+/// - [`fetch`](WalSource::fetch) writes one segment's or history file's
+///   bytes to `dest` (a file path that does not exist yet) and returns
+///   `Ok` only once they are all there and verified as far as the source
+///   can (a store checks its digests). A file that is missing is
+///   [`Error::NotFound`].
 #[async_trait]
 pub trait WalSource: Send + Sync + Debug {
     /// The complete segments of `timeline` in the archive.
     async fn list(&self, timeline: u32) -> Result<Vec<String>>;
 
-    /// Writes segment `name` to `dest`, verified.
+    /// The timelines with a history file in the archive.
+    async fn histories(&self) -> Result<Vec<u32>>;
+
+    /// Writes segment or history file `name` to `dest`, verified.
     async fn fetch(&self, name: &str, dest: &Path) -> Result<()>;
 }
 
@@ -34,6 +42,10 @@ pub trait WalSource: Send + Sync + Debug {
 impl<T: WalSource + ?Sized> WalSource for Arc<T> {
     async fn list(&self, timeline: u32) -> Result<Vec<String>> {
         (**self).list(timeline).await
+    }
+
+    async fn histories(&self) -> Result<Vec<u32>> {
+        (**self).histories().await
     }
 
     async fn fetch(&self, name: &str, dest: &Path) -> Result<()> {
@@ -45,6 +57,10 @@ impl<T: WalSource + ?Sized> WalSource for Arc<T> {
 impl<T: WalSource + ?Sized> WalSource for Box<T> {
     async fn list(&self, timeline: u32) -> Result<Vec<String>> {
         (**self).list(timeline).await
+    }
+
+    async fn histories(&self) -> Result<Vec<u32>> {
+        (**self).histories().await
     }
 
     async fn fetch(&self, name: &str, dest: &Path) -> Result<()> {
@@ -74,42 +90,62 @@ impl DirWalSource {
     }
 }
 
-#[async_trait]
-impl WalSource for DirWalSource {
-    async fn list(&self, timeline: u32) -> Result<Vec<String>> {
-        let prefix = format!("{timeline:08X}");
-        let mut entries = tokio::fs::read_dir(&self.dir)
-            .await
-            .map_err(|e| Error::io(format!("listing the WAL archive {}", self.dir.display()), e))?;
+impl DirWalSource {
+    /// The names of the directory's entries.
+    async fn names(&self) -> Result<Vec<String>> {
+        let listing = |e| Error::io(format!("listing the WAL archive {}", self.dir.display()), e);
+        let mut entries = tokio::fs::read_dir(&self.dir).await.map_err(listing)?;
         let mut names = Vec::new();
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| Error::io(format!("listing the WAL archive {}", self.dir.display()), e))?
-        {
-            if let Some(name) = entry.file_name().to_str()
-                && is_segment_name(name)
-                && name.starts_with(&prefix)
-            {
+        while let Some(entry) = entries.next_entry().await.map_err(listing)? {
+            if let Some(name) = entry.file_name().to_str() {
                 names.push(name.to_string());
             }
         }
         Ok(names)
     }
+}
+
+#[async_trait]
+impl WalSource for DirWalSource {
+    async fn list(&self, timeline: u32) -> Result<Vec<String>> {
+        let prefix = format!("{timeline:08X}");
+        let mut names = self.names().await?;
+        names.retain(|name| is_segment_name(name) && name.starts_with(&prefix));
+        Ok(names)
+    }
+
+    async fn histories(&self) -> Result<Vec<u32>> {
+        Ok(self
+            .names()
+            .await?
+            .iter()
+            .filter_map(|name| history_timeline(name))
+            .collect())
+    }
 
     async fn fetch(&self, name: &str, dest: &Path) -> Result<()> {
-        if !is_segment_name(name) {
-            return Err(Error::Config(format!("{name:?} is not a WAL segment name")));
+        if !is_segment_name(name) && history_timeline(name).is_none() {
+            return Err(Error::Config(format!(
+                "{name:?} is neither a WAL segment nor a history file name"
+            )));
         }
         let from = self.dir.join(name);
         match tokio::fs::copy(&from, dest).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
-                what: format!("WAL segment {name} in {}", self.dir.display()),
+                what: format!("WAL file {name} in {}", self.dir.display()),
             }),
             Err(e) => Err(Error::io(format!("copying {}", from.display()), e)),
         }
     }
+}
+
+/// The timeline of a history file name (`TTTTTTTT.history`).
+pub(crate) fn history_timeline(name: &str) -> Option<u32> {
+    WalFileName::parse(name)
+        .ok()
+        .filter(|n| n.kind() == WalFileKind::History)
+        .map(|n| n.timeline())
 }
 
 /// 24 upper-case hexadecimal digits.
