@@ -10,7 +10,9 @@
 //! segments. Restores to T1 (as a time and as an LSN), to `rp` and to
 //! `latest` find exactly those contents, and `amcheck` passes on each.
 //! Faults: a byte range flipped in an archived segment (latest: replay
-//! ends early → error naming the segment; `rp`: not reached), a segment
+//! ends early → error naming the segment; `rp`: not reached), damage
+//! inside the base backup's own WAL range (named, as differing from the
+//! backup's own copy, before the server starts), a segment
 //! deleted (refused before anything is written), a time before the
 //! backup (refused).
 
@@ -21,7 +23,7 @@ use std::sync::Arc;
 
 use backup_core::memory::InMemoryStore;
 use backup_core::{BackupRequest, Engine};
-use backup_postgres::{BaseBackupSource, RecoveryTarget};
+use backup_postgres::{BaseBackupSource, Lsn, RecoveryTarget};
 use pitr_support::{
     Restorer, archiving_cluster, assert_marked_unusable, assert_untouched, copy_dir, next_segment,
     pg18_bin, test_root,
@@ -146,6 +148,38 @@ async fn scenario(bin: PathBuf) {
     let err = result.unwrap_err().to_string();
     assert!(
         err.contains("target was not reached") && err.contains("marked unusable"),
+        "{err}"
+    );
+    assert_marked_unusable(&dir);
+
+    // Damage inside the base backup's own WAL range (just after its
+    // start): the staged copy differs from the backup's own, named before
+    // the server starts (PostgreSQL would only say "WAL ends before end
+    // of online backup").
+    let detail = |key: &str| manifest.details[&format!("postgres.{key}")].clone();
+    let size: u64 = detail("wal_segment_size").parse().unwrap();
+    let start: Lsn = detail("start_lsn").parse().unwrap();
+    let stop: Lsn = detail("stop_lsn").parse().unwrap();
+    assert!(stop.0 > start.0 + 72, "{start}..{stop}");
+    let own = detail("wal_first_segment");
+    let own_archive = root.join("archive-own");
+    copy_dir(&archive, &own_archive);
+    let path = own_archive.join(&own);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = usize::try_from(start.0 % size).unwrap() + 64;
+    for b in &mut bytes[at..at + 8] {
+        *b ^= 0xFF;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let (dir, result) = restorer
+        .restore("bad-own", &own_archive, RecoveryTarget::Latest)
+        .await;
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains(&own)
+            && err.contains(&format!("at byte {at}"))
+            && err.contains("differs from the base backup's own")
+            && err.contains("marked unusable"),
         "{err}"
     );
     assert_marked_unusable(&dir);

@@ -25,7 +25,12 @@
 //!    a store checks its digests) into `.<data dir name>.pitr/wal/`
 //!    beside the data directory, and its size and first page header are
 //!    checked against the cluster (system identifier, segment size,
-//!    position). That costs disk: one
+//!    position). The segments of the base backup's own WAL range must
+//!    also hold the bytes of the backup's own copy (its `pg_wal`, checked
+//!    by `pg_verifybackup` when restored) up to where that range ends
+//!    (`backup_manifest`'s `WAL-Ranges`): damage there is named, segment
+//!    and byte, for a source without digests too (PostgreSQL would only
+//!    say "WAL ends before end of online backup"). That costs disk: one
 //!    segment size (16 MiB by default) per segment staged, until
 //!    recovery is over (the stage is removed once the
 //!    server this type started is promoted). Staging instead of a
@@ -61,6 +66,7 @@
 //! `global/pg_control.restore-failed` (no server starts on it) and a
 //! `RESTORE_FAILED` file saying why; restore the base backup again.
 
+mod backup_wal;
 mod label;
 mod server;
 mod settings;
@@ -76,6 +82,7 @@ use std::sync::Arc;
 use backup_core::{Error, Result};
 
 use crate::tools::PgTools;
+use backup_wal::{backup_wal_end, check_against_backup};
 use label::{BackupLabel, ControlData, major_version};
 use server::{Launch, LogFacts, Server, chown_tree, explain_failure, server_user};
 use settings::{recovery_settings, write_settings};
@@ -144,6 +151,9 @@ struct Plan {
     system_id: u64,
     /// The timelines followed and the segments staged of each.
     timelines: TimelinePlan,
+    /// Where the base backup's own WAL ends (its `backup_manifest`'s
+    /// `WAL-Ranges` on its timeline), if it says.
+    backup_end: Option<u64>,
 }
 
 impl PointInTimeRestore {
@@ -263,6 +273,7 @@ impl PointInTimeRestore {
             plan_timelines(&*self.source, self.timeline, &label, first, geometry).await?;
         let segments: u64 = timelines.spans.iter().map(|s| s.last - s.first + 1).sum();
         check_space(&work_dir, segments.saturating_mul(geometry.segment_size))?;
+        let backup_end = backup_wal_end(&data_dir, tli)?;
         Ok(Plan {
             data_dir,
             work_dir,
@@ -270,6 +281,7 @@ impl PointInTimeRestore {
             geometry,
             system_id: control.system_id,
             timelines,
+            backup_end,
         })
     }
 
@@ -326,6 +338,17 @@ impl PointInTimeRestore {
                         detail: format!("fetching WAL segment {name}: {e}"),
                     })?;
                 check_header(&dest, &name, segno, plan.geometry, plan.system_id).await?;
+                if span.timeline == plan.timeline {
+                    check_against_backup(
+                        &plan.data_dir,
+                        plan.backup_end,
+                        plan.geometry,
+                        &dest,
+                        &name,
+                        segno,
+                    )
+                    .await?;
+                }
                 staged_bytes = staged_bytes.saturating_add(plan.geometry.segment_size);
                 staged_segments += 1;
             }

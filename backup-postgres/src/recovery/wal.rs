@@ -242,9 +242,83 @@ pub(crate) async fn check_header(
     Ok(())
 }
 
+/// Bytes compared at a time by [`first_difference`].
+const COMPARE_CHUNK: usize = 64 * 1024;
+
+/// The first offset below `limit` at which the files `a` and `b` differ
+/// (a file ending before `limit` differs where it ends); `None` when
+/// their first `limit` bytes are the same. Streamed, flat memory.
+pub(crate) async fn first_difference(a: &Path, b: &Path, limit: u64) -> Result<Option<u64>> {
+    let open = |p: &Path| {
+        let p = p.to_path_buf();
+        async move {
+            tokio::fs::File::open(&p)
+                .await
+                .map_err(|e| Error::io(format!("opening {}", p.display()), e))
+        }
+    };
+    let (mut fa, mut fb) = (open(a).await?, open(b).await?);
+    let (mut ba, mut bb) = (vec![0u8; COMPARE_CHUNK], vec![0u8; COMPARE_CHUNK]);
+    let mut offset = 0u64;
+    while offset < limit {
+        let want = usize::try_from((limit - offset).min(COMPARE_CHUNK as u64)).expect("chunk");
+        let (ra, rb) = (
+            read_up_to(&mut fa, &mut ba[..want], a).await?,
+            read_up_to(&mut fb, &mut bb[..want], b).await?,
+        );
+        let same = ra.min(rb);
+        if let Some(i) = (0..same).find(|&i| ba[i] != bb[i]) {
+            return Ok(Some(offset + i as u64));
+        }
+        if ra < want || rb < want {
+            return Ok(Some(offset + same as u64));
+        }
+        offset += want as u64;
+    }
+    Ok(None)
+}
+
+/// Fills `buf` from `file` as far as it goes; the bytes read.
+async fn read_up_to(file: &mut tokio::fs::File, buf: &mut [u8], path: &Path) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = file
+            .read(&mut buf[filled..])
+            .await
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn differences_are_found_where_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, &data).unwrap();
+        let mut other = data.clone();
+        other[150_000] ^= 1;
+        std::fs::write(&b, &other).unwrap();
+        assert_eq!(first_difference(&a, &b, 150_000).await.unwrap(), None);
+        assert_eq!(
+            first_difference(&a, &b, 200_000).await.unwrap(),
+            Some(150_000)
+        );
+        std::fs::write(&b, &data[..70_000]).unwrap();
+        assert_eq!(
+            first_difference(&a, &b, 100_000).await.unwrap(),
+            Some(70_000)
+        );
+        assert_eq!(first_difference(&a, &b, 70_000).await.unwrap(), None);
+    }
 
     #[test]
     fn segment_names_round_trip() {
