@@ -23,10 +23,11 @@ use std::sync::Arc;
 use backup_core::memory::InMemoryStore;
 use backup_core::{BackupRequest, Engine};
 use backup_postgres::{
-    BaseBackupSource, RecoveryTarget, RecoveryTimeline, WalArchive, WalFileName, pitr_window,
+    BaseBackupSource, RecoveryTarget, RecoveryTimeline, WalArchive, pitr_window,
 };
 use pitr_support::{
-    Recover, Restorer, archiving_cluster, assert_untouched, fingerprint, pg18_bin, psql, test_root,
+    Recover, Restorer, archiving_cluster, assert_untouched, fingerprint, pg18_bin, psql, push_dir,
+    test_root,
 };
 
 /// Changes some accounts of `db` on a recovered server.
@@ -173,16 +174,7 @@ async fn scenario(bin: PathBuf) {
 
     // The archive in a store: every file pushed (no `.partial`).
     let wal = WalArchive::new(engine.clone(), &manifest.tenant, &manifest.source_id).unwrap();
-    for entry in std::fs::read_dir(&archive).unwrap().flatten() {
-        let name = entry.file_name().into_string().unwrap();
-        if WalFileName::parse(&name).is_ok() {
-            wal.push(&entry.path())
-                .await
-                .unwrap()
-                .into_result()
-                .unwrap();
-        }
-    }
+    push_dir(&wal, &archive).await;
     let window = pitr_window(&engine, &wal, &manifest.tenant, &manifest.source_id)
         .await
         .unwrap();

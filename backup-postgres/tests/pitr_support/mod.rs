@@ -13,7 +13,7 @@ use backup_core::testing::server::Watcher;
 use backup_core::{Engine, RestoreOptions};
 use backup_postgres::{
     DataDirTarget, DirWalSource, PointInTimeRestore, RESTORE_FAILED_FILE, RecoveryReport,
-    RecoveryTarget, RecoveryTimeline, StartOptions, TestServer, WalSource,
+    RecoveryTarget, RecoveryTimeline, StartOptions, TestServer, WalArchive, WalFileName, WalSource,
 };
 
 pub type Fingerprint = Vec<(String, u64, String)>;
@@ -402,6 +402,22 @@ pub fn pg18_bin() -> Option<PathBuf> {
                 backup_postgres::TEST_PG18_BIN_VAR
             );
             None
+        }
+    }
+}
+
+/// Pushes every WAL file of the directory `archive` into `wal` (as
+/// `wal-push` would have; `.partial` files and others are not WAL files
+/// the archive takes).
+pub async fn push_dir(wal: &WalArchive, archive: &Path) {
+    for entry in std::fs::read_dir(archive).unwrap().flatten() {
+        let name = entry.file_name().into_string().unwrap();
+        if WalFileName::parse(&name).is_ok() {
+            wal.push(&entry.path())
+                .await
+                .unwrap()
+                .into_result()
+                .unwrap();
         }
     }
 }
