@@ -313,6 +313,21 @@ fn wal_ranges(tail: &[u8]) -> std::result::Result<Vec<WalRange>, String> {
         .collect()
 }
 
+/// Where the WAL a base backup needs ends on `timeline`, from the last
+/// bytes of its `backup_manifest` (`WAL-Ranges`); `None` when no range is
+/// of that timeline.
+pub(crate) fn wal_end_in_manifest(
+    tail: &[u8],
+    timeline: u32,
+) -> std::result::Result<Option<Lsn>, String> {
+    wal_ranges(tail)?
+        .iter()
+        .filter(|r| r.timeline == timeline)
+        .map(|r| r.end_lsn.parse::<Lsn>().map_err(|e| e.to_string()))
+        .next_back()
+        .transpose()
+}
+
 /// `System-Identifier` from the start of a version 2 manifest (PostgreSQL
 /// 17 on); `None` for version 1.
 fn system_identifier(head: &[u8]) -> std::result::Result<Option<u64>, String> {

@@ -114,7 +114,7 @@ pub use lsn::{Lsn, check_segment_size, parse_segment_file_name, segment_file_nam
 pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource};
 pub use recovery::{
     DirWalSource, PointInTimeRestore, RESTORE_FAILED_FILE, RecoveredServer, RecoveryReport,
-    RecoveryTarget, StartOptions, WalSource,
+    RecoveryTarget, RecoveryTimeline, StartOptions, WalSource,
 };
 pub use restore::PostgresTarget;
 pub use staging::DEFAULT_STAGING_GRACE;

@@ -7,7 +7,8 @@
 //! without a gap from its first segment on. The window of a source is the
 //! union of those ranges, one per base backup.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use backup_core::manifest::Manifest;
 use backup_core::{Engine, Error, Filter, Result};
@@ -17,7 +18,8 @@ use serde::Serialize;
 use crate::baseinfo::BaseBackupInfo;
 use crate::lsn::{Lsn, parse_segment_file_name, segment_file_name};
 use crate::physical::BASEBACKUP_FORMAT;
-use crate::wal::{WalArchive, WalFileKind, WalFileName, WalPruneReport};
+use crate::recovery::read_histories;
+use crate::wal::{Leg, SegmentSet, WalArchive, WalPruneReport, timeline_path};
 
 /// What one base backup makes restorable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,9 +27,11 @@ use crate::wal::{WalArchive, WalFileKind, WalFileName, WalPruneReport};
 pub struct PitrRange {
     /// The base backup.
     pub backup_id: String,
-    /// Its timeline.
+    /// The timeline of this range: the backup's own, or a later one that
+    /// descends from it.
     pub timeline: u32,
-    /// The earliest restorable point: where the backup's WAL ends.
+    /// The earliest restorable point: where the backup's WAL ends (on a
+    /// later timeline: where that timeline begins, if after it).
     pub from_lsn: Lsn,
     /// When the backup was committed (the earliest restorable time is
     /// at or before it).
@@ -51,7 +55,8 @@ pub struct PitrRange {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct PitrWindow {
-    /// One range per base backup, oldest first.
+    /// One range per base backup and timeline it reaches (its own first,
+    /// then later ones by number), base backups oldest first.
     pub ranges: Vec<PitrRange>,
 }
 
@@ -94,7 +99,11 @@ pub async fn base_backups(
 }
 
 /// The window of `source_id`: its base backups in the catalog and the
-/// WAL in `archive`.
+/// WAL in `archive`, per timeline: a base backup's own, and each later
+/// one whose history descends from it after the backup's start (a
+/// restored copy promoted and archived into the same archive), from its
+/// switch point on, as far as the archive holds every segment on the way
+/// (see [`RecoveryTimeline`](crate::RecoveryTimeline)).
 pub async fn pitr_window(
     engine: &Engine,
     archive: &WalArchive,
@@ -102,60 +111,96 @@ pub async fn pitr_window(
     source_id: &str,
 ) -> Result<PitrWindow> {
     let mut window = PitrWindow::default();
-    let mut segments_of: std::collections::BTreeMap<u32, BTreeSet<u64>> = Default::default();
-    for (manifest, info) in base_backups(engine, tenant, source_id).await? {
+    let mut segments = Segments {
+        archive,
+        of: BTreeMap::new(),
+    };
+    let backups = base_backups(engine, tenant, source_id).await?;
+    let histories = if backups.is_empty() {
+        BTreeMap::new()
+    } else {
+        read_histories(archive).await?
+    };
+    for (manifest, info) in backups {
         let size = info.wal_segment_size;
-        let tli = info.stop_timeline;
-        let numbers = match segments_of.entry(tli) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let mut numbers = BTreeSet::new();
-                for name in archive.list(tli).await? {
-                    if WalFileName::parse(&name).is_ok_and(|n| n.kind() == WalFileKind::Segment) {
-                        numbers.insert(parse_segment_file_name(&name, size)?.1);
-                    }
-                }
-                e.insert(numbers)
-            }
-        };
+        let base = info.stop_timeline;
         let (_, first) = parse_segment_file_name(&info.wal_first_segment, size)?;
-        let mut last = None;
-        let mut next = first;
-        while numbers.contains(&next) {
-            last = Some(next);
-            next = next
-                .checked_add(1)
-                .ok_or_else(|| Error::Config("WAL segment number overflows".into()))?;
-        }
-        let gap_at = numbers
-            .range(next..)
-            .next()
-            .map(|_| segment_file_name(tli, next, size))
-            .transpose()?;
-        let (to_lsn, to_segment, to_time) = match last {
-            Some(n) => {
-                let name = segment_file_name(tli, n, size)?;
-                let end = n
-                    .checked_add(1)
-                    .and_then(|e| e.checked_mul(size))
-                    .ok_or_else(|| Error::Config("WAL position overflows".into()))?;
-                let at = archive.archived_at(&name).await?;
-                (Lsn(end).max(info.stop_lsn), Some(name), at)
+        let own = [Leg {
+            timeline: base,
+            begin: None,
+            end: None,
+        }];
+        let later = histories
+            .range(base.saturating_add(1)..)
+            .filter_map(|(_, h)| timeline_path(base, info.start_lsn, h));
+        for legs in std::iter::once(own.to_vec()).chain(later) {
+            let tli = legs.last().map_or(base, |l| l.timeline);
+            let from_lsn = legs
+                .last()
+                .and_then(|l| l.begin)
+                .map_or(info.stop_lsn, |b| b.max(info.stop_lsn));
+            let mut range = PitrRange {
+                backup_id: manifest.id.clone(),
+                timeline: tli,
+                from_lsn,
+                from_time: manifest.finished_at,
+                to_lsn: from_lsn,
+                to_segment: None,
+                to_time: None,
+                gap_at: None,
+            };
+            let mut reached = true;
+            for leg in &legs {
+                let Some((from, to)) = leg.segments(first, size)? else {
+                    continue;
+                };
+                let set = segments.of(leg.timeline, size).await?;
+                if let Some(to) = to {
+                    if let Some(missing) = set.missing(from, to).next() {
+                        range.gap_at = Some(segment_file_name(leg.timeline, missing, size)?);
+                        reached = false;
+                        break;
+                    }
+                    continue;
+                }
+                let run = set.run_from(from);
+                range.gap_at = run
+                    .gap
+                    .map(|n| segment_file_name(tli, n, size))
+                    .transpose()?;
+                if let Some(n) = run.last {
+                    let name = segment_file_name(tli, n, size)?;
+                    let end = n
+                        .checked_add(1)
+                        .and_then(|e| e.checked_mul(size))
+                        .ok_or_else(|| Error::Config("WAL position overflows".into()))?;
+                    range.to_time = archive.archived_at(&name).await?;
+                    range.to_lsn = Lsn(end).max(from_lsn);
+                    range.to_segment = Some(name);
+                }
             }
-            None => (info.stop_lsn, None, None),
-        };
-        window.ranges.push(PitrRange {
-            backup_id: manifest.id.clone(),
-            timeline: tli,
-            from_lsn: info.stop_lsn,
-            from_time: manifest.finished_at,
-            to_lsn,
-            to_segment,
-            to_time,
-            gap_at,
-        });
+            // A later timeline the archive does not lead to is no range.
+            if reached || tli == base {
+                window.ranges.push(range);
+            }
+        }
     }
     Ok(window)
+}
+
+/// The segment sets of the archive's timelines, each listed once.
+struct Segments<'a> {
+    archive: &'a WalArchive,
+    of: BTreeMap<u32, SegmentSet>,
+}
+
+impl Segments<'_> {
+    async fn of(&mut self, timeline: u32, size: u64) -> Result<&SegmentSet> {
+        Ok(match self.of.entry(timeline) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(self.archive.segment_set(timeline, size).await?),
+        })
+    }
 }
 
 /// Deletes the WAL no kept base backup of `source_id` needs: the segments

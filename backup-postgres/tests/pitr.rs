@@ -10,318 +10,29 @@
 //! segments. Restores to T1 (as a time and as an LSN), to `rp` and to
 //! `latest` find exactly those contents, and `amcheck` passes on each.
 //! Faults: a byte range flipped in an archived segment (latest: replay
-//! ends early → error naming the segment; `rp`: not reached), a segment
+//! ends early → error naming the segment; `rp`: not reached), damage
+//! inside the base backup's own WAL range (named, as differing from the
+//! backup's own copy, before the server starts), a segment
 //! deleted (refused before anything is written), a time before the
 //! backup (refused).
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
+mod pitr_support;
 
-use backup_core::manifest::Manifest;
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use backup_core::memory::InMemoryStore;
-use backup_core::testing::server::Watcher;
-use backup_core::{BackupRequest, Engine, RestoreOptions};
-use backup_postgres::{
-    BaseBackupSource, DataDirTarget, DirWalSource, PointInTimeRestore, RESTORE_FAILED_FILE,
-    RecoveryReport, RecoveryTarget, StartOptions, TestServer, WalSource,
+use backup_core::{BackupRequest, Engine};
+use backup_postgres::{BaseBackupSource, Lsn, RecoveryTarget};
+use pitr_support::{
+    Restorer, archiving_cluster, assert_marked_unusable, assert_untouched, copy_dir, next_segment,
+    pg18_bin, test_root,
 };
 
-type Fingerprint = Vec<(String, u64, String)>;
-
-fn is_root() -> bool {
-    let out = std::process::Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
-fn chown_postgres(path: &Path) {
-    if is_root() {
-        assert!(
-            std::process::Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(path)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-}
-
-/// The cluster under test and where its pieces are.
-struct Cluster {
-    server: TestServer,
-    bin: PathBuf,
-    sock: PathBuf,
-    port: String,
-}
-
-impl Cluster {
-    /// Runs `pgbench -n -c 2 <args>` against `db` over the Unix socket
-    /// (trusted locally: no password anywhere).
-    fn pgbench(&self, db: &str, args: &[&str]) -> tokio::process::Child {
-        tokio::process::Command::new(self.bin.join("pgbench"))
-            .env_clear()
-            .args(["-n", "-c", "2", "-h"])
-            .arg(&self.sock)
-            .args(["-p", &self.port, "-U", "postgres"])
-            .args(args)
-            .arg(db)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    async fn bench(&self, db: &str, transactions: u32) {
-        let status = self
-            .pgbench(db, &["-t", &transactions.to_string()])
-            .wait()
-            .await
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn now(&self) -> RecoveryTarget {
-        let text = self
-            .server
-            .psql("postgres", "SELECT clock_timestamp()")
-            .await
-            .unwrap();
-        RecoveryTarget::time(text.trim()).unwrap()
-    }
-
-    /// `pg_switch_wal()`, returning the name of the segment it closed.
-    async fn switch(&self) -> String {
-        self.server
-            .psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())")
-            .await
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-
-    async fn wait_archived(&self, segment: &str) {
-        for _ in 0..1200 {
-            let last = self
-                .server
-                .psql(
-                    "postgres",
-                    "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-                )
-                .await
-                .unwrap();
-            if last.trim() >= segment {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("segment {segment} was not archived");
-    }
-}
-
-/// Runs `sql` in `db` on a recovered server over its socket.
-fn psql(bin: &Path, report: &RecoveryReport, db: &str, sql: &str) -> Result<String, String> {
-    let server = report.server.as_ref().expect("a started server");
-    let out = std::process::Command::new(bin.join("psql"))
-        .env_clear()
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-        .arg(&server.socket_dir)
-        .args([
-            "-p",
-            &server.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).to_string())
-    }
-}
-
-/// [`TestServer::fingerprint`]'s query on the recovered server.
-fn fingerprint(
-    bin: &Path,
-    report: &RecoveryReport,
-    db: &str,
-    tables: &Fingerprint,
-) -> Result<Fingerprint, String> {
-    tables
-        .iter()
-        .map(|(table, _, _)| {
-            let row = psql(
-                bin,
-                report,
-                db,
-                &format!(
-                    "SELECT count(*) || ' ' || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM public.{table} t"
-                ),
-            )?;
-            let (count, md5) = row.split_once(' ').ok_or(row.clone())?;
-            let count = count.parse().map_err(|_| row.clone())?;
-            Ok((table.clone(), count, md5.to_string()))
-        })
-        .collect()
-}
-
-/// `bt_index_check` (with the heap check) of every B-tree index.
-const AMCHECK: &str = "CREATE EXTENSION IF NOT EXISTS amcheck; \
-    SELECT c.relname, bt_index_check(c.oid, true) FROM pg_index i \
-    JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
-    WHERE a.amname = 'btree' AND c.relpersistence <> 't' AND i.indisvalid";
-
-struct Restorer<'a> {
-    engine: &'a Engine,
-    manifest: &'a Manifest,
-    cluster: &'a Cluster,
-    root: &'a Path,
-}
-
-impl Restorer<'_> {
-    /// Restores the base backup into a new directory and recovers it to
-    /// `target` from `archive`, leaving the server running on success.
-    async fn restore(
-        &self,
-        label: &str,
-        archive: &Path,
-        target: RecoveryTarget,
-    ) -> (PathBuf, backup_core::Result<RecoveryReport>) {
-        let dir = self.root.join(label);
-        let started = Instant::now();
-        self.engine
-            .restore(
-                self.manifest.backup_ref(),
-                &DataDirTarget::new(&dir).with_tools(self.cluster.server.tools()),
-                &RestoreOptions::default(),
-            )
-            .await
-            .unwrap();
-        let base = started.elapsed();
-        let result = self.recover(&dir, archive, target).await;
-        eprintln!(
-            "restore {label}: base backup {base:?}, WAL staging and replay {:?}",
-            started.elapsed() - base
-        );
-        (dir, result)
-    }
-
-    /// Recovers a restored base backup in `dir` to `target` from
-    /// `archive`, leaving the server running on success.
-    async fn recover(
-        &self,
-        dir: &Path,
-        archive: &Path,
-        target: RecoveryTarget,
-    ) -> backup_core::Result<RecoveryReport> {
-        let source: Arc<dyn WalSource> = Arc::new(DirWalSource::new(archive));
-        let mut options = StartOptions::on_port(backup_core::testing::server::free_port().unwrap());
-        options.leave_running = true;
-        let result = PointInTimeRestore::new(dir, source, target, &self.cluster.bin)
-            .start_server(options)
-            .run()
-            .await;
-        eprintln!(
-            "  {}",
-            match &result {
-                Ok(r) => format!(
-                    "{} segments {:?}, end {:?}, stopped {:?}",
-                    r.staged_segments,
-                    r.segments,
-                    r.server.as_ref().and_then(|s| s.end_lsn.clone()),
-                    r.server.as_ref().and_then(|s| s.stopped_at.clone())
-                ),
-                Err(e) => e.to_string(),
-            }
-        );
-        result
-    }
-
-    /// Restores to `target` and returns the content of `db` and the
-    /// amcheck outcome, the server stopped.
-    async fn content_at(
-        &self,
-        label: &str,
-        archive: &Path,
-        target: RecoveryTarget,
-        db: &str,
-        tables: &Fingerprint,
-    ) -> (Fingerprint, Result<String, String>, RecoveryReport) {
-        let (_, result) = self.restore(label, archive, target).await;
-        let mut report = result.unwrap();
-        let bin = &self.cluster.bin;
-        // Read everything, stop the server, then judge.
-        let content = fingerprint(bin, &report, db, tables);
-        let amcheck = psql(bin, &report, db, AMCHECK);
-        let server = report.server.as_mut().unwrap();
-        assert!(server.is_running() && server.pid().is_some());
-        server.stop().await.unwrap();
-        (content.unwrap(), amcheck, report)
-    }
-}
-
-/// The segment after `name` (no wrap into the next xlogid in these tests).
-fn next_segment(name: &str, by: u32) -> String {
-    let low = u32::from_str_radix(&name[16..], 16).unwrap() + by;
-    format!("{}{low:08X}", &name[..16])
-}
-
-fn assert_marked_unusable(dir: &Path) {
-    assert!(dir.join(RESTORE_FAILED_FILE).is_file());
-    assert!(!dir.join("global/pg_control").exists());
-    assert!(dir.join("global/pg_control.restore-failed").is_file());
-}
-
-fn assert_untouched(dir: &Path) {
-    for file in ["recovery.signal", RESTORE_FAILED_FILE] {
-        assert!(!dir.join(file).exists(), "{file}");
-    }
-    assert!(dir.join("global/pg_control").is_file());
-    let work = dir.with_file_name(format!(
-        ".{}.pitr",
-        dir.file_name().unwrap().to_str().unwrap()
-    ));
-    assert!(!work.exists(), "{}", work.display());
-}
-
 async fn scenario(bin: PathBuf) {
-    let root = backup_core::testing::server::temp_dir("pitr-", 0o755).unwrap();
-    // Should this process die, servers on restored directories stop
-    // (immediate shutdown) and the files go.
-    Watcher::new()
-        .stop(format!(
-            "for f in '{}'/*/postmaster.pid; do [ -f \"$f\" ] && kill -QUIT \"$(head -n 1 \"$f\")\"; done",
-            root.display()
-        ))
-        .remove(&root)
-        .spawn();
+    let root = test_root("pitr-");
     let archive = root.join("archive");
-    std::fs::create_dir(&archive).unwrap();
-    chown_postgres(&archive);
-    let command = format!("test ! -f '{0}/%f' && cp '%p' '{0}/%f'", archive.display());
-    let server = {
-        let bin = bin.clone();
-        tokio::task::spawn_blocking(move || {
-            TestServer::throwaway_with(
-                bin,
-                &[("archive_mode", "on"), ("archive_command", &command)],
-            )
-        })
-        .await
-        .unwrap()
-        .unwrap()
-    };
-    let throwaway = server.cluster().unwrap();
-    let cluster = Cluster {
-        sock: throwaway.data_dir().parent().unwrap().join("sock"),
-        port: throwaway.port().to_string(),
-        bin,
-        server,
-    };
+    let cluster = archiving_cluster(bin, &archive).await;
     let server = &cluster.server;
     let db = server.create_database("bench").await.unwrap();
     server.pgbench_init(&db, 1).await.unwrap();
@@ -441,6 +152,38 @@ async fn scenario(bin: PathBuf) {
     );
     assert_marked_unusable(&dir);
 
+    // Damage inside the base backup's own WAL range (just after its
+    // start): the staged copy differs from the backup's own, named before
+    // the server starts (PostgreSQL would only say "WAL ends before end
+    // of online backup").
+    let detail = |key: &str| manifest.details[&format!("postgres.{key}")].clone();
+    let size: u64 = detail("wal_segment_size").parse().unwrap();
+    let start: Lsn = detail("start_lsn").parse().unwrap();
+    let stop: Lsn = detail("stop_lsn").parse().unwrap();
+    assert!(stop.0 > start.0 + 72, "{start}..{stop}");
+    let own = detail("wal_first_segment");
+    let own_archive = root.join("archive-own");
+    copy_dir(&archive, &own_archive);
+    let path = own_archive.join(&own);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = usize::try_from(start.0 % size).unwrap() + 64;
+    for b in &mut bytes[at..at + 8] {
+        *b ^= 0xFF;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let (dir, result) = restorer
+        .restore("bad-own", &own_archive, RecoveryTarget::Latest)
+        .await;
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains(&own)
+            && err.contains(&format!("at byte {at}"))
+            && err.contains("differs from the base backup's own")
+            && err.contains("marked unusable"),
+        "{err}"
+    );
+    assert_marked_unusable(&dir);
+
     // A segment missing in the middle: refused before anything is written.
     let missing = next_segment(&first, 2);
     assert!(missing < last);
@@ -475,13 +218,6 @@ async fn scenario(bin: PathBuf) {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_on_postgres_15() {
     scenario(PathBuf::from("/usr/lib/postgresql/15/bin")).await;
@@ -489,12 +225,7 @@ async fn point_in_time_restore_on_postgres_15() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_on_postgres_18() {
-    let Some(bin) = std::env::var_os(backup_postgres::TEST_PG18_BIN_VAR) else {
-        eprintln!(
-            "skipped: {} is not set (bash .ci/test.sh installs PostgreSQL 18 and sets it)",
-            backup_postgres::TEST_PG18_BIN_VAR
-        );
-        return;
-    };
-    scenario(PathBuf::from(bin)).await;
+    if let Some(bin) = pg18_bin() {
+        scenario(bin).await;
+    }
 }

@@ -5,18 +5,34 @@
 //! # Steps
 //!
 //! 1. **Checks, nothing written.** `backup_label` names the segment and
-//!    timeline the base backup starts at. The archive ([`WalSource`]) must
-//!    hold every segment of that timeline from there on, without a gap, up
-//!    to the newest it has: a gap is an error naming the first missing
-//!    segment. A time or LSN target before the backup's start is refused,
-//!    and so is staging onto a file system without room for it.
-//! 2. **Staging.** Every segment from the backup's start to the newest is
-//!    fetched (verified by the source: a store checks its digests) into
-//!    `.<data dir name>.pitr/wal/` beside the data directory, and its size
-//!    and first page header are checked against the cluster (system
-//!    identifier, segment size, position). That costs disk: one segment
-//!    size (16 MiB by default) per archived segment from the backup's
-//!    start on, until recovery is over (the stage is removed once the
+//!    timeline the base backup starts at. The archive's history files
+//!    (`TTTTTTTT.history`, fetched and verified like segments) say which
+//!    timelines branched off which, and where: per [`RecoveryTimeline`]
+//!    recovery follows the base backup's own timeline (`current`), or a
+//!    later one whose history descends from it at a switch point after
+//!    the backup's start (`latest`, the default: the newest such; or a
+//!    number). Along that path the archive ([`WalSource`]) must hold,
+//!    without a gap, each timeline's segments up to the one before the
+//!    segment holding its switch point (that segment comes from the next
+//!    timeline, as PostgreSQL reads it), and the target timeline's from
+//!    its switch on to the newest it has: a gap is an error naming the
+//!    first missing segment. A time or LSN target before the backup's
+//!    start is refused, and so is staging onto a file system without
+//!    room for it.
+//! 2. **Staging.** Every history file of the archive (the server reads
+//!    the target timeline's, and promotes to a timeline past all of them)
+//!    and every segment of the path is fetched (verified by the source:
+//!    a store checks its digests) into `.<data dir name>.pitr/wal/`
+//!    beside the data directory, and its size and first page header are
+//!    checked against the cluster (system identifier, segment size,
+//!    position). The segments of the base backup's own WAL range must
+//!    also hold the bytes of the backup's own copy (its `pg_wal`, checked
+//!    by `pg_verifybackup` when restored) up to where that range ends
+//!    (`backup_manifest`'s `WAL-Ranges`): damage there is named, segment
+//!    and byte, for a source without digests too (PostgreSQL would only
+//!    say "WAL ends before end of online backup"). That costs disk: one
+//!    segment size (16 MiB by default) per segment staged, until
+//!    recovery is over (the stage is removed once the
 //!    server this type started is promoted). Staging instead of a
 //!    `restore_command` that reaches the store keeps store credentials and
 //!    decryption keys in this process (the server's command line and
@@ -25,8 +41,9 @@
 //! 3. **Settings.** `recovery.signal`, and appended to
 //!    `postgresql.auto.conf`: `restore_command` copying from the stage
 //!    (shell- and configuration-quoted), the `recovery_target_*` setting,
-//!    `recovery_target_action = 'promote'`, `recovery_target_timeline =
-//!    'latest'`, and `archive_mode = 'off'` unless
+//!    `recovery_target_action = 'promote'`, `recovery_target_timeline`
+//!    (`current`, or the number of the timeline chosen), and
+//!    `archive_mode = 'off'` unless
 //!    [`keep_archiving`](PointInTimeRestore::keep_archiving) (a restored
 //!    copy must not write into the archive of the cluster it came from).
 //! 4. **Optionally, recovery** ([`StartOptions`]): the server starts on
@@ -40,20 +57,22 @@
 //!    the newest archived segment itself cannot be told from the end of
 //!    the WAL by PostgreSQL; a source with digests catches it when fetched.
 //!
-//! Only the base backup's timeline is staged: segments of later
-//! timelines in the same archive (written by a server promoted from it)
-//! are not followed, so `latest` is the end of that timeline.
+//! Time, LSN and name targets apply along the path: one on a later
+//! timeline is reached there, one on the base backup's timeline after
+//! the switch point is not (choose [`RecoveryTimeline::Current`]).
 //!
 //! Any failure after the checks leaves the data directory **marked
 //! unusable**: `global/pg_control` renamed to
 //! `global/pg_control.restore-failed` (no server starts on it) and a
 //! `RESTORE_FAILED` file saying why; restore the base backup again.
 
+mod backup_wal;
 mod label;
 mod server;
 mod settings;
 mod start;
 mod target;
+mod timeline;
 mod wal;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -63,12 +82,15 @@ use std::sync::Arc;
 use backup_core::{Error, Result};
 
 use crate::tools::PgTools;
+use backup_wal::{backup_wal_end, check_against_backup};
 use label::{BackupLabel, ControlData, major_version};
 use server::{Launch, LogFacts, Server, chown_tree, explain_failure, server_user};
 use settings::{recovery_settings, write_settings};
 pub use start::{RecoveredServer, StartOptions};
-pub use target::RecoveryTarget;
+pub use target::{RecoveryTarget, RecoveryTimeline};
 use target::{format_lsn, parse_lsn};
+pub(crate) use timeline::read_histories;
+use timeline::{TimelinePlan, plan_timelines};
 pub use wal::{DirWalSource, WalSource};
 use wal::{Geometry, check_header};
 
@@ -85,6 +107,7 @@ pub struct PointInTimeRestore {
     data_dir: PathBuf,
     source: Arc<dyn WalSource>,
     target: RecoveryTarget,
+    timeline: RecoveryTimeline,
     bin_dir: PathBuf,
     keep_archiving: bool,
     start: Option<StartOptions>,
@@ -96,10 +119,16 @@ pub struct PointInTimeRestore {
 pub struct RecoveryReport {
     /// The target recovery was set to.
     pub target: RecoveryTarget,
-    /// The base backup's timeline (the one staged).
+    /// The base backup's timeline.
     pub timeline: u32,
-    /// The first and last segment staged.
+    /// The timeline recovery ends on (the base backup's own, or a later
+    /// one per [`RecoveryTimeline`]).
+    pub target_timeline: u32,
+    /// The first and last segment staged (of the base backup's timeline
+    /// and of the target timeline).
     pub segments: (String, String),
+    /// The history files staged (every one of the archive).
+    pub history_files: Vec<String>,
     /// How many segments were staged, and their bytes.
     pub staged_segments: u64,
     /// Bytes staged.
@@ -120,9 +149,11 @@ struct Plan {
     timeline: u32,
     geometry: Geometry,
     system_id: u64,
-    /// Segment numbers to stage, contiguous.
-    first: u64,
-    last: u64,
+    /// The timelines followed and the segments staged of each.
+    timelines: TimelinePlan,
+    /// Where the base backup's own WAL ends (its `backup_manifest`'s
+    /// `WAL-Ranges` on its timeline), if it says.
+    backup_end: Option<u64>,
 }
 
 impl PointInTimeRestore {
@@ -141,10 +172,18 @@ impl PointInTimeRestore {
             data_dir: data_dir.into(),
             source,
             target,
+            timeline: RecoveryTimeline::default(),
             bin_dir: bin_dir.into(),
             keep_archiving: false,
             start: None,
         }
+    }
+
+    /// Which timeline to follow (`recovery_target_timeline`; by default
+    /// [`RecoveryTimeline::Latest`]).
+    pub fn timeline(mut self, timeline: RecoveryTimeline) -> PointInTimeRestore {
+        self.timeline = timeline;
+        self
     }
 
     /// Keep the cluster's `archive_mode` (off by default after a restore,
@@ -230,19 +269,19 @@ impl PointInTimeRestore {
                 label.start_segment, label.timeline
             )));
         }
-        let last = self.contiguous_from(geometry, tli, first).await?;
-        check_space(
-            &work_dir,
-            (last - first + 1).saturating_mul(geometry.segment_size),
-        )?;
+        let timelines =
+            plan_timelines(&*self.source, self.timeline, &label, first, geometry).await?;
+        let segments: u64 = timelines.spans.iter().map(|s| s.last - s.first + 1).sum();
+        check_space(&work_dir, segments.saturating_mul(geometry.segment_size))?;
+        let backup_end = backup_wal_end(&data_dir, tli)?;
         Ok(Plan {
             data_dir,
             work_dir,
             timeline: tli,
             geometry,
             system_id: control.system_id,
-            first,
-            last,
+            timelines,
+            backup_end,
         })
     }
 
@@ -270,43 +309,6 @@ impl PointInTimeRestore {
         }
     }
 
-    /// The newest segment of a gap-free run from `first`, or the first
-    /// missing segment as an error.
-    async fn contiguous_from(&self, geometry: Geometry, tli: u32, first: u64) -> Result<u64> {
-        let mut numbers: Vec<u64> = self
-            .source
-            .list(tli)
-            .await?
-            .iter()
-            .filter_map(|n| geometry.parse(n))
-            .filter(|&(t, segno)| t == tli && segno >= first)
-            .map(|(_, segno)| segno)
-            .collect();
-        numbers.sort_unstable();
-        numbers.dedup();
-        let Some(&newest) = numbers.last() else {
-            return Err(Error::NotFound {
-                what: format!(
-                    "WAL segment {} in the archive (it holds none of timeline {tli} from the base backup's start on: is archiving running?); nothing was written",
-                    geometry.name(tli, first)
-                ),
-            });
-        };
-        for (expected, &found) in (first..).zip(&numbers) {
-            if found != expected {
-                return Err(Error::NotFound {
-                    what: format!(
-                        "WAL segment {} in the archive (segments {} to {} must all be there to replay past it); nothing was written",
-                        geometry.name(tli, expected),
-                        geometry.name(tli, first),
-                        geometry.name(tli, newest)
-                    ),
-                });
-            }
-        }
-        Ok(newest)
-    }
-
     /// Steps 2 to 4.
     async fn apply(&self, plan: &Plan) -> Result<RecoveryReport> {
         let wal_dir = plan.work_dir.join("wal");
@@ -317,22 +319,48 @@ impl PointInTimeRestore {
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
         let mut staged_bytes = 0u64;
-        for segno in plan.first..=plan.last {
-            let name = plan.geometry.name(plan.timeline, segno);
-            let dest = wal_dir.join(&name);
-            self.source
-                .fetch(&name, &dest)
-                .await
-                .map_err(|e| Error::Restore {
-                    engine: ENGINE,
-                    detail: format!("fetching WAL segment {name}: {e}"),
-                })?;
-            check_header(&dest, &name, segno, plan.geometry, plan.system_id).await?;
-            staged_bytes = staged_bytes.saturating_add(plan.geometry.segment_size);
+        for (name, text) in &plan.timelines.histories {
+            let dest = wal_dir.join(name);
+            std::fs::write(&dest, text)
+                .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
+            staged_bytes = staged_bytes.saturating_add(text.len() as u64);
         }
+        let mut staged_segments = 0u64;
+        for span in &plan.timelines.spans {
+            for segno in span.first..=span.last {
+                let name = plan.geometry.name(span.timeline, segno);
+                let dest = wal_dir.join(&name);
+                self.source
+                    .fetch(&name, &dest)
+                    .await
+                    .map_err(|e| Error::Restore {
+                        engine: ENGINE,
+                        detail: format!("fetching WAL segment {name}: {e}"),
+                    })?;
+                check_header(&dest, &name, segno, plan.geometry, plan.system_id).await?;
+                if span.timeline == plan.timeline {
+                    check_against_backup(
+                        &plan.data_dir,
+                        plan.backup_end,
+                        plan.geometry,
+                        &dest,
+                        &name,
+                        segno,
+                    )
+                    .await?;
+                }
+                staged_bytes = staged_bytes.saturating_add(plan.geometry.segment_size);
+                staged_segments += 1;
+            }
+        }
+        let timeline = if plan.timelines.target == plan.timeline {
+            "current".to_string()
+        } else {
+            plan.timelines.target.to_string()
+        };
         write_settings(
             &plan.data_dir,
-            &recovery_settings(&self.target, self.keep_archiving, &wal_dir)?,
+            &recovery_settings(&self.target, &timeline, self.keep_archiving, &wal_dir)?,
         )?;
         let server = match &self.start {
             Some(options) => Some(self.recover(plan, options).await?),
@@ -341,14 +369,26 @@ impl PointInTimeRestore {
         if server.is_some() {
             remove_dir(&wal_dir).await;
         }
+        let spans = &plan.timelines.spans;
+        let name_of = |s: Option<&timeline::Span>, last: bool| {
+            s.map(|s| {
+                plan.geometry
+                    .name(s.timeline, if last { s.last } else { s.first })
+            })
+            .unwrap_or_default()
+        };
         Ok(RecoveryReport {
             target: self.target.clone(),
             timeline: plan.timeline,
-            segments: (
-                plan.geometry.name(plan.timeline, plan.first),
-                plan.geometry.name(plan.timeline, plan.last),
-            ),
-            staged_segments: plan.last - plan.first + 1,
+            target_timeline: plan.timelines.target,
+            segments: (name_of(spans.first(), false), name_of(spans.last(), true)),
+            history_files: plan
+                .timelines
+                .histories
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect(),
+            staged_segments,
             staged_bytes,
             work_dir: plan.work_dir.clone(),
             server,
@@ -423,16 +463,20 @@ impl PointInTimeRestore {
                 ),
             })?;
         let segno = plan.geometry.segment_of(end);
-        if segno >= plan.last {
+        let last = plan.timelines.last();
+        if segno >= last {
             return Ok(());
         }
         Err(Error::Integrity {
-            what: format!("WAL segment {}", plan.geometry.name(plan.timeline, segno)),
+            what: format!(
+                "WAL segment {}",
+                plan.geometry.name(plan.timelines.timeline_of(segno), segno)
+            ),
             detail: format!(
                 "replay ended at {} in it ({}), but the archive holds WAL up to segment {}: PostgreSQL refused a damaged record there",
                 format_lsn(end),
                 facts.end_reason.as_deref().unwrap_or("no reason logged"),
-                plan.geometry.name(plan.timeline, plan.last),
+                plan.geometry.name(plan.timelines.target, last),
             ),
         })
     }

@@ -8,10 +8,12 @@ use backup_core::{Error, Result};
 use super::target::RecoveryTarget;
 
 /// The lines appended to `postgresql.auto.conf`: `restore_command`
-/// copying from `wal_dir`, the target, promotion, the latest timeline,
+/// copying from `wal_dir`, the target, promotion, the timeline to follow
+/// (`current` or a number),
 /// and `archive_mode = off` unless `keep_archiving`.
 pub(super) fn recovery_settings(
     target: &RecoveryTarget,
+    timeline: &str,
     keep_archiving: bool,
     wal_dir: &Path,
 ) -> Result<String> {
@@ -30,7 +32,10 @@ pub(super) fn recovery_settings(
         lines.push(format!("{name} = {}", conf_quote(&value)?));
     }
     lines.push("recovery_target_action = 'promote'".into());
-    lines.push("recovery_target_timeline = 'latest'".into());
+    lines.push(format!(
+        "recovery_target_timeline = {}",
+        conf_quote(timeline)?
+    ));
     if !keep_archiving {
         lines.push("archive_mode = 'off'".into());
     }
@@ -85,7 +90,7 @@ mod tests {
     fn settings_quote_the_stage_path() {
         let target = RecoveryTarget::Name("it's".into());
         let text =
-            recovery_settings(&target, false, Path::new("/x/.data.pitr/50% o'clock")).unwrap();
+            recovery_settings(&target, "2", false, Path::new("/x/.data.pitr/50% o'clock")).unwrap();
         assert!(
             text.contains(
                 r"restore_command = 'cp ''/x/.data.pitr/50%% o''\\''''clock/%f'' ''%p'''"
@@ -95,8 +100,9 @@ mod tests {
         assert!(text.contains("recovery_target_name = 'it''s'"), "{text}");
         assert!(text.contains("recovery_target_action = 'promote'"));
         assert!(text.contains("archive_mode = 'off'"));
+        assert!(text.contains("recovery_target_timeline = '2'"), "{text}");
         assert!(
-            !recovery_settings(&target, true, Path::new("/w"))
+            !recovery_settings(&target, "current", true, Path::new("/w"))
                 .unwrap()
                 .contains("archive_mode")
         );

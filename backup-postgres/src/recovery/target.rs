@@ -129,6 +129,57 @@ impl fmt::Display for RecoveryTarget {
     }
 }
 
+/// Which timeline recovery follows (`recovery_target_timeline`): after a
+/// restored copy was promoted and archived into the same archive, the
+/// WAL of a base backup continues on more than one timeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecoveryTimeline {
+    /// The newest timeline whose history descends from the base backup's
+    /// timeline at a switch point after the backup's start (PostgreSQL's
+    /// `latest`, the default of PostgreSQL 12 on, pgBackRest and WAL-G;
+    /// unlike PostgreSQL, a newer timeline of an unrelated branch is
+    /// passed over rather than refused). The base backup's own timeline
+    /// when none does.
+    #[default]
+    Latest,
+    /// The base backup's own timeline, to its end in the archive.
+    Current,
+    /// This timeline, which must descend from the base backup's timeline
+    /// at a switch point after the backup's start.
+    Id(u32),
+}
+
+/// `latest`, `current` or a timeline number (decimal, as PostgreSQL
+/// prints it).
+impl FromStr for RecoveryTimeline {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<RecoveryTimeline> {
+        match text {
+            "latest" => Ok(RecoveryTimeline::Latest),
+            "current" => Ok(RecoveryTimeline::Current),
+            _ => match text.parse::<u32>() {
+                Ok(n) if n > 0 && text.bytes().all(|b| b.is_ascii_digit()) => {
+                    Ok(RecoveryTimeline::Id(n))
+                }
+                _ => Err(Error::Config(format!(
+                    "recovery target timeline {text:?} is none of latest, current or a timeline number (1 or more)"
+                ))),
+            },
+        }
+    }
+}
+
+impl fmt::Display for RecoveryTimeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoveryTimeline::Latest => f.write_str("latest"),
+            RecoveryTimeline::Current => f.write_str("current"),
+            RecoveryTimeline::Id(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 /// `X/Y` (hexadecimal, at most 8 digits each) as a 64-bit LSN.
 pub(crate) fn parse_lsn(text: &str) -> Option<u64> {
     text.parse::<crate::lsn::Lsn>().ok().map(|l| l.0)
@@ -208,6 +259,23 @@ mod tests {
             RecoveryTarget::name(" it's ").unwrap(),
             RecoveryTarget::Name(" it's ".into())
         );
+    }
+
+    #[test]
+    fn timelines() {
+        for (text, want) in [
+            ("latest", Some(RecoveryTimeline::Latest)),
+            ("current", Some(RecoveryTimeline::Current)),
+            ("2", Some(RecoveryTimeline::Id(2))),
+            ("0", None),
+            ("+2", None),
+            ("0x2", None),
+            ("Latest", None),
+            ("", None),
+        ] {
+            assert_eq!(text.parse::<RecoveryTimeline>().ok(), want, "{text:?}");
+        }
+        assert_eq!(RecoveryTimeline::Id(12).to_string(), "12");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use backup_core::{Error, Result};
 use tokio::io::AsyncReadExt;
 
+use crate::wal::{WalFileKind, WalFileName};
+
 /// A WAL archive that a point-in-time restore reads segments from.
 ///
 /// # Contract
@@ -17,16 +19,22 @@ use tokio::io::AsyncReadExt;
 ///   segments of one timeline (24 hexadecimal digits, e.g.
 ///   `000000010000000000000003`; never `.partial`, `.history` or
 ///   `.backup` files), in any order.
-/// - [`fetch`](WalSource::fetch) writes one segment's bytes to `dest` (a
-///   file path that does not exist yet) and returns `Ok` only once they
-///   are all there and verified as far as the source can (a store checks
-///   its digests). A segment that is missing is [`Error::NotFound`].
+/// - [`histories`](WalSource::histories) returns the timelines that have
+///   a history file (`TTTTTTTT.history`) in the archive, in any order.
+/// - [`fetch`](WalSource::fetch) writes one segment's or history file's
+///   bytes to `dest` (a file path that does not exist yet) and returns
+///   `Ok` only once they are all there and verified as far as the source
+///   can (a store checks its digests). A file that is missing is
+///   [`Error::NotFound`].
 #[async_trait]
 pub trait WalSource: Send + Sync + Debug {
     /// The complete segments of `timeline` in the archive.
     async fn list(&self, timeline: u32) -> Result<Vec<String>>;
 
-    /// Writes segment `name` to `dest`, verified.
+    /// The timelines with a history file in the archive.
+    async fn histories(&self) -> Result<Vec<u32>>;
+
+    /// Writes segment or history file `name` to `dest`, verified.
     async fn fetch(&self, name: &str, dest: &Path) -> Result<()>;
 }
 
@@ -34,6 +42,10 @@ pub trait WalSource: Send + Sync + Debug {
 impl<T: WalSource + ?Sized> WalSource for Arc<T> {
     async fn list(&self, timeline: u32) -> Result<Vec<String>> {
         (**self).list(timeline).await
+    }
+
+    async fn histories(&self) -> Result<Vec<u32>> {
+        (**self).histories().await
     }
 
     async fn fetch(&self, name: &str, dest: &Path) -> Result<()> {
@@ -45,6 +57,10 @@ impl<T: WalSource + ?Sized> WalSource for Arc<T> {
 impl<T: WalSource + ?Sized> WalSource for Box<T> {
     async fn list(&self, timeline: u32) -> Result<Vec<String>> {
         (**self).list(timeline).await
+    }
+
+    async fn histories(&self) -> Result<Vec<u32>> {
+        (**self).histories().await
     }
 
     async fn fetch(&self, name: &str, dest: &Path) -> Result<()> {
@@ -74,42 +90,62 @@ impl DirWalSource {
     }
 }
 
-#[async_trait]
-impl WalSource for DirWalSource {
-    async fn list(&self, timeline: u32) -> Result<Vec<String>> {
-        let prefix = format!("{timeline:08X}");
-        let mut entries = tokio::fs::read_dir(&self.dir)
-            .await
-            .map_err(|e| Error::io(format!("listing the WAL archive {}", self.dir.display()), e))?;
+impl DirWalSource {
+    /// The names of the directory's entries.
+    async fn names(&self) -> Result<Vec<String>> {
+        let listing = |e| Error::io(format!("listing the WAL archive {}", self.dir.display()), e);
+        let mut entries = tokio::fs::read_dir(&self.dir).await.map_err(listing)?;
         let mut names = Vec::new();
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| Error::io(format!("listing the WAL archive {}", self.dir.display()), e))?
-        {
-            if let Some(name) = entry.file_name().to_str()
-                && is_segment_name(name)
-                && name.starts_with(&prefix)
-            {
+        while let Some(entry) = entries.next_entry().await.map_err(listing)? {
+            if let Some(name) = entry.file_name().to_str() {
                 names.push(name.to_string());
             }
         }
         Ok(names)
     }
+}
+
+#[async_trait]
+impl WalSource for DirWalSource {
+    async fn list(&self, timeline: u32) -> Result<Vec<String>> {
+        let prefix = format!("{timeline:08X}");
+        let mut names = self.names().await?;
+        names.retain(|name| is_segment_name(name) && name.starts_with(&prefix));
+        Ok(names)
+    }
+
+    async fn histories(&self) -> Result<Vec<u32>> {
+        Ok(self
+            .names()
+            .await?
+            .iter()
+            .filter_map(|name| history_timeline(name))
+            .collect())
+    }
 
     async fn fetch(&self, name: &str, dest: &Path) -> Result<()> {
-        if !is_segment_name(name) {
-            return Err(Error::Config(format!("{name:?} is not a WAL segment name")));
+        if !is_segment_name(name) && history_timeline(name).is_none() {
+            return Err(Error::Config(format!(
+                "{name:?} is neither a WAL segment nor a history file name"
+            )));
         }
         let from = self.dir.join(name);
         match tokio::fs::copy(&from, dest).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound {
-                what: format!("WAL segment {name} in {}", self.dir.display()),
+                what: format!("WAL file {name} in {}", self.dir.display()),
             }),
             Err(e) => Err(Error::io(format!("copying {}", from.display()), e)),
         }
     }
+}
+
+/// The timeline of a history file name (`TTTTTTTT.history`).
+pub(crate) fn history_timeline(name: &str) -> Option<u32> {
+    WalFileName::parse(name)
+        .ok()
+        .filter(|n| n.kind() == WalFileKind::History)
+        .map(|n| n.timeline())
 }
 
 /// 24 upper-case hexadecimal digits.
@@ -206,9 +242,83 @@ pub(crate) async fn check_header(
     Ok(())
 }
 
+/// Bytes compared at a time by [`first_difference`].
+const COMPARE_CHUNK: usize = 64 * 1024;
+
+/// The first offset below `limit` at which the files `a` and `b` differ
+/// (a file ending before `limit` differs where it ends); `None` when
+/// their first `limit` bytes are the same. Streamed, flat memory.
+pub(crate) async fn first_difference(a: &Path, b: &Path, limit: u64) -> Result<Option<u64>> {
+    let open = |p: &Path| {
+        let p = p.to_path_buf();
+        async move {
+            tokio::fs::File::open(&p)
+                .await
+                .map_err(|e| Error::io(format!("opening {}", p.display()), e))
+        }
+    };
+    let (mut fa, mut fb) = (open(a).await?, open(b).await?);
+    let (mut ba, mut bb) = (vec![0u8; COMPARE_CHUNK], vec![0u8; COMPARE_CHUNK]);
+    let mut offset = 0u64;
+    while offset < limit {
+        let want = usize::try_from((limit - offset).min(COMPARE_CHUNK as u64)).expect("chunk");
+        let (ra, rb) = (
+            read_up_to(&mut fa, &mut ba[..want], a).await?,
+            read_up_to(&mut fb, &mut bb[..want], b).await?,
+        );
+        let same = ra.min(rb);
+        if let Some(i) = (0..same).find(|&i| ba[i] != bb[i]) {
+            return Ok(Some(offset + i as u64));
+        }
+        if ra < want || rb < want {
+            return Ok(Some(offset + same as u64));
+        }
+        offset += want as u64;
+    }
+    Ok(None)
+}
+
+/// Fills `buf` from `file` as far as it goes; the bytes read.
+async fn read_up_to(file: &mut tokio::fs::File, buf: &mut [u8], path: &Path) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = file
+            .read(&mut buf[filled..])
+            .await
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn differences_are_found_where_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, &data).unwrap();
+        let mut other = data.clone();
+        other[150_000] ^= 1;
+        std::fs::write(&b, &other).unwrap();
+        assert_eq!(first_difference(&a, &b, 150_000).await.unwrap(), None);
+        assert_eq!(
+            first_difference(&a, &b, 200_000).await.unwrap(),
+            Some(150_000)
+        );
+        std::fs::write(&b, &data[..70_000]).unwrap();
+        assert_eq!(
+            first_difference(&a, &b, 100_000).await.unwrap(),
+            Some(70_000)
+        );
+        assert_eq!(first_difference(&a, &b, 70_000).await.unwrap(), None);
+    }
 
     #[test]
     fn segment_names_round_trip() {

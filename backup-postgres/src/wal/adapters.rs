@@ -44,6 +44,10 @@ impl WalSource for WalArchive {
             .collect())
     }
 
+    async fn histories(&self) -> Result<Vec<u32>> {
+        self.history_timelines().await
+    }
+
     async fn fetch(&self, name: &str, dest: &Path) -> Result<()> {
         WalArchive::fetch(self, name, dest).await.map(drop)
     }

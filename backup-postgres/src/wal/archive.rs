@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::name::{WalFileKind, WalFileName, segment_name, segment_number};
+use super::name::{WalFileKind, WalFileName};
 
 /// The reserved directory of WAL archives under a tenant.
 pub const WAL_DIR: &str = "_wal";
@@ -102,10 +102,6 @@ pub struct WalPruneReport {
     /// Stored bytes freed.
     pub freed_bytes: u64,
 }
-
-/// Longest range [`WalArchive::missing_between`] walks (2^24 segments,
-/// 256 TiB of 16 MiB segments).
-const MAX_RANGE: u64 = 1 << 24;
 
 /// The WAL archive of one PostgreSQL source (cluster) in the engine's
 /// store: complete segments, timeline history files and backup history
@@ -441,52 +437,36 @@ impl WalArchive {
 
     /// The timelines with at least one archived file, ascending.
     pub async fn timelines(&self) -> Result<Vec<u32>> {
+        let all = self.all_files().await?;
+        let set: BTreeSet<u32> = all.iter().map(WalFileName::timeline).collect();
+        Ok(set.into_iter().collect())
+    }
+
+    /// The timelines with a history file (`TTTTTTTT.history`) in the
+    /// archive, ascending.
+    pub async fn history_timelines(&self) -> Result<Vec<u32>> {
+        let all = self.all_files().await?;
+        let set: BTreeSet<u32> = all
+            .iter()
+            .filter(|n| n.kind() == WalFileKind::History)
+            .map(WalFileName::timeline)
+            .collect();
+        Ok(set.into_iter().collect())
+    }
+
+    /// Every archived file, of every timeline.
+    async fn all_files(&self) -> Result<Vec<WalFileName>> {
         let depth = self.prefix.segments().count() + 2;
-        let mut out = BTreeSet::new();
+        let mut out = Vec::new();
         for o in self.engine.store().list_all(Some(&self.prefix)).await? {
             if o.key.segments().count() == depth
                 && let Some(name) = o.key.file_name().strip_suffix(".json")
                 && let Ok(n) = WalFileName::parse(name)
             {
-                out.insert(n.timeline());
+                out.push(n);
             }
         }
-        Ok(out.into_iter().collect())
-    }
-
-    /// Names of the segments from `first` to `last` (inclusive, one
-    /// timeline) that are not archived, for a server with
-    /// `wal_segment_size`-byte segments.
-    pub async fn missing_between(
-        &self,
-        first: &str,
-        last: &str,
-        wal_segment_size: u64,
-    ) -> Result<Vec<String>> {
-        let (tli, from) = segment_number(first, wal_segment_size)?;
-        let (last_tli, to) = segment_number(last, wal_segment_size)?;
-        if tli != last_tli {
-            return Err(Error::Config(format!(
-                "{first} and {last} are on different timelines; ask per timeline"
-            )));
-        }
-        if to < from {
-            return Err(Error::Config(format!("{last} comes before {first}")));
-        }
-        if to - from >= MAX_RANGE {
-            return Err(Error::Config(format!(
-                "{first}..{last} spans more than {MAX_RANGE} segments; give a narrower range"
-            )));
-        }
-        let have: BTreeSet<String> = self.list(tli).await?.into_iter().collect();
-        let mut missing = Vec::new();
-        for n in from..=to {
-            let name = segment_name(tli, n, wal_segment_size)?;
-            if !have.contains(&name) {
-                missing.push(name);
-            }
-        }
-        Ok(missing)
+        Ok(out)
     }
 
     /// Deletes the segments of `timeline` before `segment` (and the backup

@@ -7,6 +7,10 @@
 mod adapters;
 mod archive;
 mod name;
+mod segments;
+mod timeline;
 
 pub use archive::{PushOutcome, WAL_DIR, WalArchive, WalConflict, WalPruneReport, WalRecord};
 pub use name::{WalFileKind, WalFileName};
+pub(crate) use segments::SegmentSet;
+pub(crate) use timeline::{Leg, MAX_HISTORY_BYTES, TimelineHistory, timeline_path};
