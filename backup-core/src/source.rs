@@ -102,6 +102,17 @@ pub struct DumpStream {
     /// Tool and server versions.
     pub versions: Versions,
     details: Option<DetailsReceiver>,
+    parent: Option<String>,
+}
+
+/// What the engine takes from a [`DumpStream`]: the bytes (followed by
+/// the wait for details), versions, the slot the details land in and the
+/// declared parent.
+pub(crate) struct EngineParts {
+    pub(crate) stream: ByteStream,
+    pub(crate) versions: Versions,
+    pub(crate) details: Arc<Mutex<Details>>,
+    pub(crate) parent: Option<String>,
 }
 
 impl DumpStream {
@@ -111,7 +122,33 @@ impl DumpStream {
             stream,
             versions,
             details: None,
+            parent: None,
         }
+    }
+
+    /// Declares that this dump only restores on top of backup `id` (a
+    /// block-level incremental base backup needs its parent): the engine
+    /// records it as [`Manifest::parent`](crate::manifest::Manifest::parent),
+    /// so retention keeps the parent while this backup is kept. The engine
+    /// refuses the backup, before any of the dump is stored, unless `id`
+    /// is a listed backup of the same tenant and source, and again at
+    /// commit if the parent was deleted meanwhile.
+    ///
+    /// ```
+    /// use backup_core::source::{DumpStream, Versions};
+    /// let dump = DumpStream::new(Box::pin(futures::stream::empty()), Versions::default())
+    ///     .with_parent("20250101T000000Z-0000abcd");
+    /// assert_eq!(dump.parent(), Some("20250101T000000Z-0000abcd"));
+    /// ```
+    pub fn with_parent(mut self, id: impl Into<String>) -> Self {
+        self.parent = Some(id.into());
+        self
+    }
+
+    /// The backup this dump depends on, if it declared one
+    /// ([`DumpStream::with_parent`]).
+    pub fn parent(&self) -> Option<&str> {
+        self.parent.as_deref()
     }
 
     /// Promises [`Details`]: the source sends them on the paired
@@ -153,15 +190,18 @@ impl DumpStream {
     /// Splits the dump for the engine: a stream that, after the source's
     /// last byte, waits for the promised details (ending with an
     /// [`Error::InvalidDump`] if they never come or are out of bounds),
-    /// the versions, and the slot the details land in once that stream
-    /// ended.
-    pub(crate) fn into_engine_parts(
-        self,
-        engine: &str,
-    ) -> (ByteStream, Versions, Arc<Mutex<Details>>) {
+    /// the versions, the slot the details land in once that stream
+    /// ended, and the declared parent.
+    pub(crate) fn into_engine_parts(self, engine: &str) -> EngineParts {
         let slot = Arc::new(Mutex::new(Details::new()));
+        let parent = self.parent;
         let Some(promised) = self.details else {
-            return (self.stream, self.versions, slot);
+            return EngineParts {
+                stream: self.stream,
+                versions: self.versions,
+                details: slot,
+                parent,
+            };
         };
         let engine = engine.to_string();
         let filled = Arc::clone(&slot);
@@ -184,7 +224,12 @@ impl DumpStream {
             None
         })
         .filter_map(futures::future::ready);
-        (self.stream.chain(tail).boxed(), self.versions, slot)
+        EngineParts {
+            stream: self.stream.chain(tail).boxed(),
+            versions: self.versions,
+            details: slot,
+            parent,
+        }
     }
 }
 
@@ -213,6 +258,7 @@ impl fmt::Debug for DumpStream {
         f.debug_struct("DumpStream")
             .field("versions", &self.versions)
             .field("details", &self.details.is_some())
+            .field("parent", &self.parent)
             .finish_non_exhaustive()
     }
 }

@@ -23,6 +23,8 @@ const STOP_LSN: &str = "postgres.stop_lsn";
 const WAL_SEGMENT_SIZE: &str = "postgres.wal_segment_size";
 const WAL_FIRST_SEGMENT: &str = "postgres.wal_first_segment";
 const WAL_LAST_SEGMENT: &str = "postgres.wal_last_segment";
+const INCREMENTAL: &str = "postgres.incremental";
+const PARENT: &str = "postgres.parent";
 
 /// The physical facts of one base backup: where its WAL starts and ends
 /// and which segment files restoring it needs (all of them are inside
@@ -54,6 +56,12 @@ pub struct BaseBackupInfo {
     pub wal_first_segment: String,
     /// The last WAL segment file the backup needs.
     pub wal_last_segment: String,
+    /// For a block-level incremental base backup (PostgreSQL 17+,
+    /// `postgres.incremental = true` in the details): the id of the
+    /// backup it applies on top of (`postgres.parent`, also the
+    /// manifest's [`parent`](Manifest::parent)). `None` for a full base
+    /// backup, which restores on its own.
+    pub parent: Option<String>,
 }
 
 /// What the preflight learned from the server, for the facts the archive
@@ -81,7 +89,20 @@ impl BaseBackupInfo {
                 manifest.id, manifest.engine, manifest.format
             )));
         }
-        Self::from_details(&manifest.details).map_err(bad)
+        let info = Self::from_details(&manifest.details).map_err(bad)?;
+        if info.parent != manifest.parent {
+            return Err(bad(format!(
+                "the details name parent {:?}, the manifest {:?}",
+                info.parent, manifest.parent
+            )));
+        }
+        Ok(info)
+    }
+
+    /// Whether this is a block-level incremental base backup (it restores
+    /// only as part of its chain).
+    pub fn is_incremental(&self) -> bool {
+        self.parent.is_some()
     }
 
     fn from_details(d: &Details) -> std::result::Result<BaseBackupInfo, String> {
@@ -103,6 +124,15 @@ impl BaseBackupInfo {
             wal_segment_size: get(d, WAL_SEGMENT_SIZE)?,
             wal_first_segment: get(d, WAL_FIRST_SEGMENT)?,
             wal_last_segment: get(d, WAL_LAST_SEGMENT)?,
+            parent: match d.get(INCREMENTAL).map(String::as_str) {
+                None | Some("false") => None,
+                Some("true") => Some(
+                    d.get(PARENT)
+                        .cloned()
+                        .ok_or_else(|| format!("an incremental base backup without {PARENT}"))?,
+                ),
+                Some(other) => return Err(format!("{INCREMENTAL} = {other:?} does not parse")),
+            },
         };
         // The names must be the ones the positions imply.
         let (first, last) = info.segments().map_err(|e| e.to_string())?;
@@ -128,7 +158,7 @@ impl BaseBackupInfo {
 
     /// The details recorded in the manifest.
     pub(crate) fn details(&self) -> Details {
-        [
+        let mut details: Details = [
             (SYSTEM_IDENTIFIER, self.system_identifier.to_string()),
             (TIMELINE, self.timeline.to_string()),
             (START_LSN, self.start_lsn.to_string()),
@@ -141,7 +171,12 @@ impl BaseBackupInfo {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        .collect();
+        if let Some(parent) = &self.parent {
+            details.insert(INCREMENTAL.into(), "true".into());
+            details.insert(PARENT.into(), parent.clone());
+        }
+        details
     }
 
     /// First and last segment file names the positions imply.
@@ -154,12 +189,26 @@ impl BaseBackupInfo {
     }
 
     /// The facts of the archive `captured` was taken from, checked
-    /// against each other and against what the server said.
+    /// against each other and against what the server said; `parent` is
+    /// the backup an incremental archive was asked for on top of (its
+    /// `backup_label` must say it is incremental, and only then).
     pub(crate) fn from_archive(
         captured: &Captured,
         server: ServerFacts,
+        parent: Option<&str>,
     ) -> std::result::Result<BaseBackupInfo, String> {
         let label = Label::parse(&captured.label)?;
+        match (label.incremental, parent) {
+            (true, None) => {
+                return Err("backup_label says the archive is an incremental backup; a full one was asked for".into());
+            }
+            (false, Some(parent)) => {
+                return Err(format!(
+                    "backup_label says the archive is a full backup; an incremental one on top of {parent} was asked for"
+                ));
+            }
+            _ => {}
+        }
         let ranges = wal_ranges(&captured.manifest_tail)?;
         let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
             return Err("backup_manifest lists no WAL range".into());
@@ -201,6 +250,7 @@ impl BaseBackupInfo {
             wal_segment_size: server.wal_segment_size,
             wal_first_segment: String::new(),
             wal_last_segment: String::new(),
+            parent: parent.map(str::to_string),
         };
         let (first, last) = info.segments().map_err(|e| e.to_string())?;
         if first != label.start_file {
@@ -221,6 +271,15 @@ struct Label {
     start_file: String,
     checkpoint_lsn: Lsn,
     timeline: u32,
+    /// `INCREMENTAL FROM LSN:` present (PostgreSQL 17+).
+    incremental: bool,
+}
+
+/// Whether `label` (a `backup_label`) is that of an incremental backup.
+pub(crate) fn label_is_incremental(label: &[u8]) -> bool {
+    String::from_utf8_lossy(label)
+        .lines()
+        .any(|l| l.starts_with("INCREMENTAL FROM LSN:"))
 }
 
 impl Label {
@@ -253,6 +312,7 @@ impl Label {
             timeline: timeline
                 .parse()
                 .map_err(|_| bad("START TIMELINE", timeline))?,
+            incremental: label_is_incremental(bytes),
         })
     }
 }
@@ -368,7 +428,8 @@ mod tests {
             system_identifier: None,
             wal_segment_size: MB16,
         };
-        let info = BaseBackupInfo::from_archive(&captured(LABEL, HEAD_V2, TAIL), server).unwrap();
+        let info =
+            BaseBackupInfo::from_archive(&captured(LABEL, HEAD_V2, TAIL), server, None).unwrap();
         assert_eq!(info.system_identifier, 7441234567890123456);
         assert_eq!((info.timeline, info.stop_timeline), (1, 1));
         assert_eq!(info.start_lsn.to_string(), "0/2000028");
@@ -390,19 +451,19 @@ mod tests {
             wal_segment_size: MB16,
         };
         assert_eq!(
-            BaseBackupInfo::from_archive(&c, with(Some(42)))
+            BaseBackupInfo::from_archive(&c, with(Some(42)), None)
                 .unwrap()
                 .system_identifier,
             42
         );
         assert!(
-            BaseBackupInfo::from_archive(&c, with(None))
+            BaseBackupInfo::from_archive(&c, with(None), None)
                 .unwrap_err()
                 .contains("system identifier")
         );
         let v2 = captured(LABEL, HEAD_V2, TAIL);
         assert!(
-            BaseBackupInfo::from_archive(&v2, with(Some(42)))
+            BaseBackupInfo::from_archive(&v2, with(Some(42)), None)
                 .unwrap_err()
                 .contains("server said 42")
         );
@@ -458,11 +519,12 @@ mod tests {
             ),
         ];
         for (label, head, tail, expected) in cases {
-            let err =
-                BaseBackupInfo::from_archive(&captured(label, head, tail), server).unwrap_err();
+            let err = BaseBackupInfo::from_archive(&captured(label, head, tail), server, None)
+                .unwrap_err();
             assert!(err.contains(expected), "{expected}: {err}");
         }
-        let info = BaseBackupInfo::from_archive(&captured(LABEL, HEAD_V2, TAIL), server).unwrap();
+        let info =
+            BaseBackupInfo::from_archive(&captured(LABEL, HEAD_V2, TAIL), server, None).unwrap();
         let mut d = info.details();
         d.insert(WAL_LAST_SEGMENT.into(), "000000010000000000000009".into());
         assert!(

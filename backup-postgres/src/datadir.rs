@@ -30,6 +30,8 @@ use tokio_util::io::StreamReader;
 use crate::physical::BASEBACKUP_FORMAT;
 use backup_core::child::cleared_command;
 
+use crate::baseinfo::label_is_incremental;
+use crate::tarscan::TarScan;
 use crate::tools::{PgTools, parse_major};
 
 const ENGINE: &str = "postgres";
@@ -39,6 +41,8 @@ const ENGINE: &str = "postgres";
 pub struct DataDirTarget {
     dir: PathBuf,
     tools: PgTools,
+    /// A link of a chain being restored ([`DataDirTarget::chain_link`]).
+    link: bool,
 }
 
 impl DataDirTarget {
@@ -48,6 +52,18 @@ impl DataDirTarget {
         DataDirTarget {
             dir: dir.into(),
             tools: PgTools::auto(),
+            link: false,
+        }
+    }
+
+    /// A target for one link of a chain being restored
+    /// ([`ChainRestore`](crate::ChainRestore)): incremental backups are
+    /// accepted and `pg_verifybackup` is left to the combined result.
+    pub(crate) fn chain_link(dir: impl Into<PathBuf>, tools: PgTools) -> Self {
+        DataDirTarget {
+            dir: dir.into(),
+            tools,
+            link: true,
         }
     }
 
@@ -85,8 +101,65 @@ fn refused(why: String) -> Error {
     }
 }
 
+/// `pg_verifybackup` of the backup's major version (from `PG_VERSION`)
+/// on the restored tree in `dir`.
+pub(crate) async fn verify_data_dir(tools: &PgTools, dir: &Path) -> Result<()> {
+    run_tool_of_version(tools, "pg_verifybackup", dir, &[dir.as_os_str()])
+        .await?
+        .map_err(|detail| Error::Integrity {
+            what: "the restored base backup".into(),
+            detail,
+        })
+}
+
+/// Runs `tool` of the major version of the backup in `dir` (its
+/// `PG_VERSION`) with `args`, from a cleared environment; `Ok(Err(why))`
+/// when it fails, `why` naming its status and first lines of stderr.
+pub(crate) async fn run_tool_of_version(
+    tools: &PgTools,
+    tool: &str,
+    dir: &Path,
+    args: &[&std::ffi::OsStr],
+) -> Result<std::result::Result<(), String>> {
+    let version = std::fs::read_to_string(dir.join("PG_VERSION"))
+        .map_err(|e| refused(format!("the archive has no PG_VERSION ({e})")))?;
+    let major = parse_major(version.trim())
+        .ok_or_else(|| refused(format!("unexpected PG_VERSION {:?}", version.trim())))?;
+    let path = tools.resolve(tool, Some(major)).await?.path;
+    let out = cleared_command(&path)
+        .args(args)
+        .env("LC_MESSAGES", "C")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::io(format!("running {}", path.display()), e))?;
+    if out.status.success() {
+        return Ok(Ok(()));
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    Ok(Err(format!(
+        "{tool} {}: {}",
+        out.status,
+        text.lines().take(4).collect::<Vec<_>>().join(" | ")
+    )))
+}
+
+/// Refuses the archive whose `backup_label` is `label` if it is a
+/// block-level incremental backup: alone it is no cluster.
+fn refuse_incremental(label: &[u8]) -> Result<()> {
+    if label_is_incremental(label) {
+        return Err(refused(
+            "it is a block-level incremental base backup, which restores only with its parents: \
+             restore the chain (ChainRestore, or backupctl restore), which combines them with \
+             pg_combinebackup"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// `Ok` when `dir` does not exist or is an empty directory.
-fn check_free(dir: &Path) -> Result<()> {
+pub(crate) fn check_free(dir: &Path) -> Result<()> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -143,6 +216,8 @@ impl RestoreTarget for DataDirTarget {
             staging: Some(staging),
             dir: self.dir.clone(),
             tools: self.tools.clone(),
+            label_scan: (!self.link).then(TarScan::new),
+            link: self.link,
         }))
     }
 }
@@ -165,7 +240,16 @@ struct Session {
     staging: Option<PathBuf>,
     dir: PathBuf,
     tools: PgTools,
+    /// Looks at the archive's start until `backup_label` (its first
+    /// member) passed, to refuse an incremental backup early.
+    label_scan: Option<TarScan>,
+    /// A chain link: no refusal of incremental backups, no verification.
+    link: bool,
 }
+
+/// Bytes of the archive looked at for `backup_label` before giving up
+/// (the check at commit still applies).
+const LABEL_SCAN_LIMIT: u64 = 1024 * 1024;
 
 impl Session {
     /// The extraction's outcome once its input has ended.
@@ -183,34 +267,6 @@ impl Session {
                 detail: format!("extracting the base backup: {e}"),
             }),
         }
-    }
-
-    /// `pg_verifybackup` of the backup's major version on the staging tree.
-    async fn verify(&self, staging: &Path) -> Result<()> {
-        let version = std::fs::read_to_string(staging.join("PG_VERSION"))
-            .map_err(|e| refused(format!("the archive has no PG_VERSION ({e})")))?;
-        let major = parse_major(version.trim())
-            .ok_or_else(|| refused(format!("unexpected PG_VERSION {:?}", version.trim())))?;
-        let tool = self.tools.resolve("pg_verifybackup", Some(major)).await?;
-        let out = cleared_command(&tool.path)
-            .arg(staging)
-            .env("LC_MESSAGES", "C")
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| Error::io(format!("running {}", tool.path.display()), e))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let text = String::from_utf8_lossy(&out.stderr);
-        Err(Error::Integrity {
-            what: "the restored base backup".into(),
-            detail: format!(
-                "pg_verifybackup {}: {}",
-                out.status,
-                text.lines().take(3).collect::<Vec<_>>().join(" | ")
-            ),
-        })
     }
 
     /// Removes the staging directory and waits for it to be gone.
@@ -240,6 +296,19 @@ impl Session {
 #[async_trait]
 impl RestoreSession for Session {
     async fn write(&mut self, data: Bytes) -> Result<()> {
+        if let Some(scan) = &mut self.label_scan {
+            let label = match scan.feed(&data) {
+                Ok(()) => scan.label().map(<[u8]>::to_vec),
+                // A malformed archive fails the extraction itself.
+                Err(_) => Some(Vec::new()),
+            };
+            if let Some(label) = label {
+                self.label_scan = None;
+                refuse_incremental(&label)?;
+            } else if scan.offset() > LABEL_SCAN_LIMIT {
+                self.label_scan = None;
+            }
+        }
         let sent = match &self.tx {
             Some(tx) => tx.send(Ok(data)).await.is_ok(),
             None => false,
@@ -259,7 +328,12 @@ impl RestoreSession for Session {
         let result = async {
             self.extraction().await?;
             let staging = self.staging.clone().expect("staging directory");
-            self.verify(&staging).await?;
+            if !self.link {
+                refuse_incremental(
+                    &std::fs::read(staging.join("backup_label")).unwrap_or_default(),
+                )?;
+                verify_data_dir(&self.tools, &staging).await?;
+            }
             check_free(&self.dir)?;
             std::fs::rename(&staging, &self.dir).map_err(|e| {
                 Error::io(

@@ -71,6 +71,28 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Block-level incremental base backups (PostgreSQL 17+, `summarize_wal =
+//! on`): [`BaseBackupSource::incremental`] stores only the blocks changed
+//! since a parent ([`ParentManifest`], fetched from the store), and
+//! [`ChainRestore`] restores a backup with its chain through
+//! `pg_combinebackup`; the result replays WAL like any restored base
+//! backup.
+//!
+//! ```no_run
+//! use backup_core::{BackupRequest, Engine};
+//! use backup_postgres::{BaseBackupSource, ChainRestore, ParentManifest, PgConnection};
+//!
+//! # async fn run(engine: Engine, conn: PgConnection) -> backup_core::Result<()> {
+//! let source = BaseBackupSource::new(conn);
+//! let req = BackupRequest::new("cluster");
+//! let full = engine.backup(&source, &req).await?;
+//! let parent = ParentManifest::fetch(&engine, &full).await?;
+//! let inc = engine.backup(&source.clone().incremental(parent), &req).await?;
+//! assert_eq!(inc.parent.as_deref(), Some(full.id.as_str()));
+//! ChainRestore::new("/srv/pg/restored").run(&engine, &inc.id).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! With the `throwaway` feature, `ThrowawayCluster` starts a disposable
 //! local server for tests, demos and benchmarks.
 #![warn(missing_docs, unreachable_pub)]
@@ -78,9 +100,11 @@
 
 mod archiver;
 mod baseinfo;
+mod chain;
 mod conn;
 mod datadir;
 mod dump;
+mod incremental;
 mod libpq;
 mod lsn;
 mod physical;
@@ -100,6 +124,7 @@ pub use archiver::{
     WalArchiverHandle,
 };
 pub use baseinfo::BaseBackupInfo;
+pub use chain::{ChainReport, ChainRestore, MAX_CHAIN_LINKS};
 #[cfg(feature = "throwaway")]
 pub use cluster::restored::query_data_dir;
 #[cfg(feature = "throwaway")]
@@ -109,6 +134,7 @@ pub use cluster::{TEST_PG18_BIN_VAR, TEST_PG18_URL_VAR, TEST_URL_VAR, ThrowawayC
 pub use conn::{PgConnection, redact_url};
 pub use datadir::DataDirTarget;
 pub use dump::{FORMAT, PostgresSource};
+pub use incremental::ParentManifest;
 pub use libpq::{DEFAULT_SOCKET_DIR, LibpqEnv, PasswordOrigin, Resolved};
 pub use lsn::{Lsn, check_segment_size, parse_segment_file_name, segment_file_name};
 pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource};

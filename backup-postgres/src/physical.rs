@@ -17,6 +17,7 @@
 //! point-in-time recovery build on it.
 
 use std::process::Stdio;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use backup_core::{
@@ -28,6 +29,7 @@ use futures::StreamExt;
 use crate::baseinfo::{BaseBackupInfo, ServerFacts};
 use crate::conn::PgConnection;
 use crate::dump::child_stream;
+use crate::incremental::{Incremental, ParentManifest};
 use crate::lsn::check_segment_size;
 use crate::tarscan::TarScan;
 use crate::tools::{PassFile, PgTools, Step, pg_command, preflight, psql, replication_refusal};
@@ -47,10 +49,14 @@ const ENGINE: &str = "postgres";
 /// older than the server. Credentials reach the tool as for
 /// [`PostgresSource`](crate::PostgresSource): through an in-memory
 /// password file only.
+///
+/// [`BaseBackupSource::incremental`] makes it take block-level
+/// incremental backups on top of a parent (PostgreSQL 17+).
 #[derive(Debug, Clone)]
 pub struct BaseBackupSource {
     conn: PgConnection,
     tools: PgTools,
+    incremental: Option<Incremental>,
 }
 
 impl BaseBackupSource {
@@ -59,7 +65,72 @@ impl BaseBackupSource {
         BaseBackupSource {
             conn,
             tools: PgTools::auto(),
+            incremental: None,
         }
+    }
+
+    /// Takes block-level incremental backups on top of `parent`
+    /// (`pg_basebackup --incremental`, PostgreSQL 17+ with
+    /// `summarize_wal = on`): only the blocks changed since the parent
+    /// are stored. The dump declares the parent
+    /// ([`DumpStream::with_parent`]), so the manifest records it, the
+    /// details say `postgres.incremental = true` and `postgres.parent`,
+    /// and retention keeps the parent. The preflight refuses, saying
+    /// what to change, a server older than 17, `summarize_wal = off`, a
+    /// parent of another major version, system identifier or timeline;
+    /// WAL summaries that no longer reach back to the parent fail the
+    /// backup unless [`BaseBackupSource::fallback_to_full`] allows a full
+    /// one instead.
+    pub fn incremental(mut self, parent: ParentManifest) -> Self {
+        self.incremental = Some(Incremental {
+            parent: Arc::new(parent),
+            fallback_to_full: false,
+        });
+        self
+    }
+
+    /// With [`BaseBackupSource::incremental`]: when the server's WAL
+    /// summaries no longer cover the parent, take a full base backup
+    /// instead of failing (its manifest then has no parent). Off by
+    /// default; ignored for full backups.
+    pub fn fallback_to_full(mut self, yes: bool) -> Self {
+        if let Some(inc) = &mut self.incremental {
+            inc.fallback_to_full = yes;
+        }
+        self
+    }
+
+    /// Starts `pg_basebackup` (incremental on top of the manifest at
+    /// `parent` when given) and returns its output.
+    fn start(
+        &self,
+        tool: &std::path::Path,
+        parent: Option<&std::path::Path>,
+    ) -> Result<ByteStream> {
+        let passfile = PassFile::create(&self.conn)?;
+        let mut cmd = pg_command(tool, &self.conn, &passfile)?;
+        cmd.args([
+            "--pgdata=-",
+            "--format=tar",
+            "--wal-method=fetch",
+            "--checkpoint=fast",
+            "--manifest-checksums=CRC32C",
+            "--no-password",
+            "--label=backup-postgres",
+        ]);
+        if let Some(parent) = parent {
+            let mut arg = std::ffi::OsString::from("--incremental=");
+            arg.push(parent);
+            cmd.arg(arg);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::io(format!("starting {}", tool.display()), e))?;
+        tracing::debug!(tool = %tool.display(), incremental = parent.is_some(), "pg_basebackup started");
+        Ok(child_stream(child, "pg_basebackup", Step::Dump, &self.conn))
     }
 
     /// Chooses where the tools come from.
@@ -143,11 +214,17 @@ fn segment_size_bytes(answer: &str) -> Result<u64> {
 /// ended cleanly, sends its facts on `details`. A malformed archive, or
 /// one without `backup_label` or `backup_manifest`, ends the stream with
 /// an error instead.
-fn inspect_archive(stream: ByteStream, server: ServerFacts, details: DetailsSender) -> ByteStream {
+fn inspect_archive(
+    stream: ByteStream,
+    server: ServerFacts,
+    parent: Option<String>,
+    details: DetailsSender,
+) -> ByteStream {
     struct Inspecting {
         inner: ByteStream,
         scan: TarScan,
         server: ServerFacts,
+        parent: Option<String>,
         details: DetailsSender,
     }
     let rejected = |why: String| Error::InvalidDump {
@@ -158,6 +235,7 @@ fn inspect_archive(stream: ByteStream, server: ServerFacts, details: DetailsSend
         inner: stream,
         scan: TarScan::new(),
         server,
+        parent,
         details,
     };
     futures::stream::unfold(Some(state), move |state| async move {
@@ -172,12 +250,13 @@ fn inspect_archive(stream: ByteStream, server: ServerFacts, details: DetailsSend
                 let Inspecting {
                     scan,
                     server,
+                    parent,
                     details,
                     ..
                 } = st;
-                match scan
-                    .finish()
-                    .and_then(|captured| BaseBackupInfo::from_archive(&captured, server))
+                match scan.finish().and_then(|captured| {
+                    BaseBackupInfo::from_archive(&captured, server, parent.as_deref())
+                })
                 {
                     Ok(info) => {
                         tracing::debug!(start = %info.start_lsn, stop = %info.stop_lsn, timeline = info.timeline, "base backup archive inspected");
@@ -219,42 +298,52 @@ impl DumpSource for BaseBackupSource {
         }
         let server = preflight(&self.tools, &self.conn).await?;
         let facts = self.check_server(server.major).await?;
+        if let Some(inc) = &self.incremental {
+            inc.parent
+                .check_server(&self.tools, &self.conn, &server)
+                .await?;
+        }
         let tool = self
             .tools
             .resolve("pg_basebackup", Some(server.major))
             .await?;
-        let passfile = PassFile::create(&self.conn)?;
-        let mut cmd = pg_command(&tool.path, &self.conn, &passfile)?;
-        cmd.args([
-            "--pgdata=-",
-            "--format=tar",
-            "--wal-method=fetch",
-            "--checkpoint=fast",
-            "--manifest-checksums=CRC32C",
-            "--no-password",
-            "--label=backup-postgres",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let child = cmd
-            .spawn()
-            .map_err(|e| Error::io(format!("starting {}", tool.path.display()), e))?;
-        tracing::debug!(tool = %tool.path.display(), "pg_basebackup started");
+        let mut stream = self.start(
+            &tool.path,
+            self.incremental.as_ref().map(|i| i.parent.path()),
+        )?;
+        let mut parent = None;
+        if let Some(inc) = &self.incremental {
+            // The server refuses an incremental backup before sending a
+            // byte: the first item says whether it started.
+            match stream.next().await {
+                Some(Err(e)) => {
+                    let (e, summaries_gone) = inc.parent.explain(e);
+                    if !(summaries_gone && inc.fallback_to_full) {
+                        return Err(e);
+                    }
+                    tracing::warn!(parent = inc.parent.id(), error = %e, "taking a full base backup instead of an incremental one");
+                    stream = self.start(&tool.path, None)?;
+                }
+                first => {
+                    stream = futures::stream::iter(first).chain(stream).boxed();
+                    parent = Some(inc.parent.id().to_string());
+                }
+            }
+        }
         let (details, promised) = tokio::sync::oneshot::channel();
-        let stream = inspect_archive(
-            child_stream(child, "pg_basebackup", Step::Dump, &self.conn),
-            facts,
-            details,
-        );
-        Ok(DumpStream::new(
+        let stream = inspect_archive(stream, facts, parent.clone(), details);
+        let dump = DumpStream::new(
             stream,
             Versions {
                 tool: Some(tool.version),
                 server: Some(server.version),
             },
         )
-        .with_details(promised))
+        .with_details(promised);
+        Ok(match parent {
+            Some(id) => dump.with_parent(id),
+            None => dump,
+        })
     }
 }
 
@@ -275,7 +364,9 @@ mod tests {
     ) -> (Vec<Result<Bytes>>, Option<backup_core::source::Details>) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let inner = futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c)))).boxed();
-        let items = inspect_archive(inner, FACTS, tx).collect::<Vec<_>>().await;
+        let items = inspect_archive(inner, FACTS, None, tx)
+            .collect::<Vec<_>>()
+            .await;
         (items, rx.await.ok())
     }
 
@@ -309,7 +400,9 @@ mod tests {
             }),
         ])
         .boxed();
-        let items = inspect_archive(inner, FACTS, tx).collect::<Vec<_>>().await;
+        let items = inspect_archive(inner, FACTS, None, tx)
+            .collect::<Vec<_>>()
+            .await;
         assert_eq!(items.len(), 2);
         assert!(matches!(items[1], Err(Error::Dump { .. })));
         assert!(rx.await.is_err());

@@ -80,7 +80,34 @@ impl TarScan {
 
     /// Looks at the next bytes of the archive; an error says what is
     /// malformed and where.
-    pub(crate) fn feed(&mut self, mut data: &[u8]) -> Result<(), String> {
+    pub(crate) fn feed(&mut self, data: &[u8]) -> Result<(), String> {
+        self.feed_with(data, &mut |_| {})
+    }
+
+    /// Bytes of the archive looked at so far.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// `backup_label` once it passed whole (`None` before, and for an
+    /// archive that has none).
+    pub(crate) fn label(&self) -> Option<&[u8]> {
+        match self.state {
+            State::Data {
+                member: Member::Label,
+                ..
+            } => None,
+            _ => self.label.as_deref(),
+        }
+    }
+
+    /// Like [`TarScan::feed`], handing every byte of `backup_manifest` to
+    /// `manifest` as it passes (in order, in slices of `data`).
+    pub(crate) fn feed_with(
+        &mut self,
+        mut data: &[u8],
+        manifest: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), String> {
         while !data.is_empty() {
             match &mut self.state {
                 State::Header | State::EndMarker => {
@@ -104,6 +131,9 @@ impl TarScan {
                         let (bytes, rest) = data.split_at(take);
                         let member = *member;
                         *left -= take as u64;
+                        if member == Member::Manifest {
+                            manifest(bytes);
+                        }
                         self.capture(member, bytes);
                         self.offset += take as u64;
                         data = rest;

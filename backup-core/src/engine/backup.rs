@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::request::BackupRequest;
 use super::setup::Engine;
+use crate::backup_ref::BackupRef;
 use crate::catalog::RunRecord;
 use crate::crypto::AGE_SCHEME;
 use crate::dedup::{ChunkCodec, DedupBackup, DedupStarted, Inflight};
@@ -212,13 +213,38 @@ impl Engine {
         // The details the source promised are awaited after its last byte
         // and before the artifact completes: a source that does not
         // deliver them fails the write, so nothing is committed.
-        let (stream, versions, details) = dump.into_engine_parts(&to.info.engine);
-        let written = writer.write(self, to, check_dump(stream, &to.info)).await?;
-        let details = std::mem::take(&mut *details.lock().expect("details slot"));
-        let manifest = self.manifest_for(to, &written, versions, details);
-        let committed = self
-            .commit(&manifest, &to.layout.manifest_key()?, &to.artifact)
-            .await;
+        let parts = dump.into_engine_parts(&to.info.engine);
+        if let Some(parent) = &parts.parent {
+            // Before a byte is stored: dropping the parts stops the dump.
+            if let Err(e) = self.check_parent(req, parent).await {
+                writer.abandon().await;
+                return Err(e);
+            }
+        }
+        let written = writer
+            .write(self, to, check_dump(parts.stream, &to.info))
+            .await?;
+        let details = std::mem::take(&mut *parts.details.lock().expect("details slot"));
+        let mut manifest = self.manifest_for(to, &written, parts.versions, details);
+        manifest.parent = parts.parent;
+        let committed = match &manifest.parent {
+            // Deleted while the dump ran: the backup would not restore.
+            Some(parent) => match self.check_parent(req, parent).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let _ = self.store.delete(&to.artifact).await;
+                    Err(e)
+                }
+            },
+            None => Ok(()),
+        };
+        let committed = match committed {
+            Ok(()) => {
+                self.commit(&manifest, &to.layout.manifest_key()?, &to.artifact)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         if let Some(marker) = written.dedup_marker {
             marker.end().await;
         }
@@ -230,6 +256,30 @@ impl Engine {
             "backup committed"
         );
         Ok(manifest)
+    }
+
+    /// `Ok` when `parent`, declared by the dump of `req`
+    /// ([`DumpStream::with_parent`](crate::source::DumpStream::with_parent)),
+    /// is a listed backup of the same tenant and source.
+    async fn check_parent(&self, req: &BackupRequest, parent: &str) -> Result<()> {
+        let missing = |why: String| {
+            Error::not_found(format!(
+                "parent backup {parent} among the backups of tenant {}, source {} ({why}); \
+                 nothing was stored",
+                req.tenant, req.source_id
+            ))
+        };
+        match self
+            .catalog
+            .get(BackupRef::in_tenant(&req.tenant, parent))
+            .await
+        {
+            Ok(m) if m.source_id == req.source_id => Ok(()),
+            Ok(m) => Err(missing(format!("it is a backup of source {}", m.source_id))),
+            Err(Error::NotFound { .. }) => Err(missing("no such backup".into())),
+            Err(Error::InvalidKey { .. }) => Err(missing("not a backup id".into())),
+            Err(e) => Err(e),
+        }
     }
 
     /// Opens the artifact of `to` for writing.

@@ -1,0 +1,101 @@
+//! A dump that depends on another backup (`DumpStream::with_parent`):
+//! the engine records the parent in the manifest, retention keeps it,
+//! and a parent that is not a listed backup of the same tenant and source
+//! is refused before anything is stored.
+
+use std::sync::Arc;
+
+use backup_core::prelude::*;
+use backup_core::retention::{KeepLast, PlanOptions, plan};
+use backup_core::testing::{ScriptedSource, objects_besides_run_records};
+use backup_core::{
+    memory::InMemoryStore, source::DumpOptions, source::DumpStream, source::SourceInfo,
+};
+
+/// Dumps like [`ScriptedSource::ok`] and declares `parent`.
+#[derive(Debug)]
+struct WithParent(Option<String>);
+
+#[async_trait::async_trait]
+impl DumpSource for WithParent {
+    fn info(&self) -> SourceInfo {
+        ScriptedSource::ok(0).info()
+    }
+
+    async fn dump(&self, opts: &DumpOptions) -> Result<DumpStream> {
+        let dump = ScriptedSource::ok(64 * 1024).dump(opts).await?;
+        Ok(match &self.0 {
+            Some(id) => dump.with_parent(id.clone()),
+            None => dump,
+        })
+    }
+}
+
+fn engine(store: &Arc<InMemoryStore>) -> Engine {
+    Engine::new(store.clone() as Arc<dyn Store>)
+}
+
+#[tokio::test]
+async fn the_parent_is_recorded_and_kept_by_retention() {
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let req = BackupRequest::new("s").tenant("t");
+    let full = engine.backup(&WithParent(None), &req).await.unwrap();
+    assert_eq!(full.parent, None);
+    let child = engine
+        .backup(&WithParent(Some(full.id.clone())), &req)
+        .await
+        .unwrap();
+    assert_eq!(child.parent.as_deref(), Some(full.id.as_str()));
+    let listed = engine.catalog().list(&Filter::all()).await.unwrap();
+    let stored_child = listed.iter().find(|m| m.id == child.id).unwrap();
+    assert_eq!(stored_child.parent.as_deref(), Some(full.id.as_str()));
+    // Keep only the newest: its parent stays, for it.
+    let p = plan(
+        &listed,
+        &[&KeepLast(1)],
+        chrono::Utc::now(),
+        PlanOptions::default().include_manual(true),
+    );
+    assert!(p.delete.is_empty(), "{:?}", p.delete);
+    let kept = p.keep.iter().find(|d| d.id == full.id).unwrap();
+    assert_eq!(kept.reasons, [format!("parent of {}", child.id)]);
+    engine.verify(&child.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_parent_that_is_not_a_backup_of_the_same_tenant_and_source_is_refused() {
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let other_source = engine
+        .backup(&WithParent(None), &BackupRequest::new("other").tenant("t"))
+        .await
+        .unwrap();
+    let other_tenant = engine
+        .backup(&WithParent(None), &BackupRequest::new("s").tenant("u"))
+        .await
+        .unwrap();
+    let before = objects_besides_run_records(store.as_ref()).await;
+    for (what, parent) in [
+        ("missing", "20250101T000000Z-0000abcd".to_string()),
+        ("not an id", "../../etc".to_string()),
+        ("another source", other_source.id.clone()),
+        ("another tenant", other_tenant.id.clone()),
+    ] {
+        let err = engine
+            .backup(
+                &WithParent(Some(parent.clone())),
+                &BackupRequest::new("s").tenant("t"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{what}: {err}");
+        let text = err.to_string();
+        assert!(text.contains("parent backup"), "{what}: {text}");
+        assert!(text.contains("tenant t, source s"), "{what}: {text}");
+        // Nothing of the refused backup is stored: only its run record
+        // is new.
+        let now = objects_besides_run_records(store.as_ref()).await;
+        assert_eq!(now, before, "{what}");
+    }
+}
