@@ -26,6 +26,10 @@
 //!   from earlier variants;
 //! - [`PgEnv`]: a server's connection for `pg_dump`, `pg_restore` and
 //!   isolated children, by environment and a 0600 `PGPASSFILE`;
+//! - [`BenchServer`], [`RandomTable`]: the server of the PostgreSQL
+//!   benchmarks, its random-data table and its tools; [`Phase`]: wall,
+//!   CPU and peak RSS of one phase of an isolated child; [`measure_shell`]:
+//!   a shell pipeline's row;
 //! - [`FileSource`]: a [`backup_core::DumpSource`] streaming a file, so every
 //!   variant of a benchmark reads the same bytes;
 //! - [`ReadAhead`] and [`WriteBehind`]: a task and a bounded queue between
@@ -50,6 +54,7 @@ mod isolate;
 mod pgenv;
 mod report;
 mod rss;
+mod server;
 mod shell;
 mod source;
 
@@ -62,5 +67,6 @@ pub use isolate::{report_isolated, run_isolated};
 pub use pgenv::PgEnv;
 pub use report::{Measurement, Report};
 pub use rss::{current_rss, peak_rss, reset_peak_rss};
+pub use server::{BenchServer, Phase, RandomTable, machine_meta, measure_shell, quoted};
 pub use shell::{ShellCommand, ShellRun};
 pub use source::FileSource;
