@@ -7,7 +7,12 @@
 //!   into a directory store, against `zstd | sha256sum` shell pipelines;
 //! - `postgres`: a real PostgreSQL with millions of random rows, our
 //!   backup and restore against `pg_dump | zstd` and `zstd -dc |
-//!   pg_restore`.
+//!   pg_restore`;
+//! - `basebackup`: physical base backups of that cluster against
+//!   `pg_basebackup | zstd`;
+//! - `walarchive`: WAL archiving while pgbench writes, our archiver
+//!   against `pg_receivewal`;
+//! - `pitr`: a restore to a point in time against doing it by hand.
 //!
 //! What lives here:
 //!
