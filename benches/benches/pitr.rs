@@ -67,6 +67,7 @@ fn main() {
     let args = BenchArgs::from_env();
     let scale = env_u64("BENCH_PGBENCH_SCALE", 10);
     let seconds = env_u64("BENCH_PITR_SECONDS", 30);
+    let rows = env_u64("BENCH_WAL_ROWS", 100);
     // The server runs as `postgres` when this is root: it must reach in.
     let work = temp_dir("bench-pitr-", 0o755).expect("work directory");
     let mut report = Report::new("postgres: restore to a point in time");
@@ -84,7 +85,7 @@ fn main() {
     report.meta(
         "data",
         format!(
-            "pgbench -i -s {scale} ({} on disk, {} to load), then pgbench -n -c 2 -j 2 -T {seconds}, T at half time",
+            "pgbench -i -s {scale} ({} on disk, {} to load), then pgbench -n -c 2 -j 2 -T {seconds} (TPC-B-like and INSERT of {rows} rows in turn), T at half time",
             human_bytes(
                 server
                     .psql(&db, "SELECT pg_database_size(current_database())")
@@ -142,7 +143,7 @@ fn main() {
     let mut pgbench = std::process::Command::new(bin.join("pgbench"))
         .env_clear()
         .envs(env.vars().iter().map(|(k, v)| (k, v)))
-        .args(["-n", "-c", "2", "-j", "2", "-T", &seconds.to_string()])
+        .args(server.pgbench_load(&db, &work, rows, seconds))
         .arg(&db)
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -83,7 +83,8 @@ fn run_child(job: &Job) {
         let handle = WalArchiver::new(conn, Arc::new(archive), options)
             .expect("the archiver")
             .start();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Often, so the parent sees a segment soon after it is archived.
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
             tokio::select! {
                 _ = closed.changed() => break,
@@ -238,7 +239,6 @@ struct Bench {
     env: PgEnv,
     bin: Option<PathBuf>,
     segment_size: u64,
-    seconds: u64,
     work: PathBuf,
 }
 
@@ -348,7 +348,7 @@ impl Bench {
         }
     }
 
-    fn run(&self, ours: bool) -> Run {
+    fn run(&self, ours: bool, load: &[String]) -> Run {
         let name = if ours {
             "ours: WalArchiver -> WalArchive (FsStore, default zstd, SHA-256)"
         } else {
@@ -365,7 +365,7 @@ impl Bench {
         let started = Instant::now();
         let pgbench = self
             .tool("pgbench")
-            .args(["-n", "-c", "2", "-j", "2", "-T", &self.seconds.to_string()])
+            .args(load)
             .arg(&self.db)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -392,7 +392,8 @@ impl Bench {
         let tps = String::from_utf8_lossy(&output.stdout)
             .lines()
             .find_map(|l| l.strip_prefix("tps = "))
-            .map(|t| t.split_whitespace().next().unwrap_or("?").to_string())
+            .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+            .map(|t| format!("{t:.0}"))
             .unwrap_or_default();
         let end = self.flush_lsn();
         self.server.psql("postgres", "SELECT pg_switch_wal()");
@@ -449,6 +450,7 @@ fn main() {
     }
     let scale = env_u64("BENCH_PGBENCH_SCALE", 10);
     let seconds = env_u64("BENCH_WAL_SECONDS", 30);
+    let rows = env_u64("BENCH_WAL_ROWS", 100);
     let work = tempfile::tempdir().expect("work directory");
     let mut report = Report::new("postgres: WAL archiving while pgbench writes");
     machine_meta(&mut report);
@@ -467,7 +469,7 @@ fn main() {
     report.meta(
         "data",
         format!(
-            "pgbench -i -s {scale} ({} on disk, {} to load); then pgbench -n -c 2 -j 2 -T {seconds} per run",
+            "pgbench -i -s {scale} ({} on disk, {} to load); then per run pgbench -n -c 2 -j 2 -T {seconds}: TPC-B-like and INSERT of {rows} rows (2 x md5 text) in turn",
             human_bytes(server.psql(&db, "SELECT pg_database_size(current_database())").parse().unwrap_or(0)),
             human_duration(started.elapsed())
         ),
@@ -489,10 +491,10 @@ fn main() {
         env,
         bin,
         segment_size,
-        seconds,
         work: work.path().to_path_buf(),
     };
-    let runs = [bench.run(true), bench.run(false)];
+    let load = bench.server.pgbench_load(&db, work.path(), rows, seconds);
+    let runs = [bench.run(true, &load), bench.run(false, &load)];
     report.line(format!(
         "{:<66}  {:>9}  {:>4}  {:>6}  {:>8}  {:>9}  {:>9}  {:>8}  {:>10}  {:>10}",
         "archiver",
@@ -538,7 +540,7 @@ fn main() {
                     human_bytes(run.usage.receiver.peak_rss)
                 )
             } else {
-                "pg_receivewal; wall = pgbench + catch-up".to_string()
+                "pg_receivewal; wall = pgbench + catch-up; output includes its preallocated .partial".to_string()
             });
         if let Some(status) = &run.status {
             m.note.push_str(&format!(

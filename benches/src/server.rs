@@ -135,6 +135,43 @@ impl BenchServer {
         }
     }
 
+    /// Prepares the write load of the WAL benchmarks in `database` (filled
+    /// by `pgbench -i`): table `bench_wal` and, in `dir`, a pgbench script
+    /// inserting `rows` rows of random text per transaction. Returns
+    /// pgbench's arguments for `seconds` of `-c 2 -j 2`, half of the
+    /// transactions the built-in TPC-B-like one, half that insert (to
+    /// produce enough WAL to fill several segments on a busy machine).
+    pub fn pgbench_load(&self, database: &str, dir: &Path, rows: u64, seconds: u64) -> Vec<String> {
+        self.psql(
+            database,
+            "CREATE TABLE IF NOT EXISTS bench_wal (a text, b text)",
+        );
+        let script = dir.join("insert.sql");
+        std::fs::write(
+            &script,
+            format!(
+                "INSERT INTO bench_wal SELECT md5(random()::text), md5(random()::text) FROM generate_series(1, {rows});\n"
+            ),
+        )
+        .expect("writing the pgbench script");
+        [
+            "-n",
+            "-c",
+            "2",
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "-b",
+            "tpcb-like@1",
+            "-f",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("{}@1", script.display())])
+        .collect()
+    }
+
     /// The report's `server` line: version, where it runs, where the
     /// tools come from (`prefix` as from [`tool_prefix`](Self::tool_prefix)).
     pub fn describe(&self, prefix: &str) -> String {
