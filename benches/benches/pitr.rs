@@ -20,8 +20,11 @@
 //! - by hand: `zstd -dc base | tar -x`, the same segments (exported from
 //!   the archive beforehand, untimed) copied into a directory,
 //!   `recovery.signal`, `restore_command = 'cp ...'`,
-//!   `recovery_target_time = T`, `pg_ctl start`, `psql` polled until
-//!   `pg_is_in_recovery()` is false, `pg_ctl stop`.
+//!   `recovery_target_time = T`, `pg_ctl start` with `hot_standby=off`
+//!   (as ours starts it: recovery with hot standby refuses settings below
+//!   the original's, and the throwaway cluster runs with
+//!   `max_connections=200`), `psql` polled until `pg_is_in_recovery()` is
+//!   false, `pg_ctl stop`.
 //!
 //! The WAL replayed is read from each server's log (`redo starts at` to
 //! `redo done at`).
@@ -211,7 +214,8 @@ fn main() {
     let hand = work.join("hand");
     let hand_wal = work.join("hand-wal");
     let sock = work.join("hand-sock");
-    let log = work.join("hand.log");
+    // Written by the server, which runs as `postgres` when this is root.
+    let log = sock.join("hand.log");
     let port = free_port().expect("a port");
     let as_postgres = if is_root() {
         "setpriv --reuid=postgres --regid=postgres --init-groups --"
@@ -240,7 +244,7 @@ recovery_target_time = '{t}'
 recovery_target_action = 'promote'
 EOF
 {chown}
-{as_postgres} {prefix}pg_ctl -D {hand} -l {log} -o "-p {port} -k {sock} -c listen_addresses=''" -w -t 3600 start > /dev/null
+{as_postgres} {prefix}pg_ctl -D {hand} -l {log} -o "-p {port} -k {sock} -c listen_addresses='' -c hot_standby=off" -w -t 3600 start > /dev/null
 until [ "$({prefix}psql -X -A -t -h {sock} -p {port} -U postgres -d postgres -c 'SELECT pg_is_in_recovery()')" = f ]; do
   {as_postgres} {prefix}pg_ctl -D {hand} status > /dev/null || {{ cat {log} >&2; exit 1; }}
   sleep 0.1
