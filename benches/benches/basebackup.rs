@@ -16,14 +16,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use backup_benches::{
-    BenchArgs, Measurement, PgEnv, Report, cpu_time, current_rss, env_u64, human_bytes,
-    human_duration, load_average, peak_rss, report_isolated, reset_peak_rss, run_isolated,
+    BenchArgs, BenchServer, Measurement, PgEnv, Phase, Report, env_u64, human_bytes, load_average,
+    machine_meta, measure_shell, quoted, report_isolated, run_isolated,
 };
 use backup_core::{BackupRequest, Compression, Engine, Filter, RestoreOptions};
-use backup_postgres::{BaseBackupSource, DataDirTarget, PgTools, TestServer};
+use backup_postgres::{BaseBackupSource, DataDirTarget, PgTools};
 use backup_store_fs::FsStore;
 use serde::{Deserialize, Serialize};
 
@@ -59,10 +58,7 @@ impl Job {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let baseline = current_rss().expect("VmRSS");
-        reset_peak_rss().expect("resetting VmHWM");
-        let cpu = cpu_time().expect("cpu time");
-        let started = Instant::now();
+        let phase = Phase::start();
         let (name, input, output) = match self {
             Job::Backup {
                 name,
@@ -96,24 +92,12 @@ impl Job {
                 (name, m.raw.size, None)
             }
         };
-        let wall = started.elapsed();
-        let cpu = cpu_time().expect("cpu time").saturating_sub(cpu);
-        let mut m = Measurement::new(name, input, wall)
-            .peak_rss(peak_rss().expect("VmHWM"))
-            .cpu(cpu)
-            .note(format!(
-                "RSS: bench process (baseline {}); CPU incl. children",
-                human_bytes(baseline)
-            ));
-        if let Some(out) = output {
-            m = m.output(out);
+        let m = phase.finish(name, input, "children");
+        match output {
+            Some(out) => m.output(out),
+            None => m,
         }
-        m
     }
-}
-
-fn quoted(path: &Path) -> String {
-    format!("'{}'", path.display())
 }
 
 fn main() {
@@ -127,96 +111,22 @@ fn main() {
     let work = tempfile::tempdir().expect("work directory");
     let dir = work.path();
     let mut report = Report::new("postgres: base backups (pg_basebackup -Ft) and restore");
-    report.meta(
-        "machine",
-        format!(
-            "{} cores, load average at start {}",
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
-            load_average()
-        ),
-    );
-
-    eprintln!("starting the server ...");
-    let server = TestServer::from_env_or_throwaway().expect("a PostgreSQL server");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let psql = |db: &str, sql: &str| {
-        rt.block_on(server.psql(db, sql))
-            .unwrap_or_else(|e| panic!("psql {sql:?}: {e}"))
-    };
-    let db = rt
-        .block_on(server.create_database("bench"))
-        .expect("creating the database");
-    eprintln!("loading {rows} rows into {db} ...");
-    let started = Instant::now();
-    psql(
-        &db,
-        &format!(
-            "CREATE TABLE t AS SELECT i AS id, md5(random()::text) a, md5(random()::text) b, \
-             md5(random()::text) c, now() - i * interval '1 second' AS ts \
-             FROM generate_series(1, {rows}) i"
-        ),
-    );
-    psql(&db, "VACUUM (FREEZE, ANALYZE) t");
-    psql(&db, "CHECKPOINT");
-    let size = psql(
+    machine_meta(&mut report);
+    let bench = BenchServer::start();
+    let table = bench.random_table(rows);
+    let db = table.database.clone();
+    bench.psql(&db, "CHECKPOINT");
+    let size = bench.psql(
         "postgres",
         "SELECT sum(pg_database_size(oid)) FROM pg_database",
     );
-    report.meta(
-        "data",
-        format!(
-            "table t: {rows} rows (id, 3 x md5 text, timestamptz), cluster {} on disk, loaded in {}",
-            human_bytes(size.trim().parse().unwrap_or(0)),
-            human_duration(started.elapsed())
-        ),
-    );
-    let major = psql("postgres", "SHOW server_version_num")
-        .trim()
-        .parse::<u32>()
-        .unwrap_or(0)
-        / 10_000;
-    let bin = server.tools().bin_dir().map(Path::to_path_buf).or_else(|| {
-        let d = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
-        d.join("pg_basebackup").is_file().then_some(d)
-    });
-    let prefix = bin
-        .as_ref()
-        .map(|b| format!("{}/", b.display()))
-        .unwrap_or_default();
-    report.meta(
-        "server",
-        format!(
-            "PostgreSQL {} ({}); tools from {}",
-            psql("postgres", "SHOW server_version").trim(),
-            if std::env::var_os("BACKUP_TEST_PG_URL").is_some() {
-                "BACKUP_TEST_PG_URL"
-            } else {
-                "throwaway cluster, fsync=off"
-            },
-            if prefix.is_empty() {
-                "$PATH"
-            } else {
-                prefix.as_str()
-            }
-        ),
-    );
-    let env = PgEnv::new(&server.connection(&db)).expect("the tools' environment");
+    report.meta("data", table.describe(size.parse().unwrap_or(0)));
+    let bin = bench.bin_dir("pg_basebackup");
+    let prefix = bench.tool_prefix("pg_basebackup");
+    report.meta("server", bench.describe(&prefix));
+    let env = bench.env(&db);
     let shell = |name: &str, script: String, output: Option<&Path>| {
-        let run = env
-            .shell(script)
-            .run()
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut m = Measurement::new(name, 0, run.wall)
-            .peak_rss(run.peak_rss)
-            .cpu(run.cpu)
-            .note("RSS: largest process; CPU: whole pipeline");
-        if let Some(path) = output {
-            m = m.output(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
-        }
-        m
+        measure_shell(&env, name, script, 0, output)
     };
     let ours = |job: Job| {
         let spec = serde_json::to_string(&job).expect("a job serializes");
@@ -281,8 +191,7 @@ fn main() {
         if peak <= 64 << 20 { "ok" } else { "MISSED" }
     ));
     report.meta("load average at end", load_average());
-    rt.block_on(server.drop_database(&db))
-        .expect("dropping the database");
+    bench.drop_database(&db);
     println!("{report}");
     if let Some(path) = &args.json {
         report.write_json(path).expect("writing the JSON report");

@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use backup_benches::{
     BenchArgs, FileSource, Measurement, Report, ShellCommand, cpu_time, current_rss, env_bytes,
-    env_u64, human_bytes, human_duration, load_average, mb_per_s, peak_rss, report_isolated,
-    reset_peak_rss, run_isolated, selected, write_dump_like,
+    env_u64, human_bytes, human_duration, load_average, machine_meta, mb_per_s, peak_rss,
+    report_isolated, reset_peak_rss, run_isolated, selected, write_dump_like,
 };
 use backup_core::{
     BackupRequest, Compression, Engine, compression::Algorithm, pipeline::PipelineOptions,
@@ -232,14 +232,7 @@ fn main() {
     .expect("creating the work directory");
 
     let mut report = Report::new("pipeline: synthetic dump -> Engine::backup -> FsStore");
-    report.meta(
-        "machine",
-        format!(
-            "{} cores, load average at start {}",
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
-            load_average()
-        ),
-    );
+    machine_meta(&mut report);
     report.meta(
         "repetitions",
         format!(

@@ -13,17 +13,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use backup_benches::{
-    BenchArgs, Measurement, PgEnv, ReadAhead, Report, WriteBehind, cpu_time, current_rss, env_u64,
-    human_bytes, human_duration, load_average, peak_rss, report_isolated, reset_peak_rss,
-    run_isolated, selected,
+    BenchArgs, BenchServer, Measurement, PgEnv, Phase, ReadAhead, Report, WriteBehind, env_u64,
+    human_bytes, load_average, machine_meta, measure_shell, quoted, report_isolated, run_isolated,
+    selected,
 };
 use backup_core::{
     BackupRequest, Compression, DumpSource, Engine, Filter, RestoreOptions, RestoreTarget,
 };
-use backup_postgres::{PostgresSource, PostgresTarget, TestServer};
+use backup_postgres::{PostgresSource, PostgresTarget};
 use backup_store_fs::FsStore;
 use serde::{Deserialize, Serialize};
 
@@ -78,19 +77,13 @@ impl Job {
                 let source = PostgresSource::new(conn);
                 let ahead = ReadAhead::new(source.clone(), *read_ahead);
                 let source: &dyn DumpSource = if *read_ahead > 0 { &ahead } else { &source };
-                let (baseline, cpu, started) = start_measuring();
+                let phase = Phase::start();
                 let manifest = rt
                     .block_on(engine.backup(source, &BackupRequest::new("bench")))
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
-                let (wall, cpu, peak) = stop_measuring(cpu, started);
-                Measurement::new(name, manifest.raw.size, wall)
+                phase
+                    .finish(name, manifest.raw.size, "pg_dump")
                     .output(manifest.stored.size)
-                    .peak_rss(peak)
-                    .cpu(cpu)
-                    .note(format!(
-                        "RSS: bench process (baseline {}); CPU incl. pg_dump",
-                        human_bytes(baseline)
-                    ))
             }
             Job::Restore {
                 name,
@@ -107,35 +100,13 @@ impl Job {
                 let behind = WriteBehind::new(target.clone(), *write_behind);
                 let target: &dyn RestoreTarget = if *write_behind > 0 { &behind } else { &target };
                 let opts = RestoreOptions::into_database(database.as_str()).create(true);
-                let (baseline, cpu, started) = start_measuring();
+                let phase = Phase::start();
                 rt.block_on(engine.restore(&manifest.id, target, &opts))
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
-                let (wall, cpu, peak) = stop_measuring(cpu, started);
-                Measurement::new(name, manifest.raw.size, wall)
-                    .peak_rss(peak)
-                    .cpu(cpu)
-                    .note(format!(
-                        "RSS: bench process (baseline {}); CPU incl. pg_restore",
-                        human_bytes(baseline)
-                    ))
+                phase.finish(name, manifest.raw.size, "pg_restore")
             }
         }
     }
-}
-
-fn start_measuring() -> (u64, std::time::Duration, Instant) {
-    let baseline = current_rss().expect("VmRSS");
-    reset_peak_rss().expect("resetting VmHWM");
-    (baseline, cpu_time().expect("cpu time"), Instant::now())
-}
-
-fn stop_measuring(
-    cpu: std::time::Duration,
-    started: Instant,
-) -> (std::time::Duration, std::time::Duration, u64) {
-    let wall = started.elapsed();
-    let cpu = cpu_time().expect("cpu time").saturating_sub(cpu);
-    (wall, cpu, peak_rss().expect("VmHWM"))
 }
 
 /// A backup variant.
@@ -160,8 +131,7 @@ impl Variant {
 }
 
 struct Bench {
-    server: TestServer,
-    rt: tokio::runtime::Runtime,
+    server: BenchServer,
     env: PgEnv,
     /// Raw dump size, learnt from our first backup.
     raw: u64,
@@ -169,9 +139,7 @@ struct Bench {
 
 impl Bench {
     fn psql(&self, database: &str, sql: &str) -> String {
-        self.rt
-            .block_on(self.server.psql(database, sql))
-            .unwrap_or_else(|e| panic!("psql {sql:?}: {e}"))
+        self.server.psql(database, sql)
     }
 
     fn run(&mut self, variant: &Variant) -> Measurement {
@@ -180,21 +148,7 @@ impl Bench {
                 name,
                 script,
                 output,
-            } => {
-                let run = self
-                    .env
-                    .shell(script.as_str())
-                    .run()
-                    .unwrap_or_else(|e| panic!("{name}: {e}"));
-                let mut m = Measurement::new(name, self.raw, run.wall)
-                    .peak_rss(run.peak_rss)
-                    .cpu(run.cpu)
-                    .note("RSS: largest process; CPU: whole pipeline");
-                if let Some(path) = output {
-                    m = m.output(std::fs::metadata(path).expect("pipeline output").len());
-                }
-                m
-            }
+            } => measure_shell(&self.env, name, script.clone(), self.raw, output.as_deref()),
             Variant::Ours(job) => {
                 if let Job::Backup { store, .. } = job {
                     let _ = std::fs::remove_dir_all(store);
@@ -217,25 +171,8 @@ impl Bench {
     }
 
     fn drop_database(&self, database: &str) {
-        self.rt
-            .block_on(self.server.drop_database(database))
-            .unwrap_or_else(|e| panic!("dropping {database}: {e}"));
+        self.server.drop_database(database);
     }
-}
-
-/// `/usr/lib/postgresql/<major>/bin` when it has `pg_dump` (what the
-/// library picks), otherwise `$PATH` (empty prefix).
-fn tool_dir(major: u32) -> String {
-    let dir = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
-    if dir.join("pg_dump").is_file() {
-        format!("{}/", dir.display())
-    } else {
-        String::new()
-    }
-}
-
-fn quoted(path: &Path) -> String {
-    format!("'{}'", path.display())
 }
 
 fn main() {
@@ -250,14 +187,7 @@ fn main() {
     let work = tempfile::tempdir().expect("work directory");
 
     let mut report = Report::new("postgres: pg_dump -Fc -Z0 -> compression -> file, and restore");
-    report.meta(
-        "machine",
-        format!(
-            "{} cores, load average at start {}",
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
-            load_average()
-        ),
-    );
+    machine_meta(&mut report);
     report.meta(
         "repetitions",
         format!(
@@ -265,66 +195,19 @@ fn main() {
         ),
     );
 
-    eprintln!("starting the server ...");
-    let server = TestServer::from_env_or_throwaway().expect("a PostgreSQL server");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let db = rt
-        .block_on(server.create_database("bench"))
-        .expect("creating the database");
-    let conn = server.connection(&db);
-    let env = PgEnv::new(&conn).expect("the tools' environment");
+    let server = BenchServer::start();
+    let table = server.random_table(rows);
+    let db = table.database.clone();
+    let env = server.env(&db);
+    let tools = server.tool_prefix("pg_dump");
     let mut bench = Bench {
         server,
-        rt,
         env,
         raw: 0,
     };
-
-    eprintln!("loading {rows} rows into {db} ...");
-    let started = Instant::now();
-    bench.psql(
-        &db,
-        &format!(
-            "CREATE TABLE t AS SELECT i AS id, md5(random()::text) a, md5(random()::text) b, \
-             md5(random()::text) c, now() - i * interval '1 second' AS ts \
-             FROM generate_series(1, {rows}) i"
-        ),
-    );
-    // Set hint bits and statistics now, so the first dump does not pay.
-    bench.psql(&db, "VACUUM (FREEZE, ANALYZE) t");
-    let loaded = started.elapsed();
-    let table = bench.psql(&db, "SELECT pg_total_relation_size('t')");
-    let version_num = bench.psql(&db, "SELECT current_setting('server_version_num')");
-    let version = bench.psql(&db, "SELECT current_setting('server_version')");
-    let major = version_num.parse::<u32>().unwrap_or(0) / 10_000;
-    let tools = tool_dir(major);
-    report.meta(
-        "data",
-        format!(
-            "table t: {rows} rows (id, 3 x md5 text, timestamptz), {} on disk, loaded in {}",
-            human_bytes(table.parse().unwrap_or(0)),
-            human_duration(loaded)
-        ),
-    );
-    report.meta(
-        "server",
-        format!(
-            "PostgreSQL {version} ({}); tools from {}",
-            if std::env::var_os("BACKUP_TEST_PG_URL").is_some() {
-                "BACKUP_TEST_PG_URL"
-            } else {
-                "throwaway cluster, fsync=off"
-            },
-            if tools.is_empty() {
-                "$PATH"
-            } else {
-                tools.as_str()
-            }
-        ),
-    );
+    let size = bench.psql(&db, "SELECT pg_total_relation_size('t')");
+    report.meta("data", table.describe(size.parse().unwrap_or(0)));
+    report.meta("server", bench.server.describe(&tools));
 
     let dir = work.path();
     let zst = dir.join("shell.dump.zst");

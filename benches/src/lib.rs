@@ -7,7 +7,12 @@
 //!   into a directory store, against `zstd | sha256sum` shell pipelines;
 //! - `postgres`: a real PostgreSQL with millions of random rows, our
 //!   backup and restore against `pg_dump | zstd` and `zstd -dc |
-//!   pg_restore`.
+//!   pg_restore`;
+//! - `basebackup`: physical base backups of that cluster against
+//!   `pg_basebackup | zstd`;
+//! - `walarchive`: WAL archiving while pgbench writes, our archiver
+//!   against `pg_receivewal`;
+//! - `pitr`: a restore to a point in time against doing it by hand.
 //!
 //! What lives here:
 //!
@@ -26,6 +31,10 @@
 //!   from earlier variants;
 //! - [`PgEnv`]: a server's connection for `pg_dump`, `pg_restore` and
 //!   isolated children, by environment and a 0600 `PGPASSFILE`;
+//! - [`BenchServer`], [`RandomTable`]: the server of the PostgreSQL
+//!   benchmarks, its random-data table and its tools; [`Phase`]: wall,
+//!   CPU and peak RSS of one phase of an isolated child; [`measure_shell`]:
+//!   a shell pipeline's row;
 //! - [`FileSource`]: a [`backup_core::DumpSource`] streaming a file, so every
 //!   variant of a benchmark reads the same bytes;
 //! - [`ReadAhead`] and [`WriteBehind`]: a task and a bounded queue between
@@ -50,6 +59,7 @@ mod isolate;
 mod pgenv;
 mod report;
 mod rss;
+mod server;
 mod shell;
 mod source;
 
@@ -62,5 +72,6 @@ pub use isolate::{report_isolated, run_isolated};
 pub use pgenv::PgEnv;
 pub use report::{Measurement, Report};
 pub use rss::{current_rss, peak_rss, reset_peak_rss};
+pub use server::{BenchServer, Phase, RandomTable, machine_meta, measure_shell, quoted};
 pub use shell::{ShellCommand, ShellRun};
 pub use source::FileSource;
