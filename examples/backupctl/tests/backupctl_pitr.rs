@@ -166,6 +166,29 @@ async fn pitr_round_trip(bin: PathBuf) {
     let text = ok(&["pitr-window", "--store", store, "--source", "cluster"]);
     assert!(text.contains(&id) && text.contains(&last), "{text}");
 
+    // Without the server binaries of the backup's major version, the
+    // recovery is refused before anything is restored, naming it.
+    let major = server.major().await.unwrap();
+    let no_server = root.join("no-server");
+    std::fs::create_dir(&no_server).unwrap();
+    let data = root.join("restored-no-server");
+    let err = fails(&[
+        "restore",
+        &id,
+        "--store",
+        store,
+        "--datadir",
+        data.to_str().unwrap(),
+        "--pg-bin",
+        no_server.to_str().unwrap(),
+        "--target-latest",
+    ]);
+    assert!(
+        err.contains(&format!("PostgreSQL {major} server")) && err.contains("--pg-bin"),
+        "{err}"
+    );
+    assert!(!data.exists(), "nothing was restored");
+
     // Restore to the restore point, and to the end of the archive.
     for (label, flag, want) in [
         ("rp", vec!["--target-name", "rp"], &at_rp),
