@@ -484,17 +484,13 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_on_postgres_15() {
-    scenario(PathBuf::from("/usr/lib/postgresql/15/bin")).await;
+    scenario(TestServer::bin_of_major(15).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_on_postgres_18() {
-    let Some(bin) = std::env::var_os(backup_postgres::TEST_PG18_BIN_VAR) else {
-        eprintln!(
-            "skipped: {} is not set (bash .ci/test.sh installs PostgreSQL 18 and sets it)",
-            backup_postgres::TEST_PG18_BIN_VAR
-        );
-        return;
-    };
-    scenario(PathBuf::from(bin)).await;
+    match TestServer::bin_of_major(18).await {
+        Ok(bin) => scenario(bin).await,
+        Err(e) => eprintln!("skipped: {e}"),
+    }
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use backup_postgres::{TEST_PG18_BIN_VAR, TestServer, query_data_dir};
+use backup_postgres::{TestServer, query_data_dir};
 use support::{backupctl_command, fails, json, ok};
 
 /// Kills the archiver if the test ends early.
@@ -324,12 +324,11 @@ async fn pitr_round_trip(bin: PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_with_backupctl_on_postgres_15() {
-    pitr_round_trip(PathBuf::from("/usr/lib/postgresql/15/bin")).await;
+    pitr_round_trip(TestServer::bin_of_major(15).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_with_backupctl_on_postgres_18() {
-    let bin = std::env::var_os(TEST_PG18_BIN_VAR)
-        .unwrap_or_else(|| panic!("{TEST_PG18_BIN_VAR} must name the PostgreSQL 18 bin directory"));
-    pitr_round_trip(PathBuf::from(bin)).await;
+    let bin = TestServer::bin_of_major(18).await;
+    pitr_round_trip(bin.unwrap_or_else(|e| panic!("{e}"))).await;
 }
