@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use backup_core::engine::{SealOptions, SealedRecord};
 use backup_core::key::{Key, validate_id};
-use backup_core::store::{ByteStream, PutOptions, StoreExt};
+use backup_core::store::{ByteStream, Created, StoreExt};
 use backup_core::{Engine, Error, Result};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -274,19 +274,12 @@ impl WalArchive {
         let body = Bytes::from(serde_json::to_vec_pretty(&record).expect("serialisable record"));
         let record_key = self.record_key(name)?;
         let store = self.engine.store();
-        let created = match store
-            .put(&record_key, body.clone(), PutOptions::create())
-            .await
-        {
-            Err(Error::Unsupported { .. }) => store.create_best_effort(&record_key, body).await,
-            other => other,
-        };
-        match created {
-            Ok(_) => {
+        match store.create_settled(&record_key, body).await {
+            Created::Stored => {
                 self.remove_leftovers(name, &record.data).await;
                 Ok(PushOutcome::Archived(record))
             }
-            Err(Error::AlreadyExists { .. }) => {
+            Created::Taken => {
                 // Another push of the same file won the record: ours is
                 // not needed, whatever it holds.
                 let _ = store.delete(&data_key).await;
@@ -298,13 +291,13 @@ impl WalArchive {
                 let digest = record.sealed.raw.sha256.clone();
                 self.compare(name, existing, digest).await
             }
-            Err(e) => {
-                // The record may or may not be there: keep the data if so.
-                if !matches!(self.load_record(name).await, Ok(Some(r)) if r.data == record.data) {
-                    let _ = store.delete(&data_key).await;
-                }
+            Created::Absent(e) => {
+                let _ = store.delete(&data_key).await;
                 Err(e)
             }
+            // The record may be there: keep its data (if not, the next
+            // push of the file removes it).
+            Created::Unknown(e) => Err(e),
         }
     }
 
