@@ -6,6 +6,7 @@
 
 mod adapters;
 mod archive;
+mod leftovers;
 mod name;
 
 pub use archive::{PushOutcome, WAL_DIR, WalArchive, WalConflict, WalPruneReport, WalRecord};
