@@ -25,6 +25,7 @@ use super::tenancy;
 pub mod entries;
 pub mod jobs;
 pub mod wal;
+pub mod windows;
 
 pub use entries::{make_source, make_target, pg_connection, pg_tools, retention};
 

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use backup_core::{Engine, EventBus, Result};
 use backup_postgres::{
     ArchiverOptions, ArchiverStatus, PitrWindow, WalArchive, WalArchiver, WalArchiverHandle,
-    pitr_window,
 };
 use serde::Serialize;
 
 use super::entries::{pg_connection, pg_tools};
+use super::windows::{Source, WindowCache};
 use crate::config::DatabaseConfig;
 
 /// One running archiver.
@@ -33,10 +33,11 @@ struct Snapshot {
     status: ArchiverStatus,
 }
 
-/// The running archivers by database id.
-#[derive(Debug, Default)]
+/// The running archivers by database id, and their windows.
+#[derive(Debug)]
 pub struct WalArchivers {
     running: Mutex<BTreeMap<String, Running>>,
+    windows: WindowCache,
 }
 
 /// What `/status` says of one archiver.
@@ -55,6 +56,15 @@ pub struct WalArchiveView {
 }
 
 impl WalArchivers {
+    /// No archiver yet; their windows are cached, watching `events` (the
+    /// daemon's bus) for the changes of their sources.
+    pub fn new(events: &EventBus) -> Self {
+        WalArchivers {
+            running: Mutex::default(),
+            windows: WindowCache::new(events),
+        }
+    }
+
     /// Stops the archiver of `db.id` if one runs, then starts one when
     /// `db` archives WAL (`wal_slot`), spooling under `spool_root`.
     pub async fn replace(
@@ -98,6 +108,7 @@ impl WalArchivers {
     pub async fn stop(&self, id: &str) {
         let running = self.running.lock().expect("archivers lock").remove(id);
         if let Some(r) = running {
+            self.windows.forget(&r.tenant, id);
             let status = r.handle.stop().await;
             tracing::info!(
                 source = id,
@@ -151,7 +162,14 @@ impl WalArchivers {
             status,
         } in chosen
         {
-            let (window, error) = match pitr_window(&engine, &archive, &tenant, &id).await {
+            let source = Source {
+                engine: &engine,
+                archive: &archive,
+                tenant: &tenant,
+                id: &id,
+                archived: status.archived,
+            };
+            let (window, error) = match self.windows.window(source).await {
                 Ok(w) => (Some(w), None),
                 Err(e) => (None, Some(e.to_string())),
             };
