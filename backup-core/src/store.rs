@@ -292,6 +292,22 @@ forward_store!(Box<T>);
 /// Largest object [`StoreExt::get_bytes`] reads into memory.
 pub const MAX_SMALL_OBJECT: u64 = 16 * 1024 * 1024;
 
+/// How a [`StoreExt::create_settled`] write ended: every case there is
+/// (not `non_exhaustive`, so callers decide each).
+#[derive(Debug)]
+pub enum Created {
+    /// The key holds exactly the data written.
+    Stored,
+    /// The key holds another object (another writer's): nothing was
+    /// written.
+    Taken,
+    /// The write failed (the error) and the key holds nothing.
+    Absent(Error),
+    /// The write failed (the error) and the key could not be read back:
+    /// the object may or may not be stored.
+    Unknown(Error),
+}
+
 /// Convenience methods for every [`Store`], kept out of the trait so
 /// wrappers cannot shadow the inner store's behaviour.
 #[async_trait]
@@ -370,6 +386,39 @@ pub trait StoreExt: Store {
                 self.put(key, data, PutOptions::default()).await
             }
             other => other,
+        }
+    }
+
+    /// Writes a small object that must not exist yet under a key that
+    /// only this caller writes (a manifest, a WAL record: what makes
+    /// something else count as committed), through
+    /// [`StoreExt::create_best_effort`], and settles what an error means
+    /// by reading the key back: [`Created::Stored`] when it holds exactly
+    /// `data` (also after an error: a retried request whose first attempt
+    /// landed), [`Created::Taken`] when it holds something else,
+    /// [`Created::Absent`] when it holds nothing (what the object would
+    /// have referred to can be removed), [`Created::Unknown`] when the
+    /// read failed too (keep it: an orphan is garbage, a dangling
+    /// reference is data loss).
+    ///
+    /// Not atomic where create-only puts are unsupported (see
+    /// [`StoreExt::create_best_effort`]); never a lock.
+    async fn create_settled(&self, key: &Key, data: Bytes) -> Created {
+        let error = match self.create_best_effort(key, data.clone()).await {
+            Ok(_) => return Created::Stored,
+            Err(e) => e,
+        };
+        match self.get_bytes(key).await {
+            Ok(stored) if stored == data => {
+                tracing::warn!(%key, %error, "the write reported an error but the object is stored");
+                Created::Stored
+            }
+            Ok(_) => Created::Taken,
+            Err(Error::NotFound { .. }) => Created::Absent(error),
+            Err(read) => {
+                tracing::warn!(%key, error = %read, "could not read back an object whose write failed");
+                Created::Unknown(error)
+            }
         }
     }
 

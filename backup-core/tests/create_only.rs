@@ -24,8 +24,8 @@ use backup_core::testing::{ScriptedSource, assert_full_and_incremental_commit, l
 use backup_core::{
     clock::ManualClock, clock::SystemClock, dedup::DedupOptions, key::Key, manifest::Manifest,
     memory::InMemoryStore, scheduler::Job, scheduler::JobOutcome, scheduler::Shutdown,
-    scheduler::Trigger, store::GetResult, store::ObjectMeta, store::PutMode, store::PutOptions,
-    store::Upload,
+    scheduler::Trigger, store::Created, store::GetResult, store::ObjectMeta, store::PutMode,
+    store::PutOptions, store::Upload,
 };
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
@@ -595,5 +595,46 @@ async fn a_gc_stops_before_deleting_once_another_took_its_marker() {
         let marker = store.get_bytes(&key(GC_MARKER)).await.unwrap();
         assert!(String::from_utf8_lossy(&marker).contains("someone-else"));
         engine.verify(&kept.id).await.unwrap();
+    }
+}
+
+/// `create_settled` reads the key back after a failed write: an object
+/// holding exactly the data is stored (a write whose answer was lost, or a
+/// retry after its first attempt landed), other data is another writer's,
+/// nothing is nothing; with and without create-only support.
+#[tokio::test]
+async fn create_settled_tells_what_a_failed_write_left() {
+    for creates in [Creates::Exclusive, Creates::Unsupported] {
+        let store = TestStore::new(creates);
+        let body = Bytes::from_static(b"record");
+        let settled = |k: &'static str| {
+            let store = Arc::clone(&store);
+            let body = body.clone();
+            async move { store.create_settled(&key(k), body).await }
+        };
+        assert!(matches!(settled("a").await, Created::Stored), "{creates:?}");
+        // The same bytes again: the first attempt of a retried request.
+        assert!(matches!(settled("a").await, Created::Stored), "{creates:?}");
+        store
+            .put(
+                &key("b"),
+                Bytes::from_static(b"other"),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(settled("b").await, Created::Taken), "{creates:?}");
+        assert_eq!(&store.get_bytes(&key("b")).await.unwrap()[..], b"other");
+        if creates == Creates::Exclusive {
+            store.fail_next_creates(&[Fault::WrittenButLost]);
+            assert!(matches!(settled("c").await, Created::Stored));
+            store.fail_next_creates(&[Fault::Permanent]);
+            let outcome = settled("d").await;
+            assert!(
+                matches!(&outcome, Created::Absent(Error::Store { .. })),
+                "{outcome:?}"
+            );
+            assert!(!store.exists(&key("d")).await.unwrap());
+        }
     }
 }

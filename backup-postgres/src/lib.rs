@@ -114,6 +114,7 @@ mod staging;
 mod tarscan;
 mod tools;
 mod wal;
+mod wal_glue;
 mod window;
 
 #[cfg(feature = "throwaway")]

@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::conn::PgConnection;
 
+mod server_bin;
+
 const ENGINE: &str = "postgres";
 /// Bytes of a tool's stderr kept for error messages (the tail).
 const STDERR_KEEP: usize = 16 * 1024;

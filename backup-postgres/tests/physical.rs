@@ -25,28 +25,6 @@ use tokio::io::AsyncWriteExt;
 /// One base backup at a time per test binary (see the module docs).
 static ONE_BASE_BACKUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The bin directory of `server`'s tools (its own for a throwaway of a
-/// given directory, else Debian's of its major version).
-async fn bin_dir(server: &TestServer, tool: &str) -> std::path::PathBuf {
-    let num: u32 = server
-        .psql("postgres", "SHOW server_version_num")
-        .await
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let major = num / 10_000;
-    if major == 18 {
-        let dir = std::env::var_os(backup_postgres::TEST_PG18_BIN_VAR).expect("PG18 bin dir");
-        return dir.into();
-    }
-    let dir = Path::new("/usr/lib/postgresql")
-        .join(major.to_string())
-        .join("bin");
-    assert!(dir.join(tool).is_file(), "{tool} for PostgreSQL {major}");
-    dir
-}
-
 async fn base_backup_round_trip(server: &TestServer) {
     let db = server
         .create_database_with(
@@ -109,9 +87,7 @@ async fn base_backup_round_trip(server: &TestServer) {
         .collect();
     assert!(!wal.is_empty(), "the WAL the backup needs is in it");
     physical_facts_match_the_server(server, &manifest, &data).await;
-    let verify = bin_dir(server, "pg_verifybackup")
-        .await
-        .join("pg_verifybackup");
+    let verify = server.server_bin().await.unwrap().join("pg_verifybackup");
     let out = backup_core::child::cleared_std_command(&verify)
         .arg(&data)
         .output()
@@ -289,7 +265,15 @@ async fn restore_round_trip(server: &TestServer) {
         .unwrap();
 
     let root = backup_core::testing::server::temp_dir("physical-restore-", 0o755).unwrap();
-    let bin = bin_dir(server, "pg_ctl").await;
+    let bin = server.server_bin().await.unwrap();
+    // Discovery finds this server's binaries by its version, and refuses
+    // to stand in another major version's.
+    let major = server.major().await.unwrap();
+    let tools = server.tools();
+    assert_eq!(tools.server_bin_dir(&major.to_string()).await.unwrap(), bin);
+    let other = (major - 1).to_string();
+    let err = tools.server_bin_dir(&other).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("PostgreSQL {other} server")), "{err}");
 
     // Into a non-empty directory: refused, left as it was.
     let busy = root.join("busy");

@@ -23,10 +23,10 @@ use std::sync::Arc;
 
 use backup_core::memory::InMemoryStore;
 use backup_core::{BackupRequest, Engine};
-use backup_postgres::{BaseBackupSource, Lsn, RecoveryTarget};
+use backup_postgres::{BaseBackupSource, Lsn, RecoveryTarget, TestServer};
 use pitr_support::{
     Restorer, archiving_cluster, assert_marked_unusable, assert_untouched, copy_dir, next_segment,
-    pg18_bin, test_root,
+    test_root,
 };
 
 async fn scenario(bin: PathBuf) {
@@ -220,12 +220,13 @@ async fn scenario(bin: PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_on_postgres_15() {
-    scenario(PathBuf::from("/usr/lib/postgresql/15/bin")).await;
+    scenario(TestServer::bin_of_major(15).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_on_postgres_18() {
-    if let Some(bin) = pg18_bin() {
-        scenario(bin).await;
+    match TestServer::bin_of_major(18).await {
+        Ok(bin) => scenario(bin).await,
+        Err(e) => eprintln!("skipped: {e}"),
     }
 }

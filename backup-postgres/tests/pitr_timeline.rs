@@ -23,11 +23,10 @@ use std::sync::Arc;
 use backup_core::memory::InMemoryStore;
 use backup_core::{BackupRequest, Engine};
 use backup_postgres::{
-    BaseBackupSource, RecoveryTarget, RecoveryTimeline, WalArchive, pitr_window,
+    BaseBackupSource, RecoveryTarget, RecoveryTimeline, TestServer, WalArchive, pitr_window,
 };
 use pitr_support::{
-    Recover, Restorer, archiving_cluster, assert_untouched, fingerprint, pg18_bin, psql, push_dir,
-    test_root,
+    Recover, Restorer, archiving_cluster, assert_untouched, fingerprint, psql, push_dir, test_root,
 };
 
 /// Changes some accounts of `db` on a recovered server.
@@ -209,12 +208,13 @@ async fn scenario(bin: PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timelines_on_postgres_15() {
-    scenario(PathBuf::from("/usr/lib/postgresql/15/bin")).await;
+    scenario(TestServer::bin_of_major(15).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timelines_on_postgres_18() {
-    if let Some(bin) = pg18_bin() {
-        scenario(bin).await;
+    match TestServer::bin_of_major(18).await {
+        Ok(bin) => scenario(bin).await,
+        Err(e) => eprintln!("skipped: {e}"),
     }
 }

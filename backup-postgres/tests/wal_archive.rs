@@ -13,7 +13,7 @@ use backup_core::manifest::BackupType;
 use backup_core::memory::InMemoryStore;
 use backup_core::retention::{KeepLast, PlanOptions, RetentionPolicy};
 use backup_core::store::{PutOptions, Store, StoreExt};
-use backup_core::testing::ScriptedSource;
+use backup_core::testing::{Faults, FaultyStore, Operation, ScriptedSource};
 use backup_core::{BackupRequest, Engine, Error, Filter};
 use backup_postgres::{PushOutcome, WalArchive, WalFileName};
 use bytes::Bytes;
@@ -172,6 +172,53 @@ async fn a_flipped_byte_fails_the_fetch_and_leaves_no_file() {
         0,
         "a temporary file was left"
     );
+}
+
+/// Only the first push of an archive instance looks for leftovers (what
+/// a restarted archiver or the next `archive_command` pushes first is the
+/// file that was cut off): later pushes list nothing. A new instance
+/// still finds and removes a leftover of the file it pushes first.
+#[tokio::test]
+async fn only_the_first_push_of_an_instance_lists_its_file() {
+    let store = Arc::new(InMemoryStore::new());
+    // Every listing fails and is counted; a failed look is only a warning.
+    let counting = Arc::new(FaultyStore::new(
+        store.clone() as Arc<dyn Store>,
+        Faults::none(7).fail_before(Operation::List, 1.0),
+    ));
+    let engine = Engine::new(counting.clone() as Arc<dyn Store>);
+    let wal = WalArchive::new(Arc::new(engine), "acme", "cluster1").unwrap();
+    let src = tempfile::tempdir().unwrap();
+    for (i, name) in [
+        "000000010000000000000020",
+        "000000010000000000000021",
+        "000000010000000000000022",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = wal_file(src.path(), name, i as u8, 1 << 16);
+        wal.push(&path).await.unwrap().into_result().unwrap();
+        assert_eq!(counting.injected(), 1, "listings after pushing {name}");
+    }
+    // A restart: the new instance's first push removes the leftover.
+    let name = "000000010000000000000023";
+    let wal = archive(&store, Compression::none());
+    let leftover = wal
+        .prefix()
+        .join(&format!("00000001/{name}/0123456789abcdef.data"))
+        .unwrap();
+    store
+        .put(
+            &leftover,
+            Bytes::from_static(b"half"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let path = wal_file(src.path(), name, 9, 1 << 16);
+    wal.push(&path).await.unwrap().into_result().unwrap();
+    assert!(!store.exists(&leftover).await.unwrap(), "leftover kept");
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use crate::manifest::{
 };
 use crate::pipeline::{ObjectWriter, Progress, check_dump};
 use crate::source::{Details, DumpSource, SourceInfo, Versions};
-use crate::store::{StoreExt, Upload};
+use crate::store::{Created, StoreExt, Upload};
 
 /// An artifact opened for writing, full or deduplicated: what
 /// [`Engine::open_artifact`] returns and [`ArtifactWriter::write`] fills.
@@ -394,25 +394,22 @@ impl Engine {
         // Not `PutMode::Create`: the id is fresh and random, so create-only
         // only guards against a collision, and the write must work on
         // stores without atomic create-only puts (see the `Store` contract).
-        if let Err(e) = self
-            .store
-            .create_best_effort(manifest_key, body.clone())
-            .await
-        {
-            match self.store.get_bytes(manifest_key).await {
-                Ok(stored) if stored == body => {
-                    tracing::warn!(key = %manifest_key, error = %e, "the manifest write reported an error but the manifest is stored: committed");
-                }
-                Err(Error::NotFound { .. }) => {
-                    // Without a manifest the artifact is an orphan: remove it
-                    // now rather than waiting for a sweep.
-                    let _ = self.store.delete(artifact).await;
-                    return Err(e);
-                }
-                // Not ours, or unknown: leave the artifact to a sweep, which
-                // removes it only if no manifest exists.
-                _ => return Err(e),
+        match self.store.create_settled(manifest_key, body).await {
+            Created::Stored => {}
+            Created::Absent(e) => {
+                // Without a manifest the artifact is an orphan: remove it
+                // now rather than waiting for a sweep.
+                let _ = self.store.delete(artifact).await;
+                return Err(e);
             }
+            // Not ours, or unknown: leave the artifact to a sweep, which
+            // removes it only if no manifest exists.
+            Created::Taken => {
+                return Err(Error::AlreadyExists {
+                    key: manifest_key.to_string(),
+                });
+            }
+            Created::Unknown(e) => return Err(e),
         }
         match self.store.head(artifact).await {
             Ok(_) => Ok(()),

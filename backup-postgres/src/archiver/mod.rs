@@ -138,8 +138,10 @@ impl ArchiverOptions {
     }
 }
 
-/// What a running [`WalArchiver`] reports.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What a running [`WalArchiver`] reports. Serialises (for a host's
+/// status page) to an object of these fields, times in RFC 3339, without
+/// [`receiver_pid`](Self::receiver_pid).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ArchiverStatus {
     /// The newest segment in the archive (from the spool's marker at
@@ -165,7 +167,9 @@ pub struct ArchiverStatus {
     /// (at the last status poll; counted from the start until it first
     /// does). With segment archiving this grows while a segment fills.
     pub lag_seconds: Option<f64>,
-    /// Process id of the running `pg_receivewal`, if one runs.
+    /// Process id of the running `pg_receivewal`, if one runs (not
+    /// serialised: it means something on this host only).
+    #[serde(skip_serializing)]
     pub receiver_pid: Option<u32>,
 }
 

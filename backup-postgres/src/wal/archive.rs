@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use backup_core::engine::{SealOptions, SealedRecord};
 use backup_core::key::{Key, validate_id};
-use backup_core::store::{ByteStream, PutOptions, StoreExt};
+use backup_core::store::{ByteStream, Created, StoreExt};
 use backup_core::{Engine, Error, Result};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::leftovers::Leftovers;
 use super::name::{WalFileKind, WalFileName};
 
 /// The reserved directory of WAL archives under a tenant.
@@ -126,7 +127,10 @@ pub struct WalPruneReport {
 ///   then the record, create-only: a file exists exactly when its record
 ///   does, and a record's data is never overwritten. A push interrupted
 ///   before its record leaves a data object without a record; the next
-///   push of the same file writes its own and then removes it.
+///   push of the same file writes its own and then removes it, when it is
+///   the first push of this instance (and its clones) or retries a push
+///   that did not settle in it: other pushes list nothing (see
+///   `wal/leftovers.rs` for why that is where leftovers can be).
 /// - A file already archived is never replaced: the same content is
 ///   [`PushOutcome::AlreadyArchived`], other content
 ///   [`PushOutcome::Conflict`].
@@ -139,6 +143,7 @@ pub struct WalPruneReport {
 pub struct WalArchive {
     engine: Arc<Engine>,
     prefix: Key,
+    leftovers: Arc<Leftovers>,
 }
 
 impl WalArchive {
@@ -157,6 +162,7 @@ impl WalArchive {
         Ok(WalArchive {
             engine,
             prefix: Key::new(format!("{tenant}/{WAL_DIR}/{source_id}"))?,
+            leftovers: Arc::default(),
         })
     }
 
@@ -257,6 +263,7 @@ impl WalArchive {
     pub async fn push_stream(&self, name: &WalFileName, data: ByteStream) -> Result<PushOutcome> {
         let token = format!("{:016x}", rand::random::<u64>());
         let data_key = self.data_key(name, &token)?;
+        let look = self.leftovers.start(name.as_str());
         let sealed = self
             .engine
             .put_sealed(&data_key, data, &SealOptions::default())
@@ -270,22 +277,18 @@ impl WalArchive {
         let body = Bytes::from(serde_json::to_vec_pretty(&record).expect("serialisable record"));
         let record_key = self.record_key(name)?;
         let store = self.engine.store();
-        let created = match store
-            .put(&record_key, body.clone(), PutOptions::create())
-            .await
-        {
-            Err(Error::Unsupported { .. }) => store.create_best_effort(&record_key, body).await,
-            other => other,
-        };
-        match created {
-            Ok(_) => {
-                self.remove_leftovers(name, &record.data).await;
+        match store.create_settled(&record_key, body).await {
+            Created::Stored => {
+                if !look || self.remove_leftovers(name, &record.data).await {
+                    self.leftovers.settled(name.as_str());
+                }
                 Ok(PushOutcome::Archived(record))
             }
-            Err(Error::AlreadyExists { .. }) => {
+            Created::Taken => {
                 // Another push of the same file won the record: ours is
                 // not needed, whatever it holds.
                 let _ = store.delete(&data_key).await;
+                self.leftovers.settled(name.as_str());
                 let existing = self.load_record(name).await?.ok_or_else(|| {
                     Error::not_found(format!(
                         "WAL file {name} (its record vanished during the push)"
@@ -294,13 +297,15 @@ impl WalArchive {
                 let digest = record.sealed.raw.sha256.clone();
                 self.compare(name, existing, digest).await
             }
-            Err(e) => {
-                // The record may or may not be there: keep the data if so.
-                if !matches!(self.load_record(name).await, Ok(Some(r)) if r.data == record.data) {
-                    let _ = store.delete(&data_key).await;
+            Created::Absent(e) => {
+                if store.delete(&data_key).await.is_ok() {
+                    self.leftovers.settled(name.as_str());
                 }
                 Err(e)
             }
+            // The record may be there: keep its data (if not, the next
+            // push of the file removes it).
+            Created::Unknown(e) => Err(e),
         }
     }
 
@@ -340,21 +345,27 @@ impl WalArchive {
     }
 
     /// Removes data objects of `name` other than `keep` (pushes interrupted
-    /// before their record). Best effort: a failure only leaves garbage.
-    async fn remove_leftovers(&self, name: &WalFileName, keep: &str) {
-        let Ok(dir) = self.data_dir(name) else { return };
+    /// before their record); whether all went. Best effort: a failure only
+    /// leaves garbage.
+    async fn remove_leftovers(&self, name: &WalFileName, keep: &str) -> bool {
+        let Ok(dir) = self.data_dir(name) else {
+            return false;
+        };
         let store = self.engine.store();
         match store.list_all(Some(&dir)).await {
             Ok(objects) => {
+                let mut all = true;
                 for o in objects {
                     if o.key.file_name() != format!("{keep}.data") {
                         tracing::info!(key = %o.key, "removing the data of an interrupted WAL push");
-                        let _ = store.delete(&o.key).await;
+                        all &= store.delete(&o.key).await.is_ok();
                     }
                 }
+                all
             }
             Err(e) => {
-                tracing::warn!(%dir, error = %e, "could not list leftovers of earlier pushes")
+                tracing::warn!(%dir, error = %e, "could not list leftovers of earlier pushes");
+                false
             }
         }
     }

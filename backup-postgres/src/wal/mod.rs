@@ -4,8 +4,8 @@
 //! `archive_command` / `restore_command` and the streaming archiver use);
 //! [`WalFileName`] says which names it accepts.
 
-mod adapters;
 mod archive;
+mod leftovers;
 mod name;
 mod segments;
 mod timeline;

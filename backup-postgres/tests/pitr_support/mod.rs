@@ -391,21 +391,6 @@ pub async fn archiving_cluster(bin: PathBuf, archive: &Path) -> Cluster {
     }
 }
 
-/// The PostgreSQL 18 binaries, or `None` after printing why the test is
-/// skipped.
-pub fn pg18_bin() -> Option<PathBuf> {
-    match std::env::var_os(backup_postgres::TEST_PG18_BIN_VAR) {
-        Some(bin) => Some(PathBuf::from(bin)),
-        None => {
-            eprintln!(
-                "skipped: {} is not set (bash .ci/test.sh installs PostgreSQL 18 and sets it)",
-                backup_postgres::TEST_PG18_BIN_VAR
-            );
-            None
-        }
-    }
-}
-
 /// Pushes every WAL file of the directory `archive` into `wal` (as
 /// `wal-push` would have; `.partial` files and others are not WAL files
 /// the archive takes).

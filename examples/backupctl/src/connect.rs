@@ -156,7 +156,7 @@ fn mongo_connection(uri: &str, password_file: Option<&std::path::Path>) -> Resul
 }
 
 /// The PostgreSQL tools of `--pg-bin DIR`, else discovery.
-fn pg_tools(pg_bin: Option<&std::path::Path>) -> Result<PgTools> {
+pub(crate) fn pg_tools(pg_bin: Option<&std::path::Path>) -> Result<PgTools> {
     match pg_bin {
         None => Ok(PgTools::auto().configured_by("--pg-bin DIR")),
         Some(dir) if dir.is_dir() => Ok(PgTools::in_dir(dir).configured_by("--pg-bin DIR")),

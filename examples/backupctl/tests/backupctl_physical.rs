@@ -10,28 +10,12 @@ mod support;
 
 use std::path::Path;
 
-use backup_postgres::{TEST_PG18_BIN_VAR, TestServer};
+use backup_postgres::TestServer;
 use support::{backupctl, fails, json, ok};
 
-/// The bin directory of `server`'s major version.
-async fn bin_dir(server: &TestServer) -> String {
-    let num: u32 = server
-        .psql("postgres", "SHOW server_version_num")
-        .await
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    match num / 10_000 {
-        18 => std::env::var(TEST_PG18_BIN_VAR).unwrap_or_else(|_| {
-            panic!("{TEST_PG18_BIN_VAR} must name the PostgreSQL 18 bin directory")
-        }),
-        major => format!("/usr/lib/postgresql/{major}/bin"),
-    }
-}
-
 async fn physical_round_trip(server: &TestServer) {
-    let bin = bin_dir(server).await;
+    let bin = server.server_bin().await.unwrap();
+    let bin = bin.to_str().unwrap().to_string();
     let db = server
         .create_database_with(
             "cliphys",

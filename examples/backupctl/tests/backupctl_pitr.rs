@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use backup_postgres::{TEST_PG18_BIN_VAR, TestServer, query_data_dir};
+use backup_postgres::{TestServer, query_data_dir};
 use support::{backupctl_command, fails, json, ok};
 
 /// Kills the archiver if the test ends early.
@@ -166,6 +166,29 @@ async fn pitr_round_trip(bin: PathBuf) {
     let text = ok(&["pitr-window", "--store", store, "--source", "cluster"]);
     assert!(text.contains(&id) && text.contains(&last), "{text}");
 
+    // Without the server binaries of the backup's major version, the
+    // recovery is refused before anything is restored, naming it.
+    let major = server.major().await.unwrap();
+    let no_server = root.join("no-server");
+    std::fs::create_dir(&no_server).unwrap();
+    let data = root.join("restored-no-server");
+    let err = fails(&[
+        "restore",
+        &id,
+        "--store",
+        store,
+        "--datadir",
+        data.to_str().unwrap(),
+        "--pg-bin",
+        no_server.to_str().unwrap(),
+        "--target-latest",
+    ]);
+    assert!(
+        err.contains(&format!("PostgreSQL {major} server")) && err.contains("--pg-bin"),
+        "{err}"
+    );
+    assert!(!data.exists(), "nothing was restored");
+
     // Restore to the restore point, and to the end of the archive.
     for (label, flag, want) in [
         ("rp", vec!["--target-name", "rp"], &at_rp),
@@ -301,12 +324,11 @@ async fn pitr_round_trip(bin: PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_with_backupctl_on_postgres_15() {
-    pitr_round_trip(PathBuf::from("/usr/lib/postgresql/15/bin")).await;
+    pitr_round_trip(TestServer::bin_of_major(15).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn point_in_time_restore_with_backupctl_on_postgres_18() {
-    let bin = std::env::var_os(TEST_PG18_BIN_VAR)
-        .unwrap_or_else(|| panic!("{TEST_PG18_BIN_VAR} must name the PostgreSQL 18 bin directory"));
-    pitr_round_trip(PathBuf::from(bin)).await;
+    let bin = TestServer::bin_of_major(18).await;
+    pitr_round_trip(bin.unwrap_or_else(|e| panic!("{e}"))).await;
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use backup_core::Engine;
 use backup_examples::{S3Settings, StoreLocation, open_existing_store};
-use backup_postgres::{TEST_PG18_BIN_VAR, TestServer, WalArchive};
+use backup_postgres::{TestServer, WalArchive};
 use backup_store_s3::S3TestServer;
 
 mod support;
@@ -386,17 +386,13 @@ async fn archive_and_fetch(bin: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_command_on_postgres_15() {
-    archive_and_fetch(Path::new("/usr/lib/postgresql/15/bin")).await;
+    archive_and_fetch(&TestServer::bin_of_major(15).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archive_command_on_postgres_18() {
-    let Some(bin) = std::env::var_os(TEST_PG18_BIN_VAR) else {
-        panic!(
-            "{TEST_PG18_BIN_VAR} must name the PostgreSQL 18 bin directory (.ci/test.sh sets it)"
-        );
-    };
-    archive_and_fetch(Path::new(&bin)).await;
+    let bin = TestServer::bin_of_major(18).await;
+    archive_and_fetch(&bin.unwrap_or_else(|e| panic!("{e}"))).await;
 }
 
 #[tokio::test]

@@ -164,6 +164,7 @@ impl Daemon {
                 RetryPolicy::default(),
             ));
         }
+        let wal = state::wal::WalArchivers::new(&events);
         let app = Arc::new(App {
             tokens: auth::Tokens::new(&config.tokens),
             store,
@@ -178,7 +179,7 @@ impl Daemon {
             registration: tokio::sync::Mutex::new(()),
             tracker: tokio_util::task::TaskTracker::new(),
             leftovers: Default::default(),
-            wal: Default::default(),
+            wal,
             config,
         });
         for (i, db) in app.config.databases.clone().into_iter().enumerate() {

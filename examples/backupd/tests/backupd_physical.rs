@@ -88,6 +88,25 @@ async fn a_physical_entry_backs_up_the_cluster_and_archives_its_wal() {
     );
     assert!(archived["status"]["archived"].as_u64().unwrap() >= 1);
 
+    // The window is cached between requests; a new base backup is in the
+    // very next one.
+    let second = backup_now(&api, "cluster", ADMIN).await;
+    let (status, v) = api.get("/api/v1/status", ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let entry = v["data"]["wal_archiving"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["source_id"] == "cluster")
+        .unwrap();
+    let ranges: Vec<&str> = entry["pitr_window"]["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["backup_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ranges, [id.as_str(), second.as_str()], "{entry}");
+
     let metrics = api
         .client
         .get(format!("{}/metrics", d.base))

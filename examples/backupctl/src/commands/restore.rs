@@ -9,7 +9,7 @@ use backup_core::{Error, RestoreOptions, Result};
 use backup_postgres::{PointInTimeRestore, RecoveryTarget, StartOptions, WalArchive};
 
 use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
-use crate::connect::{TargetArgs, datadir_target, restore_target};
+use crate::connect::{TargetArgs, datadir_target, pg_tools, restore_target};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RestoreArgs {
@@ -68,6 +68,8 @@ pub(crate) struct RestoreArgs {
     /// Directory of the PostgreSQL client tools to run (pg_dump, pg_restore, psql), e.g.
     /// /usr/lib/postgresql/18/bin; by default the server's major version under
     /// /usr/lib/postgresql, then a newer one, then $PATH. Tools older than the server are refused.
+    /// With --datadir and a --target-*: also the server (postgres, pg_ctl) that replays the WAL,
+    /// which must be of the backup's major version (by default /usr/lib/postgresql/<major>/bin, then $PATH).
     #[arg(long, value_name = "DIR", conflicts_with = "mongo")]
     pub(crate) pg_bin: Option<std::path::PathBuf>,
     /// Restore into this database instead of the one in the URL.
@@ -205,11 +207,18 @@ async fn restore_datadir(
             manifest.engine, manifest.format
         )));
     }
+    // Found before anything is restored: without a server of the
+    // backup's version there is no recovery.
+    let recovery = match recovery {
+        Some((target, port)) => Some((server_bin(pg_bin, &manifest).await?, target, port)),
+        None => None,
+    };
     let report = engine
         .restore(&id, target.as_ref(), &RestoreOptions::default())
         .await?;
-    if let Some((target, port)) = recovery {
-        return recover(engine, &manifest, dir, pg_bin, target, port, json).await;
+    if let Some((bin, target, port)) = recovery {
+        let to = Recovery { bin, target, port };
+        return recover(engine, &manifest, dir, to, json).await;
     }
     if json {
         print_json(&report);
@@ -228,6 +237,14 @@ async fn restore_datadir(
     Ok(Outcome::Ok)
 }
 
+/// How a restored base backup is recovered: the server binaries, the
+/// target, and the port of the server started for it.
+struct Recovery {
+    bin: std::path::PathBuf,
+    target: RecoveryTarget,
+    port: Option<u16>,
+}
+
 /// Replays the source's archived WAL over the base backup just restored
 /// into `dir`, up to `target`, on a server started for it (as `postgres`
 /// when run as root), stopped once the target is confirmed.
@@ -235,12 +252,10 @@ async fn recover(
     engine: backup_core::Engine,
     manifest: &backup_core::manifest::Manifest,
     dir: &Path,
-    pg_bin: Option<&Path>,
-    target: RecoveryTarget,
-    port: Option<u16>,
+    to: Recovery,
     json: bool,
 ) -> Result<Outcome> {
-    let bin = server_bin(pg_bin, manifest)?;
+    let Recovery { bin, target, port } = to;
     let archive = WalArchive::new(Arc::new(engine), &manifest.tenant, &manifest.source_id)?;
     let port = match port {
         Some(p) => p,
@@ -291,34 +306,18 @@ async fn recover(
     Ok(Outcome::Ok)
 }
 
-/// The PostgreSQL server binaries for a recovery: `--pg-bin`, else
-/// `/usr/lib/postgresql/<the backup's major>/bin`.
-fn server_bin(
+/// The PostgreSQL server binaries for a recovery of the base backup
+/// `manifest`: those of its major version in `--pg-bin`, else found the
+/// way the client tools are ([`backup_postgres::PgTools::server_bin_dir`]).
+async fn server_bin(
     pg_bin: Option<&Path>,
     manifest: &backup_core::manifest::Manifest,
 ) -> Result<std::path::PathBuf> {
-    if let Some(dir) = pg_bin {
-        return Ok(dir.to_path_buf());
-    }
-    let major = manifest
-        .versions
-        .server
-        .as_deref()
-        .and_then(|v| v.split('.').next())
-        .and_then(|m| m.parse::<u32>().ok());
-    let dir = major.map(|m| std::path::PathBuf::from(format!("/usr/lib/postgresql/{m}/bin")));
-    match dir {
-        Some(dir) if dir.join("postgres").is_file() => Ok(dir),
-        _ => Err(Error::ToolNotFound {
-            tool: "postgres".into(),
-            hint: format!(
-                "no server binaries of PostgreSQL {} found; name their directory with --pg-bin DIR",
-                manifest
-                    .versions
-                    .server
-                    .as_deref()
-                    .unwrap_or("(unknown version)")
-            ),
-        }),
-    }
+    let version = manifest.versions.server.as_deref().ok_or_else(|| {
+        Error::Config(format!(
+            "backup {} does not record its server version: name the server binaries of its major version with --pg-bin DIR",
+            manifest.id
+        ))
+    })?;
+    pg_tools(pg_bin)?.server_bin_dir(version).await
 }

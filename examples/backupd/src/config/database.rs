@@ -6,7 +6,7 @@ use backup_core::Secret;
 use backup_core::key::validate_id;
 
 use crate::engine::Engine;
-use crate::tenancy::{check_database_name, normalise_host, same_name};
+use crate::tenancy::{normalise_host, same_name};
 
 use super::fields::{
     EnvLookup, check_range, env_var, parse_compression, parse_duration, parse_schedule, retention,
@@ -67,8 +67,10 @@ pub fn database(
     };
     let limits = retention(raw.retention(), path, problems).or(defaults.retention);
     check_range(raw.port, 1, u16::MAX, &format!("{path}.port"), problems);
+    let (mode, wal_slot) = physical(raw, engine, path, problems);
+    let at = At { engine, mode, path };
     let placement = match &raw.url_var {
-        Some(var) => url_placement(raw, engine, var, path, env, problems),
+        Some(var) => url_placement(raw, at, var, env, problems),
         None if raw.database_name.is_empty() => {
             problems.push(
                 format!("{path}.database_name"),
@@ -77,12 +79,11 @@ pub fn database(
             None
         }
         None => {
-            check_placement(raw, engine, path, problems);
+            check_placement(raw, at, problems);
             Some(fields_placement(raw, engine, path, env, problems))
         }
     };
     check_pg_bin(raw, engine, path, problems);
-    let (mode, wal_slot) = physical(raw, engine, path, problems);
     if problems.0.len() > before {
         return None;
     }
@@ -256,12 +257,12 @@ fn fields_placement(
 /// and none of the fields it replaces beside it.
 fn url_placement(
     raw: &RawDatabase,
-    engine: Option<Engine>,
+    at_entry: At<'_>,
     var: &str,
-    path: &str,
     env: EnvLookup<'_>,
     problems: &mut Problems,
 ) -> Option<Placement> {
+    let At { engine, path, .. } = at_entry;
     let at = format!("{path}.url_var");
     let beside = [
         ("host", raw.host.is_some()),
@@ -340,7 +341,7 @@ fn url_placement(
     as_fields.host = Some(placement.host.clone());
     as_fields.sslmode = placement.sslmode.clone();
     as_fields.database_name = placement.database_name.clone();
-    check_placement(&as_fields, engine, path, problems);
+    check_placement(&as_fields, at_entry, problems);
     Some(placement)
 }
 
@@ -366,8 +367,18 @@ fn engine(name: &str, path: &str, problems: &mut Problems) -> Option<Engine> {
     }
 }
 
+/// What [`check_placement`] needs to know of the entry besides its raw
+/// fields: its engine (if valid), its mode, and where it is in the file.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    engine: Option<Engine>,
+    mode: BackupMode,
+    path: &'a str,
+}
+
 /// Where the database is: host, sslmode, database name, display name.
-fn check_placement(raw: &RawDatabase, engine: Option<Engine>, path: &str, problems: &mut Problems) {
+fn check_placement(raw: &RawDatabase, at: At<'_>, problems: &mut Problems) {
+    let At { engine, mode, path } = at;
     if let Some(h) = &raw.host
         && (h.trim().is_empty()
             || h.len() > 253
@@ -386,11 +397,8 @@ fn check_placement(raw: &RawDatabase, engine: Option<Engine>, path: &str, proble
             format!("unknown sslmode {mode:?} (expected disable, allow, prefer, require, verify-ca or verify-full)"),
         );
     }
-    // A physical entry's database is only where it connects to (the whole
-    // cluster is backed up): `postgres` is the usual one.
     if let Some(engine) = engine
-        && raw.mode.as_deref() != Some("physical")
-        && let Err(e) = check_database_name(engine, &raw.database_name)
+        && let Err(e) = mode.check_database_name(engine, &raw.database_name)
     {
         problems.push(format!("{path}.database_name"), e);
     }

@@ -549,6 +549,23 @@ fn pg_bin_is_an_absolute_directory_of_postgres_tools() {
             "{value}: {problems:?}"
         );
     }
+    // The database of a physical entry is only where it connects: a system
+    // database is fine there, not for a logical entry.
+    let on = |fields: &str| SEED.replacen("database_name: ventasdb,", fields, 1);
+    let c = load_with(&on("database_name: postgres, mode: physical,"), &env()).unwrap();
+    assert!(c.databases[0].check_database_name().is_ok());
+    let problems = load_with(&on("database_name: postgres,"), &env())
+        .unwrap_err()
+        .0;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("databases[0].database_name") && p.contains("system")),
+        "{problems:?}"
+    );
+    let mut logical = c.databases[0].clone();
+    logical.mode = BackupMode::Logical;
+    assert!(logical.check_database_name().is_err());
     let mongo = SEED.replacen(
         "database_name: logsdb}",
         &format!("database_name: logsdb, pg_bin: {:?}}}", tools.path()),

@@ -137,6 +137,30 @@ pub enum BackupMode {
     /// `pg_basebackup` of the whole cluster.
     Physical,
 }
+
+impl BackupMode {
+    /// Checks `name`, the database an entry of this mode names, as far as
+    /// its backups depend on it: a logical entry backs up that database,
+    /// so it must be a valid, non-system name for `engine`
+    /// ([`check_database_name`](crate::tenancy::check_database_name)); a
+    /// physical entry backs up the whole cluster and only connects to
+    /// that database (`postgres` is the usual one), so nothing applies.
+    pub fn check_database_name(self, engine: Engine, name: &str) -> Result<(), String> {
+        match self {
+            BackupMode::Logical => crate::tenancy::check_database_name(engine, name),
+            BackupMode::Physical => Ok(()),
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The checks of this entry's `database_name` that apply to its mode
+    /// ([`BackupMode::check_database_name`]).
+    pub fn check_database_name(&self) -> Result<(), String> {
+        self.mode
+            .check_database_name(self.engine, &self.database_name)
+    }
+}
 /// Package settings with defaults applied.
 #[derive(Debug, Clone)]
 pub struct PackageConfig {

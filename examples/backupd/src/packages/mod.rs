@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use backup_core::key::{Key, validate_id};
 use backup_core::manifest::{Manifest, is_backup_id, new_backup_id};
-use backup_core::store::StoreExt;
+use backup_core::store::{Created, StoreExt};
 use backup_core::{BackupType, Engine, Error, Result, Store};
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Utc};
@@ -174,14 +174,21 @@ pub async fn build(
         entries,
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("package manifests serialise");
-    if let Err(e) = store
-        .create_best_effort(&manifest_key, Bytes::from(json))
-        .await
-    {
-        let _ = store.delete(&artifact_key).await;
-        return Err(e);
+    match store.create_settled(&manifest_key, Bytes::from(json)).await {
+        Created::Stored => Ok(manifest),
+        // The manifest may be stored: its artifact stays.
+        Created::Unknown(e) => Err(e),
+        Created::Absent(e) => {
+            let _ = store.delete(&artifact_key).await;
+            Err(e)
+        }
+        Created::Taken => {
+            let _ = store.delete(&artifact_key).await;
+            Err(Error::AlreadyExists {
+                key: manifest_key.to_string(),
+            })
+        }
     }
-    Ok(manifest)
 }
 
 async fn write_package(

@@ -13,8 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::App;
 use super::entries::{make_source, retention};
-use crate::config::{BackupMode, DatabaseConfig};
-use crate::tenancy;
+use crate::config::DatabaseConfig;
 
 impl App {
     /// Registers or replaces a database and its scheduler job, without the
@@ -82,10 +81,9 @@ pub struct GuardedJob {
 impl Job for GuardedJob {
     async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome> {
         let app = self.app.upgrade().ok_or(Error::Cancelled)?;
-        if self.db.mode == BackupMode::Logical {
-            tenancy::check_database_name(self.db.engine, &self.db.database_name)
-                .map_err(|e| Error::Config(format!("database {}: {e}", self.db.id)))?;
-        }
+        self.db
+            .check_database_name()
+            .map_err(|e| Error::Config(format!("database {}: {e}", self.db.id)))?;
         app.check_owner(&self.db, Some(&self.db.id))
             .await
             .map_err(|e| Error::Config(e.message))?;

@@ -25,6 +25,7 @@ use super::tenancy;
 pub mod entries;
 pub mod jobs;
 pub mod wal;
+pub mod windows;
 
 pub use entries::{make_source, make_target, pg_connection, pg_tools, retention};
 
@@ -185,10 +186,8 @@ impl App {
         db: DatabaseConfig,
         replacing: Option<&str>,
     ) -> std::result::Result<(), ApiError> {
-        if db.mode == BackupMode::Logical {
-            tenancy::check_database_name(db.engine, &db.database_name)
-                .map_err(|e| ApiError::bad_request(format!("database_name: {e}")))?;
-        }
+        db.check_database_name()
+            .map_err(|e| ApiError::bad_request(format!("database_name: {e}")))?;
         let _guard = self.registration.lock().await;
         self.check_owner(&db, replacing).await?;
         self.register(db).await.map_err(ApiError::from)

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use backup_core::{Engine, EventBus, Result};
 use backup_postgres::{
     ArchiverOptions, ArchiverStatus, PitrWindow, WalArchive, WalArchiver, WalArchiverHandle,
-    pitr_window,
 };
 use serde::Serialize;
 
 use super::entries::{pg_connection, pg_tools};
+use super::windows::{Source, WindowCache};
 use crate::config::DatabaseConfig;
 
 /// One running archiver.
@@ -33,10 +33,11 @@ struct Snapshot {
     status: ArchiverStatus,
 }
 
-/// The running archivers by database id.
-#[derive(Debug, Default)]
+/// The running archivers by database id, and their windows.
+#[derive(Debug)]
 pub struct WalArchivers {
     running: Mutex<BTreeMap<String, Running>>,
+    windows: WindowCache,
 }
 
 /// What `/status` says of one archiver.
@@ -47,50 +48,23 @@ pub struct WalArchiveView {
     /// Database id.
     pub source_id: String,
     /// The archiver's status (lag, newest segment, errors).
-    pub status: ArchiverView,
+    pub status: ArchiverStatus,
     /// What the base backups and the archive make restorable.
     pub pitr_window: Option<PitrWindow>,
     /// Why the window could not be read, if it could not.
     pub pitr_window_error: Option<String>,
 }
 
-/// [`ArchiverStatus`] as JSON.
-#[derive(Debug, Serialize)]
-pub struct ArchiverView {
-    /// Newest archived segment.
-    pub last_segment: Option<String>,
-    /// When this archiver last archived a file.
-    pub last_archived_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Files archived since the daemon started.
-    pub archived: u64,
-    /// Receiver restarts.
-    pub restarts: u64,
-    /// The most recent error.
-    pub last_error: Option<String>,
-    /// When it happened.
-    pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Bytes the server flushed beyond the archive.
-    pub lag_bytes: Option<u64>,
-    /// Seconds since the archive covered the server's flush position.
-    pub lag_seconds: Option<f64>,
-}
-
-impl From<ArchiverStatus> for ArchiverView {
-    fn from(s: ArchiverStatus) -> Self {
-        ArchiverView {
-            last_segment: s.last_segment,
-            last_archived_at: s.last_archived_at,
-            archived: s.archived,
-            restarts: s.restarts,
-            last_error: s.last_error,
-            last_error_at: s.last_error_at,
-            lag_bytes: s.lag_bytes,
-            lag_seconds: s.lag_seconds,
+impl WalArchivers {
+    /// No archiver yet; their windows are cached, watching `events` (the
+    /// daemon's bus) for the changes of their sources.
+    pub fn new(events: &EventBus) -> Self {
+        WalArchivers {
+            running: Mutex::default(),
+            windows: WindowCache::new(events),
         }
     }
-}
 
-impl WalArchivers {
     /// Stops the archiver of `db.id` if one runs, then starts one when
     /// `db` archives WAL (`wal_slot`), spooling under `spool_root`.
     pub async fn replace(
@@ -134,6 +108,7 @@ impl WalArchivers {
     pub async fn stop(&self, id: &str) {
         let running = self.running.lock().expect("archivers lock").remove(id);
         if let Some(r) = running {
+            self.windows.forget(&r.tenant, id);
             let status = r.handle.stop().await;
             tracing::info!(
                 source = id,
@@ -187,18 +162,75 @@ impl WalArchivers {
             status,
         } in chosen
         {
-            let (window, error) = match pitr_window(&engine, &archive, &tenant, &id).await {
+            let source = Source {
+                engine: &engine,
+                archive: &archive,
+                tenant: &tenant,
+                id: &id,
+                archived: status.archived,
+            };
+            let (window, error) = match self.windows.window(source).await {
                 Ok(w) => (Some(w), None),
                 Err(e) => (None, Some(e.to_string())),
             };
             out.push(WalArchiveView {
                 tenant,
                 source_id: id,
-                status: status.into(),
+                status,
                 pitr_window: window,
                 pitr_window_error: error,
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The archiver part of `/status` as hosts read it: these keys, times
+    /// in RFC 3339, no process id.
+    #[test]
+    fn status_json_is_pinned() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-02T07:17:29Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut status = ArchiverStatus::default();
+        status.last_segment = Some("000000010000000000000003".into());
+        status.last_archived_at = Some(at);
+        status.archived = 3;
+        status.restarts = 1;
+        status.last_error = Some("pg_receivewal exited".into());
+        status.last_error_at = Some(at);
+        status.lag_bytes = Some(8192);
+        status.lag_seconds = Some(1.5);
+        status.receiver_pid = Some(4242);
+        let view = WalArchiveView {
+            tenant: "default".into(),
+            source_id: "cluster".into(),
+            status,
+            pitr_window: Some(PitrWindow::default()),
+            pitr_window_error: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&view).unwrap(),
+            serde_json::json!({
+                "tenant": "default",
+                "source_id": "cluster",
+                "status": {
+                    "last_segment": "000000010000000000000003",
+                    "last_archived_at": "2026-12-02T07:17:29Z",
+                    "archived": 3,
+                    "restarts": 1,
+                    "last_error": "pg_receivewal exited",
+                    "last_error_at": "2026-12-02T07:17:29Z",
+                    "lag_bytes": 8192,
+                    "lag_seconds": 1.5
+                },
+                "pitr_window": {"ranges": []},
+                "pitr_window_error": null
+            })
+        );
     }
 }

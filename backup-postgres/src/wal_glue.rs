@@ -8,10 +8,9 @@ use std::path::Path;
 use async_trait::async_trait;
 use backup_core::{Error, Result};
 
-use super::archive::{PushOutcome, WalArchive};
-use super::name::{WalFileKind, WalFileName};
 use crate::archiver::{SegmentSink, SinkOutcome};
 use crate::recovery::WalSource;
+use crate::wal::{PushOutcome, WalArchive, WalFileKind, WalFileName};
 
 #[async_trait]
 impl SegmentSink for WalArchive {
