@@ -201,6 +201,20 @@ pub enum Error {
         detail: String,
     },
 
+    /// A backup other backups depend on ([`Manifest::parent`](crate::Manifest::parent))
+    /// cannot be deleted while they exist: they would no longer restore.
+    #[error(
+        "backup {backup} is the parent of {} backup(s) that need it to restore ({}); delete those first",
+        dependents.len(),
+        dependents.join(", ")
+    )]
+    HasDependents {
+        /// The backup asked to be deleted.
+        backup: String,
+        /// The ids of the backups whose parent it is.
+        dependents: Vec<String>,
+    },
+
     /// The operation was cancelled by the caller or by shutdown.
     #[error("cancelled")]
     Cancelled,

@@ -99,3 +99,44 @@ async fn a_parent_that_is_not_a_backup_of_the_same_tenant_and_source_is_refused(
         assert_eq!(now, before, "{what}");
     }
 }
+
+#[tokio::test]
+async fn a_parent_cannot_be_deleted_while_a_backup_depends_on_it() {
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let req = BackupRequest::new("s").tenant("t");
+    let full = engine.backup(&WithParent(None), &req).await.unwrap();
+    let inc1 = engine
+        .backup(&WithParent(Some(full.id.clone())), &req)
+        .await
+        .unwrap();
+    let inc2 = engine
+        .backup(&WithParent(Some(inc1.id.clone())), &req)
+        .await
+        .unwrap();
+    for (parent, child) in [(&full, &inc1), (&inc1, &inc2)] {
+        let err = engine.catalog().delete(&parent.id).await.unwrap_err();
+        match &err {
+            Error::HasDependents { backup, dependents } => {
+                assert_eq!(backup, &parent.id);
+                assert_eq!(dependents, &[child.id.clone()]);
+            }
+            other => panic!("expected HasDependents, got {other:?}"),
+        }
+        assert!(err.to_string().contains(&child.id), "{err}");
+        // Still listed, and still restorable.
+        engine.verify(&parent.id).await.unwrap();
+    }
+    // Newest first works, down to the full backup.
+    for m in [&inc2, &inc1, &full] {
+        engine.catalog().delete(&m.id).await.unwrap();
+    }
+    assert!(
+        engine
+            .catalog()
+            .list(&Filter::all())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

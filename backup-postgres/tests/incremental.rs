@@ -297,8 +297,16 @@ async fn incremental_chain_restores_and_replays_on_postgres_18() {
     s.assert_absent(&bad);
     tamper_artifact(s.store.as_ref(), &inc1, flip).await;
 
-    // The parent deleted: refused naming it, before anything is written.
-    s.engine.catalog().delete(&inc1.id).await.unwrap();
+    // Deleting a parent is refused while a backup depends on it.
+    let err = s.engine.catalog().delete(&inc1.id).await.unwrap_err();
+    assert!(
+        matches!(err, backup_core::Error::HasDependents { .. }),
+        "{err}"
+    );
+    // The parent lost anyway (its manifest removed behind the catalog's
+    // back): the chain restore is refused naming it, before anything is
+    // written.
+    s.engine.catalog().delete_manifest(&inc1).await.unwrap();
     let err = s.chain(&bad).run(&s.engine, &inc2.id).await.unwrap_err();
     assert!(matches!(err, backup_core::Error::NotFound { .. }), "{err}");
     assert!(err.to_string().contains(&inc1.id), "{err}");

@@ -99,8 +99,27 @@ impl Catalog {
     /// Deletes a backup: the manifest first (so it stops being listed), then
     /// the artifact. A crash in between leaves an orphan that
     /// [`Catalog::sweep`] removes, never a listed backup without data.
+    ///
+    /// A backup that is the [`parent`](Manifest::parent) of another backup
+    /// of its tenant and source is refused with
+    /// [`Error::HasDependents`]: deleting it would leave them listed but
+    /// unrestorable. Delete the dependents first (newest first), or let
+    /// retention decide, which keeps every parent a kept backup needs.
     pub async fn delete(&self, backup: impl Into<BackupRef>) -> Result<Arc<Manifest>> {
         let manifest = self.get(backup).await?;
+        let dependents: Vec<String> = self
+            .list(&Filter::tenant(manifest.tenant.clone()).source(manifest.source_id.clone()))
+            .await?
+            .iter()
+            .filter(|m| m.parent.as_deref() == Some(manifest.id.as_str()))
+            .map(|m| m.id.clone())
+            .collect();
+        if !dependents.is_empty() {
+            return Err(Error::HasDependents {
+                backup: manifest.id.clone(),
+                dependents,
+            });
+        }
         self.delete_manifest(&manifest).await?;
         Ok(manifest)
     }

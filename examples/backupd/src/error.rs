@@ -89,6 +89,7 @@ pub fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         } => (S::SERVICE_UNAVAILABLE, "storage_unavailable"),
         Error::Store { .. } => (S::BAD_GATEWAY, "storage_error"),
         Error::Busy { .. } => (S::CONFLICT, "busy"),
+        Error::HasDependents { .. } => (S::CONFLICT, "has_dependents"),
         Error::Cancelled => (S::SERVICE_UNAVAILABLE, "cancelled"),
         Error::ToolNotFound { .. } => (S::INTERNAL_SERVER_ERROR, "tool_not_found"),
         Error::ToolTooOld { .. } => (S::INTERNAL_SERVER_ERROR, "tool_too_old"),
