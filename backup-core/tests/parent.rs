@@ -119,7 +119,7 @@ async fn a_parent_cannot_be_deleted_while_a_backup_depends_on_it() {
         match &err {
             Error::HasDependents { backup, dependents } => {
                 assert_eq!(backup, &parent.id);
-                assert_eq!(dependents, &[child.id.clone()]);
+                assert_eq!(dependents, std::slice::from_ref(&child.id));
             }
             other => panic!("expected HasDependents, got {other:?}"),
         }
