@@ -113,7 +113,10 @@ pub(crate) fn auth_hint() -> Option<String> {
 /// environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGSERVICE`, `~/.pgpass`...,
 /// see [`PgConnection::from_url_like_libpq`]); `--password-file` wins over
 /// every other password source.
-fn pg_connection(url: &str, password_file: Option<&std::path::Path>) -> Result<PgConnection> {
+pub(crate) fn pg_connection(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+) -> Result<PgConnection> {
     warn_password_in_url(url, DbKind::Postgres);
     if url_has_password(url) && password_file.is_some() {
         return Err(Error::Config(

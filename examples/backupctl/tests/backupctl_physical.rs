@@ -185,3 +185,147 @@ async fn physical_backup_and_datadir_restore_on_postgres_15() {
 async fn physical_backup_and_datadir_restore_on_postgres_18() {
     physical_round_trip(TestServer::shared_pg18()).await;
 }
+
+/// `backup --physical --parent latest` on PostgreSQL 18 (`summarize_wal =
+/// on`): an incremental base backup recording its parent, much smaller
+/// than the full one; deleting the parent is refused while it is needed;
+/// `restore --datadir` of the incremental combines the chain and the
+/// result holds the data as of the incremental. On PostgreSQL 15 the
+/// same command is refused before anything is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_base_backup_and_chain_restore_on_postgres_18() {
+    let bin = match TestServer::bin_of_major(18).await {
+        Ok(bin) => bin,
+        Err(e) => return eprintln!("skipped: {e}"),
+    };
+    let server = {
+        let bin = bin.clone();
+        tokio::task::spawn_blocking(move || {
+            TestServer::throwaway_with(bin, &[("summarize_wal", "on"), ("wal_level", "replica")])
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    let bin_s = bin.to_str().unwrap().to_string();
+    let db = server
+        .create_database_with(
+            "cliinc",
+            "CREATE TABLE t (id int PRIMARY KEY, v text);
+             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 200000) g;",
+        )
+        .await
+        .unwrap();
+    let digest_sql = "SELECT count(*) || ' ' || md5(string_agg(v, ',' ORDER BY id)) FROM t";
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("backups");
+    let store = store.to_str().unwrap();
+    let url = server.url(&db);
+    let backup = |extra: &[&str]| {
+        let mut args = vec![
+            "backup",
+            "--pg",
+            &url,
+            "--physical",
+            "--store",
+            store,
+            "--pg-bin",
+            &bin_s,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        json(&args)
+    };
+    let full = backup(&[]);
+    let full_id = full["id"].as_str().unwrap().to_string();
+    server
+        .psql(&db, "UPDATE t SET v = 'changed' WHERE id <= 1000")
+        .await
+        .unwrap();
+    let inc = backup(&["--parent", "latest"]);
+    let inc_id = inc["id"].as_str().unwrap().to_string();
+    assert_eq!(inc["parent"], full_id.as_str(), "{inc}");
+    assert_eq!(inc["details"]["postgres.incremental"], "true", "{inc}");
+    let (full_raw, inc_raw) = (
+        full["raw"]["size"].as_u64().unwrap(),
+        inc["raw"]["size"].as_u64().unwrap(),
+    );
+    eprintln!("full base backup {full_raw} raw bytes, incremental {inc_raw}");
+    assert!(inc_raw < full_raw, "{inc_raw} < {full_raw}");
+    let expected = server.psql(&db, digest_sql).await.unwrap();
+    // Later changes are not in the incremental.
+    server
+        .psql(&db, "INSERT INTO t VALUES (-1, 'after')")
+        .await
+        .unwrap();
+
+    // A parent that is no base backup, or unknown: refused.
+    let err = fails(&[
+        "backup",
+        "--pg",
+        &url,
+        "--physical",
+        "--store",
+        store,
+        "--pg-bin",
+        &bin_s,
+        "--parent",
+        "20200101T000000Z-00000000",
+    ]);
+    assert!(
+        err.contains("no base backup") || err.contains("not found"),
+        "{err}"
+    );
+    // The full backup is needed by the incremental: not deletable.
+    let err = fails(&["delete", &full_id, "--store", store]);
+    assert!(err.contains(&inc_id), "{err}");
+
+    let data = dir.path().join("restored");
+    let data_s = data.to_str().unwrap();
+    let out = ok(&[
+        "restore",
+        &inc_id,
+        "--store",
+        store,
+        "--datadir",
+        data_s,
+        "--pg-bin",
+        &bin_s,
+    ]);
+    assert!(
+        out.contains(&format!("combined the chain {full_id} <- {inc_id}")),
+        "{out}"
+    );
+    let got = backup_postgres::query_data_dir(&bin, &data, &db, digest_sql).unwrap();
+    assert_eq!(
+        got,
+        expected.trim(),
+        "the chain restores the incremental's data"
+    );
+
+    // PostgreSQL 15: refused before anything is stored.
+    let old = TestServer::shared();
+    let old_bin = old.server_bin().await.unwrap();
+    let old_db = old.create_database("cliinc15").await.unwrap();
+    let old_store = dir.path().join("old");
+    let old_store = old_store.to_str().unwrap();
+    let old_url = old.url(&old_db);
+    let args = [
+        "backup",
+        "--pg",
+        &old_url,
+        "--physical",
+        "--store",
+        old_store,
+        "--pg-bin",
+        old_bin.to_str().unwrap(),
+        "--source-id",
+        "c15",
+    ];
+    ok(&args);
+    let mut with_parent = args.to_vec();
+    with_parent.extend(["--parent", "latest"]);
+    let err = fails(&with_parent);
+    assert!(err.contains("17"), "{err}");
+    old.drop_database(&old_db).await.unwrap();
+}

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use backup_core::{
-    BackupRequest, BackupType, Compression, Engine, Result, catalog::RunRecord,
-    format::human_bytes, format::sanitize_name, manifest::BackupKind,
+    BackupRequest, BackupType, Compression, Engine, Error, Filter, Result, catalog::RunRecord,
+    format::human_bytes, format::sanitize_name, manifest::BackupKind, manifest::Manifest,
 };
+use backup_postgres::{BaseBackupSource, ParentManifest};
 
-use crate::commands::{Context, Outcome, physical_line, print_json};
-use crate::connect::dump_source;
+use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
+use crate::connect::{dump_source, pg_connection, pg_tools};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BackupArgs {
@@ -34,6 +35,13 @@ pub(crate) struct BackupArgs {
     /// needs the REPLICATION attribute and a pg_hba.conf replication line.
     #[arg(long, conflicts_with = "mongo")]
     pub(crate) physical: bool,
+    /// With --physical: a block-level incremental base backup (PostgreSQL
+    /// 17+, `summarize_wal = on`) holding only the blocks changed since
+    /// this base backup of the same tenant and source (an id, or latest:
+    /// the source's newest base backup). It restores with its chain:
+    /// `restore --datadir` combines them (pg_combinebackup).
+    #[arg(long, value_name = "ID|latest", requires = "physical")]
+    pub(crate) parent: Option<String>,
     /// Allow dumping a MongoDB system database (admin, local, config).
     #[arg(long)]
     pub(crate) allow_system_db: bool,
@@ -68,6 +76,7 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         password_file,
         pg_bin,
         physical,
+        parent,
         allow_system_db,
         store,
         compression,
@@ -77,6 +86,7 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         backup_type,
         json,
     } = args;
+    let pg_url = pg.clone();
     let (source, database) = dump_source(
         pg,
         mongo,
@@ -90,6 +100,19 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         .engine_creating_store(&store)
         .await?
         .with_compressor(Arc::new(compression));
+    let source = match (&parent, pg_url) {
+        (Some(parent), Some(url)) => {
+            let parent = parent_base_backup(&engine, &tenant, &source_id, parent).await?;
+            let parent = ParentManifest::fetch(&engine, &parent).await?;
+            let conn = pg_connection(&url, password_file.as_deref())?;
+            Box::new(
+                BaseBackupSource::new(conn)
+                    .with_tools(pg_tools(pg_bin.as_deref())?)
+                    .incremental(parent),
+            )
+        }
+        _ => source,
+    };
     let request = BackupRequest::new(&source_id)
         .tenant(&tenant)
         .kind(kind)
@@ -129,6 +152,38 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         println!("{line}");
     }
     Ok(Outcome::Ok)
+}
+
+/// The base backup `arg` (an id, an id prefix, or `latest`: the newest
+/// base backup) of `tenant` and `source_id`, the parent of an incremental
+/// base backup.
+async fn parent_base_backup(
+    engine: &Engine,
+    tenant: &str,
+    source_id: &str,
+    arg: &str,
+) -> Result<Arc<Manifest>> {
+    let backups = engine
+        .catalog()
+        .list(&Filter::tenant(tenant).source(source_id))
+        .await?;
+    let is_base = |m: &&Arc<Manifest>| m.format == backup_postgres::BASEBACKUP_FORMAT;
+    let found = if arg == "latest" {
+        backups.iter().find(is_base)
+    } else {
+        let id = resolve_id(engine, arg).await?;
+        backups.iter().find(|m| m.id == id)
+    };
+    match found {
+        Some(m) if is_base(&m) => Ok(m.clone()),
+        Some(m) => Err(Error::Config(format!(
+            "--parent {}: a {} {} backup, not a base backup",
+            m.id, m.engine, m.format
+        ))),
+        None => Err(Error::not_found(format!(
+            "--parent {arg}: no base backup of tenant {tenant}, source {source_id}"
+        ))),
+    }
 }
 
 /// Where the failure of this process's backup was recorded, for the error

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use std::sync::Arc;
 
+use backup_core::backup_ref::BackupRef;
 use backup_core::{Error, RestoreOptions, Result};
-use backup_postgres::{PointInTimeRestore, RecoveryTarget, StartOptions, WalArchive};
+use backup_postgres::{ChainRestore, PointInTimeRestore, RecoveryTarget, StartOptions, WalArchive};
 
 use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
 use crate::connect::{TargetArgs, datadir_target, pg_tools, restore_target};
@@ -213,9 +214,26 @@ async fn restore_datadir(
         Some((target, port)) => Some((server_bin(pg_bin, &manifest).await?, target, port)),
         None => None,
     };
-    let report = engine
-        .restore(&id, target.as_ref(), &RestoreOptions::default())
-        .await?;
+    // An incremental base backup restores with the chain it depends on,
+    // combined by pg_combinebackup; a full one as it is.
+    let report = if manifest.parent.is_some() {
+        let chain = ChainRestore::new(dir)
+            .with_tools(pg_tools(pg_bin)?)
+            .run(&engine, BackupRef::in_tenant(&manifest.tenant, &id))
+            .await?;
+        if !json {
+            println!(
+                "combined the chain {} (pg_combinebackup)",
+                chain.links.join(" <- ")
+            );
+        }
+        serde_json::json!({"backup_id": id, "chain": chain.links, "data_dir": dir})
+    } else {
+        let report = engine
+            .restore(&id, target.as_ref(), &RestoreOptions::default())
+            .await?;
+        serde_json::to_value(&report).expect("a serialisable report")
+    };
     if let Some((bin, target, port)) = recovery {
         let to = Recovery { bin, target, port };
         return recover(engine, &manifest, dir, to, json).await;
