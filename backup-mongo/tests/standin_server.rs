@@ -21,8 +21,15 @@ use bytes::Bytes;
 use futures::StreamExt;
 use support::*;
 
-/// Documents in the large collection of the end-to-end test.
-const BIG: i64 = 100_000;
+/// Documents in the large collection of the end-to-end test: about 18 MB
+/// of BSON, so the dump reads more than one 16 MiB cursor batch and the
+/// restore writes many batches. (The stand-in handles a few hundred
+/// documents per millisecond at best; 100k made this one test take five
+/// minutes of CI for nothing more.)
+const BIG: i64 = 45_000;
+
+/// The server's most bytes in one cursor batch.
+const MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 
 fn engine(store: &Arc<InMemoryStore>) -> Engine {
     Engine::new(store.clone() as Arc<dyn Store>).with_compressor(Arc::new(Compression::zstd(3)))
@@ -56,7 +63,7 @@ async fn raw_archive(store: &Arc<InMemoryStore>, m: &Manifest) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standin_end_to_end_backup_restore_equal_100k_mixed_documents() {
+async fn standin_end_to_end_backup_restore_equal_mixed_documents_over_several_batches() {
     let client = client().await;
     let source_db = TestServer::unique_name("e2e_src");
     make_source(&client, &source_db, BIG).await;
@@ -90,6 +97,11 @@ async fn standin_end_to_end_backup_restore_equal_100k_mixed_documents() {
     );
     let tool = manifest.versions.tool.as_deref().unwrap();
     assert!(tool.contains("mongodb driver 3."), "{tool}");
+    assert!(
+        manifest.raw.size > MAX_BATCH_BYTES,
+        "the dump must span more than one cursor batch: {} bytes",
+        manifest.raw.size
+    );
     assert!(manifest.versions.server.is_some());
     engine.verify(&manifest.id).await.unwrap();
 
