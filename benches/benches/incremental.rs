@@ -68,7 +68,11 @@ enum Job {
     },
     /// A logical dedup backup (`BackupType::Incremental`) of `PGDATABASE`
     /// into `store`.
-    Logical { name: String, store: PathBuf },
+    Logical {
+        name: String,
+        store: PathBuf,
+        bin: PathBuf,
+    },
     /// `ChainRestore` of backup `id` of `store` into the new `dir`.
     Chain {
         name: String,
@@ -118,9 +122,9 @@ impl Job {
                     .finish(name, m.raw.size, "pg_basebackup")
                     .output(m.bytes_stored())
             }
-            Job::Logical { name, store } => {
+            Job::Logical { name, store, bin } => {
                 let engine = engine(store);
-                let source = PostgresSource::new(conn);
+                let source = PostgresSource::new(conn).with_tools(PgTools::in_dir(bin));
                 let request = request.backup_type(BackupType::Incremental);
                 let m = rt
                     .block_on(engine.backup(&source, &request))
@@ -205,6 +209,7 @@ impl Bench {
         self.ours(Job::Logical {
             name: name.into(),
             store: store.to_path_buf(),
+            bin: self.bin.clone(),
         })
     }
 
