@@ -12,7 +12,10 @@
 //!   `pg_basebackup | zstd`;
 //! - `walarchive`: WAL archiving while pgbench writes, our archiver
 //!   against `pg_receivewal`;
-//! - `pitr`: a restore to a point in time against doing it by hand.
+//! - `pitr`: a restore to a point in time against doing it by hand;
+//! - `incremental`: block-level incremental base backups (PostgreSQL 18)
+//!   against the full one, the changed blocks the WAL summaries report
+//!   and logical dedup, and chain restores.
 //!
 //! What lives here:
 //!
@@ -44,7 +47,10 @@
 //!   optionally written as JSON (`--json FILE`), plus [`BenchArgs`] and the
 //!   `BENCH_*` environment helpers ([`env_bytes`], [`env_u64`],
 //!   [`selected`]);
-//! - [`human_bytes`], [`human_duration`], [`mb_per_s`]: formatting.
+//! - [`human_bytes`], [`human_duration`], [`mb_per_s`]: formatting;
+//! - [`summaries_covering`], [`changed_blocks`]: the blocks the server's
+//!   WAL summaries list as changed between two LSNs (`pg_walsummary`);
+//!   [`ArchiveParts`]: where a base backup archive's bytes are.
 //!
 //! Linux only (`/proc`).
 #![warn(missing_docs, unreachable_pub)]
@@ -62,6 +68,7 @@ mod rss;
 mod server;
 mod shell;
 mod source;
+mod walsummary;
 
 pub use args::{BenchArgs, env_bytes, env_u64, load_average, parse_bytes, selected};
 pub use cpu::cpu_time;
@@ -75,3 +82,7 @@ pub use rss::{current_rss, peak_rss, reset_peak_rss};
 pub use server::{BenchServer, Phase, RandomTable, machine_meta, measure_shell, quoted};
 pub use shell::{ShellCommand, ShellRun};
 pub use source::FileSource;
+pub use walsummary::{
+    ArchiveParts, BLOCK_SIZE, changed_blocks, parse_summary_line, parse_summary_name,
+    summaries_covering,
+};
