@@ -4,13 +4,14 @@
 //! and its dump restores into the newer one (the upgrade path); an older
 //! tool is never run against a newer server: the backup fails before
 //! anything is stored, naming both versions and how to point the adapter
-//! at matching tools.
+//! at matching tools. The same refusal for base backups: `pg_basebackup`
+//! 15 against an 18 cluster.
 
 use std::sync::Arc;
 
 use backup_core::memory::InMemoryStore;
 use backup_core::{BackupRequest, Engine, Error, Filter, RestoreOptions};
-use backup_postgres::{PgTools, PostgresSource, PostgresTarget, TestServer};
+use backup_postgres::{BaseBackupSource, PgTools, PostgresSource, PostgresTarget, TestServer};
 
 fn pg15() -> &'static TestServer {
     TestServer::shared()
@@ -117,4 +118,45 @@ async fn older_tools_are_refused_for_a_newer_server_before_anything_is_stored() 
         "nothing committed"
     );
     new.drop_database(&db).await.unwrap();
+}
+
+/// Debian's PostgreSQL 15 client tools (what the first server runs).
+fn pg15_tools() -> PgTools {
+    let old_bin = std::path::Path::new("/usr/lib/postgresql/15/bin");
+    assert!(
+        old_bin.join("pg_basebackup").is_file(),
+        "PostgreSQL 15 tools"
+    );
+    PgTools::in_dir(old_bin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_pg_basebackup_is_refused_for_a_newer_server_before_anything_is_stored() {
+    let new = TestServer::shared_pg18();
+    assert_eq!(major(new).await, 18);
+    let engine = engine();
+    let source = BaseBackupSource::new(new.connection("postgres")).with_tools(pg15_tools());
+    let err = engine
+        .backup(&source, &BackupRequest::new("too_old"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::ToolTooOld { .. }), "{err:?}");
+    assert!(
+        text.contains("pg_basebackup") && text.contains("18") && text.contains("15"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PgTools::in_dir"),
+        "says how to point at tools: {text}"
+    );
+    assert!(
+        engine
+            .catalog()
+            .list(&Filter::all())
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing committed"
+    );
 }

@@ -44,7 +44,10 @@ async fn pg_bin_names_the_tools_for_a_newer_server() {
         ];
         let err = failed(&args, backupctl(&args));
         assert!(
-            err.contains("older than the server") && err.contains("18") && err.contains("--pg-bin"),
+            err.contains("older than the server")
+                && err.contains("15.")
+                && err.contains("18")
+                && err.contains("--pg-bin"),
             "{err}"
         );
         assert!(!err.contains(server.connection(&db).password().unwrap().expose()));

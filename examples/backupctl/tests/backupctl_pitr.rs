@@ -19,7 +19,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use backup_postgres::{TestServer, query_data_dir};
-use support::{backupctl_command, fails, json, ok};
+use support::{backupctl, backupctl_command, failed, fails, json, ok};
 
 /// Kills the archiver if the test ends early.
 struct Archiver(Child);
@@ -189,10 +189,17 @@ async fn pitr_round_trip(bin: PathBuf) {
     );
     assert!(!data.exists(), "nothing was restored");
 
-    // Restore to the restore point, and to the end of the archive.
+    // Restore to the restore point, and to the end of the archive (on
+    // the newest timeline by default, and on the backup's own with
+    // `--timeline current`: the same one here, timeline 1).
     for (label, flag, want) in [
         ("rp", vec!["--target-name", "rp"], &at_rp),
         ("latest", vec!["--target-latest"], &at_end),
+        (
+            "current",
+            vec!["--target-latest", "--timeline", "current"],
+            &at_end,
+        ),
     ] {
         let data = root.join(format!("restored-{label}"));
         let data_s = data.to_str().unwrap();
@@ -208,10 +215,34 @@ async fn pitr_round_trip(bin: PathBuf) {
         ];
         args.extend(flag.iter());
         let said = ok(&args);
-        assert!(said.contains("recovered"), "{said}");
+        assert!(
+            said.contains("recovered") && said.contains("on timeline 1"),
+            "{said}"
+        );
         let got = query_data_dir(&bin, &data, &db, DIGEST).unwrap();
         assert_eq!(&got, want, "restored to {label}");
     }
+
+    // A timeline the archive has no history file for: refused, naming it
+    // (the flag reaches the recovery).
+    let data = root.join("restored-timeline-2");
+    let err = fails(&[
+        "restore",
+        &id,
+        "--store",
+        store,
+        "--datadir",
+        data.to_str().unwrap(),
+        "--pg-bin",
+        bin_s,
+        "--target-latest",
+        "--timeline",
+        "2",
+    ]);
+    assert!(
+        err.contains("recovery target timeline 2") && err.contains("00000002.history"),
+        "{err}"
+    );
 
     // wal-archive stops cleanly on SIGTERM.
     assert!(
@@ -320,6 +351,46 @@ async fn pitr_round_trip(bin: PathBuf) {
         .psql("postgres", "SELECT pg_drop_replication_slot('pitr_cli')")
         .await
         .unwrap();
+}
+
+/// `--timeline` is checked before anything is read or written: a value
+/// that is none of `latest`, `current` or a timeline number is a usage
+/// error naming the accepted forms, and the flag without a `--target-*`
+/// (no WAL replay to follow a timeline) is refused.
+#[test]
+fn timeline_values_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let data = dir.path().join("data");
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "restore",
+            "latest",
+            "--store",
+            store.to_str().unwrap(),
+            "--datadir",
+            data.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        backupctl(&args)
+    };
+    for bad in ["bogus", "0", "+2", "0x2", "Latest", "4294967296", ""] {
+        let out = restore(&["--target-latest", "--timeline", bad]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--timeline {bad:?}: {err}");
+        assert!(
+            err.contains("--timeline")
+                && err.contains("none of latest, current or a timeline number"),
+            "--timeline {bad:?}: {err}"
+        );
+    }
+    let args = ["--timeline", "current"];
+    let err = failed(&args, restore(&args));
+    assert!(
+        err.contains("--timeline") && err.contains("--target-latest"),
+        "{err}"
+    );
+    assert!(!store.exists() && !data.exists(), "nothing was written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

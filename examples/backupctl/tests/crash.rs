@@ -97,8 +97,11 @@
 //!
 //! # Running it
 //!
-//! `cargo test -p backupctl --test crash` runs each kind once (a few
-//! minutes of wall time at most on two cores). The long variant:
+//! `cargo test -p backupctl --test crash` runs each kind once on
+//! PostgreSQL 15 and the PostgreSQL operations once on PostgreSQL 18
+//! (`BACKUP_TEST_PG18_BIN`; every `--pg` command gets its tools as
+//! `--pg-bin`): a few minutes of wall time at most on two cores. The long
+//! variant (PostgreSQL 15):
 //!
 //! ```text
 //! CRASH_ROUNDS=300 CRASH_SEED=42 cargo test -p backupctl --test crash -- --ignored --nocapture
@@ -138,8 +141,16 @@ async fn run(config: Config) {
 /// Every kind of operation killed once, every invariant checked after
 /// each kill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_harness_kills_every_operation_once() {
+async fn crash_harness_kills_every_operation_once_on_postgres_15() {
     run(Config::ci(seed())).await;
+}
+
+/// The PostgreSQL operations (a backup into the fs store, both restores)
+/// killed once on PostgreSQL 18 (see `Config::ci_postgres_18` for why
+/// these), every invariant checked after each kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_harness_kills_the_postgres_operations_on_postgres_18() {
+    run(Config::ci_postgres_18(seed())).await;
 }
 
 /// The long variant: `CRASH_ROUNDS` (default 200) random rounds.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use backup_core::backup_ref::BackupRef;
 use backup_core::{Error, RestoreOptions, Result};
-use backup_postgres::{ChainRestore, PointInTimeRestore, RecoveryTarget, StartOptions, WalArchive};
+use backup_postgres::{
+    ChainRestore, PointInTimeRestore, RecoveryTarget, RecoveryTimeline, StartOptions, WalArchive,
+};
 
 use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
 use crate::connect::{TargetArgs, datadir_target, pg_tools, restore_target};
@@ -48,6 +50,14 @@ pub(crate) struct RestoreArgs {
     /// backup on must be there, without a gap).
     #[arg(long, requires = "datadir")]
     pub(crate) target_latest: bool,
+    /// With a --target-*: the timeline to follow when the archive holds
+    /// more than the base backup's (a restored copy promoted and archiving
+    /// into the same archive): `latest` (default: the newest one that
+    /// descends from the backup), `current` (the backup's own, to its
+    /// end), or a timeline number, refused before anything is written if
+    /// its history file is missing or it does not descend from the backup.
+    #[arg(long, value_name = "latest|current|N", requires = "datadir")]
+    pub(crate) timeline: Option<RecoveryTimeline>,
     /// Port of the server started to replay WAL (Unix socket only; default:
     /// a free port).
     #[arg(long, value_name = "PORT", requires = "datadir")]
@@ -106,6 +116,7 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
         target_lsn,
         target_name,
         target_latest,
+        timeline,
         recovery_port,
         store,
         pg,
@@ -133,10 +144,19 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
             (.., true) => Some(RecoveryTarget::Latest),
             _ => None,
         };
+        if target.is_none() && timeline.is_some() {
+            return Err(Error::Config(
+                "--timeline chooses the timeline WAL replay follows: give it with --target-time, --target-lsn, --target-name or --target-latest".into(),
+            ));
+        }
         let to = DataDir {
             dir: &dir,
             pg_bin: pg_bin.as_deref(),
-            recovery: target.map(|t| (t, recovery_port)),
+            recovery: target.map(|target| Recovery {
+                target,
+                timeline: timeline.unwrap_or_default(),
+                port: recovery_port,
+            }),
         };
         return restore_datadir(ctx, &store, &id, to, json).await;
     }
@@ -172,7 +192,7 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
 struct DataDir<'a> {
     dir: &'a Path,
     pg_bin: Option<&'a Path>,
-    recovery: Option<(RecoveryTarget, Option<u16>)>,
+    recovery: Option<Recovery>,
 }
 
 /// Restores the base backup `id` into the new data directory `dir`, then
@@ -211,7 +231,7 @@ async fn restore_datadir(
     // Found before anything is restored: without a server of the
     // backup's version there is no recovery.
     let recovery = match recovery {
-        Some((target, port)) => Some((server_bin(pg_bin, &manifest).await?, target, port)),
+        Some(to) => Some((server_bin(pg_bin, &manifest).await?, to)),
         None => None,
     };
     // An incremental base backup restores with the chain it depends on,
@@ -234,9 +254,8 @@ async fn restore_datadir(
             .await?;
         serde_json::to_value(&report).expect("a serialisable report")
     };
-    if let Some((bin, target, port)) = recovery {
-        let to = Recovery { bin, target, port };
-        return recover(engine, &manifest, dir, to, json).await;
+    if let Some((bin, to)) = recovery {
+        return recover(engine, &manifest, dir, (bin, to), json).await;
     }
     if json {
         print_json(&report);
@@ -255,25 +274,30 @@ async fn restore_datadir(
     Ok(Outcome::Ok)
 }
 
-/// How a restored base backup is recovered: the server binaries, the
-/// target, and the port of the server started for it.
+/// How a restored base backup is recovered: the target, the timeline to
+/// follow, and the port of the server started for it.
 struct Recovery {
-    bin: std::path::PathBuf,
     target: RecoveryTarget,
+    timeline: RecoveryTimeline,
     port: Option<u16>,
 }
 
 /// Replays the source's archived WAL over the base backup just restored
-/// into `dir`, up to `target`, on a server started for it (as `postgres`
-/// when run as root), stopped once the target is confirmed.
+/// into `dir`, up to its target along its timeline, on a server of the
+/// binaries in `bin` started for it (as `postgres` when run as root),
+/// stopped once the target is confirmed.
 async fn recover(
     engine: backup_core::Engine,
     manifest: &backup_core::manifest::Manifest,
     dir: &Path,
-    to: Recovery,
+    (bin, to): (std::path::PathBuf, Recovery),
     json: bool,
 ) -> Result<Outcome> {
-    let Recovery { bin, target, port } = to;
+    let Recovery {
+        target,
+        timeline,
+        port,
+    } = to;
     let archive = WalArchive::new(Arc::new(engine), &manifest.tenant, &manifest.source_id)?;
     let port = match port {
         Some(p) => p,
@@ -283,6 +307,7 @@ async fn recover(
             .map_err(|e| Error::io("finding a free port for the recovery server", e))?,
     };
     let report = PointInTimeRestore::new(dir, Arc::new(archive), target.clone(), bin)
+        .timeline(timeline)
         .start_server(StartOptions::on_port(port))
         .run()
         .await?;
@@ -293,6 +318,7 @@ async fn recover(
             "data_dir": dir,
             "target": target.to_string(),
             "timeline": report.timeline,
+            "target_timeline": report.target_timeline,
             "segments": [report.segments.0, report.segments.1],
             "staged_segments": report.staged_segments,
             "end_lsn": server.and_then(|s| s.end_lsn.clone()),
@@ -302,8 +328,9 @@ async fn recover(
         return Ok(Outcome::Ok);
     }
     println!(
-        "recovered {} to {target}: replayed {} segment(s) {}..{}{}{}",
+        "recovered {} to {target} on timeline {}: replayed {} segment(s) {}..{}{}{}",
         dir.display(),
+        report.target_timeline,
         report.staged_segments,
         report.segments.0,
         report.segments.1,

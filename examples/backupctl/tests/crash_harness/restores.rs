@@ -358,7 +358,7 @@ fn streamed(outcome: &Outcome) -> bool {
 /// `RestoreTarget::leftovers` sees it), and `remove_leftovers` drops them all; returns
 /// how many there were.
 async fn pg_staging_cleanup(w: &mut World) -> usize {
-    let admin = PostgresTarget::new(w.pg.connection("postgres"));
+    let admin = PostgresTarget::new(w.pg.connection("postgres")).with_tools(w.pg.tools());
     let found: BTreeSet<String> = admin
         .leftovers()
         .await

@@ -36,8 +36,12 @@ pub(crate) struct World {
     pub(crate) cfg: Config,
     /// The seeded random source of every choice.
     pub(crate) rng: StdRng,
-    /// PostgreSQL 15 (throwaway cluster, or `BACKUP_TEST_PG_URL`).
+    /// PostgreSQL 15 or 18 as the config says (throwaway cluster, or
+    /// `BACKUP_TEST_PG_URL` / `BACKUP_TEST_PG18_*`).
     pub(crate) pg: &'static PgServer,
+    /// The directory of `pg`'s tools when it names one (18), given to
+    /// every `--pg` command as `--pg-bin`.
+    pg_bin: Option<PathBuf>,
     /// SecantusDB (or `MONGODB_URI`).
     pub(crate) mongo: &'static MongoServer,
     s3: S3TestServer,
@@ -85,9 +89,18 @@ impl World {
             .flatten()
             .map(|e| e.file_name())
             .collect();
-        let pg = tokio::task::spawn_blocking(PgServer::shared)
-            .await
-            .expect("PostgreSQL");
+        let pg = match cfg.pg_major {
+            15 => tokio::task::spawn_blocking(PgServer::shared).await,
+            18 => tokio::task::spawn_blocking(PgServer::shared_pg18).await,
+            other => panic!("no PostgreSQL {other} server for the crash harness"),
+        }
+        .expect("PostgreSQL");
+        assert_eq!(
+            pg.major().await.expect("server version"),
+            cfg.pg_major,
+            "the PostgreSQL server of the run"
+        );
+        let pg_bin = pg.tools().bin_dir().map(PathBuf::from);
         let mongo = tokio::task::spawn_blocking(MongoServer::shared)
             .await
             .expect("MongoDB stand-in");
@@ -207,6 +220,7 @@ impl World {
             rng: StdRng::seed_from_u64(seed),
             cfg,
             pg,
+            pg_bin,
             mongo,
             s3,
             scratch,
@@ -364,10 +378,14 @@ impl World {
 
     // --- running backupctl -----------------------------------------------
 
-    /// `args` plus the identity flag (every command may need to decrypt).
+    /// `args` plus the identity flag (every command may need to decrypt)
+    /// and, for a `--pg` command, the server's tools when it names them.
     pub(crate) fn args(&self, args: &[&str]) -> Vec<String> {
         let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         out.extend(["--identity-env".to_string(), IDENTITY_VAR.to_string()]);
+        if let Some(bin) = self.pg_bin.as_ref().filter(|_| args.contains(&"--pg")) {
+            out.extend(["--pg-bin".to_string(), bin.display().to_string()]);
+        }
         out
     }
 
