@@ -8,6 +8,7 @@ use backup_postgres::{
     BaseBackupSource, DataDirTarget, LibpqEnv, PgConnection, PgTools, PostgresSource,
     PostgresTarget,
 };
+use backup_sqlite::{SqliteSource, SqliteTarget};
 
 /// Which engine a connection string is for, in messages.
 #[derive(Clone, Copy)]
@@ -263,4 +264,20 @@ pub(crate) fn postgres(
     pg_bin: Option<&std::path::Path>,
 ) -> Result<(PgConnection, PgTools)> {
     Ok((pg_connection(url, password_file)?, pg_tools(pg_bin)?))
+}
+
+/// The source of `--sqlite PATH`, and its database name (the file name).
+pub(crate) fn sqlite_source(path: &std::path::Path) -> (Box<dyn DumpSource>, String) {
+    let source = SqliteSource::new(path);
+    let database = source.info().database;
+    (Box::new(source), database)
+}
+
+/// The target of `--sqlite PATH`: the file a restore creates (replaced
+/// only with `--clean`), and that path as the database.
+pub(crate) fn sqlite_target(path: &std::path::Path) -> (Box<dyn RestoreTarget>, Option<String>) {
+    (
+        Box::new(SqliteTarget::new(path)),
+        Some(path.display().to_string()),
+    )
 }

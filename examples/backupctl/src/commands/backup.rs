@@ -1,4 +1,5 @@
-//! `backupctl backup`: take a backup of a PostgreSQL or MongoDB database.
+//! `backupctl backup`: take a backup of a PostgreSQL or MongoDB database or
+//! a SQLite file.
 
 use std::sync::Arc;
 
@@ -9,17 +10,21 @@ use backup_core::{
 use backup_postgres::{BaseBackupSource, ParentManifest};
 
 use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
-use crate::connect::{dump_source, pg_connection, pg_tools};
+use crate::connect::{dump_source, pg_connection, pg_tools, sqlite_source};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BackupArgs {
     /// PostgreSQL URL of the database to dump; what it leaves out (host, port, user, password...) comes from PG* variables, the service file and ~/.pgpass, as for pg_dump.
-    #[arg(long, required_unless_present = "mongo", conflicts_with = "mongo")]
+    #[arg(long, required_unless_present_any = ["mongo", "sqlite"], conflicts_with_all = ["mongo", "sqlite"])]
     pub(crate) pg: Option<String>,
     /// MongoDB connection string of the database to dump (mongodb://user@host/db;
     /// password from MONGODB_PASSWORD or --password-file).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sqlite")]
     pub(crate) mongo: Option<String>,
+    /// SQLite database file to back up: a consistent snapshot taken while
+    /// the application keeps writing (spooled privately in $TMPDIR).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["password_file", "pg_bin", "physical", "allow_system_db"])]
+    pub(crate) sqlite: Option<std::path::PathBuf>,
     /// Read the database password from this file (first line; not
     /// readable by other users) instead of PGPASSWORD / MONGODB_PASSWORD.
     #[arg(long)]
@@ -73,6 +78,7 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
     let BackupArgs {
         pg,
         mongo,
+        sqlite,
         password_file,
         pg_bin,
         physical,
@@ -87,14 +93,17 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         json,
     } = args;
     let pg_url = pg.clone();
-    let (source, database) = dump_source(
-        pg,
-        mongo,
-        password_file.as_deref(),
-        pg_bin.as_deref(),
-        allow_system_db,
-        physical,
-    )?;
+    let (source, database) = match &sqlite {
+        Some(path) => sqlite_source(path),
+        None => dump_source(
+            pg,
+            mongo,
+            password_file.as_deref(),
+            pg_bin.as_deref(),
+            allow_system_db,
+            physical,
+        )?,
+    };
     let source_id = source_id.unwrap_or_else(|| sanitize_name(&database));
     let engine = ctx
         .engine_creating_store(&store)

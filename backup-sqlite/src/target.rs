@@ -1,0 +1,168 @@
+//! [`SqliteTarget`]: restores into a database file.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use backup_core::source::{RestoreOptions, RestoreSession, RestoreTarget};
+use backup_core::{Error, Result};
+
+use crate::session::FileSession;
+use crate::source::{ENGINE, FORMAT};
+
+/// Where a restore writes a database file.
+///
+/// A restore writes the dump into a temporary file beside the target
+/// (`.NAME.restore-XXXXXXXX.tmp`, mode `0600`, so the same filesystem),
+/// and only on [`RestoreSession::commit`], which the engine reaches once
+/// every digest matched (the last bytes are held back until then), checks
+/// it with `PRAGMA integrity_check`, fsyncs it, renames it onto the
+/// target and fsyncs the directory. A failure, an abort or a dropped
+/// session deletes the temporary file and leaves the target as it was;
+/// only a crash can leave the temporary file behind.
+///
+/// The target path is [`RestoreOptions::database`] if set, else the one
+/// given to [`SqliteTarget::new`]. An existing file is refused with
+/// [`Error::AlreadyExists`] unless overwriting is asked for
+/// ([`SqliteTarget::overwrite`] or [`RestoreOptions::clean`]), and always
+/// with [`RestoreOptions::must_be_new`]. Overwriting keeps the old
+/// file's mode and owner, and is refused while the old database has a
+/// non-empty `-wal` or a `-journal` file (in use, or not closed cleanly:
+/// SQLite would replay them into the new file). A new file gets mode
+/// `0600`. [`RestoreOptions::only`] is refused: the file is restored whole.
+#[derive(Debug, Clone)]
+pub struct SqliteTarget {
+    path: PathBuf,
+    overwrite: bool,
+}
+
+impl SqliteTarget {
+    /// A target restoring into the file at `path` (unless a restore names
+    /// another in [`RestoreOptions::database`]).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteTarget {
+            path: path.into(),
+            overwrite: false,
+        }
+    }
+
+    /// Allows every restore of this target to replace an existing file
+    /// (as [`RestoreOptions::clean`] does for one restore).
+    pub fn overwrite(mut self, yes: bool) -> Self {
+        self.overwrite = yes;
+        self
+    }
+}
+
+/// The temporary file beside `target`, created new with mode `0600`.
+pub(crate) fn create_temp(target: &Path) -> Result<(PathBuf, std::fs::File)> {
+    let dir = parent_dir(target);
+    let name = target
+        .file_name()
+        .ok_or_else(|| Error::Config(format!("{} names no file", target.display())))?;
+    for _ in 0..8 {
+        let temp = dir.join(format!(
+            ".{}.restore-{:08x}.tmp",
+            name.to_string_lossy(),
+            rand::random::<u32>()
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+        {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Error::io(
+                    format!("cannot create a temporary file in {}", dir.display()),
+                    e,
+                ));
+            }
+        }
+    }
+    Err(Error::Config(format!(
+        "cannot find a free temporary file name in {}",
+        dir.display()
+    )))
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether a file is at `path`; refuses what a restore must not replace.
+pub(crate) fn existing(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::Config(format!(
+            "{} is a symbolic link: restore to the file it points to",
+            path.display()
+        ))),
+        Ok(meta) if !meta.is_file() => Err(Error::Config(format!(
+            "{} exists and is not a regular file",
+            path.display()
+        ))),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("cannot stat {}", path.display()), e)),
+    }
+}
+
+#[async_trait]
+impl RestoreTarget for SqliteTarget {
+    fn engine(&self) -> &str {
+        ENGINE
+    }
+
+    fn accepts_format(&self, format: &str) -> bool {
+        format == FORMAT
+    }
+
+    async fn begin(&self, opts: &RestoreOptions) -> Result<Box<dyn RestoreSession>> {
+        if !opts.only.is_empty() {
+            return Err(Error::Config(
+                "a SQLite backup restores as a whole file: it cannot be restricted to tables"
+                    .into(),
+            ));
+        }
+        let path = opts
+            .database
+            .as_ref()
+            .map_or_else(|| self.path.clone(), PathBuf::from);
+        let overwrite = self.overwrite || opts.clean;
+        let must_be_new = opts.must_be_new;
+        let (path, temp, file, overwrite) = tokio::task::spawn_blocking(move || {
+            if existing(&path)? {
+                if must_be_new || !overwrite {
+                    return Err(Error::AlreadyExists {
+                        key: if must_be_new {
+                            path.display().to_string()
+                        } else {
+                            format!("{} (ask to overwrite it to replace it)", path.display())
+                        },
+                    });
+                }
+            } else {
+                let dir = parent_dir(&path);
+                if !dir.is_dir() {
+                    return Err(Error::Config(format!(
+                        "cannot restore into {}: directory {} does not exist",
+                        path.display(),
+                        dir.display()
+                    )));
+                }
+            }
+            let (temp, file) = create_temp(&path)?;
+            Ok((path, temp, file, overwrite && !must_be_new))
+        })
+        .await
+        .map_err(|e| Error::task("starting a SQLite restore", e))??;
+        tracing::debug!(target = %path.display(), temp = %temp.display(), "SQLite restore started");
+        Ok(Box::new(FileSession::new(path, temp, file, overwrite)))
+    }
+}
