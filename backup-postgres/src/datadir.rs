@@ -437,9 +437,11 @@ impl Drop for Session {
 mod tests {
     use super::*;
 
-    /// A tar archive of `members`: (name as raw bytes, type, data or link
-    /// target).
-    fn archive(members: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
+    /// A member: name as raw bytes, type, data or link target.
+    type Member<'a> = (&'a [u8], tar::EntryType, &'a [u8]);
+
+    /// A tar archive of `members`.
+    fn archive(members: &[Member]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (name, kind, data) in members {
             let mut h = tar::Header::new_gnu();
@@ -486,7 +488,7 @@ mod tests {
     /// naming the member, and nothing lands outside it.
     #[test]
     fn links_and_escaping_members_are_refused() {
-        let cases: [(&[(&[u8], tar::EntryType, &[u8])], &str); 4] = [
+        let cases: [(&[Member], &str); 4] = [
             (
                 &[(b"pg_tblspc/16384", tar::EntryType::Symlink, b"/etc")],
                 "pg_tblspc/16384 is a Symlink",
