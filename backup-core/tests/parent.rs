@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
+use backup_core::manifest::Manifest;
 use backup_core::prelude::*;
 use backup_core::retention::{KeepLast, PlanOptions, plan};
-use backup_core::testing::{ScriptedSource, objects_besides_run_records};
+use backup_core::testing::{ScriptedSource, objects_besides_run_records, tamper_artifact};
 use backup_core::{
     memory::InMemoryStore, source::DumpOptions, source::DumpStream, source::SourceInfo,
 };
@@ -100,10 +101,8 @@ async fn a_parent_that_is_not_a_backup_of_the_same_tenant_and_source_is_refused(
     }
 }
 
-#[tokio::test]
-async fn a_parent_cannot_be_deleted_while_a_backup_depends_on_it() {
-    let store = Arc::new(InMemoryStore::new());
-    let engine = engine(&store);
+/// A full backup and two incrementals on it, of tenant t, source s.
+async fn chain_of_three(engine: &Engine) -> [Manifest; 3] {
     let req = BackupRequest::new("s").tenant("t");
     let full = engine.backup(&WithParent(None), &req).await.unwrap();
     let inc1 = engine
@@ -114,6 +113,14 @@ async fn a_parent_cannot_be_deleted_while_a_backup_depends_on_it() {
         .backup(&WithParent(Some(inc1.id.clone())), &req)
         .await
         .unwrap();
+    [full, inc1, inc2]
+}
+
+#[tokio::test]
+async fn a_parent_cannot_be_deleted_while_a_backup_depends_on_it() {
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let [full, inc1, inc2] = chain_of_three(&engine).await;
     for (parent, child) in [(&full, &inc1), (&inc1, &inc2)] {
         let err = engine.catalog().delete(&parent.id).await.unwrap_err();
         match &err {
@@ -138,5 +145,59 @@ async fn a_parent_cannot_be_deleted_while_a_backup_depends_on_it() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn verify_chain_and_check_follow_parents() {
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let [full, inc1, inc2] = chain_of_three(&engine).await;
+    let ids = |chain: Vec<Arc<Manifest>>| chain.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(engine.verify_chain(&inc2.id).await.unwrap()),
+        [full.id.clone(), inc1.id.clone(), inc2.id.clone()]
+    );
+    assert_eq!(
+        ids(engine.verify_chain(&full.id).await.unwrap()),
+        std::slice::from_ref(&full.id)
+    );
+    let report = engine.check(Some("t")).await.unwrap();
+    assert!(
+        report.is_ok() && report.broken_chains.is_empty(),
+        "{report:?}"
+    );
+
+    // A damaged link: the newest backup alone is intact, its chain is not.
+    let flip = |bytes: &mut Vec<u8>| bytes[10] ^= 0xFF;
+    tamper_artifact(store.as_ref(), &inc1, flip).await;
+    engine.verify(&inc2.id).await.unwrap();
+    let err = engine.verify_chain(&inc2.id).await.unwrap_err();
+    assert!(matches!(err, Error::Integrity { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("parent {} of {}", inc1.id, inc2.id)),
+        "{err}"
+    );
+    let report = engine.check(Some("t")).await.unwrap();
+    assert!(!report.is_ok());
+    assert_eq!(
+        report.broken_chains,
+        [format!("{}: parent {} is damaged", inc2.id, inc1.id)]
+    );
+    for id in [&inc1.id, &inc2.id] {
+        assert!(report.damaged_backups.contains(id), "{report:?}");
+    }
+    tamper_artifact(store.as_ref(), &inc1, flip).await;
+
+    // A missing link, named.
+    engine.catalog().delete_manifest(&inc1).await.unwrap();
+    let err = engine.verify_chain(&inc2.id).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains(&inc1.id), "{err}");
+    let report = engine.check(Some("t")).await.unwrap();
+    assert_eq!(
+        report.broken_chains,
+        [format!("{}: parent {} is missing", inc2.id, inc1.id)]
     );
 }

@@ -105,6 +105,7 @@ mod conn;
 mod datadir;
 mod dump;
 mod incremental;
+mod latest;
 mod libpq;
 mod lsn;
 mod physical;
@@ -136,9 +137,10 @@ pub use conn::{PgConnection, redact_url};
 pub use datadir::DataDirTarget;
 pub use dump::{FORMAT, PostgresSource};
 pub use incremental::ParentManifest;
+pub use latest::{IncrementalOnLatest, latest_base_backup};
 pub use libpq::{DEFAULT_SOCKET_DIR, LibpqEnv, PasswordOrigin, Resolved};
 pub use lsn::{Lsn, check_segment_size, parse_segment_file_name, segment_file_name};
-pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource};
+pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource, FELL_BACK};
 pub use recovery::{
     DirWalSource, PointInTimeRestore, RESTORE_FAILED_FILE, RecoveredServer, RecoveryReport,
     RecoveryTarget, RecoveryTimeline, StartOptions, WalSource,

@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backup_core::{
-    DumpSource, Error, Result, source::DetailsSender, source::DumpOptions, source::DumpStream,
-    source::SourceInfo, source::Versions, store::ByteStream,
+    DumpSource, Error, Result, source::Details, source::DetailsSender, source::DumpOptions,
+    source::DumpStream, source::SourceInfo, source::Versions, store::ByteStream,
 };
 use futures::StreamExt;
 
@@ -57,7 +57,14 @@ pub struct BaseBackupSource {
     conn: PgConnection,
     tools: PgTools,
     incremental: Option<Incremental>,
+    /// Why this full backup stands for an incremental one that was asked
+    /// for (recorded as [`FELL_BACK`] in the details).
+    fell_back: Option<String>,
 }
+
+/// The detail a base backup taken instead of an incremental one records
+/// ([`BaseBackupSource::fallback_to_full`]): why it fell back.
+pub const FELL_BACK: &str = "postgres.fell_back_to_full";
 
 impl BaseBackupSource {
     /// A source backing up the cluster of `conn`.
@@ -66,6 +73,7 @@ impl BaseBackupSource {
             conn,
             tools: PgTools::auto(),
             incremental: None,
+            fell_back: None,
         }
     }
 
@@ -81,9 +89,14 @@ impl BaseBackupSource {
     /// WAL summaries that no longer reach back to the parent fail the
     /// backup unless [`BaseBackupSource::fallback_to_full`] allows a full
     /// one instead.
-    pub fn incremental(mut self, parent: ParentManifest) -> Self {
+    pub fn incremental(self, parent: ParentManifest) -> Self {
+        self.incremental_shared(Arc::new(parent))
+    }
+
+    /// [`BaseBackupSource::incremental`] with a parent the caller keeps too.
+    pub(crate) fn incremental_shared(mut self, parent: Arc<ParentManifest>) -> Self {
         self.incremental = Some(Incremental {
-            parent: Arc::new(parent),
+            parent,
             fallback_to_full: false,
         });
         self
@@ -91,12 +104,20 @@ impl BaseBackupSource {
 
     /// With [`BaseBackupSource::incremental`]: when the server's WAL
     /// summaries no longer cover the parent, take a full base backup
-    /// instead of failing (its manifest then has no parent). Off by
-    /// default; ignored for full backups.
+    /// instead of failing (its manifest then has no parent, and its
+    /// details say why under [`FELL_BACK`]). Off by default; ignored for
+    /// full backups.
     pub fn fallback_to_full(mut self, yes: bool) -> Self {
         if let Some(inc) = &mut self.incremental {
             inc.fallback_to_full = yes;
         }
+        self
+    }
+
+    /// Records in the details of a full backup why it stands for an
+    /// incremental one (see [`FELL_BACK`]).
+    pub(crate) fn fell_back(mut self, why: String) -> Self {
+        self.fell_back = Some(why);
         self
     }
 
@@ -214,10 +235,12 @@ fn segment_size_bytes(answer: &str) -> Result<u64> {
 /// ended cleanly, sends its facts on `details`. A malformed archive, or
 /// one without `backup_label` or `backup_manifest`, ends the stream with
 /// an error instead.
+/// `extra` details (a fallback's reason) are sent with the archive's.
 fn inspect_archive(
     stream: ByteStream,
     server: ServerFacts,
     parent: Option<String>,
+    extra: Details,
     details: DetailsSender,
 ) -> ByteStream {
     struct Inspecting {
@@ -225,6 +248,7 @@ fn inspect_archive(
         scan: TarScan,
         server: ServerFacts,
         parent: Option<String>,
+        extra: Details,
         details: DetailsSender,
     }
     let rejected = |why: String| Error::InvalidDump {
@@ -236,6 +260,7 @@ fn inspect_archive(
         scan: TarScan::new(),
         server,
         parent,
+        extra,
         details,
     };
     futures::stream::unfold(Some(state), move |state| async move {
@@ -251,6 +276,7 @@ fn inspect_archive(
                     scan,
                     server,
                     parent,
+                    extra,
                     details,
                     ..
                 } = st;
@@ -260,7 +286,9 @@ fn inspect_archive(
                 {
                     Ok(info) => {
                         tracing::debug!(start = %info.start_lsn, stop = %info.stop_lsn, timeline = info.timeline, "base backup archive inspected");
-                        let _ = details.send(info.details());
+                        let mut all = info.details();
+                        all.extend(extra);
+                        let _ = details.send(all);
                         None
                     }
                     Err(why) => Some((Err(rejected(why)), None)),
@@ -312,6 +340,7 @@ impl DumpSource for BaseBackupSource {
             self.incremental.as_ref().map(|i| i.parent.path()),
         )?;
         let mut parent = None;
+        let mut fell_back = self.fell_back.clone();
         if let Some(inc) = &self.incremental {
             // The server refuses an incremental backup before sending a
             // byte: the first item says whether it started.
@@ -322,6 +351,10 @@ impl DumpSource for BaseBackupSource {
                         return Err(e);
                     }
                     tracing::warn!(parent = inc.parent.id(), error = %e, "taking a full base backup instead of an incremental one");
+                    fell_back = Some(format!(
+                        "the server's WAL summaries do not cover the WAL since the parent {}",
+                        inc.parent.id()
+                    ));
                     stream = self.start(&tool.path, None)?;
                 }
                 first => {
@@ -331,7 +364,10 @@ impl DumpSource for BaseBackupSource {
             }
         }
         let (details, promised) = tokio::sync::oneshot::channel();
-        let stream = inspect_archive(stream, facts, parent.clone(), details);
+        let extra = fell_back
+            .map(|why| Details::from([(FELL_BACK.to_string(), why)]))
+            .unwrap_or_default();
+        let stream = inspect_archive(stream, facts, parent.clone(), extra, details);
         let dump = DumpStream::new(
             stream,
             Versions {
@@ -364,7 +400,7 @@ mod tests {
     ) -> (Vec<Result<Bytes>>, Option<backup_core::source::Details>) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let inner = futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from(c)))).boxed();
-        let items = inspect_archive(inner, FACTS, None, tx)
+        let items = inspect_archive(inner, FACTS, None, Details::new(), tx)
             .collect::<Vec<_>>()
             .await;
         (items, rx.await.ok())
@@ -400,7 +436,7 @@ mod tests {
             }),
         ])
         .boxed();
-        let items = inspect_archive(inner, FACTS, None, tx)
+        let items = inspect_archive(inner, FACTS, None, Details::new(), tx)
             .collect::<Vec<_>>()
             .await;
         assert_eq!(items.len(), 2);

@@ -17,15 +17,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use backup_core::manifest::DEFAULT_TENANT;
 use backup_core::manifest::Manifest;
 use backup_core::memory::InMemoryStore;
 use backup_core::retention::{KeepLast, PlanOptions, plan};
 use backup_core::testing::server::Watcher;
 use backup_core::testing::tamper_artifact;
-use backup_core::{BackupRequest, Engine, Filter, RestoreOptions};
+use backup_core::{BackupRequest, DumpSource, Engine, Filter, RestoreOptions};
 use backup_postgres::{
-    BaseBackupInfo, BaseBackupSource, ChainRestore, DataDirTarget, DirWalSource, ParentManifest,
-    PointInTimeRestore, RecoveryTarget, StartOptions, TestServer, WalSource,
+    BaseBackupInfo, BaseBackupSource, ChainRestore, DataDirTarget, DirWalSource, FELL_BACK,
+    IncrementalOnLatest, ParentManifest, PointInTimeRestore, RecoveryTarget, StartOptions,
+    TestServer, WalSource,
 };
 
 /// Row count and content digest of the pgbench tables, as one line.
@@ -68,7 +70,7 @@ impl Scenario {
         BaseBackupSource::new(self.server.connection(&self.db)).with_tools(self.server.tools())
     }
 
-    async fn backup(&self, source: &BaseBackupSource) -> backup_core::Result<Manifest> {
+    async fn backup(&self, source: &dyn DumpSource) -> backup_core::Result<Manifest> {
         self.engine
             .backup(source, &BackupRequest::new("cluster"))
             .await
@@ -112,6 +114,36 @@ impl Scenario {
         .await
         .unwrap()
         .unwrap()
+    }
+
+    /// The source of incrementals on the newest base backup of "cluster".
+    fn on_latest(&self, fallback_to_full: bool) -> IncrementalOnLatest {
+        IncrementalOnLatest::new(
+            self.source(),
+            self.engine.clone(),
+            DEFAULT_TENANT,
+            "cluster",
+        )
+        .fallback_to_full(fallback_to_full)
+    }
+
+    /// Sets `summarize_wal` and waits until the server says so.
+    async fn summarize_wal(&self, value: &str) {
+        for sql in [
+            &format!("ALTER SYSTEM SET summarize_wal = {value}"),
+            "SELECT pg_reload_conf()",
+        ] {
+            self.server.psql("postgres", sql).await.unwrap();
+        }
+        while self
+            .server
+            .psql("postgres", "SHOW summarize_wal")
+            .await
+            .unwrap()
+            != value
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     fn chain(&self, dir: &Path) -> ChainRestore {
@@ -189,7 +221,8 @@ async fn incremental_chain_restores_and_replays_on_postgres_18() {
     s.update(1).await;
     let inc1 = s.incremental_on(&full).await.unwrap();
     s.update(200_001).await;
-    let inc2 = s.incremental_on(&inc1).await.unwrap();
+    // On the newest base backup, found in the catalog: incremental 1.
+    let inc2 = s.backup(&s.on_latest(false)).await.unwrap();
     let after_inc2 = s.fingerprint().await;
     for (m, parent) in [(&inc1, &full), (&inc2, &inc1)] {
         assert_eq!(m.parent.as_deref(), Some(parent.id.as_str()));
@@ -313,6 +346,7 @@ async fn incremental_chain_restores_and_replays_on_postgres_18() {
     s.assert_absent(&bad);
 
     refusals(&s, &full).await;
+    fallback(&s).await;
     let _ = std::fs::remove_dir_all(&s.root);
 }
 
@@ -329,26 +363,60 @@ async fn refusals(s: &Scenario, full: &Manifest) {
     assert!(err.contains("another cluster"), "{err}");
 
     // summarize_wal off.
-    for sql in [
-        "ALTER SYSTEM SET summarize_wal = off",
-        "SELECT pg_reload_conf()",
-    ] {
-        s.server.psql("postgres", sql).await.unwrap();
-    }
-    while s
-        .server
-        .psql("postgres", "SHOW summarize_wal")
-        .await
-        .unwrap()
-        != "off"
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    s.summarize_wal("off").await;
     let err = s.incremental_on(full).await.unwrap_err().to_string();
     assert!(
         err.contains("summarize_wal is off") && err.contains("ALTER SYSTEM SET summarize_wal = on"),
         "{err}"
     );
+}
+
+/// WAL summaries that do not cover the parent (summarize_wal off for a
+/// while after it, with WAL switched and checkpointed meanwhile): without
+/// a fallback the incremental fails saying so and nothing is stored; with
+/// one a full base backup is stored, its details saying why. A source
+/// without any base backup fails the same clear way.
+async fn fallback(s: &Scenario) {
+    s.summarize_wal("on").await;
+    let full = s.backup(&s.source()).await.unwrap();
+    s.summarize_wal("off").await;
+    for from in [1, 50_001, 100_001] {
+        s.update(from).await;
+        s.server
+            .psql("postgres", "SELECT pg_switch_wal()")
+            .await
+            .unwrap();
+        s.server.psql("postgres", "CHECKPOINT").await.unwrap();
+    }
+    s.summarize_wal("on").await;
+    let count = || async { s.engine.catalog().list(&Filter::all()).await.unwrap().len() };
+    let before = count().await;
+    let err = s.backup(&s.on_latest(false)).await.unwrap_err().to_string();
+    assert!(
+        err.contains("WAL summaries no longer cover") && err.contains(&full.id),
+        "{err}"
+    );
+    assert_eq!(count().await, before, "nothing stored");
+    let fell_back = s.backup(&s.on_latest(true)).await.unwrap();
+    assert_eq!(fell_back.parent, None);
+    assert_eq!(
+        BaseBackupInfo::from_manifest(&fell_back).unwrap().parent,
+        None
+    );
+    let why = &fell_back.details[FELL_BACK];
+    assert!(why.contains(&full.id), "{why}");
+    eprintln!("fell back to a full base backup: {why}; the refusal without: {err}");
+
+    // A source without any base backup.
+    let none = IncrementalOnLatest::new(s.source(), s.engine.clone(), DEFAULT_TENANT, "nothing");
+    let err = s
+        .engine
+        .backup(&none, &BackupRequest::new("nothing"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no base backup"), "{err}");
+    assert_eq!(count().await, before + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,11 @@ pub struct CheckReport {
     /// Encrypted chunks that could only be checked for presence (no
     /// identity was supplied).
     pub unverified_chunks: u64,
+    /// Backups whose parent (a link of the chain they restore with) is
+    /// missing or damaged: `<id>: parent <parent id> is missing|damaged`.
+    /// They are in `damaged_backups` too.
+    #[serde(default)]
+    pub broken_chains: Vec<String>,
 }
 
 impl CheckReport {
@@ -344,6 +349,7 @@ async fn check_tenant(
             .into_iter()
             .map(|n| manifests[n as usize].id.clone()),
     );
+    broken_chains(&manifests, report);
     report.orphaned_artifacts.extend(
         catalog
             .orphans(Some(&prefix))
@@ -352,6 +358,36 @@ async fn check_tenant(
             .map(|o| o.key.to_string()),
     );
     Ok(())
+}
+
+/// Backups of one tenant whose parent is missing or damaged, down each
+/// chain: they are damaged too.
+fn broken_chains(manifests: &[Arc<Manifest>], report: &mut CheckReport) {
+    let listed: HashSet<&str> = manifests.iter().map(|m| m.id.as_str()).collect();
+    let mut damaged: HashSet<String> = report.damaged_backups.iter().cloned().collect();
+    loop {
+        let mut found = false;
+        for m in manifests {
+            let Some(parent) = &m.parent else { continue };
+            let why = if !listed.contains(parent.as_str()) {
+                "missing"
+            } else if damaged.contains(parent) {
+                "damaged"
+            } else {
+                continue;
+            };
+            if damaged.insert(m.id.clone()) {
+                report
+                    .broken_chains
+                    .push(format!("{}: parent {parent} is {why}", m.id));
+                report.damaged_backups.push(m.id.clone());
+                found = true;
+            }
+        }
+        if !found {
+            return;
+        }
+    }
 }
 
 /// Stored digests of a full backup's artifact; `Err` describes damage.

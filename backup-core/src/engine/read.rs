@@ -118,6 +118,55 @@ impl Engine {
         }
     }
 
+    /// [`Engine::verify`] of `backup` and of every backup it depends on:
+    /// its [`parent`](Manifest::parent), the parent's parent, and so on
+    /// (a backup that restores only with its chain is verified with it).
+    /// A missing link fails with [`Error::NotFound`] naming it and the
+    /// backup whose parent it is; a damaged one with its own error, the
+    /// link named in it. Returns the chain, oldest first (just `backup`
+    /// when it has no parent).
+    pub async fn verify_chain(&self, backup: impl Into<BackupRef>) -> Result<Vec<Arc<Manifest>>> {
+        let first = self.verify(backup).await?;
+        let tenant = first.tenant.clone();
+        let mut chain = vec![first];
+        while let Some(child) = chain.last().filter(|m| m.parent.is_some()).cloned() {
+            let parent = child.parent.clone().unwrap_or_default();
+            let link = format!("parent {parent} of {}", child.id);
+            if chain.iter().any(|m| m.id == parent) {
+                return Err(Error::Manifest {
+                    key: child.id.clone(),
+                    detail: format!("the chain loops: {link} is already in it"),
+                });
+            }
+            let m = match self.verify(BackupRef::in_tenant(&tenant, &parent)).await {
+                Ok(m) => m,
+                Err(Error::NotFound { what }) => {
+                    return Err(Error::not_found(format!(
+                        "backup {parent}, the {link} ({what}): {} cannot be restored",
+                        chain[0].id
+                    )));
+                }
+                Err(Error::Integrity { what, detail }) => {
+                    return Err(Error::Integrity {
+                        what,
+                        detail: format!("{detail} (backup {parent}, the {link})"),
+                    });
+                }
+                // Stored bytes that do not decode are damage too.
+                Err(e @ Error::Codec { .. }) => {
+                    return Err(Error::Integrity {
+                        what: format!("backup {parent}, the {link}"),
+                        detail: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            chain.push(m);
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
     /// The verified-read primitive: the plaintext of backup `manifest` as a
     /// stream that ends with an error instead of its last bytes when a
     /// digest does not match. Fails before returning for what can be

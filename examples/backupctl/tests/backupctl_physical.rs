@@ -190,7 +190,8 @@ async fn physical_backup_and_datadir_restore_on_postgres_18() {
 /// on`): an incremental base backup recording its parent, much smaller
 /// than the full one; deleting the parent is refused while it is needed;
 /// `restore --datadir` of the incremental combines the chain and the
-/// result holds the data as of the incremental. On PostgreSQL 15 the
+/// result holds the data as of the incremental; `verify` and `check`
+/// follow the chain and `prune --dry-run` shows it. On PostgreSQL 15 the
 /// same command is refused before anything is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_base_backup_and_chain_restore_on_postgres_18() {
@@ -301,6 +302,47 @@ async fn incremental_base_backup_and_chain_restore_on_postgres_18() {
         got,
         expected.trim(),
         "the chain restores the incremental's data"
+    );
+
+    // verify follows the chain; the prune plan shows which kept backup
+    // keeps which parent; a damaged parent is named by verify and check.
+    let verified = json(&["verify", &inc_id, "--store", store, "--json"]);
+    assert_eq!(
+        verified["parents"],
+        serde_json::json!([full_id]),
+        "{verified}"
+    );
+    let plan = ok(&[
+        "prune",
+        "--store",
+        store,
+        "--keep-last",
+        "1",
+        "--include-manual",
+        "--dry-run",
+    ]);
+    assert!(
+        plan.contains(&format!("keep   {full_id}  (parent of {inc_id})")),
+        "{plan}"
+    );
+    let artifact = Path::new(store).join(full["artifact"].as_str().unwrap());
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xFF;
+    std::fs::write(&artifact, &bytes).unwrap();
+    let err = fails(&["verify", &inc_id, "--store", store]);
+    assert!(
+        err.contains(&format!("parent {full_id} of {inc_id}")),
+        "{err}"
+    );
+    let out = backupctl(&["check", "--store", store]);
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(&format!(
+            "broken chain: {inc_id}: parent {full_id} is damaged"
+        )),
+        "{report}"
     );
 
     // PostgreSQL 15: refused before anything is stored.

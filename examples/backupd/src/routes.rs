@@ -238,7 +238,7 @@ pub const ROUTES: &[Route] = &[
         true,
         Some(r#"{"source_id": "...", "type": "full"}"#),
     )
-    .schema(r#"{"type": "object", "additionalProperties": false, "oneOf": [{"required": ["source_id"]}, {"required": ["database_id"]}], "properties": {"source_id": {"type": "string"}, "database_id": {"type": "string", "deprecated": true, "description": "older name of source_id"}, "type": {"type": "string", "enum": ["full", "incremental"], "default": "full"}}}"#)
+    .schema(r#"{"type": "object", "additionalProperties": false, "oneOf": [{"required": ["source_id"]}, {"required": ["database_id"]}], "properties": {"source_id": {"type": "string"}, "database_id": {"type": "string", "deprecated": true, "description": "older name of source_id"}, "type": {"type": "string", "enum": ["full", "incremental"], "default": "full"}, "base_backup": {"type": "string", "enum": ["full", "incremental"], "default": "full", "description": "physical entries: a full base backup, or a block-level incremental on the newest one (entries with an incremental schedule)"}}}"#)
     .query(WAIT)
     .success(&[201, 202])
     .errors(&[404, 409, 422, 504, 507]),

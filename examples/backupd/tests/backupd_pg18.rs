@@ -103,3 +103,77 @@ async fn postgres_18_entries_back_up_and_restore_with_their_pg_bin() {
     server.drop_database(&target).await.unwrap();
     server.drop_database(&db).await.unwrap();
 }
+
+/// A physical entry with `incremental:` on PostgreSQL 18: "back up now"
+/// with `base_backup: incremental` before any base backup fails closed
+/// (no fallback by default); after a full one, it takes a block-level
+/// incremental on it, whose parent the listing shows.
+#[tokio::test]
+async fn incremental_base_backups_through_the_daemon_on_postgres_18() {
+    let server = TestServer::shared_pg18();
+    for sql in [
+        "ALTER SYSTEM SET summarize_wal = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        server.psql("postgres", sql).await.unwrap();
+    }
+    while server.psql("postgres", "SHOW summarize_wal").await.unwrap() != "on" {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let bin = server.tools().bin_dir().unwrap().to_path_buf();
+    let conn = server.connection("postgres");
+    let d = Daemon::start_with(Options {
+        extra_config: format!(
+            "databases:\n  - {{id: c18, engine: postgres, host: {}, port: {}, database_name: postgres, username_var: PG18_USER, password_var: PG18_PASSWORD, pg_bin: {:?}, mode: physical, schedule: disabled, incremental: \"daily 03:00\"}}\n",
+            conn.host(),
+            conn.port(),
+            bin.display().to_string()
+        ),
+        envs: vec![
+            ("PG18_USER".into(), conn.user().into()),
+            (
+                "PG18_PASSWORD".into(),
+                conn.password().unwrap().expose().into(),
+            ),
+        ],
+        ..Options::default()
+    });
+    let api = Api::new(&d);
+    let incremental = || async {
+        let (status, v) = api
+            .post(
+                "/api/v1/backups",
+                ADMIN,
+                json!({"source_id": "c18", "base_backup": "incremental"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        api.wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+            .await
+    };
+    let job = incremental().await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("has no base backup"),
+        "{job}"
+    );
+
+    let full = backup_now(&api, "c18", ADMIN).await;
+    let job = incremental().await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["parent"], full.as_str(), "{job}");
+    let inc = job["result"]["id"].as_str().unwrap();
+    let (status, v) = api.get("/api/v1/backups?source_id=c18", ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let listed = v["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == inc)
+        .unwrap();
+    assert_eq!(listed["parent"], full.as_str(), "{listed}");
+    assert_eq!(listed["details"]["postgres.incremental"], "true");
+}

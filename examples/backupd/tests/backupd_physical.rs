@@ -3,7 +3,9 @@
 //! API, WAL streamed into the store by the daemon's archiver (status and
 //! metrics report it, with the point-in-time window), restore over the
 //! API refused with the command that restores it, and the fields refused
-//! over the API. The daemon stops its archiver on SIGTERM.
+//! over the API. An incremental base backup (`incremental:`, `base_backup:
+//! incremental`) fails on PostgreSQL 15 with the version error. The
+//! daemon stops its archiver on SIGTERM.
 
 use std::time::Duration;
 
@@ -61,7 +63,7 @@ async fn a_physical_entry_backs_up_the_cluster_and_archives_its_wal() {
     let slot = format!("backupd_phys_{}", std::process::id());
     let d = Daemon::start_with(Options {
         extra_config: format!(
-            "databases:\n  - {{id: cluster, engine: postgres, host: {}, port: {}, database_name: postgres, username_var: DB_USER, password_var: DB_PASSWORD, schedule: disabled, mode: physical, wal_archiving: true, slot: {slot}}}\n",
+            "databases:\n  - {{id: cluster, engine: postgres, host: {}, port: {}, database_name: postgres, username_var: DB_USER, password_var: DB_PASSWORD, schedule: disabled, incremental: disabled, mode: physical, wal_archiving: true, slot: {slot}}}\n",
             conn.host(),
             conn.port()
         ),
@@ -134,11 +136,39 @@ async fn a_physical_entry_backs_up_the_cluster_and_archives_its_wal() {
         "{job}"
     );
 
+    // An incremental base backup on PostgreSQL 15: the job fails with
+    // the version error; an unknown kind is refused.
+    let (status, v) = api
+        .post(
+            "/api/v1/backups",
+            ADMIN,
+            json!({"source_id": "cluster", "base_backup": "incremental"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(error.contains("PostgreSQL 17 or later"), "{job}");
+    let (status, v) = api
+        .post(
+            "/api/v1/backups",
+            ADMIN,
+            json!({"source_id": "cluster", "base_backup": "differential"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains("unknown base_backup"), "{v}");
+
     // Whole-cluster backups and WAL archiving are the operator's.
     for field in [
         json!({"mode": "physical"}),
         json!({"wal_archiving": true}),
         json!({"slot": "x"}),
+        json!({"incremental": "daily 03:00"}),
+        json!({"fallback_to_full": true}),
     ] {
         let mut body = database_body("phys_api", "postgres", None, false);
         for (k, v) in field.as_object().unwrap() {

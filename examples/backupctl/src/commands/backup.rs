@@ -172,19 +172,19 @@ async fn parent_base_backup(
     source_id: &str,
     arg: &str,
 ) -> Result<Arc<Manifest>> {
-    let backups = engine
-        .catalog()
-        .list(&Filter::tenant(tenant).source(source_id))
-        .await?;
-    let is_base = |m: &&Arc<Manifest>| m.format == backup_postgres::BASEBACKUP_FORMAT;
     let found = if arg == "latest" {
-        backups.iter().find(is_base)
+        backup_postgres::latest_base_backup(engine, tenant, source_id).await?
     } else {
         let id = resolve_id(engine, arg).await?;
-        backups.iter().find(|m| m.id == id)
+        engine
+            .catalog()
+            .list(&Filter::tenant(tenant).source(source_id))
+            .await?
+            .into_iter()
+            .find(|m| m.id == id)
     };
     match found {
-        Some(m) if is_base(&m) => Ok(m.clone()),
+        Some(m) if m.format == backup_postgres::BASEBACKUP_FORMAT => Ok(m),
         Some(m) => Err(Error::Config(format!(
             "--parent {}: a {} {} backup, not a base backup",
             m.id, m.engine, m.format

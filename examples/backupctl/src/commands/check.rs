@@ -47,6 +47,9 @@ pub(crate) async fn run(args: CheckArgs, ctx: &Context<'_>) -> Result<Outcome> {
         for i in &report.dangling_indexes {
             println!("index without its pack: {i}");
         }
+        for c in &report.broken_chains {
+            println!("broken chain: {c}");
+        }
         for b in &report.damaged_backups {
             println!("backup {b} cannot be restored");
         }

@@ -1,4 +1,6 @@
-//! `backupctl verify`: re-read a backup and check its size, SHA-256 and MD5.
+//! `backupctl verify`: re-read a backup and check its size, SHA-256 and
+//! MD5, and those of every backup it restores with (its chain of
+//! parents).
 
 use backup_core::Result;
 
@@ -20,13 +22,13 @@ pub(crate) async fn run(args: VerifyArgs, ctx: &Context<'_>) -> Result<Outcome> 
     let VerifyArgs { id, store, json } = args;
     let verified = match ctx.engine(&store).await {
         Ok(engine) => match resolve_id(&engine, &id).await {
-            Ok(id) => engine.verify(&id).await,
+            Ok(id) => engine.verify_chain(&id).await,
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
     };
-    let m = match verified {
-        Ok(m) => m,
+    let chain = match verified {
+        Ok(chain) => chain,
         Err(e) => {
             // Scripts reading --json get a result either way; the error
             // line still goes to stderr and the exit status is 1.
@@ -38,9 +40,16 @@ pub(crate) async fn run(args: VerifyArgs, ctx: &Context<'_>) -> Result<Outcome> 
             return Err(e);
         }
     };
+    let Some(m) = chain.last() else {
+        return Err(backup_core::Error::not_found(format!("backup {id}")));
+    };
+    let parents: Vec<&str> = chain[..chain.len() - 1]
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect();
     if json {
         print_json(
-            &serde_json::json!({"id": m.id, "verified": true, "sha256": m.stored.sha256, "md5": m.stored.md5, "size": m.stored.size}),
+            &serde_json::json!({"id": m.id, "verified": true, "sha256": m.stored.sha256, "md5": m.stored.md5, "size": m.stored.size, "parents": parents}),
         );
     } else {
         println!(
@@ -50,6 +59,12 @@ pub(crate) async fn run(args: VerifyArgs, ctx: &Context<'_>) -> Result<Outcome> 
             m.stored.sha256,
             m.stored.md5.as_deref().unwrap_or("-")
         );
+        for p in chain[..chain.len() - 1].iter().rev() {
+            println!(
+                "  parent {} OK: {} bytes, sha256 {}",
+                p.id, p.stored.size, p.stored.sha256
+            );
+        }
     }
     Ok(Outcome::Ok)
 }

@@ -12,7 +12,8 @@ use super::fields::{
     EnvLookup, check_range, env_var, parse_compression, parse_duration, parse_schedule, retention,
 };
 use super::schema::{RENAMED_FIELDS, RawDatabase};
-use super::types::{BackupMode, DatabaseConfig, Defaults, Problems};
+use super::types::{BackupMode, DatabaseConfig, Defaults, MAX_INCREMENTAL_ID, Problems};
+use backup_core::Schedule;
 
 /// The `sslmode` values PostgreSQL knows.
 const SSLMODES: [&str; 6] = [
@@ -68,6 +69,7 @@ pub fn database(
     let limits = retention(raw.retention(), path, problems).or(defaults.retention);
     check_range(raw.port, 1, u16::MAX, &format!("{path}.port"), problems);
     let (mode, wal_slot) = physical(raw, engine, path, problems);
+    let incremental = incremental(raw, engine, mode, path, problems);
     let at = At { engine, mode, path };
     let placement = match &raw.url_var {
         Some(var) => url_placement(raw, at, var, env, problems),
@@ -107,6 +109,8 @@ pub fn database(
         pg_bin: raw.pg_bin.clone(),
         mode,
         wal_slot,
+        incremental,
+        fallback_to_full: raw.fallback_to_full,
         retention: limits,
         package: raw.package,
         tenant,
@@ -208,6 +212,44 @@ fn physical(
         );
     }
     (mode, Some(slot))
+}
+
+/// `incremental` and `fallback_to_full`: block-level incremental base
+/// backups are for physical PostgreSQL entries, on a schedule of the
+/// grammar of `schedule`; the fallback goes with them.
+fn incremental(
+    raw: &RawDatabase,
+    engine: Option<Engine>,
+    mode: BackupMode,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Schedule> {
+    let Some(schedule) = &raw.incremental else {
+        if raw.fallback_to_full {
+            problems.push(
+                format!("{path}.fallback_to_full"),
+                "fallback_to_full goes with an incremental schedule",
+            );
+        }
+        return None;
+    };
+    let at = format!("{path}.incremental");
+    if engine.is_some_and(|e| e != Engine::Postgres) || mode != BackupMode::Physical {
+        problems.push(
+            &at,
+            "incremental base backups are for postgres entries with mode: physical",
+        );
+        return None;
+    }
+    if raw.id.len() > MAX_INCREMENTAL_ID {
+        problems.push(
+            format!("{path}.id"),
+            format!(
+                "at most {MAX_INCREMENTAL_ID} characters for an entry with incremental backups"
+            ),
+        );
+    }
+    parse_schedule(schedule, &at, problems)
 }
 
 /// Where an entry's database is and who connects to it.

@@ -14,6 +14,8 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_incremental;
 
 pub use crate::engine::Engine;
 pub use database::{database, drop_renamed_fields, same_database_by_name};
@@ -24,9 +26,10 @@ pub use schema::{
     RawStorage, RawTenant, RawToken, RawWebhook, Replicas,
 };
 pub use types::{
-    BackupMode, Config, DatabaseConfig, DatabaseView, Defaults, MAX_BACKUPS, MAX_DURATION_SECS,
-    MAX_PARALLEL_JOBS, MAX_RETENTION_DAYS, MAX_SHUTDOWN_SECS, PackageConfig, Problems, Retention,
-    Role, StorageConfig, TokenConfig, WebhookConfig,
+    BackupMode, Config, DatabaseConfig, DatabaseView, Defaults, INCREMENTAL_JOB_PREFIX,
+    MAX_BACKUPS, MAX_DURATION_SECS, MAX_INCREMENTAL_ID, MAX_PARALLEL_JOBS, MAX_RETENTION_DAYS,
+    MAX_SHUTDOWN_SECS, PackageConfig, Problems, Retention, Role, StorageConfig, TokenConfig,
+    WebhookConfig,
 };
 
 /// Parses and validates `text`. `base_dir` resolves relative paths;

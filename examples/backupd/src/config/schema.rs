@@ -182,12 +182,21 @@ impl<'de> Deserialize<'de> for RawSchedule {
     }
 }
 
+impl Serialize for RawSchedule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RawSchedule::Text(text) => s.serialize_str(text),
+            RawSchedule::Preset(preset) => preset.serialize(s),
+        }
+    }
+}
+
 /// The mapping form of a preset. Each preset takes its own fields and no
 /// others: `daily` a `time`; `every_Nh` a `base` (the cycle's hour, not a
 /// time of day: `every_12h` from `15:00` runs at 03:00 and 15:00);
 /// `weekly` a `weekday` and a `time`; `monthly` a `day` and a `time`;
 /// `once` an `at`; `disabled` nothing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPreset {
     /// `disabled`, `daily`, `every_Nh` (N dividing 24), `weekly`,
@@ -385,6 +394,20 @@ pub struct RawDatabase {
     /// id, lower-cased, other characters as `_`). Configuration file only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<String>,
+    /// `physical` PostgreSQL entries: when to take block-level incremental
+    /// base backups (PostgreSQL 17+, `summarize_wal = on`) on the newest
+    /// base backup of the entry (full or incremental), in the grammar of
+    /// `schedule`, which stays the full backups' schedule. A trigger of
+    /// both at the same time takes one full backup. Configuration file
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<RawSchedule>,
+    /// With `incremental`: take a full base backup instead when the entry
+    /// has no base backup yet or the server's WAL summaries no longer
+    /// cover the newest one (default false: the incremental fails, saying
+    /// so). Configuration file only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback_to_full: bool,
 }
 
 /// The retention fields of a section, as written (`global:`,

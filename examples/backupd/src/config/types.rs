@@ -125,7 +125,24 @@ pub struct DatabaseConfig {
     /// on (physical entries only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wal_slot: Option<String>,
+    /// Physical entries: when block-level incremental base backups are
+    /// taken on the newest base backup of the entry (`schedule` is the
+    /// full backups').
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Schedule>,
+    /// With `incremental`: a full base backup instead when there is no
+    /// parent or the WAL summaries no longer cover it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fallback_to_full: bool,
 }
+
+/// What the scheduler job id of an entry's incremental base backups
+/// starts with (ids starting with `_` are reserved: no entry takes it).
+pub const INCREMENTAL_JOB_PREFIX: &str = "_incremental.";
+
+/// The longest id of an entry with incremental backups, so that its
+/// incrementals' job id is an id too (at most 128 characters).
+pub const MAX_INCREMENTAL_ID: usize = 128 - INCREMENTAL_JOB_PREFIX.len();
 
 /// What a PostgreSQL entry's backups are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -154,6 +171,11 @@ impl BackupMode {
 }
 
 impl DatabaseConfig {
+    /// The scheduler job id of this entry's incremental base backups.
+    pub fn incremental_job_id(&self) -> String {
+        format!("{INCREMENTAL_JOB_PREFIX}{}", self.id)
+    }
+
     /// The checks of this entry's `database_name` that apply to its mode
     /// ([`BackupMode::check_database_name`]).
     pub fn check_database_name(&self) -> Result<(), String> {

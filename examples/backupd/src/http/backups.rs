@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::body;
+use crate::config::BackupMode;
 use crate::error::ApiError;
 use crate::packages;
 
@@ -160,6 +161,11 @@ pub(super) struct CreateBackup {
     source_id: String,
     #[serde(rename = "type", default)]
     backup_type: Option<String>,
+    /// Physical entries: `full` (the default) or `incremental` (a
+    /// block-level incremental on the entry's newest base backup; needs
+    /// the entry's `incremental:` schedule, whose settings it follows).
+    #[serde(default)]
+    base_backup: Option<String>,
 }
 
 pub(super) async fn create_backup(
@@ -185,8 +191,29 @@ pub(super) async fn create_backup(
     let db = app
         .database(&body.source_id, caller.tenant.as_deref())
         .ok_or_else(|| ApiError::not_found(format!("database {}", body.source_id)))?;
+    let job_id = match body.base_backup.as_deref() {
+        Some(_) if db.mode != BackupMode::Physical => {
+            return Err(ApiError::bad_request(format!(
+                "base_backup applies to physical entries; {} takes logical dumps",
+                db.id
+            )));
+        }
+        None | Some("full") => db.id.clone(),
+        Some("incremental") if db.incremental.is_none() => {
+            return Err(ApiError::bad_request(format!(
+                "{} takes no incremental base backups: give its entry an incremental schedule (incremental: in the configuration)",
+                db.id
+            )));
+        }
+        Some("incremental") => db.incremental_job_id(),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown base_backup {other:?} (expected full or incremental)"
+            )));
+        }
+    };
     let runner = Arc::clone(&app);
-    let db_id = db.id.clone();
+    let db_id = job_id;
     let work = async move {
         let outcome = runner
             .scheduler

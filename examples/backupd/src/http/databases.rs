@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::body;
 use crate::config::{
-    BackupMode, DatabaseConfig, DatabaseView, Defaults, Problems, RawDatabase, database,
-    drop_renamed_fields,
+    BackupMode, DatabaseConfig, DatabaseView, Defaults, Problems, RawDatabase, RawSchedule,
+    database, drop_renamed_fields,
 };
 use crate::engine::Engine;
 use crate::error::ApiError;
@@ -65,7 +65,14 @@ pub(super) fn body_to_database(
     }
     // Which programs the daemon runs, and whole-cluster backups and WAL
     // archiving (long-running replication), are the operator's choice.
-    for key in ["pg_bin", "mode", "wal_archiving", "slot"] {
+    for key in [
+        "pg_bin",
+        "mode",
+        "wal_archiving",
+        "slot",
+        "incremental",
+        "fallback_to_full",
+    ] {
         if fields.contains_key(key) {
             return Err(ApiError::bad_request(format!(
                 "{key} is accepted only in the configuration file"
@@ -225,6 +232,11 @@ pub(super) async fn patch_database(
         mode: (current.mode == BackupMode::Physical).then(|| "physical".into()),
         wal_archiving: current.wal_slot.is_some(),
         slot: current.wal_slot.clone(),
+        incremental: current
+            .incremental
+            .as_ref()
+            .map(|s| RawSchedule::Text(s.to_string())),
+        fallback_to_full: current.fallback_to_full,
     };
     let mut fields = fields;
     fields

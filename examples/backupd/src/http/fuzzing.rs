@@ -118,6 +118,8 @@ pub fn sample_base() -> RawDatabase {
         mode: None,
         wal_archiving: false,
         slot: None,
+        incremental: None,
+        fallback_to_full: false,
     }
 }
 

@@ -15,14 +15,19 @@ use crate::engine::Engine as DbEngine;
 /// Builds the source for a database entry.
 pub fn make_source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
     match db.engine {
-        DbEngine::Postgres if db.mode == BackupMode::Physical => Ok(Arc::new(
-            BaseBackupSource::new(pg_connection(db, &db.database_name)).with_tools(pg_tools(db)),
-        )),
+        DbEngine::Postgres if db.mode == BackupMode::Physical => {
+            Ok(Arc::new(base_backup_source(db)))
+        }
         DbEngine::Postgres => Ok(Arc::new(
             PostgresSource::new(pg_connection(db, &db.database_name)).with_tools(pg_tools(db)),
         )),
         DbEngine::Mongodb => crate::mongo::source(db),
     }
+}
+
+/// The base backup source of a physical PostgreSQL entry.
+pub fn base_backup_source(db: &DatabaseConfig) -> BaseBackupSource {
+    BaseBackupSource::new(pg_connection(db, &db.database_name)).with_tools(pg_tools(db))
 }
 
 /// Builds the restore target for a database entry.

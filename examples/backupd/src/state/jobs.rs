@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backup_core::{
-    BackupJob, BackupRequest, Error, Filter, JobSpec, Result, manifest::BackupKind, scheduler::Job,
-    scheduler::JobOutcome, scheduler::Trigger,
+    BackupJob, BackupRequest, DumpSource, Error, Event, EventBus, Filter, JobSpec, Result,
+    Schedule, manifest::BackupKind, scheduler::Job, scheduler::JobOutcome, scheduler::Trigger,
 };
+use backup_postgres::IncrementalOnLatest;
 use chrono::Utc;
+use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
 use super::App;
-use super::entries::{make_source, retention};
+use super::entries::{base_backup_source, make_source, retention};
 use crate::config::DatabaseConfig;
 
 impl App {
@@ -31,23 +33,52 @@ impl App {
             .await
             .ok()
             .and_then(|l| l.first().map(|m| m.started_at));
-        let job = BackupJob {
-            engine: self.engine_for(&db),
-            source,
-            request: BackupRequest::new(&db.id)
-                .tenant(&db.tenant)
-                .created_by("backupd"),
-            retention: retention(&db),
-        };
-        let guarded = GuardedJob {
+        let request = BackupRequest::new(&db.id)
+            .tenant(&db.tenant)
+            .created_by("backupd");
+        // The entry's runs (full and incremental) take turns: an
+        // incremental waits for a full being written, then takes it as
+        // its parent.
+        let serial = Arc::new(tokio::sync::Mutex::new(()));
+        let guarded = |source: Arc<dyn DumpSource>| GuardedJob {
             app: Arc::downgrade(self),
             db: db.clone(),
-            inner: job,
+            inner: BackupJob {
+                engine: self.engine_for(&db),
+                source,
+                request: request.clone(),
+                retention: retention(&db),
+            },
+            serial: Arc::clone(&serial),
         };
+        let last_run = last_run.or(Some(Utc::now()));
         self.scheduler.upsert(
-            JobSpec::new(&db.id, db.schedule.clone(), Arc::new(guarded))
-                .last_run(last_run.or(Some(Utc::now()))),
+            JobSpec::new(&db.id, db.schedule.clone(), Arc::new(guarded(source))).last_run(last_run),
         )?;
+        match &db.incremental {
+            Some(schedule) => {
+                let source = IncrementalOnLatest::new(
+                    base_backup_source(&db),
+                    self.engine_for(&db),
+                    &db.tenant,
+                    &db.id,
+                )
+                .fallback_to_full(db.fallback_to_full);
+                let job = IncrementalJob {
+                    full: db.schedule.clone(),
+                    tz: self.config.tz,
+                    events: self.events.clone(),
+                    inner: guarded(Arc::new(source)),
+                };
+                self.scheduler.upsert(
+                    JobSpec::new(db.incremental_job_id(), schedule.clone(), Arc::new(job))
+                        .last_run(last_run),
+                )?;
+            }
+            None => {
+                self.scheduler.remove(&db.incremental_job_id());
+            }
+        }
         self.metrics.touch(&db.tenant, &db.id);
         self.wal
             .replace(
@@ -75,6 +106,9 @@ pub struct GuardedJob {
     pub db: DatabaseConfig,
     /// The backup itself.
     pub inner: BackupJob,
+    /// Shared by the entry's jobs (full and incremental): one runs at a
+    /// time.
+    pub serial: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[async_trait]
@@ -87,12 +121,63 @@ impl Job for GuardedJob {
         app.check_owner(&self.db, Some(&self.db.id))
             .await
             .map_err(|e| Error::Config(e.message))?;
+        let _turn = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(Error::Cancelled),
+            turn = self.serial.lock() => turn,
+        };
         let result = self.inner.run(trigger, cancel).await;
         // Removed while it ran: the record it just wrote is forgotten too.
         if app.database(&self.db.id, Some(&self.db.tenant)).is_none() {
             app.forget_run_record(&self.db.tenant, &self.db.id).await;
         }
         result
+    }
+}
+
+/// A physical entry's incremental base backups (`incremental:`): its
+/// [`GuardedJob`] on an [`IncrementalOnLatest`] source, except that a
+/// scheduled trigger at which the full backups' schedule fires too is
+/// skipped (an [`Event::Skipped`]): the full backup runs instead, and no
+/// incremental is taken on a parent being written.
+#[derive(Debug)]
+pub struct IncrementalJob {
+    /// The entry's full backups' schedule.
+    pub full: Schedule,
+    /// The zone schedules are evaluated in.
+    pub tz: Tz,
+    /// Where the skip is reported.
+    pub events: EventBus,
+    /// The incremental backup itself.
+    pub inner: GuardedJob,
+}
+
+/// Whether `trigger` of the incremental job is also a trigger of the
+/// `full` schedule (in `tz`), so that the full backup wins. Manual runs
+/// never coincide.
+pub fn full_wins(full: &Schedule, tz: Tz, trigger: &Trigger) -> bool {
+    trigger.kind == BackupKind::Scheduled
+        && trigger
+            .scheduled_for
+            .is_some_and(|at| full.prev_at_or_before(at, tz) == Some(at))
+}
+
+#[async_trait]
+impl Job for IncrementalJob {
+    async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome> {
+        if full_wins(&self.full, self.tz, trigger) {
+            let reason =
+                "the full backups' schedule fires at the same time: a full backup is taken instead";
+            tracing::info!(job = %trigger.job_id, reason, "incremental skipped");
+            self.events.emit(Event::Skipped {
+                job_id: trigger.job_id.clone(),
+                scheduled_for: trigger.scheduled_for.unwrap_or_else(Utc::now),
+                reason: reason.into(),
+                at: Utc::now(),
+            });
+            return Ok(JobOutcome::default());
+        }
+        self.inner.run(trigger, cancel).await
     }
 }
 
@@ -111,5 +196,73 @@ impl Job for PackageJob {
         Ok(JobOutcome {
             backup_id: built.first().map(|p| p.id.clone()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_trigger_at_the_same_time_wins_over_the_incremental() {
+        let full: Schedule = "weekly sun 03:00".parse().unwrap();
+        let at = |s: &str| Some(s.parse::<chrono::DateTime<Utc>>().unwrap());
+        let trigger = |kind, scheduled_for| Trigger {
+            job_id: "_incremental.c".into(),
+            kind,
+            scheduled_for,
+            backup_type: None,
+        };
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        for (kind, when, tz, wins) in [
+            // Sunday 29 November 2026, 03:00.
+            (
+                BackupKind::Scheduled,
+                at("2026-11-29T03:00:00Z"),
+                Tz::UTC,
+                true,
+            ),
+            (
+                BackupKind::Scheduled,
+                at("2026-11-30T03:00:00Z"),
+                Tz::UTC,
+                false,
+            ),
+            (
+                BackupKind::Scheduled,
+                at("2026-11-29T03:01:00Z"),
+                Tz::UTC,
+                false,
+            ),
+            // 03:00 in Paris is 02:00 UTC in winter.
+            (
+                BackupKind::Scheduled,
+                at("2026-11-29T02:00:00Z"),
+                paris,
+                true,
+            ),
+            (
+                BackupKind::Scheduled,
+                at("2026-11-29T03:00:00Z"),
+                paris,
+                false,
+            ),
+            (
+                BackupKind::Manual,
+                at("2026-11-29T03:00:00Z"),
+                Tz::UTC,
+                false,
+            ),
+            (BackupKind::Manual, None, Tz::UTC, false),
+        ] {
+            assert_eq!(
+                full_wins(&full, tz, &trigger(kind, when)),
+                wins,
+                "{kind:?} {when:?} {tz}"
+            );
+        }
+        let disabled: Schedule = "disabled".parse().unwrap();
+        let sunday = trigger(BackupKind::Scheduled, at("2026-11-29T03:00:00Z"));
+        assert!(!full_wins(&disabled, Tz::UTC, &sunday));
     }
 }

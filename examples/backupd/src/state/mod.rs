@@ -203,6 +203,7 @@ impl App {
         let removed = self.databases.write().expect("databases lock").remove(id);
         match removed {
             Some(db) => {
+                self.scheduler.remove(&db.incremental_job_id());
                 self.forget_run_record(&db.tenant, &db.id).await;
                 true
             }

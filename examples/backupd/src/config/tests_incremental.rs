@@ -1,0 +1,87 @@
+//! Tests of `incremental:` and `fallback_to_full:` in database entries.
+
+use super::*;
+
+const BASE: &str = r#"
+storage: {type: fs, path: ./backups}
+auth: {tokens: [{token_var: ADMIN_TOKEN, role: admin}]}
+databases:
+"#;
+
+fn load_entries(entries: &str) -> Result<Config, Problems> {
+    let lookup = |k: &str| (k == "ADMIN_TOKEN").then(|| "admin-token-0123456789".to_string());
+    load(
+        &format!("{BASE}{entries}"),
+        std::path::Path::new("/etc/backupd"),
+        &lookup,
+    )
+}
+
+#[test]
+fn a_physical_entry_takes_incrementals_on_their_own_schedule() {
+    let config = load_entries(
+        r#"  - {id: c, engine: postgres, database_name: postgres, mode: physical,
+     schedule: "weekly sun 03:00", incremental: {preset: daily, time: "03:00"},
+     fallback_to_full: true}
+  - {id: d, engine: postgres, database_name: postgres, mode: physical,
+     schedule: "weekly sun 03:00", incremental: "daily 03:00"}
+"#,
+    )
+    .unwrap();
+    let [c, d] = &config.databases[..] else {
+        panic!("two entries")
+    };
+    let shown = |s: &str| s.parse::<backup_core::Schedule>().unwrap().to_string();
+    assert_eq!(c.schedule.to_string(), shown("weekly sun 03:00"));
+    assert_eq!(
+        c.incremental.as_ref().map(ToString::to_string),
+        Some(shown("daily 03:00"))
+    );
+    assert!(c.fallback_to_full);
+    assert!(!d.fallback_to_full, "fails closed by default");
+    assert_eq!(c.incremental_job_id(), "_incremental.c");
+}
+
+#[test]
+fn incrementals_are_refused_where_they_cannot_apply() {
+    let long = "x".repeat(MAX_INCREMENTAL_ID + 1);
+    for (entry, want) in [
+        (
+            r#"{id: l, engine: postgres, database_name: app, incremental: "daily 03:00"}"#,
+            "databases[0].incremental: incremental base backups are for postgres entries with mode: physical",
+        ),
+        (
+            r#"{id: m, engine: mongodb, database_name: app, incremental: "daily 03:00"}"#,
+            "databases[0].incremental: incremental base backups are for postgres entries",
+        ),
+        (
+            r#"{id: f, engine: postgres, database_name: postgres, mode: physical, fallback_to_full: true}"#,
+            "databases[0].fallback_to_full: fallback_to_full goes with an incremental schedule",
+        ),
+        (
+            &format!(
+                r#"{{id: {long}, engine: postgres, database_name: postgres, mode: physical, incremental: "daily 03:00"}}"#
+            ),
+            "databases[0].id: at most",
+        ),
+    ] {
+        let problems = load_entries(&format!("  - {entry}\n")).unwrap_err().0;
+        assert!(
+            problems.iter().any(|p| p.contains(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+    // A bad schedule is named with its field.
+    let problems = load_entries(
+        r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, incremental: "daily 25:00"}
+"#,
+    )
+    .unwrap_err()
+    .0;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("databases[0].incremental: ") && p.contains("25:00")),
+        "{problems:#?}"
+    );
+}
