@@ -16,7 +16,6 @@ use tokio::io::AsyncWriteExt;
 use crate::error::{Side, sqlite_error};
 use crate::header::{HEADER_LEN, Header};
 use crate::source::ENGINE;
-use crate::target::{existing, parent_dir};
 
 /// Most lines of a failed integrity check quoted in the error.
 const MAX_PROBLEMS: usize = 5;
@@ -268,4 +267,29 @@ fn integrity_check(temp: &Path) -> std::result::Result<(), Finish> {
         )));
     }
     Ok(())
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether a file is at `path`; refuses what a restore must not replace.
+pub(crate) fn existing(path: &Path) -> Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::Config(format!(
+            "{} is a symbolic link: restore to the file it points to",
+            path.display()
+        ))),
+        Ok(meta) if !meta.is_file() => Err(Error::Config(format!(
+            "{} exists and is not a regular file",
+            path.display()
+        ))),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(format!("cannot stat {}", path.display()), e)),
+    }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use backup_core::source::{RestoreOptions, RestoreSession, RestoreTarget};
 use backup_core::{Error, Result};
 
-use crate::session::FileSession;
+use crate::session::{FileSession, existing, parent_dir};
 use crate::source::{ENGINE, FORMAT};
 
 /// Where a restore writes a database file.
@@ -86,31 +86,6 @@ pub(crate) fn create_temp(target: &Path) -> Result<(PathBuf, std::fs::File)> {
         "cannot find a free temporary file name in {}",
         dir.display()
     )))
-}
-
-/// The directory `path` is in (`.` for a bare file name).
-pub(crate) fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Whether a file is at `path`; refuses what a restore must not replace.
-pub(crate) fn existing(path: &Path) -> Result<bool> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(Error::Config(format!(
-            "{} is a symbolic link: restore to the file it points to",
-            path.display()
-        ))),
-        Ok(meta) if !meta.is_file() => Err(Error::Config(format!(
-            "{} exists and is not a regular file",
-            path.display()
-        ))),
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(format!("cannot stat {}", path.display()), e)),
-    }
 }
 
 #[async_trait]
