@@ -385,6 +385,28 @@ impl Error {
     }
 }
 
+/// Which side of an engine adapter failed: a dump ([`Error::Dump`]) or a
+/// restore ([`Error::Restore`]). Adapters whose error mapping is shared by
+/// both sides take one of these and build the variant with [`Side::error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Reading from the database.
+    Dump,
+    /// Writing into the database.
+    Restore,
+}
+
+impl Side {
+    /// [`Error::Dump`] or [`Error::Restore`] of `engine` with `detail`.
+    pub fn error(self, engine: &'static str, detail: impl Into<String>) -> Error {
+        let detail = detail.into();
+        match self {
+            Side::Dump => Error::Dump { engine, detail },
+            Side::Restore => Error::Restore { engine, detail },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,6 +429,16 @@ mod tests {
         assert!(source.is::<tokio::task::JoinError>(), "{source:?}");
         assert!(!e.to_string().contains('\n'), "{e}");
         assert!(!matches!(e, Error::Config(_)));
+    }
+
+    #[test]
+    fn a_side_picks_the_variant() {
+        let dump = Side::Dump.error("sqlite", "reading");
+        assert!(
+            matches!(dump, Error::Dump { engine: "sqlite", ref detail } if detail == "reading")
+        );
+        let restore = Side::Restore.error("mongodb", String::from("writing"));
+        assert_eq!(restore.to_string(), "mongodb restore failed: writing");
     }
 
     #[test]

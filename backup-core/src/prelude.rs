@@ -16,7 +16,7 @@ pub use crate::backup_ref::BackupRef;
 pub use crate::catalog::Filter;
 pub use crate::compression::Compression;
 pub use crate::engine::{BackupRequest, Engine};
-pub use crate::error::{Error, Result};
+pub use crate::error::{Error, Result, Side};
 pub use crate::events::{Event, EventBus};
 pub use crate::manifest::BackupType;
 pub use crate::retention::RetentionPolicy;

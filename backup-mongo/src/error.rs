@@ -2,6 +2,8 @@
 //! scrubbed and long messages shortened.
 
 use backup_core::Error;
+/// Which side of the adapter failed (shared with every engine).
+pub(crate) use backup_core::Side;
 use mongodb::error::{Error as DriverError, ErrorKind};
 
 use crate::conn::MongoConnection;
@@ -14,13 +16,6 @@ pub(crate) const NAMESPACE_NOT_FOUND: i32 = 26;
 /// The longest error detail kept (a failed insert of a large batch can
 /// report thousands of write errors).
 const MAX_DETAIL: usize = 2000;
-
-/// Which side of the adapter failed, for the error variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Side {
-    Dump,
-    Restore,
-}
 
 /// A driver error raised while connecting or checking the server.
 pub(crate) fn connect_error(err: &DriverError, conn: &MongoConnection) -> Error {
@@ -54,19 +49,7 @@ pub(crate) fn classify(
             engine: "mongodb",
             detail: format!("{} ({detail})", conn.redacted_uri()),
         },
-        _ => {
-            let detail = format!("{context}: {detail}");
-            match side {
-                Side::Dump => Error::Dump {
-                    engine: "mongodb",
-                    detail,
-                },
-                Side::Restore => Error::Restore {
-                    engine: "mongodb",
-                    detail,
-                },
-            }
-        }
+        _ => side.error("mongodb", format!("{context}: {detail}")),
     }
 }
 

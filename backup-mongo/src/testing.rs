@@ -129,7 +129,7 @@ impl ThrowawaySecantus {
             })
             .await
             .map_err(|e| {
-                crate::error::classify(&e, crate::error::Side::Restore, "creating a user", &conn)
+                crate::error::classify(&e, backup_core::Side::Restore, "creating a user", &conn)
             })?;
         tokio::task::spawn_blocking(move || server.restart_with_auth().map(|()| server))
             .await
@@ -298,12 +298,7 @@ impl TestServer {
         let conn = self.connection(database);
         let db = client.database(database);
         let fail = |e: mongodb::error::Error| {
-            crate::error::classify(
-                &e,
-                crate::error::Side::Restore,
-                "creating the sample",
-                &conn,
-            )
+            crate::error::classify(&e, backup_core::Side::Restore, "creating the sample", &conn)
         };
         db.create_collection("empty").await.map_err(fail)?;
         let items = db.collection::<bson::Document>("items");
@@ -344,10 +339,10 @@ impl TestServer {
         let client = self.client().await?;
         let conn = self.connection(database);
         let fail = |e: mongodb::error::Error| {
-            crate::error::classify(&e, crate::error::Side::Dump, "summarising", &conn)
+            crate::error::classify(&e, backup_core::Side::Dump, "summarising", &conn)
         };
         let db = client.database(database);
-        let specs = crate::server::list_collections(&db, &conn, crate::error::Side::Dump).await?;
+        let specs = crate::server::list_collections(&db, &conn, backup_core::Side::Dump).await?;
         let mut out = std::collections::BTreeMap::new();
         for spec in specs {
             let name = spec.get_str("name").unwrap_or_default().to_string();
@@ -376,12 +371,7 @@ impl TestServer {
         let client = self.client().await?;
         let conn = self.connection(database);
         client.database(database).drop().await.map_err(|e| {
-            crate::error::classify(
-                &e,
-                crate::error::Side::Restore,
-                "dropping a database",
-                &conn,
-            )
+            crate::error::classify(&e, backup_core::Side::Restore, "dropping a database", &conn)
         })
     }
 

@@ -10,7 +10,6 @@ use backup_core::catalog::Filter;
 use backup_core::manifest::Manifest;
 use backup_core::source::{DumpOptions, DumpStream, SourceInfo};
 use backup_core::{DumpSource, Engine, Error, Result};
-use futures::StreamExt;
 
 use crate::incremental::ParentManifest;
 use crate::physical::{BASEBACKUP_FORMAT, BaseBackupSource};
@@ -119,21 +118,12 @@ impl DumpSource for IncrementalOnLatest {
                 .dump(opts)
                 .await;
         };
-        let parent = Arc::new(ParentManifest::fetch(&self.engine, &parent).await?);
+        let parent = ParentManifest::fetch(&self.engine, &parent).await?;
         let source = self
             .base
             .clone()
-            .incremental_shared(Arc::clone(&parent))
+            .incremental(parent)
             .fallback_to_full(self.fallback_to_full);
-        let mut dump = source.dump(opts).await?;
-        // The parent's manifest file lives as long as the dump's stream.
-        let inner = std::mem::replace(&mut dump.stream, futures::stream::empty().boxed());
-        dump.stream = inner
-            .map(move |item| {
-                let _ = &parent;
-                item
-            })
-            .boxed();
-        Ok(dump)
+        source.dump(opts).await
     }
 }

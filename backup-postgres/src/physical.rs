@@ -89,14 +89,9 @@ impl BaseBackupSource {
     /// WAL summaries that no longer reach back to the parent fail the
     /// backup unless [`BaseBackupSource::fallback_to_full`] allows a full
     /// one instead.
-    pub fn incremental(self, parent: ParentManifest) -> Self {
-        self.incremental_shared(Arc::new(parent))
-    }
-
-    /// [`BaseBackupSource::incremental`] with a parent the caller keeps too.
-    pub(crate) fn incremental_shared(mut self, parent: Arc<ParentManifest>) -> Self {
+    pub fn incremental(mut self, parent: ParentManifest) -> Self {
         self.incremental = Some(Incremental {
-            parent,
+            parent: Arc::new(parent),
             fallback_to_full: false,
         });
         self
@@ -358,7 +353,15 @@ impl DumpSource for BaseBackupSource {
                     stream = self.start(&tool.path, None)?;
                 }
                 first => {
-                    stream = futures::stream::iter(first).chain(stream).boxed();
+                    // pg_basebackup has read the parent's manifest file by
+                    // now; the stream keeps it anyway until it ends.
+                    let manifest = Arc::clone(&inc.parent);
+                    stream = futures::stream::iter(first)
+                        .chain(stream)
+                        .inspect(move |_| {
+                            let _ = &manifest;
+                        })
+                        .boxed();
                     parent = Some(inc.parent.id().to_string());
                 }
             }

@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 
 use super::{DEFAULT_QUEUE_DEPTH, Message, ProducerStream};
 use crate::conn::MongoConnection;
-use crate::error::Side;
 use crate::server::{ServerInfo, list_collections};
 use crate::tools::{ConfigFile, MongoTools, chunks, drain, last_lines};
+use backup_core::Side;
 
 /// Starts `mongodump --archive` of `database` (only the collections in
 /// `only` when it is not empty).
