@@ -3,14 +3,9 @@
 use std::path::Path;
 
 use backup_core::Error;
+/// Which side of the adapter failed (shared with every engine).
+pub(crate) use backup_core::Side;
 use rusqlite::ErrorCode;
-
-/// Which side of the adapter failed, for the error variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Side {
-    Dump,
-    Restore,
-}
 
 /// Maps `err`, raised while `context` on the database at `path`, into
 /// [`Error::Dump`] or [`Error::Restore`] with a word on what SQLite's
@@ -30,15 +25,8 @@ pub(crate) fn sqlite_error(side: Side, context: &str, path: &Path, err: &rusqlit
         Some(ErrorCode::DiskFull) => " (the disk is full)",
         _ => "",
     };
-    let detail = format!("{context} {}: {err}{hint}", path.display());
-    match side {
-        Side::Dump => Error::Dump {
-            engine: "sqlite",
-            detail,
-        },
-        Side::Restore => Error::Restore {
-            engine: "sqlite",
-            detail,
-        },
-    }
+    side.error(
+        "sqlite",
+        format!("{context} {}: {err}{hint}", path.display()),
+    )
 }

@@ -50,6 +50,7 @@
 mod checksum;
 mod error;
 mod header;
+mod leftovers;
 mod session;
 mod snapshot;
 mod source;
@@ -57,6 +58,7 @@ mod target;
 
 pub use checksum::{TableChecksum, table_checksums};
 pub use header::MAGIC;
+pub use leftovers::DEFAULT_LEFTOVER_GRACE;
 pub use snapshot::SnapshotOptions;
 pub use source::{DEFAULT_CHUNK_SIZE, ENGINE, FORMAT, SqliteSource};
 pub use target::SqliteTarget;

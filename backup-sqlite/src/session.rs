@@ -1,7 +1,6 @@
 //! The restore session of [`SqliteTarget`](crate::SqliteTarget): bytes into
 //! a temporary file, checked and renamed onto the target on commit.
 
-use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{Side, sqlite_error};
 use crate::header::{HEADER_LEN, Header};
+use crate::leftovers::{remove_with_side_files, with_suffix};
 use crate::source::ENGINE;
 
 /// Most lines of a failed integrity check quoted in the error.
@@ -27,16 +27,28 @@ pub(crate) struct FileSession {
     path: PathBuf,
     temp: Option<PathBuf>,
     file: Option<tokio::fs::File>,
+    /// The temporary file's `flock`, held until the session ends (see
+    /// [`crate::leftovers`]).
+    _in_use: std::fs::File,
     overwrite: bool,
     written: u64,
 }
 
 impl FileSession {
-    pub(crate) fn new(path: PathBuf, temp: PathBuf, file: std::fs::File, overwrite: bool) -> Self {
+    /// A session writing `file`, open on `temp` and marked in use by this
+    /// descriptor (`in_use`, another descriptor of the same open file).
+    pub(crate) fn new(
+        path: PathBuf,
+        temp: PathBuf,
+        file: std::fs::File,
+        in_use: std::fs::File,
+        overwrite: bool,
+    ) -> Self {
         FileSession {
             path,
             temp: Some(temp),
             file: Some(tokio::fs::File::from_std(file)),
+            _in_use: in_use,
             overwrite,
             written: 0,
         }
@@ -50,19 +62,9 @@ impl FileSession {
     }
 }
 
-/// `path` with `suffix` appended (`x.db` → `x.db-wal`).
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s: OsString = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 /// Removes `temp` and the side files SQLite may have made beside it.
 fn remove_temp(temp: &Path) {
-    for side in ["-wal", "-shm", "-journal"] {
-        let _ = std::fs::remove_file(with_suffix(temp, side));
-    }
-    let _ = std::fs::remove_file(temp);
+    let _ = remove_with_side_files(temp);
 }
 
 impl Drop for FileSession {

@@ -8,6 +8,9 @@
 //! created `0600` by `tempfile`, and unlinked as soon as the snapshot is
 //! complete: what is streamed afterwards is read through the open file,
 //! which disappears with the last descriptor, also when the host dies.
+//! A host killed while the snapshot is being taken leaves its spool
+//! (`.backup-sqlite-XXXXXX.spool`): the next snapshot into the same
+//! directory removes it (see [`crate::leftovers`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,10 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Side, sqlite_error};
 use crate::header::{HEADER_LEN, Header, preflight};
+use crate::leftovers::{
+    DEFAULT_LEFTOVER_GRACE, SIDE_FILES, SPOOL_PREFIX, SPOOL_SUFFIX, mark_in_use, sweep_spools,
+    with_suffix,
+};
 
 /// How a snapshot is taken; see [`SqliteSource`](crate::SqliteSource).
 #[derive(Debug, Clone)]
@@ -120,10 +127,12 @@ pub(crate) fn take(
     let dump_error =
         |context: &str, e: &rusqlite::Error| sqlite_error(Side::Dump, context, path, e);
     let dir = opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    sweep_spools(&dir, DEFAULT_LEFTOVER_GRACE);
     let spool = tempfile::Builder::new()
-        .prefix(".backup-sqlite-")
-        .suffix(".spool")
+        .prefix(SPOOL_PREFIX)
+        .suffix(SPOOL_SUFFIX)
         .tempfile_in(&dir)
+        .and_then(|spool| mark_in_use(spool.as_file()).map(|()| spool))
         .map_err(|e| {
             Error::io(
                 format!("cannot create a spool file in {}", dir.display()),
@@ -195,10 +204,8 @@ pub(crate) fn take(
 
     let mut file = std::fs::File::open(spool.path())
         .map_err(|e| Error::io("cannot reopen the spool file", e))?;
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let mut side = spool.path().as_os_str().to_owned();
-        side.push(suffix);
-        let _ = std::fs::remove_file(side);
+    for suffix in SIDE_FILES {
+        let _ = std::fs::remove_file(with_suffix(spool.path(), suffix));
     }
     spool
         .close()

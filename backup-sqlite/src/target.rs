@@ -2,11 +2,17 @@
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::source::{RestoreOptions, RestoreSession, RestoreTarget};
+use backup_core::source::{
+    Candidate, Leftover, LeftoverReport, Removal, RestoreOptions, RestoreSession, RestoreTarget,
+};
 use backup_core::{Error, Result};
 
+use crate::leftovers::{
+    DEFAULT_LEFTOVER_GRACE, clear_restores_of, mark_in_use, remove_leftover, restore_temps,
+};
 use crate::session::{FileSession, existing, parent_dir};
 use crate::source::{ENGINE, FORMAT};
 
@@ -19,7 +25,12 @@ use crate::source::{ENGINE, FORMAT};
 /// it with `PRAGMA integrity_check`, fsyncs it, renames it onto the
 /// target and fsyncs the directory. A failure, an abort or a dropped
 /// session deletes the temporary file and leaves the target as it was;
-/// only a crash can leave the temporary file behind.
+/// only a crash can leave the temporary file behind. A restore removes
+/// such files of its own target once idle for
+/// [`DEFAULT_LEFTOVER_GRACE`](crate::DEFAULT_LEFTOVER_GRACE) and held by
+/// no process (a running restore holds an exclusive `flock` on its file);
+/// [`RestoreTarget::leftovers`] and [`RestoreTarget::remove_leftovers`]
+/// list and remove those beside this target's path.
 ///
 /// The target path is [`RestoreOptions::database`] if set, else the one
 /// given to [`SqliteTarget::new`]. An existing file is refused with
@@ -46,6 +57,15 @@ impl SqliteTarget {
         }
     }
 
+    /// The restore temporary files beside this target's path.
+    async fn scan(&self) -> Result<Vec<Candidate>> {
+        let dir = parent_dir(&self.path);
+        tokio::task::spawn_blocking(move || restore_temps(&dir).map_err(|e| (dir, e)))
+            .await
+            .map_err(|e| Error::task("listing SQLite restore leftovers", e))?
+            .map_err(|(dir, e)| Error::io(format!("cannot list {}", dir.display()), e))
+    }
+
     /// Allows every restore of this target to replace an existing file
     /// (as [`RestoreOptions::clean`] does for one restore).
     pub fn overwrite(mut self, yes: bool) -> Self {
@@ -54,7 +74,8 @@ impl SqliteTarget {
     }
 }
 
-/// The temporary file beside `target`, created new with mode `0600`.
+/// The temporary file beside `target`, created new with mode `0600` and
+/// marked in use ([`mark_in_use`]).
 pub(crate) fn create_temp(target: &Path) -> Result<(PathBuf, std::fs::File)> {
     let dir = parent_dir(target);
     let name = target
@@ -72,7 +93,16 @@ pub(crate) fn create_temp(target: &Path) -> Result<(PathBuf, std::fs::File)> {
             .mode(0o600)
             .open(&temp)
         {
-            Ok(file) => return Ok((temp, file)),
+            Ok(file) => {
+                if let Err(e) = mark_in_use(&file) {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(Error::io(
+                        format!("cannot lock the temporary file {}", temp.display()),
+                        e,
+                    ));
+                }
+                return Ok((temp, file));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
                 return Err(Error::io(
@@ -111,7 +141,7 @@ impl RestoreTarget for SqliteTarget {
             .map_or_else(|| self.path.clone(), PathBuf::from);
         let overwrite = self.overwrite || opts.clean;
         let must_be_new = opts.must_be_new;
-        let (path, temp, file, overwrite) = tokio::task::spawn_blocking(move || {
+        let (path, temp, file, in_use, overwrite) = tokio::task::spawn_blocking(move || {
             if existing(&path)? {
                 if must_be_new || !overwrite {
                     return Err(Error::AlreadyExists {
@@ -132,12 +162,48 @@ impl RestoreTarget for SqliteTarget {
                     )));
                 }
             }
+            clear_restores_of(&parent_dir(&path), &path, DEFAULT_LEFTOVER_GRACE);
             let (temp, file) = create_temp(&path)?;
-            Ok((path, temp, file, overwrite && !must_be_new))
+            let in_use = match file.try_clone() {
+                Ok(in_use) => in_use,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(Error::io("cannot keep the temporary file locked", e));
+                }
+            };
+            Ok((path, temp, file, in_use, overwrite && !must_be_new))
         })
         .await
         .map_err(|e| Error::task("starting a SQLite restore", e))??;
         tracing::debug!(target = %path.display(), temp = %temp.display(), "SQLite restore started");
-        Ok(Box::new(FileSession::new(path, temp, file, overwrite)))
+        Ok(Box::new(FileSession::new(
+            path, temp, file, in_use, overwrite,
+        )))
+    }
+
+    /// The temporary files beside this target's path (the one given to
+    /// [`SqliteTarget::new`]; restores into files elsewhere leave theirs
+    /// beside those) whose restore never finished: a crash or `kill -9`
+    /// skips the session's clean-up. A file a live restore holds (its
+    /// `flock`) is listed with an unknown idle time, so it is never
+    /// removed.
+    async fn leftovers(&self) -> Result<Vec<Leftover>> {
+        Ok(Candidate::marked(self.scan().await?))
+    }
+
+    /// Removes the [`leftovers`](RestoreTarget::leftovers) idle for
+    /// `older_than` or more whose restore is gone (no process holds them),
+    /// with the side files SQLite made beside them.
+    async fn remove_leftovers(&self, older_than: Duration) -> Result<LeftoverReport> {
+        let found = self.scan().await?;
+        Ok(
+            LeftoverReport::apply(found, older_than, None, |leftover| async move {
+                let path = PathBuf::from(&leftover.name);
+                tokio::task::spawn_blocking(move || remove_leftover(&path))
+                    .await
+                    .unwrap_or_else(|e| Removal::Refused(format!("the removal task failed: {e}")))
+            })
+            .await,
+        )
     }
 }

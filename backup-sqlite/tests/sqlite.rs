@@ -396,6 +396,80 @@ async fn a_corrupt_artifact_is_refused_and_the_target_left_untouched() {
     );
 }
 
+/// What a restore killed with SIGKILL leaves (its temporary file and a
+/// journal, unlocked: the dead process's `flock` went with it) is listed
+/// and removed after the grace, while a running restore's file in the same
+/// directory is never touched and that restore still commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_killed_restore_are_removed_and_a_running_one_is_spared() {
+    use backup_core::source::RestoreTarget;
+
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("app.db");
+    drop(varied(&source));
+    let expected = table_checksums(&source).unwrap();
+    let bytes = std::fs::read(&source).unwrap();
+    let target = SqliteTarget::new(dir.path().join("app.db"));
+
+    let dead = dir.path().join(".app.db.restore-00c0ffee.tmp");
+    std::fs::write(&dead, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(
+        dir.path().join(".app.db.restore-00c0ffee.tmp-journal"),
+        b"j",
+    )
+    .unwrap();
+    let lookalike = dir.path().join(".app.db.restore-later.tmp");
+    std::fs::write(&lookalike, b"not ours").unwrap();
+
+    let live_path = dir.path().join("restored.db");
+    let mut live = target
+        .begin(&RestoreOptions::into_database(
+            live_path.display().to_string(),
+        ))
+        .await
+        .unwrap();
+    live.write(bytes[..4096].to_vec().into()).await.unwrap();
+    // The running restore writes beside its own target: list that directory.
+    let beside = SqliteTarget::new(&live_path);
+
+    let found = beside.leftovers().await.unwrap();
+    let names: Vec<_> = found.iter().map(|l| l.name.clone()).collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(names.contains(&dead.display().to_string()), "{names:?}");
+    let running = found
+        .iter()
+        .find(|l| l.name != dead.display().to_string())
+        .unwrap();
+    assert_eq!(
+        running.idle, None,
+        "a running restore's file counts as alive"
+    );
+    assert_eq!(
+        running.target.as_deref(),
+        Some(live_path.display().to_string().as_str())
+    );
+
+    let report = beside
+        .remove_leftovers(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(report.removed.is_empty(), "within the grace: {report:?}");
+    assert!(dead.exists());
+    let report = beside.remove_leftovers(Duration::ZERO).await.unwrap();
+    assert_eq!(report.removed.len(), 1, "{report:?}");
+    assert_eq!(report.removed[0].name, dead.display().to_string());
+    assert_eq!(report.too_recent.len(), 1, "the running one: {report:?}");
+    assert!(!dead.exists());
+    assert!(lookalike.exists(), "not this library's name: left alone");
+
+    live.write(bytes[4096..].to_vec().into()).await.unwrap();
+    live.commit().await.unwrap();
+    assert_eq!(table_checksums(&live_path).unwrap(), expected);
+    let mut left = strays(dir.path(), &["app.db", "restored.db"]);
+    left.retain(|n| !n.starts_with("app.db-") && !n.starts_with("restored.db-"));
+    assert_eq!(left, vec![".app.db.restore-later.tmp".to_string()]);
+}
+
 #[tokio::test]
 async fn preflight_names_what_is_wrong_with_the_source() {
     let dir = tempfile::tempdir().unwrap();
