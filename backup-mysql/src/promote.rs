@@ -7,6 +7,7 @@ use backup_core::{Error, Result};
 use crate::catalog::{self, Catalog, Definition};
 use crate::client::{ENGINE, MysqlTools, Side, quote_ident, run_sql};
 use crate::conn::MysqlConnection;
+use crate::leftovers::MARKER_TABLE;
 
 /// Prefix of the staging databases restores load into.
 pub const STAGING_PREFIX: &str = "_backup_staging_";
@@ -41,6 +42,7 @@ fn restore_error(detail: String) -> Error {
 pub(crate) async fn promote(p: &Promotion<'_>) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     let mut staged = catalog::read(p.tools, p.admin, p.staging).await?;
+    staged.tables.retain(|t| t != MARKER_TABLE);
     if !p.only.is_empty() {
         select(&mut staged, p.only, &mut warnings)?;
     }
@@ -89,10 +91,28 @@ pub(crate) async fn promote(p: &Promotion<'_>) -> Result<Vec<String>> {
                 }
             }
         }
-        let collides = !(replaced_tables.is_empty() && replaced_views.is_empty());
-        if collides && !p.clean {
-            let mut names = replaced_tables.clone();
-            names.extend(replaced_views.iter().cloned());
+        let mut names = replaced_tables.clone();
+        names.extend(replaced_views.iter().cloned());
+        if !p.clean {
+            // Triggers, routines and events are recreated after the
+            // rename: a clash must show before it.
+            let existing = catalog::read(p.tools, p.admin, p.target).await?;
+            let defs = |c: &Catalog| -> Vec<(&'static str, String)> {
+                c.triggers
+                    .iter()
+                    .chain(&c.routines)
+                    .chain(&c.events)
+                    .map(|d| (d.kind, d.name.to_lowercase()))
+                    .collect()
+            };
+            let there = defs(&existing);
+            for (kind, name) in defs(&staged) {
+                if there.contains(&(kind, name.clone())) {
+                    names.push(format!("{} {name}", kind.to_lowercase()));
+                }
+            }
+        }
+        if !names.is_empty() && !p.clean {
             return Err(restore_error(format!(
                 "database {:?} already has {}; restore with clean to replace them, or into a new database",
                 p.target,

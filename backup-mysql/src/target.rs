@@ -1,9 +1,13 @@
 //! [`MysqlTarget`]: restores through a hidden staging database.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::source::{RestoreOptions, RestoreReport, RestoreSession, RestoreTarget};
+
+use backup_core::source::{
+    Leftover, LeftoverReport, RestoreOptions, RestoreReport, RestoreSession, RestoreTarget,
+};
 use backup_core::{Error, Result};
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
@@ -11,10 +15,9 @@ use tokio::process::{Child, ChildStdin};
 use tokio::task::JoinHandle;
 
 use crate::catalog::database_exists;
-use crate::client::{
-    ENGINE, MysqlTools, Side, classify, command, drain_stderr, quote_ident, run_sql,
-};
+use crate::client::{ENGINE, MysqlTools, Side, classify, command, drain_stderr};
 use crate::conn::MysqlConnection;
+use crate::leftovers::{self, create_staging, heartbeat};
 use crate::promote::{Promotion, STAGING_PREFIX, TRASH_PREFIX, drop_quietly, promote};
 use crate::source::FORMAT;
 
@@ -58,7 +61,11 @@ const TAIL: usize = 256;
 /// An abort, a failure before the rename or a dropped session drops the
 /// staging database and leaves the target as it was (a dropped session
 /// drops it from a background task). Only a crash of this process leaves
-/// a staging database behind (visible by its name).
+/// a staging database behind; its marker table
+/// ([`MARKER_TABLE`](crate::MARKER_TABLE)) names the target, and
+/// [`RestoreTarget::leftovers`] / [`RestoreTarget::remove_leftovers`]
+/// find and drop it once no connection uses it and it has been idle for
+/// the grace ([`DEFAULT_STAGING_GRACE`](crate::DEFAULT_STAGING_GRACE)).
 ///
 /// [`RestoreOptions::only`] restores the named tables (and their
 /// triggers) and leaves views, routines and events out, with a warning.
@@ -97,6 +104,28 @@ impl RestoreTarget for MysqlTarget {
         format == FORMAT
     }
 
+    /// The staging databases (`_backup_staging_*`) whose marker table
+    /// names their target; idle is zero while a connection uses one (its
+    /// loader), else the time since its restore last marked it.
+    async fn leftovers(&self) -> Result<Vec<Leftover>> {
+        Ok(backup_core::source::Candidate::marked(
+            leftovers::scan(&self.tools, &self.conn).await?,
+        ))
+    }
+
+    /// Drops the marked staging databases idle for `older_than` or more
+    /// that no connection uses; unmarked look-alikes are reported only.
+    async fn remove_leftovers(&self, older_than: Duration) -> Result<LeftoverReport> {
+        let found = leftovers::scan(&self.tools, &self.conn).await?;
+        let (tools, conn) = (&self.tools, &self.conn);
+        Ok(
+            LeftoverReport::apply(found, older_than, None, |leftover| async move {
+                leftovers::remove(tools, conn, &leftover).await
+            })
+            .await,
+        )
+    }
+
     async fn begin(&self, opts: &RestoreOptions) -> Result<Box<dyn RestoreSession>> {
         let database = opts
             .database
@@ -126,17 +155,7 @@ impl RestoreTarget for MysqlTarget {
         }
         let client = self.tools.client().await?;
         let staging = format!("{STAGING_PREFIX}{:016x}", rand::random::<u64>());
-        run_sql(
-            &self.tools,
-            &self.conn,
-            None,
-            &format!(
-                "CREATE DATABASE {} CHARACTER SET utf8mb4",
-                quote_ident(&staging)
-            ),
-            Side::Restore,
-        )
-        .await?;
+        create_staging(&self.tools, &self.conn, &staging, &database).await?;
         let spawned = (|| {
             let staged = self.conn.with_database(&staging);
             let (mut cmd, _options) = command(&client.path, &staged)?;
@@ -248,6 +267,7 @@ impl MysqlSession {
             });
         }
         let staging = self.staging.clone().expect("staging until the end");
+        heartbeat(&self.tools, &self.admin, &staging).await?;
         promote(&Promotion {
             tools: &self.tools,
             admin: &self.admin,

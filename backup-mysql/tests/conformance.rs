@@ -111,7 +111,9 @@ async fn mysql_passes_the_engine_conformance_suites() {
     };
     let caps = EngineCapabilities::default()
         .credentials(true)
-        .children(true);
+        .children(true)
+        .staging(true)
+        .settle(std::time::Duration::from_secs(30));
     source_conformance(&harness, caps).await;
     target_conformance(&harness, caps).await;
     // Dropped sessions drop their staging database in the background.
