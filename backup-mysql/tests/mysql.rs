@@ -335,3 +335,34 @@ async fn the_password_is_in_no_child_argv_or_environment() {
     server.drop_database(&src).await.unwrap();
     server.drop_database(&dst).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_errors_say_what_is_wrong_before_any_byte() {
+    let server = TestServer::shared();
+    let dump = |source: MysqlSource| async move {
+        source
+            .dump(&DumpOptions::default())
+            .await
+            .map(|_| ())
+            .unwrap_err()
+    };
+    // No tool where the tools are said to be.
+    let empty = tempfile::tempdir().unwrap();
+    let err = dump(
+        MysqlSource::new(server.connection("mysql"))
+            .with_tools(backup_mysql::MysqlTools::in_dir(empty.path())),
+    )
+    .await;
+    assert!(matches!(err, Error::ToolNotFound { .. }), "{err:?}");
+    // Nothing listens on the port.
+    let port = backup_core::testing::server::free_port().unwrap();
+    let conn = backup_mysql::MysqlConnection::new("127.0.0.1", port, "nobody", "db");
+    let err = dump(MysqlSource::new(conn)).await;
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
+    // A missing database, by name.
+    let err = dump(MysqlSource::new(server.connection("no_such_db_here"))).await;
+    assert!(
+        matches!(&err, Error::DatabaseMissing { database, .. } if database == "no_such_db_here"),
+        "{err:?}"
+    );
+}
