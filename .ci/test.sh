@@ -98,6 +98,17 @@ if [ -z "${BACKUP_TEST_PG18_URL:-}" ] && [ -z "${BACKUP_TEST_PG18_BIN:-}" ]; the
 fi
 # --- end PostgreSQL 18 -------------------------------------------------------
 
+# --- MariaDB test server (backup-mysql) -------------------------------------
+# The MySQL/MariaDB tests start a throwaway MariaDB (mariadb-install-db into
+# a temporary directory, mariadbd on a loopback port, as the mysql user when
+# root); the tests never use the packaged service. Tests
+# honour BACKUP_TEST_MYSQL_URL (a server, e.g. MySQL 8) instead.
+if [ -z "${BACKUP_TEST_MYSQL_URL:-}" ] \
+    && ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+    apt_install mariadb-server mariadb-client
+fi
+# --- end MariaDB test server -------------------------------------------------
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

@@ -1,9 +1,10 @@
-//! Database connections from the command line: `--pg` / `--mongo`
-//! strings, passwords from the environment or `--password-file` (never
+//! Database connections from the command line: `--pg` / `--mongo` /
+//! `--mysql` strings, passwords from the environment or `--password-file` (never
 //! argv), and the source or target they name.
 
 use backup_core::{DumpSource, Error, RestoreTarget, Result, Secret};
 use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
+use backup_mysql::{MysqlConnection, MysqlSource, MysqlTarget};
 use backup_postgres::{
     BaseBackupSource, DataDirTarget, LibpqEnv, PgConnection, PgTools, PostgresSource,
     PostgresTarget,
@@ -15,6 +16,7 @@ use backup_sqlite::{SqliteSource, SqliteTarget};
 enum DbKind {
     Postgres,
     Mongo,
+    Mysql,
 }
 
 impl DbKind {
@@ -22,6 +24,7 @@ impl DbKind {
         match self {
             DbKind::Postgres => "PGPASSWORD",
             DbKind::Mongo => "MONGODB_PASSWORD",
+            DbKind::Mysql => "MYSQL_PWD",
         }
     }
 }
@@ -280,4 +283,38 @@ pub(crate) fn sqlite_target(path: &std::path::Path) -> (Box<dyn RestoreTarget>, 
         Box::new(SqliteTarget::new(path)),
         Some(path.display().to_string()),
     )
+}
+
+/// The connection of `--mysql URL`: the password from the URL, else
+/// `--password-file`, else `MYSQL_PWD` (read here, never passed on: the
+/// tools get it in an in-memory option file).
+fn mysql_connection(url: &str, password_file: Option<&std::path::Path>) -> Result<MysqlConnection> {
+    warn_password_in_url(url, DbKind::Mysql);
+    let conn = MysqlConnection::from_url(url)?;
+    Ok(match extra_password(url, password_file, DbKind::Mysql)? {
+        Some(password) => conn.with_password(password),
+        None => conn,
+    })
+}
+
+/// The source of `--mysql URL`, and its database name.
+pub(crate) fn mysql_source(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+) -> Result<(Box<dyn DumpSource>, String)> {
+    let conn = mysql_connection(url, password_file)?;
+    let database = conn.database().to_string();
+    Ok((Box::new(MysqlSource::new(conn)), database))
+}
+
+/// The target of `--mysql URL`, and the database to restore into
+/// (`--target-db`, else the URL's).
+pub(crate) fn mysql_target(
+    url: &str,
+    target_db: Option<String>,
+    password_file: Option<&std::path::Path>,
+) -> Result<(Box<dyn RestoreTarget>, Option<String>)> {
+    let conn = mysql_connection(url, password_file)?;
+    let database = target_db.unwrap_or_else(|| conn.database().to_string());
+    Ok((Box::new(MysqlTarget::new(conn)), Some(database)))
 }

@@ -5,6 +5,7 @@
 //! backupctl backup  --pg postgres://user@host/db --store ./backups [--compression zstd|gzip|none] [--tenant T] [--json]
 //! backupctl backup  --mongo mongodb://user@host/db --store ./backups [...]
 //! backupctl backup  --sqlite /var/lib/app/app.db --store ./backups [...]
+//! backupctl backup  --mysql mysql://user@host:3306/db --store ./backups [...]   # password: MYSQL_PWD or --password-file
 //! backupctl list    --store ./backups [--tenant T] [--json]
 //! backupctl verify  <backup-id> --store ./backups
 //! backupctl restore <backup-id> --store ./backups --pg postgres://user@host/target [--create] [--clean] [--no-owner] [--table T]...
@@ -12,6 +13,7 @@
 //! backupctl restore|verify ... --identity key.txt       # or --identity-env VAR
 //! backupctl restore <backup-id> --store ./backups --mongo mongodb://user@host/ --target-db name [--clean] [--table C]...
 //! backupctl restore <backup-id> --store ./backups --sqlite /var/lib/app/new.db [--clean]   # --clean: replace an existing file
+//! backupctl restore <backup-id> --store ./backups --mysql mysql://user@host/ --target-db name [--create] [--clean] [--table T]...
 //! backupctl delete  <backup-id> --store ./backups
 //! backupctl sweep   --store ./backups [--grace 1h]    # orphans, stale markers, temp files, packs without index
 //! backupctl prune   --store ./backups [--keep-last N] [--max-age 30d] [--keep-daily N --keep-weekly N --keep-monthly N --keep-yearly N] [--include-manual] [--dry-run] [--json]

@@ -1,5 +1,5 @@
-//! `backupctl backup`: take a backup of a PostgreSQL or MongoDB database or
-//! a SQLite file.
+//! `backupctl backup`: take a backup of a PostgreSQL, MongoDB or
+//! MySQL/MariaDB database or a SQLite file.
 
 use std::sync::Arc;
 
@@ -10,23 +10,28 @@ use backup_core::{
 use backup_postgres::{BaseBackupSource, ParentManifest};
 
 use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
-use crate::connect::{dump_source, pg_connection, pg_tools, sqlite_source};
+use crate::connect::{dump_source, mysql_source, pg_connection, pg_tools, sqlite_source};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BackupArgs {
     /// PostgreSQL URL of the database to dump; what it leaves out (host, port, user, password...) comes from PG* variables, the service file and ~/.pgpass, as for pg_dump.
-    #[arg(long, required_unless_present_any = ["mongo", "sqlite"], conflicts_with_all = ["mongo", "sqlite"])]
+    #[arg(long, required_unless_present_any = ["mongo", "sqlite", "mysql"], conflicts_with_all = ["mongo", "sqlite", "mysql"])]
     pub(crate) pg: Option<String>,
     /// MongoDB connection string of the database to dump (mongodb://user@host/db;
     /// password from MONGODB_PASSWORD or --password-file).
-    #[arg(long, conflicts_with = "sqlite")]
+    #[arg(long, conflicts_with_all = ["sqlite", "mysql"])]
     pub(crate) mongo: Option<String>,
+    /// MySQL/MariaDB URL of the database to dump (mysql://user@host:3306/db
+    /// or mariadb://...; password from MYSQL_PWD or --password-file), dumped
+    /// with mariadb-dump (or mysqldump) in one consistent snapshot.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["sqlite", "pg_bin", "physical", "allow_system_db"])]
+    pub(crate) mysql: Option<String>,
     /// SQLite database file to back up: a consistent snapshot taken while
     /// the application keeps writing (spooled privately in $TMPDIR).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["password_file", "pg_bin", "physical", "allow_system_db"])]
     pub(crate) sqlite: Option<std::path::PathBuf>,
     /// Read the database password from this file (first line; not
-    /// readable by other users) instead of PGPASSWORD / MONGODB_PASSWORD.
+    /// readable by other users) instead of PGPASSWORD / MONGODB_PASSWORD / MYSQL_PWD.
     #[arg(long)]
     pub(crate) password_file: Option<std::path::PathBuf>,
     /// Directory of the PostgreSQL client tools to run (pg_dump, pg_restore, psql), e.g.
@@ -78,6 +83,7 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
     let BackupArgs {
         pg,
         mongo,
+        mysql,
         sqlite,
         password_file,
         pg_bin,
@@ -93,9 +99,10 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         json,
     } = args;
     let pg_url = pg.clone();
-    let (source, database) = match &sqlite {
-        Some(path) => sqlite_source(path),
-        None => dump_source(
+    let (source, database) = match (&sqlite, &mysql) {
+        (Some(path), _) => sqlite_source(path),
+        (None, Some(url)) => mysql_source(url, password_file.as_deref())?,
+        (None, None) => dump_source(
             pg,
             mongo,
             password_file.as_deref(),

@@ -12,7 +12,9 @@ use backup_postgres::{
 };
 
 use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
-use crate::connect::{TargetArgs, datadir_target, pg_tools, restore_target, sqlite_target};
+use crate::connect::{
+    TargetArgs, datadir_target, mysql_target, pg_tools, restore_target, sqlite_target,
+};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RestoreArgs {
@@ -26,7 +28,7 @@ pub(crate) struct RestoreArgs {
     /// directory instead of a database: it must not exist or be empty;
     /// the archive is verified with pg_verifybackup before it is moved
     /// into place. Then give it to the server's user and start it.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["pg", "mongo", "sqlite", "target_db", "create", "clean", "no_owner", "tables", "allow_system_db"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["pg", "mongo", "sqlite", "mysql", "target_db", "create", "clean", "no_owner", "tables", "allow_system_db"])]
     pub(crate) datadir: Option<std::path::PathBuf>,
     /// With --datadir: then replay the source's archived WAL (`wal-push`,
     /// `wal-archive`) up to this time (with a zone: 2026-12-02T07:17:29Z,
@@ -66,19 +68,26 @@ pub(crate) struct RestoreArgs {
     #[arg(long)]
     pub(crate) store: String,
     /// PostgreSQL URL of the target database; PG* variables, the service file and ~/.pgpass fill in what it leaves out, as for pg_restore.
-    #[arg(long, required_unless_present_any = ["mongo", "sqlite", "datadir"], conflicts_with_all = ["mongo", "sqlite"])]
+    #[arg(long, required_unless_present_any = ["mongo", "sqlite", "mysql", "datadir"], conflicts_with_all = ["mongo", "sqlite", "mysql"])]
     pub(crate) pg: Option<String>,
     /// MongoDB connection string of the target deployment (password from
     /// MONGODB_PASSWORD or --password-file).
-    #[arg(long, conflicts_with = "sqlite")]
+    #[arg(long, conflicts_with_all = ["sqlite", "mysql"])]
     pub(crate) mongo: Option<String>,
+    /// MySQL/MariaDB URL of the target server (mysql://user@host:3306/db or
+    /// mariadb://...; password from MYSQL_PWD or --password-file). The dump
+    /// loads into a hidden staging database; its tables move into the
+    /// target (--target-db, else the URL's) with one RENAME TABLE once the
+    /// backup verified, then views, triggers and routines are recreated.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["sqlite", "pg_bin", "allow_system_db", "no_owner"])]
+    pub(crate) mysql: Option<String>,
     /// SQLite database file to restore into: created new (never replacing
     /// a file unless --clean), written beside it and renamed into place
     /// only once the backup verified and PRAGMA integrity_check says ok.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["password_file", "pg_bin", "target_db", "allow_system_db", "no_owner", "tables"])]
     pub(crate) sqlite: Option<std::path::PathBuf>,
     /// Read the database password from this file (first line; not
-    /// readable by other users) instead of PGPASSWORD / MONGODB_PASSWORD.
+    /// readable by other users) instead of PGPASSWORD / MONGODB_PASSWORD / MYSQL_PWD.
     #[arg(long)]
     pub(crate) password_file: Option<std::path::PathBuf>,
     /// Directory of the PostgreSQL client tools to run (pg_dump, pg_restore, psql), e.g.
@@ -126,6 +135,7 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
         store,
         pg,
         mongo,
+        mysql,
         sqlite,
         password_file,
         pg_bin,
@@ -166,9 +176,10 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
         };
         return restore_datadir(ctx, &store, &id, to, json).await;
     }
-    let (target, database) = match &sqlite {
-        Some(path) => sqlite_target(path),
-        None => restore_target(
+    let (target, database) = match (&sqlite, &mysql) {
+        (Some(path), _) => sqlite_target(path),
+        (None, Some(url)) => mysql_target(url, target_db, password_file.as_deref())?,
+        (None, None) => restore_target(
             pg,
             mongo,
             TargetArgs {
