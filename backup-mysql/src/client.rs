@@ -151,12 +151,8 @@ pub(crate) fn drain_stderr(stderr: impl AsyncRead + Unpin + Send + 'static) -> J
     })
 }
 
-/// Which side failed, for [`classify`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Side {
-    Dump,
-    Restore,
-}
+/// Which side failed, for [`classify`] (shared with every engine).
+pub(crate) use backup_core::Side;
 
 /// `message` without the password, in case a tool ever echoes it.
 pub(crate) fn redact(message: &str, conn: &MysqlConnection) -> String {
@@ -210,16 +206,7 @@ pub(crate) fn classify(side: Side, stderr: &str, status: &str, conn: &MysqlConne
             detail,
         };
     }
-    match side {
-        Side::Dump => Error::Dump {
-            engine: ENGINE,
-            detail,
-        },
-        Side::Restore => Error::Restore {
-            engine: ENGINE,
-            detail,
-        },
-    }
+    side.error(ENGINE, detail)
 }
 
 /// The name in `Unknown database 'NAME'`.
