@@ -65,14 +65,20 @@
 //! unusable**: `global/pg_control` renamed to
 //! `global/pg_control.restore-failed` (no server starts on it) and a
 //! `RESTORE_FAILED` file saying why; restore the base backup again.
+//! A caller that restores the base backup itself checks what it can
+//! before that ([`PointInTimeRestore::check_backup`]: nothing written on
+//! a refusal) and marks the directory the same way ([`mark_unusable`])
+//! when anything fails once the base backup is in place.
 
 mod backup_wal;
+mod before;
 mod label;
 mod server;
 mod settings;
 mod start;
 mod target;
 mod timeline;
+mod unusable;
 mod wal;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -91,6 +97,7 @@ pub use target::{RecoveryTarget, RecoveryTimeline};
 use target::{format_lsn, parse_lsn};
 pub(crate) use timeline::read_histories;
 use timeline::{TimelinePlan, plan_timelines};
+pub use unusable::mark_unusable;
 pub use wal::{DirWalSource, WalSource};
 use wal::{Geometry, check_header};
 
@@ -211,7 +218,7 @@ impl PointInTimeRestore {
         let plan = self.plan().await?;
         match self.apply(&plan).await {
             Ok(report) => Ok(report),
-            Err(e) => Err(self.mark_unusable(&plan, e).await),
+            Err(e) => Err(mark_unusable(&plan.data_dir, &self.target, e).await),
         }
     }
 
@@ -479,44 +486,6 @@ impl PointInTimeRestore {
                 plan.geometry.name(plan.timelines.target, last),
             ),
         })
-    }
-
-    /// Marks the data directory unusable after a failure (see the module
-    /// docs) and returns the error saying so.
-    async fn mark_unusable(&self, plan: &Plan, cause: Error) -> Error {
-        let cause = match cause {
-            Error::Restore { detail, .. } => detail,
-            other => other.to_string(),
-        };
-        remove_dir(&plan.work_dir.join("wal")).await;
-        let control = plan.data_dir.join("global").join("pg_control");
-        let renamed = std::fs::rename(&control, control.with_extension("restore-failed"));
-        let note = format!(
-            "Point-in-time restore to {} failed: {cause}\nDo not start a server on this directory: restore the base backup again.\n",
-            self.target
-        );
-        let written = std::fs::write(plan.data_dir.join(RESTORE_FAILED_FILE), note);
-        let marked = if renamed.is_ok() && written.is_ok() {
-            "it is marked unusable (global/pg_control renamed to pg_control.restore-failed, RESTORE_FAILED written)".to_string()
-        } else {
-            format!(
-                "marking it unusable failed ({}): do not start a server on it",
-                [renamed.err(), written.err()]
-                    .into_iter()
-                    .flatten()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        Error::Restore {
-            engine: ENGINE,
-            detail: format!(
-                "point-in-time restore of {} to {} failed: {cause}; {marked}: restore the base backup again",
-                plan.data_dir.display(),
-                self.target
-            ),
-        }
     }
 }
 
