@@ -5,10 +5,11 @@
 use backup_core::manifest::Manifest;
 use backup_core::{Error, Result};
 
+use super::PointInTimeRestore;
 use super::label::BackupLabel;
 use super::timeline::plan_timelines;
+use super::unusable::work_dir_of;
 use super::wal::Geometry;
-use super::{PointInTimeRestore, work_dir_of};
 use crate::baseinfo::BaseBackupInfo;
 
 impl PointInTimeRestore {

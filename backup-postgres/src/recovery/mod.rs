@@ -97,15 +97,14 @@ pub use target::{RecoveryTarget, RecoveryTimeline};
 use target::{format_lsn, parse_lsn};
 pub(crate) use timeline::read_histories;
 use timeline::{TimelinePlan, plan_timelines};
-pub use unusable::mark_unusable;
+pub use unusable::{RESTORE_FAILED_FILE, mark_unusable};
+use unusable::{remove_dir, work_dir_of};
 pub use wal::{DirWalSource, WalSource};
 use wal::{Geometry, check_header};
 
 const ENGINE: &str = "postgres";
 /// The oldest major version that reports an unreached recovery target.
 const OLDEST_MAJOR: u32 = 13;
-/// The file that says why a data directory must not be started.
-pub const RESTORE_FAILED_FILE: &str = "RESTORE_FAILED";
 
 /// Replays archived WAL over a freshly restored base backup up to a
 /// target (see the module docs for the steps and what each checks).
@@ -489,18 +488,6 @@ impl PointInTimeRestore {
     }
 }
 
-/// `.<name>.pitr` beside `data_dir`.
-fn work_dir_of(data_dir: &Path) -> Result<PathBuf> {
-    let name = data_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::Config(format!("{} has no directory name", data_dir.display())))?;
-    let parent = data_dir
-        .parent()
-        .ok_or_else(|| Error::Config(format!("{} has no parent directory", data_dir.display())))?;
-    Ok(parent.join(format!(".{name}.pitr")))
-}
-
 /// Refuses to stage `needed` bytes beside the data directory when its
 /// file system has less free.
 fn check_space(work_dir: &Path, needed: u64) -> Result<()> {
@@ -521,11 +508,6 @@ fn check_space(work_dir: &Path, needed: u64) -> Result<()> {
         });
     }
     Ok(())
-}
-
-async fn remove_dir(dir: &Path) {
-    let dir = dir.to_path_buf();
-    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
 }
 
 #[cfg(test)]

@@ -2,11 +2,15 @@
 //! restore ([`mark_unusable`]), so no server is ever started on a copy
 //! that did not reach its target as if it were good.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use backup_core::Error;
+use backup_core::{Error, Result};
 
-use super::{ENGINE, RESTORE_FAILED_FILE, RecoveryTarget, remove_dir, work_dir_of};
+use super::target::RecoveryTarget;
+
+const ENGINE: &str = "postgres";
+/// The file that says why a data directory must not be started.
+pub const RESTORE_FAILED_FILE: &str = "RESTORE_FAILED";
 
 /// Marks `data_dir` unusable after a point-in-time restore to `target`
 /// failed with `cause`, and returns the error saying so:
@@ -57,6 +61,23 @@ pub async fn mark_unusable(data_dir: &Path, target: &RecoveryTarget, cause: Erro
             data_dir.display(),
         ),
     }
+}
+
+/// `.<name>.pitr` beside `data_dir`.
+pub(super) fn work_dir_of(data_dir: &Path) -> Result<PathBuf> {
+    let name = data_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Config(format!("{} has no directory name", data_dir.display())))?;
+    let parent = data_dir
+        .parent()
+        .ok_or_else(|| Error::Config(format!("{} has no parent directory", data_dir.display())))?;
+    Ok(parent.join(format!(".{name}.pitr")))
+}
+
+pub(super) async fn remove_dir(dir: &Path) {
+    let dir = dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
 }
 
 #[cfg(test)]
