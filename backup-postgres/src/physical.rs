@@ -265,7 +265,7 @@ fn inspect_archive(
                 Ok(()) => Some((Ok(chunk), Some(st))),
                 Err(why) => Some((Err(rejected(why)), None)),
             },
-            Some(Err(e)) => Some((Err(e), None)),
+            Some(Err(e)) => Some((Err(explain_cut_short(e)), None)),
             None => {
                 let Inspecting {
                     scan,
@@ -292,6 +292,26 @@ fn inspect_archive(
         }
     })
     .boxed()
+}
+
+/// What `pg_basebackup` says when the server ended the archive in the
+/// middle of a file.
+const CUT_SHORT: &str = "COPY stream ended before last file was finished";
+
+/// `pg_basebackup` (15 to 18, whatever the server's version) reports an
+/// error the server raised in the middle of a file as [`CUT_SHORT`]: it
+/// ends the archive it was writing before it reads the server's error,
+/// so that message is lost. Says so, and what usually causes it.
+fn explain_cut_short(e: Error) -> Error {
+    match e {
+        Error::Dump { engine, detail } if detail.contains(CUT_SHORT) => Error::Dump {
+            engine,
+            detail: format!(
+                "{detail} (the server ended the archive in the middle of a file: that is how pg_basebackup reports an error the server raised while sending it, whose message is then only in the server's log; with the WAL fetched at the end of the backup the usual one is \"requested WAL segment ... has already been removed\": a checkpoint recycled WAL the backup needs before it was sent, after another base backup's checkpoint or heavy writes; run one base backup of a cluster at a time, or set wal_keep_size to cover a backup's duration)"
+            ),
+        },
+        other => other,
+    }
 }
 
 fn refused(why: String) -> Error {
@@ -445,6 +465,30 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert!(matches!(items[1], Err(Error::Dump { .. })));
         assert!(rx.await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_archive_cut_short_by_the_server_is_explained() {
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let cut = format!("pg_basebackup exit status: 1: pg_basebackup: error: {CUT_SHORT}");
+        let inner = futures::stream::iter([
+            Ok(Bytes::from_static(&[0; 100])),
+            Err(Error::Dump {
+                engine: ENGINE,
+                detail: cut,
+            }),
+        ])
+        .boxed();
+        let items = inspect_archive(inner, FACTS, None, Details::new(), tx)
+            .collect::<Vec<_>>()
+            .await;
+        let err = items[1].as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains(CUT_SHORT)
+                && err.contains("server's log")
+                && err.contains("wal_keep_size"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ use crate::baseinfo::BaseBackupInfo;
 use crate::lsn::{Lsn, parse_segment_file_name, segment_file_name};
 use crate::physical::BASEBACKUP_FORMAT;
 use crate::recovery::read_histories;
-use crate::wal::{Leg, SegmentSet, WalArchive, WalPruneReport, timeline_path};
+use crate::wal::{
+    Leg, SegmentSet, TimelineHistory, WalArchive, WalFileName, WalPruneReport, timeline_path,
+};
 
 /// What one base backup makes restorable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,8 +35,12 @@ pub struct PitrRange {
     /// The earliest restorable point: where the backup's WAL ends (on a
     /// later timeline: where that timeline begins, if after it).
     pub from_lsn: Lsn,
-    /// When the backup was committed (the earliest restorable time is
-    /// at or before it).
+    /// On the backup's own timeline: when the backup was committed (the
+    /// earliest restorable time is at or before it). On a later timeline:
+    /// when that timeline began, as far as the archive tells, never
+    /// before the backup was committed: the earliest of when its history
+    /// file and its first segment were archived (the server archives the
+    /// history file as it promotes; the timeline began at or before).
     pub from_time: DateTime<Utc>,
     /// The latest restorable point: the end of the last segment archived
     /// without a gap after the backup's first (`from_lsn` when the archive
@@ -125,25 +131,23 @@ pub async fn pitr_window(
         let size = info.wal_segment_size;
         let base = info.stop_timeline;
         let (_, first) = parse_segment_file_name(&info.wal_first_segment, size)?;
-        let own = [Leg {
-            timeline: base,
-            begin: None,
-            end: None,
-        }];
-        let later = histories
-            .range(base.saturating_add(1)..)
-            .filter_map(|(_, h)| timeline_path(base, info.start_lsn, h));
-        for legs in std::iter::once(own.to_vec()).chain(later) {
+        for legs in paths(&info, &histories) {
             let tli = legs.last().map_or(base, |l| l.timeline);
             let from_lsn = legs
                 .last()
                 .and_then(|l| l.begin)
                 .map_or(info.stop_lsn, |b| b.max(info.stop_lsn));
+            let from_time = match legs.last() {
+                Some(leg) if tli != base => timeline_began(archive, leg, first, size)
+                    .await?
+                    .map_or(manifest.finished_at, |t| t.max(manifest.finished_at)),
+                _ => manifest.finished_at,
+            };
             let mut range = PitrRange {
                 backup_id: manifest.id.clone(),
                 timeline: tli,
                 from_lsn,
-                from_time: manifest.finished_at,
+                from_time,
                 to_lsn: from_lsn,
                 to_segment: None,
                 to_time: None,
@@ -188,6 +192,29 @@ pub async fn pitr_window(
     Ok(window)
 }
 
+/// When the later timeline of `leg` began, as far as the archive tells:
+/// the earliest of when its history file and its first segment (the one
+/// holding its switch point) were archived; `None` when neither is.
+async fn timeline_began(
+    archive: &WalArchive,
+    leg: &Leg,
+    backup_first: u64,
+    size: u64,
+) -> Result<Option<DateTime<Utc>>> {
+    let history = archive
+        .archived_at(&format!("{:08X}.history", leg.timeline))
+        .await?;
+    let segment = match leg.segments(backup_first, size)? {
+        Some((from, _)) => {
+            archive
+                .archived_at(&segment_file_name(leg.timeline, from, size)?)
+                .await?
+        }
+        None => None,
+    };
+    Ok(history.into_iter().chain(segment).min())
+}
+
 /// The segment sets of the archive's timelines, each listed once.
 struct Segments<'a> {
     archive: &'a WalArchive,
@@ -203,15 +230,51 @@ impl Segments<'_> {
     }
 }
 
-/// Deletes the WAL no kept base backup of `source_id` needs: the segments
-/// of the oldest base backup's timeline before its first segment. Other
-/// timelines and history files stay (conservative: a restore across a
-/// timeline switch may need them). `kept` limits the base backups that
-/// count to those ids (a retention plan's keep list, so a dry run shows
-/// what pruning would do); `None`: every listed one. Without any base
-/// backup nothing is deleted: WAL alone restores nothing, but deleting it
-/// because backups are missing would turn one mistake into two. Run it
-/// after pruning the backups themselves; `dry_run` only reports.
+/// The timelines a base backup reaches, each as the legs to it: its own
+/// first, then each later one whose history descends from it after the
+/// backup's start, by number.
+fn paths<'a>(
+    info: &'a BaseBackupInfo,
+    histories: &'a BTreeMap<u32, TimelineHistory>,
+) -> impl Iterator<Item = Vec<Leg>> + 'a {
+    let base = info.stop_timeline;
+    let own = vec![Leg {
+        timeline: base,
+        begin: None,
+        end: None,
+    }];
+    let later = histories
+        .range(base.saturating_add(1)..)
+        .filter_map(move |(_, h)| timeline_path(base, info.start_lsn, h));
+    std::iter::once(own).chain(later)
+}
+
+/// Deletes the WAL no kept base backup of `source_id` needs, per
+/// timeline:
+///
+/// - a timeline some kept base backup reaches (its own, or a later one
+///   whose history descends from it after its start: see
+///   [`pitr_window`]) keeps every segment from the first any of them
+///   needs on it (the backup's first segment on its own timeline, the
+///   segment holding the switch point on a later one); older segments go;
+/// - a timeline none reaches whose history is known (timeline 1, or one
+///   with a history file) loses the segments archived before the oldest
+///   kept base backup started: no kept backup restores through them, and
+///   a backup started since needs only WAL archived after it started
+///   (the newer segments stay: a server may be archiving on that timeline
+///   with a base backup of it under way);
+/// - a timeline without a history file (other than 1) is left whole: where
+///   it branched off, and so which backup it continues, is unknown;
+/// - history files are never deleted: they are tiny, every restore stages
+///   them, and PostgreSQL picks a promoted copy's new timeline past the
+///   newest of them.
+///
+/// `kept` limits the base backups that count to those ids (a retention
+/// plan's keep list, so a dry run shows what pruning would do); `None`:
+/// every listed one. Without any base backup nothing is deleted: WAL alone
+/// restores nothing, but deleting it because backups are missing would
+/// turn one mistake into two. Run it after pruning the backups
+/// themselves; `dry_run` only reports (files in timeline order).
 pub async fn prune_wal(
     engine: &Engine,
     archive: &WalArchive,
@@ -225,13 +288,62 @@ pub async fn prune_wal(
         .into_iter()
         .filter(|(m, _)| kept.is_none_or(|k| k.contains(&m.id)))
         .collect();
-    let Some((_, oldest)) = backups.first() else {
-        return Ok(WalPruneReport {
-            dry_run,
-            ..WalPruneReport::default()
-        });
+    let mut report = WalPruneReport {
+        dry_run,
+        ..WalPruneReport::default()
     };
-    archive
-        .prune_before(oldest.timeline, &oldest.wal_first_segment, dry_run)
-        .await
+    let Some(oldest_start) = backups.iter().map(|(m, _)| m.started_at).min() else {
+        return Ok(report);
+    };
+    let histories = read_histories(archive).await?;
+    // The first segment each reached timeline keeps.
+    let mut keep_from: BTreeMap<u32, WalFileName> = BTreeMap::new();
+    for (_, info) in &backups {
+        let size = info.wal_segment_size;
+        let (_, first) = parse_segment_file_name(&info.wal_first_segment, size)?;
+        // A backup of a standby promoted meanwhile starts on `timeline`.
+        let start = WalFileName::parse(&info.wal_first_segment)?;
+        keep_earliest(&mut keep_from, start);
+        for legs in paths(info, &histories) {
+            for leg in legs {
+                if let Some((from, _)) = leg.segments(first, size)? {
+                    let name = segment_file_name(leg.timeline, from, size)?;
+                    keep_earliest(&mut keep_from, WalFileName::parse(&name)?);
+                }
+            }
+        }
+    }
+    for timeline in archive.timelines().await? {
+        let pruned = match keep_from.get(&timeline) {
+            Some(cut) => {
+                archive
+                    .prune_timeline(timeline, None, Some(cut), dry_run)
+                    .await?
+            }
+            None if timeline == 1 || histories.contains_key(&timeline) => {
+                archive
+                    .prune_timeline(timeline, Some(oldest_start), None, dry_run)
+                    .await?
+            }
+            None => continue,
+        };
+        report.removed.extend(pruned.removed);
+        report.freed_bytes = report.freed_bytes.saturating_add(pruned.freed_bytes);
+    }
+    Ok(report)
+}
+
+/// Records `name` as where its timeline's kept WAL starts, unless an
+/// earlier segment of it is already kept.
+fn keep_earliest(keep_from: &mut BTreeMap<u32, WalFileName>, name: WalFileName) {
+    match keep_from.entry(name.timeline()) {
+        Entry::Vacant(e) => {
+            e.insert(name);
+        }
+        Entry::Occupied(mut e) => {
+            if name.as_str() < e.get().as_str() {
+                e.insert(name);
+            }
+        }
+    }
 }

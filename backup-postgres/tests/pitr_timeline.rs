@@ -13,7 +13,10 @@
 //! has no history for is refused before anything is written, and a gap
 //! on timeline 2 is named. The same archive pushed into a store
 //! ([`WalArchive`], as `wal-push` does) restores the same way, and its
-//! PITR window has a range per timeline.
+//! PITR window has a range per timeline, timeline 2's from its promotion.
+//! An older base backup deleted, [`prune_wal`] removes only timeline 1's
+//! WAL before the kept backup, which still restores to the end of both
+//! timelines from the pruned store.
 
 mod pitr_support;
 
@@ -23,7 +26,8 @@ use std::sync::Arc;
 use backup_core::memory::InMemoryStore;
 use backup_core::{BackupRequest, Engine};
 use backup_postgres::{
-    BaseBackupSource, RecoveryTarget, RecoveryTimeline, TestServer, WalArchive, pitr_window,
+    BaseBackupInfo, BaseBackupSource, RecoveryTarget, RecoveryTimeline, TestServer, WalArchive,
+    pitr_window, prune_wal,
 };
 use pitr_support::{
     Recover, Restorer, archiving_cluster, assert_untouched, fingerprint, psql, push_dir, test_root,
@@ -40,13 +44,21 @@ async fn scenario(bin: PathBuf) {
     let db = server.create_database("bench").await.unwrap();
     server.pgbench_init(&db, 1).await.unwrap();
     let engine = Arc::new(Engine::new(Arc::new(InMemoryStore::new())));
-    let manifest = engine
-        .backup(
-            &BaseBackupSource::new(server.connection(&db)).with_tools(server.tools()),
-            &BackupRequest::new("cluster"),
-        )
-        .await
-        .unwrap();
+    let base_backup = || async {
+        engine
+            .backup(
+                &BaseBackupSource::new(server.connection(&db)).with_tools(server.tools()),
+                &BackupRequest::new("cluster"),
+            )
+            .await
+            .unwrap()
+    };
+    let info = |m: &backup_core::manifest::Manifest| BaseBackupInfo::from_manifest(m).unwrap();
+    // An older base backup, deleted before the WAL is pruned below.
+    let older = base_backup().await;
+    cluster.bench(&db, 20).await;
+    cluster.switch().await;
+    let manifest = base_backup().await;
     cluster.bench(&db, 100).await;
     cluster.switch().await;
     let at_fork = server.fingerprint(&db).await.unwrap();
@@ -67,6 +79,7 @@ async fn scenario(bin: PathBuf) {
         root: &root,
     };
     // Timeline 2: the base backup to `fork`, promoted, archiving on.
+    let before_promotion = chrono::Utc::now();
     let mut fork = Recover::from_dir(&archive, RecoveryTarget::name("fork").unwrap());
     fork.keep_archiving = true;
     let (_, result) = restorer.restore_with("tl2", fork).await;
@@ -85,6 +98,33 @@ async fn scenario(bin: PathBuf) {
     let at_tl2 = fingerprint(bin, &tl2, &db, &at_fork).unwrap();
     sql("SELECT pg_create_restore_point('tl2')");
     sql(UPDATE);
+    // Timeline 1's WAL into the store now (it is complete: the original
+    // is idle), then a base backup of the promoted copy, on timeline 2.
+    let wal = WalArchive::new(engine.clone(), &manifest.tenant, &manifest.source_id).unwrap();
+    for entry in std::fs::read_dir(&archive).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("00000001") {
+            wal.push(&entry.path())
+                .await
+                .unwrap()
+                .into_result()
+                .unwrap();
+        }
+    }
+    let tl2_server = tl2.server.as_ref().unwrap();
+    let on_tl2 = backup_postgres::PgConnection::new(
+        tl2_server.socket_dir.to_str().unwrap(),
+        tl2_server.port,
+        "postgres",
+        &db,
+    );
+    let newer = engine
+        .backup(
+            &BaseBackupSource::new(on_tl2).with_tools(server.tools()),
+            &BackupRequest::new("cluster"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info(&newer).timeline, 2);
     sql(UPDATE);
     let tl2_end = fingerprint(bin, &tl2, &db, &at_fork).unwrap();
     let last2 = sql("SELECT pg_walfile_name(pg_switch_wal())");
@@ -172,11 +212,85 @@ async fn scenario(bin: PathBuf) {
     assert_untouched(&dir);
 
     // The archive in a store: every file pushed (no `.partial`).
-    let wal = WalArchive::new(engine.clone(), &manifest.tenant, &manifest.source_id).unwrap();
     push_dir(&wal, &archive).await;
-    let window = pitr_window(&engine, &wal, &manifest.tenant, &manifest.source_id)
+    // The older base backup deleted, the WAL pruned per timeline: only
+    // timeline 1's segments before the kept backup's first go; timeline
+    // 2 (reached from the kept backup at its switch point) and the
+    // history file stay.
+    let (tenant, source) = (&manifest.tenant, &manifest.source_id);
+    let (older_first, kept_first) = (
+        info(&older).wal_first_segment,
+        info(&manifest).wal_first_segment,
+    );
+    assert!(older_first < kept_first, "{older_first} {kept_first}");
+    let tl2_before = wal.list(2).await.unwrap();
+    engine.catalog().delete(older.backup_ref()).await.unwrap();
+    let pruned = prune_wal(&engine, &wal, tenant, source, None, false)
         .await
         .unwrap();
+    assert!(
+        pruned.removed.contains(&older_first),
+        "{older_first}: {:?}",
+        pruned.removed
+    );
+    assert!(
+        pruned
+            .removed
+            .iter()
+            .all(|n| n.starts_with("00000001") && n.as_str() < kept_first.as_str()),
+        "only timeline 1 before {kept_first}: {:?}",
+        pruned.removed
+    );
+    assert!(wal.list(1).await.unwrap().contains(&kept_first));
+    assert_eq!(wal.list(2).await.unwrap(), tl2_before, "timeline 2 kept");
+    assert!(tl2_before.contains(&"00000002.history".to_string()));
+    // Keeping only the newer base backup (on timeline 2) would remove
+    // timeline 2's segments before its first, and timeline 1's, which
+    // it does not reach and which were archived before it started; not
+    // the history file.
+    let newer_first = info(&newer).wal_first_segment;
+    let dry = prune_wal(
+        &engine,
+        &wal,
+        tenant,
+        source,
+        Some(std::slice::from_ref(&newer.id)),
+        true,
+    )
+    .await
+    .unwrap();
+    let tl1_left = wal.list(1).await.unwrap();
+    assert!(
+        tl1_left.iter().all(|n| dry.removed.contains(n)),
+        "all of timeline 1 {tl1_left:?}: {:?}",
+        dry.removed
+    );
+    assert!(
+        dry.removed.iter().any(|n| n.starts_with("00000002"))
+            && dry
+                .removed
+                .iter()
+                .filter(|n| n.starts_with("00000002"))
+                .all(|n| n.as_str() < newer_first.as_str() && !n.ends_with(".history")),
+        "timeline 2 before {newer_first}: {:?}",
+        dry.removed
+    );
+    assert_eq!(
+        wal.list(1).await.unwrap(),
+        tl1_left,
+        "a dry run deletes nothing"
+    );
+    let mut window = pitr_window(&engine, &wal, &manifest.tenant, &manifest.source_id)
+        .await
+        .unwrap();
+    let newer_ranges: Vec<_> = window
+        .ranges
+        .iter()
+        .filter(|r| r.backup_id == newer.id)
+        .map(|r| (r.timeline, r.to_segment.clone()))
+        .collect();
+    assert_eq!(newer_ranges, [(2, Some(last2.clone()))]);
+    window.ranges.retain(|r| r.backup_id == manifest.id);
     let per_timeline: Vec<_> = window
         .ranges
         .iter()
@@ -190,9 +304,19 @@ async fn scenario(bin: PathBuf) {
         ]
     );
     assert!(window.ranges[1].from_lsn > window.ranges[0].from_lsn);
+    // Timeline 2 begins with the promotion, not with the base backup.
+    assert_eq!(window.ranges[0].from_time, manifest.finished_at);
+    let tl2_range = &window.ranges[1];
+    assert!(
+        tl2_range.from_time >= before_promotion
+            && tl2_range.to_time.is_some_and(|t| tl2_range.from_time <= t),
+        "timeline 2 from {} (promoted after {before_promotion}, to {:?})",
+        tl2_range.from_time,
+        tl2_range.to_time
+    );
     assert_eq!(window.latest().unwrap().timeline, 2);
     let from_store = Recover {
-        source: Arc::new(wal),
+        source: Arc::new(wal.clone()),
         target: RecoveryTarget::Latest,
         timeline: RecoveryTimeline::Latest,
         keep_archiving: false,
@@ -202,6 +326,18 @@ async fn scenario(bin: PathBuf) {
         .await;
     assert_eq!(content, tl2_end, "latest from the store");
     assert_eq!(report.target_timeline, 2);
+    // ... and timeline 1 to its end, from the pruned store too.
+    let tl1_from_store = Recover {
+        source: Arc::new(wal.clone()),
+        target: RecoveryTarget::Latest,
+        timeline: RecoveryTimeline::Current,
+        keep_archiving: false,
+    };
+    let (content, _, report) = restorer
+        .content_with("store-current", tl1_from_store, &db, &at_fork)
+        .await;
+    assert_eq!(content, tl1_end, "timeline 1's end from the pruned store");
+    assert_eq!(report.target_timeline, 1);
 
     let _ = std::fs::remove_dir_all(&root);
 }

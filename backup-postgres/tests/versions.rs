@@ -5,13 +5,20 @@
 //! tool is never run against a newer server: the backup fails before
 //! anything is stored, naming both versions and how to point the adapter
 //! at matching tools. The same refusal for base backups: `pg_basebackup`
-//! 15 against an 18 cluster.
+//! 15 against an 18 cluster. A newer `pg_basebackup` backs up an older
+//! server: 18's against 15, restored and started on 15.
 
 use std::sync::Arc;
 
 use backup_core::memory::InMemoryStore;
 use backup_core::{BackupRequest, Engine, Error, Filter, RestoreOptions};
-use backup_postgres::{BaseBackupSource, PgTools, PostgresSource, PostgresTarget, TestServer};
+use backup_postgres::{
+    BaseBackupSource, DataDirTarget, PgTools, PostgresSource, PostgresTarget, TestServer,
+    query_data_dir,
+};
+
+/// The content of the table `filled` makes.
+const DIGEST: &str = "SELECT count(*) || ' ' || md5(string_agg(v, ',' ORDER BY id)) FROM t";
 
 fn pg15() -> &'static TestServer {
     TestServer::shared()
@@ -159,4 +166,57 @@ async fn an_older_pg_basebackup_is_refused_for_a_newer_server_before_anything_is
             .is_empty(),
         "nothing committed"
     );
+}
+
+/// `pg_basebackup` 18 streams a base backup of a PostgreSQL 15 cluster
+/// (a newer tool may back up an older server, as for `pg_dump`): the
+/// archive goes through the engine, restores with `pg_verifybackup` into
+/// a new data directory, and a PostgreSQL 15 server started on it has the
+/// data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_backup_of_15_by_the_18_pg_basebackup_restores_on_15() {
+    let (old, new) = (pg15(), TestServer::shared_pg18());
+    assert_eq!(major(new).await, 18);
+    let old_major = major(old).await;
+    assert!(old_major < 18, "the first server must be the older one");
+    let db = filled(old).await;
+    let want = old.psql(&db, DIGEST).await.unwrap();
+    let engine = engine();
+    let source = BaseBackupSource::new(old.connection(&db)).with_tools(new.tools());
+    let manifest = engine
+        .backup(&source, &BackupRequest::new("mixed_base"))
+        .await
+        .unwrap();
+    let versions = &manifest.versions;
+    assert!(
+        versions
+            .tool
+            .as_deref()
+            .unwrap_or_default()
+            .contains(" 18.")
+            && versions
+                .server
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with(&old_major.to_string()),
+        "the 18 pg_basebackup against the {old_major} server: {versions:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    engine
+        .restore(
+            manifest.backup_ref(),
+            &DataDirTarget::new(&data),
+            &RestoreOptions::default(),
+        )
+        .await
+        .unwrap();
+    let bin = old.server_bin().await.unwrap();
+    let name = db.clone();
+    let got = tokio::task::spawn_blocking(move || query_data_dir(&bin, &data, &name, DIGEST))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, want, "the restored cluster has the data");
+    old.drop_database(&db).await.unwrap();
 }

@@ -65,14 +65,20 @@
 //! unusable**: `global/pg_control` renamed to
 //! `global/pg_control.restore-failed` (no server starts on it) and a
 //! `RESTORE_FAILED` file saying why; restore the base backup again.
+//! A caller that restores the base backup itself checks what it can
+//! before that ([`PointInTimeRestore::check_backup`]: nothing written on
+//! a refusal) and marks the directory the same way ([`mark_unusable`])
+//! when anything fails once the base backup is in place.
 
 mod backup_wal;
+mod before;
 mod label;
 mod server;
 mod settings;
 mod start;
 mod target;
 mod timeline;
+mod unusable;
 mod wal;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -91,14 +97,14 @@ pub use target::{RecoveryTarget, RecoveryTimeline};
 use target::{format_lsn, parse_lsn};
 pub(crate) use timeline::read_histories;
 use timeline::{TimelinePlan, plan_timelines};
+pub use unusable::{RESTORE_FAILED_FILE, mark_unusable};
+use unusable::{remove_dir, work_dir_of};
 pub use wal::{DirWalSource, WalSource};
 use wal::{Geometry, check_header};
 
 const ENGINE: &str = "postgres";
 /// The oldest major version that reports an unreached recovery target.
 const OLDEST_MAJOR: u32 = 13;
-/// The file that says why a data directory must not be started.
-pub const RESTORE_FAILED_FILE: &str = "RESTORE_FAILED";
 
 /// Replays archived WAL over a freshly restored base backup up to a
 /// target (see the module docs for the steps and what each checks).
@@ -211,7 +217,7 @@ impl PointInTimeRestore {
         let plan = self.plan().await?;
         match self.apply(&plan).await {
             Ok(report) => Ok(report),
-            Err(e) => Err(self.mark_unusable(&plan, e).await),
+            Err(e) => Err(mark_unusable(&plan.data_dir, &self.target, e).await),
         }
     }
 
@@ -480,56 +486,6 @@ impl PointInTimeRestore {
             ),
         })
     }
-
-    /// Marks the data directory unusable after a failure (see the module
-    /// docs) and returns the error saying so.
-    async fn mark_unusable(&self, plan: &Plan, cause: Error) -> Error {
-        let cause = match cause {
-            Error::Restore { detail, .. } => detail,
-            other => other.to_string(),
-        };
-        remove_dir(&plan.work_dir.join("wal")).await;
-        let control = plan.data_dir.join("global").join("pg_control");
-        let renamed = std::fs::rename(&control, control.with_extension("restore-failed"));
-        let note = format!(
-            "Point-in-time restore to {} failed: {cause}\nDo not start a server on this directory: restore the base backup again.\n",
-            self.target
-        );
-        let written = std::fs::write(plan.data_dir.join(RESTORE_FAILED_FILE), note);
-        let marked = if renamed.is_ok() && written.is_ok() {
-            "it is marked unusable (global/pg_control renamed to pg_control.restore-failed, RESTORE_FAILED written)".to_string()
-        } else {
-            format!(
-                "marking it unusable failed ({}): do not start a server on it",
-                [renamed.err(), written.err()]
-                    .into_iter()
-                    .flatten()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        Error::Restore {
-            engine: ENGINE,
-            detail: format!(
-                "point-in-time restore of {} to {} failed: {cause}; {marked}: restore the base backup again",
-                plan.data_dir.display(),
-                self.target
-            ),
-        }
-    }
-}
-
-/// `.<name>.pitr` beside `data_dir`.
-fn work_dir_of(data_dir: &Path) -> Result<PathBuf> {
-    let name = data_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::Config(format!("{} has no directory name", data_dir.display())))?;
-    let parent = data_dir
-        .parent()
-        .ok_or_else(|| Error::Config(format!("{} has no parent directory", data_dir.display())))?;
-    Ok(parent.join(format!(".{name}.pitr")))
 }
 
 /// Refuses to stage `needed` bytes beside the data directory when its
@@ -552,11 +508,6 @@ fn check_space(work_dir: &Path, needed: u64) -> Result<()> {
         });
     }
     Ok(())
-}
-
-async fn remove_dir(dir: &Path) {
-    let dir = dir.to_path_buf();
-    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
 }
 
 #[cfg(test)]

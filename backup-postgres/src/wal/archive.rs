@@ -495,6 +495,21 @@ impl WalArchive {
                 "{segment} is not a segment of timeline {timeline:08X}"
             )));
         }
+        self.prune_timeline(timeline, None, Some(&cut), dry_run)
+            .await
+    }
+
+    /// Deletes the segments of `timeline` (and the backup history files
+    /// named for them) that are before `cut` when given, and were
+    /// archived before `archived_before` when given (both must hold):
+    /// record first, then data. History files are never touched.
+    pub(crate) async fn prune_timeline(
+        &self,
+        timeline: u32,
+        archived_before: Option<chrono::DateTime<chrono::Utc>>,
+        cut: Option<&WalFileName>,
+        dry_run: bool,
+    ) -> Result<WalPruneReport> {
         let mut report = WalPruneReport {
             dry_run,
             ..WalPruneReport::default()
@@ -502,9 +517,17 @@ impl WalArchive {
         let store = self.engine.store();
         for name in self.list(timeline).await? {
             let parsed = WalFileName::parse(&name)?;
-            let before = parsed.segment().is_some_and(|s| s < cut.as_str());
+            let before = parsed
+                .segment()
+                .is_some_and(|s| cut.is_none_or(|cut| s < cut.as_str()));
             if parsed.kind() == WalFileKind::History || !before {
                 continue;
+            }
+            if let Some(limit) = archived_before {
+                match self.archived_at(&name).await? {
+                    Some(at) if at < limit => {}
+                    _ => continue,
+                }
             }
             let Some(record) = self.load_record(&parsed).await? else {
                 continue; // deleted meanwhile

@@ -5,7 +5,10 @@
 //! the last switched segment, and `backupctl restore --datadir` with
 //! `--target-name` and `--target-latest` gives back exactly the data of
 //! those points. A byte flipped in an archived segment makes the restore
-//! fail, naming the segment. `wal-archive` stops cleanly on SIGTERM.
+//! fail, naming the segment, and leaves the data directory marked
+//! unusable, as any failure once the base backup is in place does; a
+//! timeline the archive cannot give is refused before anything is
+//! restored. `wal-archive` stops cleanly on SIGTERM.
 //! Retention keeping only a newer base backup deletes the WAL before it
 //! (a dry run shows which files and the window before and after).
 //!
@@ -243,6 +246,38 @@ async fn pitr_round_trip(bin: PathBuf) {
         err.contains("recovery target timeline 2") && err.contains("00000002.history"),
         "{err}"
     );
+    assert!(
+        !data.exists(),
+        "refused before the base backup is restored: nothing written"
+    );
+
+    // A failure once the base backup is in place (no pg_controldata
+    // among the server binaries, found only when recovery reads the
+    // restored directory): the directory is left marked unusable.
+    let partial_bin = root.join("bin-without-pg_controldata");
+    std::fs::create_dir(&partial_bin).unwrap();
+    for entry in std::fs::read_dir(&bin).unwrap().flatten() {
+        if entry.file_name() != "pg_controldata" {
+            std::os::unix::fs::symlink(entry.path(), partial_bin.join(entry.file_name())).unwrap();
+        }
+    }
+    let data = root.join("restored-no-controldata");
+    let err = fails(&[
+        "restore",
+        &id,
+        "--store",
+        store,
+        "--datadir",
+        data.to_str().unwrap(),
+        "--pg-bin",
+        partial_bin.to_str().unwrap(),
+        "--target-latest",
+    ]);
+    assert!(
+        err.contains("pg_controldata") && err.contains("marked unusable"),
+        "{err}"
+    );
+    assert_marked_unusable(&data);
 
     // wal-archive stops cleanly on SIGTERM.
     assert!(
@@ -297,6 +332,7 @@ async fn pitr_round_trip(bin: PathBuf) {
         "--target-latest",
     ]);
     assert!(err.contains(&damaged), "the error names {damaged}: {err}");
+    assert_marked_unusable(&data);
 
     // A second base backup, then retention keeping only it: the WAL
     // before its first segment goes, the window starts at its end.
@@ -351,6 +387,13 @@ async fn pitr_round_trip(bin: PathBuf) {
         .psql("postgres", "SELECT pg_drop_replication_slot('pitr_cli')")
         .await
         .unwrap();
+}
+
+/// A data directory a failed restore left: no server starts on it.
+fn assert_marked_unusable(dir: &Path) {
+    assert!(dir.join("RESTORE_FAILED").is_file(), "{}", dir.display());
+    assert!(!dir.join("global/pg_control").exists());
+    assert!(dir.join("global/pg_control.restore-failed").is_file());
 }
 
 /// `--timeline` is checked before anything is read or written: a value

@@ -9,6 +9,7 @@ use backup_core::backup_ref::BackupRef;
 use backup_core::{Error, RestoreOptions, Result};
 use backup_postgres::{
     ChainRestore, PointInTimeRestore, RecoveryTarget, RecoveryTimeline, StartOptions, WalArchive,
+    mark_unusable,
 };
 
 use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
@@ -248,10 +249,18 @@ async fn restore_datadir(
             manifest.engine, manifest.format
         )));
     }
-    // Found before anything is restored: without a server of the
-    // backup's version there is no recovery.
+    // Found and checked before anything is restored: without a server
+    // of the backup's version there is no recovery, and a target, a
+    // timeline or WAL the archive cannot give is refused now, not after
+    // the base backup is unpacked.
+    let engine = Arc::new(engine);
     let recovery = match recovery {
-        Some(to) => Some((server_bin(pg_bin, &manifest).await?, to)),
+        Some(to) => {
+            let bin = server_bin(pg_bin, &manifest).await?;
+            let pitr = point_in_time(&engine, &manifest, dir, bin, &to)?;
+            pitr.check_backup(&manifest).await?;
+            Some((pitr, to.target))
+        }
         None => None,
     };
     // An incremental base backup restores with the chain it depends on,
@@ -274,8 +283,14 @@ async fn restore_datadir(
             .await?;
         serde_json::to_value(&report).expect("a serialisable report")
     };
-    if let Some((bin, to)) = recovery {
-        return recover(engine, &manifest, dir, (bin, to), json).await;
+    if let Some((pitr, target)) = recovery {
+        // The base backup is in place: whatever fails now leaves it
+        // marked unusable (it would start at the backup's end, not at
+        // the target).
+        return match recover(pitr, &manifest, dir, &target, json).await {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => Err(mark_unusable(dir, &target, e).await),
+        };
     }
     if json {
         print_json(&report);
@@ -302,35 +317,42 @@ struct Recovery {
     port: Option<u16>,
 }
 
-/// Replays the source's archived WAL over the base backup just restored
-/// into `dir`, up to its target along its timeline, on a server of the
-/// binaries in `bin` started for it (as `postgres` when run as root),
-/// stopped once the target is confirmed.
-async fn recover(
-    engine: backup_core::Engine,
+/// The point-in-time restore of the base backup `manifest` into `dir`
+/// from the source's archived WAL, up to its target along its timeline,
+/// on a server of the binaries in `bin` started for it (as `postgres`
+/// when run as root), stopped once the target is confirmed.
+fn point_in_time(
+    engine: &Arc<backup_core::Engine>,
     manifest: &backup_core::manifest::Manifest,
     dir: &Path,
-    (bin, to): (std::path::PathBuf, Recovery),
-    json: bool,
-) -> Result<Outcome> {
-    let Recovery {
-        target,
-        timeline,
-        port,
-    } = to;
-    let archive = WalArchive::new(Arc::new(engine), &manifest.tenant, &manifest.source_id)?;
-    let port = match port {
+    bin: std::path::PathBuf,
+    to: &Recovery,
+) -> Result<PointInTimeRestore> {
+    let archive = WalArchive::new(Arc::clone(engine), &manifest.tenant, &manifest.source_id)?;
+    let port = match to.port {
         Some(p) => p,
         None => std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .map_err(|e| Error::io("finding a free port for the recovery server", e))?,
     };
-    let report = PointInTimeRestore::new(dir, Arc::new(archive), target.clone(), bin)
-        .timeline(timeline)
-        .start_server(StartOptions::on_port(port))
-        .run()
-        .await?;
+    Ok(
+        PointInTimeRestore::new(dir, Arc::new(archive), to.target.clone(), bin)
+            .timeline(to.timeline)
+            .start_server(StartOptions::on_port(port)),
+    )
+}
+
+/// Replays the archived WAL over the base backup just restored into
+/// `dir` (see [`point_in_time`]) and says what it did.
+async fn recover(
+    pitr: PointInTimeRestore,
+    manifest: &backup_core::manifest::Manifest,
+    dir: &Path,
+    target: &RecoveryTarget,
+    json: bool,
+) -> Result<Outcome> {
+    let report = pitr.run().await?;
     let server = report.server.as_ref();
     if json {
         print_json(&serde_json::json!({
