@@ -9,7 +9,9 @@ use backup_core::source::{Candidate, Leftover, Removal};
 
 use crate::client::{MysqlTools, Side, quote_ident, quote_literal, run_sql};
 use crate::conn::MysqlConnection;
-use crate::promote::STAGING_PREFIX;
+
+/// Prefix of the staging databases restores load into.
+pub const STAGING_PREFIX: &str = "_backup_staging_";
 
 /// The table in every staging database that marks it as this library's:
 /// the target database and the restore's last sign of life. Never moved

@@ -53,8 +53,7 @@ mod testing;
 
 pub use client::{ENGINE, MysqlTools};
 pub use conn::{DEFAULT_PORT, MysqlConnection, redact_url};
-pub use leftovers::{DEFAULT_STAGING_GRACE, MARKER_TABLE};
-pub use promote::STAGING_PREFIX;
+pub use leftovers::{DEFAULT_STAGING_GRACE, MARKER_TABLE, STAGING_PREFIX};
 pub use source::{DUMP_FLAGS, FORMAT, MysqlSource};
 pub use target::MysqlTarget;
 #[cfg(feature = "throwaway")]

@@ -7,10 +7,7 @@ use backup_core::{Error, Result};
 use crate::catalog::{self, Catalog, Definition};
 use crate::client::{ENGINE, MysqlTools, Side, quote_ident, run_sql};
 use crate::conn::MysqlConnection;
-use crate::leftovers::MARKER_TABLE;
-
-/// Prefix of the staging databases restores load into.
-pub const STAGING_PREFIX: &str = "_backup_staging_";
+use crate::leftovers::{MARKER_TABLE, STAGING_PREFIX};
 
 /// Prefix of the databases a clean restore moves replaced tables into
 /// (dropped right after).

@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 use crate::catalog::database_exists;
 use crate::client::{ENGINE, MysqlTools, Side, classify, command, drain_stderr};
 use crate::conn::MysqlConnection;
+use crate::leftovers::STAGING_PREFIX;
 use crate::leftovers::{self, create_staging, heartbeat};
-use crate::promote::{Promotion, STAGING_PREFIX, TRASH_PREFIX, drop_quietly, promote};
+use crate::promote::{Promotion, TRASH_PREFIX, drop_quietly, promote};
 use crate::source::FORMAT;
 
 /// The line `mariadb-dump`/`mysqldump` end a complete dump with.
