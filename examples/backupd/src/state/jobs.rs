@@ -127,6 +127,14 @@ impl Job for GuardedJob {
             turn = self.serial.lock() => turn,
         };
         let result = self.inner.run(trigger, cancel).await;
+        // Retention pruned the entry's base backups: its WAL archive
+        // loses what none of the rest needs, still in the entry's turn, so
+        // no base backup of it is being taken meanwhile.
+        if result.is_ok()
+            && let Err(e) = app.wal.prune(&self.db.id, None, false).await
+        {
+            tracing::warn!(source = %self.db.id, error = %e, "WAL pruning after the backup failed");
+        }
         // Removed while it ran: the record it just wrote is forgotten too.
         if app.database(&self.db.id, Some(&self.db.tenant)).is_none() {
             app.forget_run_record(&self.db.tenant, &self.db.id).await;

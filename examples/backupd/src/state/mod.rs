@@ -480,6 +480,11 @@ impl App {
                     dry_run,
                 )
                 .await?;
+            // The WAL of a `wal_archiving` entry follows its base backups.
+            if let Some(plan) = part.sources.get(&format!("{}/{}", db.tenant, db.id)) {
+                let kept: Vec<String> = plan.keep.iter().map(|d| d.id.clone()).collect();
+                self.wal.prune(&db.id, Some(&kept), dry_run).await?;
+            }
             report.sources.extend(part.sources);
         }
         if !dry_run && self.config.packages.is_some() {

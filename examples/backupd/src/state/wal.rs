@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use backup_core::{Engine, EventBus, Result};
 use backup_postgres::{
     ArchiverOptions, ArchiverStatus, PitrWindow, WalArchive, WalArchiver, WalArchiverHandle,
+    WalPruneReport, prune_wal,
 };
 use serde::Serialize;
 
@@ -135,6 +136,46 @@ impl WalArchivers {
             .iter()
             .map(|(id, r)| (r.tenant.clone(), id.clone(), r.handle.status()))
             .collect()
+    }
+
+    /// Deletes the WAL of database `id`'s archive that none of its base
+    /// backups in `kept` (`None`: every listed one) needs
+    /// ([`backup_postgres::prune_wal`]), after retention pruned the
+    /// backups themselves. `None` when `id` archives no WAL.
+    pub async fn prune(
+        &self,
+        id: &str,
+        kept: Option<&[String]>,
+        dry_run: bool,
+    ) -> Result<Option<WalPruneReport>> {
+        let found = self
+            .running
+            .lock()
+            .expect("archivers lock")
+            .get(id)
+            .map(|r| {
+                (
+                    r.tenant.clone(),
+                    Arc::clone(&r.archive),
+                    Arc::clone(&r.engine),
+                )
+            });
+        let Some((tenant, archive, engine)) = found else {
+            return Ok(None);
+        };
+        let report = prune_wal(&engine, &archive, &tenant, id, kept, dry_run).await?;
+        if !report.removed.is_empty() {
+            tracing::info!(
+                %tenant,
+                source = id,
+                dry_run,
+                files = report.removed.len(),
+                freed_bytes = report.freed_bytes,
+                "WAL no kept base backup needs {}",
+                if dry_run { "would be deleted" } else { "deleted" }
+            );
+        }
+        Ok(Some(report))
     }
 
     /// The archivers of the databases in `visible`, with their windows.
