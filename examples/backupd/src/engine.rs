@@ -10,4 +10,6 @@ pub enum Engine {
     Postgres,
     /// MongoDB via the native driver.
     Mongodb,
+    /// MySQL or MariaDB via `mariadb-dump`/`mysqldump` and the client.
+    Mysql,
 }

@@ -60,6 +60,7 @@ fn grace(db: &DatabaseConfig) -> Duration {
     match db.engine {
         DbEngine::Postgres => backup_postgres::DEFAULT_STAGING_GRACE,
         DbEngine::Mongodb => backup_mongo::DEFAULT_STAGING_GRACE,
+        DbEngine::Mysql => backup_mysql::DEFAULT_STAGING_GRACE,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod http;
 pub mod leftovers;
 pub mod metrics;
 pub mod mongo;
+pub mod mysql;
 pub mod openapi;
 pub mod packages;
 pub mod routes;

@@ -186,7 +186,7 @@ macro_rules! database_fields {
     () => {
         r#""id": {"type": "string", "pattern": "^[A-Za-z0-9._-]+$"},
     "name": {"type": "string"},
-    "engine": {"type": "string", "enum": ["postgres", "mongodb"]},
+    "engine": {"type": "string", "enum": ["postgres", "mongodb", "mysql", "mariadb"]},
     "host": {"type": "string"},
     "port": {"type": "integer", "minimum": 1, "maximum": 65535},
     "database_name": {"type": "string"},

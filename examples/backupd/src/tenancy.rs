@@ -12,7 +12,9 @@
 //!   resolved (fail closed).
 //! - System databases are never registered nor restored over:
 //!   `postgres`, `template0`, `template1` for PostgreSQL; `admin`,
-//!   `local`, `config` and restore staging names for MongoDB; any case.
+//!   `local`, `config` and restore staging names for MongoDB; `mysql`,
+//!   `information_schema`, `performance_schema`, `sys` and names starting
+//!   with `_backup_` (restore staging) for MySQL; any case.
 //! - Tokens bound to a tenant register databases only on the hosts (and
 //!   with the names) that tenant's `tenants.<t>` entry allows, and never
 //!   move a registered entry to another host, port, engine or database.
@@ -100,9 +102,13 @@ pub fn reserved(engine: Engine, name: &str) -> bool {
     let system: &[&str] = match engine {
         Engine::Postgres => &["postgres", "template0", "template1"],
         Engine::Mongodb => &["admin", "local", "config"],
+        Engine::Mysql => &["mysql", "information_schema", "performance_schema", "sys"],
     };
+    let lower = name.to_ascii_lowercase();
     system.iter().any(|s| s.eq_ignore_ascii_case(name))
-        || (engine == Engine::Mongodb && name.to_ascii_lowercase().contains("__restore_"))
+        || (engine == Engine::Mongodb && lower.contains("__restore_"))
+        || (engine == Engine::Mysql
+            && (lower.starts_with(backup_mysql::STAGING_PREFIX) || lower.starts_with("_backup_")))
 }
 
 /// Checks a database name for `engine`: length, characters, system names.
@@ -122,6 +128,11 @@ pub fn check_database_name(engine: Engine, name: &str) -> Result<(), String> {
         ])
     {
         return Err(format!("{name:?} is not a valid MongoDB database name"));
+    }
+    // MySQL keeps a database as a directory: no path characters, and no
+    // trailing space (the server refuses it).
+    if engine == Engine::Mysql && (name.contains(['/', '\\', '.', '\0']) || name.ends_with(' ')) {
+        return Err(format!("{name:?} is not a valid MySQL database name"));
     }
     if reserved(engine, name) {
         return Err(format!(

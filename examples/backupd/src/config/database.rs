@@ -284,6 +284,7 @@ fn fields_placement(
         host: raw.host.clone().unwrap_or_else(|| "localhost".into()),
         port: raw.port.unwrap_or(match engine {
             Some(Engine::Mongodb) => 27017,
+            Some(Engine::Mysql) => backup_mysql::DEFAULT_PORT,
             _ => 5432,
         }),
         database_name: raw.database_name.clone(),
@@ -399,10 +400,11 @@ fn engine(name: &str, path: &str, problems: &mut Problems) -> Option<Engine> {
     match name {
         "postgres" | "postgresql" => Some(Engine::Postgres),
         "mongodb" | "mongo" => Some(Engine::Mongodb),
+        "mysql" | "mariadb" => Some(Engine::Mysql),
         other => {
             problems.push(
                 path,
-                format!("unknown engine {other:?} (expected postgres or mongodb)"),
+                format!("unknown engine {other:?} (expected postgres, mongodb, mysql or mariadb)"),
             );
             None
         }
@@ -431,7 +433,12 @@ fn check_placement(raw: &RawDatabase, at: At<'_>, problems: &mut Problems) {
             "must be a host name or address (1 to 253 characters, no spaces)",
         );
     }
-    if let Some(mode) = &raw.sslmode
+    if raw.sslmode.is_some() && engine == Some(Engine::Mysql) {
+        problems.push(
+            format!("{path}.sslmode"),
+            "sslmode is for postgres entries; MySQL entries connect without TLS (use a local or tunnelled server)",
+        );
+    } else if let Some(mode) = &raw.sslmode
         && !SSLMODES.contains(&mode.as_str())
     {
         problems.push(

@@ -211,6 +211,7 @@ pub(super) async fn patch_database(
         engine: match current.engine {
             Engine::Postgres => "postgres".into(),
             Engine::Mongodb => "mongodb".into(),
+            Engine::Mysql => "mysql".into(),
         },
         host: Some(current.host.clone()),
         port: Some(current.port),

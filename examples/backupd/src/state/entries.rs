@@ -22,6 +22,7 @@ pub fn make_source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
             PostgresSource::new(pg_connection(db, &db.database_name)).with_tools(pg_tools(db)),
         )),
         DbEngine::Mongodb => crate::mongo::source(db),
+        DbEngine::Mysql => crate::mysql::source(db),
     }
 }
 
@@ -41,6 +42,7 @@ pub fn make_target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
             PostgresTarget::new(pg_connection(db, &db.database_name)).with_tools(pg_tools(db)),
         )),
         DbEngine::Mongodb => crate::mongo::target(db),
+        DbEngine::Mysql => crate::mysql::target(db),
     }
 }
 
