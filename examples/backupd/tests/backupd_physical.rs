@@ -205,3 +205,93 @@ async fn a_physical_entry_backs_up_the_cluster_and_archives_its_wal() {
         .await
         .unwrap();
 }
+
+/// Retention of a `wal_archiving` entry prunes its WAL archive too: with
+/// the first base backup deleted, `POST /api/v1/cleanup` (a dry run
+/// first, which deletes nothing) removes the segments only it needed, and
+/// the second backup's window still reaches the newest WAL. (After a
+/// scheduled backup the same pruning follows the backup's retention.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_of_a_physical_entry_prunes_the_wal_no_kept_backup_needs() {
+    let server = TestServer::shared();
+    let conn = server.connection("postgres");
+    let slot = format!("backupd_prune_{}", std::process::id());
+    let d = Daemon::start_with(Options {
+        extra_config: format!(
+            "databases:\n  - {{id: pruned, engine: postgres, host: {}, port: {}, database_name: postgres, username_var: DB_USER, password_var: DB_PASSWORD, schedule: disabled, keep_last: 1, mode: physical, wal_archiving: true, slot: {slot}}}\n",
+            conn.host(),
+            conn.port()
+        ),
+        ..Options::default()
+    });
+    let api = Api::new(&d);
+
+    let first = backup_now(&api, "pruned", ADMIN).await;
+    let old = switch_wal(server).await;
+    wait_archived(&api, "pruned", &old).await;
+    let archive = backup_postgres::WalArchive::new(
+        std::sync::Arc::new(d.engine()),
+        backup_core::manifest::DEFAULT_TENANT,
+        "pruned",
+    )
+    .unwrap();
+    let timeline = u32::from_str_radix(&old[..8], 16).unwrap();
+    assert!(archive.list(timeline).await.unwrap().contains(&old));
+
+    let second = backup_now(&api, "pruned", ADMIN).await;
+    let (status, v) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/backups/{first}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = api
+        .post("/api/v1/cleanup", ADMIN, json!({"dry_run": true}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(
+        archive.list(timeline).await.unwrap().contains(&old),
+        "a dry run deleted WAL"
+    );
+    let (status, v) = api
+        .post("/api/v1/cleanup", ADMIN, json!({"dry_run": false}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let left = archive.list(timeline).await.unwrap();
+    assert!(
+        !left.contains(&old),
+        "{old}, needed only by the deleted backup, is still archived: {left:?}"
+    );
+    // What the kept backup needs from its start on is there.
+    let segment = switch_wal(server).await;
+    let status = wait_archived(&api, "pruned", &segment).await;
+    let ranges = status["pitr_window"]["ranges"].as_array().unwrap();
+    assert_eq!(ranges.len(), 1, "{status}");
+    assert_eq!(ranges[0]["backup_id"], second.as_str(), "{status}");
+    assert!(
+        ranges[0]["to_segment"]
+            .as_str()
+            .is_some_and(|s| s >= segment.as_str()),
+        "the kept backup's window reaches the newest WAL without a gap: {status}"
+    );
+    // The daemon's pg_receivewal goes with it, a moment later.
+    drop(d);
+    let drop_slot = format!(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{slot}' AND active_pid IS NOT NULL; \
+         SELECT pg_sleep(0.2); SELECT pg_drop_replication_slot('{slot}')"
+    );
+    let mut dropped = Err(None);
+    for _ in 0..20 {
+        match server.psql("postgres", &drop_slot).await {
+            Ok(_) => {
+                dropped = Ok(());
+                break;
+            }
+            Err(e) => dropped = Err(Some(e)),
+        }
+    }
+    dropped.unwrap_or_else(|e| panic!("dropping the slot {slot}: {e:?}"));
+}
