@@ -82,35 +82,17 @@ backup_postgres::each_major! {
         );
 
         let target = format!("{db}_restored");
-        ok(&with_pg_bin(
-            &[
-                "restore",
-                &id,
-                "--store",
-                store_s,
-                "--pg",
-                &server.url(&target),
-                "--create",
-            ],
-            &bin,
-        ));
+        let target_url = server.url(&target);
+        let restore =
+            |extra: &[&'static str]| into_database(&id, store_s, &target_url, &bin, extra);
+        ok(&restore(&["--create"]));
         server.assert_same_data(&db, &target).await;
 
         // Again into the now non-empty target without --clean: one line that
         // names the conflict and says what to do, not pg_restore's cut-off
         // DDL; the target unchanged.
         let before = server.fingerprint(&target).await.unwrap();
-        let err = fails(&with_pg_bin(
-            &[
-                "restore",
-                &id,
-                "--store",
-                store_s,
-                "--pg",
-                &server.url(&target),
-            ],
-            &bin,
-        ));
+        let err = fails(&restore(&[]));
         assert!(
             err.contains(&format!("already exists in database \"{target}\""))
                 && err.contains("--clean")
@@ -129,18 +111,7 @@ backup_postgres::each_major! {
         let err = fails(&["verify", &id, "--store", store_s]);
         assert!(err.contains("integrity check failed"), "{err}");
         let before = server.fingerprint(&target).await.unwrap();
-        let err = fails(&with_pg_bin(
-            &[
-                "restore",
-                &id,
-                "--store",
-                store_s,
-                "--pg",
-                &server.url(&target),
-                "--clean",
-            ],
-            &bin,
-        ));
+        let err = fails(&restore(&["--clean"]));
         assert!(err.contains("integrity check failed"), "{err}");
         assert_eq!(server.fingerprint(&target).await.unwrap(), before);
 

@@ -190,16 +190,7 @@ backup_postgres::each_major! {
         assert!(names.contains(&"package.json".to_string()));
 
         // Metrics moved.
-        let metrics = api
-            .client
-            .get(format!("{}/metrics", d.base))
-            .bearer_auth(READER)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = api.metrics(READER).await;
         assert!(
             metrics.contains(
                 r#"backup_total{source="shop",tenant="default",kind="manual",status="success"} 1"#

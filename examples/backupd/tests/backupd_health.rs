@@ -179,15 +179,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 }
 
 async fn scrape(api: &Api) -> String {
-    api.client
-        .get(format!("{}/metrics", api.base))
-        .bearer_auth(READER)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    api.metrics(READER).await
 }
 
 fn stop(mut d: Daemon) -> Daemon {

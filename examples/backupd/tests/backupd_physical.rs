@@ -115,16 +115,7 @@ backup_postgres::each_major! {
             .collect();
         assert_eq!(ranges, [id.as_str(), second.as_str()], "{entry}");
 
-        let metrics = api
-            .client
-            .get(format!("{}/metrics", d.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = api.metrics(ADMIN).await;
         assert!(
             metrics.contains("backup_wal_archived_total{source=\"cluster\",tenant=\"default\"}"),
             "{metrics}"

@@ -114,3 +114,18 @@ pub fn datadir_restore<'a>(
     args.extend(extra);
     args
 }
+
+/// The arguments of a logical restore: `restore ID --store STORE --pg
+/// URL`, `--pg-bin DIR` when `bin` (see [`pg_bin`]) names one, then
+/// `extra` (`--create`, `--clean`).
+pub fn into_database<'a>(
+    id: &'a str,
+    store: &'a str,
+    url: &'a str,
+    bin: &'a Option<String>,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = with_pg_bin(&["restore", id, "--store", store, "--pg", url], bin);
+    args.extend(extra);
+    args
+}

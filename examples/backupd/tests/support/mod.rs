@@ -429,6 +429,11 @@ impl Api {
         v
     }
 
+    /// `GET /metrics` as `token`: the Prometheus text.
+    pub async fn metrics(&self, token: &str) -> String {
+        self.download("/metrics", token).await.text().await.unwrap()
+    }
+
     /// Polls a job until it ends; returns its record.
     pub async fn wait_job(&self, job: &str, token: &str) -> Value {
         for _ in 0..3000 {
