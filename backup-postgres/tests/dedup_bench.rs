@@ -5,6 +5,11 @@
 //! cargo test -p backup-postgres --release --test dedup_bench -- --ignored --nocapture
 //! ```
 //!
+//! It runs once per major version of the test matrix:
+//! `dedup_bench_postgres_15` (Debian's) and `dedup_bench_postgres_18`
+//! (`BACKUP_TEST_PG18_BIN`), each printing its version first; add
+//! `--test-threads 1` to keep their figures apart.
+//!
 //! `DEDUP_BENCH_SCALE` sets the pgbench scale (default 10: 1M accounts,
 //! about 130 MB dumped). Each case clones a freshly initialised database,
 //! takes an incremental backup (the base: it stores every chunk), updates
@@ -28,10 +33,6 @@ use backup_core::prelude::*;
 use backup_core::{dedup::DedupOptions, memory::InMemoryStore};
 use backup_postgres::{PostgresSource, PostgresTarget, TestServer};
 
-fn server() -> &'static TestServer {
-    TestServer::shared()
-}
-
 struct Case {
     pattern: &'static str,
     sizes: (usize, usize, usize),
@@ -52,9 +53,9 @@ fn mib(bytes: u64) -> String {
     format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-async fn clone_db(template: &str, prefix: &str) -> String {
+async fn clone_db(server: &TestServer, template: &str, prefix: &str) -> String {
     let name = format!("{prefix}_{:08x}", rand::random::<u32>());
-    server()
+    server
         .psql(
             "postgres",
             &format!("CREATE DATABASE {name} TEMPLATE {template}"),
@@ -64,13 +65,19 @@ async fn clone_db(template: &str, prefix: &str) -> String {
     name
 }
 
-async fn run_case(template: &str, accounts: u64, case: &Case, restore: bool) -> Outcome {
-    let db = clone_db(template, "bench").await;
+async fn run_case(
+    server: &TestServer,
+    template: &str,
+    accounts: u64,
+    case: &Case,
+    restore: bool,
+) -> Outcome {
+    let db = clone_db(server, template, "bench").await;
     let (min, avg, max) = case.sizes;
     let store = Arc::new(InMemoryStore::new());
     let engine = Engine::new(store.clone() as Arc<dyn Store>)
         .with_dedup(DedupOptions::default().chunk_sizes(min, avg, max));
-    let source = PostgresSource::new(server().connection(&db));
+    let source = PostgresSource::new(server.connection(&db)).with_tools(server.tools());
     let request = BackupRequest::new("bench").backup_type(BackupType::Incremental);
 
     let t = Instant::now();
@@ -84,7 +91,7 @@ async fn run_case(template: &str, accounts: u64, case: &Case, restore: bool) -> 
         ),
         _ => "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE random() < 0.01".into(),
     };
-    let changed = server()
+    let changed = server
         .psql(&db, &format!("{update}; SELECT 1"))
         .await
         .unwrap();
@@ -97,7 +104,7 @@ async fn run_case(template: &str, accounts: u64, case: &Case, restore: bool) -> 
 
     let restore_secs = if restore {
         let target_db = format!("{db}_restored");
-        let target = PostgresTarget::new(server().connection("postgres"));
+        let target = PostgresTarget::new(server.connection("postgres")).with_tools(server.tools());
         let t = Instant::now();
         engine
             .restore(
@@ -109,16 +116,16 @@ async fn run_case(template: &str, accounts: u64, case: &Case, restore: bool) -> 
             .unwrap();
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(
-            server().fingerprint(&target_db).await.unwrap(),
-            server().fingerprint(&db).await.unwrap(),
+            server.fingerprint(&target_db).await.unwrap(),
+            server.fingerprint(&db).await.unwrap(),
             "restored database differs"
         );
-        server().drop_database(&target_db).await.unwrap();
+        server.drop_database(&target_db).await.unwrap();
         Some(secs)
     } else {
         None
     };
-    server().drop_database(&db).await.unwrap();
+    server.drop_database(&db).await.unwrap();
     Outcome {
         base_bytes: base.bytes_stored(),
         base_secs,
@@ -133,38 +140,61 @@ async fn run_case(template: &str, accounts: u64, case: &Case, restore: bool) -> 
 
 #[tokio::test]
 #[ignore = "benchmark: run with --release -- --ignored --nocapture"]
-async fn dedup_bench() {
+async fn dedup_bench_postgres_15() {
+    dedup_bench(TestServer::shared()).await;
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run with --release -- --ignored --nocapture"]
+async fn dedup_bench_postgres_18() {
+    let server = TestServer::shared_pg18();
+    assert_eq!(
+        server.major().await.unwrap(),
+        18,
+        "the PostgreSQL 18 server"
+    );
+    dedup_bench(server).await;
+}
+
+async fn dedup_bench(server: &TestServer) {
+    println!("\nPostgreSQL {}", server.major().await.unwrap());
     let scale: u32 = std::env::var("DEDUP_BENCH_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let stock = server().create_database("bench_stock").await.unwrap();
-    server().pgbench_init(&stock, scale).await.unwrap();
+    let stock = server.create_database("bench_stock").await.unwrap();
+    server.pgbench_init(&stock, scale).await.unwrap();
     // pgbench's `filler` column is blank and every balance zero: the dump
     // compresses about 80 times. A second data set puts 64 random hex
     // digits in each account's filler, so the dump compresses like real
     // data (about 3 times); VACUUM FULL puts the rows back in aid order.
-    let random = clone_db(&stock, "bench_random").await;
+    let random = clone_db(server, &stock, "bench_random").await;
     for sql in [
         "UPDATE pgbench_accounts SET filler = md5(random()::text) || md5(random()::text)",
         "VACUUM FULL pgbench_accounts",
     ] {
-        server().psql(&random, sql).await.unwrap();
+        server.psql(&random, sql).await.unwrap();
     }
     let accounts = u64::from(scale) * 100_000;
     for (data, template) in [("stock pgbench", &stock), ("random filler", &random)] {
-        bench_data_set(data, scale, template, accounts).await;
+        bench_data_set(server, data, scale, template, accounts).await;
     }
-    server().drop_database(&stock).await.unwrap();
-    server().drop_database(&random).await.unwrap();
+    server.drop_database(&stock).await.unwrap();
+    server.drop_database(&random).await.unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
-async fn bench_data_set(data: &str, scale: u32, template: &str, accounts: u64) {
+async fn bench_data_set(
+    server: &TestServer,
+    data: &str,
+    scale: u32,
+    template: &str,
+    accounts: u64,
+) {
     // Reference: a full backup with the default compression.
     let store = Arc::new(InMemoryStore::new());
     let engine = Engine::new(store.clone() as Arc<dyn Store>);
-    let source = PostgresSource::new(server().connection(template));
+    let source = PostgresSource::new(server.connection(template)).with_tools(server.tools());
     let t = Instant::now();
     let full = engine
         .backup(&source, &BackupRequest::new("bench"))
@@ -172,7 +202,7 @@ async fn bench_data_set(data: &str, scale: u32, template: &str, accounts: u64) {
         .unwrap();
     let full_secs = t.elapsed().as_secs_f64();
     let target_db = format!("{template}_full_restored");
-    let target = PostgresTarget::new(server().connection("postgres"));
+    let target = PostgresTarget::new(server.connection("postgres")).with_tools(server.tools());
     let t = Instant::now();
     engine
         .restore(
@@ -183,7 +213,7 @@ async fn bench_data_set(data: &str, scale: u32, template: &str, accounts: u64) {
         .await
         .unwrap();
     let full_restore = t.elapsed().as_secs_f64();
-    server().drop_database(&target_db).await.unwrap();
+    server.drop_database(&target_db).await.unwrap();
     println!(
         "\n{data}, scale {scale}: dump {} raw; a full backup (default zstd) stores {} in {full_secs:.1} s and restores in {full_restore:.1} s",
         mib(full.raw.size),
@@ -210,7 +240,7 @@ async fn bench_data_set(data: &str, scale: u32, template: &str, accounts: u64) {
             (64 * 1024, 256 * 1024, 1024 * 1024),
         ] {
             let case = Case { pattern, sizes };
-            let o = run_case(template, accounts, &case, sizes == default_sizes).await;
+            let o = run_case(server, template, accounts, &case, sizes == default_sizes).await;
             println!(
                 "{:<11} {:>18} {:>12} {:>7.1} {:>12} {:>7.1} {:>11} {:>6.1}% {:>9}",
                 pattern,

@@ -4,7 +4,9 @@
 //! verified read, is extracted, and `pg_verifybackup` of the server's own
 //! version checks every file against PostgreSQL's `backup_manifest` and
 //! the WAL the backup needs. The preflight refuses a role without
-//! replication rights with an error that says what to change.
+//! replication rights with an error that says what to change. Every test
+//! runs on both versions (`<test>::postgres_15`/`postgres_18` or a pair
+//! named after them).
 //!
 //! Base backups of one cluster run one at a time here: with `-X fetch`
 //! the WAL a backup needs is read at its end, and a concurrent backup's
@@ -195,47 +197,48 @@ async fn base_backups_of_postgres_18_verify() {
     base_backup_round_trip(TestServer::shared_pg18()).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_role_without_replication_is_refused_with_what_to_change() {
-    let server = TestServer::shared();
-    let role = format!("norepl_{:08x}", rand::random::<u32>());
-    let password = format!("pw-{:016x}", rand::random::<u64>());
-    server
-        .psql(
-            "postgres",
-            &format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
-        )
-        .await
-        .unwrap();
-    let admin = server.connection("postgres");
-    let conn = backup_postgres::PgConnection::new(admin.host(), admin.port(), &role, "postgres")
-        .with_password(backup_core::Secret::new(password.clone()));
-    let engine = Engine::new(Arc::new(InMemoryStore::new()));
-    let err = engine
-        .backup(
-            &BaseBackupSource::new(conn).with_tools(server.tools()),
-            &BackupRequest::new("cluster"),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("may not open replication connections") && err.contains("REPLICATION"),
-        "{err}"
-    );
-    assert!(!err.contains(&password));
-    assert!(
-        engine
-            .catalog()
-            .list(&Filter::all())
+backup_postgres::each_major! {
+    async fn a_role_without_replication_is_refused_with_what_to_change(server) {
+        let role = format!("norepl_{:08x}", rand::random::<u32>());
+        let password = format!("pw-{:016x}", rand::random::<u64>());
+        server
+            .psql(
+                "postgres",
+                &format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+            )
             .await
-            .unwrap()
-            .is_empty()
-    );
-    server
-        .psql("postgres", &format!("DROP ROLE {role}"))
-        .await
-        .unwrap();
+            .unwrap();
+        let admin = server.connection("postgres");
+        let conn =
+            backup_postgres::PgConnection::new(admin.host(), admin.port(), &role, "postgres")
+                .with_password(backup_core::Secret::new(password.clone()));
+        let engine = Engine::new(Arc::new(InMemoryStore::new()));
+        let err = engine
+            .backup(
+                &BaseBackupSource::new(conn).with_tools(server.tools()),
+                &BackupRequest::new("cluster"),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("may not open replication connections") && err.contains("REPLICATION"),
+            "{err}"
+        );
+        assert!(!err.contains(&password));
+        assert!(
+            engine
+                .catalog()
+                .list(&Filter::all())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        server
+            .psql("postgres", &format!("DROP ROLE {role}"))
+            .await
+            .unwrap();
+    }
 }
 
 async fn restore_round_trip(server: &TestServer) {
@@ -335,41 +338,42 @@ async fn base_backups_of_postgres_18_restore_into_a_new_data_directory() {
     restore_round_trip(TestServer::shared_pg18()).await;
 }
 
-/// Throwaway clusters take extra settings (quoted exactly, so a value
-/// with spaces and quotes survives) and restart on the same port.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_throwaway_cluster_takes_settings_and_restarts() {
-    let bin = backup_postgres::ThrowawayCluster::start()
+backup_postgres::each_major! {
+    /// Throwaway clusters of either major version take extra settings
+    /// (quoted exactly, so a value with spaces and quotes survives) and
+    /// restart on the same port.
+    async fn a_throwaway_cluster_takes_settings_and_restarts(shared) {
+        let bin = shared.server_bin().await.unwrap();
+        let command = "test -f '%p' && true";
+        let server = tokio::task::spawn_blocking(move || {
+            TestServer::throwaway_with(bin, &[("archive_mode", "on"), ("archive_command", command)])
+        })
+        .await
         .unwrap()
-        .bin_dir()
-        .to_path_buf();
-    let command = "test -f '%p' && true";
-    let server = tokio::task::spawn_blocking(move || {
-        TestServer::throwaway_with(bin, &[("archive_mode", "on"), ("archive_command", command)])
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(
-        server
-            .psql("postgres", "SHOW archive_command")
-            .await
-            .unwrap()
-            .trim(),
-        command
-    );
-    let cluster = server.cluster().expect("a throwaway");
-    assert!(cluster.data_dir().join("PG_VERSION").is_file());
-    cluster.restart().unwrap();
-    assert_eq!(
-        server
-            .psql("postgres", "SHOW archive_mode")
-            .await
-            .unwrap()
-            .trim(),
-        "on"
-    );
-    assert!(
-        backup_postgres::ThrowawayCluster::start_with(cluster.bin_dir(), &[("x; y", "1")]).is_err()
-    );
+        .unwrap();
+        assert_eq!(
+            server
+                .psql("postgres", "SHOW archive_command")
+                .await
+                .unwrap()
+                .trim(),
+            command
+        );
+        let cluster = server.cluster().expect("a throwaway");
+        assert!(cluster.data_dir().join("PG_VERSION").is_file());
+        cluster.restart().unwrap();
+        assert_eq!(
+            server
+                .psql("postgres", "SHOW archive_mode")
+                .await
+                .unwrap()
+                .trim(),
+            "on"
+        );
+        assert_eq!(server.major().await.unwrap(), shared.major().await.unwrap());
+        assert!(
+            backup_postgres::ThrowawayCluster::start_with(cluster.bin_dir(), &[("x; y", "1")])
+                .is_err()
+        );
+    }
 }

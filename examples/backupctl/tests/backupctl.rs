@@ -1,5 +1,14 @@
 //! `backupctl` end to end: the real binary, a real PostgreSQL (throwaway
 //! cluster or `BACKUP_TEST_PG_URL`) and the filesystem store.
+//!
+//! The tests of PostgreSQL behaviour (backup, verify, restore, the
+//! encrypted round trip down to the server's own `pg_restore`) run on
+//! both majors of the test matrix, as `<test>::postgres_15` and
+//! `<test>::postgres_18` (`--pg-bin` naming the 18 tools, see
+//! `support::pg_bin`). The others exercise backupctl's own logic past the
+//! PostgreSQL call (argument and connection-error handling, libpq's
+//! environment, prune/stats/health over the store, store detection) the
+//! same way whatever the server's version, and run on 15 only.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,124 +25,110 @@ fn artifact_path(store: &Path, manifest: &Value) -> std::path::PathBuf {
     store.join(manifest["artifact"].as_str().unwrap())
 }
 
-#[tokio::test]
-async fn backup_list_verify_restore_delete() {
-    let server = TestServer::shared();
-    let db = server.create_database("cli_src").await.unwrap();
-    server.pgbench_init(&db, 1).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("backups");
-    let store_s = store.to_str().unwrap();
-    let url = server.url(&db);
+backup_postgres::each_major! {
+    async fn backup_list_verify_restore_delete(server) {
+        let bin = pg_bin(server);
+        let db = server.create_database("cli_src").await.unwrap();
+        server.pgbench_init(&db, 1).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("backups");
+        let store_s = store.to_str().unwrap();
+        let url = server.url(&db);
 
-    let m: Value = serde_json::from_str(&ok(&[
-        "backup",
-        "--pg",
-        &url,
-        "--store",
-        store_s,
-        "--tenant",
-        "acme",
-        "--compression",
-        "gzip",
-        "--json",
-    ]))
-    .unwrap();
-    let id = m["id"].as_str().unwrap().to_string();
-    assert_eq!(m["tenant"], "acme");
-    assert_eq!(m["compression"]["algorithm"], "gzip");
-    assert_eq!(m["kind"], "manual");
-    let manifest_text = serde_json::to_string(&m).unwrap();
-    let password = server
-        .connection(&db)
-        .password()
-        .unwrap()
-        .expose()
-        .to_string();
-    assert!(
-        !manifest_text.contains(&password),
-        "password in the manifest"
-    );
-    assert!(artifact_path(&store, &m).is_file());
+        let m: Value = serde_json::from_str(&ok(&with_pg_bin(
+            &[
+                "backup",
+                "--pg",
+                &url,
+                "--store",
+                store_s,
+                "--tenant",
+                "acme",
+                "--compression",
+                "gzip",
+                "--json",
+            ],
+            &bin,
+        )))
+        .unwrap();
+        let id = m["id"].as_str().unwrap().to_string();
+        assert_eq!(m["tenant"], "acme");
+        assert_eq!(m["compression"]["algorithm"], "gzip");
+        assert_eq!(m["kind"], "manual");
+        let manifest_text = serde_json::to_string(&m).unwrap();
+        let password = server
+            .connection(&db)
+            .password()
+            .unwrap()
+            .expose()
+            .to_string();
+        assert!(
+            !manifest_text.contains(&password),
+            "password in the manifest"
+        );
+        assert!(artifact_path(&store, &m).is_file());
 
-    let listed: Value = serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), 1);
-    assert_eq!(listed[0]["id"], id.as_str());
-    let table = ok(&["list", "--store", store_s]);
-    assert!(table.contains(&id) && table.contains("acme"), "{table}");
+        let listed: Value =
+            serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        assert_eq!(listed[0]["id"], id.as_str());
+        let table = ok(&["list", "--store", store_s]);
+        assert!(table.contains(&id) && table.contains("acme"), "{table}");
 
-    let verified = ok(&["verify", &id, "--store", store_s]);
-    assert!(
-        verified.contains(m["stored"]["sha256"].as_str().unwrap()),
-        "{verified}"
-    );
+        let verified = ok(&["verify", &id, "--store", store_s]);
+        assert!(
+            verified.contains(m["stored"]["sha256"].as_str().unwrap()),
+            "{verified}"
+        );
 
-    let target = format!("{db}_restored");
-    ok(&[
-        "restore",
-        &id,
-        "--store",
-        store_s,
-        "--pg",
-        &server.url(&target),
-        "--create",
-    ]);
-    server.assert_same_data(&db, &target).await;
+        let target = format!("{db}_restored");
+        let target_url = server.url(&target);
+        let restore =
+            |extra: &[&'static str]| into_database(&id, store_s, &target_url, &bin, extra);
+        ok(&restore(&["--create"]));
+        server.assert_same_data(&db, &target).await;
 
-    // Again into the now non-empty target without --clean: one line that
-    // names the conflict and says what to do, not pg_restore's cut-off
-    // DDL; the target unchanged.
-    let before = server.fingerprint(&target).await.unwrap();
-    let err = fails(&[
-        "restore",
-        &id,
-        "--store",
-        store_s,
-        "--pg",
-        &server.url(&target),
-    ]);
-    assert!(
-        err.contains(&format!("already exists in database \"{target}\""))
-            && err.contains("--clean")
-            && !err.contains("CREATE"),
-        "{err}"
-    );
-    assert_eq!(server.fingerprint(&target).await.unwrap(), before);
+        // Again into the now non-empty target without --clean: one line that
+        // names the conflict and says what to do, not pg_restore's cut-off
+        // DDL; the target unchanged.
+        let before = server.fingerprint(&target).await.unwrap();
+        let err = fails(&restore(&[]));
+        assert!(
+            err.contains(&format!("already exists in database \"{target}\""))
+                && err.contains("--clean")
+                && !err.contains("CREATE"),
+            "{err}"
+        );
+        assert_eq!(server.fingerprint(&target).await.unwrap(), before);
 
-    // Flip one byte of the artifact: verify and restore refuse it, and the
-    // target database is left as it was.
-    let path = artifact_path(&store, &m);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let i = bytes.len() / 2;
-    bytes[i] ^= 0x20;
-    std::fs::write(&path, &bytes).unwrap();
-    let err = fails(&["verify", &id, "--store", store_s]);
-    assert!(err.contains("integrity check failed"), "{err}");
-    let before = server.fingerprint(&target).await.unwrap();
-    let err = fails(&[
-        "restore",
-        &id,
-        "--store",
-        store_s,
-        "--pg",
-        &server.url(&target),
-        "--clean",
-    ]);
-    assert!(err.contains("integrity check failed"), "{err}");
-    assert_eq!(server.fingerprint(&target).await.unwrap(), before);
+        // Flip one byte of the artifact: verify and restore refuse it, and the
+        // target database is left as it was.
+        let path = artifact_path(&store, &m);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let i = bytes.len() / 2;
+        bytes[i] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = fails(&["verify", &id, "--store", store_s]);
+        assert!(err.contains("integrity check failed"), "{err}");
+        let before = server.fingerprint(&target).await.unwrap();
+        let err = fails(&restore(&["--clean"]));
+        assert!(err.contains("integrity check failed"), "{err}");
+        assert_eq!(server.fingerprint(&target).await.unwrap(), before);
 
-    // Truncated artifact.
-    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
-    let err = fails(&["verify", &id, "--store", store_s]);
-    assert!(err.contains("integrity check failed"), "{err}");
+        // Truncated artifact.
+        std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+        let err = fails(&["verify", &id, "--store", store_s]);
+        assert!(err.contains("integrity check failed"), "{err}");
 
-    ok(&["delete", &id, "--store", store_s]);
-    let listed: Value = serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
-    assert!(listed.as_array().unwrap().is_empty());
-    assert!(!path.exists(), "artifact left after delete");
+        ok(&["delete", &id, "--store", store_s]);
+        let listed: Value =
+            serde_json::from_str(&ok(&["list", "--store", store_s, "--json"])).unwrap();
+        assert!(listed.as_array().unwrap().is_empty());
+        assert!(!path.exists(), "artifact left after delete");
 
-    server.drop_database(&db).await.unwrap();
-    server.drop_database(&target).await.unwrap();
+        server.drop_database(&db).await.unwrap();
+        server.drop_database(&target).await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -356,123 +351,127 @@ async fn prune_stats_and_health() {
     server.drop_database(&db).await.unwrap();
 }
 
-#[tokio::test]
-async fn encrypted_backups_with_age_keys() {
-    let server = TestServer::shared();
-    let db = server.create_database("cli_enc").await.unwrap();
-    server.pgbench_init(&db, 1).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("backups");
-    let store_s = store.to_str().unwrap();
-    let (_, recipient, secret) = backup_core::crypto::AgeIdentities::generate();
-    let key_file = dir.path().join("key.txt");
-    std::fs::write(
-        &key_file,
-        format!("# public key: {recipient}\n{}\n", secret.expose()),
-    )
-    .unwrap();
-    let key_s = key_file.to_str().unwrap();
-
-    let m: Value = serde_json::from_str(&ok(&[
-        "backup",
-        "--pg",
-        &server.url(&db),
-        "--store",
-        store_s,
-        "--encrypt-to",
-        &recipient,
-        "--json",
-    ]))
-    .unwrap();
-    let id = m["id"].as_str().unwrap();
-    assert_eq!(m["encryption"]["recipients"][0], recipient.as_str());
-    assert!(m["artifact"].as_str().unwrap().ends_with(".dump.zst.age"));
-    assert!(!serde_json::to_string(&m).unwrap().contains(secret.expose()));
-
-    let err = fails(&["verify", id, "--store", store_s]);
-    assert!(err.contains("no identity"), "{err}");
-    ok(&["verify", id, "--store", store_s, "--identity", key_s]);
-    let (_, _, other) = backup_core::crypto::AgeIdentities::generate();
-    let wrong = dir.path().join("wrong.txt");
-    std::fs::write(&wrong, other.expose()).unwrap();
-    let err = fails(&[
-        "verify",
-        id,
-        "--store",
-        store_s,
-        "--identity",
-        wrong.to_str().unwrap(),
-    ]);
-    assert!(err.contains("wrong key"), "{err}");
-
-    let target = format!("{db}_dec");
-    ok(&[
-        "restore",
-        id,
-        "--store",
-        store_s,
-        "--pg",
-        &server.url(&target),
-        "--create",
-        "--identity",
-        key_s,
-    ]);
-    server.assert_same_data(&db, &target).await;
-
-    // Without this library: the age format decrypted by the age crate
-    // alone, then the standard zstd tool, then pg_restore.
-    let artifact = std::fs::read(artifact_path(&store, &m)).unwrap();
-    let identity: age::x25519::Identity = secret.expose().parse().unwrap();
-    let decryptor = age::Decryptor::new(&artifact[..]).unwrap();
-    let mut reader = decryptor
-        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+backup_postgres::each_major! {
+    async fn encrypted_backups_with_age_keys(server) {
+        let bin = pg_bin(server);
+        let db = server.create_database("cli_enc").await.unwrap();
+        server.pgbench_init(&db, 1).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("backups");
+        let store_s = store.to_str().unwrap();
+        let (_, recipient, secret) = backup_core::crypto::AgeIdentities::generate();
+        let key_file = dir.path().join("key.txt");
+        std::fs::write(
+            &key_file,
+            format!("# public key: {recipient}\n{}\n", secret.expose()),
+        )
         .unwrap();
-    let compressed = dir.path().join("plain.dump.zst");
-    let mut out = std::fs::File::create(&compressed).unwrap();
-    std::io::copy(&mut reader, &mut out).unwrap();
-    let dump = dir.path().join("plain.dump");
-    let status = Command::new("zstd")
-        .args(["-q", "-d", "-o"])
-        .arg(&dump)
-        .arg(&compressed)
-        .status()
-        .expect("the zstd tool");
-    assert!(status.success());
-    let manual = format!("{db}_manual");
-    server
-        .psql("postgres", &format!("CREATE DATABASE {manual}"))
-        .await
+        let key_s = key_file.to_str().unwrap();
+
+        let m: Value = serde_json::from_str(&ok(&with_pg_bin(
+            &[
+                "backup",
+                "--pg",
+                &server.url(&db),
+                "--store",
+                store_s,
+                "--encrypt-to",
+                &recipient,
+                "--json",
+            ],
+            &bin,
+        )))
         .unwrap();
-    let conn = server.connection(&manual);
-    let pwfile = dir.path().join("pgpass");
-    std::fs::write(
-        &pwfile,
-        format!("*:*:*:*:{}\n", conn.password().unwrap().expose()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let pg_restore = [
-        "/usr/lib/postgresql/15/bin/pg_restore",
-        "/usr/bin/pg_restore",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .unwrap();
-    let out = Command::new(pg_restore)
-        .arg("--dbname")
-        .arg(format!("dbname={manual}"))
-        .arg("--no-password")
-        .arg(&dump)
-        .env("PGHOST", conn.host())
-        .env("PGPORT", conn.port().to_string())
-        .env("PGUSER", conn.user())
-        .env("PGPASSFILE", &pwfile)
-        .output()
+        let id = m["id"].as_str().unwrap();
+        assert_eq!(m["encryption"]["recipients"][0], recipient.as_str());
+        assert!(m["artifact"].as_str().unwrap().ends_with(".dump.zst.age"));
+        assert!(!serde_json::to_string(&m).unwrap().contains(secret.expose()));
+
+        let err = fails(&["verify", id, "--store", store_s]);
+        assert!(err.contains("no identity"), "{err}");
+        ok(&["verify", id, "--store", store_s, "--identity", key_s]);
+        let (_, _, other) = backup_core::crypto::AgeIdentities::generate();
+        let wrong = dir.path().join("wrong.txt");
+        std::fs::write(&wrong, other.expose()).unwrap();
+        let err = fails(&[
+            "verify",
+            id,
+            "--store",
+            store_s,
+            "--identity",
+            wrong.to_str().unwrap(),
+        ]);
+        assert!(err.contains("wrong key"), "{err}");
+
+        let target = format!("{db}_dec");
+        ok(&with_pg_bin(
+            &[
+                "restore",
+                id,
+                "--store",
+                store_s,
+                "--pg",
+                &server.url(&target),
+                "--create",
+                "--identity",
+                key_s,
+            ],
+            &bin,
+        ));
+        server.assert_same_data(&db, &target).await;
+
+        // Without this library: the age format decrypted by the age crate
+        // alone, then the standard zstd tool, then pg_restore.
+        let artifact = std::fs::read(artifact_path(&store, &m)).unwrap();
+        let identity: age::x25519::Identity = secret.expose().parse().unwrap();
+        let decryptor = age::Decryptor::new(&artifact[..]).unwrap();
+        let mut reader = decryptor
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+            .unwrap();
+        let compressed = dir.path().join("plain.dump.zst");
+        let mut out = std::fs::File::create(&compressed).unwrap();
+        std::io::copy(&mut reader, &mut out).unwrap();
+        let dump = dir.path().join("plain.dump");
+        let status = Command::new("zstd")
+            .args(["-q", "-d", "-o"])
+            .arg(&dump)
+            .arg(&compressed)
+            .status()
+            .expect("the zstd tool");
+        assert!(status.success());
+        let manual = format!("{db}_manual");
+        server
+            .psql("postgres", &format!("CREATE DATABASE {manual}"))
+            .await
+            .unwrap();
+        let conn = server.connection(&manual);
+        let pwfile = dir.path().join("pgpass");
+        std::fs::write(
+            &pwfile,
+            format!("*:*:*:*:{}\n", conn.password().unwrap().expose()),
+        )
         .unwrap();
-    assert_success(&out);
-    server.assert_same_data(&db, &manual).await;
-    for d in [&db, &target, &manual] {
-        server.drop_database(d).await.unwrap();
+        std::fs::set_permissions(&pwfile, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        // The server's own major version's pg_restore (a dump of pg_dump
+        // 18 is not for pg_restore 15).
+        let pg_restore = server.server_bin().await.unwrap().join("pg_restore");
+        let out = Command::new(pg_restore)
+            .arg("--dbname")
+            .arg(format!("dbname={manual}"))
+            .arg("--no-password")
+            .arg(&dump)
+            .env("PGHOST", conn.host())
+            .env("PGPORT", conn.port().to_string())
+            .env("PGUSER", conn.user())
+            .env("PGPASSFILE", &pwfile)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        server.assert_same_data(&db, &manual).await;
+        for d in [&db, &target, &manual] {
+            server.drop_database(d).await.unwrap();
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use backup_postgres::{TestServer, query_data_dir};
-use support::{backupctl, backupctl_command, failed, fails, json, ok};
+use support::{backupctl, backupctl_command, datadir_restore, failed, fails, json, ok};
 
 /// Kills the archiver if the test ends early.
 struct Archiver(Child);
@@ -175,17 +175,13 @@ async fn pitr_round_trip(bin: PathBuf) {
     let no_server = root.join("no-server");
     std::fs::create_dir(&no_server).unwrap();
     let data = root.join("restored-no-server");
-    let err = fails(&[
-        "restore",
+    let err = fails(&datadir_restore(
         &id,
-        "--store",
         store,
-        "--datadir",
-        data.to_str().unwrap(),
-        "--pg-bin",
-        no_server.to_str().unwrap(),
-        "--target-latest",
-    ]);
+        &data,
+        no_server.to_str(),
+        &["--target-latest"],
+    ));
     assert!(
         err.contains(&format!("PostgreSQL {major} server")) && err.contains("--pg-bin"),
         "{err}"
@@ -205,19 +201,7 @@ async fn pitr_round_trip(bin: PathBuf) {
         ),
     ] {
         let data = root.join(format!("restored-{label}"));
-        let data_s = data.to_str().unwrap();
-        let mut args = vec![
-            "restore",
-            &id,
-            "--store",
-            store,
-            "--datadir",
-            data_s,
-            "--pg-bin",
-            bin_s,
-        ];
-        args.extend(flag.iter());
-        let said = ok(&args);
+        let said = ok(&datadir_restore(&id, store, &data, Some(bin_s), &flag));
         assert!(
             said.contains("recovered") && said.contains("on timeline 1"),
             "{said}"
@@ -229,19 +213,13 @@ async fn pitr_round_trip(bin: PathBuf) {
     // A timeline the archive has no history file for: refused, naming it
     // (the flag reaches the recovery).
     let data = root.join("restored-timeline-2");
-    let err = fails(&[
-        "restore",
+    let err = fails(&datadir_restore(
         &id,
-        "--store",
         store,
-        "--datadir",
-        data.to_str().unwrap(),
-        "--pg-bin",
-        bin_s,
-        "--target-latest",
-        "--timeline",
-        "2",
-    ]);
+        &data,
+        Some(bin_s),
+        &["--target-latest", "--timeline", "2"],
+    ));
     assert!(
         err.contains("recovery target timeline 2") && err.contains("00000002.history"),
         "{err}"
@@ -320,17 +298,13 @@ async fn pitr_round_trip(bin: PathBuf) {
     bytes[at] ^= 0x40;
     std::fs::write(&data_file, bytes).unwrap();
     let data = root.join("restored-damaged");
-    let err = fails(&[
-        "restore",
+    let err = fails(&datadir_restore(
         &id,
-        "--store",
         store,
-        "--datadir",
-        data.to_str().unwrap(),
-        "--pg-bin",
-        bin_s,
-        "--target-latest",
-    ]);
+        &data,
+        Some(bin_s),
+        &["--target-latest"],
+    ));
     assert!(err.contains(&damaged), "the error names {damaged}: {err}");
     assert_marked_unusable(&data);
 
@@ -406,16 +380,13 @@ fn timeline_values_are_refused_before_anything_is_written() {
     let store = dir.path().join("store");
     let data = dir.path().join("data");
     let restore = |extra: &[&str]| {
-        let mut args = vec![
-            "restore",
+        backupctl(&datadir_restore(
             "latest",
-            "--store",
             store.to_str().unwrap(),
-            "--datadir",
-            data.to_str().unwrap(),
-        ];
-        args.extend(extra);
-        backupctl(&args)
+            &data,
+            None,
+            extra,
+        ))
     };
     for bad in ["bogus", "0", "+2", "0x2", "Latest", "4294967296", ""] {
         let out = restore(&["--target-latest", "--timeline", bad]);

@@ -2,6 +2,11 @@
 //! PostgreSQL (throwaway cluster or `BACKUP_TEST_PG_URL`) and an
 //! S3-compatible server (a local `s3s-fs` or `BACKUP_TEST_S3_ENDPOINT`).
 //! Credentials reach the binary only through `AWS_*` variables.
+//!
+//! The round trip runs on both majors of the test matrix
+//! (`<test>::postgres_15`, `<test>::postgres_18` with `--pg-bin`); the
+//! wrong-credentials test fails at the store, before any PostgreSQL
+//! call, and runs once.
 
 use std::process::Output;
 
@@ -45,67 +50,74 @@ impl Cli<'_> {
     }
 }
 
-#[tokio::test]
-async fn backup_list_verify_restore_delete_on_s3() {
-    let pg = TestServer::shared();
-    let s3 = S3TestServer::from_env_or_start()
-        .unwrap_or_else(|e| panic!("no S3 server for the tests: {e}"));
-    let cli = Cli {
-        s3: &s3,
-        secret: s3.secret_access_key().expose().to_string(),
-    };
-    let db = pg.create_database("cli_s3").await.unwrap();
-    pg.pgbench_init(&db, 1).await.unwrap();
-    let store = format!("s3://{}/cli-{:08x}", s3.bucket(), rand_suffix());
+backup_postgres::each_major! {
+    async fn backup_list_verify_restore_delete_on_s3(pg) {
+        let bin = pg_bin(pg);
+        let s3 = S3TestServer::from_env_or_start()
+            .unwrap_or_else(|e| panic!("no S3 server for the tests: {e}"));
+        let cli = Cli {
+            s3: &s3,
+            secret: s3.secret_access_key().expose().to_string(),
+        };
+        let db = pg.create_database("cli_s3").await.unwrap();
+        pg.pgbench_init(&db, 1).await.unwrap();
+        let store = format!("s3://{}/cli-{:08x}", s3.bucket(), rand_suffix());
 
-    let m: Value = serde_json::from_str(&cli.ok(&[
-        "backup",
-        "--pg",
-        &pg.url(&db),
-        "--store",
-        &store,
-        "--tenant",
-        "acme",
-        "--json",
-    ]))
-    .unwrap();
-    let id = m["id"].as_str().unwrap().to_string();
+        let m: Value = serde_json::from_str(&cli.ok(&with_pg_bin(
+            &[
+                "backup",
+                "--pg",
+                &pg.url(&db),
+                "--store",
+                &store,
+                "--tenant",
+                "acme",
+                "--json",
+            ],
+            &bin,
+        )))
+        .unwrap();
+        let id = m["id"].as_str().unwrap().to_string();
 
-    let listed: Value =
-        serde_json::from_str(&cli.ok(&["list", "--store", &store, "--json"])).unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), 1);
-    assert_eq!(listed[0]["id"], id.as_str());
+        let listed: Value =
+            serde_json::from_str(&cli.ok(&["list", "--store", &store, "--json"])).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        assert_eq!(listed[0]["id"], id.as_str());
 
-    let verified = cli.ok(&["verify", &id, "--store", &store]);
-    assert!(
-        verified.contains(m["stored"]["sha256"].as_str().unwrap()),
-        "{verified}"
-    );
+        let verified = cli.ok(&["verify", &id, "--store", &store]);
+        assert!(
+            verified.contains(m["stored"]["sha256"].as_str().unwrap()),
+            "{verified}"
+        );
 
-    let target = format!("{db}_restored");
-    cli.ok(&[
-        "restore",
-        &id,
-        "--store",
-        &store,
-        "--pg",
-        &pg.url(&target),
-        "--create",
-    ]);
-    pg.assert_same_data(&db, &target).await;
+        let target = format!("{db}_restored");
+        cli.ok(&with_pg_bin(
+            &[
+                "restore",
+                &id,
+                "--store",
+                &store,
+                "--pg",
+                &pg.url(&target),
+                "--create",
+            ],
+            &bin,
+        ));
+        pg.assert_same_data(&db, &target).await;
 
-    // Flags win over the environment: a wrong endpoint flag is used.
-    let err = cli.fails(&["list", "--store", &store, "--s3-endpoint", "ftp://nowhere"]);
-    assert!(err.contains("invalid S3 endpoint"), "{err}");
+        // Flags win over the environment: a wrong endpoint flag is used.
+        let err = cli.fails(&["list", "--store", &store, "--s3-endpoint", "ftp://nowhere"]);
+        assert!(err.contains("invalid S3 endpoint"), "{err}");
 
-    cli.ok(&["delete", &id, "--store", &store]);
-    let listed: Value =
-        serde_json::from_str(&cli.ok(&["list", "--store", &store, "--json"])).unwrap();
-    assert!(listed.as_array().unwrap().is_empty());
-    cli.ok(&["sweep", "--store", &store, "--grace-minutes", "0"]);
+        cli.ok(&["delete", &id, "--store", &store]);
+        let listed: Value =
+            serde_json::from_str(&cli.ok(&["list", "--store", &store, "--json"])).unwrap();
+        assert!(listed.as_array().unwrap().is_empty());
+        cli.ok(&["sweep", "--store", &store, "--grace-minutes", "0"]);
 
-    pg.drop_database(&db).await.unwrap();
-    pg.drop_database(&target).await.unwrap();
+        pg.drop_database(&db).await.unwrap();
+        pg.drop_database(&target).await.unwrap();
+    }
 }
 
 #[tokio::test]

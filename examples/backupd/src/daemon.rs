@@ -180,6 +180,7 @@ impl Daemon {
             tracker: tokio_util::task::TaskTracker::new(),
             leftovers: Default::default(),
             wal,
+            turns: Default::default(),
             config,
         });
         for (i, db) in app.config.databases.clone().into_iter().enumerate() {

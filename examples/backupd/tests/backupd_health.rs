@@ -1,6 +1,11 @@
 //! backupd health that tells the truth and can be cleared: the real daemon
 //! binary over real HTTP, a real PostgreSQL, the fs store; restarted over
 //! the same store where a restart is the point.
+//!
+//! The restart test backs up a real database and runs on both majors of
+//! the test matrix (`<test>::postgres_15`, `<test>::postgres_18` with the
+//! entries' `pg_bin`); forgetting a run record needs only a database that
+//! does not exist, the same refusal on any version, and runs on 15 only.
 
 use std::path::Path;
 use std::process::Command;
@@ -46,12 +51,7 @@ fn status_of(all: &[(String, String)], source: &str) -> Option<String> {
 
 /// Starts a backup of `db_id` and waits for its job; returns the job.
 async fn attempt(api: &Api, db_id: &str, token: &str) -> Value {
-    let (status, v) = api
-        .post("/api/v1/backups", token, json!({"database_id": db_id}))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-    api.wait_job(v["data"]["job_id"].as_str().unwrap(), token)
-        .await
+    post_backup(api, token, json!({"database_id": db_id})).await
 }
 
 async fn forget(api: &Api, path: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -179,15 +179,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 }
 
 async fn scrape(api: &Api) -> String {
-    api.client
-        .get(format!("{}/metrics", api.base))
-        .bearer_auth(READER)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    api.metrics(READER).await
 }
 
 fn stop(mut d: Daemon) -> Daemon {
@@ -204,118 +196,116 @@ fn stop(mut d: Daemon) -> Daemon {
     d
 }
 
-fn options(storage: &Path, databases: &str) -> Options {
-    let server = TestServer::shared();
-    let conn = server.connection("postgres");
+fn options(server: &'static TestServer, storage: &Path, databases: &str) -> Options {
     let mut entries = String::new();
     for (id, db, schedule) in databases.split(';').filter(|s| !s.is_empty()).map(|e| {
         let mut p = e.split(',');
         (p.next().unwrap(), p.next().unwrap(), p.next().unwrap())
     }) {
-        entries.push_str(&format!(
-            "  - {{id: {id}, engine: postgres, host: {}, port: {}, database_name: {db}, username_var: DB_USER, password_var: DB_PASSWORD, schedule: \"{schedule}\"}}\n",
-            conn.host(),
-            conn.port(),
-        ));
+        let entry = pg_entry(server, id, db, &format!("schedule: \"{schedule}\""));
+        entries.push_str(&format!("  - {entry}\n"));
     }
     Options {
         storage: format!("{{type: fs, path: {}}}", storage.display()),
         extra_config: format!("databases:\n{entries}"),
+        pg: Some(server),
         ..Options::default()
     }
 }
 
-#[tokio::test]
-async fn a_restart_keeps_the_metrics_forgets_removed_databases_and_new_ones_are_pending() {
-    let server = TestServer::shared();
-    let db = server.create_database("health_restart").await.unwrap();
-    server.pgbench_init(&db, 1).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let storage = dir.path().join("backups");
+backup_postgres::each_major! {
+    async fn a_restart_keeps_the_metrics_forgets_removed_databases_and_new_ones_are_pending(server) {
+        let db = server.create_database("health_restart").await.unwrap();
+        server.pgbench_init(&db, 1).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("backups");
 
-    let d = Daemon::start_with(options(&storage, &format!("kept,{db},disabled")));
-    let api = Api::new(&d);
-    let id = backup_now(&api, "kept", ADMIN).await;
-    let before = scrape(&api).await;
-    let bytes_series = r#"backup_bytes{source="kept",tenant="default"}"#;
-    let last_series = r#"backup_last_success_timestamp_seconds{source="kept",tenant="default"}"#;
-    assert!(metric(&before, bytes_series).is_some(), "{before}");
-    let _ = stop(d);
+        let d = Daemon::start_with(options(server, &storage, &format!("kept,{db},disabled")));
+        let api = Api::new(&d);
+        let id = backup_now(&api, "kept", ADMIN).await;
+        let before = scrape(&api).await;
+        let bytes_series = r#"backup_bytes{source="kept",tenant="default"}"#;
+        let last_series =
+            r#"backup_last_success_timestamp_seconds{source="kept",tenant="default"}"#;
+        assert!(metric(&before, bytes_series).is_some(), "{before}");
+        let _ = stop(d);
 
-    // What a shutdown left behind for a database since removed from the
-    // configuration (a scheduled attempt), and what backupctl recorded
-    // for a source of its own (a manual one), in the same store.
-    let store = Arc::new(FsStore::new(&storage).unwrap());
-    let record = |source: &str, scheduled: bool| RunRecord {
-        tenant: "default".into(),
-        source_id: source.into(),
-        kind: if scheduled {
-            BackupKind::Scheduled
-        } else {
-            BackupKind::Manual
-        },
-        started_at: chrono::Utc::now(),
-        finished_at: chrono::Utc::now(),
-        succeeded: false,
-        backup_id: None,
-        error: Some("cancelled".into()),
-        scheduled_for: scheduled.then(chrono::Utc::now),
-    };
-    record("removed", true).save(store.as_ref()).await.unwrap();
-    record("from_cli", false)
-        .save(store.as_ref())
-        .await
-        .unwrap();
-
-    // Restarted: `kept` again, and `nightly`, first due on January 1st.
-    let d = Daemon::start_with(options(
-        &storage,
-        &format!("kept,{db},disabled;nightly,{db},0 3 1 1 *"),
-    ));
-    let api = Api::new(&d);
-    let after = scrape(&api).await;
-    let engine = Engine::new(store.clone());
-    let m = engine.catalog().get(id.as_str()).await.unwrap();
-    assert_eq!(
-        metric(&after, bytes_series),
-        Some(m.bytes_stored() as f64),
-        "{after}"
-    );
-    let last = metric(&after, last_series).unwrap_or_else(|| panic!("{after}"));
-    assert_eq!(
-        last,
-        m.finished_at.timestamp_millis() as f64 / 1000.0,
-        "{after}"
-    );
-
-    let all = sources(&api, READER).await;
-    assert_eq!(
-        status_of(&all, "default/kept").as_deref(),
-        Some("healthy"),
-        "{all:?}"
-    );
-    assert_eq!(status_of(&all, "default/removed"), None, "{all:?}");
-    assert_eq!(
-        status_of(&all, "default/from_cli").as_deref(),
-        Some("failing"),
-        "{all:?}"
-    );
-    assert_eq!(
-        status_of(&all, "default/nightly").as_deref(),
-        Some("pending"),
-        "{all:?}"
-    );
-    assert!(
-        RunRecord::load(store.as_ref(), "default", "removed")
+        // What a shutdown left behind for a database since removed from the
+        // configuration (a scheduled attempt), and what backupctl recorded
+        // for a source of its own (a manual one), in the same store.
+        let store = Arc::new(FsStore::new(&storage).unwrap());
+        let record = |source: &str, scheduled: bool| RunRecord {
+            tenant: "default".into(),
+            source_id: source.into(),
+            kind: if scheduled {
+                BackupKind::Scheduled
+            } else {
+                BackupKind::Manual
+            },
+            started_at: chrono::Utc::now(),
+            finished_at: chrono::Utc::now(),
+            succeeded: false,
+            backup_id: None,
+            error: Some("cancelled".into()),
+            scheduled_for: scheduled.then(chrono::Utc::now),
+        };
+        record("removed", true).save(store.as_ref()).await.unwrap();
+        record("from_cli", false)
+            .save(store.as_ref())
             .await
-            .unwrap()
-            .is_none()
-    );
-    // The backups of every source stay.
-    assert_eq!(
-        engine.catalog().list(&Filter::all()).await.unwrap().len(),
-        1
-    );
-    let _ = stop(d);
-    server.drop_database(&db).await.unwrap();
+            .unwrap();
+
+        // Restarted: `kept` again, and `nightly`, first due on January 1st.
+        let d = Daemon::start_with(options(
+            server,
+            &storage,
+            &format!("kept,{db},disabled;nightly,{db},0 3 1 1 *"),
+        ));
+        let api = Api::new(&d);
+        let after = scrape(&api).await;
+        let engine = Engine::new(store.clone());
+        let m = engine.catalog().get(id.as_str()).await.unwrap();
+        assert_eq!(
+            metric(&after, bytes_series),
+            Some(m.bytes_stored() as f64),
+            "{after}"
+        );
+        let last = metric(&after, last_series).unwrap_or_else(|| panic!("{after}"));
+        assert_eq!(
+            last,
+            m.finished_at.timestamp_millis() as f64 / 1000.0,
+            "{after}"
+        );
+
+        let all = sources(&api, READER).await;
+        assert_eq!(
+            status_of(&all, "default/kept").as_deref(),
+            Some("healthy"),
+            "{all:?}"
+        );
+        assert_eq!(status_of(&all, "default/removed"), None, "{all:?}");
+        assert_eq!(
+            status_of(&all, "default/from_cli").as_deref(),
+            Some("failing"),
+            "{all:?}"
+        );
+        assert_eq!(
+            status_of(&all, "default/nightly").as_deref(),
+            Some("pending"),
+            "{all:?}"
+        );
+        assert!(
+            RunRecord::load(store.as_ref(), "default", "removed")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // The backups of every source stay.
+        assert_eq!(
+            engine.catalog().list(&Filter::all()).await.unwrap().len(),
+            1
+        );
+        let _ = stop(d);
+        server.drop_database(&db).await.unwrap();
+    }
 }

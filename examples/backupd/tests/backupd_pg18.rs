@@ -78,17 +78,12 @@ async fn postgres_18_entries_back_up_and_restore_with_their_pg_bin() {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .max();
     if newest_system.is_some_and(|m| m < 18) {
-        let (status, v) = api
-            .post(
-                "/api/v1/backups",
-                ADMIN,
-                json!({"source_id": "pg18_discovered", "type": "full"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-        let job = api
-            .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-            .await;
+        let job = post_backup(
+            &api,
+            ADMIN,
+            json!({"source_id": "pg18_discovered", "type": "full"}),
+        )
+        .await;
         assert_eq!(job["status"], "failed", "{job}");
         let error = job["error"].as_str().unwrap_or_default();
         assert!(error.contains("pg_bin"), "the error names pg_bin: {error}");
@@ -139,17 +134,12 @@ async fn incremental_base_backups_through_the_daemon_on_postgres_18() {
         ..Options::default()
     });
     let api = Api::new(&d);
-    let incremental = || async {
-        let (status, v) = api
-            .post(
-                "/api/v1/backups",
-                ADMIN,
-                json!({"source_id": "c18", "base_backup": "incremental"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-        api.wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-            .await
+    let incremental = || {
+        post_backup(
+            &api,
+            ADMIN,
+            json!({"source_id": "c18", "base_backup": "incremental"}),
+        )
     };
     let job = incremental().await;
     assert_eq!(job["status"], "failed", "{job}");

@@ -4,8 +4,11 @@
 //! metrics report it, with the point-in-time window), restore over the
 //! API refused with the command that restores it, and the fields refused
 //! over the API. An incremental base backup (`incremental:`, `base_backup:
-//! incremental`) fails on PostgreSQL 15 with the version error. The
-//! daemon stops its archiver on SIGTERM.
+//! incremental`) fails on PostgreSQL 15 with the version error, on 18
+//! without `summarize_wal` with what to turn on. The daemon stops its
+//! archiver on SIGTERM. Runs on both majors of the test matrix
+//! (`<test>::postgres_15`, `<test>::postgres_18` with the entry's
+//! `pg_bin` naming the 18 tools).
 
 use std::time::Duration;
 
@@ -56,154 +59,161 @@ async fn wait_archived(api: &Api, id: &str, segment: &str) -> Value {
     panic!("{segment} was not archived");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_physical_entry_backs_up_the_cluster_and_archives_its_wal() {
-    let server = TestServer::shared();
-    let conn = server.connection("postgres");
-    let slot = format!("backupd_phys_{}", std::process::id());
-    let d = Daemon::start_with(Options {
-        extra_config: format!(
-            "databases:\n  - {{id: cluster, engine: postgres, host: {}, port: {}, database_name: postgres, username_var: DB_USER, password_var: DB_PASSWORD, schedule: disabled, incremental: disabled, mode: physical, wal_archiving: true, slot: {slot}}}\n",
-            conn.host(),
-            conn.port()
-        ),
-        ..Options::default()
-    });
-    let api = Api::new(&d);
+backup_postgres::each_major! {
+    async fn a_physical_entry_backs_up_the_cluster_and_archives_its_wal(server) {
+        let slot = format!("backupd_phys_{}", std::process::id());
+        let entry = pg_entry(
+            server,
+            "cluster",
+            "postgres",
+            &format!(
+                "schedule: disabled, incremental: disabled, mode: physical, wal_archiving: true, slot: {slot}"
+            ),
+        );
+        let d = Daemon::start_with(Options {
+            extra_config: format!("databases:\n  - {entry}\n"),
+            pg: Some(server),
+            ..Options::default()
+        });
+        let api = Api::new(&d);
 
-    let id = backup_now(&api, "cluster", ADMIN).await;
-    let listed = d.listed_backups().await;
-    let manifest = listed.iter().find(|m| m.id == id).unwrap();
-    assert_eq!(manifest.format, backup_postgres::BASEBACKUP_FORMAT);
-    let info = backup_postgres::BaseBackupInfo::from_manifest(manifest).unwrap();
+        let id = backup_now(&api, "cluster", ADMIN).await;
+        let listed = d.listed_backups().await;
+        let manifest = listed.iter().find(|m| m.id == id).unwrap();
+        assert_eq!(manifest.format, backup_postgres::BASEBACKUP_FORMAT);
+        let info = backup_postgres::BaseBackupInfo::from_manifest(manifest).unwrap();
 
-    let segment = switch_wal(server).await;
-    let archived = wait_archived(&api, "cluster", &segment).await;
-    let window = &archived["pitr_window"]["ranges"][0];
-    assert_eq!(window["backup_id"], id.as_str(), "{archived}");
-    assert_eq!(window["from_lsn"], info.stop_lsn.to_string(), "{archived}");
-    assert!(
-        window["to_segment"]
-            .as_str()
-            .is_some_and(|s| s >= segment.as_str()),
-        "the window reaches the archived WAL: {archived}"
-    );
-    assert!(archived["status"]["archived"].as_u64().unwrap() >= 1);
+        let segment = switch_wal(server).await;
+        let archived = wait_archived(&api, "cluster", &segment).await;
+        let window = &archived["pitr_window"]["ranges"][0];
+        assert_eq!(window["backup_id"], id.as_str(), "{archived}");
+        assert_eq!(window["from_lsn"], info.stop_lsn.to_string(), "{archived}");
+        assert!(
+            window["to_segment"]
+                .as_str()
+                .is_some_and(|s| s >= segment.as_str()),
+            "the window reaches the archived WAL: {archived}"
+        );
+        assert!(archived["status"]["archived"].as_u64().unwrap() >= 1);
 
-    // The window is cached between requests; a new base backup is in the
-    // very next one.
-    let second = backup_now(&api, "cluster", ADMIN).await;
-    let (status, v) = api.get("/api/v1/status", ADMIN).await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let entry = v["data"]["wal_archiving"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["source_id"] == "cluster")
-        .unwrap();
-    let ranges: Vec<&str> = entry["pitr_window"]["ranges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["backup_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ranges, [id.as_str(), second.as_str()], "{entry}");
+        // The window is cached between requests; a new base backup is in the
+        // very next one.
+        let second = backup_now(&api, "cluster", ADMIN).await;
+        let (status, v) = api.get("/api/v1/status", ADMIN).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let entry = v["data"]["wal_archiving"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["source_id"] == "cluster")
+            .unwrap();
+        let ranges: Vec<&str> = entry["pitr_window"]["ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["backup_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ranges, [id.as_str(), second.as_str()], "{entry}");
 
-    let metrics = api
-        .client
-        .get(format!("{}/metrics", d.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("backup_wal_archived_total{source=\"cluster\",tenant=\"default\"}"),
-        "{metrics}"
-    );
+        let metrics = api.metrics(ADMIN).await;
+        assert!(
+            metrics.contains("backup_wal_archived_total{source=\"cluster\",tenant=\"default\"}"),
+            "{metrics}"
+        );
 
-    // A physical backup is not restored into a database over the API.
-    let (status, job) = restore(&api, &id, ADMIN, json!({"target_database": "phys_copy"})).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
-    assert_eq!(job["status"], "failed", "{job}");
-    assert!(
-        job["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("--datadir"),
-        "{job}"
-    );
+        // A physical backup is not restored into a database over the API.
+        let (status, job) =
+            restore(&api, &id, ADMIN, json!({"target_database": "phys_copy"})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+        assert_eq!(job["status"], "failed", "{job}");
+        assert!(
+            job["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("--datadir"),
+            "{job}"
+        );
 
-    // An incremental base backup on PostgreSQL 15: the job fails with
-    // the version error; an unknown kind is refused.
-    let (status, v) = api
-        .post(
-            "/api/v1/backups",
+        // An incremental base backup: on PostgreSQL 15 the job fails with
+        // the version error, on 18 (summarize_wal off in this binary's
+        // cluster) with what to turn on; an unknown kind is refused.
+        let job = post_backup(
+            &api,
             ADMIN,
             json!({"source_id": "cluster", "base_backup": "incremental"}),
         )
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-    let job = api
-        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-        .await;
-    assert_eq!(job["status"], "failed", "{job}");
-    let error = job["error"].as_str().unwrap_or_default();
-    assert!(error.contains("PostgreSQL 17 or later"), "{job}");
-    let (status, v) = api
-        .post(
-            "/api/v1/backups",
-            ADMIN,
-            json!({"source_id": "cluster", "base_backup": "differential"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v.to_string().contains("unknown base_backup"), "{v}");
-
-    // Whole-cluster backups and WAL archiving are the operator's.
-    for field in [
-        json!({"mode": "physical"}),
-        json!({"wal_archiving": true}),
-        json!({"slot": "x"}),
-        json!({"incremental": "daily 03:00"}),
-        json!({"fallback_to_full": true}),
-    ] {
-        let mut body = database_body("phys_api", "postgres", None, false);
-        for (k, v) in field.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        let (status, v) = api.post("/api/v1/databases", ADMIN, body).await;
+        assert_eq!(job["status"], "failed", "{job}");
+        let error = job["error"].as_str().unwrap_or_default();
+        let says = if server.major().await.unwrap() < 17 {
+            "PostgreSQL 17 or later"
+        } else {
+            "summarize_wal is off"
+        };
+        assert!(error.contains(says), "{job}");
+        let (status, v) = api
+            .post(
+                "/api/v1/backups",
+                ADMIN,
+                json!({"source_id": "cluster", "base_backup": "differential"}),
+            )
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
-        assert!(v.to_string().contains("configuration file"), "{v}");
-    }
+        assert!(v.to_string().contains("unknown base_backup"), "{v}");
+        // Deduplicated chunks and block-level increments do not mix.
+        let (status, v) = api
+            .post(
+                "/api/v1/backups",
+                ADMIN,
+                json!({"source_id": "cluster", "type": "incremental", "base_backup": "incremental"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v.to_string().contains("contradicts base_backup"), "{v}");
 
-    // SIGTERM: the archiver stops with the daemon.
-    let pid = d.child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let (exit, d) = tokio::task::spawn_blocking(move || {
-        let mut d = d;
-        let s = d.child.wait().unwrap();
-        (s, d)
-    })
-    .await
-    .unwrap();
-    assert!(exit.success(), "{}", d.logs());
-    assert!(d.logs().contains("WAL archiver stopped"), "{}", d.logs());
-    server
-        .psql(
-            "postgres",
-            &format!("SELECT pg_drop_replication_slot('{slot}')"),
-        )
+        // Whole-cluster backups and WAL archiving are the operator's.
+        for field in [
+            json!({"mode": "physical"}),
+            json!({"wal_archiving": true}),
+            json!({"slot": "x"}),
+            json!({"incremental": "daily 03:00"}),
+            json!({"fallback_to_full": true}),
+        ] {
+            let mut body = database_body_on(server, "phys_api", "postgres", None, false);
+            for (k, v) in field.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            let (status, v) = api.post("/api/v1/databases", ADMIN, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+            assert!(v.to_string().contains("configuration file"), "{v}");
+        }
+
+        // SIGTERM: the archiver stops with the daemon.
+        let pid = d.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let (exit, d) = tokio::task::spawn_blocking(move || {
+            let mut d = d;
+            let s = d.child.wait().unwrap();
+            (s, d)
+        })
         .await
         .unwrap();
+        assert!(exit.success(), "{}", d.logs());
+        assert!(d.logs().contains("WAL archiver stopped"), "{}", d.logs());
+        server
+            .psql(
+                "postgres",
+                &format!("SELECT pg_drop_replication_slot('{slot}')"),
+            )
+            .await
+            .unwrap();
+    }
 }
 
 /// Retention of a `wal_archiving` entry prunes its WAL archive too: with

@@ -3,6 +3,12 @@
 //! database names, range checks in the configuration and specific error
 //! codes for upstream failures. The real daemon binary over real HTTP, a
 //! real PostgreSQL (throwaway cluster) and a real S3 server (`s3s-fs`).
+//!
+//! The upstream-failure codes come from PostgreSQL's own refusals and run
+//! on both majors of the test matrix (`<test>::postgres_15`,
+//! `<test>::postgres_18`, see `support::Options::pg`); the rest is the
+//! daemon's own policy, checked before or after a PostgreSQL call that is
+//! the same whatever its version, and runs on 15 only.
 
 use std::time::Duration;
 
@@ -784,47 +790,51 @@ async fn draining_keeps_the_probes_and_refuses_changes() {
     server.drop_database(&db).await.unwrap();
 }
 
-#[tokio::test]
-async fn upstream_failures_have_specific_codes() {
-    let server = TestServer::shared();
-    let db = database_with_rows(server, "upstream", 10).await;
-    let d = Daemon::start("", 2);
-    let api = Api::new(&d);
-    let mut wrong_password = database_body("wrongpw", &db, None, false);
-    wrong_password["password"] = json!("not-the-password-0123");
-    let mut unreachable = database_body("unreachable", &db, None, false);
-    unreachable["port"] = json!(free_port());
-    let missing = database_body("missing", &format!("{db}_missing"), None, false);
-    for (body, code) in [
-        (wrong_password, "upstream_auth_failed"),
-        (unreachable, "upstream_unreachable"),
-        (missing, "upstream_database_missing"),
-    ] {
-        let id = body["id"].as_str().unwrap().to_string();
-        register(&api, ADMIN, body).await;
-        let (status, v) = api
-            .post(
-                "/api/v1/backups?wait=true",
-                ADMIN,
-                json!({"database_id": id}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::BAD_GATEWAY, "{id}: {v}");
-        assert_eq!(v["error"]["code"], code, "{v}");
-        // The same code in the record of an asynchronous job.
-        let (_, v) = api
-            .post("/api/v1/backups", ADMIN, json!({"database_id": id}))
-            .await;
-        let job = api
-            .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-            .await;
-        assert_eq!(job["status"], "failed", "{job}");
-        assert_eq!(job["error_code"], code, "{job}");
+backup_postgres::each_major! {
+    /// PostgreSQL's own refusals (a wrong password, nothing listening, a
+    /// missing database) each have their code, synchronously and in a
+    /// job's record.
+    async fn upstream_failures_have_specific_codes(server) {
+        let db = database_with_rows(server, "upstream", 10).await;
+        let d = Daemon::start_with(Options {
+            pg: Some(server),
+            ..Options::default()
+        });
+        let api = Api::new(&d);
+        let mut wrong_password = database_body_on(server, "wrongpw", &db, None, false);
+        wrong_password["password"] = json!("not-the-password-0123");
+        let mut unreachable = database_body_on(server, "unreachable", &db, None, false);
+        unreachable["port"] = json!(free_port());
+        let missing = database_body_on(server, "missing", &format!("{db}_missing"), None, false);
+        for (body, code) in [
+            (wrong_password, "upstream_auth_failed"),
+            (unreachable, "upstream_unreachable"),
+            (missing, "upstream_database_missing"),
+        ] {
+            let id = body["id"].as_str().unwrap().to_string();
+            register(&api, ADMIN, body).await;
+            let (status, v) = api
+                .post(
+                    "/api/v1/backups?wait=true",
+                    ADMIN,
+                    json!({"database_id": id}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "{id}: {v}");
+            assert_eq!(v["error"]["code"], code, "{v}");
+            // The same code in the record of an asynchronous job.
+            let job = post_backup(&api, ADMIN, json!({"database_id": id})).await;
+            assert_eq!(job["status"], "failed", "{job}");
+            assert_eq!(job["error_code"], code, "{job}");
+        }
+        assert_no_secrets(&api, &d, &["not-the-password-0123", ADMIN]);
+        server.drop_database(&db).await.unwrap();
     }
-    assert_no_secrets(&api, &d, &["not-the-password-0123", ADMIN]);
-    drop(d);
+}
 
-    // S3 that refuses the daemon's keys.
+/// S3 that refuses the daemon's keys: its own code, and not ready.
+#[tokio::test]
+async fn storage_failures_have_specific_codes() {
     let s3 = backup_store_s3::S3TestServer::start().unwrap();
     let d = Daemon::start_with(Options {
         storage: format!(
@@ -852,5 +862,4 @@ async fn upstream_failures_have_specific_codes() {
             s3.secret_access_key().expose(),
         ],
     );
-    server.drop_database(&db).await.unwrap();
 }

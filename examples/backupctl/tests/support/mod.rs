@@ -11,8 +11,10 @@ pub mod files;
 pub mod procs;
 pub mod secrets;
 
+use std::path::Path;
 use std::process::{Command, Output};
 
+use backup_postgres::TestServer;
 use serde_json::Value;
 
 /// The `backupctl` binary of this package (`cargo test -p backupctl`
@@ -72,4 +74,58 @@ pub fn fails(args: &[&str]) -> String {
 /// Runs `backupctl args`, which must succeed and print JSON; the JSON.
 pub fn json(args: &[&str]) -> Value {
     serde_json::from_str(&ok(args)).unwrap()
+}
+
+/// The `--pg-bin` directory for PostgreSQL `server`: its own client tools
+/// when they are a directory of their own (the PostgreSQL 18 of the test
+/// matrix, which discovery under /usr/lib/postgresql would not find),
+/// `None` for discovered ones.
+pub fn pg_bin(server: &TestServer) -> Option<String> {
+    server
+        .tools()
+        .bin_dir()
+        .map(|dir| dir.to_str().expect("a UTF-8 bin directory").to_string())
+}
+
+/// `args` followed by `--pg-bin DIR` when `bin` (see [`pg_bin`]) names one.
+pub fn with_pg_bin<'a>(args: &[&'a str], bin: &'a Option<String>) -> Vec<&'a str> {
+    let mut out = args.to_vec();
+    if let Some(dir) = bin {
+        out.extend(["--pg-bin", dir.as_str()]);
+    }
+    out
+}
+
+/// The arguments of a physical restore: `restore ID --store STORE
+/// --datadir DATA`, then `--pg-bin BIN` when given, then `extra` (the
+/// `--target-*` and `--timeline` flags of the case).
+pub fn datadir_restore<'a>(
+    id: &'a str,
+    store: &'a str,
+    data: &'a Path,
+    bin: Option<&'a str>,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let data = data.to_str().expect("a UTF-8 data directory");
+    let mut args = vec!["restore", id, "--store", store, "--datadir", data];
+    if let Some(bin) = bin {
+        args.extend(["--pg-bin", bin]);
+    }
+    args.extend(extra);
+    args
+}
+
+/// The arguments of a logical restore: `restore ID --store STORE --pg
+/// URL`, `--pg-bin DIR` when `bin` (see [`pg_bin`]) names one, then
+/// `extra` (`--create`, `--clean`).
+pub fn into_database<'a>(
+    id: &'a str,
+    store: &'a str,
+    url: &'a str,
+    bin: &'a Option<String>,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = with_pg_bin(&["restore", id, "--store", store, "--pg", url], bin);
+    args.extend(extra);
+    args
 }

@@ -70,6 +70,7 @@ pub fn database(
     check_range(raw.port, 1, u16::MAX, &format!("{path}.port"), problems);
     let (mode, wal_slot) = physical(raw, engine, path, problems);
     let incremental = incremental(raw, engine, mode, path, problems);
+    check_type(raw, mode, path, problems);
     let at = At { engine, mode, path };
     let placement = match &raw.url_var {
         Some(var) => url_placement(raw, at, var, env, problems),
@@ -250,6 +251,37 @@ fn incremental(
         );
     }
     parse_schedule(schedule, &at, problems)
+}
+
+/// `type`: not an entry setting (see [`RawDatabase::backup_type`]).
+/// `type: incremental` beside `mode: physical` or `incremental:` is a
+/// contradiction (deduplicated logical dumps against block-level base
+/// backups) and says so; any other `type` says where a backup's type is
+/// chosen.
+fn check_type(raw: &RawDatabase, mode: BackupMode, path: &str, problems: &mut Problems) {
+    let Some(kind) = &raw.backup_type else {
+        return;
+    };
+    let at = format!("{path}.type");
+    let physical = if raw.incremental.is_some() {
+        Some("incremental:")
+    } else {
+        (mode == BackupMode::Physical).then_some("mode: physical")
+    };
+    match physical {
+        Some(setting) if kind == "incremental" => problems.push(
+            &at,
+            format!(
+                "type: incremental (deduplicated chunks of a logical dump) contradicts {setting} (block-level incremental base backups of the whole cluster): remove type; this entry's incrementals are taken on its incremental: schedule, or on request with base_backup: incremental"
+            ),
+        ),
+        _ => problems.push(
+            &at,
+            format!(
+                "an entry has no type ({kind:?}): a backup's type is chosen per request (POST /api/v1/backups {{\"type\": \"incremental\"}}, backupctl backup --type incremental)"
+            ),
+        ),
+    }
 }
 
 /// Where an entry's database is and who connects to it.

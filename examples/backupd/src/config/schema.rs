@@ -408,6 +408,14 @@ pub struct RawDatabase {
     /// so). Configuration file only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fallback_to_full: bool,
+    /// Not a setting of an entry: read only to refuse it with what to
+    /// write instead. A backup's `type` (`full`, or `incremental`:
+    /// deduplicated chunks of a logical dump) is chosen per request
+    /// (`POST /api/v1/backups`, `backupctl backup --type`); a physical
+    /// entry's incrementals are block-level base backups on its
+    /// `incremental:` schedule.
+    #[serde(default, rename = "type", skip_serializing)]
+    pub backup_type: Option<String>,
 }
 
 /// The retention fields of a section, as written (`global:`,

@@ -85,3 +85,45 @@ fn incrementals_are_refused_where_they_cannot_apply() {
         "{problems:#?}"
     );
 }
+
+/// `type: incremental` (deduplicated logical dumps) beside a physical
+/// entry's block-level incrementals is refused at load, naming both
+/// settings; a `type` anywhere else says where a backup's type is chosen.
+/// Before, the field was refused only as one of serde's unknown fields.
+#[test]
+fn a_dedup_type_beside_block_level_incrementals_is_a_contradiction() {
+    for (entry, names) in [
+        (
+            r#"{id: c, engine: postgres, database_name: postgres, mode: physical, type: incremental, incremental: "daily 03:00"}"#,
+            "contradicts incremental:",
+        ),
+        (
+            r#"{id: c, engine: postgres, database_name: postgres, mode: physical, type: incremental}"#,
+            "contradicts mode: physical",
+        ),
+    ] {
+        let problems = load_entries(&format!("  - {entry}\n")).unwrap_err().0;
+        let says = problems
+            .iter()
+            .find(|p| p.starts_with("databases[0].type: type: incremental (deduplicated"))
+            .unwrap_or_else(|| panic!("no refusal of type in {problems:#?}"));
+        assert!(
+            says.contains(names) && says.contains("base_backup: incremental"),
+            "{says}"
+        );
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+    }
+    for entry in [
+        r#"{id: l, engine: postgres, database_name: app, type: incremental}"#,
+        r#"{id: p, engine: postgres, database_name: postgres, mode: physical, type: full}"#,
+    ] {
+        let problems = load_entries(&format!("  - {entry}\n")).unwrap_err().0;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("databases[0].type: an entry has no type")
+                    && p.contains("backupctl backup --type")),
+            "{problems:#?}"
+        );
+    }
+}

@@ -199,6 +199,11 @@ pub(super) async fn create_backup(
             )));
         }
         None | Some("full") => db.id.clone(),
+        Some("incremental") if backup_type == BackupType::Incremental => {
+            return Err(ApiError::bad_request(
+                "type incremental (deduplicated chunks of a logical dump) contradicts base_backup incremental (a block-level incremental base backup): send base_backup incremental alone",
+            ));
+        }
         Some("incremental") if db.incremental.is_none() => {
             return Err(ApiError::bad_request(format!(
                 "{} takes no incremental base backups: give its entry an incremental schedule (incremental: in the configuration)",

@@ -238,6 +238,7 @@ pub(super) async fn patch_database(
             .as_ref()
             .map(|s| RawSchedule::Text(s.to_string())),
         fallback_to_full: current.fallback_to_full,
+        backup_type: None,
     };
     let mut fields = fields;
     fields

@@ -120,6 +120,7 @@ pub fn sample_base() -> RawDatabase {
         slot: None,
         incremental: None,
         fallback_to_full: false,
+        backup_type: None,
     }
 }
 

@@ -38,8 +38,9 @@ impl App {
             .created_by("backupd");
         // The entry's runs (full and incremental) take turns: an
         // incremental waits for a full being written, then takes it as
-        // its parent.
-        let serial = Arc::new(tokio::sync::Mutex::new(()));
+        // its parent. The turn outlives a re-registration (`PATCH`): a
+        // run of the entry as it was may still hold it.
+        let serial = self.turns.of(&db.id);
         let guarded = |source: Arc<dyn DumpSource>| GuardedJob {
             app: Arc::downgrade(self),
             db: db.clone(),
@@ -106,9 +107,10 @@ pub struct GuardedJob {
     pub db: DatabaseConfig,
     /// The backup itself.
     pub inner: BackupJob,
-    /// Shared by the entry's jobs (full and incremental): one runs at a
-    /// time.
-    pub serial: Arc<tokio::sync::Mutex<()>>,
+    /// The entry's turn ([`Turns`](super::turns::Turns)): shared by its
+    /// jobs (full and incremental) and by those of its earlier and later
+    /// registrations, so one run of the entry at a time.
+    pub serial: super::turns::Turn,
 }
 
 #[async_trait]
@@ -124,7 +126,7 @@ impl Job for GuardedJob {
         let _turn = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(Error::Cancelled),
-            turn = self.serial.lock() => turn,
+            turn = self.serial.take() => turn,
         };
         let result = self.inner.run(trigger, cancel).await;
         // Retention pruned the entry's base backups: its WAL archive

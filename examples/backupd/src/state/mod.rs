@@ -24,6 +24,7 @@ use super::tenancy;
 
 pub mod entries;
 pub mod jobs;
+pub mod turns;
 pub mod wal;
 pub mod windows;
 
@@ -108,6 +109,9 @@ pub struct App {
     pub leftovers: Arc<Leftovers>,
     /// The WAL archivers of `wal_archiving` entries.
     pub wal: wal::WalArchivers,
+    /// The entries' turn locks: one run of an entry at a time, across
+    /// its jobs and its re-registrations.
+    pub turns: turns::Turns,
 }
 
 impl std::fmt::Debug for App {
