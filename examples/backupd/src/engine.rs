@@ -12,4 +12,6 @@ pub enum Engine {
     Mongodb,
     /// MySQL or MariaDB via `mariadb-dump`/`mysqldump` and the client.
     Mysql,
+    /// A SQLite database file, through SQLite's online backup API.
+    Sqlite,
 }

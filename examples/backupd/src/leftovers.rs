@@ -61,6 +61,7 @@ fn grace(db: &DatabaseConfig) -> Duration {
         DbEngine::Postgres => backup_postgres::DEFAULT_STAGING_GRACE,
         DbEngine::Mongodb => backup_mongo::DEFAULT_STAGING_GRACE,
         DbEngine::Mysql => backup_mysql::DEFAULT_STAGING_GRACE,
+        DbEngine::Sqlite => backup_sqlite::DEFAULT_LEFTOVER_GRACE,
     }
 }
 

@@ -103,6 +103,7 @@ pub fn reserved(engine: Engine, name: &str) -> bool {
         Engine::Postgres => &["postgres", "template0", "template1"],
         Engine::Mongodb => &["admin", "local", "config"],
         Engine::Mysql => &["mysql", "information_schema", "performance_schema", "sys"],
+        Engine::Sqlite => &[],
     };
     let lower = name.to_ascii_lowercase();
     system.iter().any(|s| s.eq_ignore_ascii_case(name))
@@ -133,6 +134,20 @@ pub fn check_database_name(engine: Engine, name: &str) -> Result<(), String> {
     // trailing space (the server refuses it).
     if engine == Engine::Mysql && (name.contains(['/', '\\', '.', '\0']) || name.ends_with(' ')) {
         return Err(format!("{name:?} is not a valid MySQL database name"));
+    }
+    // A SQLite database is a file beside the entry's: a plain name, not a
+    // path, a hidden file (restore temporaries and spools are) or one of
+    // SQLite's side files.
+    if engine == Engine::Sqlite
+        && (name.contains(['/', '\\', '\0'])
+            || name.starts_with('.')
+            || ["-wal", "-shm", "-journal"]
+                .iter()
+                .any(|s| name.ends_with(s)))
+    {
+        return Err(format!(
+            "{name:?} is not a plain SQLite file name (no path, no leading dot, no -wal/-shm/-journal)"
+        ));
     }
     if reserved(engine, name) {
         return Err(format!(

@@ -1,6 +1,7 @@
 //! `databases:` entries, from the file and from the REST API.
 
 use std::collections::HashSet;
+use std::path::Component;
 
 use backup_core::Secret;
 use backup_core::key::validate_id;
@@ -73,6 +74,9 @@ pub fn database(
     check_type(raw, mode, path, problems);
     let at = At { engine, mode, path };
     let placement = match &raw.url_var {
+        _ if engine == Some(Engine::Sqlite) || raw.path.is_some() => {
+            sqlite_placement(raw, engine, path, problems)
+        }
         Some(var) => url_placement(raw, at, var, env, problems),
         None if raw.database_name.is_empty() => {
             problems.push(
@@ -108,6 +112,7 @@ pub fn database(
         compression: compression?,
         sslmode: placement.sslmode,
         pg_bin: raw.pg_bin.clone(),
+        path: raw.path.clone(),
         mode,
         wal_slot,
         incremental,
@@ -116,6 +121,81 @@ pub fn database(
         package: raw.package,
         tenant,
         stale_after: stale_after?,
+    })
+}
+
+/// A `sqlite` entry's placement: its `path` (absolute, no `..`, a valid
+/// file name), and none of the fields that name a server; `path` on any
+/// other engine is refused.
+fn sqlite_placement(
+    raw: &RawDatabase,
+    engine: Option<Engine>,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Placement> {
+    let at = format!("{path}.path");
+    if engine != Some(Engine::Sqlite) {
+        if engine.is_some() {
+            problems.push(&at, "path is for sqlite entries");
+        }
+        return None;
+    }
+    let beside = [
+        ("host", raw.host.is_some()),
+        ("port", raw.port.is_some()),
+        ("database_name", !raw.database_name.is_empty()),
+        ("url_var", raw.url_var.is_some()),
+        ("username_var", raw.username_var.is_some()),
+        ("password_var", raw.password_var.is_some()),
+        ("sslmode", raw.sslmode.is_some()),
+    ];
+    for (field, _) in beside.iter().filter(|(_, set)| *set) {
+        problems.push(
+            format!("{path}.{field}"),
+            "a sqlite entry names its file with path alone",
+        );
+    }
+    let Some(file) = &raw.path else {
+        problems.push(&at, "required for sqlite entries (the database file)");
+        return None;
+    };
+    // Spelled exactly as its components say: no `.`, `..`, `//` or
+    // trailing `/` that would make two spellings of one file.
+    let plain = file.is_absolute()
+        && file
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && file
+            .components()
+            .collect::<std::path::PathBuf>()
+            .as_os_str()
+            == file.as_os_str();
+    if !plain {
+        problems.push(
+            &at,
+            "must be an absolute path without `.`, `..`, `//` or a trailing `/`",
+        );
+        return None;
+    }
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name().and_then(|n| n.to_str())) else {
+        problems.push(&at, "must name a file with a UTF-8 name");
+        return None;
+    };
+    let Some(dir) = dir.to_str() else {
+        problems.push(&at, "its directory must be UTF-8");
+        return None;
+    };
+    if let Err(e) = crate::tenancy::check_database_name(Engine::Sqlite, name) {
+        problems.push(&at, e);
+        return None;
+    }
+    Some(Placement {
+        host: dir.to_string(),
+        port: 0,
+        database_name: name.to_string(),
+        username: None,
+        password: None,
+        sslmode: None,
     })
 }
 
@@ -317,6 +397,7 @@ fn fields_placement(
         port: raw.port.unwrap_or(match engine {
             Some(Engine::Mongodb) => 27017,
             Some(Engine::Mysql) => backup_mysql::DEFAULT_PORT,
+            Some(Engine::Sqlite) => 0,
             _ => 5432,
         }),
         database_name: raw.database_name.clone(),
@@ -433,10 +514,13 @@ fn engine(name: &str, path: &str, problems: &mut Problems) -> Option<Engine> {
         "postgres" | "postgresql" => Some(Engine::Postgres),
         "mongodb" | "mongo" => Some(Engine::Mongodb),
         "mysql" | "mariadb" => Some(Engine::Mysql),
+        "sqlite" => Some(Engine::Sqlite),
         other => {
             problems.push(
                 path,
-                format!("unknown engine {other:?} (expected postgres, mongodb, mysql or mariadb)"),
+                format!(
+                    "unknown engine {other:?} (expected postgres, mongodb, mysql, mariadb or sqlite)"
+                ),
             );
             None
         }

@@ -15,6 +15,8 @@ mod validate;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_engines;
+#[cfg(test)]
 mod tests_incremental;
 
 pub use crate::engine::Engine;

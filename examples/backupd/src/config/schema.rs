@@ -319,7 +319,7 @@ pub struct RawDatabase {
     /// Display name.
     #[serde(default)]
     pub name: Option<String>,
-    /// `postgres` or `mongodb`.
+    /// `postgres`, `mongodb`, `mysql` (`mariadb`) or `sqlite`.
     pub engine: String,
     /// Host name.
     #[serde(default)]
@@ -327,9 +327,15 @@ pub struct RawDatabase {
     /// Port.
     #[serde(default)]
     pub port: Option<u16>,
-    /// Database to back up (required unless `url_var` names it).
+    /// Database to back up (required unless `url_var` names it; for
+    /// `sqlite` entries, the file name of `path`).
     #[serde(default)]
     pub database_name: String,
+    /// `sqlite` entries: the database file, an absolute path. Restores
+    /// write new files beside it. Configuration file only (over the API
+    /// it would let a caller read and write files of the daemon's host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
     /// Env var holding a whole `postgres://user:password@host:port/db`
     /// URL (the `DATABASE_URL` convention), instead of `host`, `port`,
     /// `database_name`, `username_var`, `password_var` and `sslmode`.

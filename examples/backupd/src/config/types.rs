@@ -79,7 +79,7 @@ pub struct DatabaseConfig {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// `postgres` or `mongodb`.
+    /// `postgres`, `mongodb`, `mysql` or `sqlite`.
     pub engine: Engine,
     /// Host.
     pub host: String,
@@ -116,6 +116,10 @@ pub struct DatabaseConfig {
     pub stale_after: Duration,
     /// sslmode.
     pub sslmode: Option<String>,
+    /// `sqlite` entries: the database file (`host` is its directory and
+    /// `database_name` its file name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
     /// PostgreSQL client tools' directory (`pg_bin`), else discovery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pg_bin: Option<PathBuf>,

@@ -67,6 +67,7 @@ pub(super) fn body_to_database(
     // archiving (long-running replication), are the operator's choice.
     for key in [
         "pg_bin",
+        "path",
         "mode",
         "wal_archiving",
         "slot",
@@ -212,10 +213,17 @@ pub(super) async fn patch_database(
             Engine::Postgres => "postgres".into(),
             Engine::Mongodb => "mongodb".into(),
             Engine::Mysql => "mysql".into(),
+            Engine::Sqlite => "sqlite".into(),
         },
-        host: Some(current.host.clone()),
-        port: Some(current.port),
-        database_name: current.database_name.clone(),
+        // A sqlite entry is placed by its path alone.
+        host: current.path.is_none().then(|| current.host.clone()),
+        port: current.path.is_none().then_some(current.port),
+        database_name: if current.path.is_some() {
+            String::new()
+        } else {
+            current.database_name.clone()
+        },
+        path: current.path.clone(),
         url_var: None,
         username_var: None,
         password_var: None,

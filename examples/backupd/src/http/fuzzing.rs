@@ -101,6 +101,7 @@ pub fn sample_base() -> RawDatabase {
         host: Some("db.internal".into()),
         port: Some(5432),
         database_name: "app".into(),
+        path: None,
         url_var: None,
         username_var: None,
         password_var: None,

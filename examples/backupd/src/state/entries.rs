@@ -1,6 +1,7 @@
 //! What a database entry of the configuration turns into: its source,
 //! restore target, connection and retention policies.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use backup_core::{
@@ -8,6 +9,7 @@ use backup_core::{
     retention::KeepWithin,
 };
 use backup_postgres::{BaseBackupSource, PgConnection, PgTools, PostgresSource, PostgresTarget};
+use backup_sqlite::{SqliteSource, SqliteTarget};
 
 use crate::config::{BackupMode, DatabaseConfig};
 use crate::engine::Engine as DbEngine;
@@ -23,6 +25,7 @@ pub fn make_source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
         )),
         DbEngine::Mongodb => crate::mongo::source(db),
         DbEngine::Mysql => crate::mysql::source(db),
+        DbEngine::Sqlite => Ok(Arc::new(SqliteSource::new(sqlite_path(db)?))),
     }
 }
 
@@ -43,6 +46,27 @@ pub fn make_target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
         )),
         DbEngine::Mongodb => crate::mongo::target(db),
         DbEngine::Mysql => crate::mysql::target(db),
+        DbEngine::Sqlite => Ok(Arc::new(SqliteTarget::new(sqlite_path(db)?))),
+    }
+}
+
+/// A `sqlite` entry's database file.
+fn sqlite_path(db: &DatabaseConfig) -> Result<PathBuf> {
+    db.path
+        .clone()
+        .ok_or_else(|| Error::Config(format!("database {}: a sqlite entry needs its path", db.id)))
+}
+
+/// What a restore of `db` into `database` (a name the tenancy checks
+/// passed) tells its target: the name itself, or for a `sqlite` entry the
+/// file of that name beside the entry's file.
+pub fn restore_database(db: &DatabaseConfig, database: &str) -> String {
+    match db.engine {
+        DbEngine::Sqlite => std::path::Path::new(&db.host)
+            .join(database)
+            .display()
+            .to_string(),
+        _ => database.to_string(),
     }
 }
 

@@ -448,7 +448,7 @@ impl App {
             }
         }
         let target = make_target(&db)?;
-        let options = RestoreOptions::into_database(&database)
+        let options = RestoreOptions::into_database(entries::restore_database(&db, &database))
             .new_database_only(!own)
             .clean(clean);
         let report = self
