@@ -189,3 +189,32 @@ mod tests {
         assert!(format!("{secret:?}").starts_with("SecretFile"));
     }
 }
+
+/// Drains a child's stderr concurrently (so the child never blocks on a
+/// full pipe), keeping only its last `keep` bytes, for error messages.
+pub fn drain_stderr(
+    stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    keep: usize,
+) -> tokio::task::JoinHandle<String> {
+    use tokio::io::AsyncReadExt;
+    tokio::spawn(async move {
+        let mut stderr = stderr;
+        let mut kept: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match stderr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    kept.extend_from_slice(&buf[..n]);
+                    if kept.len() > keep.saturating_mul(2) {
+                        kept.drain(..kept.len() - keep);
+                    }
+                }
+            }
+        }
+        if kept.len() > keep {
+            kept.drain(..kept.len() - keep);
+        }
+        String::from_utf8_lossy(&kept).trim().to_string()
+    })
+}

@@ -73,3 +73,40 @@ pub fn ambiguous_userinfo(url: &str) -> bool {
         _ => false,
     }
 }
+/// Decodes the `%XX` escapes of a URL part, strictly: `None` for a `%`
+/// not followed by two hex digits, or for bytes that are not UTF-8
+/// (refused, never taken literally). Shared by the adapters' URL parsers.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_is_strict() {
+        assert_eq!(percent_decode("u%40x%2Fy").as_deref(), Some("u@x/y"));
+        assert_eq!(percent_decode("caf%C3%A9").as_deref(), Some("café"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        for bad in ["%", "%4", "%zz", "a%G0", "%ff%fe", "%C3"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
+}

@@ -7,9 +7,8 @@ use std::process::Stdio;
 
 use backup_core::child::{SecretFile, cleared_command};
 use backup_core::{Error, Result};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
-use tokio::task::JoinHandle;
 
 use crate::conn::MysqlConnection;
 
@@ -126,29 +125,12 @@ pub(crate) fn command(tool: &Path, conn: &MysqlConnection) -> Result<(Command, O
     Ok((cmd, OptionFile(file)))
 }
 
-/// Drains a child's stderr concurrently (so it never blocks on a full
-/// pipe), keeping the last [`STDERR_KEEP`] bytes.
-pub(crate) fn drain_stderr(stderr: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<String> {
-    tokio::spawn(async move {
-        let mut stderr = stderr;
-        let mut kept: Vec<u8> = Vec::new();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match stderr.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    kept.extend_from_slice(&buf[..n]);
-                    if kept.len() > 2 * STDERR_KEEP {
-                        kept.drain(..kept.len() - STDERR_KEEP);
-                    }
-                }
-            }
-        }
-        if kept.len() > STDERR_KEEP {
-            kept.drain(..kept.len() - STDERR_KEEP);
-        }
-        String::from_utf8_lossy(&kept).trim().to_string()
-    })
+/// Drains a child's stderr concurrently, keeping the last
+/// [`STDERR_KEEP`] bytes.
+pub(crate) fn drain_stderr(
+    stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> tokio::task::JoinHandle<String> {
+    backup_core::child::drain_stderr(stderr, STDERR_KEEP)
 }
 
 /// Which side failed, for [`classify`] (shared with every engine).

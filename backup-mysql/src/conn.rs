@@ -263,20 +263,9 @@ pub fn redact_url(url: &str) -> String {
         .unwrap_or_else(|| "<unparseable URL>".into())
 }
 
-/// Decodes `%XX` escapes; `None` for a malformed escape or non-UTF-8.
+/// Decodes `%XX` escapes strictly ([`backup_core::redact::percent_decode`]).
 fn percent_decode(s: &str) -> Option<String> {
-    let well_formed = s.split('%').skip(1).all(|rest| {
-        rest.as_bytes()
-            .get(..2)
-            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-    });
-    if !well_formed {
-        return None;
-    }
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .ok()
-        .map(|d| d.into_owned())
+    backup_core::redact::percent_decode(s)
 }
 
 #[cfg(test)]
