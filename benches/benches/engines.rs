@@ -57,7 +57,7 @@ impl Job {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let (name, source, store): (&str, Box<dyn DumpSource>, &Path) = match self {
+        let (name, source, store, children): (&str, Box<dyn DumpSource>, &Path, &str) = match self {
             Job::Mysql {
                 name,
                 database,
@@ -68,9 +68,19 @@ impl Job {
                 let conn = MysqlConnection::from_url(url.expose().trim())
                     .expect("a MySQL URL")
                     .with_database(database);
-                (name, Box::new(MysqlSource::new(conn)), store)
+                (
+                    name,
+                    Box::new(MysqlSource::new(conn)),
+                    store,
+                    "children (mariadb-dump)",
+                )
             }
-            Job::Sqlite { name, path, store } => (name, Box::new(SqliteSource::new(path)), store),
+            Job::Sqlite { name, path, store } => (
+                name,
+                Box::new(SqliteSource::new(path)),
+                store,
+                "children (none: the snapshot runs in process)",
+            ),
         };
         let engine = Engine::new(Arc::new(FsStore::new(store).expect("store")))
             .with_compressor(Arc::new(Compression::zstd(1)));
@@ -79,7 +89,7 @@ impl Job {
             .block_on(engine.backup(source.as_ref(), &BackupRequest::new("bench")))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         phase
-            .finish(name, m.raw.size, "children (mariadb-dump)")
+            .finish(name, m.raw.size, children)
             .output(m.stored.size)
     }
 }
