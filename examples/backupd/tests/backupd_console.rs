@@ -256,6 +256,24 @@ async fn the_console_in_a_real_browser() {
         base: &d.base,
     };
 
+    // A wrong token: refused (401), the form stays.
+    c.goto(&format!("{}/", d.base)).await.unwrap();
+    page.wait("#token")
+        .await
+        .send_keys("not-a-token")
+        .await
+        .unwrap();
+    page.wait("#signin-button").await.click().await.unwrap();
+    let refused = page.wait("#signin-error").await;
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(
+            "#signin-view:not([hidden]) #signin-error:not(:empty)",
+        ))
+        .await
+        .unwrap();
+    assert!(refused.text().await.unwrap().contains("401"));
+
     // The admin: sees the source, backs it up now, watches the job.
     page.sign_in(ADMIN).await;
     let card = page.wait(".card.source[data-source=\"shop\"]").await;

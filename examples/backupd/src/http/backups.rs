@@ -230,8 +230,7 @@ pub(super) async fn create_backup(
             .await?;
         let id = outcome.backup_id.unwrap_or_default();
         let m = runner.engine.catalog().get(&id).await?;
-        counters.read(m.raw.size);
-        counters.stored(m.stored.size);
+        counters.finish(m.raw.size, m.stored.size);
         Ok::<_, ApiError>(backup_view(&m))
     };
     run_or_start(

@@ -65,8 +65,7 @@ pub(super) async fn restore_backup(
         let report = runner
             .restore(BackupRef::in_tenant(&tenant, &id), request)
             .await?;
-        counters.read(raw);
-        counters.stored(stored);
+        counters.finish(raw, stored);
         Ok(report)
     });
     job_started(&job)

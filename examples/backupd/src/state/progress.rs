@@ -55,6 +55,17 @@ impl JobProgress {
             .store(bytes.min(UNKNOWN - 1), Ordering::Relaxed);
     }
 
+    /// Sets the final counts (exactly: whatever the events said before).
+    pub fn finish(&self, read: u64, stored: u64) {
+        self.bytes_read.store(read, Ordering::Relaxed);
+        self.stored(stored);
+    }
+
+    /// Whether the operation ended ([`JobProgress::end`]).
+    pub fn is_ended(&self) -> bool {
+        self.ended_ms.load(Ordering::Relaxed) != UNKNOWN
+    }
+
     /// Freezes the elapsed time: the operation ended.
     pub fn end(&self) {
         let ms = self.elapsed_now();
@@ -155,7 +166,9 @@ impl ProgressFeed {
                         if let Some(b) = bytes {
                             p.read(b);
                         }
-                        Arc::strong_count(&p) > 1
+                        // Ended operations stay listed, but take no later
+                        // run's progress.
+                        Arc::strong_count(&p) > 1 && !p.is_ended()
                     }
                     None => false,
                 });
@@ -190,9 +203,12 @@ mod tests {
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(v["bytes_read"], 10);
         assert!(v["bytes_stored"].is_null());
-        p.stored(7);
+        p.finish(9, 7);
+        assert!(!p.is_ended());
         p.end();
+        assert!(p.is_ended());
         let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["bytes_read"], 9);
         assert_eq!(v["bytes_stored"], 7);
         assert_eq!(
             v["elapsed_ms"],
