@@ -361,6 +361,47 @@ async fn the_console_in_a_real_browser() {
     assert!(page.count("button.remove").await >= 2);
     page.screenshot("databases").await;
 
+    // Databases through the forms: the password is write-only.
+    let conn = server.connection(&db);
+    let db_password = conn.password().unwrap().expose().to_string();
+    page.open("#/database/shop", "#database-form").await;
+    let password = page.wait("#db-password").await;
+    assert_eq!(password.prop("value").await.unwrap().as_deref(), Some(""));
+    assert!(!c.source().await.unwrap().contains(&db_password));
+    let name = page.wait("#db-name").await;
+    name.clear().await.unwrap();
+    name.send_keys("Shop orders (edited)").await.unwrap();
+    page.wait("#save-database").await.click().await.unwrap();
+    let edited = page
+        .wait("#page-databases tr[data-database=\"shop\"] td.db-name")
+        .await;
+    assert_eq!(edited.text().await.unwrap(), "Shop orders (edited)");
+    page.open("#/database/new", "#database-form").await;
+    let port = conn.port().to_string();
+    for (field, value) in [
+        ("id", "added"),
+        ("name", "Added in the console"),
+        ("host", conn.host()),
+        ("port", port.as_str()),
+        ("database_name", db.as_str()),
+        ("username", conn.user()),
+        ("password", db_password.as_str()),
+        ("schedule", "disabled"),
+    ] {
+        let input = page.wait(&format!("#db-{field}")).await;
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+    page.wait("#save-database").await.click().await.unwrap();
+    let added = page
+        .wait("#page-databases tr[data-database=\"added\"]")
+        .await;
+    assert!(added.text().await.unwrap().contains("set"));
+    assert!(!c.source().await.unwrap().contains(&db_password));
+    let (status, v) = api.get("/api/v1/databases/added", ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["has_password"], true, "{v}");
+
     // No token in the page, its URL or cookies; a reload without the
     // session storage asks again.
     let source = c.source().await.unwrap();
