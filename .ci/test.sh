@@ -109,6 +109,14 @@ if [ -z "${BACKUP_TEST_MYSQL_URL:-}" ] \
 fi
 # --- end MariaDB test server -------------------------------------------------
 
+# --- Chromium (backupd's web console test) ----------------------------------
+# backupd_console drives Debian's chromium through chromedriver (WebDriver);
+# on CI a missing chromedriver fails that test rather than skipping it.
+if ! command -v chromedriver >/dev/null 2>&1; then
+    apt_install chromium chromium-driver
+fi
+# --- end Chromium -------------------------------------------------------------
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

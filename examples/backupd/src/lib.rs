@@ -9,6 +9,7 @@ pub mod auth;
 pub mod body;
 mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod engine;
 pub mod error;

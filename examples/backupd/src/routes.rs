@@ -284,6 +284,25 @@ pub const ROUTES: &[Route] = &[
     .success(&[202]),
     route(
         "get",
+        "/api/v1/jobs",
+        "The caller's asynchronous operations, newest first, with their progress (limit 1-1000)",
+        false,
+        None,
+    )
+    .query(&[Param {
+        name: "limit",
+        schema: r#"{"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}"#,
+        form: "a whole number from 1 to 1000",
+    }]),
+    route(
+        "get",
+        "/api/v1/whoami",
+        "The caller's role and tenant (for the web console)",
+        false,
+        None,
+    ),
+    route(
+        "get",
         "/api/v1/jobs/{id}",
         "State of an asynchronous operation",
         false,

@@ -18,6 +18,7 @@ use crate::body;
 use crate::config::BackupMode;
 use crate::error::ApiError;
 use crate::packages;
+use crate::state::progress::JobProgress;
 
 use super::common::{
     ApiResult, Caller, Found, Params, Shared, WaitQuery, download, ok, path_id, run_or_start, scope,
@@ -219,6 +220,9 @@ pub(super) async fn create_backup(
     };
     let runner = Arc::clone(&app);
     let db_id = job_id;
+    let progress = Arc::new(JobProgress::default());
+    app.progress.watch(&db.tenant, &db.id, &progress);
+    let counters = Arc::clone(&progress);
     let work = async move {
         let outcome = runner
             .scheduler
@@ -226,6 +230,7 @@ pub(super) async fn create_backup(
             .await?;
         let id = outcome.backup_id.unwrap_or_default();
         let m = runner.engine.catalog().get(&id).await?;
+        counters.finish(m.raw.size, m.stored.size);
         Ok::<_, ApiError>(backup_view(&m))
     };
     run_or_start(
@@ -233,6 +238,7 @@ pub(super) async fn create_backup(
         "backup",
         Some(&db.tenant),
         wait.wait.unwrap_or(false),
+        progress,
         work,
     )
     .await

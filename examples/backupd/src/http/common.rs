@@ -23,6 +23,7 @@ use crate::config::{DatabaseConfig, Role};
 use crate::error::ApiError;
 use crate::packages::{self, PackageManifest};
 use crate::routes::{Param, find_route};
+use crate::state::progress::JobProgress;
 use crate::state::{App, JOB_PREFIX, Operation};
 
 pub(super) type Shared = Arc<App>;
@@ -313,6 +314,7 @@ pub(super) async fn run_or_start<F>(
     kind: &str,
     tenant: Option<&str>,
     wait: bool,
+    progress: Arc<JobProgress>,
     work: F,
 ) -> ApiResult
 where
@@ -321,7 +323,7 @@ where
     if wait {
         return created(work.await?);
     }
-    job_started(&app.start_operation(kind, tenant, work))
+    job_started(&app.start_tracked(kind, tenant, progress, work))
 }
 
 /// 202 with the id and URL of the asynchronous operation `job`.

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::body;
 use crate::error::ApiError;
+use crate::state::progress::JobProgress;
 use crate::state::{Operation, RestoreRequest};
 
 use super::common::{ApiResult, Found, Shared, job_started, ok};
@@ -55,10 +56,17 @@ pub(super) async fn restore_backup(
         clean: body.clean,
         caller_tenant: caller.tenant.clone(),
     };
-    let job = app.start_operation("restore", Some(&m.tenant), async move {
-        runner
+    // Restores report no counts while they run: the dump's size read and
+    // the artifact's fetched once done.
+    let progress = Arc::new(JobProgress::default());
+    let counters = Arc::clone(&progress);
+    let (raw, stored) = (m.raw.size, m.stored.size);
+    let job = app.start_tracked("restore", Some(&m.tenant), progress, async move {
+        let report = runner
             .restore(BackupRef::in_tenant(&tenant, &id), request)
-            .await
+            .await?;
+        counters.finish(raw, stored);
+        Ok(report)
     });
     job_started(&job)
 }

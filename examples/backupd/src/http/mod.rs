@@ -23,6 +23,7 @@ mod databases;
 pub mod fuzzing;
 mod guard;
 mod jobs;
+mod jobs_list;
 mod packages;
 mod sources;
 mod status;
@@ -44,6 +45,7 @@ use cleanup::cleanup;
 use databases::{create_database, delete_database, get_database, list_databases, patch_database};
 use guard::authenticate;
 use jobs::{get_job, restore_backup};
+use jobs_list::{list_jobs, whoami};
 use packages::{create_packages, delete_package, download_package, list_packages};
 use sources::forget_run_record;
 use status::{metrics, metrics_open, ready, status};
@@ -56,7 +58,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/backups/{id}", get(get_backup).delete(delete_backup))
         .route("/backups/{id}/download", get(download_backup))
         .route("/backups/{id}/restore", post(restore_backup))
+        .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", get(get_job))
+        .route("/whoami", get(whoami))
         .route("/status", get(status))
         .route("/cleanup", post(cleanup))
         .route("/databases", get(list_databases).post(create_database))
@@ -85,6 +89,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/openapi.json",
             get(|| async { Json(crate::openapi::document()) }),
         )
+        .merge(crate::console::router())
         .method_not_allowed_fallback(wrong_method)
         .fallback(no_such_route)
         .layer(middleware::from_fn(crate::body::finish_body))

@@ -38,6 +38,7 @@ pub(super) async fn create_packages(
         "package",
         caller.tenant.as_deref(),
         wait.wait.unwrap_or(false),
+        Default::default(),
         work,
     )
     .await

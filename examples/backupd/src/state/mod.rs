@@ -24,6 +24,7 @@ use super::tenancy;
 
 pub mod entries;
 pub mod jobs;
+pub mod progress;
 pub mod turns;
 pub mod wal;
 pub mod windows;
@@ -61,6 +62,9 @@ pub struct Operation {
     /// The error's code (`upstream_auth_failed`, ...), as the API would
     /// answer it.
     pub error_code: Option<String>,
+    /// Bytes read and stored, elapsed time and rate ([`progress`]).
+    #[serde(serialize_with = "progress::serialize_shared")]
+    pub progress: Arc<progress::JobProgress>,
 }
 
 /// What a restore asks for.
@@ -112,6 +116,8 @@ pub struct App {
     /// The entries' turn locks: one run of an entry at a time, across
     /// its jobs and its re-registrations.
     pub turns: turns::Turns,
+    /// Feeds the progress of API-started backups from the events.
+    pub progress: progress::ProgressFeed,
 }
 
 impl std::fmt::Debug for App {
@@ -320,6 +326,23 @@ impl App {
             + Send
             + 'static,
     {
+        self.start_tracked(kind, tenant, Arc::default(), work)
+    }
+
+    /// [`App::start_operation`] with the counters `progress` reports
+    /// (fed by `work` or by [`App::progress`]).
+    pub fn start_tracked<F>(
+        self: &Arc<Self>,
+        kind: &str,
+        tenant: Option<&str>,
+        progress: Arc<progress::JobProgress>,
+        work: F,
+    ) -> String
+    where
+        F: std::future::Future<Output = std::result::Result<serde_json::Value, ApiError>>
+            + Send
+            + 'static,
+    {
         let id = format!("{JOB_PREFIX}{}", new_backup_id(Utc::now()));
         let op = Operation {
             id: id.clone(),
@@ -331,6 +354,7 @@ impl App {
             result: None,
             error: None,
             error_code: None,
+            progress,
         };
         {
             let mut ops = self.operations.lock().expect("operations lock");
@@ -355,6 +379,7 @@ impl App {
             let mut ops = me.operations.lock().expect("operations lock");
             if let Some(op) = ops.get_mut(&op_id) {
                 op.finished_at = Some(Utc::now());
+                op.progress.end();
                 match outcome {
                     Ok(v) => {
                         op.status = "succeeded".into();
