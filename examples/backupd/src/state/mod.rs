@@ -206,7 +206,7 @@ impl App {
     /// Removes a database and its job, and forgets its run record so
     /// health does not keep reporting its last attempt (its backups stay).
     /// A run still in progress forgets the record when it ends
-    /// ([`GuardedJob`]).
+    /// ([`GuardedJob`](jobs::GuardedJob)).
     pub async fn unregister(&self, id: &str) -> bool {
         self.scheduler.remove(id);
         self.wal.stop(id).await;
