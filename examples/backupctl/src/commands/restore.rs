@@ -16,6 +16,7 @@ use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
 use crate::connect::{
     TargetArgs, datadir_target, mysql_target, pg_tools, restore_target, sqlite_target,
 };
+use crate::progress::Work;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RestoreArgs {
@@ -200,10 +201,12 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
         .no_owner(no_owner)
         .only(tables);
     let id = resolve_id(&engine, &id).await?;
+    let bar = ctx.progress("restore", Work::Read, json);
     let report = engine.restore(&id, target.as_ref(), &options).await?;
+    bar.finish();
     if json {
         print_json(&report);
-    } else {
+    } else if !ctx.quiet {
         println!("backup {id} restored into database {}", report.database);
     }
     Ok(Outcome::Ok)
