@@ -138,6 +138,7 @@ pub mod inflight;
 pub mod key;
 pub mod manifest;
 pub mod memory;
+pub mod meter;
 pub mod pipeline;
 pub mod prelude;
 pub mod redact;

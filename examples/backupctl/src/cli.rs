@@ -25,6 +25,15 @@ struct Cli {
     s3: S3Options,
     #[command(flatten)]
     crypto: CryptoOptions,
+    /// Print no progress bar and none of the success summaries of backup,
+    /// restore, verify and gc (their exit status says it): a cron job then
+    /// prints nothing unless it fails. What a command is asked to show
+    /// (list, show, stats, check's findings, health...) is still printed,
+    /// and errors always go to stderr. A progress bar (bytes read and
+    /// stored, rate, elapsed) is drawn only when stderr is a terminal and
+    /// never with --json.
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -95,6 +104,8 @@ async fn run(cli: Cli) -> Result<Outcome> {
     let ctx = Context {
         s3: &cli.s3,
         crypto: &cli.crypto,
+        quiet: cli.quiet,
+        meter: Default::default(),
     };
     match cli.command {
         Command::Init(args) => init::run(args, &ctx).await,

@@ -8,6 +8,8 @@ mod cli;
 mod commands;
 mod connect;
 mod options;
+mod progress;
+mod table;
 
 pub use cli::main_with_args;
 pub use options::{CryptoOptions, S3Options};

@@ -53,7 +53,11 @@
 //! stderr when the command fails (or `check`/`health` find a problem); 2
 //! for a command line that cannot be parsed (unknown flag, missing
 //! argument), with clap's usage message. Logs (`BACKUP_LOG=info`) are
-//! coloured only on a terminal and never with `NO_COLOR` set.
+//! coloured only on a terminal and never with `NO_COLOR` set. At a terminal,
+//! backup, restore, verify, check and gc draw a progress bar on stderr and
+//! `list`/`stats` print aligned tables with human sizes and ages; pipes get
+//! the usual output, and `--json` or `--quiet` (also: no success
+//! summaries) draw no bar.
 
 use std::process::ExitCode;
 

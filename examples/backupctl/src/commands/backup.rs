@@ -6,11 +6,13 @@ use std::sync::Arc;
 use backup_core::{
     BackupRequest, BackupType, Compression, Engine, Error, Filter, Result, catalog::RunRecord,
     format::human_bytes, format::sanitize_name, manifest::BackupKind, manifest::Manifest,
+    meter::MeteredSource,
 };
 use backup_postgres::{BaseBackupSource, ParentManifest};
 
 use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
 use crate::connect::{dump_source, mysql_source, pg_connection, pg_tools, sqlite_source};
+use crate::progress::Work;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BackupArgs {
@@ -129,21 +131,31 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
         }
         _ => source,
     };
+    // Counted for the progress bar (dump bytes read).
+    let source = MeteredSource::new(source, Arc::clone(&ctx.meter));
     let request = BackupRequest::new(&source_id)
         .tenant(&tenant)
         .kind(kind)
         .backup_type(backup_type)
         .created_by("backupctl");
-    let m = match engine.backup(source.as_ref(), &request).await {
+    let bar = ctx.progress("backup", Work::Backup, json);
+    let m = match engine.backup(&source, &request).await {
         Ok(m) => m,
         Err(e) => {
+            drop(bar);
             note_failed_record(&engine, &tenant, &source_id, &store).await;
             return Err(e);
         }
     };
+    bar.finish();
     if json {
         print_json(&m);
-    } else if let Some(d) = &m.dedup {
+        return Ok(Outcome::Ok);
+    }
+    if ctx.quiet {
+        return Ok(Outcome::Ok);
+    }
+    if let Some(d) = &m.dedup {
         println!(
             "incremental backup {} committed: {} new of {} chunks, {} stored ({} raw) in {:.1} s -> {}",
             m.id,
@@ -164,7 +176,7 @@ pub(crate) async fn run(args: BackupArgs, ctx: &Context<'_>) -> Result<Outcome> 
             m.artifact
         );
     }
-    if !json && let Some(line) = physical_line(&m) {
+    if let Some(line) = physical_line(&m) {
         println!("{line}");
     }
     Ok(Outcome::Ok)

@@ -3,6 +3,7 @@
 use backup_core::{Result, format::human_bytes};
 
 use crate::commands::{Context, Outcome, print_json};
+use crate::progress::Work;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
@@ -24,7 +25,9 @@ pub(crate) async fn run(args: CheckArgs, ctx: &Context<'_>) -> Result<Outcome> {
         json,
     } = args;
     let engine = ctx.engine(&store).await?;
+    let bar = ctx.progress("check", Work::Read, json);
     let report = engine.check(tenant.as_deref()).await?;
+    bar.finish();
     if json {
         print_json(&report);
     } else {

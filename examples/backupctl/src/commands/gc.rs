@@ -5,6 +5,7 @@ use std::time::Duration;
 use backup_core::{Engine, Result, format::human_bytes};
 
 use crate::commands::{Context, Outcome, parse_duration_arg, print_json};
+use crate::progress::Work;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct GcArgs {
@@ -38,13 +39,15 @@ pub(crate) async fn run(args: GcArgs, ctx: &Context<'_>) -> Result<Outcome> {
         Some(t) => vec![t],
         None => chunk_store_tenants(&engine).await?,
     };
+    let bar = ctx.progress("gc", Work::Read, json);
     let mut reports = Vec::new();
     for t in &tenants {
         reports.push(engine.gc(t, grace, dry_run).await?);
     }
+    bar.finish();
     if json {
         print_json(&reports);
-    } else {
+    } else if !ctx.quiet {
         for r in &reports {
             match &r.skipped {
                 Some(why) => println!("tenant {}: skipped ({why})", r.tenant),

@@ -4,6 +4,7 @@ use backup_core::{Filter, Result};
 use backup_examples::backup_table;
 
 use crate::commands::{Context, Outcome, physical_line, print_json};
+use crate::table::{self, stdout_is_terminal};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ListArgs {
@@ -36,6 +37,11 @@ pub(crate) async fn run(args: ListArgs, ctx: &Context<'_>) -> Result<Outcome> {
     if json {
         let plain: Vec<_> = backups.iter().map(|m| m.as_ref()).collect();
         print_json(&plain);
+    } else if stdout_is_terminal() {
+        print!("{}", table::backups(&backups, chrono::Utc::now()));
+        for line in backups.iter().filter_map(|m| physical_line(m)) {
+            println!("{line}");
+        }
     } else {
         print!("{}", backup_table(&backups));
         for line in backups.iter().filter_map(|m| physical_line(m)) {

@@ -19,12 +19,16 @@ pub(crate) mod wal_archive;
 pub(crate) mod wal_fetch;
 pub(crate) mod wal_push;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::manifest::is_backup_id;
+use backup_core::meter::{Meter, MeteredStore};
+use backup_core::store::Store;
 use backup_core::{Engine, Error, Filter, Result};
 
 use crate::options::{CryptoOptions, S3Options};
+use crate::progress::{Bar, Work};
 
 /// The WAL archive a command works on: `--store`, `--tenant`, `--source`.
 #[derive(Debug, clap::Args)]
@@ -45,6 +49,11 @@ pub(crate) struct WalSourceArgs {
 pub(crate) struct Context<'a> {
     pub(crate) s3: &'a S3Options,
     pub(crate) crypto: &'a CryptoOptions,
+    /// `--quiet`: no progress bar and no success summary lines.
+    pub(crate) quiet: bool,
+    /// What the command's store (and a backup's source) moved so far, for
+    /// the progress bar.
+    pub(crate) meter: Arc<Meter>,
 }
 
 impl Context<'_> {
@@ -52,15 +61,26 @@ impl Context<'_> {
     /// mistyped store is an error, never an empty listing), with the
     /// encryption flags applied.
     pub(crate) async fn engine(&self, spec: &str) -> Result<Engine> {
-        self.crypto
-            .apply(Engine::new(self.s3.open_existing(spec).await?))
+        let store = self.s3.open_existing(spec).await?;
+        self.crypto.apply(Engine::new(self.metered(store)))
     }
 
     /// An engine over the store named by `--store`, created if missing:
     /// only `backup` creates a store.
     pub(crate) async fn engine_creating_store(&self, spec: &str) -> Result<Engine> {
-        self.crypto
-            .apply(Engine::new(self.s3.open_for_writing(spec).await?))
+        let store = self.s3.open_for_writing(spec).await?;
+        self.crypto.apply(Engine::new(self.metered(store)))
+    }
+
+    /// `store`, counting its bytes into [`Context::meter`].
+    fn metered(&self, store: Arc<dyn Store>) -> Arc<dyn Store> {
+        Arc::new(MeteredStore::new(store, Arc::clone(&self.meter)))
+    }
+
+    /// A progress bar labelled `label` over this command's meter: drawn
+    /// only on a terminal, never with `--json` or `--quiet`.
+    pub(crate) fn progress(&self, label: &'static str, work: Work, json: bool) -> Bar {
+        Bar::start(!json && !self.quiet, label, work, &self.meter)
     }
 }
 

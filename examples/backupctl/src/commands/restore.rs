@@ -16,6 +16,7 @@ use crate::commands::{Context, Outcome, physical_line, print_json, resolve_id};
 use crate::connect::{
     TargetArgs, datadir_target, mysql_target, pg_tools, restore_target, sqlite_target,
 };
+use crate::progress::Work;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RestoreArgs {
@@ -200,10 +201,12 @@ pub(crate) async fn run(args: RestoreArgs, ctx: &Context<'_>) -> Result<Outcome>
         .no_owner(no_owner)
         .only(tables);
     let id = resolve_id(&engine, &id).await?;
+    let bar = ctx.progress("restore", Work::Read, json);
     let report = engine.restore(&id, target.as_ref(), &options).await?;
+    bar.finish();
     if json {
         print_json(&report);
-    } else {
+    } else if !ctx.quiet {
         println!("backup {id} restored into database {}", report.database);
     }
     Ok(Outcome::Ok)
@@ -265,12 +268,14 @@ async fn restore_datadir(
     };
     // An incremental base backup restores with the chain it depends on,
     // combined by pg_combinebackup; a full one as it is.
+    let bar = ctx.progress("restore", Work::Read, json);
     let report = if manifest.parent.is_some() {
         let chain = ChainRestore::new(dir)
             .with_tools(pg_tools(pg_bin)?)
             .run(&engine, BackupRef::in_tenant(&manifest.tenant, &id))
             .await?;
-        if !json {
+        bar.finish();
+        if !json && !ctx.quiet {
             println!(
                 "combined the chain {} (pg_combinebackup)",
                 chain.links.join(" <- ")
@@ -281,19 +286,27 @@ async fn restore_datadir(
         let report = engine
             .restore(&id, target.as_ref(), &RestoreOptions::default())
             .await?;
+        bar.finish();
         serde_json::to_value(&report).expect("a serialisable report")
     };
     if let Some((pitr, target)) = recovery {
         // The base backup is in place: whatever fails now leaves it
         // marked unusable (it would start at the backup's end, not at
         // the target).
-        return match recover(pitr, &manifest, dir, &target, json).await {
+        let output = Output {
+            json,
+            quiet: ctx.quiet,
+        };
+        return match recover(pitr, &manifest, dir, &target, output).await {
             Ok(outcome) => Ok(outcome),
             Err(e) => Err(mark_unusable(dir, &target, e).await),
         };
     }
     if json {
         print_json(&report);
+        return Ok(Outcome::Ok);
+    }
+    if ctx.quiet {
         return Ok(Outcome::Ok);
     }
     let dir = dir.display();
@@ -307,6 +320,13 @@ async fn restore_datadir(
          sudo -u postgres pg_ctl -D {dir} -o '-p 5433' start   # its postgresql.conf is the original's: check port and paths first"
     );
     Ok(Outcome::Ok)
+}
+
+/// What a physical restore prints: JSON, nothing (`--quiet`), or lines.
+#[derive(Debug, Clone, Copy)]
+struct Output {
+    json: bool,
+    quiet: bool,
 }
 
 /// How a restored base backup is recovered: the target, the timeline to
@@ -350,11 +370,14 @@ async fn recover(
     manifest: &backup_core::manifest::Manifest,
     dir: &Path,
     target: &RecoveryTarget,
-    json: bool,
+    output: Output,
 ) -> Result<Outcome> {
     let report = pitr.run().await?;
     let server = report.server.as_ref();
-    if json {
+    if output.quiet && !output.json {
+        return Ok(Outcome::Ok);
+    }
+    if output.json {
         print_json(&serde_json::json!({
             "backup_id": manifest.id,
             "data_dir": dir,

@@ -3,6 +3,7 @@
 use backup_core::{Filter, Result, catalog::Stats, format::human_bytes};
 
 use crate::commands::{Context, Outcome, print_json};
+use crate::table::{self, stdout_is_terminal};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct StatsArgs {
@@ -29,10 +30,8 @@ pub(crate) async fn run(args: StatsArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let stats = engine.catalog().stats(&filter).await?;
     // Per backup: the dump's size and what the backup added to the
     // store (for incremental backups, only its new chunks).
-    let backups: Vec<serde_json::Value> = engine
-        .catalog()
-        .list(&filter)
-        .await?
+    let listed = engine.catalog().list(&filter).await?;
+    let backups: Vec<serde_json::Value> = listed
         .iter()
         .map(|m| {
             serde_json::json!({
@@ -52,6 +51,8 @@ pub(crate) async fn run(args: StatsArgs, ctx: &Context<'_>) -> Result<Outcome> {
         let mut out = serde_json::to_value(&stats).expect("stats serialise");
         out["backups"] = serde_json::Value::Array(backups);
         print_json(&out);
+    } else if stdout_is_terminal() {
+        print!("{}", table::stats(&stats, &listed, chrono::Utc::now()));
     } else {
         let line = |name: &str, s: &Stats| {
             println!(

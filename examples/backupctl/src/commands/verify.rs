@@ -5,6 +5,7 @@
 use backup_core::Result;
 
 use crate::commands::{Context, Outcome, print_json, resolve_id};
+use crate::progress::Work;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
@@ -20,6 +21,7 @@ pub(crate) struct VerifyArgs {
 
 pub(crate) async fn run(args: VerifyArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let VerifyArgs { id, store, json } = args;
+    let bar = ctx.progress("verify", Work::Read, json);
     let verified = match ctx.engine(&store).await {
         Ok(engine) => match resolve_id(&engine, &id).await {
             Ok(id) => engine.verify_chain(&id).await,
@@ -27,6 +29,11 @@ pub(crate) async fn run(args: VerifyArgs, ctx: &Context<'_>) -> Result<Outcome> 
         },
         Err(e) => Err(e),
     };
+    if verified.is_ok() {
+        bar.finish();
+    } else {
+        drop(bar);
+    }
     let chain = match verified {
         Ok(chain) => chain,
         Err(e) => {
@@ -51,7 +58,7 @@ pub(crate) async fn run(args: VerifyArgs, ctx: &Context<'_>) -> Result<Outcome> 
         print_json(
             &serde_json::json!({"id": m.id, "verified": true, "sha256": m.stored.sha256, "md5": m.stored.md5, "size": m.stored.size, "parents": parents}),
         );
-    } else {
+    } else if !ctx.quiet {
         println!(
             "backup {} OK: {} bytes, sha256 {}, md5 {}",
             m.id,
