@@ -22,7 +22,7 @@ pub struct Fingerprint {
 /// The fingerprint of one table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableFingerprint {
-    /// Qualified, quoted name (`"public"."orders"`).
+    /// Qualified name, quoted where needed (`public."Order Lines"`).
     pub name: String,
     /// Rows.
     pub rows: u64,
