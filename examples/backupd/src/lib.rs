@@ -10,6 +10,7 @@ pub mod body;
 mod cli;
 pub mod config;
 pub mod daemon;
+pub mod drill_metrics;
 pub mod engine;
 pub mod error;
 pub mod http;

@@ -19,6 +19,7 @@ mod backups;
 mod cleanup;
 mod common;
 mod databases;
+mod drills;
 #[doc(hidden)]
 pub mod fuzzing;
 mod guard;
@@ -57,6 +58,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/backups/{id}/download", get(download_backup))
         .route("/backups/{id}/restore", post(restore_backup))
         .route("/jobs/{id}", get(get_job))
+        .route("/drills", get(drills::list_drills))
+        .route("/databases/{id}/drill", post(drills::start_drill))
         .route("/status", get(status))
         .route("/cleanup", post(cleanup))
         .route("/databases", get(list_databases).post(create_database))

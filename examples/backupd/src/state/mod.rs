@@ -22,6 +22,7 @@ use super::metrics::Metrics;
 use super::packages;
 use super::tenancy;
 
+pub mod drills;
 pub mod entries;
 pub mod jobs;
 pub mod turns;

@@ -1,0 +1,29 @@
+//! What a restore drill of a database entry drills on: for a logical
+//! PostgreSQL entry, scratch databases on the entry's own server, made
+//! and dropped through its maintenance database (`postgres`) with the
+//! entry's credentials (the role needs `CREATEDB`).
+
+use backup_postgres::PostgresDrill;
+
+use crate::config::{BackupMode, DatabaseConfig};
+use crate::engine::Engine as DbEngine;
+
+use super::entries::{pg_connection, pg_tools};
+
+/// The maintenance database scratch databases are created from.
+pub const DRILL_MAINTENANCE_DB: &str = "postgres";
+
+/// The drill target of `db`, or why it has none.
+pub fn drill_target(db: &DatabaseConfig) -> Result<PostgresDrill, String> {
+    match (db.engine, db.mode) {
+        (DbEngine::Postgres, BackupMode::Logical) => Ok(PostgresDrill::new(pg_connection(
+            db,
+            DRILL_MAINTENANCE_DB,
+        ))
+        .with_tools(pg_tools(db))),
+        _ => Err(format!(
+            "database {}: restore drills are available for logical PostgreSQL entries only",
+            db.id
+        )),
+    }
+}
