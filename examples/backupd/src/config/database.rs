@@ -91,6 +91,7 @@ pub fn database(
         }
     };
     check_pg_bin(raw, engine, path, problems);
+    let drill = crate::config::drill::drill_schedule(raw, engine, mode, path, problems);
     if problems.0.len() > before {
         return None;
     }
@@ -117,6 +118,7 @@ pub fn database(
         wal_slot,
         incremental,
         fallback_to_full: raw.fallback_to_full,
+        drill,
         retention: limits,
         package: raw.package,
         tenant,

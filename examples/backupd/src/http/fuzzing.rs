@@ -121,6 +121,7 @@ pub fn sample_base() -> RawDatabase {
         slot: None,
         incremental: None,
         fallback_to_full: false,
+        drill: None,
         backup_type: None,
     }
 }

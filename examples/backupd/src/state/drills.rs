@@ -27,3 +27,29 @@ pub fn drill_target(db: &DatabaseConfig) -> Result<PostgresDrill, String> {
         )),
     }
 }
+
+/// Adds (or replaces) the scheduler job of `db`'s `drill:` schedule, or
+/// removes it when the entry has none.
+pub(super) fn schedule(
+    app: &std::sync::Arc<super::App>,
+    db: &DatabaseConfig,
+) -> backup_core::Result<()> {
+    let Some(when) = &db.drill else {
+        app.scheduler.remove(&db.drill_job_id());
+        return Ok(());
+    };
+    let target = drill_target(db).map_err(backup_core::Error::Config)?;
+    let job = backup_core::scheduler::DrillJob {
+        engine: app.engine.clone(),
+        target: std::sync::Arc::new(target),
+        tenant: db.tenant.clone(),
+        source_id: db.id.clone(),
+    };
+    // No catch-up at start: a drill missed while down waits for its next
+    // trigger.
+    app.scheduler.upsert(
+        backup_core::JobSpec::new(db.drill_job_id(), when.clone(), std::sync::Arc::new(job))
+            .last_run(Some(chrono::Utc::now())),
+    )?;
+    Ok(())
+}

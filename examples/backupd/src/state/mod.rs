@@ -209,6 +209,7 @@ impl App {
         match removed {
             Some(db) => {
                 self.scheduler.remove(&db.incremental_job_id());
+                self.scheduler.remove(&db.drill_job_id());
                 self.forget_run_record(&db.tenant, &db.id).await;
                 true
             }
