@@ -2,7 +2,9 @@
 //! real PostgreSQL 15 and the fs store. An admin of tenant `a` starts a
 //! drill (a job) that passes; `GET /api/v1/drills` shows it to tenant `a`
 //! and global tokens, not to tenant `b`; readers cannot start one; the
-//! metrics count it; no scratch database is left.
+//! metrics count it; no scratch database is left; `/status` says
+//! `unverified` before the first passed drill (`verify_max_age`) and
+//! carries `last_verified_at` after it.
 
 use backup_postgres::{DRILL_PREFIX, TestServer};
 use reqwest::StatusCode;
@@ -15,6 +17,23 @@ fn drills(v: &Value) -> Vec<Value> {
     v["data"]["drills"].as_array().cloned().unwrap_or_default()
 }
 
+/// Status and `last_verified_at` of `a_db` in `/api/v1/status`.
+async fn source_status(api: &Api) -> (String, Value) {
+    let (status, v) = api.get("/api/v1/status", TENANT_A).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let source = v["data"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source_id"] == "a_db")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"));
+    (
+        source["status"].as_str().unwrap().to_string(),
+        source["last_verified_at"].clone(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_job_records_and_tenants() {
     let server = TestServer::shared();
@@ -25,10 +44,20 @@ async fn drill_job_records_and_tenants() {
         )
         .await
         .unwrap();
-    let d = Daemon::start("", 2);
+    let d = Daemon::start_with(Options {
+        extra_config: format!(
+            "databases:\n  - {}\n",
+            pg_entry(server, "a_db", &db, "tenant: a, verify_max_age: 7d")
+        ),
+        ..Options::default()
+    });
     let api = Api::new(&d);
-    let backup =
-        register_and_back_up(&api, TENANT_A, database_body("a_db", &db, None, false)).await;
+    let backup = backup_now(&api, "a_db", TENANT_A).await;
+    // Backed up but never drilled: unverified.
+    assert_eq!(
+        source_status(&api).await,
+        ("unverified".into(), Value::Null)
+    );
 
     // Readers may not start one; another tenant does not see the entry.
     for token in [READER, TENANT_B] {
@@ -58,6 +87,9 @@ async fn drill_job_records_and_tenants() {
     assert_eq!(job["result"]["tables"][0]["expected_rows"], 200, "{job}");
     assert_eq!(job["result"]["tables"][0]["restored_rows"], 200, "{job}");
 
+    let (status, verified_at) = source_status(&api).await;
+    assert_eq!(status, "healthy");
+    assert_eq!(verified_at, job["result"]["verified_at"]);
     for token in [TENANT_A, ADMIN, READER] {
         let (status, v) = api.get("/api/v1/drills?database=a_db", token).await;
         assert_eq!(status, StatusCode::OK, "{v}");

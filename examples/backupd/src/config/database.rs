@@ -92,6 +92,7 @@ pub fn database(
     };
     check_pg_bin(raw, engine, path, problems);
     let drill = crate::config::drill::drill_schedule(raw, engine, mode, path, problems);
+    let verify_max_age = crate::config::drill::verify_max_age(raw, path, problems);
     if problems.0.len() > before {
         return None;
     }
@@ -119,6 +120,7 @@ pub fn database(
         incremental,
         fallback_to_full: raw.fallback_to_full,
         drill,
+        verify_max_age,
         retention: limits,
         package: raw.package,
         tenant,

@@ -5,9 +5,25 @@ use backup_core::Schedule;
 
 use crate::engine::Engine;
 
-use super::fields::parse_schedule;
+use super::fields::{parse_duration, parse_schedule};
 use super::schema::RawDatabase;
 use super::types::{BackupMode, DRILL_JOB_PREFIX, Problems};
+
+/// The entry's `verify_max_age`, if set and valid.
+pub(super) fn verify_max_age(
+    raw: &RawDatabase,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<std::time::Duration> {
+    let text = raw.verify_max_age.as_ref()?;
+    match parse_duration(text) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            problems.push(format!("{path}.verify_max_age"), e);
+            None
+        }
+    }
+}
 
 /// The entry's drill schedule, if it has one that applies.
 pub(super) fn drill_schedule(

@@ -141,6 +141,13 @@ pub struct DatabaseConfig {
     /// Logical PostgreSQL entries: when restore drills run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drill: Option<Schedule>,
+    /// How long a passed restore drill counts for health (`unverified`
+    /// after it).
+    #[serde(
+        serialize_with = "optional_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_max_age: Option<Duration>,
 }
 
 /// What the scheduler job id of an entry's incremental base backups

@@ -74,6 +74,7 @@ pub(super) fn body_to_database(
         "incremental",
         "fallback_to_full",
         "drill",
+        "verify_max_age",
     ] {
         if fields.contains_key(key) {
             return Err(ApiError::bad_request(format!(
@@ -251,6 +252,7 @@ pub(super) async fn patch_database(
             .drill
             .as_ref()
             .map(|s| RawSchedule::Text(s.to_string())),
+        verify_max_age: current.verify_max_age.map(format_duration),
         backup_type: None,
     };
     let mut fields = fields;

@@ -122,6 +122,7 @@ pub fn sample_base() -> RawDatabase {
         incremental: None,
         fallback_to_full: false,
         drill: None,
+        verify_max_age: None,
         backup_type: None,
     }
 }

@@ -53,3 +53,44 @@ pub(super) fn schedule(
     )?;
     Ok(())
 }
+
+/// Adds `last_verified_at` (the newest passed drill, or null) to each
+/// source of `/status` (`sources`, the JSON of the catalog's health), and
+/// turns a `healthy` source `unverified` when its entry has a
+/// `verify_max_age` and no drill passed within it.
+pub async fn annotate(
+    app: &super::App,
+    sources: &mut serde_json::Value,
+) -> backup_core::Result<()> {
+    let Some(items) = sources.as_array_mut() else {
+        return Ok(());
+    };
+    let now = chrono::Utc::now();
+    for item in items {
+        let (Some(tenant), Some(source)) = (
+            item["tenant"].as_str().map(str::to_string),
+            item["source_id"].as_str().map(str::to_string),
+        ) else {
+            continue;
+        };
+        let last = app
+            .engine
+            .drill_records(&tenant, Some(&source))
+            .await?
+            .into_iter()
+            .find(backup_core::drill::DrillRecord::passed)
+            .map(|r| r.verified_at);
+        item["last_verified_at"] = serde_json::json!(last);
+        let max_age = app
+            .database(&source, Some(&tenant))
+            .and_then(|db| db.verify_max_age)
+            .and_then(|age| chrono::Duration::from_std(age).ok());
+        if let Some(age) = max_age {
+            let fresh = last.is_some_and(|at| now - at <= age);
+            if !fresh && item["status"] == "healthy" {
+                item["status"] = serde_json::json!("unverified");
+            }
+        }
+    }
+    Ok(())
+}
