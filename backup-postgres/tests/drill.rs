@@ -75,7 +75,7 @@ async fn drills_pass_fail_and_protect_the_newest_verified_backup() {
     );
     assert_eq!(record.error, None);
     assert_eq!(
-        scratch_databases(&server).await,
+        scratch_databases(server).await,
         "",
         "scratch database left"
     );
@@ -127,7 +127,7 @@ async fn drills_pass_fail_and_protect_the_newest_verified_backup() {
         "{error}"
     );
     assert_eq!(
-        scratch_databases(&server).await,
+        scratch_databases(server).await,
         "",
         "scratch database left"
     );
@@ -212,6 +212,6 @@ async fn drills_pass_fail_and_protect_the_newest_verified_backup() {
         .await
         .unwrap();
     assert_eq!(swept.removed.len(), 1, "{swept:?}");
-    assert_eq!(scratch_databases(&server).await, "");
+    assert_eq!(scratch_databases(server).await, "");
     server.drop_database(&db).await.unwrap();
 }

@@ -150,7 +150,7 @@ impl Engine {
                 Err(e) => tracing::warn!(%key, error = %e, "skipping unreadable drill record"),
             }
         }
-        out.sort_by(|a, b| b.verified_at.cmp(&a.verified_at));
+        out.sort_by_key(|r| std::cmp::Reverse(r.verified_at));
         Ok(out)
     }
 

@@ -11,7 +11,16 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::SourceLabels;
+
+/// Labels of `backup_last_verified_timestamp_seconds` (those of the other
+/// per-source metrics).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerifiedLabels {
+    /// Source (database) id.
+    pub source: String,
+    /// Tenant.
+    pub tenant: String,
+}
 
 /// Labels of `backup_drill_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -28,7 +37,7 @@ pub struct DrillLabels {
 #[derive(Debug, Default)]
 pub struct DrillMetrics {
     total: Family<DrillLabels, Counter>,
-    last_verified: Family<SourceLabels, Gauge<f64, AtomicU64>>,
+    last_verified: Family<VerifiedLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl DrillMetrics {
@@ -71,7 +80,7 @@ impl DrillMetrics {
             .inc();
         if let Some(at) = at {
             self.last_verified
-                .get_or_create(&SourceLabels {
+                .get_or_create(&VerifiedLabels {
                     source: source.clone(),
                     tenant: tenant.clone(),
                 })

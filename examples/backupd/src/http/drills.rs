@@ -70,7 +70,7 @@ pub(super) async fn list_drills(
                 .await?,
         );
     }
-    drills.sort_by(|a, b| b.verified_at.cmp(&a.verified_at));
+    drills.sort_by_key(|r| std::cmp::Reverse(r.verified_at));
     drills.truncate(MAX_LISTED);
     ok(json!({ "drills": drills }))
 }
