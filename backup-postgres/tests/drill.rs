@@ -74,11 +74,7 @@ async fn drills_pass_fail_and_protect_the_newest_verified_backup() {
             .all(|t| t.matches && t.restored_rows == Some(t.expected_rows))
     );
     assert_eq!(record.error, None);
-    assert_eq!(
-        scratch_databases(server).await,
-        "",
-        "scratch database left"
-    );
+    assert_eq!(scratch_databases(server).await, "", "scratch database left");
     assert!(matches!(
         events.recv().await.unwrap(),
         Event::Started { .. }
@@ -126,11 +122,7 @@ async fn drills_pass_fail_and_protect_the_newest_verified_backup() {
         error.contains("integrity check failed") && error.contains(&bad.artifact),
         "{error}"
     );
-    assert_eq!(
-        scratch_databases(server).await,
-        "",
-        "scratch database left"
-    );
+    assert_eq!(scratch_databases(server).await, "", "scratch database left");
     match events.recv().await.unwrap() {
         Event::DrillFailed {
             backup_id,

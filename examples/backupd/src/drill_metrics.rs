@@ -11,7 +11,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-
 /// Labels of `backup_last_verified_timestamp_seconds` (those of the other
 /// per-source metrics).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
