@@ -70,11 +70,21 @@ async fn drill_job_records_and_tenants() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert!(drills(&v).is_empty(), "{v}");
 
+    // The route takes no body: one is refused before anything runs.
     let (status, v) = api
         .post(
             "/api/v1/databases/a_db/drill",
             TENANT_A,
             serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/databases/a_db/drill",
+            Some(TENANT_A),
+            None,
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");

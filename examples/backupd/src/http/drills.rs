@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -26,7 +28,10 @@ pub(super) struct DrillsQuery {
 pub(super) async fn start_drill(
     State(app): State<Shared>,
     Found { item: db, .. }: Found<DatabaseConfig>,
+    headers: HeaderMap,
+    request: Body,
 ) -> ApiResult {
+    crate::body::none(&headers, request).await?;
     let drill = crate::state::drills::drill_target(&db)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "drill_unsupported", e))?;
     let runner = std::sync::Arc::clone(&app);
