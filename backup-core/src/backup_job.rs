@@ -17,7 +17,9 @@ use crate::source::DumpSource;
 
 /// Backs up one source with an [`Engine`]; after each successful
 /// *scheduled* run, prunes that source with its retention policies (manual
-/// backups are kept; see [`plan`](crate::retention::plan)). A failed prune is logged
+/// backups are kept; see [`plan`](crate::retention::plan); so is the
+/// newest backup with a passed restore drill,
+/// [`PlanOptions::keep_newest_verified`]). A failed prune is logged
 /// and does not fail the backup. Each attempt's run record (in the store)
 /// tells a restarted scheduler which trigger ran last ([`Job::last_run`]).
 #[derive(Debug, Clone)]
@@ -63,7 +65,12 @@ impl Job for BackupJob {
             let filter = Filter::tenant(&request.tenant).source(&request.source_id);
             if let Err(e) = self
                 .engine
-                .prune(&filter, &policies, PlanOptions::default(), false)
+                .prune(
+                    &filter,
+                    &policies,
+                    PlanOptions::default().keep_newest_verified(true),
+                    false,
+                )
                 .await
             {
                 tracing::warn!(source = %request.source_id, error = %e, "retention after backup failed");

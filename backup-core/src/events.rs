@@ -151,6 +151,35 @@ pub enum Event {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A restore drill restored a backup into a scratch database and
+    /// found its content as recorded (or restored one without a recorded
+    /// fingerprint: see the drill record's note).
+    DrillSucceeded {
+        /// Tenant of the source.
+        tenant: String,
+        /// Source id.
+        source_id: String,
+        /// The backup drilled.
+        backup_id: String,
+        /// Wall time in seconds.
+        duration_seconds: f64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A restore drill failed: the backup did not restore, or its content
+    /// differs from what was recorded at dump time.
+    DrillFailed {
+        /// Tenant of the source.
+        tenant: String,
+        /// Source id.
+        source_id: String,
+        /// The backup drilled.
+        backup_id: String,
+        /// Why, one line, without secrets.
+        error: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 impl Event {
@@ -167,6 +196,8 @@ impl Event {
             Event::WalArchived { .. } => "wal_archived",
             Event::WalArchiveError { .. } => "wal_archive_error",
             Event::WalReceiverRestarted { .. } => "wal_receiver_restarted",
+            Event::DrillSucceeded { .. } => "drill_succeeded",
+            Event::DrillFailed { .. } => "drill_failed",
         }
     }
 
@@ -270,6 +301,24 @@ impl Event {
                 ..
             } => format!(
                 "WAL receiver of {tenant}/{source_id} restarted (restart {restarts}): {reason}"
+            ),
+            Event::DrillSucceeded {
+                tenant,
+                source_id,
+                backup_id,
+                duration_seconds,
+                ..
+            } => format!(
+                "restore drill of backup {backup_id} of {tenant}/{source_id} passed in {duration_seconds:.1} s"
+            ),
+            Event::DrillFailed {
+                tenant,
+                source_id,
+                backup_id,
+                error,
+                ..
+            } => format!(
+                "restore drill of backup {backup_id} of {tenant}/{source_id} FAILED: {error}"
             ),
         }
     }

@@ -217,6 +217,11 @@ pub struct Manifest {
     /// sources that deliver none. Engines offer typed views of them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
+    /// Row counts and content checksums per table, taken inside the
+    /// dump's snapshot, for restore drills to compare against; absent
+    /// when the source records none (optional field of version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<crate::fingerprint::Fingerprint>,
 }
 
 impl Manifest {

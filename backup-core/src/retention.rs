@@ -145,6 +145,24 @@ pub(crate) fn format_duration(d: std::time::Duration) -> String {
     }
 }
 
+/// Keeps the newest backup whose id is in the set: the newest backup with
+/// a passed restore drill, when the set holds those
+/// ([`PlanOptions::keep_newest_verified`] builds it from the drill
+/// records).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeepNewestVerified(pub std::collections::BTreeSet<String>);
+
+impl RetentionPolicy for KeepNewestVerified {
+    fn keep(&self, backups: &[Arc<Manifest>], _now: DateTime<Utc>) -> Vec<(usize, String)> {
+        backups
+            .iter()
+            .position(|m| self.0.contains(&m.id))
+            .map(|i| (i, "newest verified".to_string()))
+            .into_iter()
+            .collect()
+    }
+}
+
 /// Options of [`plan`] that are not policies.
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
@@ -157,9 +175,19 @@ pub struct PlanOptions {
     /// younger than this grace period alone. Off by default; skipped in a
     /// dry run.
     pub collect_garbage: Option<std::time::Duration>,
+    /// For [`Engine::prune`](crate::Engine::prune): never delete the
+    /// newest backup of a source with a passed restore drill
+    /// ([`KeepNewestVerified`]).
+    pub keep_newest_verified: bool,
 }
 
 impl PlanOptions {
+    /// Sets [`PlanOptions::keep_newest_verified`].
+    pub fn keep_newest_verified(mut self, yes: bool) -> Self {
+        self.keep_newest_verified = yes;
+        self
+    }
+
     /// Sets [`PlanOptions::collect_garbage`].
     pub fn collect_garbage(mut self, grace: std::time::Duration) -> Self {
         self.collect_garbage = Some(grace);
@@ -332,6 +360,7 @@ pub(crate) mod tests {
             labels: Default::default(),
             dedup: None,
             details: Default::default(),
+            fingerprint: None,
         })
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::fingerprint::{Fingerprint, MAX_FINGERPRINT_TABLES};
 use crate::store::ByteStream;
 
 mod leftovers;
@@ -55,6 +56,9 @@ pub struct Versions {
 pub struct DumpOptions {
     /// Restrict the dump to these tables / collections (empty = all).
     pub only: Vec<String>,
+    /// Do not record a content [`Fingerprint`] (sources that record one
+    /// by default, PostgreSQL's logical dumps, then skip the extra scan).
+    pub skip_fingerprint: bool,
 }
 
 impl DumpOptions {
@@ -69,7 +73,16 @@ impl DumpOptions {
         self.only = names;
         self
     }
+
+    /// Sets [`DumpOptions::skip_fingerprint`].
+    pub fn skip_fingerprint(mut self, yes: bool) -> Self {
+        self.skip_fingerprint = yes;
+        self
+    }
 }
+
+/// Receives a dump's [`Fingerprint`]; see [`DumpStream::with_fingerprint`].
+pub type FingerprintReceiver = oneshot::Receiver<Fingerprint>;
 
 /// Facts an engine learns while it dumps and records in the manifest
 /// ([`Manifest::details`](crate::manifest::Manifest::details)): a base
@@ -103,6 +116,7 @@ pub struct DumpStream {
     pub versions: Versions,
     details: Option<DetailsReceiver>,
     parent: Option<String>,
+    fingerprint: Option<FingerprintReceiver>,
 }
 
 /// What the engine takes from a [`DumpStream`]: the bytes (followed by
@@ -113,6 +127,7 @@ pub(crate) struct EngineParts {
     pub(crate) versions: Versions,
     pub(crate) details: Arc<Mutex<Details>>,
     pub(crate) parent: Option<String>,
+    pub(crate) fingerprint: Option<FingerprintReceiver>,
 }
 
 impl DumpStream {
@@ -123,7 +138,19 @@ impl DumpStream {
             versions,
             details: None,
             parent: None,
+            fingerprint: None,
         }
+    }
+
+    /// Promises a content [`Fingerprint`] taken in the dump's snapshot:
+    /// the source sends it once the stream ended successfully. The engine
+    /// waits for it after the last byte and records it in the manifest;
+    /// a sender dropped without sending (the source could not count)
+    /// leaves the manifest without one, the backup is not failed. More
+    /// than [`MAX_FINGERPRINT_TABLES`] tables are not recorded either.
+    pub fn with_fingerprint(mut self, fingerprint: FingerprintReceiver) -> Self {
+        self.fingerprint = Some(fingerprint);
+        self
     }
 
     /// Declares that this dump only restores on top of backup `id` (a
@@ -195,12 +222,14 @@ impl DumpStream {
     pub(crate) fn into_engine_parts(self, engine: &str) -> EngineParts {
         let slot = Arc::new(Mutex::new(Details::new()));
         let parent = self.parent;
+        let fingerprint = self.fingerprint;
         let Some(promised) = self.details else {
             return EngineParts {
                 stream: self.stream,
                 versions: self.versions,
                 details: slot,
                 parent,
+                fingerprint,
             };
         };
         let engine = engine.to_string();
@@ -229,7 +258,32 @@ impl DumpStream {
             versions: self.versions,
             details: slot,
             parent,
+            fingerprint,
         }
+    }
+}
+
+/// Waits for a promised fingerprint (see [`DumpStream::with_fingerprint`]):
+/// `None` when none was promised, the source gave up or it is too large.
+pub(crate) async fn receive_fingerprint(
+    promised: Option<FingerprintReceiver>,
+) -> Option<Fingerprint> {
+    let fingerprint = promised?.await.ok();
+    match fingerprint {
+        Some(f) if f.tables.len() > MAX_FINGERPRINT_TABLES => {
+            tracing::warn!(
+                tables = f.tables.len(),
+                "not recording a fingerprint of more than {MAX_FINGERPRINT_TABLES} tables"
+            );
+            None
+        }
+        None => {
+            tracing::warn!(
+                "the source promised a content fingerprint but did not deliver one; the backup is recorded without"
+            );
+            None
+        }
+        some => some,
     }
 }
 
@@ -259,6 +313,7 @@ impl fmt::Debug for DumpStream {
             .field("versions", &self.versions)
             .field("details", &self.details.is_some())
             .field("parent", &self.parent)
+            .field("fingerprint", &self.fingerprint.is_some())
             .finish_non_exhaustive()
     }
 }

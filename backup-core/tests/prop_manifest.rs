@@ -95,6 +95,7 @@ prop_compose! {
                 logical_size: n[5],
             }),
             details,
+            fingerprint: None,
         }
     }
 }

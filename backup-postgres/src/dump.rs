@@ -78,9 +78,14 @@ impl DumpSource for PostgresSource {
     async fn dump(&self, opts: &DumpOptions) -> Result<DumpStream> {
         let server = preflight(&self.tools, &self.conn).await?;
         let pg_dump = self.tools.resolve("pg_dump", Some(server.major)).await?;
+        let mut snapshot =
+            crate::dump_fingerprint::start(&self.tools, &self.conn, opts, &server).await;
         let passfile = PassFile::create(&self.conn)?;
         let mut cmd = pg_command(&pg_dump.path, &self.conn, &passfile)?;
         cmd.args(["--format=custom", "--compress=0", "--no-password"]);
+        if let Some((_, id)) = &snapshot {
+            cmd.arg(format!("--snapshot={id}"));
+        }
         for table in &opts.only {
             cmd.arg(format!("--table={table}"));
         }
@@ -92,13 +97,17 @@ impl DumpSource for PostgresSource {
             .map_err(|e| Error::io(format!("starting {}", pg_dump.path.display()), e))?;
         tracing::debug!(tool = %pg_dump.path.display(), database = %self.conn.database(), "pg_dump started");
         let stream = child_stream(child, "pg_dump", Step::Dump, &self.conn);
-        Ok(DumpStream::new(
+        let dump = DumpStream::new(
             stream,
             Versions {
                 tool: Some(pg_dump.version),
                 server: Some(server.version),
             },
-        ))
+        );
+        Ok(match snapshot.take() {
+            Some((session, _)) => crate::dump_fingerprint::attach(dump, session),
+            None => dump,
+        })
     }
 }
 

@@ -49,7 +49,11 @@ pub(crate) fn staging_name(target: &str) -> String {
 
 /// Runs SQL in the maintenance database (`postgres`, or `template1` where
 /// there is none).
-async fn maintenance(tools: &PgTools, admin: &PgConnection, sqls: &[&str]) -> Result<String> {
+pub(crate) async fn maintenance(
+    tools: &PgTools,
+    admin: &PgConnection,
+    sqls: &[&str],
+) -> Result<String> {
     match psql_all(tools, &admin.with_database("postgres"), sqls).await {
         Err(Error::DatabaseMissing { .. }) => {
             psql_all(tools, &admin.with_database("template1"), sqls).await

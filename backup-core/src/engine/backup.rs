@@ -227,6 +227,7 @@ impl Engine {
         let details = std::mem::take(&mut *parts.details.lock().expect("details slot"));
         let mut manifest = self.manifest_for(to, &written, parts.versions, details);
         manifest.parent = parts.parent;
+        manifest.fingerprint = crate::source::receive_fingerprint(parts.fingerprint).await;
         let committed = match &manifest.parent {
             // Deleted while the dump ran: the backup would not restore.
             Some(parent) => match self.check_parent(req, parent).await {
@@ -368,6 +369,7 @@ impl Engine {
             labels: req.labels.clone(),
             dedup: written.dedup.clone(),
             details,
+            fingerprint: None,
         }
     }
 

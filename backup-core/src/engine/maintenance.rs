@@ -177,7 +177,12 @@ impl Engine {
             ..PruneReport::default()
         };
         for (source, backups) in groups {
-            let p = plan(&backups, policies, now, opts);
+            let verified = self.verified_policy(&backups, opts).await?;
+            let mut all: Vec<&dyn RetentionPolicy> = policies.to_vec();
+            if let Some(v) = &verified {
+                all.push(v);
+            }
+            let p = plan(&backups, &all, now, opts);
             if !dry_run {
                 for doomed in &p.delete {
                     let m = backups

@@ -6,12 +6,14 @@
 //! verified-read primitive) and `maintenance` (prune, GC, sweep, check).
 
 mod backup;
+mod drill;
 mod maintenance;
 mod objects;
 mod read;
 mod request;
 mod setup;
 
+pub use drill::MAX_DRILL_RECORDS;
 pub use maintenance::PruneReport;
 pub use objects::{SealOptions, SealedRecord};
 pub use request::BackupRequest;

@@ -7,8 +7,8 @@ use backup_core::{Error, Result};
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    Context, Outcome, backup, check, delete, forget_source, gc, health, init, list, pitr_window,
-    prune, restore, show, stats, sweep, verify, wal_archive, wal_fetch, wal_push,
+    Context, Outcome, backup, check, delete, drill, forget_source, gc, health, init, list,
+    pitr_window, prune, restore, show, stats, sweep, verify, wal_archive, wal_fetch, wal_push,
 };
 use crate::options::{CryptoOptions, S3Options};
 
@@ -52,6 +52,11 @@ enum Command {
     Show(show::ShowArgs),
     /// Restore a backup into the database named by --pg.
     Restore(restore::RestoreArgs),
+    /// Restore drill: restore a PostgreSQL backup into a scratch database
+    /// on the --pg server, compare per-table row counts and checksums with
+    /// those recorded at dump time, drop it, store the result beside the
+    /// backup. Exit status 1 when the drill failed.
+    Drill(drill::DrillArgs),
     /// Delete a backup (manifest first, then artifact).
     Delete(delete::DeleteArgs),
     /// Apply retention: delete backups no policy keeps (manual ones are kept
@@ -114,6 +119,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
         Command::Verify(args) => verify::run(args, &ctx).await,
         Command::Show(args) => show::run(args, &ctx).await,
         Command::Restore(args) => restore::run(args, &ctx).await,
+        Command::Drill(args) => drill::run(args, &ctx).await,
         Command::Delete(args) => delete::run(args, &ctx).await,
         Command::Prune(args) => prune::run(args, &ctx).await,
         Command::Stats(args) => stats::run(args, &ctx).await,

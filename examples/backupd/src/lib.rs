@@ -11,6 +11,7 @@ mod cli;
 pub mod config;
 pub mod console;
 pub mod daemon;
+pub mod drill_metrics;
 pub mod engine;
 pub mod error;
 pub mod http;

@@ -68,6 +68,7 @@ pub struct Metrics {
     wal_lag_bytes: Family<SourceLabels, Gauge>,
     wal_lag_seconds: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     wal_last_archived: Family<SourceLabels, Gauge<f64, AtomicU64>>,
+    drills: crate::drill_metrics::DrillMetrics,
     fs_root: Option<PathBuf>,
 }
 
@@ -147,7 +148,9 @@ impl Metrics {
             "Free space where backups are stored (fs storage)",
             disk.clone(),
         );
+        let drills = crate::drill_metrics::DrillMetrics::register(&mut registry);
         Metrics {
+            drills,
             registry: Mutex::new(registry),
             backup_total,
             failures,
@@ -188,6 +191,7 @@ impl Metrics {
 
     /// Updates metrics from one event.
     pub fn observe(&self, event: &Event) {
+        self.drills.observe(event);
         match event {
             Event::WalArchived {
                 tenant, source_id, ..

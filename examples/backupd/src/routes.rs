@@ -129,6 +129,13 @@ const WAIT: &[Param] = &[Param {
     form: "true or false",
 }];
 
+/// The filter of `GET /api/v1/drills`.
+const DRILLS: &[Param] = &[Param {
+    name: "database",
+    schema: r#"{"type": "string"}"#,
+    form: "a database id",
+}];
+
 const TIME_FORM: &str = "an RFC 3339 time such as 2025-01-31T00:00:00Z";
 
 /// The filters and paging of `GET /api/v1/backups`.
@@ -308,6 +315,23 @@ pub const ROUTES: &[Route] = &[
         false,
         None,
     ),
+    route(
+        "get",
+        "/api/v1/drills",
+        "Restore drill records, newest first (filter: database)",
+        false,
+        None,
+    )
+    .query(DRILLS),
+    route(
+        "post",
+        "/api/v1/databases/{id}/drill",
+        "Start a restore drill of the database's newest backup into a scratch database",
+        true,
+        None,
+    )
+    .success(&[202])
+    .errors(&[422]),
     route(
         "get",
         "/api/v1/status",

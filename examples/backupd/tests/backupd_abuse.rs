@@ -140,7 +140,10 @@ fn spec(method: &str, path: &str, ids: &Ids) -> Spec {
         None
     };
     let (body, foreign_body) = match (method, path) {
-        ("get", _) | ("delete", _) | ("post", "/api/v1/packages") => (None, None),
+        ("get", _)
+        | ("delete", _)
+        | ("post", "/api/v1/packages")
+        | ("post", "/api/v1/databases/{id}/drill") => (None, None),
         ("post", "/api/v1/backups") => (
             Some(json!({"database_id": "a_db", "type": "full"})),
             Some(json!({"database_id": "b_db", "type": "full"})),

@@ -3,6 +3,7 @@
 pub(crate) mod backup;
 pub(crate) mod check;
 pub(crate) mod delete;
+pub(crate) mod drill;
 pub(crate) mod forget_source;
 pub(crate) mod gc;
 pub(crate) mod health;

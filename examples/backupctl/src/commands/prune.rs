@@ -38,6 +38,10 @@ pub(crate) struct PruneArgs {
     /// Let policies delete manual backups too.
     #[arg(long)]
     pub(crate) include_manual: bool,
+    /// Never delete the newest backup of a source with a passed restore
+    /// drill (`backupctl drill`).
+    #[arg(long)]
+    pub(crate) keep_newest_verified: bool,
     /// Afterwards collect the garbage of incremental backups (as `gc`),
     /// sparing packs younger than this (e.g. 1h).
     #[arg(long, value_parser = parse_duration_arg)]
@@ -66,6 +70,7 @@ pub(crate) async fn run(args: PruneArgs, ctx: &Context<'_>) -> Result<Outcome> {
         keep_monthly,
         keep_yearly,
         include_manual,
+        keep_newest_verified,
         gc_grace,
         tenant,
         source_id,
@@ -107,8 +112,11 @@ pub(crate) async fn run(args: PruneArgs, ctx: &Context<'_>) -> Result<Outcome> {
             match gc_grace {
                 Some(grace) => PlanOptions::default()
                     .include_manual(include_manual)
+                    .keep_newest_verified(keep_newest_verified)
                     .collect_garbage(grace),
-                None => PlanOptions::default().include_manual(include_manual),
+                None => PlanOptions::default()
+                    .include_manual(include_manual)
+                    .keep_newest_verified(keep_newest_verified),
             },
             dry_run,
         )

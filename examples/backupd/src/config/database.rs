@@ -91,6 +91,8 @@ pub fn database(
         }
     };
     check_pg_bin(raw, engine, path, problems);
+    let drill = crate::config::drill::drill_schedule(raw, engine, mode, path, problems);
+    let verify_max_age = crate::config::drill::verify_max_age(raw, path, problems);
     if problems.0.len() > before {
         return None;
     }
@@ -117,6 +119,8 @@ pub fn database(
         wal_slot,
         incremental,
         fallback_to_full: raw.fallback_to_full,
+        drill,
+        verify_max_age,
         retention: limits,
         package: raw.package,
         tenant,

@@ -7,6 +7,7 @@
 //! - `fields`: checks shared by every section.
 
 mod database;
+mod drill;
 mod fields;
 mod schema;
 mod types;
@@ -28,10 +29,10 @@ pub use schema::{
     RawStorage, RawTenant, RawToken, RawWebhook, Replicas,
 };
 pub use types::{
-    BackupMode, Config, DatabaseConfig, DatabaseView, Defaults, INCREMENTAL_JOB_PREFIX,
-    MAX_BACKUPS, MAX_DURATION_SECS, MAX_INCREMENTAL_ID, MAX_PARALLEL_JOBS, MAX_RETENTION_DAYS,
-    MAX_SHUTDOWN_SECS, PackageConfig, Problems, Retention, Role, StorageConfig, TokenConfig,
-    WebhookConfig,
+    BackupMode, Config, DRILL_JOB_PREFIX, DatabaseConfig, DatabaseView, Defaults,
+    INCREMENTAL_JOB_PREFIX, MAX_BACKUPS, MAX_DURATION_SECS, MAX_INCREMENTAL_ID, MAX_PARALLEL_JOBS,
+    MAX_RETENTION_DAYS, MAX_SHUTDOWN_SECS, PackageConfig, Problems, Retention, Role, StorageConfig,
+    TokenConfig, WebhookConfig,
 };
 
 /// Parses and validates `text`. `base_dir` resolves relative paths;

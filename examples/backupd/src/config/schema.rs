@@ -414,6 +414,17 @@ pub struct RawDatabase {
     /// so). Configuration file only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fallback_to_full: bool,
+    /// Logical PostgreSQL entries: when to run a restore drill of the
+    /// newest backup (scratch database on the entry's server), in the
+    /// grammar of `schedule` (`weekly sun 05:00`). Configuration file
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<RawSchedule>,
+    /// How long a passed restore drill counts (`8d`): after that without
+    /// a newer one, `/status` reports the entry `unverified`.
+    /// Configuration file only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_max_age: Option<String>,
     /// Not a setting of an entry: read only to refuse it with what to
     /// write instead. A backup's `type` (`full`, or `incremental`:
     /// deduplicated chunks of a logical dump) is chosen per request

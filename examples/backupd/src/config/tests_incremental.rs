@@ -127,3 +127,31 @@ fn a_dedup_type_beside_block_level_incrementals_is_a_contradiction() {
         );
     }
 }
+
+#[test]
+fn a_logical_postgres_entry_takes_a_drill_schedule_others_are_refused() {
+    let config = load_entries(
+        r#"  - {id: s, engine: postgres, database_name: sales, drill: "weekly sun 05:00"}
+"#,
+    )
+    .unwrap();
+    let shown = "weekly sun 05:00"
+        .parse::<backup_core::Schedule>()
+        .unwrap()
+        .to_string();
+    let s = &config.databases[0];
+    assert_eq!(s.drill.as_ref().map(ToString::to_string), Some(shown));
+    assert_eq!(s.drill_job_id(), "_drill.s");
+    for entry in [
+        r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill: daily}"#,
+        r#"  - {id: m, engine: mongodb, database_name: x, drill: daily}"#,
+        r#"  - {id: b, engine: postgres, database_name: x, drill: "not a schedule"}"#,
+    ] {
+        let problems = load_entries(&format!("{entry}\n")).unwrap_err();
+        assert!(
+            problems.0.iter().any(|p| p.contains(".drill")),
+            "{:?}",
+            problems.0
+        );
+    }
+}

@@ -138,11 +138,24 @@ pub struct DatabaseConfig {
     /// parent or the WAL summaries no longer cover it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fallback_to_full: bool,
+    /// Logical PostgreSQL entries: when restore drills run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<Schedule>,
+    /// How long a passed restore drill counts for health (`unverified`
+    /// after it).
+    #[serde(
+        serialize_with = "optional_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_max_age: Option<Duration>,
 }
 
 /// What the scheduler job id of an entry's incremental base backups
 /// starts with (ids starting with `_` are reserved: no entry takes it).
 pub const INCREMENTAL_JOB_PREFIX: &str = "_incremental.";
+
+/// What the scheduler job id of an entry's restore drills starts with.
+pub const DRILL_JOB_PREFIX: &str = "_drill.";
 
 /// The longest id of an entry with incremental backups, so that its
 /// incrementals' job id is an id too (at most 128 characters).
@@ -175,6 +188,11 @@ impl BackupMode {
 }
 
 impl DatabaseConfig {
+    /// The scheduler job id of this entry's restore drills.
+    pub fn drill_job_id(&self) -> String {
+        format!("{DRILL_JOB_PREFIX}{}", self.id)
+    }
+
     /// The scheduler job id of this entry's incremental base backups.
     pub fn incremental_job_id(&self) -> String {
         format!("{INCREMENTAL_JOB_PREFIX}{}", self.id)

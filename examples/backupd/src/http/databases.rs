@@ -73,6 +73,8 @@ pub(super) fn body_to_database(
         "slot",
         "incremental",
         "fallback_to_full",
+        "drill",
+        "verify_max_age",
     ] {
         if fields.contains_key(key) {
             return Err(ApiError::bad_request(format!(
@@ -246,6 +248,11 @@ pub(super) async fn patch_database(
             .as_ref()
             .map(|s| RawSchedule::Text(s.to_string())),
         fallback_to_full: current.fallback_to_full,
+        drill: current
+            .drill
+            .as_ref()
+            .map(|s| RawSchedule::Text(s.to_string())),
+        verify_max_age: current.verify_max_age.map(format_duration),
         backup_type: None,
     };
     let mut fields = fields;

@@ -121,6 +121,8 @@ pub fn sample_base() -> RawDatabase {
         slot: None,
         incremental: None,
         fallback_to_full: false,
+        drill: None,
+        verify_max_age: None,
         backup_type: None,
     }
 }

@@ -19,6 +19,7 @@ mod backups;
 mod cleanup;
 mod common;
 mod databases;
+mod drills;
 #[doc(hidden)]
 pub mod fuzzing;
 mod guard;
@@ -61,6 +62,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", get(get_job))
         .route("/whoami", get(whoami))
+        .route("/drills", get(drills::list_drills))
+        .route("/databases/{id}/drill", post(drills::start_drill))
         .route("/status", get(status))
         .route("/cleanup", post(cleanup))
         .route("/databases", get(list_databases).post(create_database))

@@ -38,9 +38,15 @@ pub(super) async fn status(State(app): State<Shared>, caller: Caller) -> ApiResu
         .into_iter()
         .filter(|j| visible.contains(&j.id))
         .collect();
+    let mut sources = serde_json::to_value(&health)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    crate::state::drills::annotate(&app, &mut sources).await?;
+    let unverified = sources
+        .as_array()
+        .is_some_and(|s| s.iter().any(|h| h["status"] == "unverified"));
     ok(json!({
-        "healthy": health.iter().all(|h| h.status.is_ok()),
-        "sources": health,
+        "healthy": health.iter().all(|h| h.status.is_ok()) && !unverified,
+        "sources": sources,
         "jobs": jobs,
         "running": app.scheduler.running(),
         "peak_running": app.scheduler.peak_running(),

@@ -80,6 +80,7 @@ impl App {
                 self.scheduler.remove(&db.incremental_job_id());
             }
         }
+        super::drills::schedule(self, &db)?;
         self.metrics.touch(&db.tenant, &db.id);
         self.wal
             .replace(

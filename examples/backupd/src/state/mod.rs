@@ -22,6 +22,7 @@ use super::metrics::Metrics;
 use super::packages;
 use super::tenancy;
 
+pub mod drills;
 pub mod entries;
 pub mod jobs;
 pub mod progress;
@@ -214,6 +215,7 @@ impl App {
         match removed {
             Some(db) => {
                 self.scheduler.remove(&db.incremental_job_id());
+                self.scheduler.remove(&db.drill_job_id());
                 self.forget_run_record(&db.tenant, &db.id).await;
                 true
             }

@@ -1,0 +1,140 @@
+//! Restore drills: what [`Engine::drill`](crate::Engine::drill) needs from
+//! an engine adapter ([`DrillTarget`], [`Scratch`]) and what it records
+//! ([`DrillRecord`]).
+//!
+//! Records are small JSON objects in a reserved namespace of the store,
+//! `{tenant}/_drills/{source_id}/{backup_id}/{verified_at}-{random}.json`,
+//! written create-only. Keys with a `_` segment are never backups, so
+//! listing, sweep, GC and prune do not see them; deleting a backup
+//! leaves its drill records (a few hundred bytes each) as history.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::fingerprint::{Fingerprint, TableCheck};
+use crate::key::{Key, validate_id};
+use crate::source::{RestoreOptions, RestoreTarget};
+
+/// The reserved directory, under each tenant, drill records live in.
+pub const DRILLS_DIR: &str = "_drills";
+
+/// Note of a passed drill of a backup without a recorded fingerprint.
+pub const NOT_COMPARED: &str = "restored, content not compared: the backup recorded no fingerprint";
+
+/// Whether a drill passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrillStatus {
+    /// The backup restored (digests verified) and its content matched the
+    /// recorded fingerprint, or there was none to compare (see
+    /// [`DrillRecord::note`]).
+    Passed,
+    /// The restore failed or the content differs.
+    Failed,
+}
+
+impl DrillStatus {
+    /// `passed` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillStatus::Passed => "passed",
+            DrillStatus::Failed => "failed",
+        }
+    }
+}
+
+/// The result of one restore drill, stored beside the backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    /// The backup drilled.
+    pub backup_id: String,
+    /// Its source id.
+    pub database: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Passed or failed.
+    pub status: DrillStatus,
+    /// When the drill finished.
+    pub verified_at: DateTime<Utc>,
+    /// Wall time of the whole drill (restore, count, drop).
+    pub duration_ms: u64,
+    /// Per-table comparison (empty when the backup recorded no
+    /// fingerprint or the restore failed).
+    pub tables: Vec<TableCheck>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// What a passed drill could not check
+    /// ([`NOT_COMPARED`]), or that the scratch database could not be
+    /// dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl DrillRecord {
+    /// Whether the drill passed.
+    pub fn passed(&self) -> bool {
+        self.status == DrillStatus::Passed
+    }
+
+    /// The record's key in the store.
+    pub fn key(&self) -> Result<Key> {
+        validate_id(&self.tenant)?;
+        validate_id(&self.database)?;
+        validate_id(&self.backup_id)?;
+        Key::new(format!(
+            "{}/{DRILLS_DIR}/{}/{}/{}-{:08x}.json",
+            self.tenant,
+            self.database,
+            self.backup_id,
+            self.verified_at.format("%Y%m%dT%H%M%S%.3fZ"),
+            rand::random::<u32>()
+        ))
+    }
+}
+
+/// Where drills of one source tenant live: `{tenant}/_drills/` and, with a
+/// source, `{tenant}/_drills/{source_id}/`.
+pub fn records_prefix(tenant: &str, source_id: Option<&str>) -> Result<Key> {
+    validate_id(tenant)?;
+    match source_id {
+        Some(source) => {
+            validate_id(source)?;
+            Key::new(format!("{tenant}/{DRILLS_DIR}/{source}"))
+        }
+        None => Key::new(format!("{tenant}/{DRILLS_DIR}")),
+    }
+}
+
+/// A server a drill restores into: creates [`Scratch`] databases.
+#[async_trait]
+pub trait DrillTarget: fmt::Debug + Send + Sync {
+    /// Engine name (`postgres`), compared with the manifest's.
+    fn engine(&self) -> &str;
+
+    /// Creates an empty, marked scratch database (collection namespace,
+    /// data directory) with a fresh random name.
+    async fn scratch(&self) -> Result<Box<dyn Scratch>>;
+}
+
+/// A scratch database of one drill. [`Scratch::discard`] drops it;
+/// dropping the value without discarding (a failure, a panic unwinding)
+/// must drop it too, in the background, and what a crash leaves behind is
+/// marked so that the adapter's leftover sweep finds it.
+#[async_trait]
+pub trait Scratch: fmt::Debug + Send + Sync {
+    /// Its name.
+    fn name(&self) -> &str;
+
+    /// The target restoring into it, with the options to use.
+    fn restore_target(&self) -> (&dyn RestoreTarget, RestoreOptions);
+
+    /// The fingerprint of what it now holds, computed like the source's.
+    async fn fingerprint(&self) -> Result<Fingerprint>;
+
+    /// Drops it.
+    async fn discard(self: Box<Self>) -> Result<()>;
+}

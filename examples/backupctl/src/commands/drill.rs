@@ -1,0 +1,98 @@
+//! `backupctl drill`: restore a backup into a scratch database on the
+//! server of `--pg`, compare row counts and content checksums with those
+//! recorded at dump time, drop the scratch database, store and print the
+//! result. Exit status 1 when the drill failed.
+
+use backup_core::drill::DrillRecord;
+use backup_core::{Error, Result};
+use backup_postgres::PostgresDrill;
+
+use crate::commands::{Context, Outcome, print_json, resolve_id};
+use crate::connect::postgres;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DrillArgs {
+    /// Backup id as `list` shows it (YYYYMMDDTHHMMSSZ-xxxxxxxx), `latest`, or a unique prefix of an id.
+    #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+    pub(crate) id: Option<String>,
+    /// Drill the newest backup in the store (same as the id `latest`).
+    #[arg(long)]
+    pub(crate) latest: bool,
+    /// Store: a directory or s3://bucket/prefix.
+    #[arg(long)]
+    pub(crate) store: String,
+    /// PostgreSQL URL of the drill server's maintenance database (a role
+    /// that may CREATE DATABASE); scratch databases `_backup_drill_<hex>`
+    /// are created and dropped there. Password as for `restore`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) pg: String,
+    /// File holding the drill server's password.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) password_file: Option<std::path::PathBuf>,
+    /// Directory of the PostgreSQL client tools.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) pg_bin: Option<std::path::PathBuf>,
+    /// Print the drill record as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) async fn run(args: DrillArgs, ctx: &Context<'_>) -> Result<Outcome> {
+    let engine = ctx.engine(&args.store).await?;
+    let id = args.id.as_deref().unwrap_or("latest");
+    let id = resolve_id(&engine, id).await?;
+    let (conn, tools) = postgres(
+        &args.pg,
+        args.password_file.as_deref(),
+        args.pg_bin.as_deref(),
+    )?;
+    let drill = PostgresDrill::new(conn).with_tools(tools);
+    let record = engine.drill(id.as_str(), &drill).await?;
+    if args.json {
+        print_json(&record);
+    } else {
+        print_record(&record);
+    }
+    if record.passed() {
+        Ok(Outcome::Ok)
+    } else {
+        Err(Error::Restore {
+            engine: "postgres",
+            detail: format!(
+                "restore drill of {} failed: {}",
+                record.backup_id,
+                record.error.as_deref().unwrap_or("?")
+            ),
+        })
+    }
+}
+
+fn print_record(r: &DrillRecord) {
+    println!(
+        "drill of backup {} ({}/{}): {} at {} in {} ms",
+        r.backup_id,
+        r.tenant,
+        r.database,
+        r.status.as_str(),
+        r.verified_at.to_rfc3339(),
+        r.duration_ms
+    );
+    for t in &r.tables {
+        let restored = t
+            .restored_rows
+            .map_or_else(|| "missing".to_string(), |n| n.to_string());
+        println!(
+            "  {} {}: {} rows recorded, {} restored",
+            if t.matches { "ok  " } else { "DIFF" },
+            t.name,
+            t.expected_rows,
+            restored
+        );
+    }
+    if let Some(note) = &r.note {
+        println!("  note: {note}");
+    }
+    if let Some(error) = &r.error {
+        println!("  error: {error}");
+    }
+}

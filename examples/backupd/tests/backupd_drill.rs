@@ -1,0 +1,136 @@
+//! Restore drills through the daemon: the real binary over real HTTP, a
+//! real PostgreSQL 15 and the fs store. An admin of tenant `a` starts a
+//! drill (a job) that passes; `GET /api/v1/drills` shows it to tenant `a`
+//! and global tokens, not to tenant `b`; readers cannot start one; the
+//! metrics count it; no scratch database is left; `/status` says
+//! `unverified` before the first passed drill (`verify_max_age`) and
+//! carries `last_verified_at` after it.
+
+use backup_postgres::{DRILL_PREFIX, TestServer};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+mod support;
+use support::*;
+
+fn drills(v: &Value) -> Vec<Value> {
+    v["data"]["drills"].as_array().cloned().unwrap_or_default()
+}
+
+/// Status and `last_verified_at` of `a_db` in `/api/v1/status`.
+async fn source_status(api: &Api) -> (String, Value) {
+    let (status, v) = api.get("/api/v1/status", TENANT_A).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let source = v["data"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source_id"] == "a_db")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"));
+    (
+        source["status"].as_str().unwrap().to_string(),
+        source["last_verified_at"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_job_records_and_tenants() {
+    let server = TestServer::shared();
+    let db = server
+        .create_database_with(
+            "drill_api",
+            "CREATE TABLE t AS SELECT g AS x, md5(g::text) AS y FROM generate_series(1, 200) g",
+        )
+        .await
+        .unwrap();
+    let d = Daemon::start_with(Options {
+        extra_config: format!(
+            "databases:\n  - {}\n",
+            pg_entry(server, "a_db", &db, "tenant: a, verify_max_age: 7d")
+        ),
+        ..Options::default()
+    });
+    let api = Api::new(&d);
+    let backup = backup_now(&api, "a_db", TENANT_A).await;
+    // Backed up but never drilled: unverified.
+    assert_eq!(
+        source_status(&api).await,
+        ("unverified".into(), Value::Null)
+    );
+
+    // Readers may not start one; another tenant does not see the entry.
+    for token in [READER, TENANT_B] {
+        let (status, v) = api
+            .post("/api/v1/databases/a_db/drill", token, serde_json::json!({}))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    }
+    let (status, v) = api.get("/api/v1/drills", TENANT_A).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(drills(&v).is_empty(), "{v}");
+
+    // The route takes no body: one is refused before anything runs.
+    let (status, v) = api
+        .post(
+            "/api/v1/databases/a_db/drill",
+            TENANT_A,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/databases/a_db/drill",
+            Some(TENANT_A),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), TENANT_A)
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["status"], "passed", "{job}");
+    assert_eq!(job["result"]["backup_id"], backup.as_str());
+    assert_eq!(job["result"]["tables"][0]["expected_rows"], 200, "{job}");
+    assert_eq!(job["result"]["tables"][0]["restored_rows"], 200, "{job}");
+
+    let (status, verified_at) = source_status(&api).await;
+    assert_eq!(status, "healthy");
+    assert_eq!(verified_at, job["result"]["verified_at"]);
+    for token in [TENANT_A, ADMIN, READER] {
+        let (status, v) = api.get("/api/v1/drills?database=a_db", token).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let list = drills(&v);
+        assert_eq!(list.len(), 1, "{v}");
+        assert_eq!(list[0]["tenant"], "a");
+        assert_eq!(list[0]["database"], "a_db");
+        assert_eq!(list[0]["status"], "passed");
+        assert!(list[0]["verified_at"].is_string());
+    }
+    let (_, v) = api.get("/api/v1/drills", TENANT_B).await;
+    assert!(drills(&v).is_empty(), "tenant b sees tenant a's drill: {v}");
+    let (status, _) = api.get("/api/v1/drills?database=a%2Fb", ADMIN).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let metrics = api.metrics(ADMIN).await;
+    assert!(
+        metrics.contains(r#"backup_drill_total{source="a_db",tenant="a",status="passed"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("backup_last_verified_timestamp_seconds{"),
+        "{metrics}"
+    );
+    let left = server
+        .psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{DRILL_PREFIX}%'"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(left.trim(), "0");
+    server.drop_database(&db).await.unwrap();
+}
