@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use backup_core::Result;
+use backup_core::fingerprint::{Fingerprint, TableFingerprint};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
@@ -119,5 +120,28 @@ fn checksum(db: &Connection, sql: &str) -> rusqlite::Result<TableChecksum> {
     Ok(TableChecksum {
         rows: count,
         sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// How [`content_fingerprint`] computes: [`table_checksums`] (the rows of
+/// each table in `rowid` order, each value with its type, SHA-256).
+pub const FINGERPRINT_METHOD: &str = "sqlite.sha256-ordered.v1";
+
+/// The content [`Fingerprint`] of the database at `path`:
+/// [`table_checksums`] as a manifest records it. A restore of a SQLite
+/// backup is a copy of its pages, so rows keep their `rowid` order and
+/// an ordered checksum compares exactly.
+pub(crate) fn content_fingerprint(path: &Path) -> Result<Fingerprint> {
+    let tables = table_checksums(path)?
+        .into_iter()
+        .map(|(name, sum)| TableFingerprint {
+            name,
+            rows: sum.rows,
+            checksum: sum.sha256,
+        })
+        .collect();
+    Ok(Fingerprint {
+        method: FINGERPRINT_METHOD.into(),
+        tables,
     })
 }

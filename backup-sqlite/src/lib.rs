@@ -43,11 +43,17 @@
 //! - [`SqliteTarget`]: the restore, through a `0600` temporary file beside
 //!   the target; exactly what a failure leaves is in its docs.
 //! - [`table_checksums`]: an ordered checksum per table, to compare a
-//!   restored database with its source.
+//!   restored database with its source; every backup records them as its
+//!   content fingerprint ([`FINGERPRINT_METHOD`]) unless
+//!   `DumpOptions::skip_fingerprint`.
+//! - [`SqliteDrill`]: restore drills
+//!   ([`Engine::drill`](backup_core::Engine::drill)) into private scratch
+//!   directories, compared with that fingerprint.
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod checksum;
+mod drill;
 mod error;
 mod header;
 mod leftovers;
@@ -56,7 +62,8 @@ mod snapshot;
 mod source;
 mod target;
 
-pub use checksum::{TableChecksum, table_checksums};
+pub use checksum::{FINGERPRINT_METHOD, TableChecksum, table_checksums};
+pub use drill::{DRILL_PREFIX, SqliteDrill};
 pub use header::MAGIC;
 pub use leftovers::DEFAULT_LEFTOVER_GRACE;
 pub use snapshot::SnapshotOptions;

@@ -18,10 +18,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use backup_core::Error;
+use backup_core::fingerprint::Fingerprint;
 use backup_core::source::{Details, MAX_DETAILS};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::checksum::content_fingerprint;
 use crate::error::{Side, sqlite_error};
 use crate::header::{HEADER_LEN, Header, preflight};
 use crate::leftovers::{
@@ -108,6 +110,8 @@ pub(crate) struct Snapshot {
     pub(crate) file: std::fs::File,
     pub(crate) len: u64,
     pub(crate) details: Details,
+    /// Row counts and checksums of the snapshot, when asked for.
+    pub(crate) fingerprint: Option<Fingerprint>,
 }
 
 /// Most tables whose row counts are recorded: details are capped at
@@ -116,11 +120,13 @@ const MAX_COUNTED_TABLES: usize = MAX_DETAILS - 12;
 /// Most bytes of row-count details (of the 16 KiB all details may take).
 const MAX_COUNT_BYTES: usize = 8 * 1024;
 
-/// Takes a snapshot of the database at `path`; `cancel` stops it between
-/// steps.
+/// Takes a snapshot of the database at `path`, with its content
+/// fingerprint when `fingerprint` (a second read of the spool, which is
+/// local and fresh in the page cache); `cancel` stops it between steps.
 pub(crate) fn take(
     path: &Path,
     opts: &SnapshotOptions,
+    fingerprint: bool,
     cancel: &AtomicBool,
 ) -> Result<Snapshot, Error> {
     let header = preflight(path)?;
@@ -202,6 +208,14 @@ pub(crate) fn take(
         detail: format!("cannot close the spool: {e}"),
     })?;
 
+    let fingerprint = if fingerprint {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        Some(content_fingerprint(spool.path())?)
+    } else {
+        None
+    };
     let mut file = std::fs::File::open(spool.path())
         .map_err(|e| Error::io("cannot reopen the spool file", e))?;
     for suffix in SIDE_FILES {
@@ -252,7 +266,12 @@ pub(crate) fn take(
         ("sqlite.restarts", restarts.to_string()),
     ];
     details.extend(facts.into_iter().map(|(k, v)| (k.to_string(), v)));
-    Ok(Snapshot { file, len, details })
+    Ok(Snapshot {
+        file,
+        len,
+        details,
+        fingerprint,
+    })
 }
 
 enum Copy {

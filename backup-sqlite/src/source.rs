@@ -120,7 +120,9 @@ impl DumpSource for SqliteSource {
 
     /// Takes the snapshot (failing before any byte for a missing file, one
     /// that cannot be read or is no SQLite database, a database locked for
-    /// longer than [`SnapshotOptions::busy_limit`]), then streams it.
+    /// longer than [`SnapshotOptions::busy_limit`]), with its content
+    /// fingerprint unless [`DumpOptions::skip_fingerprint`] (rows and
+    /// SHA-256 of every table, read from the spool), then streams it.
     async fn dump(&self, opts: &DumpOptions) -> Result<DumpStream> {
         if !opts.only.is_empty() {
             return Err(Error::Config(
@@ -131,20 +133,35 @@ impl DumpSource for SqliteSource {
         let cancel = Arc::new(AtomicBool::new(false));
         let guard = CancelOnDrop(Arc::clone(&cancel));
         let (path, options) = (self.path.clone(), self.options.clone());
-        let snapshot = tokio::task::spawn_blocking(move || take(&path, &options, &cancel))
-            .await
-            .map_err(|e| Error::task("a SQLite snapshot", e))??;
+        let fingerprint = !opts.skip_fingerprint;
+        let snapshot =
+            tokio::task::spawn_blocking(move || take(&path, &options, fingerprint, &cancel))
+                .await
+                .map_err(|e| Error::task("a SQLite snapshot", e))??;
         drop(guard);
         tracing::debug!(path = %self.path.display(), bytes = snapshot.len, "SQLite snapshot taken");
-        let Snapshot { file, len, details } = snapshot;
+        let Snapshot {
+            file,
+            len,
+            details,
+            fingerprint,
+        } = snapshot;
         let (tx, rx) = tokio::sync::oneshot::channel();
         // Known before the first byte; the engine reads them after the last.
         let _ = tx.send(details);
+        let (fingerprint_tx, fingerprint_rx) = tokio::sync::oneshot::channel();
+        if let Some(fingerprint) = fingerprint {
+            let _ = fingerprint_tx.send(fingerprint);
+        }
         let versions = Versions {
             tool: Some(format!("SQLite {} (bundled)", rusqlite::version())),
             server: None,
         };
-        Ok(DumpStream::new(stream_spool(file, len, self.chunk_size), versions).with_details(rx))
+        Ok(
+            DumpStream::new(stream_spool(file, len, self.chunk_size), versions)
+                .with_details(rx)
+                .with_fingerprint(fingerprint_rx),
+        )
     }
 }
 

@@ -65,6 +65,35 @@ fn backupctl_sqlite_backup_verify_restore_into_a_new_file_and_over_one_with_clea
     ]);
     assert_eq!(rows(&db), rows(&copy));
 
+    // A restore drill into a scratch directory: every table compared with
+    // the backup's fingerprint, the scratch removed; the record is kept.
+    let drills = dir.path().join("drills");
+    std::fs::create_dir(&drills).unwrap();
+    let drills_arg = drills.to_str().unwrap();
+    let record: Value = serde_json::from_str(&ok(&[
+        "drill",
+        id,
+        "--store",
+        store,
+        "--sqlite-dir",
+        drills_arg,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(record["status"], "passed", "{record}");
+    let notes = record["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "notes")
+        .cloned()
+        .unwrap();
+    assert_eq!(notes["restored_rows"], 2000, "{record}");
+    assert_eq!(std::fs::read_dir(&drills).unwrap().count(), 0);
+    let out = backupctl(&["drill", id, "--store", store]);
+    assert!(!out.status.success(), "a drill without a target ran");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("required arguments"));
+
     // --sqlite with another engine's flag is a usage error.
     let args = [
         "backup",

@@ -1,7 +1,9 @@
 //! backupd with a SQLite database file (`engine: sqlite`, configuration
 //! file only): a backup over the API, a restore into a new file beside the
 //! entry's with equal content, and every restore name that is not a plain
-//! new file name beside it refused without a file written anywhere.
+//! new file name beside it refused without a file written anywhere; a
+//! restore drill (`POST /api/v1/databases/{id}/drill`) that passes with
+//! every table compared and leaves no scratch directory.
 
 use backup_sqlite::table_checksums;
 use reqwest::StatusCode;
@@ -73,6 +75,37 @@ async fn a_sqlite_entry_backs_up_and_restores_only_into_new_files_beside_it() {
     // The source's own file is restored over only with clean.
     let (_, job) = restore(&api, &id, ADMIN, json!({"target_database": "app.db"})).await;
     assert_eq!(job["status"], "failed", "{job}");
+
+    // A restore drill: into a private scratch directory beside the file,
+    // every table (and the schema) compared, nothing left behind.
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/databases/app/drill",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["status"], "passed", "{job}");
+    let tables = job["result"]["tables"].as_array().unwrap();
+    let notes = tables.iter().find(|t| t["name"] == "notes").unwrap();
+    assert_eq!(notes["expected_rows"], 2000, "{job}");
+    assert_eq!(notes["restored_rows"], 2000, "{job}");
+    assert!(tables.iter().all(|t| t["matches"] == true), "{job}");
+    let (status, v) = api.get("/api/v1/drills?database=app", ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["drills"][0]["status"], "passed", "{v}");
+    let left: Vec<_> = std::fs::read_dir(data.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(backup_sqlite::DRILL_PREFIX))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 
     // Its settings change over the API; its file does not.
     let (status, v) = api

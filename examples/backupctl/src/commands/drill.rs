@@ -1,11 +1,15 @@
 //! `backupctl drill`: restore a backup into a scratch database on the
-//! server of `--pg`, compare row counts and content checksums with those
-//! recorded at dump time, drop the scratch database, store and print the
+//! server of `--pg` (PostgreSQL) or a scratch directory under
+//! `--sqlite-dir` (SQLite), compare row counts and content checksums with
+//! those recorded at dump time, drop the scratch, store and print the
 //! result. Exit status 1 when the drill failed.
 
-use backup_core::drill::DrillRecord;
+use std::sync::Arc;
+
+use backup_core::drill::{DrillRecord, DrillTarget};
 use backup_core::{Error, Result};
 use backup_postgres::PostgresDrill;
+use backup_sqlite::SqliteDrill;
 
 use crate::commands::{Context, Outcome, print_json, resolve_id};
 use crate::connect::postgres;
@@ -24,8 +28,13 @@ pub(crate) struct DrillArgs {
     /// PostgreSQL URL of the drill server's maintenance database (a role
     /// that may CREATE DATABASE); scratch databases `_backup_drill_<hex>`
     /// are created and dropped there. Password as for `restore`.
-    #[arg(long, value_name = "URL")]
-    pub(crate) pg: String,
+    #[arg(long, value_name = "URL", required_unless_present = "sqlite_dir")]
+    pub(crate) pg: Option<String>,
+    /// For SQLite backups: the directory scratch files are restored into
+    /// (each drill in a private `.backup-sqlite-drill-*` directory,
+    /// removed afterwards); it needs room for the restored database.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["pg", "password_file", "pg_bin"])]
+    pub(crate) sqlite_dir: Option<std::path::PathBuf>,
     /// File holding the drill server's password.
     #[arg(long, value_name = "PATH")]
     pub(crate) password_file: Option<std::path::PathBuf>,
@@ -41,13 +50,20 @@ pub(crate) async fn run(args: DrillArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let engine = ctx.engine(&args.store).await?;
     let id = args.id.as_deref().unwrap_or("latest");
     let id = resolve_id(&engine, id).await?;
-    let (conn, tools) = postgres(
-        &args.pg,
-        args.password_file.as_deref(),
-        args.pg_bin.as_deref(),
-    )?;
-    let drill = PostgresDrill::new(conn).with_tools(tools);
-    let record = engine.drill(id.as_str(), &drill).await?;
+    let drill: Arc<dyn DrillTarget> = match (&args.pg, &args.sqlite_dir) {
+        (Some(pg), _) => {
+            let (conn, tools) =
+                postgres(pg, args.password_file.as_deref(), args.pg_bin.as_deref())?;
+            Arc::new(PostgresDrill::new(conn).with_tools(tools))
+        }
+        (None, Some(dir)) => Arc::new(SqliteDrill::new(dir)),
+        (None, None) => {
+            return Err(Error::Config(
+                "a drill needs --pg URL or --sqlite-dir DIR".into(),
+            ));
+        }
+    };
+    let record = engine.drill(id.as_str(), drill.as_ref()).await?;
     if args.json {
         print_json(&record);
     } else {
@@ -57,7 +73,7 @@ pub(crate) async fn run(args: DrillArgs, ctx: &Context<'_>) -> Result<Outcome> {
         Ok(Outcome::Ok)
     } else {
         Err(Error::Restore {
-            engine: "postgres",
+            engine: "drill",
             detail: format!(
                 "restore drill of {} failed: {}",
                 record.backup_id,

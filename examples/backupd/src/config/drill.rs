@@ -1,5 +1,5 @@
 //! `drill:` of a database entry: when restore drills run (logical
-//! PostgreSQL entries only).
+//! PostgreSQL and SQLite entries).
 
 use backup_core::Schedule;
 
@@ -35,10 +35,15 @@ pub(super) fn drill_schedule(
 ) -> Option<Schedule> {
     let schedule = raw.drill.as_ref()?;
     let at = format!("{path}.drill");
-    if engine.is_some_and(|e| e != Engine::Postgres) || mode != BackupMode::Logical {
+    let drillable = match engine {
+        Some(Engine::Sqlite) => true,
+        Some(Engine::Postgres) | None => mode == BackupMode::Logical,
+        Some(_) => false,
+    };
+    if !drillable {
         problems.push(
             &at,
-            "restore drills are for postgres entries with logical backups",
+            "restore drills are for postgres entries with logical backups and sqlite entries",
         );
         return None;
     }

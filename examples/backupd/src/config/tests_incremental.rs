@@ -129,7 +129,7 @@ fn a_dedup_type_beside_block_level_incrementals_is_a_contradiction() {
 }
 
 #[test]
-fn a_logical_postgres_entry_takes_a_drill_schedule_others_are_refused() {
+fn logical_postgres_and_sqlite_entries_take_a_drill_schedule_others_are_refused() {
     let config = load_entries(
         r#"  - {id: s, engine: postgres, database_name: sales, drill: "weekly sun 05:00"}
 "#,
@@ -142,15 +142,29 @@ fn a_logical_postgres_entry_takes_a_drill_schedule_others_are_refused() {
     let s = &config.databases[0];
     assert_eq!(s.drill.as_ref().map(ToString::to_string), Some(shown));
     assert_eq!(s.drill_job_id(), "_drill.s");
+    let f = load_entries(
+        "  - {id: f, engine: sqlite, path: /var/lib/app/app.db, drill: \"daily 03:00\"}\n",
+    )
+    .unwrap();
+    assert!(f.databases[0].drill.is_some());
     for entry in [
-        r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill: daily}"#,
-        r#"  - {id: m, engine: mongodb, database_name: x, drill: daily}"#,
+        r#"  - {id: y, engine: mysql, host: db, database_name: x, drill: "daily 03:00"}"#,
+        r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill: "daily 03:00"}"#,
+        r#"  - {id: m, engine: mongodb, database_name: x, drill: "daily 03:00"}"#,
         r#"  - {id: b, engine: postgres, database_name: x, drill: "not a schedule"}"#,
     ] {
         let problems = load_entries(&format!("{entry}\n")).unwrap_err();
+        let why = if entry.contains("not a schedule") {
+            "schedule"
+        } else {
+            "restore drills are for"
+        };
         assert!(
-            problems.0.iter().any(|p| p.contains(".drill")),
-            "{:?}",
+            problems
+                .0
+                .iter()
+                .any(|p| p.contains(".drill") && p.contains(why)),
+            "{entry}: {:?}",
             problems.0
         );
     }

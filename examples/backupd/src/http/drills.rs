@@ -37,7 +37,10 @@ pub(super) async fn start_drill(
     let runner = std::sync::Arc::clone(&app);
     let (tenant, id) = (db.tenant.clone(), db.id.clone());
     let job = app.start_operation("drill", Some(&db.tenant), async move {
-        let record = runner.engine.drill_latest(&tenant, &id, &drill).await?;
+        let record = runner
+            .engine
+            .drill_latest(&tenant, &id, drill.as_ref())
+            .await?;
         serde_json::to_value(&record).map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

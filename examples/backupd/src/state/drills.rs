@@ -1,9 +1,15 @@
 //! What a restore drill of a database entry drills on: for a logical
 //! PostgreSQL entry, scratch databases on the entry's own server, made
 //! and dropped through its maintenance database (`postgres`) with the
-//! entry's credentials (the role needs `CREATEDB`).
+//! entry's credentials (the role needs `CREATEDB`); for a SQLite entry,
+//! private scratch directories (`.backup-sqlite-drill-*`) beside the
+//! entry's file, so on its file system.
 
+use std::sync::Arc;
+
+use backup_core::drill::DrillTarget;
 use backup_postgres::PostgresDrill;
+use backup_sqlite::SqliteDrill;
 
 use crate::config::{BackupMode, DatabaseConfig};
 use crate::engine::Engine as DbEngine;
@@ -14,15 +20,14 @@ use super::entries::{pg_connection, pg_tools};
 pub const DRILL_MAINTENANCE_DB: &str = "postgres";
 
 /// The drill target of `db`, or why it has none.
-pub fn drill_target(db: &DatabaseConfig) -> Result<PostgresDrill, String> {
+pub fn drill_target(db: &DatabaseConfig) -> Result<Arc<dyn DrillTarget>, String> {
     match (db.engine, db.mode) {
-        (DbEngine::Postgres, BackupMode::Logical) => Ok(PostgresDrill::new(pg_connection(
-            db,
-            DRILL_MAINTENANCE_DB,
-        ))
-        .with_tools(pg_tools(db))),
+        (DbEngine::Postgres, BackupMode::Logical) => Ok(Arc::new(
+            PostgresDrill::new(pg_connection(db, DRILL_MAINTENANCE_DB)).with_tools(pg_tools(db)),
+        )),
+        (DbEngine::Sqlite, _) => Ok(Arc::new(SqliteDrill::new(&db.host))),
         _ => Err(format!(
-            "database {}: restore drills are available for logical PostgreSQL entries only",
+            "database {}: restore drills are available for logical PostgreSQL and SQLite entries only",
             db.id
         )),
     }
@@ -41,7 +46,7 @@ pub(super) fn schedule(
     let target = drill_target(db).map_err(backup_core::Error::Config)?;
     let job = backup_core::scheduler::DrillJob {
         engine: app.engine.clone(),
-        target: std::sync::Arc::new(target),
+        target,
         tenant: db.tenant.clone(),
         source_id: db.id.clone(),
     };
