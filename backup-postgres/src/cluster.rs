@@ -221,8 +221,13 @@ impl ThrowawayCluster {
     }
 
     fn pg_ctl_start(&self) -> Result<()> {
+        // `wal_keep_size`: tests run base backups of one cluster in
+        // parallel, and with the WAL fetched at the end (`-X fetch`, the
+        // only way to a tar on stdout) one backup's checkpoint may recycle
+        // WAL another still has to send ("COPY stream ended before last
+        // file was finished"); the README gives production the same advice.
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c wal_keep_size=256MB",
             self.port,
             self.dir.join("sock").display()
         );
