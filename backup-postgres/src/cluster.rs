@@ -70,7 +70,9 @@ impl ThrowawayCluster {
     /// written to `postgresql.conf` before the first start, e.g.
     /// `[("archive_mode", "on"), ("archive_command", "cp %p /x/%f")]`.
     /// Names must be plain identifiers; values are quoted as PostgreSQL
-    /// string literals, so any value is passed exactly.
+    /// string literals, so any value is passed exactly. The file also gets
+    /// `wal_keep_size = '256MB'` first (parallel base backups of one
+    /// cluster), which a setting here overrides.
     pub fn start_with(
         bin: impl Into<PathBuf>,
         settings: &[(&str, &str)],
@@ -171,10 +173,16 @@ impl ThrowawayCluster {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        if !self.settings.is_empty() {
-            let extra: String = self
-                .settings
-                .iter()
+        {
+            // `wal_keep_size` by default (in the file, so a caller's
+            // setting, written after it, wins): tests run base backups of
+            // one cluster in parallel, and with the WAL fetched at the end
+            // (`-X fetch`, the only way to a tar on stdout) one backup's
+            // checkpoint may recycle WAL another still has to send ("COPY
+            // stream ended before last file was finished"); the README
+            // gives production the same advice.
+            let extra: String = std::iter::once(("wal_keep_size", "256MB"))
+                .chain(self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .map(|(k, v)| format!("{k} = '{}'\n", v.replace('\'', "''")))
                 .collect();
             let conf = self.dir.join("data").join("postgresql.conf");
@@ -221,13 +229,8 @@ impl ThrowawayCluster {
     }
 
     fn pg_ctl_start(&self) -> Result<()> {
-        // `wal_keep_size`: tests run base backups of one cluster in
-        // parallel, and with the WAL fetched at the end (`-X fetch`, the
-        // only way to a tar on stdout) one backup's checkpoint may recycle
-        // WAL another still has to send ("COPY stream ended before last
-        // file was finished"); the README gives production the same advice.
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c wal_keep_size=256MB",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
             self.port,
             self.dir.join("sock").display()
         );

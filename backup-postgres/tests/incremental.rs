@@ -182,6 +182,9 @@ async fn start(bin: PathBuf) -> Scenario {
                 bin,
                 &[
                     ("summarize_wal", "on"),
+                    // WAL must go once checkpointed: the fallback case
+                    // needs summaries that no longer cover the parent.
+                    ("wal_keep_size", "0"),
                     ("wal_level", "replica"),
                     ("archive_mode", "on"),
                     ("archive_command", &command),
