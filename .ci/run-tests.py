@@ -144,6 +144,36 @@ class Pool:
             t.join()
 
 
+def free_space(path):
+    """Free bytes (for an unprivileged user) on the file system holding `path`."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+class DiskWatch:
+    """Samples the free space of the temp dir while the tests run, so a run
+    that fails for want of disk says so (the tests' throwaway clusters, WAL
+    and restores live there)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lowest = free_space(path)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def sample(self):
+        while not self.stop.wait(2):
+            self.lowest = min(self.lowest, free_space(self.path))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -160,11 +190,16 @@ def main():
         parser.error("--jobs and --timeout must be at least 1")
 
     binaries = build()
-    log(f"running {len(binaries)} test binaries, {args.jobs} at a time")
+    tmp = tempfile.gettempdir()
+    gib = 1024 ** 3
+    log(f"running {len(binaries)} test binaries, {args.jobs} at a time; "
+        f"{free_space(tmp) / gib:.1f} GiB free in {tmp}")
     started = time.monotonic()
     pool = Pool(args.jobs, args.timeout)
-    pool.run(binaries)
-    log(f"test binaries done in {time.monotonic() - started:.0f} s")
+    with DiskWatch(tmp) as disk:
+        pool.run(binaries)
+    log(f"test binaries done in {time.monotonic() - started:.0f} s; "
+        f"lowest free space in {tmp} while they ran: {disk.lowest / gib:.1f} GiB")
 
     log("doc tests")
     if subprocess.call(["cargo", "test", "--workspace", "--doc"]) != 0:
