@@ -37,6 +37,8 @@
 //! - [`MysqlTarget`]: the restore; its docs say exactly what is atomic
 //!   and what is not.
 //! - [`MysqlTools`]: which client tools run.
+//! - [`MysqlDrill`]: restore drills into scratch databases, comparing
+//!   the rows counted from the dump script at backup time.
 //! - `TestServer` (feature `throwaway`): a throwaway MariaDB for tests.
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -44,6 +46,8 @@
 mod catalog;
 mod client;
 mod conn;
+mod drill;
+mod fingerprint;
 mod leftovers;
 mod promote;
 mod source;
@@ -53,6 +57,7 @@ mod testing;
 
 pub use client::{ENGINE, MysqlTools};
 pub use conn::{DEFAULT_PORT, MysqlConnection, redact_url};
+pub use drill::{DRILL_MARKER_TABLE, DRILL_PREFIX, MysqlDrill};
 pub use leftovers::{DEFAULT_STAGING_GRACE, MARKER_TABLE, STAGING_PREFIX};
 pub use source::{DUMP_FLAGS, FORMAT, MysqlSource};
 pub use target::MysqlTarget;

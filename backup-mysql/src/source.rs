@@ -1,18 +1,22 @@
 //! [`MysqlSource`]: `mariadb-dump`/`mysqldump` streamed from stdout.
 
+use std::path::Path;
 use std::process::Stdio;
 
 use async_trait::async_trait;
+use backup_core::fingerprint::Fingerprint;
 use backup_core::source::{DumpOptions, DumpSource, DumpStream, SourceInfo, Versions};
 use backup_core::store::ByteStream;
 use backup_core::{Error, Result};
 use futures::StreamExt;
 use tokio::process::Child;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::io::ReaderStream;
 
 use crate::client::{ENGINE, MysqlTools, Side, classify, command, drain_stderr, run_sql};
 use crate::conn::MysqlConnection;
+use crate::fingerprint::DumpScanner;
 
 /// The dump format in manifests: a logical SQL script as `mariadb-dump`
 /// or `mysqldump` writes it for one database (no `CREATE DATABASE`/`USE`,
@@ -195,16 +199,7 @@ impl DumpSource for MysqlSource {
         let tool = self.tools.dump_tool().await?;
         let server = preflight(&self.tools, &self.conn, Side::Dump).await?;
         check_pairing(&tool.version, &server)?;
-        let (mut cmd, options) = command(&tool.path, &self.conn)?;
-        cmd.args(DUMP_FLAGS).arg("--").arg(self.conn.database());
-        cmd.args(&opts.only);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = cmd
-            .spawn()
-            .map_err(|e| Error::io(format!("starting {}", tool.path.display()), e))?;
-        drop(options);
+        let child = spawn_dump(&tool.path, &self.conn, &opts.only, None)?;
         tracing::debug!(tool = %tool.path.display(), database = %self.conn.database(), "mysql dump started");
 
         let mut details = backup_core::source::Details::new();
@@ -223,14 +218,79 @@ impl DumpSource for MysqlSource {
             tool: Some(tool.version),
             server: Some(server.version),
         };
-        Ok(DumpStream::new(child_stream(child, &self.conn), versions).with_details(rx))
+        if opts.skip_fingerprint {
+            return Ok(
+                DumpStream::new(child_stream(child, &self.conn, None), versions).with_details(rx),
+            );
+        }
+        let (fingerprint_tx, fingerprint_rx) = tokio::sync::oneshot::channel();
+        let stream = child_stream(child, &self.conn, Some(fingerprint_tx));
+        Ok(DumpStream::new(stream, versions)
+            .with_details(rx)
+            .with_fingerprint(fingerprint_rx))
     }
+}
+
+/// Starts the dump tool on `conn.database()` with [`DUMP_FLAGS`], its
+/// stdout piped: the tables `only` (all when empty), without `ignore`.
+fn spawn_dump(
+    tool: &Path,
+    conn: &MysqlConnection,
+    only: &[String],
+    ignore: Option<&str>,
+) -> Result<Child> {
+    let (mut cmd, options) = command(tool, conn)?;
+    cmd.args(DUMP_FLAGS);
+    if let Some(table) = ignore {
+        cmd.arg(format!("--ignore-table={}.{table}", conn.database()));
+    }
+    cmd.arg("--").arg(conn.database()).args(only);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("starting {}", tool.display()), e))?;
+    drop(options);
+    Ok(child)
+}
+
+/// The fingerprint of `conn.database()` as a dump of it reads now (all
+/// tables but `ignore`): what a drill compares with the one recorded at
+/// dump time. Dumps with the same tool and flags as [`MysqlSource`],
+/// reading the script and keeping nothing of it.
+pub(crate) async fn fingerprint_of(
+    tools: &MysqlTools,
+    conn: &MysqlConnection,
+    ignore: Option<&str>,
+) -> Result<Fingerprint> {
+    let tool = tools.dump_tool().await?;
+    let child = spawn_dump(&tool.path, conn, &[], ignore)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut stream = child_stream(child, conn, Some(tx));
+    while let Some(chunk) = stream.next().await {
+        chunk?;
+    }
+    drop(stream);
+    rx.await.map_err(|_| Error::Restore {
+        engine: ENGINE,
+        detail: "the dump of the restored database could not be fingerprinted (see the log)".into(),
+    })
 }
 
 /// The dump tool's stdout as a stream that ends with an error, never
 /// quietly, when reading fails or the tool exits unsuccessfully.
 /// Dropping the stream kills the child (`kill_on_drop`).
-fn child_stream(mut child: Child, conn: &MysqlConnection) -> ByteStream {
+///
+/// With `fingerprint`, the script is read by a [`DumpScanner`] as it
+/// passes, and the fingerprint sent once the tool exited successfully
+/// (nothing is sent when the scanner could not read the script: the
+/// backup is then recorded without one).
+fn child_stream(
+    mut child: Child,
+    conn: &MysqlConnection,
+    fingerprint: Option<oneshot::Sender<Fingerprint>>,
+) -> ByteStream {
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = drain_stderr(child.stderr.take().expect("stderr is piped"));
     let state = Running {
@@ -238,11 +298,17 @@ fn child_stream(mut child: Child, conn: &MysqlConnection) -> ByteStream {
         child,
         stderr: Some(stderr),
         conn: conn.clone(),
+        scanner: fingerprint.map(|tx| (DumpScanner::new(), tx)),
     };
     futures::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
         match state.reader.next().await {
-            Some(Ok(bytes)) => Some((Ok(bytes), Some(state))),
+            Some(Ok(bytes)) => {
+                if let Some((scanner, _)) = &mut state.scanner {
+                    scanner.feed(&bytes);
+                }
+                Some((Ok(bytes), Some(state)))
+            }
             Some(Err(e)) => {
                 let _ = state.child.start_kill();
                 let err = Error::Dump {
@@ -263,6 +329,7 @@ struct Running {
     child: Child,
     stderr: Option<JoinHandle<String>>,
     conn: MysqlConnection,
+    scanner: Option<(DumpScanner, oneshot::Sender<Fingerprint>)>,
 }
 
 impl Running {
@@ -280,6 +347,16 @@ impl Running {
         if status.success() {
             if !stderr.is_empty() {
                 tracing::warn!(stderr = %crate::client::redact(&stderr, &self.conn), "mysql dump succeeded with messages");
+            }
+            if let Some((scanner, tx)) = self.scanner.take() {
+                match scanner.finish() {
+                    Ok(fingerprint) => {
+                        let _ = tx.send(fingerprint);
+                    }
+                    Err(why) => {
+                        tracing::warn!(%why, "no content fingerprint: the dump script could not be read");
+                    }
+                }
             }
             return Ok(());
         }

@@ -1,15 +1,21 @@
 //! The MySQL/MariaDB adapter against a real throwaway MariaDB (or the
 //! server `BACKUP_TEST_MYSQL_URL` names): every common column type and
 //! every kind of object round-trips, a corrupt artifact changes nothing,
-//! and the password is in no child's argv or environment.
+//! the password is in no child's argv or environment, and restore drills
+//! pass on a good backup and fail on a corrupt one without leaving a
+//! scratch database.
 
 use std::sync::Arc;
 
+use backup_core::drill::{DrillStatus, DrillTarget, NOT_COMPARED};
 use backup_core::memory::InMemoryStore;
 use backup_core::prelude::*;
 use backup_core::source::DumpOptions;
 use backup_core::testing::{process_tree, tamper_artifact};
-use backup_mysql::{MysqlSource, MysqlTarget, STAGING_PREFIX, TestServer};
+use backup_mysql::{
+    DRILL_MARKER_TABLE, DRILL_PREFIX, MysqlDrill, MysqlSource, MysqlTarget, STAGING_PREFIX,
+    TestServer,
+};
 use futures::StreamExt;
 
 const SCHEMA: &str = r#"
@@ -365,4 +371,178 @@ async fn preflight_errors_say_what_is_wrong_before_any_byte() {
         matches!(&err, Error::DatabaseMissing { database, .. } if database == "no_such_db_here"),
         "{err:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drills_pass_on_a_good_backup_and_fail_on_a_corrupt_one() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::shared();
+    let src = source_db(server).await;
+    let store = Arc::new(InMemoryStore::new());
+    let engine = engine(&store);
+    let source = MysqlSource::new(server.connection(&src));
+    let drill = MysqlDrill::new(server.connection("mysql"));
+    let req = BackupRequest::new("shop");
+
+    // The fingerprint is counted from the dump script: every table, with
+    // the rows the database has.
+    let good = engine.backup(&source, &req).await.unwrap();
+    let fp = good.fingerprint.clone().expect("a fingerprint");
+    let rows: Vec<_> = fp
+        .tables
+        .iter()
+        .map(|t| (t.name.as_str(), t.rows))
+        .collect();
+    assert_eq!(rows, [("audit", 3), ("customers", 3), ("orders", 3)]);
+    assert_eq!(fp.method, "mysql.dump-rows-sha256.v1");
+
+    let mut events = engine.events().subscribe();
+    let record = engine
+        .drill_latest("default", "shop", &drill)
+        .await
+        .unwrap();
+    assert_eq!(record.status, DrillStatus::Passed, "{record:?}");
+    assert_eq!(record.backup_id, good.id);
+    assert_eq!(record.tables.len(), 3);
+    assert!(
+        record
+            .tables
+            .iter()
+            .all(|t| t.matches && t.restored_rows == Some(t.expected_rows))
+    );
+    assert!(
+        server
+            .databases_like(DRILL_PREFIX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        server
+            .databases_like(STAGING_PREFIX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    loop {
+        match events.recv().await.unwrap() {
+            Event::DrillSucceeded { backup_id, .. } => break assert_eq!(backup_id, good.id),
+            Event::DrillFailed { error, .. } => panic!("{error}"),
+            _ => {}
+        }
+    }
+
+    // A changed row after the backup does not matter; a restore that
+    // differs from what was dumped does: the recount of a database whose
+    // content differs from the fingerprint's fails the comparison.
+    let scratch = drill.scratch().await.unwrap();
+    server
+        .sql(
+            Some(scratch.name()),
+            "CREATE TABLE audit (id INT PRIMARY KEY, what VARCHAR(200)); INSERT INTO audit VALUES (1, 'x')",
+        )
+        .await
+        .unwrap();
+    let recount = scratch.fingerprint().await.unwrap();
+    assert!(recount.tables.iter().all(|t| t.name != DRILL_MARKER_TABLE));
+    let cmp = backup_core::fingerprint::compare(&fp, &recount);
+    assert!(!cmp.matches());
+    assert!(
+        cmp.differences
+            .join("\n")
+            .contains("table audit: 3 rows recorded, 1 restored"),
+        "{:?}",
+        cmp.differences
+    );
+    scratch.discard().await.unwrap();
+
+    // Without a fingerprint: restored, not compared.
+    let plain = engine
+        .backup(
+            &source,
+            &req.clone()
+                .dump_options(DumpOptions::default().skip_fingerprint(true)),
+        )
+        .await
+        .unwrap();
+    assert!(plain.fingerprint.is_none());
+    let record = engine.drill(plain.id.as_str(), &drill).await.unwrap();
+    assert_eq!(record.status, DrillStatus::Passed, "{record:?}");
+    assert_eq!(record.note.as_deref(), Some(NOT_COMPARED));
+
+    // A corrupt artifact: the drill fails with the reason, no scratch or
+    // staging database is left, a failing event is raised.
+    let bad = engine.backup(&source, &req).await.unwrap();
+    tamper_artifact(&*store, &bad, |b| {
+        let i = b.len() / 2;
+        b[i] ^= 0x01
+    })
+    .await;
+    let mut events = engine.events().subscribe();
+    let record = engine
+        .drill_latest("default", "shop", &drill)
+        .await
+        .unwrap();
+    assert_eq!(record.status, DrillStatus::Failed);
+    assert_eq!(record.backup_id, bad.id);
+    let error = record.error.clone().unwrap();
+    assert!(error.contains("integrity check failed"), "{error}");
+    assert!(
+        server
+            .databases_like(DRILL_PREFIX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        server
+            .databases_like(STAGING_PREFIX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    loop {
+        match events.recv().await.unwrap() {
+            Event::DrillFailed {
+                backup_id,
+                error: e,
+                ..
+            } => {
+                assert_eq!(backup_id, bad.id);
+                break assert_eq!(e, error);
+            }
+            Event::DrillSucceeded { .. } => panic!("a corrupt backup passed its drill"),
+            _ => {}
+        }
+    }
+
+    // A scratch database left by a killed drill is swept once old enough;
+    // a look-alike without the marker is only reported.
+    let left = drill.scratch().await.unwrap();
+    let left_name = left.name().to_string();
+    std::mem::forget(left);
+    server
+        .sql(None, &format!("CREATE DATABASE {DRILL_PREFIX}0000beef"))
+        .await
+        .unwrap();
+    let report = drill
+        .remove_leftovers(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(report.removed.is_empty(), "{report:?}");
+    let report = drill
+        .remove_leftovers(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let removed: Vec<_> = report.removed.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(removed, [left_name.as_str()]);
+    assert_eq!(
+        server.databases_like(DRILL_PREFIX).await.unwrap(),
+        [format!("{DRILL_PREFIX}0000beef")]
+    );
+    server
+        .drop_database(&format!("{DRILL_PREFIX}0000beef"))
+        .await
+        .unwrap();
+    server.drop_database(&src).await.unwrap();
 }

@@ -288,7 +288,10 @@ pub(crate) fn sqlite_target(path: &std::path::Path) -> (Box<dyn RestoreTarget>, 
 /// The connection of `--mysql URL`: the password from the URL, else
 /// `--password-file`, else `MYSQL_PWD` (read here, never passed on: the
 /// tools get it in an in-memory option file).
-fn mysql_connection(url: &str, password_file: Option<&std::path::Path>) -> Result<MysqlConnection> {
+pub(crate) fn mysql_connection(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+) -> Result<MysqlConnection> {
     warn_password_in_url(url, DbKind::Mysql);
     let conn = MysqlConnection::from_url(url)?;
     Ok(match extra_password(url, password_file, DbKind::Mysql)? {

@@ -1,6 +1,7 @@
 //! `backupctl --mysql` end to end: the real binary, the filesystem store
 //! and a real throwaway MariaDB (or the server `BACKUP_TEST_MYSQL_URL`
-//! names); the password through `MYSQL_PWD`, never argv.
+//! names); the password through `MYSQL_PWD`, never argv. Includes a
+//! restore drill.
 
 use backup_mysql::TestServer;
 
@@ -68,6 +69,29 @@ async fn backupctl_mysql_backup_list_verify_restore_into_a_new_database() {
     assert_eq!(
         server.objects(&dst).await.unwrap(),
         vec!["VIEW shown".to_string()]
+    );
+
+    // A restore drill on the same server: scratch database restored,
+    // rows counted from the dump script compared, scratch dropped.
+    let drill_server = format!("mysql://{}@{}:{}/", conn.user(), conn.host(), conn.port());
+    let record = cli.json(&[
+        "drill",
+        id,
+        "--store",
+        store,
+        "--mysql",
+        &drill_server,
+        "--json",
+    ]);
+    assert_eq!(record["status"], "passed", "{record}");
+    assert_eq!(record["tables"][0]["name"], "notes");
+    assert_eq!(record["tables"][0]["restored_rows"], 2);
+    assert!(
+        server
+            .databases_like(backup_mysql::DRILL_PREFIX)
+            .await
+            .unwrap()
+            .is_empty()
     );
 
     // The rest of the pipeline is the engine's, whatever the database:

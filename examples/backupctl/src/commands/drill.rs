@@ -1,6 +1,6 @@
 //! `backupctl drill`: restore a backup into a scratch database on the
-//! server of `--pg` (PostgreSQL) or a scratch directory under
-//! `--sqlite-dir` (SQLite), compare row counts and content checksums with
+//! server of `--pg` (PostgreSQL) or `--mysql` (MySQL/MariaDB), or a
+//! scratch directory under `--sqlite-dir` (SQLite), compare row counts and content checksums with
 //! those recorded at dump time, drop the scratch, store and print the
 //! result. Exit status 1 when the drill failed.
 
@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use backup_core::drill::{DrillRecord, DrillTarget};
 use backup_core::{Error, Result};
+use backup_mysql::MysqlDrill;
 use backup_postgres::PostgresDrill;
 use backup_sqlite::SqliteDrill;
 
 use crate::commands::{Context, Outcome, print_json, resolve_id};
-use crate::connect::postgres;
+use crate::connect::{mysql_connection, postgres};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DrillArgs {
@@ -28,12 +29,18 @@ pub(crate) struct DrillArgs {
     /// PostgreSQL URL of the drill server's maintenance database (a role
     /// that may CREATE DATABASE); scratch databases `_backup_drill_<hex>`
     /// are created and dropped there. Password as for `restore`.
-    #[arg(long, value_name = "URL", required_unless_present = "sqlite_dir")]
+    #[arg(long, value_name = "URL", required_unless_present_any = ["sqlite_dir", "mysql"], conflicts_with = "mysql")]
     pub(crate) pg: Option<String>,
+    /// MySQL/MariaDB URL of the drill server (an account that may create
+    /// and drop databases; mysql://user@host:3306/); scratch databases
+    /// `_backup_drill_<hex>` are created and dropped there. Password from
+    /// the URL, `--password-file` or `MYSQL_PWD`.
+    #[arg(long, value_name = "URL", conflicts_with = "pg_bin")]
+    pub(crate) mysql: Option<String>,
     /// For SQLite backups: the directory scratch files are restored into
     /// (each drill in a private `.backup-sqlite-drill-*` directory,
     /// removed afterwards); it needs room for the restored database.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["pg", "password_file", "pg_bin"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["pg", "mysql", "password_file", "pg_bin"])]
     pub(crate) sqlite_dir: Option<std::path::PathBuf>,
     /// File holding the drill server's password.
     #[arg(long, value_name = "PATH")]
@@ -51,6 +58,13 @@ pub(crate) async fn run(args: DrillArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let id = args.id.as_deref().unwrap_or("latest");
     let id = resolve_id(&engine, id).await?;
     let drill: Arc<dyn DrillTarget> = match (&args.pg, &args.sqlite_dir) {
+        (None, None) if args.mysql.is_some() => {
+            let url = args.mysql.as_deref().unwrap_or_default();
+            Arc::new(MysqlDrill::new(mysql_connection(
+                url,
+                args.password_file.as_deref(),
+            )?))
+        }
         (Some(pg), _) => {
             let (conn, tools) =
                 postgres(pg, args.password_file.as_deref(), args.pg_bin.as_deref())?;
@@ -59,7 +73,7 @@ pub(crate) async fn run(args: DrillArgs, ctx: &Context<'_>) -> Result<Outcome> {
         (None, Some(dir)) => Arc::new(SqliteDrill::new(dir)),
         (None, None) => {
             return Err(Error::Config(
-                "a drill needs --pg URL or --sqlite-dir DIR".into(),
+                "a drill needs --pg URL, --mysql URL or --sqlite-dir DIR".into(),
             ));
         }
     };
