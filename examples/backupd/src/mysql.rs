@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use backup_core::{DumpSource, Error, RestoreTarget, Result};
-use backup_mysql::{MysqlConnection, MysqlSource, MysqlTarget};
+use backup_mysql::{MysqlConnection, MysqlDrill, MysqlSource, MysqlTarget};
 
 use super::config::DatabaseConfig;
 
@@ -32,4 +32,11 @@ pub fn source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
 /// The restore target of a MySQL entry.
 pub fn target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
     Ok(Arc::new(MysqlTarget::new(connection(db)?)))
+}
+
+/// The drill target of a MySQL entry: scratch databases on the entry's
+/// own server, made and dropped with the entry's credentials (the
+/// account needs `CREATE` and `DROP` on `_backup_drill_%`).
+pub fn drill(db: &DatabaseConfig) -> Result<Arc<dyn backup_core::drill::DrillTarget>> {
+    Ok(Arc::new(MysqlDrill::new(connection(db)?)))
 }

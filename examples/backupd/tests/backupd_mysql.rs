@@ -1,8 +1,9 @@
 //! backupd with a MySQL/MariaDB database (`engine: mysql`) against a real
 //! throwaway MariaDB server (`backup_mysql::TestServer`, or
 //! `BACKUP_TEST_MYSQL_URL`): registered over the API, backed up, restored
-//! into a new database with equal content; system and staging names and
-//! other tenants' databases refused; the password in no response or log.
+//! into a new database with equal content, drilled; system and staging
+//! names and other tenants' databases refused; the password in no
+//! response or log.
 
 use backup_mysql::TestServer as Mysql;
 use reqwest::StatusCode;
@@ -72,6 +73,32 @@ async fn a_mysql_entry_backs_up_and_restores_into_a_new_database_over_the_api() 
             .any(|o| o.contains("cheap")),
         "the view is restored"
     );
+    // A restore drill on the entry's server: a scratch database restored,
+    // the rows counted from the dump script compared, the scratch dropped.
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/databases/shop/drill",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["status"], "passed", "{job}");
+    assert_eq!(job["result"]["tables"][0]["name"], "items", "{job}");
+    assert_eq!(job["result"]["tables"][0]["restored_rows"], 2, "{job}");
+    assert!(
+        server
+            .databases_like(backup_mysql::DRILL_PREFIX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     // A new database only: restoring onto an existing one is refused.
     let (status, job) = restore(&api, &id, ADMIN, json!({"target_database": copy})).await;
     assert!(
