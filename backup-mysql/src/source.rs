@@ -67,7 +67,10 @@ const READ_CHUNK: usize = 256 * 1024;
 ///
 /// The manifest records engine `mysql`, format [`FORMAT`], the tool's and
 /// server's versions, and in its details (`mysql.*`) the flags, the tool,
-/// the server and the tables asked for.
+/// the server and the tables asked for; unless
+/// [`DumpOptions::skip_fingerprint`], also a content fingerprint counted
+/// from the script as it streams (rows and an order-independent checksum
+/// per table, see [`MysqlDrill`](crate::MysqlDrill)), for restore drills.
 #[derive(Debug, Clone)]
 pub struct MysqlSource {
     conn: MysqlConnection,
