@@ -138,3 +138,27 @@ pub trait Scratch: fmt::Debug + Send + Sync {
     /// Drops it.
     async fn discard(self: Box<Self>) -> Result<()>;
 }
+
+/// What a [`Scratch`]'s `Drop` does when its drill did not discard it (a
+/// failure, a panic unwinding, a dropped future): runs `discard` on the
+/// current tokio runtime in the background. Without a runtime, or when
+/// `discard` fails, it logs a warning naming `sweep`, the call that
+/// removes the leftover later.
+pub fn discard_in_background<F>(name: &str, sweep: &'static str, discard: F)
+where
+    F: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let name = name.to_string();
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                if let Err(e) = discard.await {
+                    tracing::warn!(scratch = %name, error = %e, "could not drop a drill scratch; {sweep} drops it later");
+                }
+            });
+        }
+        Err(_) => {
+            tracing::warn!(scratch = %name, "no runtime to drop a drill scratch; {sweep} drops it later");
+        }
+    }
+}

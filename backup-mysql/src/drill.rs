@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::drill::{DrillTarget, Scratch};
+use backup_core::drill::{DrillTarget, Scratch, discard_in_background};
 use backup_core::fingerprint::Fingerprint;
 use backup_core::source::{Candidate, Leftover, LeftoverReport, Removal};
 use backup_core::{Error, RestoreOptions, RestoreTarget, Result};
@@ -197,18 +197,9 @@ impl Drop for MysqlScratch {
             return;
         }
         let (drill, name) = (self.drill.clone(), self.name.clone());
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(e) = drop_scratch(&drill, &name).await {
-                        tracing::warn!(scratch = %name, error = %e, "could not drop a drill scratch database; MysqlDrill::remove_leftovers drops it later");
-                    }
-                });
-            }
-            Err(_) => {
-                tracing::warn!(scratch = %name, "no runtime to drop a drill scratch database; MysqlDrill::remove_leftovers drops it later");
-            }
-        }
+        discard_in_background(&self.name, "MysqlDrill::remove_leftovers", async move {
+            drop_scratch(&drill, &name).await
+        });
     }
 }
 

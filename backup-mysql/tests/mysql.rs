@@ -11,7 +11,9 @@ use backup_core::drill::{DrillStatus, DrillTarget, NOT_COMPARED};
 use backup_core::memory::InMemoryStore;
 use backup_core::prelude::*;
 use backup_core::source::DumpOptions;
-use backup_core::testing::{process_tree, tamper_artifact};
+use backup_core::testing::{
+    assert_drill_failed, assert_drill_passed, next_drill_event, process_tree, tamper_artifact,
+};
 use backup_mysql::{
     DRILL_MARKER_TABLE, DRILL_PREFIX, MysqlDrill, MysqlSource, MysqlTarget, STAGING_PREFIX,
     TestServer,
@@ -373,6 +375,14 @@ async fn preflight_errors_say_what_is_wrong_before_any_byte() {
     );
 }
 
+/// No drill scratch and no staging database is left on `server`.
+async fn assert_no_scratch(server: &TestServer) {
+    for prefix in [DRILL_PREFIX, STAGING_PREFIX] {
+        let left = server.databases_like(prefix).await.unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drills_pass_on_a_good_backup_and_fail_on_a_corrupt_one() {
     let _serial = SERIAL.lock().await;
@@ -401,36 +411,12 @@ async fn drills_pass_on_a_good_backup_and_fail_on_a_corrupt_one() {
         .drill_latest("default", "shop", &drill)
         .await
         .unwrap();
-    assert_eq!(record.status, DrillStatus::Passed, "{record:?}");
-    assert_eq!(record.backup_id, good.id);
-    assert_eq!(record.tables.len(), 3);
-    assert!(
-        record
-            .tables
-            .iter()
-            .all(|t| t.matches && t.restored_rows == Some(t.expected_rows))
+    assert_drill_passed(&record, good.id.as_str(), 3);
+    assert_no_scratch(server).await;
+    assert_eq!(
+        next_drill_event(&mut events).await,
+        (good.id.to_string(), None)
     );
-    assert!(
-        server
-            .databases_like(DRILL_PREFIX)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        server
-            .databases_like(STAGING_PREFIX)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    loop {
-        match events.recv().await.unwrap() {
-            Event::DrillSucceeded { backup_id, .. } => break assert_eq!(backup_id, good.id),
-            Event::DrillFailed { error, .. } => panic!("{error}"),
-            _ => {}
-        }
-    }
 
     // A changed row after the backup does not matter; a restore that
     // differs from what was dumped does: the recount of a database whose
@@ -483,38 +469,12 @@ async fn drills_pass_on_a_good_backup_and_fail_on_a_corrupt_one() {
         .drill_latest("default", "shop", &drill)
         .await
         .unwrap();
-    assert_eq!(record.status, DrillStatus::Failed);
-    assert_eq!(record.backup_id, bad.id);
-    let error = record.error.clone().unwrap();
-    assert!(error.contains("integrity check failed"), "{error}");
-    assert!(
-        server
-            .databases_like(DRILL_PREFIX)
-            .await
-            .unwrap()
-            .is_empty()
+    let error = assert_drill_failed(&record, bad.id.as_str(), "integrity check failed");
+    assert_no_scratch(server).await;
+    assert_eq!(
+        next_drill_event(&mut events).await,
+        (bad.id.to_string(), Some(error))
     );
-    assert!(
-        server
-            .databases_like(STAGING_PREFIX)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    loop {
-        match events.recv().await.unwrap() {
-            Event::DrillFailed {
-                backup_id,
-                error: e,
-                ..
-            } => {
-                assert_eq!(backup_id, bad.id);
-                break assert_eq!(e, error);
-            }
-            Event::DrillSucceeded { .. } => panic!("a corrupt backup passed its drill"),
-            _ => {}
-        }
-    }
 
     // A scratch database left by a killed drill is swept once old enough;
     // a look-alike without the marker is only reported.

@@ -11,6 +11,7 @@ use backup_core::drill::{DrillStatus, NOT_COMPARED};
 use backup_core::prelude::*;
 use backup_core::retention::{KeepLast, PlanOptions};
 use backup_core::source::DumpOptions;
+use backup_core::testing::assert_drill_passed;
 use backup_postgres::{DRILL_PREFIX, PostgresDrill, PostgresSource, TestServer};
 use backup_store_fs::FsStore;
 
@@ -64,16 +65,7 @@ async fn drills_pass_fail_and_protect_the_newest_verified_backup() {
         .drill_latest("default", "sales", &drill)
         .await
         .unwrap();
-    assert_eq!(record.status, DrillStatus::Passed, "{record:?}");
-    assert_eq!(record.backup_id, good.id);
-    assert_eq!(record.tables.len(), 3);
-    assert!(
-        record
-            .tables
-            .iter()
-            .all(|t| t.matches && t.restored_rows == Some(t.expected_rows))
-    );
-    assert_eq!(record.error, None);
+    assert_drill_passed(&record, good.id.as_str(), 3);
     assert_eq!(scratch_databases(server).await, "", "scratch database left");
     assert!(matches!(
         events.recv().await.unwrap(),

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 mod checks;
+mod drill;
 mod engine;
 mod faults;
 mod fixtures;
@@ -31,6 +32,7 @@ mod race;
 mod serialized;
 pub mod server;
 
+pub use drill::{assert_drill_failed, assert_drill_passed, next_drill_event};
 pub use engine::{EngineCapabilities, EngineHarness, source_conformance, target_conformance};
 pub use processes::{ProcessView, descendant_processes, process_tree};
 
