@@ -41,6 +41,11 @@ pub fn table_checksums(path: &Path) -> Result<BTreeMap<String, TableChecksum>> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| sqlite_error(Side::Dump, "cannot open", path, &e))?;
+    checksums_of(&db, path)
+}
+
+/// [`table_checksums`] of an open database (`path` names it in errors).
+fn checksums_of(db: &Connection, path: &Path) -> Result<BTreeMap<String, TableChecksum>> {
     let failed = |e: rusqlite::Error| sqlite_error(Side::Dump, "checksumming", path, &e);
     // One read transaction: every table as of the same commit.
     db.execute_batch("BEGIN").map_err(failed)?;
@@ -48,7 +53,7 @@ pub fn table_checksums(path: &Path) -> Result<BTreeMap<String, TableChecksum>> {
     out.insert(
         "sqlite_schema".to_string(),
         checksum(
-            &db,
+            db,
             "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name",
         )
         .map_err(failed)?,
@@ -78,7 +83,7 @@ pub fn table_checksums(path: &Path) -> Result<BTreeMap<String, TableChecksum>> {
             "rowid".to_string()
         };
         let sum =
-            checksum(&db, &format!("SELECT * FROM {quoted} ORDER BY {order}")).map_err(failed)?;
+            checksum(db, &format!("SELECT * FROM {quoted} ORDER BY {order}")).map_err(failed)?;
         out.insert(table, sum);
     }
     db.execute_batch("COMMIT").map_err(failed)?;
@@ -132,7 +137,17 @@ pub const FINGERPRINT_METHOD: &str = "sqlite.sha256-ordered.v1";
 /// backup is a copy of its pages, so rows keep their `rowid` order and
 /// an ordered checksum compares exactly.
 pub(crate) fn content_fingerprint(path: &Path) -> Result<Fingerprint> {
-    let tables = table_checksums(path)?
+    Ok(fingerprint_from(table_checksums(path)?))
+}
+
+/// [`content_fingerprint`] of an open database (`path` names it in
+/// errors): a dump's spool, read while it streams.
+pub(crate) fn content_fingerprint_of(db: &Connection, path: &Path) -> Result<Fingerprint> {
+    Ok(fingerprint_from(checksums_of(db, path)?))
+}
+
+fn fingerprint_from(checksums: BTreeMap<String, TableChecksum>) -> Fingerprint {
+    let tables = checksums
         .into_iter()
         .map(|(name, sum)| TableFingerprint {
             name,
@@ -140,8 +155,8 @@ pub(crate) fn content_fingerprint(path: &Path) -> Result<Fingerprint> {
             checksum: sum.sha256,
         })
         .collect();
-    Ok(Fingerprint {
+    Fingerprint {
         method: FINGERPRINT_METHOD.into(),
         tables,
-    })
+    }
 }

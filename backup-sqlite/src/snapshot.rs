@@ -18,12 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use backup_core::Error;
-use backup_core::fingerprint::Fingerprint;
 use backup_core::source::{Details, MAX_DETAILS};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::checksum::content_fingerprint;
 use crate::error::{Side, sqlite_error};
 use crate::header::{HEADER_LEN, Header, preflight};
 use crate::leftovers::{
@@ -110,8 +108,9 @@ pub(crate) struct Snapshot {
     pub(crate) file: std::fs::File,
     pub(crate) len: u64,
     pub(crate) details: Details,
-    /// Row counts and checksums of the snapshot, when asked for.
-    pub(crate) fingerprint: Option<Fingerprint>,
+    /// A read-only connection to the (unlinked) spool to compute its
+    /// content fingerprint from while it streams, when asked for.
+    pub(crate) fingerprint: Option<Connection>,
 }
 
 /// Most tables whose row counts are recorded: details are capped at
@@ -208,11 +207,28 @@ pub(crate) fn take(
         detail: format!("cannot close the spool: {e}"),
     })?;
 
+    // Opened before the spool is unlinked: the fingerprint is read from
+    // it while the spool streams (both read the same pages, fresh in the
+    // page cache), so its cost overlaps the upload.
     let fingerprint = if fingerprint {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }
-        Some(content_fingerprint(spool.path())?)
+        let db = Connection::open_with_flags(
+            spool.path(),
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| Error::Dump {
+            engine: "sqlite",
+            detail: format!("cannot open the spool to fingerprint it: {e}"),
+        })?;
+        // The schema is read now, while the file still has its name.
+        db.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+            .map_err(|e| Error::Dump {
+                engine: "sqlite",
+                detail: format!("cannot read the spool to fingerprint it: {e}"),
+            })?;
+        Some(db)
     } else {
         None
     };

@@ -122,7 +122,8 @@ impl DumpSource for SqliteSource {
     /// that cannot be read or is no SQLite database, a database locked for
     /// longer than [`SnapshotOptions::busy_limit`]), with its content
     /// fingerprint unless [`DumpOptions::skip_fingerprint`] (rows and
-    /// SHA-256 of every table, read from the spool), then streams it.
+    /// SHA-256 of every table, read from the spool on a blocking thread
+    /// while the spool streams), then streams it.
     async fn dump(&self, opts: &DumpOptions) -> Result<DumpStream> {
         if !opts.only.is_empty() {
             return Err(Error::Config(
@@ -150,8 +151,26 @@ impl DumpSource for SqliteSource {
         // Known before the first byte; the engine reads them after the last.
         let _ = tx.send(details);
         let (fingerprint_tx, fingerprint_rx) = tokio::sync::oneshot::channel();
-        if let Some(fingerprint) = fingerprint {
-            let _ = fingerprint_tx.send(fingerprint);
+        if let Some(db) = fingerprint {
+            // Read beside the stream; the engine waits for it after the
+            // last byte. A failure leaves the backup without one (logged).
+            let shown = self.path.clone();
+            let counting = tokio::task::spawn_blocking(move || {
+                crate::checksum::content_fingerprint_of(&db, &shown)
+            });
+            tokio::spawn(async move {
+                match counting.await {
+                    Ok(Ok(fingerprint)) => {
+                        let _ = fingerprint_tx.send(fingerprint);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "SQLite content fingerprint failed; the backup is recorded without one");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SQLite content fingerprint task failed; the backup is recorded without one");
+                    }
+                }
+            });
         }
         let versions = Versions {
             tool: Some(format!("SQLite {} (bundled)", rusqlite::version())),
