@@ -1,6 +1,6 @@
 //! `backupctl drill`: restore a backup into a scratch database on the
-//! server of `--pg` (PostgreSQL) or a scratch directory under
-//! `--sqlite-dir` (SQLite), compare row counts and content checksums with
+//! server of `--pg` (PostgreSQL) or `--mongo` (MongoDB), or a scratch
+//! directory under `--sqlite-dir` (SQLite), compare row counts and content checksums with
 //! those recorded at dump time, drop the scratch, store and print the
 //! result. Exit status 1 when the drill failed.
 
@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use backup_core::drill::{DrillRecord, DrillTarget};
 use backup_core::{Error, Result};
+use backup_mongo::MongoDrill;
 use backup_postgres::PostgresDrill;
 use backup_sqlite::SqliteDrill;
 
 use crate::commands::{Context, Outcome, print_json, resolve_id};
-use crate::connect::postgres;
+use crate::connect::{mongo_connection, postgres};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DrillArgs {
@@ -28,8 +29,14 @@ pub(crate) struct DrillArgs {
     /// PostgreSQL URL of the drill server's maintenance database (a role
     /// that may CREATE DATABASE); scratch databases `_backup_drill_<hex>`
     /// are created and dropped there. Password as for `restore`.
-    #[arg(long, value_name = "URL", required_unless_present = "sqlite_dir")]
+    #[arg(long, value_name = "URL", required_unless_present_any = ["sqlite_dir", "mongo"])]
     pub(crate) pg: Option<String>,
+    /// For MongoDB backups: connection string of the drill deployment (a
+    /// user that may create and drop any database); scratch databases
+    /// `_backup_drill_<hex>` are created and dropped there. Password as
+    /// for `restore` (MONGODB_PASSWORD or --password-file).
+    #[arg(long, value_name = "URI", conflicts_with_all = ["pg", "sqlite_dir", "pg_bin"])]
+    pub(crate) mongo: Option<String>,
     /// For SQLite backups: the directory scratch files are restored into
     /// (each drill in a private `.backup-sqlite-drill-*` directory,
     /// removed afterwards); it needs room for the restored database.
@@ -50,16 +57,20 @@ pub(crate) async fn run(args: DrillArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let engine = ctx.engine(&args.store).await?;
     let id = args.id.as_deref().unwrap_or("latest");
     let id = resolve_id(&engine, id).await?;
-    let drill: Arc<dyn DrillTarget> = match (&args.pg, &args.sqlite_dir) {
-        (Some(pg), _) => {
+    let drill: Arc<dyn DrillTarget> = match (&args.pg, &args.mongo, &args.sqlite_dir) {
+        (Some(pg), _, _) => {
             let (conn, tools) =
                 postgres(pg, args.password_file.as_deref(), args.pg_bin.as_deref())?;
             Arc::new(PostgresDrill::new(conn).with_tools(tools))
         }
-        (None, Some(dir)) => Arc::new(SqliteDrill::new(dir)),
-        (None, None) => {
+        (None, Some(uri), _) => Arc::new(MongoDrill::new(mongo_connection(
+            uri,
+            args.password_file.as_deref(),
+        )?)),
+        (None, None, Some(dir)) => Arc::new(SqliteDrill::new(dir)),
+        (None, None, None) => {
             return Err(Error::Config(
-                "a drill needs --pg URL or --sqlite-dir DIR".into(),
+                "a drill needs --pg URL, --mongo URI or --sqlite-dir DIR".into(),
             ));
         }
     };
