@@ -129,7 +129,7 @@ fn a_dedup_type_beside_block_level_incrementals_is_a_contradiction() {
 }
 
 #[test]
-fn logical_postgres_and_sqlite_entries_take_a_drill_schedule_others_are_refused() {
+fn logical_postgres_sqlite_and_mongodb_entries_take_a_drill_schedule_others_are_refused() {
     let config = load_entries(
         r#"  - {id: s, engine: postgres, database_name: sales, drill: "weekly sun 05:00"}
 "#,
@@ -147,10 +147,13 @@ fn logical_postgres_and_sqlite_entries_take_a_drill_schedule_others_are_refused(
     )
     .unwrap();
     assert!(f.databases[0].drill.is_some());
+    let m =
+        load_entries("  - {id: m, engine: mongodb, database_name: x, drill: \"daily 03:00\"}\n")
+            .unwrap();
+    assert!(m.databases[0].drill.is_some());
     for entry in [
         r#"  - {id: y, engine: mysql, host: db, database_name: x, drill: "daily 03:00"}"#,
         r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill: "daily 03:00"}"#,
-        r#"  - {id: m, engine: mongodb, database_name: x, drill: "daily 03:00"}"#,
         r#"  - {id: b, engine: postgres, database_name: x, drill: "not a schedule"}"#,
     ] {
         let problems = load_entries(&format!("{entry}\n")).unwrap_err();

@@ -3,7 +3,8 @@
 //! and dropped through its maintenance database (`postgres`) with the
 //! entry's credentials (the role needs `CREATEDB`); for a SQLite entry,
 //! private scratch directories (`.backup-sqlite-drill-*`) beside the
-//! entry's file, so on its file system.
+//! entry's file, so on its file system; for a MongoDB entry, scratch
+//! databases (`_backup_drill_<hex>`) on the entry's own deployment.
 
 use std::sync::Arc;
 
@@ -26,8 +27,9 @@ pub fn drill_target(db: &DatabaseConfig) -> Result<Arc<dyn DrillTarget>, String>
             PostgresDrill::new(pg_connection(db, DRILL_MAINTENANCE_DB)).with_tools(pg_tools(db)),
         )),
         (DbEngine::Sqlite, _) => Ok(Arc::new(SqliteDrill::new(&db.host))),
+        (DbEngine::Mongodb, _) => crate::mongo::drill(db).map_err(|e| e.to_string()),
         _ => Err(format!(
-            "database {}: restore drills are available for logical PostgreSQL and SQLite entries only",
+            "database {}: restore drills are available for logical PostgreSQL, SQLite and MongoDB entries only",
             db.id
         )),
     }
