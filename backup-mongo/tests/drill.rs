@@ -103,15 +103,15 @@ async fn standin_drills_pass_on_a_good_backup_fail_on_a_flipped_byte_and_leave_n
         .into_iter()
         .map(|l| l.name)
         .collect();
-    assert_eq!(found, [dead.clone()]);
+    assert_eq!(found, [dead.as_str()]);
     let swept = drill
         .remove_leftovers(Duration::from_secs(60))
         .await
         .unwrap();
     let removed: Vec<_> = swept.removed.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(removed, [dead.as_str()], "{swept:?}");
-    assert_eq!(swept.unmarked, [stranger.clone()]);
-    assert_eq!(scratch_databases(&client).await, [stranger.clone()]);
+    assert_eq!(swept.unmarked, [stranger.as_str()]);
+    assert_eq!(scratch_databases(&client).await, [stranger.as_str()]);
     drop_db(&client, &stranger).await;
     // Another one is swept by the next drill itself.
     killed_drill_scratch(&client, &dead).await;

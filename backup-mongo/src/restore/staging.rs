@@ -15,9 +15,8 @@ use crate::conn::MongoConnection;
 use crate::error::{Side, classify};
 
 /// How long a staging database's heartbeat must have been silent before
-/// it counts as left behind: a running restore refreshes it every
-/// [`HEARTBEAT_INTERVAL`], so only a restore that died (or a process
-/// frozen that long) misses it.
+/// it counts as left behind: a running restore refreshes it every 30 s,
+/// so only a restore that died (or a process frozen that long) misses it.
 pub const DEFAULT_STAGING_GRACE: Duration = Duration::from_secs(10 * 60);
 
 /// How often a running restore refreshes its staging database's marker.
