@@ -39,10 +39,14 @@
 //!   redacted URI ([`redact_uri`]).
 //! - [`MongoSource`]: the dump; [`Consistency`] says how point-in-time it
 //!   must be. Manifests record engine `mongodb`, format `archive`, the
-//!   driver and server versions.
+//!   driver and server versions, and a content fingerprint per
+//!   collection ([`FINGERPRINT_METHOD`]).
 //! - [`MongoTarget`]: the restore; [`RestoreStrategy`] chooses staging
 //!   (default) or direct writes. See its docs for exactly what a failure
 //!   leaves behind.
+//! - [`MongoDrill`]: restore drills
+//!   ([`Engine::drill`](backup_core::Engine::drill)) into scratch
+//!   databases `_backup_drill_<hex>`, compared with that fingerprint.
 //! - [`archive`]: the format itself, pure and I/O-free: [`ArchiveWriter`],
 //!   [`ArchiveReader`] (push parser verifying CRC-64s), [`Lister`] /
 //!   [`list_stream`] (what an archive holds, without restoring it),
@@ -96,8 +100,10 @@
 pub mod archive;
 mod client;
 mod conn;
+mod drill;
 mod dump;
 mod error;
+mod fingerprint;
 mod restore;
 mod server;
 mod tools;
@@ -111,7 +117,9 @@ pub use archive::{
     NamespaceSummary, Prelude, list_reader, list_stream,
 };
 pub use conn::{DEFAULT_SERVER_SELECTION_TIMEOUT, MongoConnection, redact_uri};
+pub use drill::{DRILL_MARKER_COLLECTION, DRILL_PREFIX, MongoDrill};
 pub use dump::{Consistency, DEFAULT_CHUNK_SIZE, DEFAULT_QUEUE_DEPTH, FORMAT, MongoSource};
+pub use fingerprint::FINGERPRINT_METHOD;
 pub use restore::staging::DEFAULT_STAGING_GRACE;
 pub use restore::{
     DEFAULT_BATCH_BYTES, DEFAULT_BATCH_DOCUMENTS, DEFAULT_INSERT_CONCURRENCY, MongoTarget,

@@ -220,7 +220,7 @@ impl RestoreTarget for MongoTarget {
     /// with their target and how long their restore has been silent.
     async fn leftovers(&self) -> Result<Vec<Leftover>> {
         let client = self.conn.client().await?;
-        staging::find(&client, &self.conn).await
+        staging::find(&client, &self.conn, &staging::STAGING).await
     }
 
     /// Drops the staging databases whose restore has been silent for
@@ -229,7 +229,7 @@ impl RestoreTarget for MongoTarget {
     /// `listDatabases` privilege.
     async fn remove_leftovers(&self, older_than: Duration) -> Result<LeftoverReport> {
         let client = self.conn.client().await?;
-        staging::cleanup(&client, &self.conn, older_than, None).await
+        staging::cleanup(&client, &self.conn, &staging::STAGING, older_than, None).await
     }
 
     async fn begin(&self, opts: &RestoreOptions) -> Result<Box<dyn RestoreSession>> {
@@ -256,8 +256,15 @@ impl RestoreTarget for MongoTarget {
         }
         let (staging, token, heartbeat) = match self.strategy {
             RestoreStrategy::Staging => {
-                match staging::cleanup(&client, &self.conn, self.staging_grace, Some(&target)).await
-                {
+                let cleaned = staging::cleanup(
+                    &client,
+                    &self.conn,
+                    &staging::STAGING,
+                    self.staging_grace,
+                    Some(&target),
+                )
+                .await;
+                match cleaned {
                     Ok(report) => {
                         for line in report.describe() {
                             tracing::warn!(%target, "{line}");
@@ -278,8 +285,17 @@ impl RestoreTarget for MongoTarget {
                     });
                 }
                 let token = format!("{:016x}", rand::random::<u64>());
-                staging::mark(&client, &self.conn, &name, &target, &token).await?;
-                let heartbeat = staging::Heartbeat::start(client.clone(), name.clone());
+                staging::mark(
+                    &client,
+                    &self.conn,
+                    &staging::STAGING,
+                    &name,
+                    Some(&target),
+                    &token,
+                )
+                .await?;
+                let heartbeat =
+                    staging::Heartbeat::start(client.clone(), &staging::STAGING, name.clone());
                 (Some(name), Some(token), Some(Arc::new(heartbeat)))
             }
             RestoreStrategy::Direct => (None, None, None),

@@ -1,6 +1,6 @@
-//! Staging databases of staged restores: marked as ours with a heartbeat
-//! while the restore runs, and found and dropped once a killed restore has
-//! left one behind.
+//! Staging databases of staged restores (and a drill's scratch databases,
+//! see [`crate::drill`]): marked as ours with a heartbeat while the restore
+//! runs, and found and dropped once a killed restore has left one behind.
 
 use std::time::Duration;
 
@@ -15,9 +15,8 @@ use crate::conn::MongoConnection;
 use crate::error::{Side, classify};
 
 /// How long a staging database's heartbeat must have been silent before
-/// it counts as left behind: a running restore refreshes it every
-/// [`HEARTBEAT_INTERVAL`], so only a restore that died (or a process
-/// frozen that long) misses it.
+/// it counts as left behind: a running restore refreshes it every 30 s,
+/// so only a restore that died (or a process frozen that long) misses it.
 pub const DEFAULT_STAGING_GRACE: Duration = Duration::from_secs(10 * 60);
 
 /// How often a running restore refreshes its staging database's marker.
@@ -27,8 +26,23 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 /// An archive holding a collection of that name cannot be staged.
 pub(crate) const MARKER_COLLECTION: &str = "_backup_mongo_staging";
 
-/// The marker document's `_id`.
-const MARKER_ID: &str = "staging";
+/// How one kind of marked database is named and marked.
+#[derive(Debug)]
+pub(crate) struct Marking {
+    /// The collection holding the marker document.
+    pub(crate) collection: &'static str,
+    /// The marker document's `_id`.
+    pub(crate) id: &'static str,
+    /// Whether a database name has the shape of this kind's names.
+    pub(crate) is_name: fn(&str) -> bool,
+}
+
+/// Staging databases `<target>__restore_<8 hex>`.
+pub(crate) static STAGING: Marking = Marking {
+    collection: MARKER_COLLECTION,
+    id: "staging",
+    is_name: is_staging_name,
+};
 
 /// `<target>__restore_<8 hex>`: the suffix.
 pub(crate) const SUFFIX: &str = "__restore_";
@@ -42,24 +56,30 @@ pub(crate) fn is_staging_name(name: &str) -> bool {
     hex.len() == 8 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn marker(client: &Client, staging: &str) -> mongodb::Collection<Document> {
-    client.database(staging).collection(MARKER_COLLECTION)
+fn marker(client: &Client, kind: &Marking, db: &str) -> mongodb::Collection<Document> {
+    client.database(db).collection(kind.collection)
 }
 
-/// Creates `staging` with its marker: the target, a token naming this
-/// restore, and the server's time as creation time and first heartbeat.
+/// Creates `staging` with its marker: the target (if any), a token naming
+/// this restore, and the server's time as creation time and first
+/// heartbeat.
 pub(crate) async fn mark(
     client: &Client,
     conn: &MongoConnection,
+    kind: &Marking,
     staging: &str,
-    target: &str,
+    target: Option<&str>,
     token: &str,
 ) -> Result<()> {
-    marker(client, staging)
+    let mut set = doc! { "token": token, "by": "backup-mongo" };
+    if let Some(target) = target {
+        set.insert("target", target);
+    }
+    marker(client, kind, staging)
         .update_one(
-            doc! { "_id": MARKER_ID },
+            doc! { "_id": kind.id },
             doc! {
-                "$set": { "target": target, "token": token, "by": "backup-mongo" },
+                "$set": set,
                 "$currentDate": { "created": true, "heartbeat": true },
             },
         )
@@ -81,15 +101,15 @@ pub(crate) async fn mark(
 pub(crate) struct Heartbeat(JoinHandle<()>);
 
 impl Heartbeat {
-    pub(crate) fn start(client: Client, staging: String) -> Heartbeat {
+    pub(crate) fn start(client: Client, kind: &'static Marking, staging: String) -> Heartbeat {
         Heartbeat(tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
             tick.tick().await; // the first tick is immediate
             loop {
                 tick.tick().await;
-                let beat = marker(&client, &staging)
+                let beat = marker(&client, kind, &staging)
                     .update_one(
-                        doc! { "_id": MARKER_ID },
+                        doc! { "_id": kind.id },
                         doc! { "$currentDate": { "heartbeat": true } },
                     )
                     .await;
@@ -116,8 +136,8 @@ pub(crate) async fn still_ours(
     staging: &str,
     token: &str,
 ) -> Result<bool> {
-    let found = marker(client, staging)
-        .find_one(doc! { "_id": MARKER_ID })
+    let found = marker(client, &STAGING, staging)
+        .find_one(doc! { "_id": STAGING.id })
         .await
         .map_err(|e| {
             classify(
@@ -146,17 +166,21 @@ async fn server_now(client: &Client) -> DateTime {
     }
 }
 
-/// Every database named like a staging database, with its marker parsed.
-async fn find_all(client: &Client, conn: &MongoConnection) -> Result<Vec<Candidate>> {
+/// Every database named like one of `kind`, with its marker parsed.
+async fn find_all(
+    client: &Client,
+    conn: &MongoConnection,
+    kind: &Marking,
+) -> Result<Vec<Candidate>> {
     let names = client
         .list_database_names()
         .await
         .map_err(|e| classify(&e, Side::Restore, "listing databases", conn))?;
     let now = server_now(client).await;
     let mut found = Vec::new();
-    for name in names.into_iter().filter(|n| is_staging_name(n)) {
-        let document = marker(client, &name)
-            .find_one(doc! { "_id": MARKER_ID })
+    for name in names.into_iter().filter(|n| (kind.is_name)(n)) {
+        let document = marker(client, kind, &name)
+            .find_one(doc! { "_id": kind.id })
             .await
             .map_err(|e| {
                 classify(
@@ -186,21 +210,26 @@ async fn find_all(client: &Client, conn: &MongoConnection) -> Result<Vec<Candida
     Ok(found)
 }
 
-/// The marked staging databases on the server.
-pub(crate) async fn find(client: &Client, conn: &MongoConnection) -> Result<Vec<Leftover>> {
-    Ok(Candidate::marked(find_all(client, conn).await?))
+/// The marked databases of `kind` on the server.
+pub(crate) async fn find(
+    client: &Client,
+    conn: &MongoConnection,
+    kind: &Marking,
+) -> Result<Vec<Leftover>> {
+    Ok(Candidate::marked(find_all(client, conn, kind).await?))
 }
 
-/// Drops the marked staging databases idle for `older_than` or more (only
-/// those of `target`, if given). An idle time the clocks cannot tell
-/// counts as alive.
+/// Drops the marked databases of `kind` idle for `older_than` or more
+/// (only those of `target`, if given). An idle time the clocks cannot
+/// tell counts as alive.
 pub(crate) async fn cleanup(
     client: &Client,
     conn: &MongoConnection,
+    kind: &Marking,
     older_than: Duration,
     target: Option<&str>,
 ) -> Result<LeftoverReport> {
-    let found = find_all(client, conn).await?;
+    let found = find_all(client, conn, kind).await?;
     Ok(
         LeftoverReport::apply(found, older_than, target, |staging| async move {
             match client.database(&staging.name).drop().await {

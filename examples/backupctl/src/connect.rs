@@ -145,7 +145,10 @@ pub(crate) fn pg_connection(
     Ok(conn)
 }
 
-fn mongo_connection(uri: &str, password_file: Option<&std::path::Path>) -> Result<MongoConnection> {
+pub(crate) fn mongo_connection(
+    uri: &str,
+    password_file: Option<&std::path::Path>,
+) -> Result<MongoConnection> {
     warn_password_in_url(uri, DbKind::Mongo);
     let conn = MongoConnection::from_uri(uri)?;
     match extra_password(uri, password_file, DbKind::Mongo)? {

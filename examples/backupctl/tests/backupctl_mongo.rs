@@ -35,9 +35,39 @@ async fn standin_backupctl_mongo_backup_verify_restore_into_another_database() {
     assert_eq!(m["source_id"], db.as_str());
     let id = m["id"].as_str().unwrap();
     ok(&["verify", id, "--store", store]);
+    let fingerprinted: Vec<&str> = m["fingerprint"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(fingerprinted, ["empty", "items"], "{m}");
+
+    // A restore drill on the same server: every collection compared, the
+    // scratch database dropped.
+    let root = server.uri_for("admin");
+    let record: Value = serde_json::from_str(&ok(&[
+        "drill",
+        id,
+        "--store",
+        store,
+        "--mongo",
+        root.expose(),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(record["status"], "passed", "{record}");
+    assert_eq!(record["tables"][1]["restored_rows"], 5_000, "{record}");
+    let client = server.client().await.unwrap();
+    let names = client.list_database_names().await.unwrap();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with(backup_mongo::DRILL_PREFIX)),
+        "{names:?}"
+    );
 
     let copy = format!("{db}_copy");
-    let root = server.uri_for("admin");
     let report: Value = serde_json::from_str(&ok(&[
         "restore",
         id,

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use backup_core::drill::DrillTarget;
 use backup_core::{DumpSource, RestoreTarget, Result};
-use backup_mongo::{MongoConnection, MongoSource, MongoTarget};
+use backup_mongo::{MongoConnection, MongoDrill, MongoSource, MongoTarget};
 
 use super::config::DatabaseConfig;
 
@@ -55,4 +56,11 @@ pub fn source(db: &DatabaseConfig) -> Result<Arc<dyn DumpSource>> {
 /// The restore target of a MongoDB entry.
 pub fn target(db: &DatabaseConfig) -> Result<Arc<dyn RestoreTarget>> {
     Ok(Arc::new(MongoTarget::new(connection(db)?)))
+}
+
+/// The drill target of a MongoDB entry: scratch databases on its own
+/// deployment, with its credentials (the user must be allowed to create
+/// and drop databases).
+pub fn drill(db: &DatabaseConfig) -> Result<Arc<dyn DrillTarget>> {
+    Ok(Arc::new(MongoDrill::new(connection(db)?)))
 }

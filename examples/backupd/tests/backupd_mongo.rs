@@ -1,7 +1,8 @@
 //! backupd with MongoDB databases: reserved and system names refused on
-//! every path, tenant isolation, and authentication failures reported as
-//! such. The real daemon binary over real HTTP against SecantusDB, a
-//! MongoDB-compatible stand-in (not MongoDB itself) started by the test.
+//! every path, tenant isolation, a restore drill, and authentication
+//! failures reported as such. The real daemon binary over real HTTP
+//! against SecantusDB, a MongoDB-compatible stand-in (not MongoDB itself)
+//! started by the test.
 
 use backup_mongo::{TestServer as Mongo, ThrowawaySecantus};
 use reqwest::StatusCode;
@@ -125,6 +126,38 @@ async fn standin_reserved_names_and_other_tenants_databases_are_refused() {
     let id = backup_now(&api, "a_db", TENANT_A).await;
     let (_, m) = api.get(&format!("/api/v1/backups/{id}"), TENANT_A).await;
     assert_eq!(m["data"]["database"], shop_a.as_str(), "{m}");
+
+    // A restore drill of it (tenant a's admin may start one): every
+    // collection compared, the scratch database dropped.
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/databases/a_db/drill",
+            Some(TENANT_A),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), TENANT_A)
+        .await;
+    assert_eq!(job["result"]["status"], "passed", "{job}");
+    let items = &job["result"]["tables"][1];
+    assert_eq!(items["name"], "items", "{job}");
+    assert_eq!(items["restored_rows"], 300, "{job}");
+    let names = server
+        .client()
+        .await
+        .unwrap()
+        .list_database_names()
+        .await
+        .unwrap();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with(backup_mongo::DRILL_PREFIX)),
+        "{names:?}"
+    );
 
     // Restores into system databases or b's are refused with or without
     // clean; into a's own (clean) and a new one they work.

@@ -1,6 +1,7 @@
 //! `backupctl drill`: restore a backup into a scratch database on the
-//! server of `--pg` (PostgreSQL) or `--mysql` (MySQL/MariaDB), or a
-//! scratch directory under `--sqlite-dir` (SQLite), compare row counts and content checksums with
+//! server of `--pg` (PostgreSQL), `--mysql` (MySQL/MariaDB) or `--mongo`
+//! (MongoDB), or a scratch directory under `--sqlite-dir` (SQLite),
+//! compare row counts and content checksums with
 //! those recorded at dump time, drop the scratch, store and print the
 //! result. Exit status 1 when the drill failed.
 
@@ -8,12 +9,13 @@ use std::sync::Arc;
 
 use backup_core::drill::{DrillRecord, DrillTarget};
 use backup_core::{Error, Result};
+use backup_mongo::MongoDrill;
 use backup_mysql::MysqlDrill;
 use backup_postgres::PostgresDrill;
 use backup_sqlite::SqliteDrill;
 
 use crate::commands::{Context, Outcome, print_json, resolve_id};
-use crate::connect::{mysql_connection, postgres};
+use crate::connect::{mongo_connection, mysql_connection, postgres};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DrillArgs {
@@ -29,18 +31,24 @@ pub(crate) struct DrillArgs {
     /// PostgreSQL URL of the drill server's maintenance database (a role
     /// that may CREATE DATABASE); scratch databases `_backup_drill_<hex>`
     /// are created and dropped there. Password as for `restore`.
-    #[arg(long, value_name = "URL", required_unless_present_any = ["sqlite_dir", "mysql"], conflicts_with = "mysql")]
+    #[arg(long, value_name = "URL", required_unless_present_any = ["sqlite_dir", "mysql", "mongo"])]
     pub(crate) pg: Option<String>,
     /// MySQL/MariaDB URL of the drill server (an account that may create
     /// and drop databases; mysql://user@host:3306/); scratch databases
     /// `_backup_drill_<hex>` are created and dropped there. Password from
     /// the URL, `--password-file` or `MYSQL_PWD`.
-    #[arg(long, value_name = "URL", conflicts_with = "pg_bin")]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["pg", "mongo", "sqlite_dir", "pg_bin"])]
     pub(crate) mysql: Option<String>,
+    /// For MongoDB backups: connection string of the drill deployment (a
+    /// user that may create and drop any database); scratch databases
+    /// `_backup_drill_<hex>` are created and dropped there. Password as
+    /// for `restore` (MONGODB_PASSWORD or --password-file).
+    #[arg(long, value_name = "URI", conflicts_with_all = ["pg", "sqlite_dir", "pg_bin"])]
+    pub(crate) mongo: Option<String>,
     /// For SQLite backups: the directory scratch files are restored into
     /// (each drill in a private `.backup-sqlite-drill-*` directory,
     /// removed afterwards); it needs room for the restored database.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["pg", "mysql", "password_file", "pg_bin"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["pg", "mysql", "mongo", "password_file", "pg_bin"])]
     pub(crate) sqlite_dir: Option<std::path::PathBuf>,
     /// File holding the drill server's password.
     #[arg(long, value_name = "PATH")]
@@ -57,25 +65,20 @@ pub(crate) async fn run(args: DrillArgs, ctx: &Context<'_>) -> Result<Outcome> {
     let engine = ctx.engine(&args.store).await?;
     let id = args.id.as_deref().unwrap_or("latest");
     let id = resolve_id(&engine, id).await?;
-    let drill: Arc<dyn DrillTarget> = match (&args.pg, &args.sqlite_dir) {
-        (None, None) if args.mysql.is_some() => {
-            let url = args.mysql.as_deref().unwrap_or_default();
-            Arc::new(MysqlDrill::new(mysql_connection(
-                url,
-                args.password_file.as_deref(),
-            )?))
-        }
-        (Some(pg), _) => {
-            let (conn, tools) =
-                postgres(pg, args.password_file.as_deref(), args.pg_bin.as_deref())?;
-            Arc::new(PostgresDrill::new(conn).with_tools(tools))
-        }
-        (None, Some(dir)) => Arc::new(SqliteDrill::new(dir)),
-        (None, None) => {
-            return Err(Error::Config(
-                "a drill needs --pg URL, --mysql URL or --sqlite-dir DIR".into(),
-            ));
-        }
+    let password_file = args.password_file.as_deref();
+    let drill: Arc<dyn DrillTarget> = if let Some(pg) = &args.pg {
+        let (conn, tools) = postgres(pg, password_file, args.pg_bin.as_deref())?;
+        Arc::new(PostgresDrill::new(conn).with_tools(tools))
+    } else if let Some(url) = &args.mysql {
+        Arc::new(MysqlDrill::new(mysql_connection(url, password_file)?))
+    } else if let Some(uri) = &args.mongo {
+        Arc::new(MongoDrill::new(mongo_connection(uri, password_file)?))
+    } else if let Some(dir) = &args.sqlite_dir {
+        Arc::new(SqliteDrill::new(dir))
+    } else {
+        return Err(Error::Config(
+            "a drill needs --pg URL, --mysql URL, --mongo URI or --sqlite-dir DIR".into(),
+        ));
     };
     let record = engine.drill(id.as_str(), drill.as_ref()).await?;
     if args.json {

@@ -1,5 +1,5 @@
 //! `drill:` of a database entry: when restore drills run (logical
-//! PostgreSQL, MySQL/MariaDB and SQLite entries).
+//! PostgreSQL, MySQL/MariaDB, SQLite and MongoDB entries).
 
 use backup_core::Schedule;
 
@@ -36,14 +36,14 @@ pub(super) fn drill_schedule(
     let schedule = raw.drill.as_ref()?;
     let at = format!("{path}.drill");
     let drillable = match engine {
-        Some(Engine::Sqlite | Engine::Mysql) => true,
+        Some(Engine::Sqlite | Engine::Mysql | Engine::Mongodb) => true,
         Some(Engine::Postgres) | None => mode == BackupMode::Logical,
         Some(_) => false,
     };
     if !drillable {
         problems.push(
             &at,
-            "restore drills are for postgres entries with logical backups, mysql/mariadb and sqlite entries",
+            "restore drills are for postgres entries with logical backups and mysql/mariadb, sqlite and mongodb entries",
         );
         return None;
     }

@@ -129,7 +129,7 @@ fn a_dedup_type_beside_block_level_incrementals_is_a_contradiction() {
 }
 
 #[test]
-fn logical_postgres_mysql_and_sqlite_entries_take_a_drill_schedule_others_are_refused() {
+fn every_entry_but_physical_postgres_takes_a_drill_schedule_others_are_refused() {
     let config = load_entries(
         r#"  - {id: s, engine: postgres, database_name: sales, drill: "weekly sun 05:00"}
 "#,
@@ -152,9 +152,12 @@ fn logical_postgres_mysql_and_sqlite_entries_take_a_drill_schedule_others_are_re
     )
     .unwrap();
     assert!(y.databases[0].drill.is_some());
+    let m =
+        load_entries("  - {id: m, engine: mongodb, database_name: x, drill: \"daily 03:00\"}\n")
+            .unwrap();
+    assert!(m.databases[0].drill.is_some());
     for entry in [
         r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill: "daily 03:00"}"#,
-        r#"  - {id: m, engine: mongodb, database_name: x, drill: "daily 03:00"}"#,
         r#"  - {id: b, engine: postgres, database_name: x, drill: "not a schedule"}"#,
     ] {
         let problems = load_entries(&format!("{entry}\n")).unwrap_err();

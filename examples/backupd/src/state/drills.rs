@@ -4,7 +4,9 @@
 //! entry's credentials (the role needs `CREATEDB`); for a SQLite entry,
 //! private scratch directories (`.backup-sqlite-drill-*`) beside the
 //! entry's file, so on its file system; for a MySQL/MariaDB entry,
-//! scratch databases on its own server ([`crate::mysql::drill`]).
+//! scratch databases on its own server ([`crate::mysql::drill`]); for a
+//! MongoDB entry, scratch databases (`_backup_drill_<hex>`) on the
+//! entry's own deployment.
 
 use std::sync::Arc;
 
@@ -28,8 +30,9 @@ pub fn drill_target(db: &DatabaseConfig) -> Result<Arc<dyn DrillTarget>, String>
         )),
         (DbEngine::Sqlite, _) => Ok(Arc::new(SqliteDrill::new(&db.host))),
         (DbEngine::Mysql, _) => crate::mysql::drill(db).map_err(|e| e.to_string()),
+        (DbEngine::Mongodb, _) => crate::mongo::drill(db).map_err(|e| e.to_string()),
         _ => Err(format!(
-            "database {}: restore drills are available for logical PostgreSQL, MySQL/MariaDB and SQLite entries only",
+            "database {}: restore drills are available for logical PostgreSQL, MySQL/MariaDB, SQLite and MongoDB entries only",
             db.id
         )),
     }
