@@ -165,7 +165,6 @@ impl Daemon {
             ));
         }
         let wal = state::wal::WalArchivers::new(&events);
-        let progress = state::progress::ProgressFeed::start(&events);
         let app = Arc::new(App {
             tokens: auth::Tokens::new(&config.tokens),
             store,
@@ -182,7 +181,7 @@ impl Daemon {
             leftovers: Default::default(),
             wal,
             turns: Default::default(),
-            progress,
+            manual_runs: Default::default(),
             config,
         });
         for (i, db) in app.config.databases.clone().into_iter().enumerate() {

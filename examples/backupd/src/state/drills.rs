@@ -52,8 +52,12 @@ pub(super) fn schedule(
     };
     // No catch-up at start: a drill missed while down waits for its next
     // trigger.
+    let job = super::jobs::TrackedDrill {
+        app: Arc::downgrade(app),
+        inner: job,
+    };
     app.scheduler.upsert(
-        backup_core::JobSpec::new(db.drill_job_id(), when.clone(), std::sync::Arc::new(job))
+        backup_core::JobSpec::new(db.drill_job_id(), when.clone(), Arc::new(job))
             .last_run(Some(chrono::Utc::now())),
     )?;
     Ok(())
