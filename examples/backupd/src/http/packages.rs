@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::body;
 use crate::error::ApiError;
-use crate::state::operations::{BY_API, JobInfo};
 use crate::packages::{self, PackageManifest};
+use crate::state::operations::{BY_API, JobInfo};
 
 use super::common::{
     ApiResult, Caller, Found, Params, Shared, WaitQuery, download, ok, run_or_start,

@@ -221,19 +221,13 @@ impl ManualRuns {
             .expect("manual runs lock")
             .insert(job_id.to_string(), progress);
         let out = run.await;
-        self.handed
-            .lock()
-            .expect("manual runs lock")
-            .remove(job_id);
+        self.handed.lock().expect("manual runs lock").remove(job_id);
         out
     }
 
     /// The counters an API request handed to the manual run of `job_id`,
     /// if any (taken: a later run without a request lists its own job).
     pub fn take(&self, job_id: &str) -> Option<Arc<JobProgress>> {
-        self.handed
-            .lock()
-            .expect("manual runs lock")
-            .remove(job_id)
+        self.handed.lock().expect("manual runs lock").remove(job_id)
     }
 }

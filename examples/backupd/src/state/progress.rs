@@ -121,10 +121,10 @@ pub fn serialize_shared<S: Serializer>(p: &Arc<JobProgress>, s: S) -> Result<S::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backup_core::meter::MeteredStore;
-    use backup_core::memory::InMemoryStore;
-    use backup_core::store::{PutOptions, Store};
     use backup_core::key::Key;
+    use backup_core::memory::InMemoryStore;
+    use backup_core::meter::MeteredStore;
+    use backup_core::store::{PutOptions, Store};
     use bytes::Bytes;
 
     #[tokio::test]
@@ -133,7 +133,11 @@ mod tests {
         let store = MeteredStore::new(Arc::new(InMemoryStore::new()), backup.meter());
         let key = Key::new("t/p/object").unwrap();
         store
-            .put(&key, Bytes::from_static(b"0123456789"), PutOptions::default())
+            .put(
+                &key,
+                Bytes::from_static(b"0123456789"),
+                PutOptions::default(),
+            )
             .await
             .unwrap();
         let v = serde_json::to_value(&backup).unwrap();
