@@ -52,7 +52,7 @@ impl App {
                 source,
                 request: request.clone(),
                 retention: retention(&db),
-                keep_newest_verified: true,
+                keep_newest_verified: db.keep_newest_verified,
             },
             serial: Arc::clone(&serial),
         };

@@ -406,7 +406,7 @@ impl App {
                 .prune(
                     &Filter::tenant(&db.tenant).source(&db.id),
                     &refs,
-                    PlanOptions::default(),
+                    PlanOptions::default().keep_newest_verified(db.keep_newest_verified),
                     dry_run,
                 )
                 .await?;
