@@ -2,7 +2,7 @@
 //! notifiers and the listeners, composed from the validated configuration.
 
 use std::future::IntoFuture;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use backup_core::clock::SystemClock;
@@ -171,7 +171,7 @@ impl Daemon {
             engine: engine.clone(),
             scheduler,
             databases: RwLock::new(Default::default()),
-            operations: Mutex::new(Default::default()),
+            operations: Default::default(),
             metrics,
             audit,
             events,

@@ -246,11 +246,7 @@ impl Lookup for Operation {
             ));
         }
         app.operations
-            .lock()
-            .expect("operations lock")
-            .get(id)
-            .filter(|o| tenant.is_none() || o.tenant.as_deref() == tenant)
-            .cloned()
+            .get(id, tenant)
             .ok_or_else(|| ApiError::not_found(format!("job {id}")))
     }
 }
@@ -323,7 +319,7 @@ where
     if wait {
         return created(work.await?);
     }
-    job_started(&app.start_tracked(info, progress, work))
+    job_started(&app.operations.start(&app.tracker, info, progress, work))
 }
 
 /// 202 with the id and URL of the asynchronous operation `job`.

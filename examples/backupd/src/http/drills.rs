@@ -47,29 +47,31 @@ pub(super) async fn start_drill(
         source: Some(&db.id),
         trigger: BY_API,
     };
-    let job = app.start_tracked(info, progress, async move {
-        let record = runner
-            .engine
-            .metered(meter)
-            .drill_latest(&tenant, &id, drill.as_ref())
-            .await?;
-        // A drill that ran and failed is a failed job (its record is
-        // stored all the same), as a scheduled one is.
-        if let Some(error) = &record.error {
-            return Err(backup_core::Error::Restore {
-                engine: "drill",
-                detail: format!("restore drill of {} failed: {error}", record.backup_id),
+    let job = app
+        .operations
+        .start(&app.tracker, info, progress, async move {
+            let record = runner
+                .engine
+                .metered(meter)
+                .drill_latest(&tenant, &id, drill.as_ref())
+                .await?;
+            // A drill that ran and failed is a failed job (its record is
+            // stored all the same), as a scheduled one is.
+            if let Some(error) = &record.error {
+                return Err(backup_core::Error::Restore {
+                    engine: "drill",
+                    detail: format!("restore drill of {} failed: {error}", record.backup_id),
+                }
+                .into());
             }
-            .into());
-        }
-        serde_json::to_value(&record).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("drill record: {e}"),
-            )
-        })
-    });
+            serde_json::to_value(&record).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("drill record: {e}"),
+                )
+            })
+        });
     job_started(&job)
 }
 

@@ -66,11 +66,13 @@ pub(super) async fn restore_backup(
         source: Some(&m.source_id),
         trigger: BY_API,
     };
-    let job = app.start_tracked(info, progress, async move {
-        runner
-            .restore(BackupRef::in_tenant(&tenant, &id), request, meter)
-            .await
-    });
+    let job = app
+        .operations
+        .start(&app.tracker, info, progress, async move {
+            runner
+                .restore(BackupRef::in_tenant(&tenant, &id), request, meter)
+                .await
+        });
     job_started(&job)
 }
 

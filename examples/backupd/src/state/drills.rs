@@ -52,8 +52,8 @@ pub(super) fn schedule(
     };
     // No catch-up at start: a drill missed while down waits for its next
     // trigger.
-    let job = super::jobs::TrackedDrill {
-        app: Arc::downgrade(app),
+    let job = super::operations::TrackedDrill {
+        jobs: app.operations.clone(),
         inner: job,
     };
     app.scheduler.upsert(

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use backup_core::{
     BackupJob, BackupRequest, DumpSource, Error, Event, EventBus, Filter, JobSpec, Result,
-    Schedule, manifest::BackupKind, meter::MeteredSource, scheduler::DrillJob, scheduler::Job,
-    scheduler::JobOutcome, scheduler::Trigger,
+    Schedule, manifest::BackupKind, meter::MeteredSource, scheduler::Job, scheduler::JobOutcome,
+    scheduler::Trigger,
 };
 use backup_postgres::IncrementalOnLatest;
 use chrono::Utc;
@@ -140,7 +140,9 @@ impl Job for GuardedJob {
             trigger: trigger.kind.as_str(),
         };
         let run = self.run_metered(&app, trigger, cancel, &progress);
-        app.tracked_run(info, Arc::clone(&progress), run).await
+        app.operations
+            .tracked_run(info, Arc::clone(&progress), run)
+            .await
     }
 }
 
@@ -232,36 +234,6 @@ impl Job for IncrementalJob {
             return Ok(JobOutcome::default());
         }
         self.inner.run(trigger, cancel).await
-    }
-}
-
-/// A scheduled restore drill ([`DrillJob`]) listed as a job, its store
-/// reads counted: a failed drill is a failed job.
-#[derive(Debug)]
-pub struct TrackedDrill {
-    /// The daemon (weak, so the scheduler does not keep it alive).
-    pub app: std::sync::Weak<App>,
-    /// The drill itself.
-    pub inner: DrillJob,
-}
-
-#[async_trait]
-impl Job for TrackedDrill {
-    async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome> {
-        let app = self.app.upgrade().ok_or(Error::Cancelled)?;
-        let progress = Arc::new(JobProgress::new(Work::Read));
-        let drill = DrillJob {
-            engine: self.inner.engine.metered(progress.meter()),
-            ..self.inner.clone()
-        };
-        let info = JobInfo {
-            kind: "drill",
-            tenant: Some(&self.inner.tenant),
-            source: Some(&self.inner.source_id),
-            trigger: trigger.kind.as_str(),
-        };
-        app.tracked_run(info, progress, drill.run(trigger, cancel))
-            .await
     }
 }
 

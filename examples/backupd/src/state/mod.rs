@@ -3,7 +3,7 @@
 
 use backup_core::backup_ref::BackupRef;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use backup_core::{
     Engine, Error, EventBus, Filter, RestoreOptions, Result, RetentionPolicy, Scheduler, Store,
@@ -31,15 +31,11 @@ pub mod wal;
 pub mod windows;
 
 pub use entries::{make_source, make_target, pg_connection, pg_tools, retention};
-pub use operations::Operation;
+pub use operations::{JOB_PREFIX, Operation};
 
 /// Scheduler job id of the package builder (`_` ids are reserved, so no
 /// database can take it).
 pub const PACKAGE_JOB: &str = "_packages";
-
-/// What every job id starts with (`job-20250101T000000Z-1a2b3c4d`): never
-/// taken for a backup id, nor a backup id for a job's.
-pub const JOB_PREFIX: &str = "job-";
 
 /// What a restore asks for.
 #[derive(Debug, Clone)]
@@ -66,7 +62,7 @@ pub struct App {
     pub databases: RwLock<BTreeMap<String, DatabaseConfig>>,
     /// The job table: API-started operations and scheduled runs by id
     /// ([`operations`]).
-    pub operations: Mutex<HashMap<String, Operation>>,
+    pub operations: operations::JobTable,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Tokens.

@@ -11,9 +11,17 @@ use backup_core::manifest::new_backup_id;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::progress::{self, JobProgress};
-use super::{App, JOB_PREFIX};
+use async_trait::async_trait;
+use backup_core::scheduler::{DrillJob, Job, JobOutcome, Trigger};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::progress::{self, JobProgress, Work};
 use crate::error::ApiError;
+
+/// What every job id starts with (`job-20250101T000000Z-1a2b3c4d`): never
+/// taken for a backup id, nor a backup id for a job's.
+pub const JOB_PREFIX: &str = "job-";
 
 /// Jobs kept before the oldest finished ones are forgotten.
 const MAX_JOBS: usize = 10_000;
@@ -73,10 +81,16 @@ pub struct JobInfo<'a> {
     pub trigger: &'a str,
 }
 
-impl App {
-    /// Lists a running job in the table; returns its id. End it with
-    /// [`App::end_operation`].
-    pub fn begin_operation(&self, info: JobInfo<'_>, progress: Arc<JobProgress>) -> String {
+/// The job table, shared (cloning it shares it).
+#[derive(Debug, Clone, Default)]
+pub struct JobTable {
+    jobs: Arc<Mutex<HashMap<String, Operation>>>,
+}
+
+impl JobTable {
+    /// Lists a running job; returns its id. End it with
+    /// [`JobTable::end`].
+    pub fn begin(&self, info: JobInfo<'_>, progress: Arc<JobProgress>) -> String {
         let id = format!("{JOB_PREFIX}{}", new_backup_id(Utc::now()));
         let op = Operation {
             id: id.clone(),
@@ -92,7 +106,7 @@ impl App {
             error_code: None,
             progress,
         };
-        let mut ops = self.operations.lock().expect("operations lock");
+        let mut ops = self.jobs.lock().expect("jobs lock");
         // Keep the table bounded: forget the oldest finished ones.
         if ops.len() >= MAX_JOBS {
             let mut finished: Vec<(DateTime<Utc>, String)> = ops
@@ -110,8 +124,8 @@ impl App {
     }
 
     /// Records the outcome of job `id`.
-    pub fn end_operation(&self, id: &str, outcome: Result<serde_json::Value, ApiError>) {
-        let mut ops = self.operations.lock().expect("operations lock");
+    pub fn end(&self, id: &str, outcome: Result<serde_json::Value, ApiError>) {
+        let mut ops = self.jobs.lock().expect("jobs lock");
         if let Some(op) = ops.get_mut(id) {
             op.finished_at = Some(Utc::now());
             op.progress.end();
@@ -129,19 +143,33 @@ impl App {
         }
     }
 
-    /// Starts an operation of the API and returns its id; `work` runs in
-    /// the background and its outcome is recorded.
-    pub fn start_operation<F>(self: &Arc<Self>, info: JobInfo<'_>, work: F) -> String
-    where
-        F: std::future::Future<Output = Result<serde_json::Value, ApiError>> + Send + 'static,
-    {
-        self.start_tracked(info, Arc::default(), work)
+    /// Job `id`, if `tenant` (`None`: any) may see it.
+    pub fn get(&self, id: &str, tenant: Option<&str>) -> Option<Operation> {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .get(id)
+            .filter(|o| tenant.is_none() || o.tenant.as_deref() == tenant)
+            .cloned()
     }
 
-    /// [`App::start_operation`] with the counters `progress` reports
-    /// (fed by what `work` runs).
-    pub fn start_tracked<F>(
-        self: &Arc<Self>,
+    /// The jobs `tenant` sees (`None`: all), in no order.
+    pub fn visible_to(&self, tenant: Option<&str>) -> Vec<Operation> {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .values()
+            .filter(|o| tenant.is_none() || o.tenant.as_deref() == tenant)
+            .cloned()
+            .collect()
+    }
+
+    /// Starts a job whose `work` runs in the background on `tracker` (so
+    /// a draining shutdown waits for it) and returns its id; its outcome
+    /// is recorded, its progress read from `progress`.
+    pub fn start<F>(
+        &self,
+        tracker: &TaskTracker,
         info: JobInfo<'_>,
         progress: Arc<JobProgress>,
         work: F,
@@ -149,17 +177,17 @@ impl App {
     where
         F: std::future::Future<Output = Result<serde_json::Value, ApiError>> + Send + 'static,
     {
-        let id = self.begin_operation(info, progress);
-        let me = Arc::clone(self);
-        let op_id = id.clone();
-        self.tracker.spawn(async move {
+        let id = self.begin(info, progress);
+        let table = self.clone();
+        let job = id.clone();
+        tracker.spawn(async move {
             let outcome = work.await;
-            me.end_operation(&op_id, outcome);
+            table.end(&job, outcome);
         });
         id
     }
 
-    /// Runs `work` (a scheduled run of `info`) listed as a job with
+    /// Runs `work` (a scheduler's run of `info`) listed as a job with
     /// `progress`, and passes its outcome on.
     pub async fn tracked_run<T, F>(
         &self,
@@ -171,9 +199,9 @@ impl App {
         F: std::future::Future<Output = backup_core::Result<T>>,
         T: Serialize,
     {
-        let id = self.begin_operation(info, progress);
+        let id = self.begin(info, progress);
         let outcome = work.await;
-        self.end_operation(
+        self.end(
             &id,
             match &outcome {
                 Ok(v) => Ok(serde_json::to_value(v).unwrap_or(serde_json::Value::Null)),
@@ -184,6 +212,40 @@ impl App {
             },
         );
         outcome
+    }
+}
+
+/// A scheduled restore drill ([`DrillJob`]) listed as a job, its store
+/// reads counted: a failed drill is a failed job.
+#[derive(Debug)]
+pub struct TrackedDrill {
+    /// Where it is listed.
+    pub jobs: JobTable,
+    /// The drill itself.
+    pub inner: DrillJob,
+}
+
+#[async_trait]
+impl Job for TrackedDrill {
+    async fn run(
+        &self,
+        trigger: &Trigger,
+        cancel: CancellationToken,
+    ) -> backup_core::Result<JobOutcome> {
+        let progress = Arc::new(JobProgress::new(Work::Read));
+        let drill = DrillJob {
+            engine: self.inner.engine.metered(progress.meter()),
+            ..self.inner.clone()
+        };
+        let info = JobInfo {
+            kind: "drill",
+            tenant: Some(&self.inner.tenant),
+            source: Some(&self.inner.source_id),
+            trigger: trigger.kind.as_str(),
+        };
+        self.jobs
+            .tracked_run(info, progress, drill.run(trigger, cancel))
+            .await
     }
 }
 
@@ -220,14 +282,74 @@ impl ManualRuns {
             .lock()
             .expect("manual runs lock")
             .insert(job_id.to_string(), progress);
-        let out = run.await;
-        self.handed.lock().expect("manual runs lock").remove(job_id);
-        out
+        // Withdrawn however this ends (also when the request is dropped).
+        let _withdraw = Withdraw { runs: self, job_id };
+        run.await
     }
 
     /// The counters an API request handed to the manual run of `job_id`,
     /// if any (taken: a later run without a request lists its own job).
     pub fn take(&self, job_id: &str) -> Option<Arc<JobProgress>> {
         self.handed.lock().expect("manual runs lock").remove(job_id)
+    }
+}
+
+/// Withdraws the counters [`ManualRuns::run`] handed over, when dropped.
+struct Withdraw<'a> {
+    runs: &'a ManualRuns,
+    job_id: &'a str,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut handed) = self.runs.handed.lock() {
+            handed.remove(self.job_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_manual_run_takes_the_counters_of_its_request_once() {
+        let runs = ManualRuns::default();
+        let mine = Arc::new(JobProgress::default());
+        let taken = runs
+            .run("db", Arc::clone(&mine), async {
+                (runs.take("other"), runs.take("db"), runs.take("db"))
+            })
+            .await;
+        assert!(taken.0.is_none());
+        assert!(taken.1.is_some_and(|p| Arc::ptr_eq(&p, &mine)));
+        assert!(taken.2.is_none(), "taken twice");
+        // A request dropped before its run took them withdraws them.
+        let pending = runs.run("db", Arc::clone(&mine), std::future::pending::<()>());
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(1), pending).await;
+        assert!(runs.take("db").is_none());
+    }
+
+    #[test]
+    fn the_table_forgets_the_oldest_finished_jobs_past_its_bound() {
+        let table = JobTable::default();
+        let info = JobInfo {
+            kind: "backup",
+            tenant: Some("a"),
+            source: Some("db"),
+            trigger: BY_SCHEDULE,
+        };
+        let first = table.begin(info, Arc::default());
+        for _ in 1..MAX_JOBS {
+            let id = table.begin(info, Arc::default());
+            table.end(&id, Ok(serde_json::Value::Null));
+        }
+        table.begin(info, Arc::default());
+        let kept = table.visible_to(None);
+        assert_eq!(kept.len(), MAX_JOBS + 1 - FORGET_AT_ONCE);
+        // The running one stays, whatever its age; other tenants see none.
+        assert_eq!(table.get(&first, Some("a")).unwrap().status, "running");
+        assert!(table.get(&first, Some("b")).is_none());
+        assert!(table.visible_to(Some("b")).is_empty());
     }
 }
