@@ -18,8 +18,8 @@ use crate::source::DumpSource;
 /// Backs up one source with an [`Engine`]; after each successful
 /// *scheduled* run, prunes that source with its retention policies (manual
 /// backups are kept; see [`plan`](crate::retention::plan); so is the
-/// newest backup with a passed restore drill,
-/// [`PlanOptions::keep_newest_verified`]). A failed prune is logged
+/// newest backup with a passed restore drill when
+/// [`BackupJob::keep_newest_verified`] is set). A failed prune is logged
 /// and does not fail the backup. Each attempt's run record (in the store)
 /// tells a restarted scheduler which trigger ran last ([`Job::last_run`]).
 #[derive(Debug, Clone)]
@@ -32,6 +32,10 @@ pub struct BackupJob {
     pub request: BackupRequest,
     /// Retention applied after scheduled runs (none: keep everything).
     pub retention: Vec<Arc<dyn RetentionPolicy>>,
+    /// Retention never deletes the newest backup with a passed restore
+    /// drill ([`PlanOptions::keep_newest_verified`]; a no-op for sources
+    /// never drilled).
+    pub keep_newest_verified: bool,
 }
 
 #[async_trait]
@@ -68,7 +72,7 @@ impl Job for BackupJob {
                 .prune(
                     &filter,
                     &policies,
-                    PlanOptions::default().keep_newest_verified(true),
+                    PlanOptions::default().keep_newest_verified(self.keep_newest_verified),
                     false,
                 )
                 .await

@@ -180,14 +180,17 @@ impl Upload for MeteredUpload {
 /// ([`Meter::source_read`]); versions, details and the declared parent
 /// pass through unchanged.
 pub struct MeteredSource {
-    inner: Box<dyn DumpSource>,
+    inner: Arc<dyn DumpSource>,
     meter: Arc<Meter>,
 }
 
 impl MeteredSource {
-    /// Wraps `inner`, counting into `meter`.
-    pub fn new(inner: Box<dyn DumpSource>, meter: Arc<Meter>) -> Self {
-        MeteredSource { inner, meter }
+    /// Wraps `inner` (a `Box` or a shared `Arc`), counting into `meter`.
+    pub fn new(inner: impl Into<Arc<dyn DumpSource>>, meter: Arc<Meter>) -> Self {
+        MeteredSource {
+            inner: inner.into(),
+            meter,
+        }
     }
 }
 

@@ -295,6 +295,7 @@ async fn restarts_catch_up_once_per_trigger() {
         source: Arc::new(ScriptedSource::ok(10_000)),
         request: BackupRequest::new("sales"),
         retention: Vec::new(),
+        keep_newest_verified: true,
     });
     let mut starts = 0;
     let mut start = |at: &str| {

@@ -479,6 +479,7 @@ async fn backup_jobs_apply_retention_after_scheduled_runs() {
         source: Arc::new(ScriptedSource::ok(10_000)),
         request: BackupRequest::new("orders").tenant("acme"),
         retention: vec![Arc::new(KeepLast(2))],
+        keep_newest_verified: true,
     });
     let at = utc("2025-06-10T00:00:00Z");
     let clock = ManualClock::new(at);

@@ -223,6 +223,7 @@ fn replica(clock: &ManualClock, store: Arc<dyn Store>) -> Replica {
         source: Arc::new(ScriptedSource::ok(100_000)),
         request: BackupRequest::new("orders"),
         retention: vec![],
+        keep_newest_verified: true,
     });
     scheduler
         .upsert(JobSpec::new("nightly", "0 * * * *".parse().unwrap(), job).last_run(Some(hour(0))))

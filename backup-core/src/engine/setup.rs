@@ -9,6 +9,7 @@ use crate::dedup::DedupOptions;
 use crate::error::{Error, Result};
 use crate::events::EventBus;
 use crate::manifest::{EncryptionInfo, Manifest};
+use crate::meter::{Meter, MeteredStore};
 use crate::pipeline::PipelineOptions;
 use crate::store::Store;
 
@@ -137,6 +138,16 @@ impl Engine {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// This engine with the bytes of its store counted into `meter`
+    /// ([`MeteredStore`]): one operation's progress when the engine is
+    /// shared. The catalog (and its cache) stays the one of `self`, and
+    /// its reads of manifests are not counted.
+    pub fn metered(&self, meter: Arc<Meter>) -> Engine {
+        let mut engine = self.clone();
+        engine.store = Arc::new(MeteredStore::new(Arc::clone(&self.store), meter));
+        engine
     }
 
     /// The catalog of committed backups.

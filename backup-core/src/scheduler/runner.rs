@@ -536,6 +536,7 @@ mod tests {
             source: Arc::new(ScriptedSource::stall_after(1024)),
             request: BackupRequest::new("db").tenant("t"),
             retention: Vec::new(),
+            keep_newest_verified: true,
         };
         scheduler
             .upsert(JobSpec::new("db", Schedule::Disabled, Arc::new(job)))

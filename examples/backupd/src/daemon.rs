@@ -2,7 +2,7 @@
 //! notifiers and the listeners, composed from the validated configuration.
 
 use std::future::IntoFuture;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use backup_core::clock::SystemClock;
@@ -165,14 +165,13 @@ impl Daemon {
             ));
         }
         let wal = state::wal::WalArchivers::new(&events);
-        let progress = state::progress::ProgressFeed::start(&events);
         let app = Arc::new(App {
             tokens: auth::Tokens::new(&config.tokens),
             store,
             engine: engine.clone(),
             scheduler,
             databases: RwLock::new(Default::default()),
-            operations: Mutex::new(Default::default()),
+            operations: Default::default(),
             metrics,
             audit,
             events,
@@ -182,7 +181,7 @@ impl Daemon {
             leftovers: Default::default(),
             wal,
             turns: Default::default(),
-            progress,
+            manual_runs: Default::default(),
             config,
         });
         for (i, db) in app.config.databases.clone().into_iter().enumerate() {

@@ -205,6 +205,7 @@ macro_rules! database_fields {
     "max_age": {"type": "string", "description": "a duration such as 30d"},
     "retention_days": {"type": "integer", "minimum": 1, "maximum": 36500, "deprecated": true, "description": "older name of max_age, in days"},
     "max_backups": {"type": "integer", "minimum": 1, "maximum": 100000, "deprecated": true, "description": "older name of keep_last"},
+    "keep_newest_verified": {"type": "boolean", "description": "retention never deletes the newest backup with a passed restore drill (default: true when the entry has a drill schedule)"},
     "package": {"type": "boolean"},
     "tenant": {"type": "string"},
     "stale_after": {"type": "string", "description": "a duration such as 90m, 24h or 30d"},
@@ -469,6 +470,7 @@ mod tests {
             mode: Some("physical".into()),
             wal_archiving: true,
             slot: Some("s".into()),
+            keep_newest_verified: Some(true),
             ..Default::default()
         })
         .unwrap();

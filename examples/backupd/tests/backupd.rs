@@ -1222,7 +1222,21 @@ async fn the_api_cannot_read_the_environment_nor_restore_over_other_databases() 
         database_body("other", &other, Some("b"), false),
     )
     .await;
-    let id = backup_now(&api, "sec", ADMIN).await;
+    // A small backup's progress: its dump read and its artifact stored.
+    let job = post_backup(&api, ADMIN, json!({"source_id": "sec"})).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        (&job["kind"], &job["source"], &job["trigger"]),
+        (&json!("backup"), &json!("sec"), &json!("api")),
+        "{job}"
+    );
+    let artifact = job["result"]["size_bytes"].as_u64().unwrap();
+    assert!(job["progress"]["bytes_read"].as_u64().unwrap() > 0, "{job}");
+    assert!(
+        job["progress"]["bytes_stored"].as_u64().unwrap() >= artifact,
+        "{job}"
+    );
+    let id = job["result"]["id"].as_str().unwrap().to_string();
 
     // Restores go into the source's own database or a new one only.
     for target in [other.as_str(), "postgres", "template1"] {
@@ -1242,6 +1256,13 @@ async fn the_api_cannot_read_the_environment_nor_restore_over_other_databases() 
     let into_new = json!({"target_database": format!("{db}_new")});
     let (_, job) = restore(&api, &id, ADMIN, into_new.clone()).await;
     assert_eq!(job["status"], "succeeded", "{job}");
+    // Its progress: the artifact read from the store, nothing stored.
+    assert!(
+        job["progress"]["bytes_read"].as_u64().unwrap() >= artifact,
+        "{job}"
+    );
+    assert_eq!(job["progress"]["bytes_stored"], 0, "{job}");
+    assert_eq!(job["source"], "sec", "{job}");
     // An existing, unregistered database is not overwritten either.
     let (_, job) = restore(&api, &id, ADMIN, into_new).await;
     assert_eq!(job["status"], "failed", "{job}");

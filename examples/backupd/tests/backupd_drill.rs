@@ -4,7 +4,10 @@
 //! and global tokens, not to tenant `b`; readers cannot start one; the
 //! metrics count it; no scratch database is left; `/status` says
 //! `unverified` before the first passed drill (`verify_max_age`) and
-//! carries `last_verified_at` after it.
+//! carries `last_verified_at` after it. A drill that fails (a corrupted
+//! artifact) is a failed job; scheduled backups and drills are listed in
+//! `GET /api/v1/jobs` beside API jobs, within their tenant, with their
+//! progress.
 
 use backup_postgres::{DRILL_PREFIX, TestServer};
 use reqwest::StatusCode;
@@ -92,6 +95,9 @@ async fn drill_job_records_and_tenants() {
         .wait_job(v["data"]["job_id"].as_str().unwrap(), TENANT_A)
         .await;
     assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["kind"], "drill", "{job}");
+    assert_eq!(job["source"], "a_db", "{job}");
+    assert!(job["progress"]["bytes_read"].as_u64().unwrap() > 0, "{job}");
     assert_eq!(job["result"]["status"], "passed", "{job}");
     assert_eq!(job["result"]["backup_id"], backup.as_str());
     assert_eq!(job["result"]["tables"][0]["expected_rows"], 200, "{job}");
@@ -133,4 +139,131 @@ async fn drill_job_records_and_tenants() {
         .unwrap();
     assert_eq!(left.trim(), "0");
     server.drop_database(&db).await.unwrap();
+}
+
+/// The first job `token` sees that matches `pick` and has ended, polled
+/// for (scheduled runs start at the next minute).
+async fn wait_listed(api: &Api, token: &str, pick: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..1800 {
+        let (status, v) = api.get("/api/v1/jobs", token).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let found = v["data"]["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| pick(j) && j["status"] != "running")
+            .cloned();
+        if let Some(job) = found {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no such job was listed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_runs_are_jobs_and_a_failed_drill_fails_its_job() {
+    let server = TestServer::shared();
+    let ticks = server
+        .create_database_with("drill_ticks", "CREATE TABLE t AS SELECT 1 AS x")
+        .await
+        .unwrap();
+    let broken = server
+        .create_database_with(
+            "drill_broken",
+            "CREATE TABLE t AS SELECT g AS x FROM generate_series(1, 50) g",
+        )
+        .await
+        .unwrap();
+    let d = Daemon::start_with(Options {
+        extra_config: format!(
+            "databases:\n  - {}\n  - {}\n",
+            pg_entry(
+                server,
+                "ticks",
+                &ticks,
+                "tenant: a, schedule: \"* * * * *\", drill: \"* * * * *\""
+            ),
+            pg_entry(server, "broken", &broken, "tenant: a")
+        ),
+        ..Options::default()
+    });
+    let api = Api::new(&d);
+
+    // A byte flipped in the artifact: the drill runs, fails, and so does
+    // its job; the record is stored and listed all the same.
+    let backup = backup_now(&api, "broken", TENANT_A).await;
+    let manifest = d
+        .listed_backups()
+        .await
+        .into_iter()
+        .find(|m| m.id == backup)
+        .unwrap();
+    let path = d.store().join(&manifest.artifact);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let (status, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/databases/broken/drill",
+            Some(TENANT_A),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    let job = api
+        .wait_job(v["data"]["job_id"].as_str().unwrap(), TENANT_A)
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_code"], "restore_failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("restore drill of {backup} failed"))
+            && error.contains("integrity check failed"),
+        "{job}"
+    );
+    let (_, v) = api.get("/api/v1/drills?database=broken", TENANT_A).await;
+    let list = drills(&v);
+    assert_eq!(list.len(), 1, "{v}");
+    assert_eq!(list[0]["status"], "failed", "{v}");
+    assert_eq!(list[0]["backup_id"], backup.as_str(), "{v}");
+
+    // The scheduled backup of `ticks` (at the next minute) is a job of
+    // tenant a, with its progress; tenant b sees none of it.
+    let scheduled = wait_listed(&api, TENANT_A, |j| {
+        j["source"] == "ticks" && j["kind"] == "backup"
+    })
+    .await;
+    assert_eq!(scheduled["trigger"], "scheduled", "{scheduled}");
+    assert_eq!(scheduled["tenant"], "a", "{scheduled}");
+    assert_eq!(scheduled["status"], "succeeded", "{scheduled}");
+    assert!(scheduled["finished_at"].is_string(), "{scheduled}");
+    assert!(scheduled["result"]["backup_id"].is_string(), "{scheduled}");
+    for counter in ["bytes_read", "bytes_stored"] {
+        assert!(
+            scheduled["progress"][counter].as_u64().unwrap() > 0,
+            "{scheduled}"
+        );
+    }
+    let id = scheduled["id"].as_str().unwrap();
+    let (status, v) = api.get(&format!("/api/v1/jobs/{id}"), ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["trigger"], "scheduled", "{v}");
+    let (status, v) = api.get(&format!("/api/v1/jobs/{id}"), TENANT_B).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (_, v) = api.get("/api/v1/jobs", TENANT_B).await;
+    assert_eq!(v["data"]["total"], 0, "{v}");
+
+    // So is its scheduled drill, whichever way it went (it fired with the
+    // backup, so it may have found no backup yet).
+    let drill = wait_listed(&api, TENANT_A, |j| {
+        j["source"] == "ticks" && j["kind"] == "drill"
+    })
+    .await;
+    assert_eq!(drill["trigger"], "scheduled", "{drill}");
+    assert_eq!(drill["tenant"], "a", "{drill}");
+    server.drop_database(&ticks).await.unwrap();
+    server.drop_database(&broken).await.unwrap();
 }

@@ -93,6 +93,9 @@ pub fn database(
     check_pg_bin(raw, engine, path, problems);
     let drill = crate::config::drill::drill_schedule(raw, engine, mode, path, problems);
     let verify_max_age = crate::config::drill::verify_max_age(raw, path, problems);
+    // Drilled on a schedule: the newest verified backup is kept unless the
+    // entry says otherwise.
+    let keep_newest_verified = raw.keep_newest_verified.unwrap_or(drill.is_some());
     if problems.0.len() > before {
         return None;
     }
@@ -121,6 +124,7 @@ pub fn database(
         fallback_to_full: raw.fallback_to_full,
         drill,
         verify_max_age,
+        keep_newest_verified,
         retention: limits,
         package: raw.package,
         tenant,

@@ -425,6 +425,11 @@ pub struct RawDatabase {
     /// Configuration file only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_max_age: Option<String>,
+    /// Retention never deletes the newest backup with a passed restore
+    /// drill (`true` or `false`; default: `true` when the entry has a
+    /// `drill:` schedule, else `false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_newest_verified: Option<bool>,
     /// Not a setting of an entry: read only to refuse it with what to
     /// write instead. A backup's `type` (`full`, or `incremental`:
     /// deduplicated chunks of a logical dump) is chosen per request

@@ -176,3 +176,41 @@ fn every_entry_but_physical_postgres_takes_a_drill_schedule_others_are_refused()
         );
     }
 }
+
+#[test]
+fn keep_newest_verified_follows_the_drill_schedule_unless_given() {
+    let config = load_entries(
+        r#"  - {id: d, engine: postgres, database_name: a, drill: "weekly sun 05:00"}
+  - {id: n, engine: postgres, database_name: b}
+  - {id: off, engine: postgres, database_name: c, drill: "daily 05:00", keep_newest_verified: false}
+  - {id: on, engine: postgres, database_name: e, keep_newest_verified: true}
+"#,
+    )
+    .unwrap();
+    let kept: Vec<(&str, bool)> = config
+        .databases
+        .iter()
+        .map(|d| (d.id.as_str(), d.keep_newest_verified))
+        .collect();
+    assert_eq!(
+        kept,
+        [("d", true), ("n", false), ("off", false), ("on", true)]
+    );
+    let view = serde_json::to_value(DatabaseView::from(&config.databases[0])).unwrap();
+    assert_eq!(view["keep_newest_verified"], true, "{view}");
+    // Exactly a boolean: anything else is refused, naming the key.
+    for value in ["yes", "\"true\"", "1", "[true]"] {
+        let problems = load_entries(&format!(
+            "  - {{id: x, engine: postgres, database_name: a, keep_newest_verified: {value}}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            problems
+                .0
+                .iter()
+                .any(|p| p.contains("keep_newest_verified")),
+            "{value}: {:?}",
+            problems.0
+        );
+    }
+}

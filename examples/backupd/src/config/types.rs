@@ -148,6 +148,10 @@ pub struct DatabaseConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub verify_max_age: Option<Duration>,
+    /// Retention (scheduled and `POST /api/v1/cleanup`) never deletes the
+    /// newest backup with a passed restore drill: `keep_newest_verified`,
+    /// by default on for entries with a `drill:` schedule.
+    pub keep_newest_verified: bool,
 }
 
 /// What the scheduler job id of an entry's incremental base backups

@@ -18,7 +18,8 @@ use crate::body;
 use crate::config::BackupMode;
 use crate::error::ApiError;
 use crate::packages;
-use crate::state::progress::JobProgress;
+use crate::state::operations::{BY_API, JobInfo};
+use crate::state::progress::{JobProgress, Work};
 
 use super::common::{
     ApiResult, Caller, Found, Params, Shared, WaitQuery, download, ok, path_id, run_or_start, scope,
@@ -220,28 +221,23 @@ pub(super) async fn create_backup(
     };
     let runner = Arc::clone(&app);
     let db_id = job_id;
-    let progress = Arc::new(JobProgress::default());
-    app.progress.watch(&db.tenant, &db.id, &progress);
+    // The run counts its source and store bytes into these.
+    let progress = Arc::new(JobProgress::new(Work::Backup));
     let counters = Arc::clone(&progress);
     let work = async move {
-        let outcome = runner
-            .scheduler
-            .run_now_as(&db_id, Some(backup_type))
-            .await?;
+        let run = runner.scheduler.run_now_as(&db_id, Some(backup_type));
+        let outcome = runner.manual_runs.run(&db_id, counters, run).await?;
         let id = outcome.backup_id.unwrap_or_default();
         let m = runner.engine.catalog().get(&id).await?;
-        counters.finish(m.raw.size, m.stored.size);
         Ok::<_, ApiError>(backup_view(&m))
     };
-    run_or_start(
-        &app,
-        "backup",
-        Some(&db.tenant),
-        wait.wait.unwrap_or(false),
-        progress,
-        work,
-    )
-    .await
+    let info = JobInfo {
+        kind: "backup",
+        tenant: Some(&db.tenant),
+        source: Some(&db.id),
+        trigger: BY_API,
+    };
+    run_or_start(&app, info, wait.wait.unwrap_or(false), progress, work).await
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::config::{DatabaseConfig, Role};
 use crate::error::ApiError;
 use crate::packages::{self, PackageManifest};
 use crate::routes::{Param, find_route};
+use crate::state::operations::JobInfo;
 use crate::state::progress::JobProgress;
 use crate::state::{App, JOB_PREFIX, Operation};
 
@@ -245,11 +246,7 @@ impl Lookup for Operation {
             ));
         }
         app.operations
-            .lock()
-            .expect("operations lock")
-            .get(id)
-            .filter(|o| tenant.is_none() || o.tenant.as_deref() == tenant)
-            .cloned()
+            .get(id, tenant)
             .ok_or_else(|| ApiError::not_found(format!("job {id}")))
     }
 }
@@ -311,8 +308,7 @@ pub(super) fn download(
 /// as an asynchronous operation of `kind` (202 with the job to poll).
 pub(super) async fn run_or_start<F>(
     app: &Shared,
-    kind: &str,
-    tenant: Option<&str>,
+    info: JobInfo<'_>,
     wait: bool,
     progress: Arc<JobProgress>,
     work: F,
@@ -323,7 +319,7 @@ where
     if wait {
         return created(work.await?);
     }
-    job_started(&app.start_tracked(kind, tenant, progress, work))
+    job_started(&app.operations.start(&app.tracker, info, progress, work))
 }
 
 /// 202 with the id and URL of the asynchronous operation `job`.

@@ -253,6 +253,7 @@ pub(super) async fn patch_database(
             .as_ref()
             .map(|s| RawSchedule::Text(s.to_string())),
         verify_max_age: current.verify_max_age.map(format_duration),
+        keep_newest_verified: Some(current.keep_newest_verified),
         backup_type: None,
     };
     let mut fields = fields;

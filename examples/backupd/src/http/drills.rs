@@ -1,5 +1,6 @@
 //! Restore drills: `POST /api/v1/databases/{id}/drill` (admin) starts one
-//! on the newest backup of a PostgreSQL entry; `GET /api/v1/drills`
+//! on the newest backup of a PostgreSQL entry (a drill that fails is a
+//! failed job); `GET /api/v1/drills`
 //! lists the records, newest first, within the caller's tenant.
 
 use std::collections::BTreeSet;
@@ -13,6 +14,8 @@ use serde_json::json;
 
 use crate::config::DatabaseConfig;
 use crate::error::ApiError;
+use crate::state::operations::{BY_API, JobInfo};
+use crate::state::progress::{JobProgress, Work};
 
 use super::common::{ApiResult, Caller, Found, Params, Shared, job_started, ok};
 
@@ -36,19 +39,39 @@ pub(super) async fn start_drill(
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "drill_unsupported", e))?;
     let runner = std::sync::Arc::clone(&app);
     let (tenant, id) = (db.tenant.clone(), db.id.clone());
-    let job = app.start_operation("drill", Some(&db.tenant), async move {
-        let record = runner
-            .engine
-            .drill_latest(&tenant, &id, drill.as_ref())
-            .await?;
-        serde_json::to_value(&record).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("drill record: {e}"),
-            )
-        })
-    });
+    let progress = std::sync::Arc::new(JobProgress::new(Work::Read));
+    let meter = progress.meter();
+    let info = JobInfo {
+        kind: "drill",
+        tenant: Some(&db.tenant),
+        source: Some(&db.id),
+        trigger: BY_API,
+    };
+    let job = app
+        .operations
+        .start(&app.tracker, info, progress, async move {
+            let record = runner
+                .engine
+                .metered(meter)
+                .drill_latest(&tenant, &id, drill.as_ref())
+                .await?;
+            // A drill that ran and failed is a failed job (its record is
+            // stored all the same), as a scheduled one is.
+            if let Some(error) = &record.error {
+                return Err(backup_core::Error::Restore {
+                    engine: "drill",
+                    detail: format!("restore drill of {} failed: {error}", record.backup_id),
+                }
+                .into());
+            }
+            serde_json::to_value(&record).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("drill record: {e}"),
+                )
+            })
+        });
     job_started(&job)
 }
 

@@ -123,6 +123,7 @@ pub fn sample_base() -> RawDatabase {
         fallback_to_full: false,
         drill: None,
         verify_max_age: None,
+        keep_newest_verified: None,
         backup_type: None,
     }
 }

@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use crate::body;
 use crate::error::ApiError;
-use crate::state::progress::JobProgress;
+use crate::state::operations::{BY_API, JobInfo};
+use crate::state::progress::{JobProgress, Work};
 use crate::state::{Operation, RestoreRequest};
 
 use super::common::{ApiResult, Found, Shared, job_started, ok};
@@ -56,18 +57,22 @@ pub(super) async fn restore_backup(
         clean: body.clean,
         caller_tenant: caller.tenant.clone(),
     };
-    // Restores report no counts while they run: the dump's size read and
-    // the artifact's fetched once done.
-    let progress = Arc::new(JobProgress::default());
-    let counters = Arc::clone(&progress);
-    let (raw, stored) = (m.raw.size, m.stored.size);
-    let job = app.start_tracked("restore", Some(&m.tenant), progress, async move {
-        let report = runner
-            .restore(BackupRef::in_tenant(&tenant, &id), request)
-            .await?;
-        counters.finish(raw, stored);
-        Ok(report)
-    });
+    // The bytes read from the store, as the restore fetches them.
+    let progress = Arc::new(JobProgress::new(Work::Read));
+    let meter = progress.meter();
+    let info = JobInfo {
+        kind: "restore",
+        tenant: Some(&m.tenant),
+        source: Some(&m.source_id),
+        trigger: BY_API,
+    };
+    let job = app
+        .operations
+        .start(&app.tracker, info, progress, async move {
+            runner
+                .restore(BackupRef::in_tenant(&tenant, &id), request, meter)
+                .await
+        });
     job_started(&job)
 }
 

@@ -30,14 +30,7 @@ pub(super) async fn list_jobs(
             "limit {limit} is out of range (1 to 1000)"
         )));
     }
-    let mut jobs: Vec<Operation> = app
-        .operations
-        .lock()
-        .expect("operations lock")
-        .values()
-        .filter(|o| caller.tenant.is_none() || o.tenant == caller.tenant)
-        .cloned()
-        .collect();
+    let mut jobs: Vec<Operation> = app.operations.visible_to(caller.tenant.as_deref());
     // Newest first; ids (time, then random) break ties.
     jobs.sort_by(|a, b| (b.started_at, &b.id).cmp(&(a.started_at, &a.id)));
     let total = jobs.len();

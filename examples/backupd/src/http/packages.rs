@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::body;
 use crate::error::ApiError;
 use crate::packages::{self, PackageManifest};
+use crate::state::operations::{BY_API, JobInfo};
 
 use super::common::{
     ApiResult, Caller, Found, Params, Shared, WaitQuery, download, ok, run_or_start,
@@ -35,8 +36,12 @@ pub(super) async fn create_packages(
     };
     run_or_start(
         &app,
-        "package",
-        caller.tenant.as_deref(),
+        JobInfo {
+            kind: "package",
+            tenant: caller.tenant.as_deref(),
+            source: None,
+            trigger: BY_API,
+        },
         wait.wait.unwrap_or(false),
         Default::default(),
         work,

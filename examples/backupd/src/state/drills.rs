@@ -57,8 +57,12 @@ pub(super) fn schedule(
     };
     // No catch-up at start: a drill missed while down waits for its next
     // trigger.
+    let job = super::operations::TrackedDrill {
+        jobs: app.operations.clone(),
+        inner: job,
+    };
     app.scheduler.upsert(
-        backup_core::JobSpec::new(db.drill_job_id(), when.clone(), std::sync::Arc::new(job))
+        backup_core::JobSpec::new(db.drill_job_id(), when.clone(), Arc::new(job))
             .last_run(Some(chrono::Utc::now())),
     )?;
     Ok(())

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use backup_core::{
     BackupJob, BackupRequest, DumpSource, Error, Event, EventBus, Filter, JobSpec, Result,
-    Schedule, manifest::BackupKind, scheduler::Job, scheduler::JobOutcome, scheduler::Trigger,
+    Schedule, manifest::BackupKind, meter::MeteredSource, scheduler::Job, scheduler::JobOutcome,
+    scheduler::Trigger,
 };
 use backup_postgres::IncrementalOnLatest;
 use chrono::Utc;
@@ -15,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::App;
 use super::entries::{base_backup_source, make_source, retention};
+use super::operations::JobInfo;
+use super::progress::{JobProgress, Work};
 use crate::config::DatabaseConfig;
 
 impl App {
@@ -49,6 +52,7 @@ impl App {
                 source,
                 request: request.clone(),
                 retention: retention(&db),
+                keep_newest_verified: db.keep_newest_verified,
             },
             serial: Arc::clone(&serial),
         };
@@ -116,8 +120,41 @@ pub struct GuardedJob {
 
 #[async_trait]
 impl Job for GuardedJob {
+    /// A run the API started reports into the counters its request
+    /// handed over ([`ManualRuns`](super::operations::ManualRuns)); any
+    /// other run is listed as a job of its own.
     async fn run(&self, trigger: &Trigger, cancel: CancellationToken) -> Result<JobOutcome> {
         let app = self.app.upgrade().ok_or(Error::Cancelled)?;
+        let handed = match trigger.kind {
+            BackupKind::Manual => app.manual_runs.take(&trigger.job_id),
+            BackupKind::Scheduled => None,
+        };
+        if let Some(progress) = handed {
+            return self.run_metered(&app, trigger, cancel, &progress).await;
+        }
+        let progress = Arc::new(JobProgress::new(Work::Backup));
+        let info = JobInfo {
+            kind: "backup",
+            tenant: Some(&self.db.tenant),
+            source: Some(&self.db.id),
+            trigger: trigger.kind.as_str(),
+        };
+        let run = self.run_metered(&app, trigger, cancel, &progress);
+        app.operations
+            .tracked_run(info, Arc::clone(&progress), run)
+            .await
+    }
+}
+
+impl GuardedJob {
+    /// The run itself, its store and source counted into `progress`.
+    async fn run_metered(
+        &self,
+        app: &App,
+        trigger: &Trigger,
+        cancel: CancellationToken,
+        progress: &JobProgress,
+    ) -> Result<JobOutcome> {
         self.db
             .check_database_name()
             .map_err(|e| Error::Config(format!("database {}: {e}", self.db.id)))?;
@@ -129,7 +166,15 @@ impl Job for GuardedJob {
             _ = cancel.cancelled() => return Err(Error::Cancelled),
             turn = self.serial.take() => turn,
         };
-        let result = self.inner.run(trigger, cancel).await;
+        let metered = BackupJob {
+            engine: self.inner.engine.metered(progress.meter()),
+            source: Arc::new(MeteredSource::new(
+                Arc::clone(&self.inner.source),
+                progress.meter(),
+            )),
+            ..self.inner.clone()
+        };
+        let result = metered.run(trigger, cancel).await;
         // Retention pruned the entry's base backups: its WAL archive
         // loses what none of the rest needs, still in the entry's turn, so
         // no base backup of it is being taken meanwhile.

@@ -3,14 +3,13 @@
 
 use backup_core::backup_ref::BackupRef;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use backup_core::{
     Engine, Error, EventBus, Filter, RestoreOptions, Result, RetentionPolicy, Scheduler, Store,
-    catalog::HealthOptions, engine::PruneReport, manifest::new_backup_id, retention::PlanOptions,
+    catalog::HealthOptions, engine::PruneReport, retention::PlanOptions,
 };
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,48 +24,18 @@ use super::tenancy;
 pub mod drills;
 pub mod entries;
 pub mod jobs;
+pub mod operations;
 pub mod progress;
 pub mod turns;
 pub mod wal;
 pub mod windows;
 
 pub use entries::{make_source, make_target, pg_connection, pg_tools, retention};
+pub use operations::{JOB_PREFIX, Operation};
 
 /// Scheduler job id of the package builder (`_` ids are reserved, so no
 /// database can take it).
 pub const PACKAGE_JOB: &str = "_packages";
-
-/// What every job id starts with (`job-20250101T000000Z-1a2b3c4d`): never
-/// taken for a backup id, nor a backup id for a job's.
-pub const JOB_PREFIX: &str = "job-";
-
-/// State of an asynchronous operation started through the API.
-#[derive(Debug, Clone, Serialize)]
-pub struct Operation {
-    /// Operation id.
-    pub id: String,
-    /// `backup`, `restore` or `package`.
-    pub kind: String,
-    /// Tenant it belongs to (`None`: started by a token without a tenant,
-    /// possibly spanning tenants; visible to such tokens only).
-    pub tenant: Option<String>,
-    /// `running`, `succeeded` or `failed`.
-    pub status: String,
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-    /// When it ended.
-    pub finished_at: Option<DateTime<Utc>>,
-    /// What it produced (backup id, restore report...).
-    pub result: Option<serde_json::Value>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// The error's code (`upstream_auth_failed`, ...), as the API would
-    /// answer it.
-    pub error_code: Option<String>,
-    /// Bytes read and stored, elapsed time and rate ([`progress`]).
-    #[serde(serialize_with = "progress::serialize_shared")]
-    pub progress: Arc<progress::JobProgress>,
-}
 
 /// What a restore asks for.
 #[derive(Debug, Clone)]
@@ -91,8 +60,9 @@ pub struct App {
     pub scheduler: Scheduler,
     /// Registered databases by id.
     pub databases: RwLock<BTreeMap<String, DatabaseConfig>>,
-    /// API-started operations by id.
-    pub operations: Mutex<HashMap<String, Operation>>,
+    /// The job table: API-started operations and scheduled runs by id
+    /// ([`operations`]).
+    pub operations: operations::JobTable,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Tokens.
@@ -117,8 +87,8 @@ pub struct App {
     /// The entries' turn locks: one run of an entry at a time, across
     /// its jobs and its re-registrations.
     pub turns: turns::Turns,
-    /// Feeds the progress of API-started backups from the events.
-    pub progress: progress::ProgressFeed,
+    /// The counters API-started backups hand to their runs.
+    pub manual_runs: operations::ManualRuns,
 }
 
 impl std::fmt::Debug for App {
@@ -320,95 +290,19 @@ impl App {
         }
     }
 
-    /// Starts an operation and returns its id; `work` runs in the
-    /// background and its outcome is recorded.
-    pub fn start_operation<F>(self: &Arc<Self>, kind: &str, tenant: Option<&str>, work: F) -> String
-    where
-        F: std::future::Future<Output = std::result::Result<serde_json::Value, ApiError>>
-            + Send
-            + 'static,
-    {
-        self.start_tracked(kind, tenant, Arc::default(), work)
-    }
-
-    /// [`App::start_operation`] with the counters `progress` reports
-    /// (fed by `work` or by [`App::progress`]).
-    pub fn start_tracked<F>(
-        self: &Arc<Self>,
-        kind: &str,
-        tenant: Option<&str>,
-        progress: Arc<progress::JobProgress>,
-        work: F,
-    ) -> String
-    where
-        F: std::future::Future<Output = std::result::Result<serde_json::Value, ApiError>>
-            + Send
-            + 'static,
-    {
-        let id = format!("{JOB_PREFIX}{}", new_backup_id(Utc::now()));
-        let op = Operation {
-            id: id.clone(),
-            kind: kind.to_string(),
-            tenant: tenant.map(str::to_string),
-            status: "running".into(),
-            started_at: Utc::now(),
-            finished_at: None,
-            result: None,
-            error: None,
-            error_code: None,
-            progress,
-        };
-        {
-            let mut ops = self.operations.lock().expect("operations lock");
-            // Keep the table bounded: forget the oldest finished ones.
-            if ops.len() >= 10_000 {
-                let mut finished: Vec<(DateTime<Utc>, String)> = ops
-                    .values()
-                    .filter(|o| o.finished_at.is_some())
-                    .map(|o| (o.started_at, o.id.clone()))
-                    .collect();
-                finished.sort();
-                for (_, old) in finished.into_iter().take(1000) {
-                    ops.remove(&old);
-                }
-            }
-            ops.insert(id.clone(), op);
-        }
-        let me = Arc::clone(self);
-        let op_id = id.clone();
-        self.tracker.spawn(async move {
-            let outcome = work.await;
-            let mut ops = me.operations.lock().expect("operations lock");
-            if let Some(op) = ops.get_mut(&op_id) {
-                op.finished_at = Some(Utc::now());
-                op.progress.end();
-                match outcome {
-                    Ok(v) => {
-                        op.status = "succeeded".into();
-                        op.result = Some(v);
-                    }
-                    Err(e) => {
-                        op.status = "failed".into();
-                        op.error = Some(e.message);
-                        op.error_code = Some(e.code.to_string());
-                    }
-                }
-            }
-        });
-        id
-    }
-
     /// Restores `backup` (within the caller's tenant, for a tenant-bound
     /// caller) into the target database on its database's server: the
     /// source's own database, or a new one.
     /// Never a system database, another registered database, or one of
     /// another tenant; `clean` only over the source's own database. A
     /// tenant-bound caller also stays within its tenant's
-    /// `allowed_databases`.
+    /// `allowed_databases`. The bytes read from the store count into
+    /// `meter` (the job's progress).
     pub async fn restore(
         &self,
         backup: BackupRef,
         request: RestoreRequest,
+        meter: Arc<backup_core::meter::Meter>,
     ) -> std::result::Result<serde_json::Value, ApiError> {
         let id = backup.id().to_string();
         let RestoreRequest {
@@ -480,6 +374,7 @@ impl App {
             .clean(clean);
         let report = self
             .engine
+            .metered(meter)
             .restore(
                 BackupRef::in_tenant(&manifest.tenant, id),
                 target.as_ref(),
@@ -507,7 +402,7 @@ impl App {
                 .prune(
                     &Filter::tenant(&db.tenant).source(&db.id),
                     &refs,
-                    PlanOptions::default(),
+                    PlanOptions::default().keep_newest_verified(db.keep_newest_verified),
                     dry_run,
                 )
                 .await?;
