@@ -99,7 +99,7 @@ fn dead_scratches(dir: &Path) -> Result<Vec<Leftover>> {
 #[async_trait]
 impl DrillTarget for SqliteDrill {
     fn engine(&self) -> &str {
-        crate::ENGINE
+        crate::source::ENGINE
     }
 
     async fn scratch(&self) -> Result<Box<dyn Scratch>> {

@@ -35,10 +35,11 @@ pub(super) fn drill_schedule(
 ) -> Option<Schedule> {
     let schedule = raw.drill.as_ref()?;
     let at = format!("{path}.drill");
+    // Every engine but physical PostgreSQL: a drill restores a logical
+    // dump into a scratch database (or a SQLite file into a scratch dir).
     let drillable = match engine {
-        Some(Engine::Sqlite | Engine::Mysql | Engine::Mongodb) => true,
         Some(Engine::Postgres) | None => mode == BackupMode::Logical,
-        Some(_) => false,
+        Some(Engine::Mysql | Engine::Mongodb | Engine::Sqlite) => true,
     };
     if !drillable {
         problems.push(
