@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::drill::{DrillTarget, Scratch};
+use backup_core::drill::{DrillTarget, Scratch, discard_in_background};
 use backup_core::fingerprint::Fingerprint;
 use backup_core::source::{Leftover, LeftoverReport};
 use backup_core::{Error, RestoreOptions, RestoreTarget, Result};
@@ -188,18 +188,9 @@ impl Drop for MongoScratch {
         }
         self.heartbeat = None;
         let (client, conn, name) = (self.client.clone(), self.conn.clone(), self.name.clone());
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if let Err(e) = drop_scratch(&client, &conn, &name).await {
-                        tracing::warn!(scratch = %name, error = %e, "could not drop a drill scratch database; MongoDrill::remove_leftovers drops it later");
-                    }
-                });
-            }
-            Err(_) => {
-                tracing::warn!(scratch = %name, "no runtime to drop a drill scratch database; MongoDrill::remove_leftovers drops it later");
-            }
-        }
+        discard_in_background(&self.name, "MongoDrill::remove_leftovers", async move {
+            drop_scratch(&client, &conn, &name).await
+        });
     }
 }
 

@@ -23,7 +23,7 @@ use backup_core::fingerprint::compare;
 use backup_core::memory::InMemoryStore;
 use backup_core::prelude::*;
 use backup_core::source::DumpOptions;
-use backup_core::testing::tamper_artifact;
+use backup_core::testing::{assert_drill_failed, next_drill_event, tamper_artifact};
 use backup_mongo::*;
 use bson::{Document, RawDocumentBuf, doc};
 use sha2::{Digest, Sha256};
@@ -216,20 +216,11 @@ async fn standin_drills_pass_on_a_good_backup_fail_on_a_flipped_byte_and_leave_n
     .await;
     let mut events = engine.events().subscribe();
     let record = engine.drill(bad.id.as_str(), &drill).await.unwrap();
-    assert_eq!(record.status, DrillStatus::Failed, "{record:?}");
-    let error = record.error.clone().expect("a reason");
-    assert!(error.contains("integrity"), "{error}");
+    let error = assert_drill_failed(&record, bad.id.as_str(), "integrity");
     assert_eq!(scratch_databases(&client).await, Vec::<String>::new());
-    match events.recv().await.unwrap() {
-        Event::DrillFailed {
-            backup_id,
-            error: e,
-            ..
-        } => {
-            assert_eq!(backup_id, bad.id);
-            assert_eq!(e, error);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        next_drill_event(&mut events).await,
+        (bad.id.to_string(), Some(error))
+    );
     drop_db(&client, &source_db).await;
 }
