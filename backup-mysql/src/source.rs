@@ -301,14 +301,16 @@ fn child_stream(
         child,
         stderr: Some(stderr),
         conn: conn.clone(),
-        scanner: fingerprint.map(|tx| (DumpScanner::new(), tx)),
+        scanner: fingerprint.map(Scanning::start),
     };
     futures::stream::unfold(Some(state), |state| async move {
         let mut state = state?;
         match state.reader.next().await {
             Some(Ok(bytes)) => {
-                if let Some((scanner, _)) = &mut state.scanner {
-                    scanner.feed(&bytes);
+                if let Some(scanning) = &state.scanner
+                    && scanning.chunks.send(bytes.clone()).await.is_err()
+                {
+                    tracing::warn!("the dump scanner stopped early; no content fingerprint");
                 }
                 Some((Ok(bytes), Some(state)))
             }
@@ -332,7 +334,54 @@ struct Running {
     child: Child,
     stderr: Option<JoinHandle<String>>,
     conn: MysqlConnection,
-    scanner: Option<(DumpScanner, oneshot::Sender<Fingerprint>)>,
+    scanner: Option<Scanning>,
+}
+
+/// A [`DumpScanner`] on a blocking thread of its own, fed the chunks as
+/// they pass (cheap `Bytes` clones, at most [`SCAN_QUEUE`] waiting), so
+/// its work overlaps compression and upload instead of adding to them.
+struct Scanning {
+    chunks: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    scanner: JoinHandle<DumpScanner>,
+    fingerprint: oneshot::Sender<Fingerprint>,
+}
+
+/// Chunks waiting for the scanner (of [`READ_CHUNK`] bytes at most).
+const SCAN_QUEUE: usize = 16;
+
+impl Scanning {
+    fn start(fingerprint: oneshot::Sender<Fingerprint>) -> Scanning {
+        let (chunks, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(SCAN_QUEUE);
+        let scanner = tokio::task::spawn_blocking(move || {
+            let mut scanner = DumpScanner::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                scanner.feed(&chunk);
+            }
+            scanner
+        });
+        Scanning {
+            chunks,
+            scanner,
+            fingerprint,
+        }
+    }
+
+    /// After the whole script passed: its fingerprint, sent when the
+    /// scanner could read it.
+    async fn finish(self) {
+        drop(self.chunks);
+        match self.scanner.await.map(DumpScanner::finish) {
+            Ok(Ok(fingerprint)) => {
+                let _ = self.fingerprint.send(fingerprint);
+            }
+            Ok(Err(why)) => {
+                tracing::warn!(%why, "no content fingerprint: the dump script could not be read");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no content fingerprint: the dump scanner failed");
+            }
+        }
+    }
 }
 
 impl Running {
@@ -351,15 +400,8 @@ impl Running {
             if !stderr.is_empty() {
                 tracing::warn!(stderr = %crate::client::redact(&stderr, &self.conn), "mysql dump succeeded with messages");
             }
-            if let Some((scanner, tx)) = self.scanner.take() {
-                match scanner.finish() {
-                    Ok(fingerprint) => {
-                        let _ = tx.send(fingerprint);
-                    }
-                    Err(why) => {
-                        tracing::warn!(%why, "no content fingerprint: the dump script could not be read");
-                    }
-                }
+            if let Some(scanning) = self.scanner.take() {
+                scanning.finish().await;
             }
             return Ok(());
         }

@@ -82,18 +82,7 @@ async fn drill_job_records_and_tenants() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
-    let (status, v) = api
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/databases/a_db/drill",
-            Some(TENANT_A),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-    let job = api
-        .wait_job(v["data"]["job_id"].as_str().unwrap(), TENANT_A)
-        .await;
+    let job = api.drill("a_db", TENANT_A).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["kind"], "drill", "{job}");
     assert_eq!(job["source"], "a_db", "{job}");
@@ -204,18 +193,7 @@ async fn scheduled_runs_are_jobs_and_a_failed_drill_fails_its_job() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
     std::fs::write(&path, bytes).unwrap();
-    let (status, v) = api
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/databases/broken/drill",
-            Some(TENANT_A),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-    let job = api
-        .wait_job(v["data"]["job_id"].as_str().unwrap(), TENANT_A)
-        .await;
+    let job = api.drill("broken", TENANT_A).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error_code"], "restore_failed", "{job}");
     let error = job["error"].as_str().unwrap();

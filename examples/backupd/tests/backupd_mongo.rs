@@ -129,18 +129,7 @@ async fn standin_reserved_names_and_other_tenants_databases_are_refused() {
 
     // A restore drill of it (tenant a's admin may start one): every
     // collection compared, the scratch database dropped.
-    let (status, v) = api
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/databases/a_db/drill",
-            Some(TENANT_A),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-    let job = api
-        .wait_job(v["data"]["job_id"].as_str().unwrap(), TENANT_A)
-        .await;
+    let job = api.drill("a_db", TENANT_A).await;
     assert_eq!(job["result"]["status"], "passed", "{job}");
     let items = &job["result"]["tables"][1];
     assert_eq!(items["name"], "items", "{job}");

@@ -75,18 +75,7 @@ async fn a_mysql_entry_backs_up_and_restores_into_a_new_database_over_the_api() 
     );
     // A restore drill on the entry's server: a scratch database restored,
     // the rows counted from the dump script compared, the scratch dropped.
-    let (status, v) = api
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/databases/shop/drill",
-            Some(ADMIN),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-    let job = api
-        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-        .await;
+    let job = api.drill("shop", ADMIN).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["status"], "passed", "{job}");
     assert_eq!(job["result"]["tables"][0]["name"], "items", "{job}");

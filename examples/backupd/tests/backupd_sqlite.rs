@@ -78,18 +78,7 @@ async fn a_sqlite_entry_backs_up_and_restores_only_into_new_files_beside_it() {
 
     // A restore drill: into a private scratch directory beside the file,
     // every table (and the schema) compared, nothing left behind.
-    let (status, v) = api
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/databases/app/drill",
-            Some(ADMIN),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-    let job = api
-        .wait_job(v["data"]["job_id"].as_str().unwrap(), ADMIN)
-        .await;
+    let job = api.drill("app", ADMIN).await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["result"]["status"], "passed", "{job}");
     let tables = job["result"]["tables"].as_array().unwrap();

@@ -447,6 +447,22 @@ impl Api {
         panic!("job {job} did not finish");
     }
 
+    /// `POST /api/v1/databases/{id}/drill` as `token`: asserts it was
+    /// accepted, waits for the job and returns its record.
+    pub async fn drill(&self, id: &str, token: &str) -> Value {
+        let (status, v) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/databases/{id}/drill"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        self.wait_job(v["data"]["job_id"].as_str().unwrap(), token)
+            .await
+    }
+
     pub fn all_bodies(&self) -> String {
         self.seen.lock().unwrap().join("\n")
     }
