@@ -150,23 +150,36 @@ impl DumpSource for SqliteSource {
         let (tx, rx) = tokio::sync::oneshot::channel();
         // Known before the first byte; the engine reads them after the last.
         let _ = tx.send(details);
-        let (fingerprint_tx, fingerprint_rx) = tokio::sync::oneshot::channel();
+        let (mut fingerprint_tx, fingerprint_rx) = tokio::sync::oneshot::channel();
         if let Some(db) = fingerprint {
             // Read beside the stream; the engine waits for it after the
             // last byte. A failure leaves the backup without one (logged).
+            // A backup that ends early drops the receiver: the count is
+            // interrupted, so the unlinked spool's space is freed at once.
             let shown = self.path.clone();
-            let counting = tokio::task::spawn_blocking(move || {
+            let interrupt = db.get_interrupt_handle();
+            let mut counting = tokio::task::spawn_blocking(move || {
                 crate::checksum::content_fingerprint_of(&db, &shown)
             });
             tokio::spawn(async move {
-                match counting.await {
-                    Ok(Ok(fingerprint)) => {
+                let counted = tokio::select! {
+                    counted = &mut counting => Some(counted),
+                    () = fingerprint_tx.closed() => None,
+                };
+                match counted {
+                    None => {
+                        interrupt.interrupt();
+                        tracing::debug!(
+                            "SQLite content fingerprint interrupted: the backup ended without it"
+                        );
+                    }
+                    Some(Ok(Ok(fingerprint))) => {
                         let _ = fingerprint_tx.send(fingerprint);
                     }
-                    Ok(Err(e)) => {
+                    Some(Ok(Err(e))) => {
                         tracing::warn!(error = %e, "SQLite content fingerprint failed; the backup is recorded without one");
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         tracing::warn!(error = %e, "SQLite content fingerprint task failed; the backup is recorded without one");
                     }
                 }
