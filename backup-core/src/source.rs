@@ -57,7 +57,8 @@ pub struct DumpOptions {
     /// Restrict the dump to these tables / collections (empty = all).
     pub only: Vec<String>,
     /// Do not record a content [`Fingerprint`] (sources that record one
-    /// by default, PostgreSQL's logical dumps, then skip the extra scan).
+    /// by default — PostgreSQL logical dumps, MySQL, SQLite and MongoDB
+    /// driver dumps — then skip the extra counting).
     pub skip_fingerprint: bool,
 }
 

@@ -1,7 +1,8 @@
 //! Restore drills: `POST /api/v1/databases/{id}/drill` (admin) starts one
-//! on the newest backup of a PostgreSQL entry (a drill that fails is a
-//! failed job); `GET /api/v1/drills`
-//! lists the records, newest first, within the caller's tenant.
+//! on the newest backup of an entry (logical PostgreSQL, MySQL/MariaDB,
+//! SQLite or MongoDB; a drill that fails is a failed job);
+//! `GET /api/v1/drills` lists the records, newest first, within the
+//! caller's tenant.
 
 use std::collections::BTreeSet;
 
