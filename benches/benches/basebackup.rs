@@ -34,6 +34,9 @@ enum Job {
     Backup {
         name: String,
         compression: String,
+        /// zstd job size in bytes (experiments; `None`: the default).
+        #[serde(default)]
+        job_size: Option<u32>,
         store: PathBuf,
         bin: Option<PathBuf>,
     },
@@ -63,10 +66,14 @@ impl Job {
             Job::Backup {
                 name,
                 compression,
+                job_size,
                 store,
                 bin,
             } => {
-                let compression: Compression = compression.parse().expect("a compression");
+                let mut compression: Compression = compression.parse().expect("a compression");
+                if let Some(bytes) = job_size {
+                    compression = compression.with_job_size(*bytes);
+                }
                 let engine = Engine::new(Arc::new(FsStore::new(store).expect("store")))
                     .with_compressor(Arc::new(compression));
                 let source = BaseBackupSource::new(conn).with_tools(tools(bin));
@@ -150,9 +157,27 @@ fn main() {
     let ours_backup = ours(Job::Backup {
         name: ours_name.into(),
         compression: "zstd:1".into(),
+        job_size: None,
         store: store.clone(),
         bin: bin.clone(),
     });
+    // Experiments: other zstd job sizes (`BENCH_ZSTD_JOB_SIZES`, MiB,
+    // comma-separated), each into a store of its own.
+    let mut experiments = Vec::new();
+    for mib in std::env::var("BENCH_ZSTD_JOB_SIZES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+    {
+        let mib: u32 = mib.trim().parse().expect("BENCH_ZSTD_JOB_SIZES: MiB numbers");
+        experiments.push(ours(Job::Backup {
+            name: format!("experiment: ours zstd:1 with {mib} MiB zstd jobs"),
+            compression: "zstd:1".into(),
+            job_size: Some(mib.checked_mul(1 << 20).expect("a job size under 4 GiB")),
+            store: dir.join(format!("store-job-{mib}")),
+            bin: bin.clone(),
+        }));
+    }
     let raw = ours_backup.input;
     let floor = shell(
         floor_name,
@@ -203,14 +228,14 @@ fn main() {
     let x = ours_backup.wall.as_secs_f64() / piped.wall.as_secs_f64().max(1e-9);
     let same_work = ours_backup.wall.as_secs_f64() / with_digests.wall.as_secs_f64().max(1e-9);
     let peak = ours_backup.peak_rss.unwrap_or(0);
-    for m in [
+    for m in experiments.into_iter().chain([
         ours_backup,
         floor,
         piped,
         with_digests,
         ours_restore,
         shell_restore,
-    ] {
+    ]) {
         report.push(Measurement { input: raw, ..m });
     }
     report.line(format!(
