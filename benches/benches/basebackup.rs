@@ -169,7 +169,10 @@ fn main() {
         .split(',')
         .filter(|s| !s.trim().is_empty())
     {
-        let mib: u32 = mib.trim().parse().expect("BENCH_ZSTD_JOB_SIZES: MiB numbers");
+        let mib: u32 = mib
+            .trim()
+            .parse()
+            .expect("BENCH_ZSTD_JOB_SIZES: MiB numbers");
         experiments.push(ours(Job::Backup {
             name: format!("experiment: ours zstd:1 with {mib} MiB zstd jobs"),
             compression: "zstd:1".into(),
