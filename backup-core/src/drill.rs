@@ -9,6 +9,7 @@
 //! leaves its drill records (a few hundred bytes each) as history.
 
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::fingerprint::{Fingerprint, TableCheck};
 use crate::key::{Key, validate_id};
-use crate::source::{RestoreOptions, RestoreTarget};
+use crate::source::{LeftoverReport, RestoreOptions, RestoreTarget};
 
 /// The reserved directory, under each tenant, drill records live in.
 pub const DRILLS_DIR: &str = "_drills";
@@ -160,5 +161,104 @@ where
         Err(_) => {
             tracing::warn!(scratch = %name, "no runtime to drop a drill scratch; {sweep} drops it later");
         }
+    }
+}
+
+/// How often a running drill refreshes its scratch's mark ([`Heartbeat`]).
+pub const DRILL_HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// How long a scratch's mark may go unrefreshed (twenty missed
+/// [`DRILL_HEARTBEAT`]s) before the next drill on the same server drops
+/// it as what a killed drill left.
+pub const DEFAULT_DRILL_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// Refreshes a scratch's mark every [`DRILL_HEARTBEAT`] while its drill
+/// runs, so that a leftover sweep (another process's drill on the same
+/// server) can tell a live scratch from a killed drill's: a task on the
+/// current tokio runtime, stopped when the value is dropped. A failed
+/// refresh is logged and retried at the next beat.
+#[derive(Debug)]
+pub struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    /// Starts beating for the scratch `name`: `beat` refreshes its mark.
+    /// Needs a tokio runtime (it panics without one, like
+    /// `tokio::spawn`).
+    pub fn start<F, Fut>(name: &str, mut beat: F) -> Heartbeat
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let name = name.to_string();
+        Heartbeat(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(DRILL_HEARTBEAT);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first tick is immediate: the mark is new
+            loop {
+                tick.tick().await;
+                if let Err(e) = beat().await {
+                    tracing::warn!(scratch = %name, error = %e, "could not refresh the mark of a drill scratch");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Logs what a sweep of killed drills' scratches before a new drill
+/// found: the removed ones, and the sweep's failure, which never fails
+/// the drill (the new scratch does not depend on it).
+pub fn log_leftover_sweep(engine: &str, swept: Result<LeftoverReport>) {
+    match swept {
+        Ok(report) => {
+            for leftover in &report.removed {
+                tracing::warn!(engine, scratch = %leftover.name, "dropped the scratch database of a killed drill");
+            }
+            for name in &report.unmarked {
+                tracing::warn!(engine, database = %name, "a database named like a drill scratch has no drill mark; left alone");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(engine, error = %e, "could not look for scratch databases of killed drills")
+        }
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn beats_every_interval_until_dropped_and_survives_a_failed_beat() {
+        let beats = Arc::new(AtomicUsize::new(0));
+        let counter = beats.clone();
+        let heartbeat = Heartbeat::start("_backup_drill_00000000", move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(crate::Error::Restore {
+                        engine: "test",
+                        detail: "server gone for a moment".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+        });
+        tokio::time::sleep(DRILL_HEARTBEAT / 2).await;
+        assert_eq!(beats.load(Ordering::SeqCst), 0, "no beat at once");
+        tokio::time::sleep(DRILL_HEARTBEAT * 3).await;
+        assert_eq!(beats.load(Ordering::SeqCst), 3, "a failed beat is retried");
+        drop(heartbeat);
+        tokio::time::sleep(DRILL_HEARTBEAT * 3).await;
+        assert_eq!(beats.load(Ordering::SeqCst), 3, "stopped when dropped");
     }
 }

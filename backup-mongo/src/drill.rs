@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::drill::{DrillTarget, Scratch, discard_in_background};
+use backup_core::drill::{DrillTarget, Scratch, discard_in_background, log_leftover_sweep};
 use backup_core::fingerprint::Fingerprint;
 use backup_core::source::{Leftover, LeftoverReport};
 use backup_core::{Error, RestoreOptions, RestoreTarget, Result};
@@ -101,16 +101,10 @@ impl DrillTarget for MongoDrill {
 
     async fn scratch(&self) -> Result<Box<dyn Scratch>> {
         let client = self.conn.client().await?;
-        match staging::cleanup(&client, &self.conn, &SCRATCH, DEFAULT_STAGING_GRACE, None).await {
-            Ok(report) => {
-                for leftover in &report.removed {
-                    tracing::warn!(scratch = %leftover.name, "dropped the scratch database of a killed drill");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not look for scratch databases of killed drills")
-            }
-        }
+        log_leftover_sweep(
+            "mongodb",
+            staging::cleanup(&client, &self.conn, &SCRATCH, DEFAULT_STAGING_GRACE, None).await,
+        );
         let name = format!("{DRILL_PREFIX}{:08x}", rand::random::<u32>());
         let existing = client
             .list_database_names()

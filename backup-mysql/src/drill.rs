@@ -2,14 +2,17 @@
 //! ([`Engine::drill`](backup_core::Engine::drill)).
 //!
 //! A scratch database is named `_backup_drill_<8 hex>` and created with
-//! a marker table ([`DRILL_MARKER_TABLE`]) holding its creation time
-//! before anything is restored into it; the restore then goes through
-//! [`MysqlTarget`]'s staging database and moves the tables in next to
-//! the marker. The scratch is dropped when the drill ends, also when it
-//! failed, and in the background when the drill's future is dropped or
-//! unwinds. What a killed process left is found by
+//! a marker table ([`DRILL_MARKER_TABLE`]) holding the time its drill
+//! last showed a sign of life (its creation, then refreshed every
+//! [`DRILL_HEARTBEAT`]) before anything is restored into it; the restore
+//! then goes through [`MysqlTarget`]'s staging database and moves the
+//! tables in next to the marker. The scratch is dropped when the drill
+//! ends, also when it failed, and in the background when the drill's
+//! future is dropped or unwinds. What a killed process left is found by
 //! [`MysqlDrill::leftovers`] and dropped by [`MysqlDrill::remove_leftovers`];
-//! a look-alike without the marker is reported, never dropped.
+//! each new drill first drops the scratches silent for
+//! [`DEFAULT_DRILL_GRACE`] that no connection uses. A look-alike without
+//! the marker is reported, never dropped.
 //!
 //! The content is fingerprinted by dumping the scratch database with the
 //! same tool and flags as the backup (without the marker table) and
@@ -22,20 +25,25 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::drill::{DrillTarget, Scratch, discard_in_background};
+#[cfg(doc)]
+use backup_core::drill::DRILL_HEARTBEAT;
+use backup_core::drill::{
+    DEFAULT_DRILL_GRACE, DrillTarget, Heartbeat, Scratch, discard_in_background, log_leftover_sweep,
+};
 use backup_core::fingerprint::Fingerprint;
 use backup_core::source::{Candidate, Leftover, LeftoverReport, Removal};
 use backup_core::{Error, RestoreOptions, RestoreTarget, Result};
 
 use crate::client::{ENGINE, MysqlTools, Side, quote_ident, quote_literal, run_sql};
 use crate::conn::MysqlConnection;
+use crate::leftovers::connections;
 use crate::target::MysqlTarget;
 
 /// The start of every scratch database's name.
 pub const DRILL_PREFIX: &str = "_backup_drill_";
 
-/// The table marking a scratch database as a drill's, with its creation
-/// time; left out of the scratch's fingerprint.
+/// The table marking a scratch database as a drill's, with the time of
+/// its drill's last sign of life; left out of the scratch's fingerprint.
 pub const DRILL_MARKER_TABLE: &str = "__backup_drill_marker";
 
 /// Restore drills on one MySQL or MariaDB server (the "drill server"):
@@ -62,13 +70,17 @@ impl MysqlDrill {
         self
     }
 
-    /// Scratch databases on the server (marked ones with their age).
+    /// Scratch databases on the server (marked ones with the time since
+    /// their drill's last sign of life: zero while a connection uses
+    /// them).
     pub async fn leftovers(&self) -> Result<Vec<Leftover>> {
         Ok(Candidate::marked(self.find().await?))
     }
 
-    /// Drops marked scratch databases older than `older_than` (a drill
-    /// killed with its process); unmarked look-alikes are reported only.
+    /// Drops marked scratch databases silent for `older_than` or more (a
+    /// drill killed with its process; a running one refreshes its mark
+    /// every [`DRILL_HEARTBEAT`]) that no connection uses; unmarked
+    /// look-alikes are reported only.
     pub async fn remove_leftovers(&self, older_than: Duration) -> Result<LeftoverReport> {
         let found = self.find().await?;
         Ok(
@@ -104,19 +116,22 @@ impl MysqlDrill {
         {
             let age = self
                 .sql(&format!(
-                    "SELECT TIMESTAMPDIFF(SECOND, created, UTC_TIMESTAMP()) FROM {}.{}",
+                    "SELECT TIMESTAMPDIFF(SECOND, alive, UTC_TIMESTAMP()) FROM {}.{}",
                     quote_ident(&name),
                     quote_ident(DRILL_MARKER_TABLE)
                 ))
                 .await;
             match age.as_deref() {
                 Ok([row]) => {
-                    let idle = row
-                        .first()
-                        .cloned()
-                        .flatten()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                    let idle = if connections(&self.tools, &self.admin, &name).await? > 0 {
+                        Some(Duration::ZERO)
+                    } else {
+                        row.first()
+                            .cloned()
+                            .flatten()
+                            .and_then(|s| s.parse::<u64>().ok())
+                            .map(Duration::from_secs)
+                    };
                     found.push(Candidate::Marked(Leftover::new(name, None, idle)));
                 }
                 _ => found.push(Candidate::Unmarked(name)),
@@ -133,24 +148,34 @@ impl DrillTarget for MysqlDrill {
     }
 
     async fn scratch(&self) -> Result<Box<dyn Scratch>> {
+        log_leftover_sweep(ENGINE, self.remove_leftovers(DEFAULT_DRILL_GRACE).await);
         let name = format!("{DRILL_PREFIX}{:08x}", rand::random::<u32>());
         let db = quote_ident(&name);
         self.sql(&format!("CREATE DATABASE {db} CHARACTER SET utf8mb4"))
             .await?;
-        let scratch = MysqlScratch {
+        let mut scratch = MysqlScratch {
             target: MysqlTarget::new(self.admin.with_database(&name))
                 .with_tools(self.tools.clone()),
             drill: self.clone(),
             name,
+            heartbeat: None,
             discarded: false,
         };
         // Dropped again on failure, by the guard.
+        let marker = quote_ident(DRILL_MARKER_TABLE);
+        // The heartbeat's statement runs once here too, so that a
+        // statement the server refuses fails the drill at once.
+        let beat = format!("UPDATE {db}.{marker} SET alive = UTC_TIMESTAMP()");
         self.sql(&format!(
-            "CREATE TABLE {db}.{marker} (created DATETIME NOT NULL); \
-             INSERT INTO {db}.{marker} VALUES (UTC_TIMESTAMP())",
-            marker = quote_ident(DRILL_MARKER_TABLE)
+            "CREATE TABLE {db}.{marker} (alive DATETIME NOT NULL); \
+             INSERT INTO {db}.{marker} VALUES (UTC_TIMESTAMP()); {beat}"
         ))
         .await?;
+        let drill = self.clone();
+        scratch.heartbeat = Some(Heartbeat::start(&scratch.name, move || {
+            let (drill, beat) = (drill.clone(), beat.clone());
+            async move { drill.sql(&beat).await.map(|_| ()) }
+        }));
         tracing::info!(scratch = %scratch.name, "created drill scratch database");
         Ok(Box::new(scratch))
     }
@@ -163,6 +188,8 @@ struct MysqlScratch {
     target: MysqlTarget,
     drill: MysqlDrill,
     name: String,
+    /// Refreshes the mark while the drill runs; stopped before the drop.
+    heartbeat: Option<Heartbeat>,
     discarded: bool,
 }
 
@@ -187,6 +214,7 @@ impl Scratch for MysqlScratch {
 
     async fn discard(mut self: Box<Self>) -> Result<()> {
         self.discarded = true;
+        self.heartbeat = None;
         drop_scratch(&self.drill, &self.name).await
     }
 }
@@ -196,6 +224,7 @@ impl Drop for MysqlScratch {
         if self.discarded {
             return;
         }
+        self.heartbeat = None;
         let (drill, name) = (self.drill.clone(), self.name.clone());
         discard_in_background(&self.name, "MysqlDrill::remove_leftovers", async move {
             drop_scratch(&drill, &name).await

@@ -71,7 +71,11 @@ pub(crate) async fn heartbeat(
 }
 
 /// How many connections use `database` as their default database.
-async fn connections(tools: &MysqlTools, admin: &MysqlConnection, database: &str) -> Result<u64> {
+pub(crate) async fn connections(
+    tools: &MysqlTools,
+    admin: &MysqlConnection,
+    database: &str,
+) -> Result<u64> {
     let rows = run_sql(
         tools,
         admin,

@@ -504,5 +504,31 @@ async fn drills_pass_on_a_good_backup_and_fail_on_a_corrupt_one() {
         .drop_database(&format!("{DRILL_PREFIX}0000beef"))
         .await
         .unwrap();
+
+    // Each drill first drops the scratches of killed drills, silent for
+    // the grace (10 min); a live drill's (mark fresh) stays.
+    let (dead, live) = (
+        format!("{DRILL_PREFIX}0000dead"),
+        format!("{DRILL_PREFIX}0000cafe"),
+    );
+    for (name, silent_secs) in [(&dead, 11 * 60), (&live, 9 * 60)] {
+        server
+            .sql(
+                None,
+                &format!(
+                    "CREATE DATABASE {name}; CREATE TABLE {name}.{DRILL_MARKER_TABLE} (alive DATETIME NOT NULL); \
+                     INSERT INTO {name}.{DRILL_MARKER_TABLE} VALUES (UTC_TIMESTAMP() - INTERVAL {silent_secs} SECOND)"
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    let record = engine.drill(good.backup_ref(), &drill).await.unwrap();
+    assert_drill_passed(&record, good.id.as_str(), 3);
+    assert_eq!(
+        server.databases_like(DRILL_PREFIX).await.unwrap(),
+        std::slice::from_ref(&live)
+    );
+    server.drop_database(&live).await.unwrap();
     server.drop_database(&src).await.unwrap();
 }

@@ -2,19 +2,26 @@
 //! ([`Engine::drill`](backup_core::Engine::drill)).
 //!
 //! A scratch database is named `_backup_drill_<8 hex>` and marked by a
-//! database comment (`backup-postgres drill scratch; created=<epoch>`)
-//! right after `CREATE DATABASE`; it is dropped when the drill ends, also
-//! when it failed, and in the background when the drill's future is
-//! dropped or unwinds. What a killed process left is found by
+//! database comment (`backup-postgres drill scratch; alive=<epoch>`)
+//! right after `CREATE DATABASE`, which the running drill refreshes every
+//! [`DRILL_HEARTBEAT`]; it is dropped when the drill ends, also when it
+//! failed, and in the background when the drill's future is dropped or
+//! unwinds. What a killed process left is found by
 //! [`PostgresDrill::leftovers`] and dropped by
-//! [`PostgresDrill::remove_leftovers`]. A process killed between
-//! `CREATE DATABASE` and the comment leaves an empty, unmarked database:
-//! reported, never dropped (it could be someone else's).
+//! [`PostgresDrill::remove_leftovers`]; each new drill first drops the
+//! scratches whose mark went unrefreshed for [`DEFAULT_DRILL_GRACE`] and
+//! that no session uses. A process killed between `CREATE DATABASE` and
+//! the comment leaves an empty, unmarked database: reported, never
+//! dropped (it could be someone else's).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backup_core::drill::{DrillTarget, Scratch, discard_in_background};
+#[cfg(doc)]
+use backup_core::drill::DRILL_HEARTBEAT;
+use backup_core::drill::{
+    DEFAULT_DRILL_GRACE, DrillTarget, Heartbeat, Scratch, discard_in_background, log_leftover_sweep,
+};
 use backup_core::fingerprint::Fingerprint;
 use backup_core::source::{Candidate, Leftover, LeftoverReport, Removal};
 use backup_core::{Error, RestoreOptions, RestoreTarget, Result};
@@ -30,8 +37,9 @@ pub const DRILL_PREFIX: &str = "_backup_drill_";
 /// The regular expression (PostgreSQL's `~`) scratch names match.
 const NAME_PATTERN: &str = "^_backup_drill_[0-9a-f]{8}$";
 
-/// The comment marking a scratch database, before its creation time.
-const MARKER: &str = "backup-postgres drill scratch; created=";
+/// The comment marking a scratch database, before the time its drill
+/// last showed a sign of life (its creation, then every heartbeat).
+const MARKER: &str = "backup-postgres drill scratch; alive=";
 
 /// Restore drills on one PostgreSQL server (the "drill server"): `admin`
 /// connects as a role that may create databases; its database is the
@@ -57,13 +65,16 @@ impl PostgresDrill {
         self
     }
 
-    /// Scratch databases on the server (marked ones with their age).
+    /// Scratch databases on the server (marked ones with the time since
+    /// their drill's last sign of life: zero while a session uses them).
     pub async fn leftovers(&self) -> Result<Vec<Leftover>> {
         Ok(Candidate::marked(self.find().await?))
     }
 
-    /// Drops marked scratch databases older than `older_than` (a drill
-    /// killed with its process); unmarked look-alikes are reported only.
+    /// Drops marked scratch databases silent for `older_than` or more (a
+    /// drill killed with its process; a running one refreshes its mark
+    /// every [`DRILL_HEARTBEAT`]) that no session uses; unmarked
+    /// look-alikes are reported only.
     pub async fn remove_leftovers(&self, older_than: Duration) -> Result<LeftoverReport> {
         let found = self.find().await?;
         let (tools, admin) = (&self.tools, &self.admin);
@@ -82,26 +93,29 @@ impl PostgresDrill {
 
     async fn find(&self) -> Result<Vec<Candidate>> {
         let sql = format!(
-            "SELECT coalesce(json_agg(json_build_array(datname, shobj_description(oid, 'pg_database'), extract(epoch from now())::bigint) ORDER BY datname), '[]') FROM pg_database WHERE datname ~ {}",
+            "SELECT coalesce(json_agg(json_build_array(d.datname, shobj_description(d.oid, 'pg_database'), extract(epoch from now())::bigint, (SELECT count(*) FROM pg_stat_activity a WHERE a.datid = d.oid)) ORDER BY d.datname), '[]') FROM pg_database d WHERE d.datname ~ {}",
             quote_literal(NAME_PATTERN)
         );
         let out = maintenance(&self.tools, &self.admin, &[&sql]).await?;
-        let rows: Vec<(String, Option<String>, i64)> =
+        let rows: Vec<(String, Option<String>, i64, i64)> =
             serde_json::from_str(&out).map_err(|e| Error::Restore {
                 engine: "postgres",
                 detail: format!("unexpected answer listing drill scratch databases: {e}"),
             })?;
         Ok(rows
             .into_iter()
-            .map(|(name, comment, now)| {
-                let created = comment
+            .map(|(name, comment, now, sessions)| {
+                let alive = comment
                     .as_deref()
                     .and_then(|c| c.strip_prefix(MARKER))
                     .and_then(|c| c.parse::<i64>().ok());
-                match created {
-                    Some(created) => {
+                match alive {
+                    Some(_) if sessions > 0 => {
+                        Candidate::Marked(Leftover::new(name, None, Some(Duration::ZERO)))
+                    }
+                    Some(alive) => {
                         let idle = now
-                            .checked_sub(created)
+                            .checked_sub(alive)
                             .and_then(|s| u64::try_from(s).ok())
                             .map(Duration::from_secs);
                         Candidate::Marked(Leftover::new(name, None, idle))
@@ -120,6 +134,7 @@ impl DrillTarget for PostgresDrill {
     }
 
     async fn scratch(&self) -> Result<Box<dyn Scratch>> {
+        log_leftover_sweep("postgres", self.remove_leftovers(DEFAULT_DRILL_GRACE).await);
         let name = format!("{DRILL_PREFIX}{:08x}", rand::random::<u32>());
         let create = format!("CREATE DATABASE {}", quote_ident(&name));
         let mark = format!(
@@ -128,14 +143,20 @@ impl DrillTarget for PostgresDrill {
             quote_literal(MARKER)
         );
         maintenance(&self.tools, &self.admin, &[&create]).await?;
-        let scratch = PgScratch {
+        let mut scratch = PgScratch {
             target: PostgresTarget::new(self.admin.clone()).with_tools(self.tools.clone()),
             drill: self.clone(),
             name,
+            heartbeat: None,
             discarded: false,
         };
         // Dropped again on failure, by the guard.
         maintenance(&self.tools, &self.admin, &[&mark]).await?;
+        let (tools, admin) = (self.tools.clone(), self.admin.clone());
+        scratch.heartbeat = Some(Heartbeat::start(&scratch.name, move || {
+            let (tools, admin, mark) = (tools.clone(), admin.clone(), mark.clone());
+            async move { maintenance(&tools, &admin, &[&mark]).await.map(|_| ()) }
+        }));
         tracing::info!(scratch = %scratch.name, "created drill scratch database");
         Ok(Box::new(scratch))
     }
@@ -148,6 +169,8 @@ struct PgScratch {
     target: PostgresTarget,
     drill: PostgresDrill,
     name: String,
+    /// Refreshes the mark while the drill runs; stopped before the drop.
+    heartbeat: Option<Heartbeat>,
     discarded: bool,
 }
 
@@ -173,6 +196,7 @@ impl Scratch for PgScratch {
 
     async fn discard(mut self: Box<Self>) -> Result<()> {
         self.discarded = true;
+        self.heartbeat = None;
         drop_scratch(&self.drill, &self.name).await
     }
 }
@@ -182,6 +206,7 @@ impl Drop for PgScratch {
         if self.discarded {
             return;
         }
+        self.heartbeat = None;
         let (drill, name) = (self.drill.clone(), self.name.clone());
         discard_in_background(&self.name, "PostgresDrill::remove_leftovers", async move {
             drop_scratch(&drill, &name).await

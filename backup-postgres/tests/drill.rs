@@ -197,5 +197,49 @@ async fn drills_pass_fail_and_protect_the_newest_verified_backup() {
         .unwrap();
     assert_eq!(swept.removed.len(), 1, "{swept:?}");
     assert_eq!(scratch_databases(server).await, "");
+
+    // Each drill first drops the scratches of killed drills, silent for
+    // the grace (10 min); a live drill's (mark fresh) and a look-alike
+    // without the mark stay.
+    let (dead, live, unmarked) = (
+        format!("{DRILL_PREFIX}0000dead"),
+        format!("{DRILL_PREFIX}0000beef"),
+        format!("{DRILL_PREFIX}0000cafe"),
+    );
+    for (name, silent_secs) in [
+        (&dead, Some(11 * 60)),
+        (&live, Some(9 * 60)),
+        (&unmarked, None),
+    ] {
+        let create = format!("CREATE DATABASE {name}");
+        server.psql("postgres", &create).await.unwrap();
+        if let Some(secs) = silent_secs {
+            let mark = format!(
+                "DO $x$ BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', '{name}', \
+                 'backup-postgres drill scratch; alive=' || (extract(epoch from now())::bigint - {secs})); END $x$"
+            );
+            server.psql("postgres", &mark).await.unwrap();
+        }
+    }
+    let record = engine
+        .drill_latest("default", "sales", &drill)
+        .await
+        .unwrap();
+    assert_eq!(record.status, DrillStatus::Failed, "the newest is `bad`");
+    assert_eq!(
+        scratch_databases(server).await,
+        format!("{live},{unmarked}")
+    );
+    let left = drill.leftovers().await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0]
+            .idle
+            .is_some_and(|idle| idle >= std::time::Duration::from_secs(9 * 60)),
+        "{left:?}"
+    );
+    for name in [&live, &unmarked] {
+        server.drop_database(name).await.unwrap();
+    }
     server.drop_database(&db).await.unwrap();
 }
