@@ -119,6 +119,13 @@ pub trait DrillTarget: fmt::Debug + Send + Sync {
     /// Creates an empty, marked scratch database (collection namespace,
     /// data directory) with a fresh random name.
     async fn scratch(&self) -> Result<Box<dyn Scratch>>;
+
+    /// Drops the scratches of killed drills on this server: marked ones
+    /// whose drill has shown no sign of life for `older_than` (adapters
+    /// that tell a live drill from a dead one exactly, by a lock, ignore
+    /// the age); look-alikes without the mark are reported, never
+    /// dropped.
+    async fn remove_leftovers(&self, older_than: Duration) -> Result<LeftoverReport>;
 }
 
 /// A scratch database of one drill. [`Scratch::discard`] drops it;

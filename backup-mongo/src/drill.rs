@@ -99,6 +99,10 @@ impl DrillTarget for MongoDrill {
         "mongodb"
     }
 
+    async fn remove_leftovers(&self, older_than: Duration) -> Result<LeftoverReport> {
+        MongoDrill::remove_leftovers(self, older_than).await
+    }
+
     async fn scratch(&self) -> Result<Box<dyn Scratch>> {
         let client = self.conn.client().await?;
         log_leftover_sweep(

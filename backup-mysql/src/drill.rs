@@ -147,6 +147,10 @@ impl DrillTarget for MysqlDrill {
         ENGINE
     }
 
+    async fn remove_leftovers(&self, older_than: Duration) -> Result<LeftoverReport> {
+        MysqlDrill::remove_leftovers(self, older_than).await
+    }
+
     async fn scratch(&self) -> Result<Box<dyn Scratch>> {
         log_leftover_sweep(ENGINE, self.remove_leftovers(DEFAULT_DRILL_GRACE).await);
         let name = format!("{DRILL_PREFIX}{:08x}", rand::random::<u32>());

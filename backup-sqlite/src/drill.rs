@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::drill::{DrillTarget, Scratch};
@@ -100,6 +101,11 @@ fn dead_scratches(dir: &Path) -> Result<Vec<Leftover>> {
 impl DrillTarget for SqliteDrill {
     fn engine(&self) -> &str {
         crate::source::ENGINE
+    }
+
+    /// A dead drill is known exactly by its released lock: no age applies.
+    async fn remove_leftovers(&self, _older_than: Duration) -> Result<LeftoverReport> {
+        SqliteDrill::remove_leftovers(self).await
     }
 
     async fn scratch(&self) -> Result<Box<dyn Scratch>> {

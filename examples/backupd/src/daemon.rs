@@ -218,6 +218,20 @@ impl Daemon {
             databases,
             Arc::clone(&app.leftovers),
         ));
+        // Scratches of drills killed with an earlier process.
+        let drills = app
+            .databases
+            .read()
+            .expect("databases lock")
+            .values()
+            .filter(|db| db.drill.is_some())
+            .filter_map(|db| {
+                state::drills::drill_target(db)
+                    .ok()
+                    .map(|target| (db.id.clone(), target))
+            })
+            .collect();
+        background.push(leftovers::spawn_drill_sweeps(drills));
         let stop_monitor = CancellationToken::new();
         let options = app.health_options(None);
         background.push(spawn_health_monitor(

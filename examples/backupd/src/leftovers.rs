@@ -117,3 +117,39 @@ pub fn spawn_startup_scan(
         }
     })
 }
+
+/// Drops the scratch databases (directories) of restore drills killed
+/// before this start, on the drill server of each entry with a `drill:`
+/// schedule: at once for those already silent for
+/// [`DEFAULT_DRILL_GRACE`](backup_core::drill::DEFAULT_DRILL_GRACE), and
+/// once more when the grace has passed (a drill killed with the previous
+/// process refreshed its mark until then), instead of leaving a full copy
+/// of the data until the entry's next drill.
+pub fn spawn_drill_sweeps(
+    targets: Vec<(String, Arc<dyn backup_core::drill::DrillTarget>)>,
+) -> tokio::task::JoinHandle<()> {
+    use backup_core::drill::{DEFAULT_DRILL_GRACE, DRILL_HEARTBEAT};
+    tokio::spawn(async move {
+        sweep_drills(&targets).await;
+        tokio::time::sleep(DEFAULT_DRILL_GRACE + DRILL_HEARTBEAT).await;
+        sweep_drills(&targets).await;
+    })
+}
+
+async fn sweep_drills(targets: &[(String, Arc<dyn backup_core::drill::DrillTarget>)]) {
+    for (id, target) in targets {
+        match target
+            .remove_leftovers(backup_core::drill::DEFAULT_DRILL_GRACE)
+            .await
+        {
+            Ok(report) => {
+                for l in &report.removed {
+                    tracing::warn!(database = %id, scratch = %l.name, "removed the scratch of a killed restore drill");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(database = %id, error = %e, "could not look for scratches of killed restore drills")
+            }
+        }
+    }
+}

@@ -7,7 +7,8 @@
 //! carries `last_verified_at` after it. A drill that fails (a corrupted
 //! artifact) is a failed job; scheduled backups and drills are listed in
 //! `GET /api/v1/jobs` beside API jobs, within their tenant, with their
-//! progress.
+//! progress. A start drops the scratch databases of drills killed before
+//! it.
 
 use backup_postgres::{DRILL_PREFIX, TestServer};
 use reqwest::StatusCode;
@@ -254,4 +255,64 @@ async fn scheduled_runs_are_jobs_and_a_failed_drill_fails_its_job() {
     assert_eq!(drill["tenant"], "a", "{drill}");
     server.drop_database(&ticks).await.unwrap();
     server.drop_database(&broken).await.unwrap();
+}
+
+/// A drill killed with an earlier daemon left its scratch database: the
+/// next start drops it once its mark has been silent for the grace, and
+/// leaves a live drill's scratch (fresh mark) alone. On a server of its
+/// own, so that no other test's drill sweeps it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_drops_the_scratch_of_a_drill_killed_before_it() {
+    let server: &'static TestServer = Box::leak(Box::new(
+        tokio::task::spawn_blocking(TestServer::throwaway)
+            .await
+            .unwrap()
+            .unwrap(),
+    ));
+    let db = server
+        .create_database_with("drill_restart", "CREATE TABLE t AS SELECT 1 AS x")
+        .await
+        .unwrap();
+    let (dead, live) = (
+        format!("{DRILL_PREFIX}0000dead"),
+        format!("{DRILL_PREFIX}0000beef"),
+    );
+    for (name, silent_secs) in [(&dead, 11 * 60), (&live, 60)] {
+        server
+            .psql("postgres", &format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let mark = format!(
+            "DO $x$ BEGIN EXECUTE format('COMMENT ON DATABASE %I IS %L', '{name}', \
+             'backup-postgres drill scratch; alive=' || (extract(epoch from now())::bigint - {silent_secs})); END $x$"
+        );
+        server.psql("postgres", &mark).await.unwrap();
+    }
+    let d = Daemon::start_with(Options {
+        extra_config: format!(
+            "databases:\n  - {}\n",
+            pg_entry(server, "nightly", &db, "drill: \"weekly sun 05:00\"")
+        ),
+        pg: Some(server),
+        ..Options::default()
+    });
+    let mut removed = false;
+    for _ in 0..600 {
+        if d.logs()
+            .contains("removed the scratch of a killed restore drill")
+        {
+            removed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(removed, "{}", d.logs());
+    let left = server
+        .psql(
+            "postgres",
+            &format!("SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE '{DRILL_PREFIX}%'"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(left, live);
 }
