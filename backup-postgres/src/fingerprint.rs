@@ -62,6 +62,13 @@ pub(crate) struct Session {
 impl Session {
     /// Starts psql on `conn` and opens the transaction.
     pub(crate) async fn open(tools: &PgTools, conn: &PgConnection) -> Result<Session> {
+        let mut session = Session::connect(tools, conn).await?;
+        session.send(SETTINGS).await?;
+        Ok(session)
+    }
+
+    /// Starts psql on `conn`, outside any transaction.
+    pub(crate) async fn connect(tools: &PgTools, conn: &PgConnection) -> Result<Session> {
         let psql = tools.resolve("psql", None).await?;
         let passfile = PassFile::create(conn)?;
         let mut cmd = pg_command(&psql.path, conn, &passfile)?;
@@ -80,15 +87,13 @@ impl Session {
                 detail: "psql started without its pipes".into(),
             });
         };
-        let mut session = Session {
+        Ok(Session {
             child,
             stdin,
             lines: BufReader::new(stdout).lines(),
             stderr: Some(drain_stderr(stderr)),
             conn: conn.clone(),
-        };
-        session.send(SETTINGS).await?;
-        Ok(session)
+        })
     }
 
     /// Exports the transaction's snapshot, for `pg_dump --snapshot`.
@@ -150,7 +155,8 @@ impl Session {
         ))
     }
 
-    async fn send(&mut self, sql: &str) -> Result<()> {
+    /// Sends SQL to psql.
+    pub(crate) async fn send(&mut self, sql: &str) -> Result<()> {
         match self.stdin.write_all(sql.as_bytes()).await {
             Ok(()) => self
                 .stdin
@@ -162,7 +168,7 @@ impl Session {
     }
 
     /// The next line psql prints; an error with its stderr when it ended.
-    async fn line(&mut self) -> Result<String> {
+    pub(crate) async fn line(&mut self) -> Result<String> {
         match self.lines.next_line().await {
             Ok(Some(line)) => Ok(line),
             Ok(None) | Err(_) => Err(self.failed().await),

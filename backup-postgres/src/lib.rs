@@ -119,6 +119,7 @@ mod tarscan;
 mod tools;
 mod wal;
 mod wal_glue;
+mod wal_hold;
 mod window;
 
 #[cfg(feature = "throwaway")]
@@ -156,6 +157,7 @@ pub use wal::{
     PushOutcome, WAL_DIR, WalArchive, WalConflict, WalFileKind, WalFileName, WalPruneReport,
     WalRecord,
 };
+pub use wal_hold::HOLD_SLOT_PREFIX;
 pub use window::{PitrRange, PitrWindow, base_backups, pitr_window, prune_wal};
 
 /// (Feature `throwaway`.) Defines a test that runs once per PostgreSQL major version of the test

@@ -11,6 +11,9 @@
 //! CRC-32C (pg_basebackup's default) does, for a fraction of the server's
 //! CPU that per-file SHA-256 would cost (the server hashes every file).
 //!
+//! While `pg_basebackup` runs, a temporary replication slot holds the
+//! WAL it fetches at its end (`crate::wal_hold`).
+//!
 //! This is the first part of physical backups (issue #14): the source,
 //! its preflight and its archive. Restoring (extracting into a new data
 //! directory, verified with `pg_verifybackup`), WAL archiving and
@@ -307,7 +310,7 @@ fn explain_cut_short(e: Error) -> Error {
         Error::Dump { engine, detail } if detail.contains(CUT_SHORT) => Error::Dump {
             engine,
             detail: format!(
-                "{detail} (the server ended the archive in the middle of a file: that is how pg_basebackup reports an error the server raised while sending it, whose message is then only in the server's log; with the WAL fetched at the end of the backup the usual one is \"requested WAL segment ... has already been removed\": a checkpoint recycled WAL the backup needs before it was sent, after another base backup's checkpoint or heavy writes; run one base backup of a cluster at a time, or set wal_keep_size to cover a backup's duration)"
+                "{detail} (the server ended the archive in the middle of a file: that is how pg_basebackup reports an error the server raised while sending it, whose message is then only in the server's log; with the WAL fetched at the end of the backup the usual one is \"requested WAL segment ... has already been removed\": a checkpoint recycled WAL the backup needs before it was sent, after another base backup's checkpoint or heavy writes, when no temporary replication slot could hold it (a warning says so); set wal_keep_size to cover a backup's duration)"
             ),
         },
         other => other,
@@ -350,6 +353,7 @@ impl DumpSource for BaseBackupSource {
             .tools
             .resolve("pg_basebackup", Some(server.major))
             .await?;
+        let hold = crate::wal_hold::hold(&self.tools, &self.conn).await;
         let mut stream = self.start(
             &tool.path,
             self.incremental.as_ref().map(|i| i.parent.path()),
@@ -390,6 +394,13 @@ impl DumpSource for BaseBackupSource {
         let extra = fell_back
             .map(|why| Details::from([(FELL_BACK.to_string(), why)]))
             .unwrap_or_default();
+        // The hold lasts as long as the stream (pg_basebackup fetches the
+        // WAL at its end).
+        let stream = stream
+            .inspect(move |_| {
+                let _ = &hold;
+            })
+            .boxed();
         let stream = inspect_archive(stream, facts, parent.clone(), extra, details);
         let dump = DumpStream::new(
             stream,

@@ -8,10 +8,11 @@
 //! runs on both versions (`<test>::postgres_15`/`postgres_18` or a pair
 //! named after them).
 //!
-//! Base backups of one cluster run one at a time here: with `-X fetch`
-//! the WAL a backup needs is read at its end, and a concurrent backup's
-//! checkpoint can recycle it first ("requested WAL segment ... has
-//! already been removed"); the WAL archive of issue #14 is the cure.
+//! A running base backup holds the WAL it fetches at its end with a
+//! temporary replication slot, so checkpoints in between (another
+//! backup's, heavy writes) cannot remove it. Base backups of one cluster
+//! still run one at a time here (`ONE_BASE_BACKUP`), which keeps each
+//! test's timing its own.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -375,5 +376,73 @@ backup_postgres::each_major! {
             backup_postgres::ThrowawayCluster::start_with(cluster.bin_dir(), &[("x; y", "1")])
                 .is_err()
         );
+    }
+}
+
+backup_postgres::each_major! {
+    /// While a base backup streams, a temporary replication slot holds the
+    /// WAL it fetches at its end: checkpoints in between (here after four
+    /// segment switches, with `wal_keep_size = 0`) keep the segment the
+    /// backup started in, and the backup completes. Once it ended, the
+    /// slot is gone, and the same checkpoints remove that segment.
+    async fn a_running_base_backup_holds_its_wal_against_checkpoints(shared) {
+        let bin = shared.server_bin().await.unwrap();
+        let server = tokio::task::spawn_blocking(move || {
+            TestServer::throwaway_with(
+                bin,
+                &[("wal_keep_size", "0"), ("max_wal_size", "32MB"), ("min_wal_size", "32MB")],
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let db = server
+            .create_database_with("held", "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+            .await
+            .unwrap();
+        let sql = |q: &'static str| {
+            let server = &server;
+            async move { server.psql("postgres", q).await.unwrap().trim().to_string() }
+        };
+        let churn = || async {
+            for _ in 0..4 {
+                sql("CREATE TABLE IF NOT EXISTS churn (x int); INSERT INTO churn VALUES (1)").await;
+                sql("SELECT pg_switch_wal()").await;
+            }
+            sql("CHECKPOINT").await;
+        };
+        const OLDEST: &str =
+            "SELECT min(name) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'";
+        const HOLDS: &str = "SELECT coalesce(string_agg(temporary || ' ' || (restart_lsn IS NOT NULL), ','), '') \
+             FROM pg_replication_slots WHERE slot_name LIKE 'backup\\_hold\\_%'";
+        let started_in = sql("SELECT pg_walfile_name(pg_current_wal_lsn())").await;
+
+        let source = BaseBackupSource::new(server.connection(&db)).with_tools(server.tools());
+        let mut dump = backup_core::DumpSource::dump(&source, &backup_core::source::DumpOptions::default())
+            .await
+            .unwrap();
+        let mut bytes = dump.stream.next().await.unwrap().unwrap().len();
+        assert_eq!(sql(HOLDS).await, "true true", "one temporary slot holding WAL");
+        churn().await;
+        let oldest = sql(OLDEST).await;
+        assert!(oldest <= started_in, "held: oldest {oldest}, backup started in {started_in}");
+        while let Some(chunk) = dump.stream.next().await {
+            bytes += chunk.unwrap().len();
+        }
+        assert!(bytes > 1_000_000, "{bytes}");
+        drop(dump);
+
+        let mut holds = String::from("?");
+        for _ in 0..300 {
+            holds = sql(HOLDS).await;
+            if holds.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(holds, "", "the slot ends with the backup");
+        churn().await;
+        let oldest = sql(OLDEST).await;
+        assert!(oldest > started_in, "not held: oldest {oldest}, backup started in {started_in}");
     }
 }
