@@ -8,6 +8,8 @@
 //! listing, sweep, GC and prune do not see them; deleting a backup
 //! leaves its drill records (a few hundred bytes each) as history.
 
+mod scratch_dir;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ use crate::error::Result;
 use crate::fingerprint::{Fingerprint, TableCheck};
 use crate::key::{Key, validate_id};
 use crate::source::{LeftoverReport, RestoreOptions, RestoreTarget};
+
+pub use scratch_dir::ScratchDir;
 
 /// The reserved directory, under each tenant, drill records live in.
 pub const DRILLS_DIR: &str = "_drills";
@@ -139,6 +143,21 @@ pub trait Scratch: fmt::Debug + Send + Sync {
 
     /// The target restoring into it, with the options to use.
     fn restore_target(&self) -> (&dyn RestoreTarget, RestoreOptions);
+
+    /// Restores `backup` into it and says what else it checked on the
+    /// way (a note for the drill's record). By default
+    /// [`Engine::restore`](crate::Engine::restore) through
+    /// [`Scratch::restore_target`]; adapters whose backups restore
+    /// otherwise (a chain of incremental base backups, a cluster started
+    /// to prove it recovers) override it.
+    async fn restore(
+        &self,
+        engine: &crate::Engine,
+        backup: crate::BackupRef,
+    ) -> Result<Option<String>> {
+        let (target, opts) = self.restore_target();
+        engine.restore(backup, target, &opts).await.map(|_| None)
+    }
 
     /// The fingerprint of what it now holds, computed like the source's.
     async fn fingerprint(&self) -> Result<Fingerprint>;

@@ -195,29 +195,35 @@ impl Engine {
         let scratch = target.scratch().await?;
         tracing::info!(id = %manifest.id, scratch = %scratch.name(), "restore drill started");
         let checked = async {
-            let (restore_target, opts) = scratch.restore_target();
             let backup = BackupRef::in_tenant(manifest.tenant.clone(), manifest.id.clone());
-            self.restore(backup, restore_target, &opts)
+            let checks = scratch
+                .restore(self, backup)
                 .await
                 .map_err(|e| e.to_string())?;
-            match &manifest.fingerprint {
-                None => Ok(None),
-                Some(_) => scratch
-                    .fingerprint()
-                    .await
-                    .map(Some)
-                    .map_err(|e| format!("counting the restored copy: {e}")),
-            }
+            let restored = match &manifest.fingerprint {
+                None => None,
+                Some(_) => Some(
+                    scratch
+                        .fingerprint()
+                        .await
+                        .map_err(|e| format!("counting the restored copy: {e}"))?,
+                ),
+            };
+            Ok::<_, String>((restored, checks))
         }
         .await;
         let name = scratch.name().to_string();
         let dropped = scratch.discard().await;
-        let mut note = dropped.err().map(|e| {
+        let dropped = dropped.err().map(|e| {
             format!("the scratch database {name} could not be dropped ({e}); the leftover sweep drops it later")
         });
-        let restored = match checked {
-            Ok(restored) => restored,
-            Err(why) => return Ok((Vec::new(), Some(why), note)),
+        let (restored, checks) = match checked {
+            Ok(found) => found,
+            Err(why) => return Ok((Vec::new(), Some(why), dropped)),
+        };
+        let mut note = match (checks, dropped) {
+            (Some(c), Some(d)) => Some(format!("{c}; {d}")),
+            (c, d) => c.or(d),
         };
         match (&manifest.fingerprint, restored) {
             (Some(expected), Some(restored)) => {
