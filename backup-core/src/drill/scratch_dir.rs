@@ -3,7 +3,7 @@
 //! lock, not by an age.
 
 use std::fs::{File, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::source::{Leftover, LeftoverReport};
@@ -126,7 +126,7 @@ fn dead_dirs(parent: &Path, prefix: &str) -> Result<Vec<Leftover>> {
         }
         // A directory without its lock file yet is being created (or its
         // creator died in that instant): it is left alone.
-        let Ok(lock) = File::open(PathBuf::from(entry.path()).join(LOCK_FILE)) else {
+        let Ok(lock) = File::open(entry.path().join(LOCK_FILE)) else {
             continue;
         };
         if lock_exclusively(&lock).is_ok() {
