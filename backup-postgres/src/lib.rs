@@ -147,8 +147,9 @@ pub use libpq::{DEFAULT_SOCKET_DIR, LibpqEnv, PasswordOrigin, Resolved};
 pub use lsn::{Lsn, check_segment_size, parse_segment_file_name, segment_file_name};
 pub use physical::{BASEBACKUP_FORMAT, BaseBackupSource, FELL_BACK};
 pub use recovery::{
-    DirWalSource, PointInTimeRestore, RESTORE_FAILED_FILE, RecoveredServer, RecoveryReport,
-    RecoveryTarget, RecoveryTimeline, StartOptions, WalSource, mark_unusable,
+    DirWalSource, PHYSICAL_DRILL_PREFIX, PhysicalDrill, PointInTimeRestore, RESTORE_FAILED_FILE,
+    RecoveredServer, RecoveryReport, RecoveryTarget, RecoveryTimeline, StartOptions, WalSource,
+    mark_unusable,
 };
 pub use restore::PostgresTarget;
 pub use staging::DEFAULT_STAGING_GRACE;

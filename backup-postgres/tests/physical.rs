@@ -446,3 +446,91 @@ backup_postgres::each_major! {
         assert!(oldest > started_in, "not held: oldest {oldest}, backup started in {started_in}");
     }
 }
+
+backup_postgres::each_major! {
+    /// A drill of a base backup restores it into a private scratch
+    /// directory, starts a server of its version on it (consistent and
+    /// open) and reads every table of every database; the record says so
+    /// and no scratch is left. A byte flipped in the artifact fails the
+    /// drill before any server starts, and leaves no scratch either; a
+    /// killed drill's scratch (its lock released) is removed by the next.
+    async fn physical_drills_start_the_restored_cluster_and_read_every_table(server) {
+        use backup_core::drill::DrillStatus;
+        use backup_postgres::{PHYSICAL_DRILL_PREFIX, PhysicalDrill};
+
+        let db = server
+            .create_database_with(
+                "pdrill",
+                "CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 5000) g",
+            )
+            .await
+            .unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(Arc::new(
+            backup_store_fs::FsStore::new(store_dir.path()).unwrap(),
+        ));
+        let source = BaseBackupSource::new(server.connection(&db)).with_tools(server.tools());
+        let req = BackupRequest::new("cluster");
+        let (good, bad) = {
+            let _one = ONE_BASE_BACKUP.lock().await;
+            (
+                engine.backup(&source, &req).await.unwrap(),
+                engine.backup(&source, &req).await.unwrap(),
+            )
+        };
+        // Scratch servers of an aborted test binary are stopped.
+        let root = backup_core::testing::server::temp_dir("pdrill-", 0o755).unwrap();
+        backup_core::testing::server::Watcher::new()
+            .stop(format!(
+                "for f in '{}'/{PHYSICAL_DRILL_PREFIX}*/data/postmaster.pid; do [ -f \"$f\" ] && kill -QUIT \"$(head -n 1 \"$f\")\"; done",
+                root.display()
+            ))
+            .remove(&root)
+            .spawn();
+        let scratches = || {
+            std::fs::read_dir(&root)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        // What a killed drill left: a scratch directory nobody locks.
+        let dead = root.join(format!("{PHYSICAL_DRILL_PREFIX}dead00"));
+        std::fs::create_dir_all(dead.join("data")).unwrap();
+        std::fs::write(dead.join("lock"), b"").unwrap();
+
+        let admin = server.connection("postgres");
+        let drill = PhysicalDrill::new(&root)
+            .with_tools(server.tools())
+            .user(admin.user());
+        let record = engine.drill(good.backup_ref(), &drill).await.unwrap();
+        assert_eq!(record.status, DrillStatus::Passed, "{record:?}");
+        let note = record.note.clone().unwrap_or_default();
+        assert!(
+            note.contains("restored a chain of 1 base backup(s)")
+                && note.contains("consistent and open")
+                && note.contains("read every table of"),
+            "{note}"
+        );
+        let rows: u64 = note
+            .rsplit_once(", ")
+            .and_then(|(_, r)| r.strip_suffix(" rows)"))
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("{note}"));
+        assert!(rows >= 5000, "the table of 5000 rows was read: {note}");
+        assert!(scratches().is_empty(), "left: {:?}", scratches());
+
+        let path = store_dir.path().join(&bad.artifact);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        std::fs::write(&path, bytes).unwrap();
+        let record = engine.drill(bad.backup_ref(), &drill).await.unwrap();
+        assert_eq!(record.status, DrillStatus::Failed, "{record:?}");
+        let error = record.error.unwrap_or_default();
+        assert!(error.contains("integrity check failed"), "{error}");
+        assert!(scratches().is_empty(), "left: {:?}", scratches());
+        server.drop_database(&db).await.unwrap();
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

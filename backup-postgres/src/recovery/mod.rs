@@ -72,6 +72,7 @@
 
 mod backup_wal;
 mod before;
+mod drill;
 mod label;
 mod server;
 mod settings;
@@ -89,6 +90,7 @@ use backup_core::{Error, Result};
 
 use crate::tools::PgTools;
 use backup_wal::{backup_wal_end, check_against_backup};
+pub use drill::{PHYSICAL_DRILL_PREFIX, PhysicalDrill};
 use label::{BackupLabel, ControlData, major_version};
 use server::{Launch, LogFacts, Server, chown_tree, explain_failure, server_user};
 use settings::{recovery_settings, write_settings};
@@ -421,6 +423,7 @@ impl PointInTimeRestore {
             listen_addresses: &options.listen_addresses,
             log: &log,
             user,
+            settings: &[],
         })?;
         let facts = match server.wait_promoted(options.timeout).await {
             Ok(()) => LogFacts::parse(&server.log_text()),

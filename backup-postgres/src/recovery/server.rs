@@ -86,6 +86,8 @@ pub(crate) struct Launch<'a> {
     pub(crate) listen_addresses: &'a str,
     pub(crate) log: &'a Path,
     pub(crate) user: Option<(u32, u32)>,
+    /// More settings (`name=value`), each passed as its own `-c`.
+    pub(crate) settings: &'a [String],
 }
 
 impl Server {
@@ -111,6 +113,16 @@ impl Server {
             .arg(launch.socket_dir)
             .arg("-c")
             .arg(format!("listen_addresses={}", launch.listen_addresses));
+        // The restored configuration may name the original's data
+        // directory or pid file (a postgresql.conf kept in the data
+        // directory): the command line wins over every file.
+        cmd.arg("-c")
+            .arg(format!("data_directory={}", launch.data_dir.display()))
+            .arg("-c")
+            .arg("external_pid_file=");
+        for setting in launch.settings {
+            cmd.arg("-c").arg(setting);
+        }
         for setting in [
             "lc_messages=C",
             "log_timezone=UTC",

@@ -1,0 +1,281 @@
+//! [`PhysicalDrill`]: restore drills of physical base backups
+//! ([`Engine::drill`](backup_core::Engine::drill)).
+//!
+//! A base backup records no content fingerprint (it is fuzzy until its
+//! WAL is replayed, so nothing at dump time describes exactly what it
+//! restores to). Its drill proves what can be proven without one: the
+//! backup (with its chain of incremental parents) is restored with
+//! [`ChainRestore`] into a private scratch directory (every digest
+//! checked, `pg_combinebackup` for a chain, `pg_verifybackup` on the
+//! result), a server of the backup's major version is started on it and
+//! replays the backup's own WAL until it is consistent and open, and
+//! every table of every database is read in full (a count and a hash of
+//! every row, as a logical fingerprint is taken). The drill's record
+//! says what was read.
+//!
+//! The scratch server is private: Unix socket only, in the 0700 scratch
+//! directory; `pg_hba` replaced by `local all all trust` for it alone
+//! (the restored cluster's own rules name hosts and passwords the drill
+//! does not have); `archive_mode = off` (a restored copy must never push
+//! WAL into the original's archive) and `max_logical_replication_workers
+//! = 0` (a restored subscription must never consume the publisher's
+//! slot). It connects as [`PhysicalDrill::user`] (default `postgres`),
+//! which must be able to read every table (a superuser, or a role with
+//! `pg_read_all_data`).
+//!
+//! Scratch directories are `.backup-pg-drill-XXXXXX` under the drill
+//! directory, held by a lock while their drill runs ([`ScratchDir`]);
+//! the next drill removes those of killed drills. They need room for the
+//! whole cluster (twice, for a chain while it is combined).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backup_core::drill::{DrillTarget, Scratch, ScratchDir, log_leftover_sweep};
+use backup_core::fingerprint::Fingerprint;
+use backup_core::source::{Leftover, LeftoverReport};
+use backup_core::{BackupRef, Engine, Error, RestoreOptions, RestoreTarget, Result};
+
+use super::server::{Launch, Server, chown_tree, server_user};
+use crate::chain::ChainRestore;
+use crate::conn::PgConnection;
+use crate::datadir::DataDirTarget;
+use crate::tools::{PgTools, psql};
+
+const ENGINE: &str = "postgres";
+
+/// The start of every physical drill's scratch directory name.
+pub const PHYSICAL_DRILL_PREFIX: &str = ".backup-pg-drill-";
+
+/// The port the scratch server's socket is named after (it listens on
+/// no TCP port; the socket is in the private scratch directory).
+const SOCKET_PORT: u16 = 5432;
+
+/// Restore drills of physical base backups into scratch data directories
+/// under one directory (see the module docs).
+#[derive(Debug, Clone)]
+pub struct PhysicalDrill {
+    dir: PathBuf,
+    tools: PgTools,
+    user: String,
+    timeout: Duration,
+}
+
+impl PhysicalDrill {
+    /// Drills in scratch directories under `dir` (which must exist).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        PhysicalDrill {
+            dir: dir.into(),
+            tools: PgTools::auto(),
+            user: "postgres".into(),
+            timeout: Duration::from_secs(3600),
+        }
+    }
+
+    /// Chooses where the tools come from (`pg_combinebackup`,
+    /// `pg_verifybackup`, `psql`, and the server binaries of the
+    /// backup's major version).
+    pub fn with_tools(mut self, tools: PgTools) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// The role of the restored cluster the checks connect as.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// How long the restored server may take to become consistent
+    /// (default one hour).
+    pub fn recovery_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Scratch directories whose drill is gone (nobody holds their lock).
+    pub async fn leftovers(&self) -> Result<Vec<Leftover>> {
+        ScratchDir::dead(&self.dir, PHYSICAL_DRILL_PREFIX).await
+    }
+
+    /// Removes the scratch directories of drills that are gone (a dead
+    /// drill is known exactly by its released lock: no age applies).
+    pub async fn remove_leftovers(&self) -> Result<LeftoverReport> {
+        ScratchDir::remove_dead(&self.dir, PHYSICAL_DRILL_PREFIX).await
+    }
+}
+
+#[async_trait]
+impl DrillTarget for PhysicalDrill {
+    fn engine(&self) -> &str {
+        ENGINE
+    }
+
+    async fn remove_leftovers(&self, _older_than: Duration) -> Result<LeftoverReport> {
+        PhysicalDrill::remove_leftovers(self).await
+    }
+
+    async fn scratch(&self) -> Result<Box<dyn Scratch>> {
+        log_leftover_sweep(ENGINE, PhysicalDrill::remove_leftovers(self).await);
+        let home = ScratchDir::create(&self.dir, PHYSICAL_DRILL_PREFIX).await?;
+        let data = home.path().join("data");
+        tracing::info!(scratch = %home.path().display(), "created physical drill scratch");
+        Ok(Box::new(PhysicalScratch {
+            target: DataDirTarget::new(&data).with_tools(self.tools.clone()),
+            name: home.name().to_string(),
+            data,
+            home: Some(home),
+            drill: self.clone(),
+        }))
+    }
+}
+
+/// One drill's scratch directory; dropping it removes the directory (a
+/// server started on it is killed first, with the future that ran it).
+#[derive(Debug)]
+struct PhysicalScratch {
+    target: DataDirTarget,
+    name: String,
+    data: PathBuf,
+    home: Option<ScratchDir>,
+    drill: PhysicalDrill,
+}
+
+impl PhysicalScratch {
+    fn home(&self) -> Result<&Path> {
+        self.home
+            .as_ref()
+            .map(ScratchDir::path)
+            .ok_or_else(|| Error::Config("the drill scratch was already removed".into()))
+    }
+
+    /// Starts a server on the restored directory, waits until it is
+    /// consistent and open, reads every table, stops it.
+    async fn start_and_read(&self, server_version: &str) -> Result<String> {
+        let home = self.home()?.to_path_buf();
+        let bin = self.drill.tools.server_bin_dir(server_version).await?;
+        let hba = home.join("pg_hba.drill.conf");
+        std::fs::write(&hba, "local all all trust\n")
+            .map_err(|e| Error::io(format!("writing {}", hba.display()), e))?;
+        // Private, no archiving, no subscriptions (module docs).
+        let settings = [
+            format!("hba_file={}", hba.display()),
+            "archive_mode=off".to_string(),
+            "max_logical_replication_workers=0".to_string(),
+        ];
+        // A cluster whose configuration lives elsewhere (Debian's
+        // /etc/postgresql) has none in its data directory.
+        append(&self.data.join("postgresql.conf"), "")?;
+        let user = server_user()?;
+        if let Some((uid, gid)) = user {
+            chown_tree(home.clone(), uid, gid).await?;
+        }
+        let log = home.join("server.log");
+        let mut server = Server::start(&Launch {
+            bin_dir: &bin,
+            data_dir: &self.data,
+            port: SOCKET_PORT,
+            socket_dir: &home,
+            listen_addresses: "",
+            log: &log,
+            user,
+            settings: &settings,
+        })?;
+        let read = async {
+            server.wait_promoted(self.drill.timeout).await?;
+            let socket = home
+                .to_str()
+                .ok_or_else(|| Error::Config(format!("{} is not valid UTF-8", home.display())))?;
+            let conn = PgConnection::new(socket, SOCKET_PORT, &self.drill.user, "template1");
+            let names = psql(
+                &self.drill.tools,
+                &conn,
+                "SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname",
+            )
+            .await?;
+            let (mut databases, mut tables, mut rows) = (0u64, 0u64, 0u64);
+            for name in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
+                let counted =
+                    crate::fingerprint::of_database(&self.drill.tools, &conn.with_database(name))
+                        .await
+                        .map_err(|e| Error::Restore {
+                            engine: ENGINE,
+                            detail: format!("reading every table of {name} on the restored cluster: {e}"),
+                        })?;
+                databases += 1;
+                tables += counted.tables.len() as u64;
+                rows = counted.tables.iter().fold(rows, |sum, t| sum.saturating_add(t.rows));
+            }
+            Ok::<_, Error>(format!(
+                "started a PostgreSQL server on the restored cluster: consistent and open; read every table of {databases} databases ({tables} tables, {rows} rows)"
+            ))
+        }
+        .await;
+        let stopped = server.stop("fast").await;
+        let note = read?;
+        stopped?;
+        Ok(note)
+    }
+}
+
+fn append(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+#[async_trait]
+impl Scratch for PhysicalScratch {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A full base backup alone; [`Scratch::restore`] restores chains.
+    fn restore_target(&self) -> (&dyn RestoreTarget, RestoreOptions) {
+        (&self.target, RestoreOptions::default())
+    }
+
+    async fn restore(&self, engine: &Engine, backup: BackupRef) -> Result<Option<String>> {
+        let manifest = engine.catalog().get(backup).await?;
+        let report = ChainRestore::new(&self.data)
+            .with_tools(self.drill.tools.clone())
+            .run(engine, manifest.backup_ref())
+            .await?;
+        let version = manifest
+            .versions
+            .server
+            .clone()
+            .ok_or_else(|| Error::Restore {
+                engine: ENGINE,
+                detail: format!("backup {} does not record its server version", manifest.id),
+            })?;
+        let read = self.start_and_read(&version).await?;
+        Ok(Some(format!(
+            "restored a chain of {} base backup(s), verified with pg_verifybackup; {read}",
+            report.links.len()
+        )))
+    }
+
+    async fn fingerprint(&self) -> Result<Fingerprint> {
+        Err(Error::Restore {
+            engine: ENGINE,
+            detail: "a base backup records no content fingerprint to compare with".into(),
+        })
+    }
+
+    async fn discard(mut self: Box<Self>) -> Result<()> {
+        let Some(home) = self.home.take() else {
+            return Ok(());
+        };
+        let shown = home.path().display().to_string();
+        home.remove().await?;
+        tracing::info!(scratch = %shown, "removed physical drill scratch");
+        Ok(())
+    }
+}
