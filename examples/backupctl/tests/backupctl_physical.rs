@@ -2,7 +2,9 @@
 //! real binary against throwaway PostgreSQL 15 and 18 clusters: the base
 //! backup is listed with its physical facts, a non-empty or non-base-backup
 //! restore is refused with a clear error, and the restored data directory
-//! starts and holds the data as of the backup.
+//! starts and holds the data as of the backup. `drill --physical-dir`
+//! restores a base backup (and an incremental's chain) into a scratch
+//! directory, starts it and reads every table, and leaves nothing.
 //!
 //! PostgreSQL 18 needs `BACKUP_TEST_PG18_BIN` (.ci/test.sh sets it).
 
@@ -12,6 +14,32 @@ use std::path::Path;
 
 use backup_postgres::TestServer;
 use support::{backupctl, fails, json, ok};
+
+/// `backupctl drill ID --physical-dir` into a fresh directory the server's
+/// user can enter: the record, which must have passed, and the directory
+/// left empty.
+fn physical_drill(server: &TestServer, id: &str, store: &str, bin: &str) -> serde_json::Value {
+    let root = backup_core::testing::server::temp_dir("clidrill-", 0o755).unwrap();
+    let admin = server.connection("postgres");
+    let record = json(&[
+        "drill",
+        id,
+        "--store",
+        store,
+        "--physical-dir",
+        root.to_str().unwrap(),
+        "--physical-user",
+        admin.user(),
+        "--pg-bin",
+        bin,
+        "--json",
+    ]);
+    assert_eq!(record["status"], "passed", "{record}");
+    let left: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir(&root).unwrap();
+    record
+}
 
 async fn physical_round_trip(server: &TestServer) {
     let bin = server.server_bin().await.unwrap();
@@ -173,6 +201,16 @@ async fn physical_round_trip(server: &TestServer) {
         expected.trim(),
         "the restored cluster holds the data as of the backup"
     );
+
+    // A drill restores it again into a scratch directory, starts it and
+    // reads every table.
+    let record = physical_drill(server, &id, store, &bin);
+    let note = record["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("restored a chain of 1 base backup(s)")
+            && note.contains("consistent and open"),
+        "{record}"
+    );
     server.drop_database(&db).await.unwrap();
 }
 
@@ -302,6 +340,13 @@ async fn incremental_base_backup_and_chain_restore_on_postgres_18() {
         got,
         expected.trim(),
         "the chain restores the incremental's data"
+    );
+    // A drill of the incremental restores its chain.
+    let record = physical_drill(&server, &inc_id, store, &bin_s);
+    let note = record["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("restored a chain of 2 base backup(s)") && note.contains("read every table"),
+        "{record}"
     );
 
     // verify follows the chain; the prune plan shows which kept backup

@@ -3,7 +3,9 @@
 //! (MongoDB), or a scratch directory under `--sqlite-dir` (SQLite),
 //! compare row counts and content checksums with
 //! those recorded at dump time, drop the scratch, store and print the
-//! result. Exit status 1 when the drill failed.
+//! result. A physical base backup (`--physical-dir`) is restored with its
+//! chain into a scratch data directory, started until consistent, and
+//! every table read. Exit status 1 when the drill failed.
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use backup_core::drill::{DrillRecord, DrillTarget};
 use backup_core::{Error, Result};
 use backup_mongo::MongoDrill;
 use backup_mysql::MysqlDrill;
-use backup_postgres::PostgresDrill;
+use backup_postgres::{PgTools, PhysicalDrill, PostgresDrill};
 use backup_sqlite::SqliteDrill;
 
 use crate::commands::{Context, Outcome, print_json, resolve_id};
@@ -31,25 +33,37 @@ pub(crate) struct DrillArgs {
     /// PostgreSQL URL of the drill server's maintenance database (a role
     /// that may CREATE DATABASE); scratch databases `_backup_drill_<hex>`
     /// are created and dropped there. Password as for `restore`.
-    #[arg(long, value_name = "URL", required_unless_present_any = ["sqlite_dir", "mysql", "mongo"])]
+    #[arg(long, value_name = "URL", required_unless_present_any = ["sqlite_dir", "mysql", "mongo", "physical_dir"])]
     pub(crate) pg: Option<String>,
     /// MySQL/MariaDB URL of the drill server (an account that may create
     /// and drop databases; mysql://user@host:3306/); scratch databases
     /// `_backup_drill_<hex>` are created and dropped there. Password from
     /// the URL, `--password-file` or `MYSQL_PWD`.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["pg", "mongo", "sqlite_dir", "pg_bin"])]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["pg", "mongo", "sqlite_dir", "pg_bin", "physical_dir"])]
     pub(crate) mysql: Option<String>,
     /// For MongoDB backups: connection string of the drill deployment (a
     /// user that may create and drop any database); scratch databases
     /// `_backup_drill_<hex>` are created and dropped there. Password as
     /// for `restore` (MONGODB_PASSWORD or --password-file).
-    #[arg(long, value_name = "URI", conflicts_with_all = ["pg", "sqlite_dir", "pg_bin"])]
+    #[arg(long, value_name = "URI", conflicts_with_all = ["pg", "sqlite_dir", "pg_bin", "physical_dir"])]
     pub(crate) mongo: Option<String>,
     /// For SQLite backups: the directory scratch files are restored into
     /// (each drill in a private `.backup-sqlite-drill-*` directory,
     /// removed afterwards); it needs room for the restored database.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["pg", "mysql", "mongo", "password_file", "pg_bin"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["pg", "mysql", "mongo", "password_file", "pg_bin", "physical_dir"])]
     pub(crate) sqlite_dir: Option<std::path::PathBuf>,
+    /// For physical PostgreSQL base backups: the directory scratch data
+    /// directories are restored into (each drill in a private
+    /// `.backup-pg-drill-*` directory, removed afterwards; room for the
+    /// whole cluster; the postgres user must be able to enter it when
+    /// backupctl runs as root). A server of the backup's version is
+    /// started there on a private socket, and every table is read.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["pg", "password_file"])]
+    pub(crate) physical_dir: Option<std::path::PathBuf>,
+    /// The role of the restored cluster that reads every table (a
+    /// superuser or a member of pg_read_all_data; default postgres).
+    #[arg(long, value_name = "ROLE", requires = "physical_dir")]
+    pub(crate) physical_user: Option<String>,
     /// File holding the drill server's password.
     #[arg(long, value_name = "PATH")]
     pub(crate) password_file: Option<std::path::PathBuf>,
@@ -75,9 +89,19 @@ pub(crate) async fn run(args: DrillArgs, ctx: &Context<'_>) -> Result<Outcome> {
         Arc::new(MongoDrill::new(mongo_connection(uri, password_file)?))
     } else if let Some(dir) = &args.sqlite_dir {
         Arc::new(SqliteDrill::new(dir))
+    } else if let Some(dir) = &args.physical_dir {
+        let tools = match &args.pg_bin {
+            Some(bin) => PgTools::in_dir(bin),
+            None => PgTools::auto(),
+        };
+        let drill = PhysicalDrill::new(dir).with_tools(tools);
+        Arc::new(match &args.physical_user {
+            Some(user) => drill.user(user),
+            None => drill,
+        })
     } else {
         return Err(Error::Config(
-            "a drill needs --pg URL, --mysql URL, --mongo URI or --sqlite-dir DIR".into(),
+            "a drill needs --pg URL, --mysql URL, --mongo URI, --sqlite-dir DIR or --physical-dir DIR".into(),
         ));
     };
     let record = engine.drill(id.as_str(), drill.as_ref()).await?;
