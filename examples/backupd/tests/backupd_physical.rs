@@ -5,7 +5,9 @@
 //! API refused with the command that restores it, and the fields refused
 //! over the API. An incremental base backup (`incremental:`, `base_backup:
 //! incremental`) fails on PostgreSQL 15 with the version error, on 18
-//! without `summarize_wal` with what to turn on. The daemon stops its
+//! without `summarize_wal` with what to turn on. A drill of the entry
+//! (`drill:`, `drill_dir:`) restores its base backup into a scratch data
+//! directory, starts it and reads every table. The daemon stops its
 //! archiver on SIGTERM. Runs on both majors of the test matrix
 //! (`<test>::postgres_15`, `<test>::postgres_18` with the entry's
 //! `pg_bin` naming the 18 tools).
@@ -62,12 +64,19 @@ async fn wait_archived(api: &Api, id: &str, segment: &str) -> Value {
 backup_postgres::each_major! {
     async fn a_physical_entry_backs_up_the_cluster_and_archives_its_wal(server) {
         let slot = format!("backupd_phys_{}", std::process::id());
+        // Scratch data directories of drills: a directory the server's
+        // user can enter.
+        let drills = backup_core::testing::server::temp_dir("bdrill-", 0o755).unwrap();
+        let admin = server.connection("postgres");
         let entry = pg_entry(
             server,
             "cluster",
             "postgres",
             &format!(
-                "schedule: disabled, incremental: disabled, mode: physical, wal_archiving: true, slot: {slot}"
+                "schedule: disabled, incremental: disabled, mode: physical, wal_archiving: true, slot: {slot}, \
+                 drill: \"weekly sun 05:00\", drill_dir: {}, drill_user: {}",
+                drills.display(),
+                admin.user()
             ),
         );
         let d = Daemon::start_with(Options {
@@ -82,6 +91,20 @@ backup_postgres::each_major! {
         let manifest = listed.iter().find(|m| m.id == id).unwrap();
         assert_eq!(manifest.format, backup_postgres::BASEBACKUP_FORMAT);
         let info = backup_postgres::BaseBackupInfo::from_manifest(manifest).unwrap();
+
+        // A drill of the base backup: restored under drill_dir, started,
+        // every table read, nothing left.
+        let job = api.drill("cluster", ADMIN).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["result"]["status"], "passed", "{job}");
+        assert_eq!(job["result"]["backup_id"], id.as_str(), "{job}");
+        let note = job["result"]["note"].as_str().unwrap_or_default();
+        assert!(
+            note.contains("consistent and open") && note.contains("read every table"),
+            "{job}"
+        );
+        assert_eq!(std::fs::read_dir(&drills).unwrap().count(), 0, "scratch left");
+        std::fs::remove_dir(&drills).unwrap();
 
         let segment = switch_wal(server).await;
         let archived = wait_archived(&api, "cluster", &segment).await;

@@ -91,7 +91,15 @@ pub fn database(
         }
     };
     check_pg_bin(raw, engine, path, problems);
-    let drill = crate::config::drill::drill_schedule(raw, engine, mode, path, problems);
+    let drill = crate::config::drill::drill_schedule(raw, path, problems);
+    let (drill_dir, drill_user) = crate::config::drill::physical_drill_place(
+        raw,
+        engine,
+        mode,
+        drill.is_some(),
+        path,
+        problems,
+    );
     let verify_max_age = crate::config::drill::verify_max_age(raw, path, problems);
     // Drilled on a schedule: the newest verified backup is kept unless the
     // entry says otherwise.
@@ -123,6 +131,8 @@ pub fn database(
         incremental,
         fallback_to_full: raw.fallback_to_full,
         drill,
+        drill_dir,
+        drill_user,
         verify_max_age,
         keep_newest_verified,
         retention: limits,

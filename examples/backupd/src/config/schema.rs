@@ -414,12 +414,23 @@ pub struct RawDatabase {
     /// so). Configuration file only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fallback_to_full: bool,
-    /// Logical PostgreSQL entries: when to run a restore drill of the
-    /// newest backup (scratch database on the entry's server), in the
-    /// grammar of `schedule` (`weekly sun 05:00`). Configuration file
-    /// only.
+    /// When to run a restore drill of the newest backup (a scratch
+    /// database on the entry's server; for a physical entry a scratch
+    /// data directory under `drill_dir`), in the grammar of `schedule`
+    /// (`weekly sun 05:00`). Configuration file only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<RawSchedule>,
+    /// Physical PostgreSQL entries with `drill:`: the directory their
+    /// scratch data directories are restored into (absolute; room for
+    /// the whole cluster; the `postgres` user must be able to enter it
+    /// when backupd runs as root). Configuration file only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_dir: Option<String>,
+    /// Physical PostgreSQL entries with `drill:`: the role of the restored
+    /// cluster that reads every table (a superuser or a member of
+    /// `pg_read_all_data`; default `postgres`). Configuration file only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_user: Option<String>,
     /// How long a passed restore drill counts (`8d`): after that without
     /// a newer one, `/status` reports the entry `unverified`.
     /// Configuration file only.

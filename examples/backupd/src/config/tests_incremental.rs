@@ -129,7 +129,7 @@ fn a_dedup_type_beside_block_level_incrementals_is_a_contradiction() {
 }
 
 #[test]
-fn every_entry_but_physical_postgres_takes_a_drill_schedule_others_are_refused() {
+fn every_entry_takes_a_drill_schedule_physical_ones_with_a_drill_dir() {
     let config = load_entries(
         r#"  - {id: s, engine: postgres, database_name: sales, drill: "weekly sun 05:00"}
 "#,
@@ -156,21 +156,69 @@ fn every_entry_but_physical_postgres_takes_a_drill_schedule_others_are_refused()
         load_entries("  - {id: m, engine: mongodb, database_name: x, drill: \"daily 03:00\"}\n")
             .unwrap();
     assert!(m.databases[0].drill.is_some());
-    for entry in [
-        r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill: "daily 03:00"}"#,
-        r#"  - {id: b, engine: postgres, database_name: x, drill: "not a schedule"}"#,
+    // Physical entries drill into scratch data directories under their
+    // drill_dir, which they must name; drill_dir and drill_user belong to
+    // physical entries with drills only.
+    let p = load_entries(
+        r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill: "daily 03:00", drill_dir: /srv/drills, drill_user: admin}
+"#,
+    )
+    .unwrap();
+    let p = &p.databases[0];
+    assert!(p.drill.is_some());
+    assert_eq!(
+        p.drill_dir.as_deref(),
+        Some(std::path::Path::new("/srv/drills"))
+    );
+    assert_eq!(p.drill_user.as_deref(), Some("admin"));
+    for (entry, key, why) in [
+        (
+            r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill: "daily 03:00"}"#,
+            ".drill_dir",
+            "required for a physical entry",
+        ),
+        (
+            r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill: "daily 03:00", drill_dir: drills}"#,
+            ".drill_dir",
+            "absolute path",
+        ),
+        (
+            r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill: "daily 03:00", drill_dir: /srv/../etc}"#,
+            ".drill_dir",
+            "absolute path",
+        ),
+        (
+            r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill_dir: /srv/drills}"#,
+            ".drill_dir",
+            "only with a drill: schedule",
+        ),
+        (
+            r#"  - {id: l, engine: postgres, database_name: x, drill: "daily 03:00", drill_dir: /srv/drills}"#,
+            ".drill_dir",
+            "only for postgres entries with mode: physical",
+        ),
+        (
+            r#"  - {id: l, engine: postgres, database_name: x, drill: "daily 03:00", drill_user: admin}"#,
+            ".drill_user",
+            "only for postgres entries with mode: physical",
+        ),
+        (
+            r#"  - {id: p, engine: postgres, database_name: postgres, mode: physical, drill: "daily 03:00", drill_dir: /srv/drills, drill_user: ""}"#,
+            ".drill_user",
+            "role name",
+        ),
+        (
+            r#"  - {id: b, engine: postgres, database_name: x, drill: "not a schedule"}"#,
+            ".drill",
+            "schedule",
+        ),
     ] {
         let problems = load_entries(&format!("{entry}\n")).unwrap_err();
-        let why = if entry.contains("not a schedule") {
-            "schedule"
-        } else {
-            "restore drills are for"
-        };
         assert!(
             problems
                 .0
                 .iter()
-                .any(|p| p.contains(".drill") && p.contains(why)),
+                .any(|p| p.contains(key) && p.contains(why)),
             "{entry}: {:?}",
             problems.0
         );

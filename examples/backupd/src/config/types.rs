@@ -138,9 +138,15 @@ pub struct DatabaseConfig {
     /// parent or the WAL summaries no longer cover it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fallback_to_full: bool,
-    /// Logical PostgreSQL entries: when restore drills run.
+    /// When restore drills run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drill: Option<Schedule>,
+    /// Physical entries with drills: where scratch data directories go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill_dir: Option<std::path::PathBuf>,
+    /// Physical entries with drills: the role the checks connect as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill_user: Option<String>,
     /// How long a passed restore drill counts for health (`unverified`
     /// after it).
     #[serde(

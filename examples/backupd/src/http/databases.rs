@@ -74,6 +74,8 @@ pub(super) fn body_to_database(
         "incremental",
         "fallback_to_full",
         "drill",
+        "drill_dir",
+        "drill_user",
         "verify_max_age",
     ] {
         if fields.contains_key(key) {
@@ -252,6 +254,8 @@ pub(super) async fn patch_database(
             .drill
             .as_ref()
             .map(|s| RawSchedule::Text(s.to_string())),
+        drill_dir: current.drill_dir.as_ref().map(|d| d.display().to_string()),
+        drill_user: current.drill_user.clone(),
         verify_max_age: current.verify_max_age.map(format_duration),
         keep_newest_verified: Some(current.keep_newest_verified),
         backup_type: None,

@@ -122,6 +122,8 @@ pub fn sample_base() -> RawDatabase {
         incremental: None,
         fallback_to_full: false,
         drill: None,
+        drill_dir: None,
+        drill_user: None,
         verify_max_age: None,
         keep_newest_verified: None,
         backup_type: None,

@@ -3,7 +3,9 @@
 //! and dropped through its maintenance database (`postgres`) with the
 //! entry's credentials (the role needs `CREATEDB`); for a SQLite entry,
 //! private scratch directories (`.backup-sqlite-drill-*`) beside the
-//! entry's file, so on its file system; for a MySQL/MariaDB entry,
+//! entry's file, so on its file system; for a physical PostgreSQL
+//! entry, private scratch data directories under its `drill_dir`
+//! ([`PhysicalDrill`]); for a MySQL/MariaDB entry,
 //! scratch databases on its own server ([`crate::mysql::drill`]); for a
 //! MongoDB entry, scratch databases (`_backup_drill_<hex>`) on the
 //! entry's own deployment.
@@ -11,7 +13,7 @@
 use std::sync::Arc;
 
 use backup_core::drill::DrillTarget;
-use backup_postgres::PostgresDrill;
+use backup_postgres::{PhysicalDrill, PostgresDrill};
 use backup_sqlite::SqliteDrill;
 
 use crate::config::{BackupMode, DatabaseConfig};
@@ -28,13 +30,22 @@ pub fn drill_target(db: &DatabaseConfig) -> Result<Arc<dyn DrillTarget>, String>
         (DbEngine::Postgres, BackupMode::Logical) => Ok(Arc::new(
             PostgresDrill::new(pg_connection(db, DRILL_MAINTENANCE_DB)).with_tools(pg_tools(db)),
         )),
+        (DbEngine::Postgres, BackupMode::Physical) => {
+            let dir = db.drill_dir.as_ref().ok_or_else(|| {
+                format!(
+                    "database {}: a physical entry drills under its drill_dir, which it does not name",
+                    db.id
+                )
+            })?;
+            let drill = PhysicalDrill::new(dir).with_tools(pg_tools(db));
+            Ok(Arc::new(match &db.drill_user {
+                Some(user) => drill.user(user),
+                None => drill,
+            }))
+        }
         (DbEngine::Sqlite, _) => Ok(Arc::new(SqliteDrill::new(&db.host))),
         (DbEngine::Mysql, _) => crate::mysql::drill(db).map_err(|e| e.to_string()),
         (DbEngine::Mongodb, _) => crate::mongo::drill(db).map_err(|e| e.to_string()),
-        _ => Err(format!(
-            "database {}: restore drills are available for logical PostgreSQL, MySQL/MariaDB, SQLite and MongoDB entries only",
-            db.id
-        )),
     }
 }
 
