@@ -19,7 +19,12 @@
 //! does not have); `archive_mode = off` (a restored copy must never push
 //! WAL into the original's archive) and `max_logical_replication_workers
 //! = 0` (a restored subscription must never consume the publisher's
-//! slot). It connects as [`PhysicalDrill::user`] (default `postgres`),
+//! slot); `shared_buffers = 128MB` and `huge_pages = off` (the drill host
+//! need not have the original's memory). Other settings are the
+//! restored cluster's own, `shared_preload_libraries` included (some
+//! extensions cannot read their data without it), so background workers
+//! of preloaded extensions (a `pg_cron`) run while the drill does. It
+//! connects as [`PhysicalDrill::user`] (default `postgres`),
 //! which must be able to read every table (a superuser, or a role with
 //! `pg_read_all_data`).
 //!
@@ -158,11 +163,14 @@ impl PhysicalScratch {
         let hba = home.join("pg_hba.drill.conf");
         std::fs::write(&hba, "local all all trust\n")
             .map_err(|e| Error::io(format!("writing {}", hba.display()), e))?;
-        // Private, no archiving, no subscriptions (module docs).
+        // Private, no archiving, no subscriptions, and small: the drill
+        // host need not have the original's memory (module docs).
         let settings = [
             format!("hba_file={}", hba.display()),
             "archive_mode=off".to_string(),
             "max_logical_replication_workers=0".to_string(),
+            "shared_buffers=128MB".to_string(),
+            "huge_pages=off".to_string(),
         ];
         // A cluster whose configuration lives elsewhere (Debian's
         // /etc/postgresql) has none in its data directory.
