@@ -12,7 +12,9 @@
 //! `BaseBackupSource` (zstd:1, all digests, `-X fetch`, the archive
 //! scanned for its facts) into a directory store, each ours in a fresh
 //! process so its peak RSS is its own; then a restore into a new data
-//! directory (extract + `pg_verifybackup`) against `zstd -dc | tar -x`.
+//! directory (extract + `pg_verifybackup`) against `zstd -dc | tar -x`,
+//! and a restore drill (`PhysicalDrill`: restore, verify, a server
+//! started until consistent, every table read).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use backup_benches::{
     machine_meta, measure_shell, quoted, report_isolated, run_isolated,
 };
 use backup_core::{BackupRequest, Compression, Engine, Filter, RestoreOptions};
-use backup_postgres::{BaseBackupSource, DataDirTarget, PgTools};
+use backup_postgres::{BaseBackupSource, DataDirTarget, PgTools, PhysicalDrill};
 use backup_store_fs::FsStore;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +44,14 @@ enum Job {
     },
     /// The newest backup in `store` restored into the new `dir`.
     Restore {
+        name: String,
+        store: PathBuf,
+        dir: PathBuf,
+        bin: Option<PathBuf>,
+    },
+    /// A restore drill of the newest backup in `store`: scratch data
+    /// directories under `dir`.
+    Drill {
         name: String,
         store: PathBuf,
         dir: PathBuf,
@@ -98,6 +108,26 @@ impl Job {
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
                 (name, m.raw.size, None)
             }
+            Job::Drill {
+                name,
+                store,
+                dir,
+                bin,
+            } => {
+                let engine = Engine::new(Arc::new(FsStore::new(store).expect("store")));
+                let listed = rt
+                    .block_on(engine.catalog().list(&Filter::all()))
+                    .expect("listing the store");
+                let m = listed.first().expect("a backup to drill");
+                let drill = PhysicalDrill::new(dir)
+                    .with_tools(tools(bin))
+                    .user(conn.user());
+                let record = rt
+                    .block_on(engine.drill(m.backup_ref(), &drill))
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(record.passed(), "{name}: {record:?}");
+                (name, m.raw.size, None)
+            }
         };
         let m = phase.finish(name, input, "children");
         match output {
@@ -117,6 +147,10 @@ fn main() {
     let rows = env_u64("BENCH_PG_ROWS", 5_000_000);
     let work = tempfile::tempdir().expect("work directory");
     let dir = work.path();
+    // The drill's server runs as postgres when this is root: it must be
+    // able to enter the drill directory below.
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("work directory permissions");
     let mut report = Report::new("postgres: base backups (pg_basebackup -Ft) and restore");
     machine_meta(&mut report);
     let bench = BenchServer::start();
@@ -221,6 +255,17 @@ fn main() {
         dir: restored.clone(),
         bin: bin.clone(),
     });
+    let drills = dir.join("drills");
+    std::fs::create_dir(&drills).expect("drill dir");
+    std::fs::set_permissions(&drills, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("drill dir permissions");
+    let ours_drill = ours(Job::Drill {
+        name: "drill: ours (restore + pg_verifybackup + start until consistent + read every table)"
+            .into(),
+        store: store.clone(),
+        dir: drills,
+        bin: bin.clone(),
+    });
     let untar = dir.join("untar");
     std::fs::create_dir(&untar).expect("untar dir");
     let shell_restore = shell(
@@ -238,6 +283,7 @@ fn main() {
         with_digests,
         ours_restore,
         shell_restore,
+        ours_drill,
     ]) {
         report.push(Measurement { input: raw, ..m });
     }
