@@ -282,9 +282,9 @@ window.BackupdConsole = { pages: {}, nav: { backup: "backups", database: "databa
       el("td", { className: "mono" }, el("a", { href: "#/backup/" + enc(d.backup_id) }, d.backup_id)),
       el("td", {}, dbName(dbs, d.tenant, d.database)), el("td", {}, C.badge(d.status)), el("td", {}, C.when(d.verified_at)),
       el("td", {}, C.duration(d.duration_ms)),
-      el("td", {}, (d.tables || []).filter((t) => t.matches).length + " of " + (d.tables || []).length + " match"),
-      el("td", {}, d.error || "")));
-    root.append(C.table(["backup", "database", "status", "verified", "duration", "tables", "error"], rows, "no drill results yet"));
+      el("td", {}, (d.tables || []).length ? (d.tables || []).filter((t) => t.matches).length + " of " + d.tables.length + " match" : "not compared"),
+      el("td", {}, d.error || d.note || "")));
+    root.append(C.table(["backup", "database", "status", "verified", "duration", "tables", "error / note"], rows, "no drill results yet"));
   };
 
   P.databases = async function (root) {
