@@ -123,7 +123,15 @@ impl DrillTarget for PhysicalDrill {
 
     async fn scratch(&self) -> Result<Box<dyn Scratch>> {
         log_leftover_sweep(ENGINE, PhysicalDrill::remove_leftovers(self).await);
-        let home = ScratchDir::create(&self.dir, PHYSICAL_DRILL_PREFIX).await?;
+        // Absolute: the server changes into its data directory, and the
+        // socket directory must read as a path, not a host name.
+        let dir = std::fs::canonicalize(&self.dir).map_err(|e| {
+            Error::io(
+                format!("opening the drill directory {}", self.dir.display()),
+                e,
+            )
+        })?;
+        let home = ScratchDir::create(&dir, PHYSICAL_DRILL_PREFIX).await?;
         let data = home.path().join("data");
         tracing::info!(scratch = %home.path().display(), "created physical drill scratch");
         Ok(Box::new(PhysicalScratch {
