@@ -222,8 +222,15 @@ impl Heartbeat {
             tick.tick().await; // the first tick is immediate: the mark is new
             loop {
                 tick.tick().await;
-                if let Err(e) = beat().await {
-                    tracing::warn!(scratch = %name, error = %e, "could not refresh the mark of a drill scratch");
+                // A beat that hangs must not stop the next ones.
+                match tokio::time::timeout(DRILL_HEARTBEAT, beat()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(scratch = %name, error = %e, "could not refresh the mark of a drill scratch")
+                    }
+                    Err(_) => {
+                        tracing::warn!(scratch = %name, "refreshing the mark of a drill scratch timed out")
+                    }
                 }
             }
         }))

@@ -220,6 +220,23 @@ fn parse_table(line: &str) -> Option<TableFingerprint> {
 }
 
 /// The fingerprint of the database `conn` names, in one snapshot.
+/// [`of_database`] with `search_path` set to `pg_catalog` first, for a
+/// database whose role or database settings are not trusted (a restored
+/// cluster): no schema of its own shadows the functions counting.
+pub(crate) async fn of_database_pinned(
+    tools: &PgTools,
+    conn: &PgConnection,
+) -> Result<Fingerprint> {
+    let mut session = Session::connect(tools, conn).await?;
+    session
+        .send("SET search_path = pg_catalog, pg_temp;\n")
+        .await?;
+    session.send(SETTINGS).await?;
+    let fingerprint = session.count().await?;
+    session.finish().await?;
+    Ok(fingerprint)
+}
+
 pub(crate) async fn of_database(tools: &PgTools, conn: &PgConnection) -> Result<Fingerprint> {
     let mut session = Session::open(tools, conn).await?;
     let fingerprint = session.count().await?;

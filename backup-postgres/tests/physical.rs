@@ -497,7 +497,7 @@ backup_postgres::each_major! {
         // What a killed drill left: a scratch directory nobody locks.
         let dead = root.join(format!("{PHYSICAL_DRILL_PREFIX}dead00"));
         std::fs::create_dir_all(dead.join("data")).unwrap();
-        std::fs::write(dead.join("lock"), b"").unwrap();
+        std::fs::write(dead.join("lock"), b"4242").unwrap();
 
         let admin = server.connection("postgres");
         let drill = PhysicalDrill::new(&root)

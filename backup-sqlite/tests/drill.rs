@@ -113,13 +113,18 @@ async fn a_killed_drills_scratch_is_removed_and_a_live_one_is_spared() {
     // Dead: its lock file is there and nobody holds it.
     let dead = drills.path().join(format!("{DRILL_PREFIX}dead01"));
     std::fs::create_dir(&dead).unwrap();
-    std::fs::write(dead.join("lock"), b"").unwrap();
+    std::fs::write(dead.join("lock"), b"4242").unwrap();
     std::fs::write(dead.join("scratch.db"), b"half a restore").unwrap();
+    // Being created: an empty lock file, not yet locked by its creator.
+    let creating = drills.path().join(format!("{DRILL_PREFIX}new001"));
+    std::fs::create_dir(&creating).unwrap();
+    std::fs::write(creating.join("lock"), b"").unwrap();
     // Live: this process holds its lock.
     let live = drills.path().join(format!("{DRILL_PREFIX}live01"));
     std::fs::create_dir(&live).unwrap();
-    let held = std::fs::File::create(live.join("lock")).unwrap();
+    let mut held = std::fs::File::create(live.join("lock")).unwrap();
     held.try_lock().unwrap();
+    std::io::Write::write_all(&mut held, b"4243").unwrap();
     // Not ours: a look-alike without a lock file, and a plain file.
     let other = drills.path().join(format!("{DRILL_PREFIX}other"));
     std::fs::create_dir(&other).unwrap();
@@ -144,4 +149,5 @@ async fn a_killed_drills_scratch_is_removed_and_a_live_one_is_spared() {
     drill.remove_leftovers().await.unwrap();
     assert!(!live.exists());
     assert!(other.exists());
+    assert!(creating.exists(), "one being created is left alone");
 }

@@ -11,6 +11,10 @@ use crate::source::{Leftover, LeftoverReport};
 /// The file inside a scratch directory whose `flock` marks it live.
 const LOCK_FILE: &str = "lock";
 
+/// How long an empty lock file (its creator between creating and locking
+/// it) is left alone.
+const CREATION_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// `<parent>/<prefix><6 random characters>` (mode 0700), holding an
 /// exclusive `flock` on its `lock` file while this value lives. Dropping
 /// it removes the directory (recursively, blocking); a process killed
@@ -38,8 +42,17 @@ impl ScratchDir {
                         e,
                     )
                 })?;
+            // Locked, then written: a sweep leaves an empty lock file
+            // alone for a while (it may be between creation and lock).
             let lock = File::create(home.path().join(LOCK_FILE))
-                .and_then(|lock| lock_exclusively(&lock).map(|()| lock))
+                .and_then(|mut lock| {
+                    lock_exclusively(&lock)?;
+                    std::io::Write::write_all(
+                        &mut lock,
+                        std::process::id().to_string().as_bytes(),
+                    )?;
+                    Ok(lock)
+                })
                 .map_err(|e| Error::io("cannot lock the drill directory", e))?;
             let name = home
                 .path()
@@ -124,11 +137,22 @@ fn dead_dirs(parent: &Path, prefix: &str) -> Result<Vec<Leftover>> {
         if !name.starts_with(prefix) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        // A directory without its lock file yet is being created (or its
-        // creator died in that instant): it is left alone.
+        // A directory without its lock file yet, or with an empty one
+        // younger than a minute, is being created (its creator locks the
+        // file, then writes it): it is left alone.
         let Ok(lock) = File::open(entry.path().join(LOCK_FILE)) else {
             continue;
         };
+        let fresh_and_empty = lock.metadata().is_ok_and(|m| {
+            m.len() == 0
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_none_or(|age| age < CREATION_GRACE)
+        });
+        if fresh_and_empty {
+            continue;
+        }
         if lock_exclusively(&lock).is_ok() {
             dead.push(Leftover::new(name, None, None));
         }

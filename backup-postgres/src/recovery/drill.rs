@@ -53,9 +53,9 @@ const ENGINE: &str = "postgres";
 /// The start of every physical drill's scratch directory name.
 pub const PHYSICAL_DRILL_PREFIX: &str = ".backup-pg-drill-";
 
-/// The port the scratch server's socket is named after (it listens on
-/// no TCP port; the socket is in the private scratch directory).
-const SOCKET_PORT: u16 = 5432;
+/// The longest Unix socket path PostgreSQL takes (`sun_path` is 108 bytes
+/// with its terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 /// Restore drills of physical base backups into scratch data directories
 /// under one directory (see the module docs).
@@ -105,8 +105,16 @@ impl PhysicalDrill {
     }
 
     /// Removes the scratch directories of drills that are gone (a dead
-    /// drill is known exactly by its released lock: no age applies).
+    /// drill is known exactly by its released lock: no age applies). A
+    /// drill killed with its process leaves its server running (it runs
+    /// in a process group of its own): that server is stopped first.
     pub async fn remove_leftovers(&self) -> Result<LeftoverReport> {
+        for dead in ScratchDir::dead(&self.dir, PHYSICAL_DRILL_PREFIX).await? {
+            let data = self.dir.join(&dead.name).join("data");
+            tokio::task::spawn_blocking(move || stop_orphan(&data))
+                .await
+                .map_err(|e| Error::task("stopping a killed drill's server", e))?;
+        }
         ScratchDir::remove_dead(&self.dir, PHYSICAL_DRILL_PREFIX).await
     }
 }
@@ -168,18 +176,51 @@ impl PhysicalScratch {
     async fn start_and_read(&self, server_version: &str) -> Result<String> {
         let home = self.home()?.to_path_buf();
         let bin = self.drill.tools.server_bin_dir(server_version).await?;
+        let major = crate::tools::parse_major(server_version).unwrap_or(0);
+        // Any port: it only names the socket file. Not 5432, which jobs
+        // of a preloaded extension would reach on localhost.
+        let port: u16 = 20_000 + rand::random::<u16>() % 40_000;
+        let socket_path = home.join(format!(".s.PGSQL.{port}"));
+        if socket_path.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(Error::Config(format!(
+                "the drill directory's path is too long for the scratch server's Unix socket ({} is longer than {MAX_SOCKET_PATH} bytes): use a shorter drill directory",
+                socket_path.display()
+            )));
+        }
+        // A base backup of a standby carries `standby.signal`: started as
+        // a standby, the scratch would connect to the primary. It recovers
+        // from its own WAL only.
+        for signal in ["standby.signal", "recovery.signal"] {
+            match std::fs::remove_file(self.data.join(signal)) {
+                Ok(()) => tracing::info!(%signal, "removed from the drill's restored cluster"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing {signal}"), e)),
+            }
+        }
         let hba = home.join("pg_hba.drill.conf");
         std::fs::write(&hba, "local all all trust\n")
             .map_err(|e| Error::io(format!("writing {}", hba.display()), e))?;
         // Private, no archiving, no subscriptions, and small: the drill
         // host need not have the original's memory (module docs).
-        let settings = [
+        let mut settings = vec![
             format!("hba_file={}", hba.display()),
             "archive_mode=off".to_string(),
             "max_logical_replication_workers=0".to_string(),
+            "primary_conninfo=".to_string(),
+            "primary_slot_name=".to_string(),
             "shared_buffers=128MB".to_string(),
             "huge_pages=off".to_string(),
+            // Certificate files of the original may not exist here.
+            "ssl=off".to_string(),
+            // pg_cron, when preloaded, starts no job (a placeholder
+            // otherwise, which PostgreSQL accepts and ignores).
+            "cron.launch_active_jobs=off".to_string(),
         ];
+        if major >= 17 {
+            // No login event trigger of the restored cluster runs as the
+            // checks' role.
+            settings.push("event_triggers=off".to_string());
+        }
         // A cluster whose configuration lives elsewhere (Debian's
         // /etc/postgresql) has none in its data directory.
         append(&self.data.join("postgresql.conf"), "")?;
@@ -191,7 +232,7 @@ impl PhysicalScratch {
         let mut server = Server::start(&Launch {
             bin_dir: &bin,
             data_dir: &self.data,
-            port: SOCKET_PORT,
+            port,
             socket_dir: &home,
             listen_addresses: "",
             log: &log,
@@ -203,17 +244,25 @@ impl PhysicalScratch {
             let socket = home
                 .to_str()
                 .ok_or_else(|| Error::Config(format!("{} is not valid UTF-8", home.display())))?;
-            let conn = PgConnection::new(socket, SOCKET_PORT, &self.drill.user, "template1");
+            let conn = PgConnection::new(socket, port, &self.drill.user, "template1");
+            // Qualified: a restored role or database setting may put a
+            // schema of its own before pg_catalog. Databases an
+            // interrupted DROP DATABASE left invalid refuse connections.
             let names = psql(
                 &self.drill.tools,
                 &conn,
-                "SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname",
+                "SELECT coalesce(pg_catalog.json_agg(datname ORDER BY datname), '[]'::pg_catalog.json) \
+                 FROM pg_catalog.pg_database WHERE datallowconn AND datconnlimit OPERATOR(pg_catalog.<>) -2",
             )
             .await?;
+            let names: Vec<String> = serde_json::from_str(names.trim()).map_err(|e| Error::Restore {
+                engine: ENGINE,
+                detail: format!("unexpected list of databases from the restored cluster: {e}"),
+            })?;
             let (mut databases, mut tables, mut rows) = (0u64, 0u64, 0u64);
-            for name in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
+            for name in &names {
                 let counted =
-                    crate::fingerprint::of_database(&self.drill.tools, &conn.with_database(name))
+                    crate::fingerprint::of_database_pinned(&self.drill.tools, &conn.with_database(name))
                         .await
                         .map_err(|e| Error::Restore {
                             engine: ENGINE,
@@ -230,9 +279,52 @@ impl PhysicalScratch {
         .await;
         let stopped = server.stop("fast").await;
         let note = read?;
-        stopped?;
-        Ok(note)
+        Ok(match stopped {
+            Ok(()) => note,
+            // Every check passed; the scratch is removed (its server
+            // killed) all the same.
+            Err(e) => format!("{note}; stopping the scratch server: {e}"),
+        })
     }
+}
+
+/// Stops the server a killed drill left running on `data`, if any: the
+/// process its `postmaster.pid` names, only when that process's working
+/// directory is `data` (a recycled pid is someone else's). Immediate
+/// shutdown, then a kill after ten seconds.
+fn stop_orphan(data: &Path) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let Ok(text) = std::fs::read_to_string(data.join("postmaster.pid")) else {
+        return;
+    };
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let (Ok(cwd), Ok(data)) = (
+        std::fs::read_link(format!("/proc/{pid}/cwd")),
+        std::fs::canonicalize(data),
+    ) else {
+        return;
+    };
+    if pid <= 1 || cwd != data {
+        return;
+    }
+    tracing::warn!(pid, data = %data.display(), "stopping the server of a killed restore drill");
+    let pid = Pid::from_raw(pid);
+    let _ = kill(pid, Signal::SIGQUIT);
+    for _ in 0..100 {
+        if kill(pid, None).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+    std::thread::sleep(Duration::from_millis(500));
 }
 
 fn append(path: &Path, text: &str) -> Result<()> {

@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use backup_postgres::TestServer;
 use support::{backupctl, fails, json, ok};
@@ -39,6 +39,74 @@ fn physical_drill(server: &TestServer, id: &str, store: &str, bin: &str) -> serd
     assert!(left.is_empty(), "{left:?}");
     std::fs::remove_dir(&root).unwrap();
     record
+}
+
+/// A drill killed (SIGKILL) while its scratch server runs leaves that
+/// server running (its own process group) and its directory: the next
+/// drill stops the server, removes the directory, and passes.
+fn killed_drill_is_cleaned_up_by_the_next(server: &TestServer, id: &str, store: &str, bin: &str) {
+    let root = backup_core::testing::server::temp_dir("clikill-", 0o755).unwrap();
+    let admin = server.connection("postgres");
+    let args = [
+        "drill",
+        id,
+        "--store",
+        store,
+        "--physical-dir",
+        root.to_str().unwrap(),
+        "--physical-user",
+        admin.user(),
+        "--pg-bin",
+        bin,
+    ];
+    let running_server = || -> Option<(PathBuf, i32)> {
+        for entry in std::fs::read_dir(&root).ok()?.flatten() {
+            let data = entry.path().join("data");
+            let text = std::fs::read_to_string(data.join("postmaster.pid")).unwrap_or_default();
+            if text.lines().nth(7).map(str::trim) == Some("ready") {
+                return Some((entry.path(), text.lines().next()?.trim().parse().ok()?));
+            }
+        }
+        None
+    };
+    let mut orphan = None;
+    for _ in 0..5 {
+        let mut child = support::backupctl_command()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..3000 {
+            if let Some(found) = running_server() {
+                child.kill().unwrap();
+                orphan = Some(found);
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.wait();
+        if orphan.is_some() {
+            break;
+        }
+    }
+    let (scratch, pid) = orphan.expect("a drill caught while its server ran");
+    let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists();
+    assert!(alive(pid), "the killed drill's server outlives it");
+    let record = json(&[args.as_slice(), &["--json"]].concat());
+    assert_eq!(record["status"], "passed", "{record}");
+    assert!(!scratch.exists(), "the killed drill's directory is removed");
+    for _ in 0..100 {
+        if !alive(pid) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!alive(pid), "the killed drill's server was stopped");
+    std::fs::remove_dir(&root).unwrap();
 }
 
 async fn physical_round_trip(server: &TestServer) {
@@ -211,6 +279,7 @@ async fn physical_round_trip(server: &TestServer) {
             && note.contains("consistent and open"),
         "{record}"
     );
+    killed_drill_is_cleaned_up_by_the_next(server, &id, store, &bin);
     server.drop_database(&db).await.unwrap();
 }
 
