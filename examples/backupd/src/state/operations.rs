@@ -91,7 +91,15 @@ impl JobTable {
     /// Lists a running job; returns its id. End it with
     /// [`JobTable::end`].
     pub fn begin(&self, info: JobInfo<'_>, progress: Arc<JobProgress>) -> String {
-        let id = format!("{JOB_PREFIX}{}", new_backup_id(Utc::now()));
+        let mut ops = self.jobs.lock().expect("jobs lock");
+        // Ids are a second and 32 random bits: two jobs of one second can
+        // draw the same, and the second must not replace the first.
+        let id = loop {
+            let id = format!("{JOB_PREFIX}{}", new_backup_id(Utc::now()));
+            if !ops.contains_key(&id) {
+                break id;
+            }
+        };
         let op = Operation {
             id: id.clone(),
             kind: info.kind.to_string(),
@@ -106,7 +114,6 @@ impl JobTable {
             error_code: None,
             progress,
         };
-        let mut ops = self.jobs.lock().expect("jobs lock");
         // Keep the table bounded: forget the oldest finished ones.
         if ops.len() >= MAX_JOBS {
             let mut finished: Vec<(DateTime<Utc>, String)> = ops
