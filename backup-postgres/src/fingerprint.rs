@@ -232,13 +232,15 @@ pub(crate) async fn of_database_pinned(
         .send("SET search_path = pg_catalog, pg_temp;\n")
         .await?;
     session.send(SETTINGS).await?;
-    let fingerprint = session.count().await?;
-    session.finish().await?;
-    Ok(fingerprint)
+    count_and_finish(session).await
 }
 
 pub(crate) async fn of_database(tools: &PgTools, conn: &PgConnection) -> Result<Fingerprint> {
-    let mut session = Session::open(tools, conn).await?;
+    count_and_finish(Session::open(tools, conn).await?).await
+}
+
+/// Counts every table in `session`, then ends it.
+async fn count_and_finish(mut session: Session) -> Result<Fingerprint> {
     let fingerprint = session.count().await?;
     session.finish().await?;
     Ok(fingerprint)

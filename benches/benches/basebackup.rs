@@ -59,6 +59,19 @@ enum Job {
     },
 }
 
+/// An engine on the directory store `store` and its newest backup.
+fn newest_backup(
+    rt: &tokio::runtime::Runtime,
+    store: &Path,
+) -> (Engine, Arc<backup_core::manifest::Manifest>) {
+    let engine = Engine::new(Arc::new(FsStore::new(store).expect("store")));
+    let listed = rt
+        .block_on(engine.catalog().list(&Filter::all()))
+        .expect("listing the store");
+    let m = listed.first().cloned().expect("a backup in the store");
+    (engine, m)
+}
+
 fn tools(bin: &Option<PathBuf>) -> PgTools {
     bin.clone().map(PgTools::in_dir).unwrap_or_default()
 }
@@ -98,11 +111,7 @@ impl Job {
                 dir,
                 bin,
             } => {
-                let engine = Engine::new(Arc::new(FsStore::new(store).expect("store")));
-                let listed = rt
-                    .block_on(engine.catalog().list(&Filter::all()))
-                    .expect("listing the store");
-                let m = listed.first().expect("a backup to restore");
+                let (engine, m) = newest_backup(&rt, store);
                 let target = DataDirTarget::new(dir).with_tools(tools(bin));
                 rt.block_on(engine.restore(&m.id, &target, &RestoreOptions::default()))
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -114,11 +123,7 @@ impl Job {
                 dir,
                 bin,
             } => {
-                let engine = Engine::new(Arc::new(FsStore::new(store).expect("store")));
-                let listed = rt
-                    .block_on(engine.catalog().list(&Filter::all()))
-                    .expect("listing the store");
-                let m = listed.first().expect("a backup to drill");
+                let (engine, m) = newest_backup(&rt, store);
                 let drill = PhysicalDrill::new(dir)
                     .with_tools(tools(bin))
                     .user(conn.user());

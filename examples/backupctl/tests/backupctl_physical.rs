@@ -15,13 +15,11 @@ use std::path::{Path, PathBuf};
 use backup_postgres::TestServer;
 use support::{backupctl, fails, json, ok};
 
-/// `backupctl drill ID --physical-dir` into a fresh directory the server's
-/// user can enter: the record, which must have passed, and the directory
-/// left empty.
-fn physical_drill(server: &TestServer, id: &str, store: &str, bin: &str) -> serde_json::Value {
-    let root = backup_core::testing::server::temp_dir("clidrill-", 0o755).unwrap();
+/// `drill ID --store STORE --physical-dir ROOT` as the server's admin
+/// role, with the tools of `bin`.
+fn drill_args(server: &TestServer, id: &str, store: &str, root: &Path, bin: &str) -> Vec<String> {
     let admin = server.connection("postgres");
-    let record = json(&[
+    [
         "drill",
         id,
         "--store",
@@ -32,8 +30,24 @@ fn physical_drill(server: &TestServer, id: &str, store: &str, bin: &str) -> serd
         admin.user(),
         "--pg-bin",
         bin,
-        "--json",
-    ]);
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `backupctl drill ID --physical-dir` into a fresh directory the server's
+/// user can enter: the record, which must have passed, and the directory
+/// left empty.
+fn physical_drill(server: &TestServer, id: &str, store: &str, bin: &str) -> serde_json::Value {
+    let root = backup_core::testing::server::temp_dir("clidrill-", 0o755).unwrap();
+    let args = drill_args(server, id, store, &root, bin);
+    let record = json(
+        &[
+            args.iter().map(String::as_str).collect::<Vec<_>>(),
+            vec!["--json"],
+        ]
+        .concat(),
+    );
     assert_eq!(record["status"], "passed", "{record}");
     let left: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
@@ -46,19 +60,8 @@ fn physical_drill(server: &TestServer, id: &str, store: &str, bin: &str) -> serd
 /// drill stops the server, removes the directory, and passes.
 fn killed_drill_is_cleaned_up_by_the_next(server: &TestServer, id: &str, store: &str, bin: &str) {
     let root = backup_core::testing::server::temp_dir("clikill-", 0o755).unwrap();
-    let admin = server.connection("postgres");
-    let args = [
-        "drill",
-        id,
-        "--store",
-        store,
-        "--physical-dir",
-        root.to_str().unwrap(),
-        "--physical-user",
-        admin.user(),
-        "--pg-bin",
-        bin,
-    ];
+    let args = drill_args(server, id, store, &root, bin);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let running_server = || -> Option<(PathBuf, i32)> {
         for entry in std::fs::read_dir(&root).ok()?.flatten() {
             let data = entry.path().join("data");
@@ -72,7 +75,7 @@ fn killed_drill_is_cleaned_up_by_the_next(server: &TestServer, id: &str, store: 
     let mut orphan = None;
     for _ in 0..5 {
         let mut child = support::backupctl_command()
-            .args(args)
+            .args(&args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
